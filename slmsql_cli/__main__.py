@@ -1,0 +1,3 @@
+from slmsql_cli.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""The `slmsql` command line: one small module per command, registered here.
+
+Command modules import only typer/rich at the top; the pipeline, llama.cpp, torch and
+transformers are imported inside the command functions so that `slmsql --help` stays fast and
+`ask` never pulls in torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from slmsql_cli import __version__
+
+app = typer.Typer(
+    name="slmsql",
+    help=(
+        "Ask your SQLite database questions in plain language. A small Text-to-SQL model "
+        "(SLM-SQL, 0.5B-1.5B parameters) runs on your CPU through llama.cpp: it samples several "
+        "SQL candidates, executes them read-only, votes by result and lets a merge model revise "
+        "the top two.\n\nStart with:  slmsql ask --db music.sqlite \"How many albums are there?\""
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"slmsql {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def _register() -> None:
+    # Each import registers the command's function on `app`; order here is the order in --help.
+    from slmsql_cli.cli import ask_cmd, prompt_cmd  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,41 @@
+"""What every command shares: the error edge and the consoles."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from slmsql_cli.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(soft_wrap=True)  # results: stdout, so they pipe
+err = Console(stderr=True, soft_wrap=True)  # progress, errors, summaries: stderr
+
+
+def fail(message: str, hint: str | None = None, exit_code: int = 2) -> "typer.Exit":
+    """Print one error line (and a hint) to stderr and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    if hint:
+        err.print(f"[dim]hint: {hint}[/]", highlight=False)
+    return typer.Exit(exit_code)
+
+
+def user_errors(func: F) -> F:
+    """Turn UserError (and Ctrl-C) into one line and a non-zero exit; let real bugs keep their traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            raise fail(exc.message, exc.hint, exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,21 @@
+"""Errors a user can cause.
+
+Everything the user can get wrong (a missing file, an empty question, an unsupported model) is
+raised as :class:`UserError` deep in the pipeline and turned into one line plus a hint and a
+non-zero exit by the CLI. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input, shown as one clear line (and a hint) without a traceback."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
