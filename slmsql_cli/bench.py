@@ -1,0 +1,65 @@
+"""`slmsql bench`: how fast this machine answers, for several sample counts N.
+
+Each N runs the real generation prompt of a question on the user's database, with the prompt
+evaluated from scratch and a fixed number of generated tokens per candidate (end-of-turn ignored)
+so that runs are comparable and the user can pick the largest N their patience allows.
+"""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+from dataclasses import asdict, dataclass
+
+from slmsql_cli.engine import Engine, SamplingParams
+
+
+@dataclass
+class BenchRow:
+    n: int
+    prompt_tokens: int
+    prompt_tokens_per_s: float
+    generated_tokens: int
+    generated_tokens_per_s: float
+    seconds_per_question: float
+    overhead_fraction: float
+    peak_rss_mb: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def run_bench(engine: Engine, prompt_text: str, ns: list[int], max_tokens: int, seed: int = 42) -> list[BenchRow]:
+    rows = []
+    for n in ns:
+        engine.close_context()  # evaluate the prompt from scratch for every N
+        params = SamplingParams(n=n, max_tokens=max_tokens, seed=seed, ignore_eos=True, stop=())
+        _, stats = engine.sample(prompt_text, params)
+        gen_seconds = max(stats.wall_seconds - stats.prompt_seconds, 1e-9)
+        rows.append(
+            BenchRow(
+                n=n,
+                prompt_tokens=stats.prompt_tokens,
+                prompt_tokens_per_s=stats.prompt_tokens_evaluated / max(stats.prompt_seconds, 1e-9),
+                generated_tokens=stats.generated_tokens,
+                generated_tokens_per_s=stats.generated_tokens / gen_seconds,
+                seconds_per_question=stats.wall_seconds,
+                overhead_fraction=stats.overhead_seconds / max(stats.wall_seconds, 1e-9),
+                peak_rss_mb=peak_rss_mb(),
+            )
+        )
+    return rows
+
+
+def report(model_path: str, threads: int, max_tokens: int, rows: list[BenchRow]) -> dict:
+    return {
+        "model": model_path,
+        "threads": threads,
+        "max_tokens": max_tokens,
+        "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
+        "results": [asdict(r) for r in rows],
+    }

@@ -1,0 +1,88 @@
+"""`slmsql ask`: one question, one answer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli.common import err, out, user_errors
+
+# Options shared with `chat` and `eval`.
+MODEL_HELP = "A .gguf file, a Hugging Face repo id (owner/name[:file.gguf]) or an alias from `slmsql models`. Default: slm-sql-0.5b."
+MERGE_HELP = "Model that revises the top two drafts (CSC-SQL). Default: csc-merge-0.5b with the default model, else the --model itself."
+
+
+@app.command("ask")
+@user_errors
+def ask(
+    question: str = typer.Argument(..., help="Your question, in any language, e.g. \"How many albums are there?\""),
+    db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step (faster, less accurate)."),
+    n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates to sample and vote on (papers: 8-64)."),
+    merge_n: int = typer.Option(4, "--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8)."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens."),
+    seed: int = typer.Option(42, "--seed", help="Same seed, same candidates."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
+    evidence: str = typer.Option("", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."),
+    tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."),
+    db_id: Optional[str] = typer.Option(None, "--db-id", help="The database's id in --tables (default: the file name)."),
+    no_values: bool = typer.Option(False, "--no-values", help="Don't look up database values mentioned in the question."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the result rows as CSV."),
+    sql_only: bool = typer.Option(False, "--sql-only", help="Print only the winning SQL."),
+    max_rows: int = typer.Option(50, "--max-rows", min=1, help="Rows to show in the table (all rows go to --json/--csv)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate with its vote group or error."),
+) -> None:
+    """Answer a question about a SQLite database: sample SQL candidates, execute, vote, merge.
+
+    The database is opened read-only; a candidate that tries to write is rejected and gets no vote.
+
+    Examples:
+
+      slmsql ask --db slmsql_cli/data/bookshop.sqlite "Which author wrote the most books?"
+
+      slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
+    """
+    from slmsql_cli.database import open_database
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.render import print_answer, to_csv, to_json
+
+    if sum([as_json, as_csv, sql_only]) > 1:
+        raise typer.BadParameter("choose one of --json, --csv, --sql-only")
+    if not question.strip():
+        from slmsql_cli.errors import UserError
+
+        raise UserError("the question is empty", 'write it after the options, e.g. slmsql ask --db my.sqlite "How many orders are there?"')
+    database = open_database(db, tables_json=tables, db_id=db_id)
+    config = AskConfig(
+        n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge,
+        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads,
+    )
+    with err.status("loading the model…") as status:
+        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
+        generated = [0]
+
+        def tick(_seq: int) -> None:
+            generated[0] += 1
+            if generated[0] % 16 == 0:
+                status.update(f"sampling: {generated[0]} tokens…")
+
+        answer = pipeline.ask(database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick)
+    if as_json:
+        sys.stdout.write(to_json(answer) + "\n")
+    elif as_csv:
+        sys.stdout.write(to_csv(answer))
+    elif sql_only:
+        sys.stdout.write((answer.sql or "") + "\n")
+    else:
+        print_answer(out, answer, verbose=verbose, max_rows=max_rows)
+    if answer.result is None or not answer.result.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,65 @@
+"""`slmsql bench`: tokens per second and seconds per question for several N."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli.ask_cmd import MODEL_HELP
+from slmsql_cli.cli.common import err, out, user_errors
+
+
+@app.command("bench")
+@user_errors
+def bench(
+    db: Path = typer.Option(..., "--db", "-d", help="Database whose schema makes the prompt (its size drives prompt cost)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    question: str = typer.Option("How many rows does the largest table have?", "--question", "-q", help="Question whose prompt is timed."),
+) -> None:
+    """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.
+
+    Every N evaluates the prompt from scratch and generates exactly --max-tokens per candidate, so
+    rows compare. The last line printed is one JSON object with the same figures, for scripts.
+
+    Example:  slmsql bench --db slmsql_cli/data/bookshop.sqlite -n 1,4,8,16
+    """
+    from rich.table import Table
+
+    from slmsql_cli import models
+    from slmsql_cli.bench import report, run_bench
+    from slmsql_cli.database import open_database
+    from slmsql_cli.engine import Engine
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+
+    try:
+        counts = sorted({int(x) for x in ns.split(",") if x.strip()})
+    except ValueError:
+        raise typer.BadParameter(f"-n takes comma-separated integers, got {ns!r}") from None
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter("-n needs at least one count >= 1")
+    database = open_database(db)
+    with err.status("loading the model…"):
+        path = models.resolve(model or models.default_model())
+        engine = Engine(path, threads=threads)
+    pipeline = Pipeline(engine, None, AskConfig(merge=False))
+    prompt_text = pipeline.chat_text(engine, database.generation_prompt(question))
+    with err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+        rows = run_bench(engine, prompt_text, counts, max_tokens)
+    table = Table(title=f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
+    for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.n), f"{r.prompt_tokens_per_s:.0f}", f"{r.generated_tokens_per_s:.1f}",
+            f"{r.seconds_per_question:.1f}", f"{r.overhead_fraction:.1%}", f"{r.peak_rss_mb:.0f}",
+        )
+    out.print(table)
+    sys.stdout.write(json.dumps(report(str(path), engine.threads, max_tokens, rows)) + "\n")

@@ -1,0 +1,189 @@
+"""`ask` end to end: prompt → N candidates → execute → vote → corrective merge → answer.
+
+The same `Pipeline` object serves `ask` (one question), `chat` (many questions, model and KV
+cache kept warm) and `eval` (a benchmark), so all three run exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from slmsql_cli.database import Database
+from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import ExecResult, execute
+from slmsql_cli.extract import extract_sql
+from slmsql_cli.merge import format_result, needs_merge, prune_ddl
+from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, merge_prompt, render_chat
+from slmsql_cli.vote import Candidate, Group, vote
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class AskConfig:
+    """Sampling and execution settings. Papers used N=8-64 on GPUs; 4 keeps a laptop answer under a minute."""
+
+    n: int = 4
+    temperature: float = 0.8
+    max_tokens: int = 1024
+    seed: int = 42
+    merge: bool = True
+    merge_n: int = 4
+    timeout: float = 10.0
+    use_values: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class Answer:
+    question: str
+    sql: str | None
+    result: ExecResult | None
+    candidates: list[Candidate]
+    groups: list[Group]
+    merged: bool = False
+    merge_candidates: list[Candidate] = field(default_factory=list)
+    merge_groups: list[Group] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    generation: GenerationStats | None = None
+    merge_generation: GenerationStats | None = None
+
+    @property
+    def agreement(self) -> tuple[int, int]:
+        """(votes of the winning group, candidates sampled) for the stage that produced the answer."""
+        groups, cands = (self.merge_groups, self.merge_candidates) if self.merged else (self.groups, self.candidates)
+        return (groups[0].votes if groups else 0, len(cands))
+
+
+class Pipeline:
+    """A loaded generator (and optional merge model) plus the settings to answer questions with them."""
+
+    def __init__(self, engine: Engine, merge_engine: Engine | None, config: AskConfig) -> None:
+        self.engine = engine
+        self.merge_engine = merge_engine
+        self.config = config
+
+    @classmethod
+    def load(
+        cls,
+        model: str | None = None,
+        merge_model: str | None = None,
+        config: AskConfig | None = None,
+        progress: Progress | None = None,
+    ) -> "Pipeline":
+        """Resolve and load the models. With the default generator the default merge model is used;
+        with a model of your own and no --merge-model, the generator revises its own drafts."""
+        from slmsql_cli import models
+
+        config = config or AskConfig()
+        say = progress or (lambda _msg: None)
+        spec = model or models.default_model()
+        say(f"loading model {spec}")
+        engine = Engine(models.resolve(spec), threads=config.threads)
+        merge_engine: Engine | None = None
+        if config.merge:
+            merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
+            if merge_spec is None or _same_model(merge_spec, spec):
+                merge_engine = engine
+            else:
+                say(f"loading merge model {merge_spec}")
+                merge_engine = Engine(models.resolve(merge_spec), threads=config.threads)
+        return cls(engine, merge_engine, config)
+
+    def chat_text(self, engine: Engine, user_message: str) -> str:
+        """The exact text the model reads: system prompt + user message in the model's own chat template."""
+        template = engine.chat_template() or fallback_template(engine.architecture)
+        if template is None:
+            raise UserError(
+                f"{engine.path.name} has no chat template and slmsql has none for architecture '{engine.architecture}'",
+                "export the model with its tokenizer_config.json chat template (slmsql export)",
+            )
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_message}]
+        return render_chat(
+            template,
+            messages,
+            bos_token=engine.special_token_text("bos"),
+            eos_token=engine.special_token_text("eos"),
+            add_generation_prompt=True,
+        )
+
+    def _sample(self, engine: Engine, user_message: str, n: int, seed: int, on_token: Callable[[int], None] | None):
+        params = SamplingParams(n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed)
+        return engine.sample(self.chat_text(engine, user_message), params, on_token=on_token)
+
+    def _candidates(self, db: Database, completions: list[Completion]) -> list[Candidate]:
+        out: list[Candidate] = []
+        for c in completions:
+            sql = extract_sql(c.text)
+            result = execute(db.path, sql, timeout=self.config.timeout) if sql else None
+            out.append(Candidate(text=c.text, sql=sql, result=result))
+        return out
+
+    def ask(
+        self,
+        db: Database,
+        question: str,
+        evidence: str = "",
+        progress: Progress | None = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> Answer:
+        say = progress or (lambda _msg: None)
+        cfg = self.config
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+
+        t = time.perf_counter()
+        user_message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        timings["prompt"] = time.perf_counter() - t
+
+        say(f"sampling {cfg.n} candidate(s)")
+        t = time.perf_counter()
+        completions, gen_stats = self._sample(self.engine, user_message, cfg.n, cfg.seed, on_token)
+        timings["generate"] = time.perf_counter() - t
+
+        say("executing candidates")
+        t = time.perf_counter()
+        candidates = self._candidates(db, completions)
+        groups = vote(candidates)
+        timings["execute"] = time.perf_counter() - t
+
+        answer = Answer(question=question, sql=None, result=None, candidates=candidates, groups=groups, generation=gen_stats)
+        if groups:
+            answer.sql, answer.result = groups[0].sql, groups[0].result
+
+        if self.merge_engine is not None and needs_merge(groups):
+            say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
+            t = time.perf_counter()
+            top2 = groups[:2]
+            drafts = [(g.sql, format_result(g.result)) for g in top2]
+            details = prune_ddl(db.db_details(question, use_values=cfg.use_values), [g.sql for g in top2])
+            merge_message = merge_prompt(details, question, evidence, drafts)
+            merge_completions, merge_stats = self._sample(self.merge_engine, merge_message, cfg.merge_n, cfg.seed + 1000, on_token)
+            merge_candidates = self._candidates(db, merge_completions)
+            merge_groups = vote(merge_candidates)
+            answer.merge_candidates, answer.merge_groups, answer.merge_generation = merge_candidates, merge_groups, merge_stats
+            if merge_groups:  # a merge that produced nothing executable keeps the vote's winner
+                answer.merged = True
+                answer.sql, answer.result = merge_groups[0].sql, merge_groups[0].result
+            timings["merge"] = time.perf_counter() - t
+
+        if answer.sql is None:  # nothing executed: show the first SQL the model wrote, with its error
+            first = next((c for c in candidates if c.sql), None)
+            if first is not None:
+                answer.sql, answer.result = first.sql, first.result
+        timings["total"] = time.perf_counter() - t_start
+        answer.timings = timings
+        return answer
+
+    def close(self) -> None:
+        if self.merge_engine is not None and self.merge_engine is not self.engine:
+            self.merge_engine.close()
+        self.engine.close()
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())

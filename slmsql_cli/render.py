@@ -1,0 +1,149 @@
+"""How an Answer is shown: rich for people, JSON and CSV for scripts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rich.console import Console, Group as RichGroup
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from slmsql_cli.executor import ExecResult
+from slmsql_cli.pipeline import Answer
+from slmsql_cli.vote import Candidate, Group
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "columns": result.columns,
+        "rows": [[_jsonable(v) for v in row] for row in result.rows],
+        "row_count": len(result.rows),
+        "truncated": result.truncated,
+        "error": result.error,
+        "timed_out": result.timed_out,
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def _candidates_dict(candidates: list[Candidate], groups: list[Group]) -> list[dict[str, Any]]:
+    group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
+    out = []
+    for i, c in enumerate(candidates):
+        g = group_of.get(i)
+        out.append(
+            {
+                "sql": c.sql,
+                "group": g,
+                "votes": groups[g].votes if g is not None else 0,
+                "error": None if c.result is None else c.result.error or ("timeout" if c.result.timed_out else None),
+                "text": c.text,
+            }
+        )
+    return out
+
+
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    """The `--json` document: everything a script needs, nothing it has to parse from prose."""
+    votes, total = answer.agreement
+    doc: dict[str, Any] = {
+        "question": answer.question,
+        "sql": answer.sql,
+        "columns": answer.result.columns if answer.result else [],
+        "rows": [[_jsonable(v) for v in row] for row in answer.result.rows] if answer.result else [],
+        "error": answer.result.error if answer.result else "no SQL found in the model's output",
+        "truncated": bool(answer.result and answer.result.truncated),
+        "votes": votes,
+        "candidates_sampled": total,
+        "merged": answer.merged,
+        "candidates": _candidates_dict(answer.candidates, answer.groups),
+        "merge_candidates": _candidates_dict(answer.merge_candidates, answer.merge_groups),
+        "timings": {k: round(v, 3) for k, v in answer.timings.items()},
+    }
+    if answer.generation:
+        doc["generation"] = answer.generation.as_dict()
+    if answer.merge_generation:
+        doc["merge_generation"] = answer.merge_generation.as_dict()
+    return doc
+
+
+def to_json(answer: Answer) -> str:
+    return json.dumps(answer_dict(answer), ensure_ascii=False, default=str)
+
+
+def to_csv(answer: Answer) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    if answer.result is not None:
+        writer.writerow(answer.result.columns)
+        writer.writerows([[_jsonable(v) for v in row] for row in answer.result.rows])
+    return buf.getvalue()
+
+
+def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
+    table = Table(show_header=True, header_style="bold", show_lines=False)
+    for col in result.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in result.rows[:max_rows]:
+        table.add_row(*["NULL" if v is None else str(_jsonable(v)) for v in row])
+    if len(result.rows) > max_rows or result.truncated:
+        more = f"{len(result.rows) - max_rows} more rows" if len(result.rows) > max_rows else "more rows"
+        table.caption = f"… {more}{' (row cap reached)' if result.truncated else ''}"
+    return table
+
+
+def summary_line(answer: Answer) -> Text:
+    votes, total = answer.agreement
+    t = answer.timings
+    parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
+    if answer.merged:
+        parts.append(f"merge used ({answer.groups[0].votes}/{len(answer.candidates)} vs {answer.groups[1].votes} before)")
+    elif len(answer.groups) <= 1 and answer.candidates:
+        parts.append("no merge needed")
+    timing = f"{t.get('total', 0):.1f}s"
+    detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
+    if detail:
+        timing += f" ({', '.join(detail)})"
+    parts.append(timing)
+    return Text(" · ".join(parts), style="dim")
+
+
+def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50) -> None:
+    if verbose:
+        print_candidates(console, answer)
+    if answer.sql:
+        console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+    if answer.result is not None and answer.result.ok:
+        console.print(rows_table(answer.result, max_rows))
+    elif answer.result is not None:
+        console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
+    console.print(summary_line(answer))
+
+
+def print_candidates(console: Console, answer: Answer) -> None:
+    for title, cands, groups in (("candidates", answer.candidates, answer.groups), ("merge revisions", answer.merge_candidates, answer.merge_groups)):
+        if not cands:
+            continue
+        table = Table(title=title, show_lines=True)
+        table.add_column("#", justify="right")
+        table.add_column("group", justify="right")
+        table.add_column("SQL / error", overflow="fold")
+        group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
+        for i, c in enumerate(cands):
+            g = group_of.get(i)
+            label = f"{g + 1} ({groups[g].votes} votes)" if g is not None else "-"
+            err = c.result.error if c.result is not None and not c.result.ok else ("no SQL found" if c.sql is None else "")
+            body = RichGroup(Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"), Text(err or "", style="red")) if c.sql else Text(err, style="red")
+            table.add_row(str(i + 1), label, body)
+        console.print(table)
