@@ -160,7 +160,7 @@ class Pipeline:
             t = time.perf_counter()
             top2 = groups[:2]
             drafts = [(g.sql, format_result(g.result)) for g in top2]
-            details = prune_ddl(db.db_details(question, use_values=cfg.use_values), [g.sql for g in top2])
+            details = prune_ddl(db.db_details(question, use_values=cfg.use_values, evidence=evidence), [g.sql for g in top2])
             merge_message = merge_prompt(details, question, evidence, drafts)
             merge_completions, merge_stats = self._sample(self.merge_engine, merge_message, cfg.merge_n, cfg.seed + 1000, on_token)
             merge_candidates = self._candidates(db, merge_completions)

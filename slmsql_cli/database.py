@@ -1,0 +1,140 @@
+"""A database ready for prompting: checked, its schema and sample values read once and cached.
+
+Reading the schema and sampling two values per column touches every column, and the value index
+touches every string, so both are cached in the database's cache folder (and in memory): the
+second question about the same file pays nothing. The value index is built on first use, so
+`--no-values` never builds it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli import prompts
+from slmsql_cli.cache import db_cache_dir, read_json, short_hash, write_json_atomic
+from slmsql_cli.errors import UserError
+from slmsql_cli.schema import (
+    Schema,
+    combine_values,
+    sample_values,
+    schema_from_sqlite,
+    schema_from_tables_json,
+    serialize_schema,
+)
+from slmsql_cli.values import ValueIndex
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_CACHE_VERSION = 1
+
+Values = dict[tuple[str, str], list[Any]]
+
+
+@dataclass
+class Database:
+    path: Path
+    schema: Schema
+    samples: Values  # (table, column) -> first distinct values, as OmniSQL samples them
+    db_id: str = ""
+    _index: ValueIndex | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def index(self) -> ValueIndex:
+        """The question-value index, built (once per database version) on first use."""
+        if self._index is None:
+            self._index = ValueIndex.open(self.path, self.schema)
+        return self._index
+
+    def table_names(self) -> list[str]:
+        return [t.name for t in self.schema.tables]
+
+    def relevant_values(self, question: str, evidence: str = "") -> Values:
+        """Values of the database that the question (with its evidence) mentions, best first."""
+        return self.index.retrieve(prompts.question_text(_check_question(question), evidence))
+
+    def db_details(self, question: str, use_values: bool = True, evidence: str = "") -> str:
+        """The "Database Schema" block for this question: relevant values first when use_values."""
+        _check_question(question)
+        values = combine_values(self.relevant_values(question, evidence), self.samples) if use_values else self.samples
+        return serialize_schema(self.schema, values)
+
+    def generation_prompt(self, question: str, evidence: str = "", use_values: bool = True) -> str:
+        """The exact generation user message the model reads."""
+        return prompts.generation_prompt(self.db_details(question, use_values, evidence), question, evidence)
+
+
+def _check_question(question: str) -> str:
+    if not question or not question.strip():
+        raise UserError("the question is empty", 'ask something, e.g. "How many customers are there?"')
+    return question
+
+
+_MEMO: dict[tuple[Any, ...], Database] = {}
+
+
+def open_database(path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None) -> Database:
+    """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
+    db_path = _check_file(Path(path).expanduser())
+    stat = db_path.stat()
+    db_id = db_id or db_path.stem
+    source = "sqlite"
+    if tables_json is not None:
+        tj = Path(tables_json).expanduser()
+        if not tj.is_file():
+            raise UserError(f"tables file not found: {tables_json}", "pass the Spider/BIRD tables.json with --tables")
+        tj = tj.resolve()
+        source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"
+    key = (str(db_path), stat.st_size, stat.st_mtime_ns, source)
+    if key not in _MEMO:
+        _MEMO[key] = _load(db_path, source, tables_json, db_id)
+    return _MEMO[key]
+
+
+def _check_file(path: Path) -> Path:
+    if not path.exists():
+        raise UserError(f"database not found: {path}", "pass the path of a SQLite file with --db")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a database file", "pass the .sqlite file inside it with --db")
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"cannot read database {path}: {exc.strerror or exc}") from None
+    if header and header != SQLITE_HEADER:  # a 0-byte file is an empty SQLite database
+        raise UserError(f"{path} is not a SQLite database", "slmsql reads SQLite 3 files (.sqlite, .db)")
+    return path.resolve()
+
+
+def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str) -> Database:
+    cache_file = db_cache_dir(db_path) / f"schema-{short_hash(source)}.json"
+    cached = read_json(cache_file)
+    if isinstance(cached, dict) and cached.get("version") == _CACHE_VERSION:
+        schema = Schema.from_dict(cached["schema"])
+        samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached["samples"]}
+        return Database(db_path, schema, samples, db_id)
+
+    try:
+        schema = schema_from_tables_json(tables_json, db_id) if tables_json else schema_from_sqlite(db_path)
+        schema.db_id = db_id
+        if not schema.tables:
+            raise UserError(f"database has no tables: {db_path}", "is this the right file?")
+        samples = sample_values(db_path, schema)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"cannot read database {db_path}: {exc}", "is the file a complete, unencrypted SQLite database?") from None
+    write_json_atomic(cache_file, {
+        "version": _CACHE_VERSION,
+        "schema": schema.to_dict(),
+        "samples": [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()],
+    })
+    return Database(db_path, schema, samples, db_id)
+
+
+# JSON has no bytes: BLOB samples are stored tagged and restored, so the prompt is the same either way.
+def _encode(value: Any) -> Any:
+    return {"$bytes": value.hex()} if isinstance(value, bytes) else value
+
+
+def _decode(value: Any) -> Any:
+    return bytes.fromhex(value["$bytes"]) if isinstance(value, dict) else value

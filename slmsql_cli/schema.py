@@ -1,0 +1,352 @@
+"""A database's schema, and its serialization as the OmniSQL "Database Schema" DDL block.
+
+The SLM-SQL / CSC-SQL models were trained on OmniSQL's prompts (`process_dataset.py`,
+`obtain_db_details`), so `serialize_schema` reproduces that text byte for byte: one
+`CREATE TABLE` per table, a `-- comment, example: [...]` tail per column, PRIMARY KEY and
+`CONSTRAINT fk_...` lines. A schema comes either from the SQLite file itself or from a
+Spider/BIRD `tables.json` (which adds natural-language column names as comments).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli.errors import UserError
+
+ValuesDict = Mapping[tuple[str, str], Sequence[Any]]
+
+MAX_VALUES_PER_COLUMN = 6  # OmniSQL: (relevant + sampled values)[:6]
+SAMPLE_VALUE_CHARS = 40  # OmniSQL truncates sampled strings to 40 characters (slmsql: BLOBs too)
+
+
+@dataclass
+class Column:
+    name: str
+    type: str
+    comment: str = ""  # natural-language name from tables.json; "" for plain SQLite
+
+
+@dataclass
+class ForeignKey:
+    column: str
+    ref_table: str
+    ref_column: str
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column]
+    primary_key: list[str] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+
+@dataclass
+class Schema:
+    db_id: str
+    tables: list[Table]
+
+    def table(self, name: str) -> Table | None:
+        """The table called `name` (SQLite names are case-insensitive)."""
+        return next((t for t in self.tables if t.name.lower() == name.lower()), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Schema:
+        return cls(
+            db_id=data["db_id"],
+            tables=[
+                Table(
+                    name=t["name"],
+                    columns=[Column(**c) for c in t["columns"]],
+                    primary_key=list(t["primary_key"]),
+                    foreign_keys=[ForeignKey(**fk) for fk in t["foreign_keys"]],
+                )
+                for t in data["tables"]
+            ],
+        )
+
+
+# OmniSQL's SQL_RESERVED_WORDS (RUCKBReasoning/OmniSQL, train_and_evaluate/process_dataset.py,
+# copied unchanged into CycloneBoy/csc_sql), sorted here. The models saw exactly these
+# identifiers in backticks, so the set must not be "improved" (e.g. KEY is here, TYPE is not).
+SQL_RESERVED_WORDS = frozenset(
+    """
+    ACCESS ADD AFTER ALL ALTER ANALYZE AND AS ASC AVG BEFORE BEGIN BETWEEN BIGINT BINARY BIT BLOB
+    BOOLEAN BOTH BREAK BY CALL CASCADE CASE CAST CHAR CHARACTER CHECK CLOB COLLATE COLUMN COMMENT
+    COMMIT CONDITION CONNECT CONSTRAINT CONTINUE CONVERT COUNT CREATE CROSS CURRENT CURRENT_DATE
+    CURRENT_TIME CURRENT_TIMESTAMP CURSOR DATABASE DATE DAY DEC DECIMAL DECLARE DEFAULT DELETE DESC
+    DESCRIBE DISTINCT DO DOUBLE DROP EACH ELSE ELSEIF END ESCAPE EXCEPT EXEC EXECUTE EXISTS EXIT
+    EXPLAIN EXTEND EXTERNAL FALSE FETCH FILTER FLOAT FOR FOREIGN FROM FULL FUNCTION GENERATED GLOBAL
+    GRANT GROUP HAVING HOLD HOUR IDENTIFIED IF IGNORE ILIKE IN INDEX INNER INOUT INSENSITIVE INSERT
+    INT INTEGER INTERSECT INTERVAL INTO IS ITERATE JOIN KEY LANGUAGE LEADING LEAVE LEFT LIKE LIMIT
+    LOCAL LOCALTIME LOCALTIMESTAMP LOCK LOOP MATCH MAX MERGE MIN MINUTE MODIFIES MODULE MONTH
+    NATURAL NCHAR NEW NO NOT NULL NUMERIC OF OFFSET OLD ON ONLY OPEN OR ORDER OUT OUTER OVER
+    PARTITION PERCENT PLACING POSITION PRECISION PRIMARY PROCEDURE RANGE READS REAL RECURSIVE
+    REFERENCES REGEXP RELEASE RENAME REPEAT REPLACE RESIGNAL RESTRICT RETURN REVOKE RIGHT RLIKE ROLE
+    ROLLBACK ROW ROWNUM ROWS SAVEPOINT SCHEMA SELECT SENSITIVE SESSION SET SIGNAL SMALLINT SOME
+    SPECIFIC SQL SQLEXCEPTION SQLSTATE SQLWARNING START STATIC SUBSTRING SUM SYSDATE TABLE
+    TERMINATED THEN TIME TIMESTAMP TO TOP TRAILING TRIGGER TRUE UNDO UNION UNIQUE UNKNOWN UNLOCK
+    UPDATE USAGE USER USING VALUE VALUES VARCHAR VARYING VIEW WHEN WHERE WHILE WITH WITHIN YEAR ZONE
+    """.split()
+)
+_SPECIAL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def format_identifier(name: str) -> str:
+    """`name` in backticks if it is a reserved word or has a character outside [a-zA-Z0-9_] (OmniSQL rule)."""
+    if name.upper() in SQL_RESERVED_WORDS or _SPECIAL_CHARS.search(name):
+        return f"`{name}`"
+    return name
+
+
+def quote(name: str) -> str:
+    """A correctly escaped SQLite identifier, for the queries slmsql itself runs."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
+    """A read-only connection that decodes invalid UTF-8 (some Spider databases hold it) with U+FFFD."""
+    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
+    return conn
+
+
+# --- reading a schema -------------------------------------------------------------------------
+
+# Shadow tables that FTS3/4/5 and R*Tree virtual tables keep behind the scenes.
+_SHADOW_SUFFIXES = ("_content", "_data", "_idx", "_docsize", "_config", "_segments", "_segdir", "_stat",
+                    "_node", "_parent", "_rowid")
+
+
+def sqlite_affinity_type(declared: str) -> str:
+    """A declared SQLite column type as a BIRD-style lowercase type name.
+
+    BIRD's tables.json says integer/text/real/date/datetime, so those are the names the models
+    know. Dates are recognised first (SQLite would give them NUMERIC affinity); everything else
+    follows SQLite's own affinity rules (sqlite.org/datatype3.html §3.1), including "no declared
+    type" -> blob. NVARCHAR(160) -> text, NUMERIC(10,2) -> numeric, DOUBLE -> real.
+    """
+    t = declared.upper()
+    if "DATETIME" in t or "TIMESTAMP" in t:
+        return "datetime"
+    if "DATE" in t:
+        return "date"
+    if "INT" in t:
+        return "integer"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "text"
+    if "BLOB" in t or not t.strip():
+        return "blob"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "real"
+    return "numeric"
+
+
+def list_tables(conn: sqlite3.Connection) -> list[str]:
+    """User tables in sqlite_master order, without sqlite_* internals and FTS/R*Tree shadow tables."""
+    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
+    virtual = [name.lower() for name, sql in rows if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")]
+    shadow = {f"{v}{suffix}" for v in virtual for suffix in _SHADOW_SUFFIXES}
+    return [name for name, _ in rows if not name.lower().startswith("sqlite_") and name.lower() not in shadow]
+
+
+def _table_from_sqlite(conn: sqlite3.Connection, name: str) -> Table:
+    info = conn.execute(f"PRAGMA table_info({quote(name)})").fetchall()  # cid, name, type, notnull, dflt, pk
+    columns = [Column(name=row[1], type=sqlite_affinity_type(row[2] or "")) for row in info]
+    primary_key = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+    foreign_keys = []
+    fk_rows = conn.execute(f"PRAGMA foreign_key_list({quote(name)})").fetchall()
+    for _id, seq, ref_table, column, ref_column, *_ in sorted(fk_rows, key=lambda r: (-r[0], r[1])):
+        if ref_column is None:  # REFERENCES parent without a column list: the parent's primary key
+            parent = conn.execute(f"PRAGMA table_info({quote(ref_table)})").fetchall()
+            parent_pk = [r[1] for r in sorted((r for r in parent if r[5]), key=lambda r: r[5])]
+            ref_column = parent_pk[seq] if seq < len(parent_pk) else "rowid"
+        foreign_keys.append(ForeignKey(column=column, ref_table=ref_table, ref_column=ref_column))
+    position = {c.name.lower(): i for i, c in enumerate(columns)}
+    # PRAGMA lists the newest constraint first (hence -id above); OmniSQL lists FK lines in column order.
+    foreign_keys.sort(key=lambda fk: position.get(fk.column.lower(), len(columns)))
+    return Table(name=name, columns=columns, primary_key=primary_key, foreign_keys=foreign_keys)
+
+
+def schema_from_sqlite(db_path: str | Path) -> Schema:
+    """Introspect a SQLite file (read-only). Plain SQLite has no column comments."""
+    conn = connect_readonly(db_path)
+    try:
+        tables = []
+        for name in list_tables(conn):
+            try:
+                tables.append(_table_from_sqlite(conn, name))
+            except sqlite3.OperationalError:  # a virtual table whose module this SQLite lacks
+                continue
+        return Schema(db_id=Path(db_path).stem, tables=tables)
+    finally:
+        conn.close()
+
+
+def load_tables_json(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of a Spider/BIRD tables.json (one per database)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables") from None
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}", "pass the Spider/BIRD tables.json with --tables") from None
+    if not isinstance(data, list) or not all(isinstance(d, dict) and "db_id" in d for d in data):
+        raise UserError(f"{path} is not a Spider/BIRD tables.json (a list of objects with db_id)")
+    return data
+
+
+def schema_from_tables_json(path: str | Path, db_id: str) -> Schema:
+    """The schema of `db_id` in a Spider/BIRD tables.json, in its table and column order.
+
+    `column_names_original` give the identifiers, `column_names` the comments. Primary keys may be
+    column indexes or lists of indexes (composite keys); they are listed in column order, as
+    OmniSQL does.
+    """
+    entries = load_tables_json(path)
+    info = next((d for d in entries if d["db_id"] == db_id), None)
+    if info is None:
+        ids = [d["db_id"] for d in entries]
+        close = difflib.get_close_matches(db_id, ids, n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"it has {len(ids)} databases, e.g. {', '.join(ids[:5])}"
+        raise UserError(f"database id '{db_id}' is not in {path}", f"{hint} (choose with --db-id)")
+
+    names = info["column_names_original"]
+    comments = info.get("column_names") or names
+    types = info.get("column_types") or ["text"] * len(names)
+    pk_idx: set[int] = set()
+    for pk in info.get("primary_keys", []):
+        pk_idx.update(pk if isinstance(pk, list) else [pk])
+
+    tables = [Table(name=t, columns=[]) for t in info["table_names_original"]]
+    for idx, ((t_idx, col), (_, comment), col_type) in enumerate(zip(names, comments, types)):
+        if t_idx < 0:  # Spider's "*" pseudo column
+            continue
+        tables[t_idx].columns.append(Column(name=col, type=col_type, comment=comment))
+        if idx in pk_idx:
+            tables[t_idx].primary_key.append(col)
+    # FK lines follow the source column order, then tables.json order (OmniSQL loops columns, then FKs).
+    for src, dst in sorted(info.get("foreign_keys", []), key=lambda pair: pair[0]):
+        t_idx, col = names[src]
+        ref_t, ref_col = names[dst]
+        tables[t_idx].foreign_keys.append(ForeignKey(col, info["table_names_original"][ref_t], ref_col))
+    return Schema(db_id=db_id, tables=tables)
+
+
+# --- values ------------------------------------------------------------------------------------
+
+def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
+    """The first `limit` distinct non-empty values of every column, in SQLite's order (OmniSQL's query).
+
+    Columns are read from the database itself (PRAGMA table_info), as OmniSQL does, so a
+    tables.json that spells a column differently still gets values (matched case-insensitively).
+    """
+    values: dict[tuple[str, str], list[Any]] = {}
+    conn = connect_readonly(db_path)
+    try:
+        for table in schema.tables:
+            try:
+                columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quote(table.name)})")]
+            except sqlite3.Error:
+                continue
+            for col in columns:
+                c, t = quote(col), quote(table.name)
+                sql = (f"SELECT {c} FROM (SELECT DISTINCT {c} FROM {t} "
+                       f"WHERE {c} IS NOT NULL and {c} != '') LIMIT {int(limit)}")
+                try:
+                    rows = conn.execute(sql).fetchall()
+                except sqlite3.Error:
+                    continue
+                found = [v[:SAMPLE_VALUE_CHARS] if isinstance(v, (str, bytes)) else v for (v,) in rows]
+                if found:
+                    values[(table.name, col)] = found
+    finally:
+        conn.close()
+    return values
+
+
+def combine_values(*sources: ValuesDict) -> dict[tuple[str, str], list[Any]]:
+    """Concatenate per-column value lists (earlier sources first), keys lower-cased like OmniSQL's."""
+    out: dict[tuple[str, str], list[Any]] = {}
+    for source in sources:
+        for (table, column), vals in source.items():
+            out.setdefault((table.lower(), column.lower()), []).extend(vals)
+    return out
+
+
+# --- serialization -----------------------------------------------------------------------------
+
+def _has_comment(column: Column) -> bool:
+    name, comment = column.name.lower(), column.comment.lower()
+    if not column.comment.strip():
+        return False
+    return name not in (comment, comment.replace(" ", "_"), comment.replace(" ", ""))
+
+
+def _column_line(column: Column, values: list[Any]) -> str:
+    line = f"    {format_identifier(column.name)} {column.type},"
+    if _has_comment(column):
+        line += f" -- {column.comment}"
+        if values:
+            line += f", example: {values}"
+    elif values:
+        line += f" -- example: {values}"
+    return line
+
+
+def serialize_table(table: Table, values: ValuesDict) -> str:
+    """One `CREATE TABLE` block. Only the table's columns appear, so a pruned Table serializes too."""
+    lookup = combine_values(values)
+    present = {c.name.lower() for c in table.columns}
+    lines = []
+    for column in table.columns:
+        vals = list(dict.fromkeys(lookup.get((table.name.lower(), column.name.lower()), [])))
+        lines.append(_column_line(column, vals[:MAX_VALUES_PER_COLUMN]))
+    pk = [c.name for c in table.columns if c.name in table.primary_key]
+    pk = list(dict.fromkeys(pk))
+    if pk:
+        lines.append("    PRIMARY KEY (" + ", ".join(format_identifier(c) for c in pk) + "),")
+    fks = []
+    for fk in table.foreign_keys:
+        if fk.column.lower() not in present:
+            continue
+        fks.append(
+            f"    CONSTRAINT fk_{table.name.lower().replace(' ', '_')}_{fk.column.lower().replace(' ', '_')}"
+            f" FOREIGN KEY ({format_identifier(fk.column)})"
+            f" REFERENCES {format_identifier(fk.ref_table)} ({format_identifier(fk.ref_column)}),"
+        )
+    lines.extend(dict.fromkeys(fks))
+    ddl = f"CREATE TABLE {format_identifier(table.name)} (\n" + "\n".join(lines)
+    return ddl.removesuffix(",") + "\n);"
+
+
+def serialize_schema(schema: Schema, values: ValuesDict) -> str:
+    """The OmniSQL "Database Schema" block: tables joined by a blank line; tables without columns skipped.
+
+    `values` maps (table, column) to example values, best first (question-relevant values, then
+    sampled ones); keys match case-insensitively. Each column shows at most 6 distinct values.
+    """
+    lookup = combine_values(values)
+    return "\n\n".join(serialize_table(t, lookup) for t in schema.tables if t.columns)
+
+
+def subset(schema: Schema, columns: Iterable[tuple[str, str]]) -> Schema:
+    """`schema` restricted to the given (table, column) pairs, keeping order, keys and FKs of kept columns."""
+    keep = {(t.lower(), c.lower()) for t, c in columns}
+    tables = []
+    for t in schema.tables:
+        cols = [c for c in t.columns if (t.name.lower(), c.name.lower()) in keep]
+        if cols:
+            tables.append(Table(t.name, cols, list(t.primary_key), list(t.foreign_keys)))
+    return Schema(schema.db_id, tables)
