@@ -123,6 +123,26 @@ class Pipeline:
             out.append(Candidate(text=c.text, sql=sql, result=result))
         return out
 
+    def generate(self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None):
+        """Step 1: sample N candidates for the generation prompt, execute them and vote."""
+        cfg = self.config
+        user_message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        completions, stats = self._sample(self.engine, user_message, cfg.n, cfg.seed, on_token)
+        candidates = self._candidates(db, completions)
+        return candidates, vote(candidates), stats
+
+    def revise(self, db: Database, question: str, evidence: str, groups: list[Group], on_token: Callable[[int], None] | None = None):
+        """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
+        cfg = self.config
+        assert self.merge_engine is not None and len(groups) >= 2
+        top2 = groups[:2]
+        drafts = [(g.sql, format_result(g.result)) for g in top2]
+        details = prune_ddl(db.db_details(question, use_values=cfg.use_values, evidence=evidence), [g.sql for g in top2])
+        message = merge_prompt(details, question, evidence, drafts)
+        completions, stats = self._sample(self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token)
+        candidates = self._candidates(db, completions)
+        return candidates, vote(candidates), stats
+
     def ask(
         self,
         db: Database,
@@ -133,24 +153,10 @@ class Pipeline:
     ) -> Answer:
         say = progress or (lambda _msg: None)
         cfg = self.config
-        timings: dict[str, float] = {}
         t_start = time.perf_counter()
-
-        t = time.perf_counter()
-        user_message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
-        timings["prompt"] = time.perf_counter() - t
-
         say(f"sampling {cfg.n} candidate(s)")
-        t = time.perf_counter()
-        completions, gen_stats = self._sample(self.engine, user_message, cfg.n, cfg.seed, on_token)
-        timings["generate"] = time.perf_counter() - t
-
-        say("executing candidates")
-        t = time.perf_counter()
-        candidates = self._candidates(db, completions)
-        groups = vote(candidates)
-        timings["execute"] = time.perf_counter() - t
-
+        candidates, groups, gen_stats = self.generate(db, question, evidence, on_token)
+        timings = {"generate": gen_stats.wall_seconds, "execute": time.perf_counter() - t_start - gen_stats.wall_seconds}
         answer = Answer(question=question, sql=None, result=None, candidates=candidates, groups=groups, generation=gen_stats)
         if groups:
             answer.sql, answer.result = groups[0].sql, groups[0].result
@@ -158,17 +164,10 @@ class Pipeline:
         if self.merge_engine is not None and needs_merge(groups):
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
-            top2 = groups[:2]
-            drafts = [(g.sql, format_result(g.result)) for g in top2]
-            details = prune_ddl(db.db_details(question, use_values=cfg.use_values, evidence=evidence), [g.sql for g in top2])
-            merge_message = merge_prompt(details, question, evidence, drafts)
-            merge_completions, merge_stats = self._sample(self.merge_engine, merge_message, cfg.merge_n, cfg.seed + 1000, on_token)
-            merge_candidates = self._candidates(db, merge_completions)
-            merge_groups = vote(merge_candidates)
-            answer.merge_candidates, answer.merge_groups, answer.merge_generation = merge_candidates, merge_groups, merge_stats
-            if merge_groups:  # a merge that produced nothing executable keeps the vote's winner
+            answer.merge_candidates, answer.merge_groups, answer.merge_generation = self.revise(db, question, evidence, groups, on_token)
+            if answer.merge_groups:  # a merge that produced nothing executable keeps the vote's winner
                 answer.merged = True
-                answer.sql, answer.result = merge_groups[0].sql, merge_groups[0].result
+                answer.sql, answer.result = answer.merge_groups[0].sql, answer.merge_groups[0].result
             timings["merge"] = time.perf_counter() - t
 
         if answer.sql is None:  # nothing executed: show the first SQL the model wrote, with its error

@@ -106,10 +106,13 @@ def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
 def summary_line(answer: Answer) -> Text:
     votes, total = answer.agreement
     t = answer.timings
-    parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
+    if not answer.groups:
+        parts = [f"none of the {len(answer.candidates)} candidates produced SQL that ran"]
+    else:
+        parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
     if answer.merged:
-        parts.append(f"merge used ({answer.groups[0].votes}/{len(answer.candidates)} vs {answer.groups[1].votes} before)")
-    elif len(answer.groups) <= 1 and answer.candidates:
+        parts.append(f"merge used on drafts with {answer.groups[0].votes} and {answer.groups[1].votes} of {len(answer.candidates)} votes")
+    elif len(answer.groups) == 1:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
@@ -128,6 +131,8 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
         console.print(rows_table(answer.result, max_rows))
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
+    else:
+        console.print(Text("the model wrote no SQL (-v shows what it wrote; a larger -n or another model may help)", style="red"))
     console.print(summary_line(answer))
 
 

@@ -1,0 +1,88 @@
+"""`slmsql ask` end to end through the real CLI, the real Gemma GGUF and the demo database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+
+
+def slmsql(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})},
+    )
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
+    db = tmp_path / "bookshop.sqlite"
+    db.write_bytes(DEMO.read_bytes())
+    before = sha256(db)
+    proc = slmsql("ask", "--db", str(db), "--model", str(gemma_gguf), "-n", "3", "--max-tokens", "48",
+                  "--json", "How many books are there?", env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    # Gemma 270M is a base model: it may or may not write SQL. Exit 0 with an answer, 1 without one.
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["question"] == "How many books are there?"
+    assert len(doc["candidates"]) == 3
+    assert {"sql", "columns", "rows", "candidates", "timings", "votes", "merged"} <= doc.keys()
+    assert doc["generation"]["generated_tokens"] > 0
+    assert all(c["text"] for c in doc["candidates"])
+    assert (doc["sql"] is not None) == (proc.returncode == 0 or any(c["sql"] for c in doc["candidates"]))
+    assert sha256(db) == before
+    assert "Traceback" not in proc.stderr
+
+
+def test_ask_human_output_and_verbose(gemma_gguf: Path, tmp_path: Path) -> None:
+    proc = slmsql("ask", "--db", str(DEMO), "--model", str(gemma_gguf), "-n", "2", "--max-tokens", "24",
+                  "-v", "--no-merge", "Wie viele Bücher gibt es?", env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "candidates" in proc.stdout  # the -v table
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--db", "missing.sqlite", "q?"], "database not found"),
+        (["--db", "README.md", "q?"], "not a SQLite database"),
+        (["--db", str(DEMO), "   "], "question is empty"),
+        (["--db", str(DEMO), "--model", "missing.gguf", "q?"], "model file not found"),
+        (["--db", str(DEMO), "--model", "README.md", "q?"], "not a GGUF"),
+        (["--db", str(DEMO), "--model", "not a model", "q?"], "unknown model"),
+    ],
+)
+def test_ask_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = slmsql("ask", *args, env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 2
+    assert message in proc.stderr.splitlines()[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> None:
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "SLMSQL_CACHE_DIR": str(tmp_path / "cache")}
+    proc = slmsql("ask", "--db", str(DEMO), "How many books are there?", env=env)
+    assert proc.returncode == 2
+    assert "cycloneboy/SLM-SQL-0.5B" in proc.stderr and "not cached" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_empty_database_is_rejected(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "empty.sqlite"
+    sqlite3.connect(db).execute("PRAGMA user_version = 1").connection.close()
+    proc = slmsql("ask", "--db", str(db), "How many rows?")
+    assert proc.returncode == 2 and "no tables" in proc.stderr
