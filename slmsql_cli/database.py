@@ -54,15 +54,18 @@ class Database:
         """Values of the database that the question (with its evidence) mentions, best first."""
         return self.index.retrieve(prompts.question_text(_check_question(question), evidence))
 
-    def db_details(self, question: str, use_values: bool = True, evidence: str = "") -> str:
-        """The "Database Schema" block for this question: relevant values first when use_values."""
+    def db_details(self, question: str, use_values: bool = True, evidence: str = "", schema: Schema | None = None) -> str:
+        """The "Database Schema" block for this question: relevant values first when use_values.
+
+        `schema` replaces the full schema when it had to be pruned to fit the model's context.
+        """
         _check_question(question)
         values = combine_values(self.relevant_values(question, evidence), self.samples) if use_values else self.samples
-        return serialize_schema(self.schema, values)
+        return serialize_schema(schema or self.schema, values)
 
-    def generation_prompt(self, question: str, evidence: str = "", use_values: bool = True) -> str:
+    def generation_prompt(self, question: str, evidence: str = "", use_values: bool = True, schema: Schema | None = None) -> str:
         """The exact generation user message the model reads."""
-        return prompts.generation_prompt(self.db_details(question, use_values, evidence), question, evidence)
+        return prompts.generation_prompt(self.db_details(question, use_values, evidence, schema), question, evidence)
 
 
 def _check_question(question: str) -> str:

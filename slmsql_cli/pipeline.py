@@ -17,7 +17,9 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import format_result, needs_merge, prune_ddl
-from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, merge_prompt, render_chat
+from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, merge_prompt, question_text, render_chat
+from slmsql_cli.prune import keep_tables, rank_tables
+from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Candidate, Group, vote
 
 Progress = Callable[[str], None]
@@ -36,6 +38,7 @@ class AskConfig:
     timeout: float = 10.0
     use_values: bool = True
     threads: int | None = None
+    context: int | None = None  # cap on the context window (tokens); default: the model's own
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     generation: GenerationStats | None = None
     merge_generation: GenerationStats | None = None
+    schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
 
     @property
     def agreement(self) -> tuple[int, int]:
@@ -83,7 +87,7 @@ class Pipeline:
         say = progress or (lambda _msg: None)
         spec = model or models.default_model()
         say(f"loading model {spec}")
-        engine = Engine(models.resolve(spec), threads=config.threads)
+        engine = Engine(models.resolve(spec), threads=config.threads, n_ctx=config.context)
         merge_engine: Engine | None = None
         if config.merge:
             merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
@@ -91,7 +95,7 @@ class Pipeline:
                 merge_engine = engine
             else:
                 say(f"loading merge model {merge_spec}")
-                merge_engine = Engine(models.resolve(merge_spec), threads=config.threads)
+                merge_engine = Engine(models.resolve(merge_spec), threads=config.threads, n_ctx=config.context)
         return cls(engine, merge_engine, config)
 
     def chat_text(self, engine: Engine, user_message: str) -> str:
@@ -123,13 +127,41 @@ class Pipeline:
             out.append(Candidate(text=c.text, sql=sql, result=result))
         return out
 
+    def _fits(self, message: str) -> bool:
+        return len(self.engine.tokenize(self.chat_text(self.engine, message))) + self.config.max_tokens <= self.engine.n_ctx_limit
+
+    def generation_message(self, db: Database, question: str, evidence: str = "") -> tuple[str, Schema | None]:
+        """The generation prompt, with the full schema when it fits the context (the usual case);
+        otherwise with the largest question-ranked subset of tables that fits (and that subset)."""
+        cfg = self.config
+        message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        if self._fits(message):
+            return message, None
+        values = db.relevant_values(question, evidence) if cfg.use_values else {}
+        ranked = rank_tables(db.schema, question_text(question, evidence), values)
+        lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            schema = keep_tables(db.schema, ranked[:mid])
+            pruned = db.generation_prompt(question, evidence, use_values=cfg.use_values, schema=schema)
+            if self._fits(pruned):
+                best, lo = (pruned, schema), mid + 1
+            else:
+                hi = mid - 1
+        if best is None:
+            raise UserError(
+                f"even the most relevant table of {db.path.name} does not fit the model's context ({self.engine.n_ctx_limit} tokens)",
+                "lower --max-tokens or raise --context",
+            )
+        return best
+
     def generate(self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None):
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
-        user_message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        user_message, schema = self.generation_message(db, question, evidence)
         completions, stats = self._sample(self.engine, user_message, cfg.n, cfg.seed, on_token)
         candidates = self._candidates(db, completions)
-        return candidates, vote(candidates), stats
+        return candidates, vote(candidates), stats, schema
 
     def revise(self, db: Database, question: str, evidence: str, groups: list[Group], on_token: Callable[[int], None] | None = None):
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
@@ -155,9 +187,12 @@ class Pipeline:
         cfg = self.config
         t_start = time.perf_counter()
         say(f"sampling {cfg.n} candidate(s)")
-        candidates, groups, gen_stats = self.generate(db, question, evidence, on_token)
+        candidates, groups, gen_stats, schema = self.generate(db, question, evidence, on_token)
         timings = {"generate": gen_stats.wall_seconds, "execute": time.perf_counter() - t_start - gen_stats.wall_seconds}
         answer = Answer(question=question, sql=None, result=None, candidates=candidates, groups=groups, generation=gen_stats)
+        if schema is not None:
+            answer.schema_tables = (len(schema.tables), len(db.schema.tables))
+            say(f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the context")
         if groups:
             answer.sql, answer.result = groups[0].sql, groups[0].result
 

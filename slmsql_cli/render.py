@@ -70,6 +70,7 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "candidates": _candidates_dict(answer.candidates, answer.groups),
         "merge_candidates": _candidates_dict(answer.merge_candidates, answer.merge_groups),
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
+        "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]} if answer.schema_tables else None,
     }
     if answer.generation:
         doc["generation"] = answer.generation.as_dict()
@@ -118,6 +119,8 @@ def summary_line(answer: Answer) -> Text:
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
     if detail:
         timing += f" ({', '.join(detail)})"
+    if answer.schema_tables:
+        parts.append(f"schema pruned to {answer.schema_tables[0]}/{answer.schema_tables[1]} tables")
     parts.append(timing)
     return Text(" · ".join(parts), style="dim")
 

@@ -39,6 +39,7 @@ def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
     assert len(doc["candidates"]) == 3
     assert {"sql", "columns", "rows", "candidates", "timings", "votes", "merged"} <= doc.keys()
     assert doc["generation"]["generated_tokens"] > 0
+    assert doc["schema_pruned"] is None  # the demo schema fits: the model sees all of it
     assert all(c["text"] for c in doc["candidates"])
     assert (doc["sql"] is not None) == (proc.returncode == 0 or any(c["sql"] for c in doc["candidates"]))
     assert sha256(db) == before

@@ -30,6 +30,7 @@ def ask(
     max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens."),
     seed: int = typer.Option(42, "--seed", help="Same seed, same candidates."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
     evidence: str = typer.Option("", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."),
     tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."),
@@ -64,7 +65,7 @@ def ask(
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = AskConfig(
         n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge,
-        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads,
+        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads, context=context,
     )
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))

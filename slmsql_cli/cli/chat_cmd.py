@@ -27,6 +27,7 @@ def chat(
     max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate."),
     seed: int = typer.Option(42, "--seed", help="Same seed, same candidates."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
     no_values: bool = typer.Option(False, "--no-values", help="Don't look up database values mentioned in the question."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
@@ -47,7 +48,7 @@ def chat(
     database = open_database(db)
     config = AskConfig(
         n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge,
-        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads,
+        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads, context=context,
     )
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))

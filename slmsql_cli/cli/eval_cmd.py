@@ -1,0 +1,201 @@
+"""`slmsql eval`: execution accuracy on Spider / BIRD style question files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import typer
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli.ask_cmd import MERGE_HELP, MODEL_HELP
+from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.errors import UserError
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    questions: Optional[Path] = typer.Option(None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."),
+    tables: Optional[Path] = typer.Option(None, "--tables", help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates per question (with --model)."),
+    merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step."),
+    merge_n: int = typer.Option(4, "--merge-n", min=1, max=64, help="Revisions the merge model samples."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens."),
+    seed: int = typer.Option(42, "--seed", help="Sampling seed."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    no_values: bool = typer.Option(False, "--no-values", help="Don't put question-matched database values in the prompt."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Score given SQL instead: one per line in question order (or BIRD's JSON)."),
+    results: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds one gold or predicted query may run (BIRD: 30)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (ex, correct, total, by_level) as the last line."),
+    compare_files: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="Show where two --out files differ (no evaluation runs)."),
+    plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG chart of EX overall and by difficulty (needs matplotlib)."),
+) -> None:
+    """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
+
+    --format bird: a prediction is right when its set of rows equals the gold's. --format spider
+    (test-suite execution match): rows compare as multisets, in order only when the gold has
+    ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
+
+    Examples:
+
+      slmsql eval -q ../shared/data/bird_dev/dev.json --db-dir ../shared/data/bird_dev/dev_databases -n 8 --out bird.jsonl
+
+      slmsql eval -q ../shared/data/spider_dev/dev.json --db-dir ../shared/data/spider_dev/database --predictions pred.sql
+
+      slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
+    """
+    from slmsql_cli import evaluation as ev
+
+    if compare_files:
+        _compare(compare_files, plot_file, as_json)
+        return
+    if questions is None or db_dir is None:
+        raise UserError("--questions and --db-dir are required", "e.g. slmsql eval -q dev.json --db-dir dev_databases --predictions pred.sql")
+    if (model is None) == (predictions is None):
+        raise UserError("pass either --model (run a model) or --predictions (score given SQL)",
+                        "--predictions takes one SQL per line, in the order of the questions")
+    if not db_dir.exists():
+        raise UserError(f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite")
+    qs, fmt = ev.load_questions(questions, fmt)
+    all_count = len(qs)
+    qs = qs[:limit] if limit else qs
+    db_paths = {db_id: ev.resolve_db(db_dir, db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
+
+    preds: list[str] | None = None
+    if predictions is not None:
+        preds = ev.read_predictions(predictions)
+        if len(preds) != all_count:
+            raise UserError(f"{predictions} has {len(preds)} predictions for {all_count} questions",
+                            "one SQL per line, in the order of the questions (write an empty line for no answer)")
+    tables = tables or (_sibling_tables(questions) if model is not None else None)
+    run = {
+        "format": fmt, "predictions": str(predictions.resolve()) if predictions else None, "model": model,
+        "merge_model": merge_model, "n": n if model else None, "merge": (not no_merge) if model else None,
+        "merge_n": merge_n if model and not no_merge else None, "max_tokens": max_tokens if model else None,
+        "seed": seed if model else None, "use_values": (not no_values) if model else None, "timeout": timeout,
+    }
+
+    store = ev.ResultsFile(results, run, qs) if results else None
+    records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
+    pending = [q for q in qs if not (store and q.index in store.done)]
+    if store and records:
+        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored")
+    try:
+        predict = ev.file_predictor(preds) if preds is not None else _model_predictor(
+            model, merge_model, n, no_merge, merge_n, max_tokens, seed, threads, no_values, tables)
+        _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+    except KeyboardInterrupt:
+        err.print(f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
+                  + (f"; rerun the same command to resume from {results}" if results else ""))
+        _print_summary(ev.summarize(records, fmt), fmt, err)
+        raise
+    finally:
+        if store:
+            store.close()
+
+    summary = ev.summarize(records, fmt)
+    _print_summary(summary, fmt, err if as_json else out)
+    if plot_file:
+        label = ev.run_label(records, str(predictions or model))
+        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}")
+    if as_json:
+        sys.stdout.write(json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n")
+
+
+def _sibling_tables(questions: Path) -> Path | None:
+    for name in ("tables.json", "dev_tables.json"):
+        candidate = questions.parent / name
+        if candidate.is_file():
+            err.print(f"using {candidate} for the schema (pass --tables to choose another)")
+            return candidate
+    return None
+
+
+def _model_predictor(model, merge_model, n, no_merge, merge_n, max_tokens, seed, threads, no_values, tables):  # type: ignore[no-untyped-def]
+    from slmsql_cli.evaluation import model_predictor
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+
+    config = AskConfig(n=n, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
+                       use_values=not no_values, threads=threads)
+    with err.status("loading the model…") as status:
+        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
+    return model_predictor(pipeline, tables)
+
+
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from slmsql_cli.evaluation import evaluate_question
+
+    def ex_text() -> str:
+        done = len(records)
+        return f"EX {100.0 * sum(bool(r['correct']) for r in records) / done:5.1f}%" if done else "EX   -  "
+
+    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[ex]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
+        for q in pending:
+            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run)
+            if store:
+                store.append(record)
+            records.append(record)
+            progress.update(task, advance=1, ex=ex_text())
+
+
+def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    label = "difficulty" if fmt == "bird" else "hardness"
+    table = Table(title=f"execution accuracy ({fmt})")
+    for col, justify in ((label, "left"), ("questions", "right"), ("correct", "right"), ("EX %", "right")):
+        table.add_column(col, justify=justify)
+    for level, s in summary["by_level"].items():
+        table.add_row(level, str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
+    table.add_row("[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}")
+    console.print(table)
+    if summary["gold_errors"]:
+        console.print(f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]")
+
+
+def _compare(files: Tuple[Path, Path], plot_file: Optional[Path], as_json: bool) -> None:
+    from rich.table import Table
+
+    from slmsql_cli import evaluation as ev
+
+    a, b = (ev.load_records(f) for f in files)
+    fmt = next((r["run"].get("format") for r in a if isinstance(r.get("run"), dict)), None)
+    result = ev.compare(a, b, fmt)
+    names = [ev.run_label(a, files[0].name), ev.run_label(b, files[1].name)]
+    console = err if as_json else out
+    table = Table(title=f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)")
+    table.add_column("")
+    table.add_column(f"a: {names[0]}", justify="right")
+    table.add_column(f"b: {names[1]}", justify="right")
+    table.add_row("EX %", f"{result['a']['ex']:.2f}", f"{result['b']['ex']:.2f}")
+    for level in dict.fromkeys([*result["a"]["by_level"], *result["b"]["by_level"]]):
+        ea, eb = result["a"]["by_level"].get(level, {}), result["b"]["by_level"].get(level, {})
+        table.add_row(f"  {level}", f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
+    table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
+    console.print(table)
+    console.print(f"right in both: {result['both_correct']} · in neither: {result['neither']}"
+                  + (f" · only in a: {result['only_in_a']} · only in b: {result['only_in_b']}"
+                     if result["only_in_a"] or result["only_in_b"] else ""))
+    for d in result["differ"][:20]:
+        winner = "a" if d["a_correct"] else "b"
+        console.print(f"[dim]#{d['index']}[/] only {winner} right: {d['question']}", highlight=False)
+    if len(result["differ"]) > 20:
+        console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
+    if plot_file:
+        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}")
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
