@@ -1,0 +1,29 @@
+"""`slmsql chat` keeps the model loaded and re-evaluates only the part of the prompt that changed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+
+
+def test_second_question_reuses_the_cached_prompt(gemma_gguf: Path, tmp_path: Path) -> None:
+    questions = "How many books are there?\nHow many customers are there?\nexit\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(DEMO), "-m", str(gemma_gguf), "-n", "2",
+         "--max-tokens", "16", "--no-merge", "--no-values"],
+        input=questions, capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats = [tuple(map(int, m)) for m in re.findall(r"prompt (\d+) tokens, (\d+) evaluated", proc.stderr)]
+    assert len(stats) == 2, proc.stderr
+    (total1, evaluated1), (total2, evaluated2) = stats
+    assert evaluated1 == total1  # first question: the whole prompt
+    # Second question: the schema prefix comes from the KV cache; only the question onwards is new.
+    assert 0 < evaluated2 < total2 // 4
+    assert "Traceback" not in proc.stderr
