@@ -65,12 +65,13 @@ def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
     if not spec:
         raise UserError("empty --model value")
     path = Path(spec).expanduser()
-    if path.suffix.lower() == ".gguf" or path.is_file():
-        if not path.exists():
-            raise UserError(f"model file not found: {path}", "check the path, or run `slmsql models` to see what is cached")
+    if path.is_file():
         return path
     if path.is_dir():
         return _export(str(path), quant)
+    hub_file = ":" in spec and _REPO_ID.match(spec.split(":", 1)[0])
+    if path.suffix.lower() == ".gguf" and not hub_file:
+        raise UserError(f"model file not found: {path}", "check the path, or run `slmsql models` to see what is cached")
     known = lookup(spec)
     repo = known.repo if known else spec
     if not _REPO_ID.match(repo.split(":", 1)[0]):

@@ -35,7 +35,7 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lis
         return
     table = Table(title="Known models (use the alias with --model / --merge-model)")
     for col in ("alias", "role", "Hugging Face repo", "base model", "cached", "note"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("alias", "Hugging Face repo"))
     defaults = {default_model(), DEFAULT_MERGE_MODEL}
     for s in rows:
         cached = "GGUF" if s.cached_gguf else ("checkpoint" if s.cached_checkpoint else "-")
