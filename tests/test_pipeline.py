@@ -1,0 +1,59 @@
+"""The pipeline's steps with the real Gemma engine: chat text, generation, the corrective merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slmsql_cli.database import open_database
+from slmsql_cli.engine import Engine
+from slmsql_cli.executor import execute
+from slmsql_cli.pipeline import AskConfig, Pipeline
+from slmsql_cli.prompts import SYSTEM_PROMPT
+from slmsql_cli.vote import Candidate, vote
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+
+
+@pytest.fixture(scope="module")
+def pipeline(gemma_gguf: Path) -> Pipeline:
+    engine = Engine(gemma_gguf, threads=2)
+    p = Pipeline(engine, engine, AskConfig(n=2, merge_n=2, max_tokens=24))
+    yield p
+    p.close()
+
+
+def test_chat_text_wraps_system_and_user_in_the_models_turns(pipeline: Pipeline) -> None:
+    text = pipeline.chat_text(pipeline.engine, "USER MESSAGE")
+    # The Gemma GGUF has no template of its own, so slmsql's Gemma turn template is used.
+    assert text.startswith("<bos><start_of_turn>user\n")
+    assert SYSTEM_PROMPT in text and "USER MESSAGE" in text
+    assert text.endswith("<start_of_turn>model\n")
+
+
+def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: Path) -> None:
+    db = open_database(DEMO)
+    question = "How many books are there?"
+    drafts = ["SELECT COUNT(*) FROM books", "SELECT COUNT(DISTINCT author_id) FROM books", "SELECT COUNT(*) FROM books"]
+    candidates = [Candidate(text=f"<answer>{s}</answer>", sql=s, result=execute(DEMO, s)) for s in drafts]
+    groups = vote(candidates)
+    assert [g.votes for g in groups] == [2, 1]
+
+    message = pipeline.merge_message(db, question, "", groups)
+    assert "1. SELECT COUNT(*) FROM books\n【Execution result】\n[(" in message
+    assert "2. SELECT COUNT(DISTINCT author_id) FROM books\n【Execution result】" in message
+    assert "CREATE TABLE books" in message and "CREATE TABLE customers" not in message  # pruned to the drafts' tables
+
+    revised, revised_groups, stats = pipeline.revise(db, question, "", groups)
+    assert len(revised) == 2 and stats.generated_tokens > 0
+    assert all(g.result.ok for g in revised_groups)
+
+
+def test_generate_samples_n_candidates(pipeline: Pipeline, isolated_cache: Path) -> None:
+    db = open_database(DEMO)
+    candidates, groups, stats, pruned = pipeline.generate(db, "How many authors are there?")
+    assert len(candidates) == 2 and pruned is None
+    assert sum(g.votes for g in groups) <= 2
+    assert stats.prompt_tokens > 1000
