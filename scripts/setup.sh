@@ -52,8 +52,11 @@ if [[ ",$EXTRAS," == *",train,"* ]]; then
   fi
 fi
 
+# Install the cached wheel first, so that pip never picks a newer sdist and compiles again.
+"$PY" -m pip install --quiet "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
+
 SPEC="."
 [ -n "$EXTRAS" ] && SPEC=".[$EXTRAS]"
 echo "==> installing slmsql$([ -n "$EXTRAS" ] && echo "[$EXTRAS]") in editable mode"
-"$PY" -m pip install --quiet --find-links "$WHEEL_DIR" -e "$SPEC"
+"$PY" -m pip install --quiet -e "$SPEC"
 echo "==> done: activate with 'source .venv/bin/activate', then run 'slmsql --help'"

@@ -14,7 +14,7 @@ from typing import Callable
 from slmsql_cli.database import Database
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute
+from slmsql_cli.executor import ExecResult, execute_many
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import needs_merge, prune_ddl, top_drafts
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, merge_prompt, question_text, render_chat
@@ -120,12 +120,9 @@ class Pipeline:
         return engine.sample(self.chat_text(engine, user_message), params, on_token=on_token)
 
     def _candidates(self, db: Database, completions: list[Completion]) -> list[Candidate]:
-        out: list[Candidate] = []
-        for c in completions:
-            sql = extract_sql(c.text)
-            result = execute(db.path, sql, timeout=self.config.timeout) if sql else None
-            out.append(Candidate(text=c.text, sql=sql, result=result))
-        return out
+        sqls = [extract_sql(c.text) for c in completions]
+        results = execute_many(db.path, sqls, timeout=self.config.timeout)  # identical SQL runs once
+        return [Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)]
 
     def _fits(self, message: str) -> bool:
         return len(self.engine.tokenize(self.chat_text(self.engine, message))) + self.config.max_tokens <= self.engine.n_ctx_limit

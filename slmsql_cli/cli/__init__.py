@@ -41,7 +41,7 @@ def _root(
 
 def _register() -> None:
     # Each import registers the command's function on `app`; order here is the order in --help.
-    from slmsql_cli.cli import ask_cmd, chat_cmd, prompt_cmd, eval_cmd, models_cmd, bench_cmd  # noqa: F401
+    from slmsql_cli.cli import ask_cmd, chat_cmd, prompt_cmd, eval_cmd, models_cmd, bench_cmd, train_cmd, export_cmd  # noqa: F401
 
 
 _register()

@@ -22,7 +22,7 @@ def eval_command(
     db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."),
     tables: Optional[Path] = typer.Option(None, "--tables", help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP.split(" Default:")[0] + " Runs the same pipeline as `ask`."),
     n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates per question (with --model)."),
     merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
     no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step."),
@@ -31,6 +31,7 @@ def eval_command(
     seed: int = typer.Option(42, "--seed", help="Sampling seed."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
     no_values: bool = typer.Option(False, "--no-values", help="Don't put question-matched database values in the prompt."),
+    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Score given SQL instead: one per line in question order (or BIRD's JSON)."),
     results: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
@@ -41,9 +42,9 @@ def eval_command(
 ) -> None:
     """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
 
-    --format bird: a prediction is right when its set of rows equals the gold's. --format spider
-    (test-suite execution match): rows compare as multisets, in order only when the gold has
-    ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
+    --format bird: a prediction is right when its set of rows equals the gold's. --format spider (test-suite execution match): rows compare as multisets, in order only when the gold has ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
+
+    Results go to --out as one JSON line per question; rerun the same command to resume after Ctrl-C.
 
     Examples:
 
@@ -73,7 +74,7 @@ def eval_command(
     preds: list[str] | None = None
     if predictions is not None:
         preds = ev.read_predictions(predictions)
-        if len(preds) != all_count:
+        if len(preds) != all_count and not (limit and len(preds) >= len(qs)):
             raise UserError(f"{predictions} has {len(preds)} predictions for {all_count} questions",
                             "one SQL per line, in the order of the questions (write an empty line for no answer)")
     tables = tables or (_sibling_tables(questions) if model is not None else None)
@@ -81,7 +82,8 @@ def eval_command(
         "format": fmt, "predictions": str(predictions.resolve()) if predictions else None, "model": model,
         "merge_model": merge_model, "n": n if model else None, "merge": (not no_merge) if model else None,
         "merge_n": merge_n if model and not no_merge else None, "max_tokens": max_tokens if model else None,
-        "seed": seed if model else None, "use_values": (not no_values) if model else None, "timeout": timeout,
+        "seed": seed if model else None, "use_values": (not no_values) if model else None,
+        "context": context if model else None, "timeout": timeout,
     }
 
     store = ev.ResultsFile(results, run, qs) if results else None
@@ -90,9 +92,15 @@ def eval_command(
     if store and records:
         err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored")
     try:
-        predict = ev.file_predictor(preds) if preds is not None else _model_predictor(
-            model, merge_model, n, no_merge, merge_n, max_tokens, seed, threads, no_values, tables)
-        _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+        if pending and preds is not None:
+            _run(pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs))
+        elif pending:  # the model is loaded only when there is work left
+            from slmsql_cli.pipeline import AskConfig
+
+            config = AskConfig(n=n, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
+                               timeout=timeout, use_values=not no_values, threads=threads, context=context)
+            predict = _model_predictor(model, merge_model, config, tables)
+            _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
         err.print(f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
                   + (f"; rerun the same command to resume from {results}" if results else ""))
@@ -120,12 +128,10 @@ def _sibling_tables(questions: Path) -> Path | None:
     return None
 
 
-def _model_predictor(model, merge_model, n, no_merge, merge_n, max_tokens, seed, threads, no_values, tables):  # type: ignore[no-untyped-def]
+def _model_predictor(model: str, merge_model: Optional[str], config: Any, tables: Optional[Path]) -> Any:
     from slmsql_cli.evaluation import model_predictor
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import Pipeline
 
-    config = AskConfig(n=n, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
-                       use_values=not no_values, threads=threads)
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
     return model_predictor(pipeline, tables)

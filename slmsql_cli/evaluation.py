@@ -1,0 +1,517 @@
+"""`slmsql eval`: execution accuracy the way BIRD and Spider define it.
+
+Two metrics, because the benchmarks disagree and published numbers follow their own:
+
+* **BIRD EX** (official `evaluation.py`, CSC-SQL, OmniSQL): correct when
+  `set(pred_rows) == set(gold_rows)`. Row order and duplicate rows are ignored, column order
+  counts (rows are tuples).
+* **Spider execution match** (test-suite `exec_eval.py`, which OmniSQL's Spider numbers use):
+  `DISTINCT` is removed from both queries; rows compare as multisets, in order only when the gold
+  SQL contains `order by` (upstream tests the text, so a subquery's ORDER BY counts too); columns
+  may come in any order (a permutation search, pruned and bounded here - see `spider_match`).
+  Only the database itself is used: this is EX, not the test-suite (TS) metric over
+  distilled database copies.
+
+Every gold and predicted SQL runs through `executor.execute` (read-only, time-limited), so a
+prediction that tries to write scores 0 and changes nothing. Breakdowns: BIRD `difficulty`;
+Spider hardness computed with the Spider evaluator's own rules from the parsed `sql` field of
+Spider's dev.json. Question files without either (e.g. the Chinook questions) get no breakdown.
+
+Results go to a JSONL file, one line per question, appended and flushed as each question
+finishes; a rerun skips the questions already there, and an interrupted last line is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import ExecResult, execute
+
+FORMATS = ("spider", "bird")
+DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
+EVAL_MAX_ROWS = 1_000_000  # the official evaluators fetch everything; this only guards memory
+MAX_PERMUTATIONS = 10_000  # column permutations tried per comparison before giving up
+LEVELS = {"bird": ["simple", "moderate", "challenging"], "spider": ["easy", "medium", "hard", "extra"]}
+
+
+# --- questions, databases, predictions ---------------------------------------------------------
+
+@dataclass
+class Question:
+    index: int  # position in the questions file: the resume key
+    question: str
+    gold: str
+    db_id: str
+    evidence: str = ""
+    level: str | None = None  # BIRD difficulty / Spider hardness
+    question_id: Any = None  # BIRD's question_id, when there is one
+
+
+def detect_format(items: Sequence[dict]) -> str:
+    """BIRD files carry the gold SQL under "SQL", Spider files under "query"."""
+    return "bird" if items and "SQL" in items[0] else "spider"
+
+
+def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], str]:
+    """Questions from a Spider (dev.json, Chinook questions.json) or BIRD (dev.json) file."""
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"questions file not found: {path}", "pass Spider's or BIRD's dev.json with --questions") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read questions file {path}: {exc}", "it must be a JSON list of questions") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UserError(f"{path} is not a list of questions", "expected Spider/BIRD dev.json: [{\"question\": …, \"db_id\": …}, …]")
+    fmt = fmt or detect_format(items)
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r}", "use --format spider or --format bird")
+    gold_key = "SQL" if fmt == "bird" else "query"
+    questions = []
+    for i, item in enumerate(items):
+        missing = [k for k in ("question", "db_id", gold_key) if k not in item]
+        if missing:
+            raise UserError(f"question {i} in {path} has no {', '.join(missing)}",
+                            f"--format {fmt} expects question, db_id and {gold_key}")
+        level = item.get("difficulty") if fmt == "bird" else _spider_level(item.get("sql"))
+        questions.append(Question(i, item["question"], item[gold_key], item["db_id"], item.get("evidence", "") or "",
+                                  level, item.get("question_id")))
+    return questions, fmt
+
+
+def resolve_db(db_dir: Path, db_id: str) -> Path:
+    """The SQLite file of `db_id`: Spider/BIRD layout `DIR/<db_id>/<db_id>.sqlite`, `DIR/<db_id>.sqlite`,
+    or, when DIR holds a single database (Chinook), that one; DIR may also be the file itself."""
+    db_dir = Path(db_dir)
+    if db_dir.is_file():
+        return db_dir
+    tried = [db_dir / db_id / f"{db_id}{ext}" for ext in (".sqlite", ".db")] + [db_dir / f"{db_id}{ext}" for ext in (".sqlite", ".db")]
+    for path in tried:
+        if path.is_file():
+            return path
+    singles = [p for p in db_dir.glob("*") if p.suffix in (".sqlite", ".db") and p.is_file()] if db_dir.is_dir() else []
+    if len(singles) == 1:
+        return singles[0]
+    raise UserError(f"no database for db_id {db_id!r} in {db_dir}",
+                    f"expected {tried[0]} (Spider/BIRD layout) or a folder holding one .sqlite file")
+
+
+def read_predictions(path: Path) -> list[str]:
+    """One SQL per question, in question order: a text file with one SQL per line (Spider's
+    `SQL<TAB>db_id` lines are fine), or BIRD's JSON {"0": "SQL\\t----- bird -----\\tdb_id", …}."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"predictions file not found: {path}", "one SQL per line, in the order of the questions") from None
+    if Path(path).suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise UserError(f"cannot parse {path}: {exc}", "BIRD predictions are a JSON object {\"0\": \"SQL\\t----- bird -----\\tdb_id\"}") from None
+        values = [data[k] for k in sorted(data, key=int)] if isinstance(data, dict) else list(data)
+        return [str(v).split("\t", 1)[0].strip() for v in values]
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [line.split("\t", 1)[0].strip() for line in lines]
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+def bird_match(gold_rows: Sequence[tuple], pred_rows: Sequence[tuple]) -> bool:
+    """BIRD EX: the same set of rows."""
+    return set(pred_rows) == set(gold_rows)
+
+
+def spider_match(gold_rows: Sequence[tuple], pred_rows: Sequence[tuple], order_matters: bool) -> bool:
+    """Test-suite `result_eq`: equal as bags of rows (as lists if `order_matters`), up to a column permutation.
+
+    Upstream prunes the permutation search with 20 random rows; pruning never changes the answer,
+    only the work, so here every row prunes (deterministic) and at most MAX_PERMUTATIONS
+    permutations are tried (upstream has no bound; only results with many columns holding
+    identical value sets can reach it, and they then count as different).
+    """
+    gold, pred = list(gold_rows), list(pred_rows)
+    if not gold and not pred:
+        return True
+    if len(gold) != len(pred):
+        return False
+    ncols = len(gold[0])
+    if len(pred[0]) != ncols:
+        return False
+    if not _quick_rej(gold, pred, order_matters):
+        return False
+    gold_cols = [{row[i] for row in gold} for i in range(ncols)]
+    pred_cols = [{row[j] for row in pred} for j in range(ncols)]
+    allowed = [[j for j in range(ncols) if pred_cols[j] == gold_cols[i]] for i in range(ncols)]
+    gold_set = set(gold)
+    for tried, perm in enumerate(_permutations(allowed)):
+        if tried >= MAX_PERMUTATIONS:
+            return False
+        permuted = pred if ncols == 1 else [tuple(row[j] for j in perm) for row in pred]
+        if order_matters:
+            if permuted == gold:
+                return True
+        elif set(permuted) == gold_set and Counter(permuted) == Counter(gold):
+            return True
+    return False
+
+
+def _unorder_row(row: tuple) -> tuple:
+    return tuple(sorted(row, key=lambda x: str(x) + str(type(x))))
+
+
+def _quick_rej(gold: list[tuple], pred: list[tuple], order_matters: bool) -> bool:
+    """Upstream's cheap necessary condition: the same rows once each row's values are sorted."""
+    a, b = [_unorder_row(r) for r in gold], [_unorder_row(r) for r in pred]
+    return a == b if order_matters else set(a) == set(b)
+
+
+def _permutations(allowed: list[list[int]]) -> Iterator[tuple[int, ...]]:
+    """Injective choices perm[i] in allowed[i], depth first."""
+    n = len(allowed)
+    perm: list[int] = []
+    used: set[int] = set()
+
+    def walk(i: int) -> Iterator[tuple[int, ...]]:
+        if i == n:
+            yield tuple(perm)
+            return
+        for j in allowed[i]:
+            if j not in used:
+                used.add(j)
+                perm.append(j)
+                yield from walk(i + 1)
+                perm.pop()
+                used.discard(j)
+
+    return walk(0)
+
+
+_DISTINCT = re.compile(r"\bdistinct\b", re.IGNORECASE)
+_CUR_YEAR = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
+
+
+def spider_sql(sql: str) -> str:
+    """What the test-suite evaluator executes: `> =` fixed, current year plugged in, DISTINCT removed
+    (outside string literals and quoted names)."""
+    sql = sql.replace("> =", ">=").replace("< =", "<=").replace("! =", "!=")
+    sql = _CUR_YEAR.sub("2020", sql)
+    parts = re.split(r"""('(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|\[[^\]]*\])""", sql)
+    return "".join(p if i % 2 else _DISTINCT.sub("", p) for i, p in enumerate(parts))
+
+
+def spider_order_matters(gold_sql: str) -> bool:
+    return "order by" in spider_sql(gold_sql).lower()
+
+
+@dataclass
+class Score:
+    correct: bool
+    pred: ExecResult | None
+    gold: ExecResult
+
+
+def score(db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> Score:
+    """Execute gold and prediction on the database and compare them with the format's metric."""
+    if fmt == "spider":
+        gold = execute(db_path, spider_sql(gold_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        pred = execute(db_path, spider_sql(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
+        ok = bool(gold.ok and pred and pred.ok and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql)))
+    else:
+        gold = execute(db_path, gold_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        pred = execute(db_path, pred_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
+        ok = bool(gold.ok and pred and pred.ok and bird_match(gold.rows, pred.rows))
+    return Score(ok, pred, gold)
+
+
+# --- Spider hardness (the Spider evaluator's rules, on dev.json's parsed "sql") ---------------
+
+_WHERE_LIKE = 9  # WHERE_OPS.index('like')
+
+
+def _spider_level(sql: dict | None) -> str | None:
+    if not isinstance(sql, dict):
+        return None
+    try:
+        return spider_hardness(sql)
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def spider_hardness(sql: dict) -> str:
+    """`Evaluator.eval_hardness` from taoyds/spider evaluation.py, quirks included (a NOT and an
+    AND/OR token in HAVING count as aggregations, as upstream's `has_agg` reads them)."""
+    comp1, comp2, others = _count_component1(sql), len(_nested(sql)), _count_others(sql)
+    if comp1 <= 1 and others == 0 and comp2 == 0:
+        return "easy"
+    if (others <= 2 and comp1 <= 1 and comp2 == 0) or (comp1 <= 2 and others < 2 and comp2 == 0):
+        return "medium"
+    if ((others > 2 and comp1 <= 2 and comp2 == 0) or (2 < comp1 <= 3 and others <= 2 and comp2 == 0)
+            or (comp1 <= 1 and others == 0 and comp2 <= 1)):
+        return "hard"
+    return "extra"
+
+
+def _conds(sql: dict) -> list:
+    return sql["from"]["conds"][::2] + sql["where"][::2] + sql["having"][::2]
+
+
+def _nested(sql: dict) -> list[dict]:
+    nested = [v for cond in _conds(sql) for v in (cond[3], cond[4]) if isinstance(v, dict)]
+    return nested + [sql[k] for k in ("intersect", "except", "union") if sql[k] is not None]
+
+
+def _count_agg(units: list) -> int:
+    return sum(1 for unit in units if unit[0] != 0)  # AGG_OPS.index('none') == 0
+
+
+def _count_component1(sql: dict) -> int:
+    count = sum([len(sql["where"]) > 0, len(sql["groupBy"]) > 0, len(sql["orderBy"]) > 0, sql["limit"] is not None])
+    if sql["from"]["table_units"]:
+        count += len(sql["from"]["table_units"]) - 1
+    connectives = sql["from"]["conds"][1::2] + sql["where"][1::2] + sql["having"][1::2]
+    count += sum(1 for tok in connectives if tok == "or")
+    count += sum(1 for cond in _conds(sql) if cond[1] == _WHERE_LIKE)
+    return count
+
+
+def _count_others(sql: dict) -> int:
+    agg = _count_agg(sql["select"][1]) + _count_agg(sql["where"][::2]) + _count_agg(sql["groupBy"])
+    if sql["orderBy"]:
+        units = sql["orderBy"][1]
+        agg += _count_agg([u[1] for u in units if u[1]] + [u[2] for u in units if u[2]])
+    agg += _count_agg(sql["having"])
+    return sum([agg > 1, len(sql["select"][1]) > 1, len(sql["where"]) > 1, len(sql["groupBy"]) > 1])
+
+
+# --- running and recording ---------------------------------------------------------------------
+
+@dataclass
+class Prediction:
+    sql: str | None
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # sql, group, votes, error
+    merged: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Predictor = Callable[[Question, Path], Prediction]
+
+
+def file_predictor(predictions: Sequence[str]) -> Predictor:
+    return lambda q, _db: Prediction(sql=predictions[q.index] or None)
+
+
+def model_predictor(pipeline: Any, tables_json: Path | None = None) -> Predictor:
+    """Answer each question with `pipeline.ask`, exactly as `slmsql ask` would."""
+    from slmsql_cli.database import open_database
+
+    def predict(q: Question, db_path: Path) -> Prediction:
+        db = open_database(db_path, tables_json, q.db_id if tables_json else None)
+        answer = pipeline.ask(db, q.question, q.evidence)
+        group_of = {i: g for g, grp in enumerate(answer.groups) for i in grp.members}
+        candidates = [
+            {"sql": c.sql, "group": group_of.get(i), "votes": answer.groups[group_of[i]].votes if i in group_of else 0,
+             "error": _error_text(c.result) if c.sql else "no SQL"}
+            for i, c in enumerate(answer.candidates)
+        ]
+        return Prediction(answer.sql, candidates, bool(getattr(answer, "merged", False)), dict(answer.timings))
+
+    return predict
+
+
+def evaluate_question(q: Question, db_path: Path, predict: Predictor, fmt: str, timeout: float, run: dict) -> dict:
+    """Predict, score, and return the question's JSONL record."""
+    t = time.perf_counter()
+    pred = predict(q, db_path)
+    latency = time.perf_counter() - t
+    s = score(db_path, q.gold, pred.sql, fmt, timeout)
+    return {
+        "index": q.index, "question_id": q.question_id, "db_id": q.db_id, "question": q.question,
+        "evidence": q.evidence, "level": q.level, "gold": q.gold, "pred": pred.sql, "correct": s.correct,
+        "error": _error_text(s.pred) if pred.sql else "no SQL", "gold_error": _error_text(s.gold),
+        "latency": round(latency, 4), "timings": {k: round(v, 4) for k, v in pred.timings.items()},
+        "candidates": pred.candidates, "merged": pred.merged, "run": run,
+    }
+
+
+def _error_text(result: ExecResult | None) -> str | None:
+    if result is None or result.ok:
+        return None
+    return "timeout" if result.timed_out else result.error
+
+
+class ResultsFile:
+    """The resumable JSONL results: records already there are kept and skipped, new ones appended.
+
+    Each record is one `os.write` of a complete line on an O_APPEND descriptor, so Ctrl-C leaves
+    whole lines; a torn last line (a crash mid-write) is cut off when the file is reopened.
+    """
+
+    def __init__(self, path: Path, run: dict, questions: Sequence[Question]) -> None:
+        self.path = Path(path)
+        self.done: dict[int, dict] = {}
+        if self.path.exists():
+            self.done = self._load(run, questions)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _load(self, run: dict, questions: Sequence[Question]) -> dict[int, dict]:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            data = data[: data.rfind(b"\n") + 1]
+            with self.path.open("r+b") as fh:
+                fh.truncate(len(data))
+        by_index = {q.index: q for q in questions}
+        done: dict[int, dict] = {}
+        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                raise UserError(f"{self.path} line {n} is not JSON", "pass a fresh --out file") from None
+            if rec.get("run") != run:
+                raise UserError(f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
+                                "pass a new --out file, or the same options as that run to resume it")
+            q = by_index.get(rec.get("index"))
+            if q is not None and q.question != rec.get("question"):
+                raise UserError(f"{self.path} belongs to another questions file (question {q.index} differs)",
+                                "pass a new --out file")
+            done[rec["index"]] = rec
+        return done
+
+    def append(self, record: dict) -> None:
+        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        os.write(self._fd, line)
+        self.done[record["index"]] = record
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "ResultsFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe_run(run: Any) -> str:
+    if not isinstance(run, dict):
+        return "unknown"
+    return ", ".join(f"{k}={v}" for k, v in run.items() if v not in (None, "", False))
+
+
+def load_records(path: Path) -> list[dict]:
+    """The records of a results file (a torn last line is skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"results file not found: {path}", "pass a file written by slmsql eval --out") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if n == len(lines):
+                break
+            raise UserError(f"{path} line {n} is not JSON", "pass a file written by slmsql eval --out") from None
+    return records
+
+
+# --- summaries, comparisons, charts ------------------------------------------------------------
+
+def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]:
+    """EX (percent), correct and total overall and per level, in the benchmark's level order."""
+    correct = sum(1 for r in records if r.get("correct"))
+    total = len(records)
+    by_level: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in records:
+        if r.get("level"):
+            by_level[r["level"]][0] += bool(r.get("correct"))
+            by_level[r["level"]][1] += 1
+    order = LEVELS.get(fmt or "", [])
+    levels = [lv for lv in order if lv in by_level] + sorted(lv for lv in by_level if lv not in order)
+    latencies = [r["latency"] for r in records if isinstance(r.get("latency"), (int, float))]
+    return {
+        "ex": _pct(correct, total), "correct": correct, "total": total,
+        "by_level": {lv: {"ex": _pct(*by_level[lv]), "correct": by_level[lv][0], "total": by_level[lv][1]} for lv in levels},
+        "gold_errors": sum(1 for r in records if r.get("gold_error")),
+        "seconds_per_question": round(sum(latencies) / len(latencies), 3) if latencies else None,
+    }
+
+
+def _pct(correct: int, total: int) -> float:
+    return round(100.0 * correct / total, 2) if total else 0.0
+
+
+def compare(a: Sequence[dict], b: Sequence[dict], fmt: str | None = None) -> dict[str, Any]:
+    """Where two runs over the same questions differ, question by question (matched by index)."""
+    ra, rb = {r["index"]: r for r in a}, {r["index"]: r for r in b}
+    common = sorted(set(ra) & set(rb))
+    outcome = Counter((bool(ra[i].get("correct")), bool(rb[i].get("correct"))) for i in common)
+    differ = [
+        {"index": i, "question": ra[i].get("question"), "a_correct": bool(ra[i].get("correct")),
+         "b_correct": bool(rb[i].get("correct")), "a_pred": ra[i].get("pred"), "b_pred": rb[i].get("pred"),
+         "gold": ra[i].get("gold")}
+        for i in common if bool(ra[i].get("correct")) != bool(rb[i].get("correct"))
+    ]
+    return {
+        "common": len(common),
+        "a": summarize([ra[i] for i in common], fmt), "b": summarize([rb[i] for i in common], fmt),
+        "both_correct": outcome[(True, True)], "only_a": outcome[(True, False)],
+        "only_b": outcome[(False, True)], "neither": outcome[(False, False)],
+        "only_in_a": len(set(ra) - set(rb)), "only_in_b": len(set(rb) - set(ra)),
+        "differ": differ,
+    }
+
+
+def run_label(records: Sequence[dict], fallback: str) -> str:
+    run = records[0].get("run") if records else None
+    if not isinstance(run, dict):
+        return fallback
+    if run.get("model"):
+        return f"{Path(str(run['model'])).name} n={run.get('n')}" + ("" if run.get("merge") else " no-merge")
+    return Path(str(run.get("predictions") or fallback)).name
+
+
+def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None = None) -> Path:
+    """A PNG bar chart: EX overall and per level, one bar per run."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--plot needs matplotlib, which is not installed",
+                        "pip install 'slmsql[train]' (the [train] extra includes matplotlib), or pip install matplotlib") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summaries = [(label, summarize(recs, fmt)) for label, recs in runs]
+    levels = ["all"] + list(dict.fromkeys(lv for _, s in summaries for lv in s["by_level"]))
+    width = 0.8 / max(1, len(summaries))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(levels) * max(1, len(summaries)) ** 0.5), 4))
+    for k, (label, s) in enumerate(summaries):
+        values = [s["ex"] if lv == "all" else s["by_level"].get(lv, {}).get("ex", 0.0) for lv in levels]
+        xs = [i + (k - (len(summaries) - 1) / 2) * width for i in range(len(levels))]
+        bars = ax.bar(xs, values, width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    counts = [summaries[0][1]["total"] if lv == "all" else summaries[0][1]["by_level"].get(lv, {}).get("total", 0) for lv in levels]
+    ax.set_xticks(range(len(levels)), [f"{lv}\n({c})" for lv, c in zip(levels, counts)])
+    ax.set_ylabel("execution accuracy (%)")
+    ax.set_ylim(0, 118)
+    ax.legend(fontsize=8, loc="upper center", ncol=min(3, len(summaries)), frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

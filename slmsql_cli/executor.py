@@ -1,0 +1,199 @@
+"""Run model-written SQL against the user's database: read-only, one statement, time-limited.
+
+A model's SQL is untrusted input. Read-only mode alone is not enough: `mode=ro` covers only the
+main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still create files, and
+`PRAGMA query_only=OFF` undoes a query_only guard. The layers here (libraries.md §5):
+
+1. sqlglot allow-list: exactly one statement, a SELECT / set operation / VALUES (a WITH is part
+   of its SELECT). This only gives a fast, clear error; SQL that sqlglot cannot parse goes on to
+   SQLite, which is guarded anyway.
+2. `file:…?mode=ro` URI connection, `PRAGMA query_only=ON`, attach limit 0, extension loading off.
+3. An authorizer allow-list: SELECT, READ, FUNCTION (minus file/extension functions), RECURSIVE.
+   SQLite asks it while preparing, so a write is refused before anything runs.
+4. A progress-handler deadline interrupts runaway queries (an endless recursive CTE, a huge join).
+5. `Connection.execute` runs one statement, never `executescript`; `fetchmany` caps the rows.
+
+`execute` never raises for bad SQL: every failure comes back as `ExecResult.error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slmsql_cli.errors import UserError
+
+# Functions that reach outside the database; none are in stock SQLite, but a build or an
+# extension could add them.
+DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile", "lsdir"})
+_ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
+_ACTION_NAMES = {getattr(sqlite3, n): n.removeprefix("SQLITE_") for n in dir(sqlite3) if n.startswith("SQLITE_") and n.isupper()}
+_MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
+_PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
+
+
+@dataclass
+class ExecResult:
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
+    error: str | None = None  # None when the query ran (a timeout sets timed_out, not error)
+    timed_out: bool = False
+    truncated: bool = False  # more than max_rows rows; `rows` holds the first max_rows
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out
+
+    def key(self) -> frozenset:
+        """The vote key: the set of rows (CSC-SQL). Row order and duplicates don't count; column order does."""
+        return frozenset(self.rows)
+
+
+def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000) -> ExecResult:
+    """Run one read-only statement and fetch at most `max_rows` rows within `timeout` seconds."""
+    start = time.perf_counter()
+    path = Path(db_path)
+    if not path.is_file():
+        raise UserError(f"database file not found: {path}", "check the path; slmsql opens existing SQLite files only")
+    rejection = check_sql(sql)
+    if rejection:
+        return ExecResult(error=rejection, seconds=time.perf_counter() - start)
+    try:
+        conn = _connect(path)
+    except sqlite3.Error as exc:
+        return ExecResult(error=f"cannot open the database: {exc}", seconds=time.perf_counter() - start)
+    deadline = time.monotonic() + timeout
+    expired = threading.Event()
+
+    def progress() -> int:
+        if time.monotonic() > deadline:
+            expired.set()
+            return 1
+        return 0
+
+    conn.set_progress_handler(progress, _PROGRESS_OPS)
+    try:
+        cursor = conn.execute(sql)
+        if cursor.description is None:  # a statement that is not a query (e.g. a no-op DROP … IF EXISTS)
+            return ExecResult(error="not a query: only SELECT statements that return rows are allowed", seconds=time.perf_counter() - start)
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchmany(max_rows + 1)
+        truncated = len(rows) > max_rows
+        return ExecResult(columns, rows[:max_rows], truncated=truncated, seconds=time.perf_counter() - start)
+    except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as exc:
+        if expired.is_set():
+            return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
+        if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+            # Ctrl-C landed inside the progress handler: sqlite3 swallows the KeyboardInterrupt
+            # and aborts the query, so raise it again rather than report a failed query.
+            raise KeyboardInterrupt from None
+        return ExecResult(error=_describe(exc), seconds=time.perf_counter() - start)
+    finally:
+        conn.close()
+
+
+def check_sql(sql: str) -> str | None:
+    """Why `sql` is refused before it reaches SQLite, or None. An allow-list, never a deny-list."""
+    if not isinstance(sql, str) or not sql.strip():
+        return "empty SQL"
+    import sqlglot
+    from sqlglot import exp
+
+    sqlglot_log = logging.getLogger("sqlglot")
+    level = sqlglot_log.level
+    sqlglot_log.setLevel(logging.ERROR)  # unsupported syntax (VACUUM, REPLACE INTO) warns, then parses as Command
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="sqlite") if t is not None and not isinstance(t, exp.Semicolon)]
+    except Exception:  # sqlglot's parser is not SQLite's: let SQLite judge (and the authorizer guard)
+        return None
+    finally:
+        sqlglot_log.setLevel(level)
+    if len(trees) > 1:
+        return f"only one SQL statement is allowed, found {len(trees)}"
+    if not trees:
+        return "empty SQL"
+    tree = trees[0]
+    if isinstance(tree, (exp.Select, exp.SetOperation, exp.Values)):
+        return None
+    if isinstance(tree, exp.Subquery) and isinstance(tree.unnest(), (exp.Select, exp.SetOperation, exp.Values)):
+        return None
+    kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
+    return f"only read-only queries (SELECT, WITH … SELECT, VALUES) are allowed, not {kind}"
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
+    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")  # some Spider databases hold invalid UTF-8
+    conn.execute("PRAGMA query_only=ON")
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_BYTES)
+    conn.set_authorizer(_authorize)
+    return conn
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
+    if action not in _ALLOWED_ACTIONS:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc) or type(exc).__name__
+    if "not authorized" in message:
+        return f"{message}: only reading the database is allowed"
+    return message
+
+
+# --- many candidates ---------------------------------------------------------------------------
+
+_CACHE: OrderedDict[tuple, ExecResult] = OrderedDict()
+_CACHE_SIZE = 128
+_CACHE_MAX_ROWS = 10_000  # big results are not kept: memory matters more than a rerun
+_cache_lock = threading.Lock()
+
+
+def execute_cached(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000) -> ExecResult:
+    """`execute`, remembered per (database file, its mtime and size, sql, limits).
+
+    N sampled candidates often repeat the same SQL; each distinct SQL runs once. A changed file
+    (new mtime or size) misses the cache. The returned object may be shared: don't mutate it.
+    """
+    path = Path(db_path).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        return execute(path, sql, timeout=timeout, max_rows=max_rows)  # raises the missing-file UserError
+    key = (str(path), st.st_mtime_ns, st.st_size, sql, timeout, max_rows)
+    with _cache_lock:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    result = execute(path, sql, timeout=timeout, max_rows=max_rows)
+    if len(result.rows) <= _CACHE_MAX_ROWS:
+        with _cache_lock:
+            _CACHE[key] = result
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return result
+
+
+def execute_many(
+    db_path: str | Path, sqls: Iterable[str | None], *, timeout: float = 10.0, max_rows: int = 100_000
+) -> list[ExecResult | None]:
+    """Execute each SQL in order (None stays None); identical SQL runs once."""
+    return [None if sql is None else execute_cached(db_path, sql, timeout=timeout, max_rows=max_rows) for sql in sqls]
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _CACHE.clear()

@@ -1,0 +1,47 @@
+"""Self-consistency: candidates that return the same rows vote for one answer.
+
+CSC-SQL (`infer_utils.major_voting2`) groups candidates by `frozenset(rows)`: row order and
+duplicate rows don't matter, column order does. A group keeps the SQL of its first member, and
+the winner is the first group (in sampling order) with the most votes. Candidates without SQL,
+with an error or with a timeout get no vote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from slmsql_cli.executor import ExecResult
+
+
+@dataclass
+class Candidate:
+    text: str  # the whole completion
+    sql: str | None  # extract_sql(text)
+    result: ExecResult | None  # None when there was no SQL to run
+
+
+@dataclass
+class Group:
+    sql: str  # the first member's SQL
+    result: ExecResult  # the first member's result
+    members: list[int] = field(default_factory=list)  # indices into the candidate list
+
+    @property
+    def votes(self) -> int:
+        return len(self.members)
+
+
+def vote(candidates: Sequence[Candidate]) -> list[Group]:
+    """Groups of candidates with equal results, most votes first; ties keep first-appearance order."""
+    groups: dict[frozenset, Group] = {}
+    for i, cand in enumerate(candidates):
+        if cand.sql is None or cand.result is None or not cand.result.ok:
+            continue
+        key = cand.result.key()
+        if key in groups:
+            groups[key].members.append(i)
+        else:
+            groups[key] = Group(sql=cand.sql, result=cand.result, members=[i])
+    # sorted() is stable and dicts keep insertion order, so equal votes stay in order of first appearance.
+    return sorted(groups.values(), key=lambda g: -g.votes)
