@@ -101,13 +101,14 @@ def run_transformers(hf_dir: str, gguf_file: str | None, prompt_text: str, n: in
 
 
 def peak_memory(gguf: Path, n: int, max_tokens: int, threads: int, prompt_file: Path) -> float:
-    """Peak RSS (MB) of a fresh process that loads the model and samples N candidates once."""
+    """Peak RSS (MiB) of a fresh process that loads the model and samples N candidates once."""
     code = (
-        "import resource,sys; sys.path.insert(0, %r)\n"
+        "import sys; sys.path.insert(0, %r)\n"
+        "from slmsql_cli.bench import peak_rss_mb\n"
         "from slmsql_cli.engine import Engine, SamplingParams\n"
         "e = Engine(%r, threads=%d)\n"
         "e.sample(open(%r).read(), SamplingParams(n=%d, max_tokens=%d, ignore_eos=True, stop=()))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "print(peak_rss_mb())\n"
     ) % (str(REPO), str(gguf), threads, str(prompt_file), n, max_tokens)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
