@@ -34,6 +34,10 @@ CHATML = (
 
 
 def corpus(data: Path):
+    reference = data.parent / "reference" / "prompts_no_values.json"
+    if reference.exists():  # whole prompts teach the BPE the schema vocabulary it will see
+        for item in json.loads(reference.read_text()):
+            yield item["prompt"]
     for name in ("spider_dev/dev.json", "bird_dev/dev.json", "chinook/questions.json"):
         for q in json.loads((data / name).read_text()):
             yield q["question"] + " " + q.get("query", q.get("SQL", "")) + " " + q.get("evidence", "")
@@ -49,7 +53,7 @@ def build_tokenizer(out: Path, data: Path) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=16000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    trainer = trainers.BpeTrainer(vocab_size=32000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     tok.train_from_iterator(corpus(data), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",

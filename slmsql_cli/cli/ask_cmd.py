@@ -9,11 +9,9 @@ from typing import Optional
 import typer
 
 from slmsql_cli.cli import app
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 
-# Options shared with `chat` and `eval`.
-MODEL_HELP = "A .gguf file, a Hugging Face repo id (owner/name[:file.gguf]) or an alias from `slmsql models`. Default: slm-sql-0.5b."
-MERGE_HELP = "Model that revises the top two drafts (CSC-SQL). Default: csc-merge-0.5b with the default model, else the --model itself."
 
 
 @app.command("ask")
@@ -21,21 +19,21 @@ MERGE_HELP = "Model that revises the top two drafts (CSC-SQL). Default: csc-merg
 def ask(
     question: str = typer.Argument(..., help="Your question, in any language, e.g. \"How many albums are there?\""),
     db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
-    no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step (faster, less accurate)."),
-    n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates to sample and vote on (papers: 8-64)."),
-    merge_n: int = typer.Option(4, "--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8)."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens."),
-    seed: int = typer.Option(42, "--seed", help="Same seed, same candidates."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
-    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
+    model: opt.Model = None,
+    merge_model: opt.MergeModel = None,
+    no_merge: opt.NoMerge = False,
+    n: opt.Samples = 4,
+    merge_n: opt.MergeSamples = 4,
+    temperature: opt.Temperature = 0.8,
+    max_tokens: opt.MaxTokens = 1024,
+    seed: opt.Seed = 42,
+    threads: opt.Threads = None,
+    context: opt.Context = None,
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
     evidence: str = typer.Option("", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."),
     tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."),
     db_id: Optional[str] = typer.Option(None, "--db-id", help="The database's id in --tables (default: the file name)."),
-    no_values: bool = typer.Option(False, "--no-values", help="Don't look up database values mentioned in the question."),
+    no_values: opt.NoValues = False,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."),
     as_csv: bool = typer.Option(False, "--csv", help="Print the result rows as CSV."),
     sql_only: bool = typer.Option(False, "--sql-only", help="Print only the winning SQL."),

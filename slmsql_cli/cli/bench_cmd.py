@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from slmsql_cli.cli import app
-from slmsql_cli.cli.ask_cmd import MODEL_HELP
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 
 
@@ -18,10 +17,10 @@ from slmsql_cli.cli.common import err, out, user_errors
 @user_errors
 def bench(
     db: Path = typer.Option(..., "--db", "-d", help="Database whose schema makes the prompt (its size drives prompt cost)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    model: opt.Model = None,
     ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
+    threads: opt.Threads = None,
     question: str = typer.Option("How many rows does the largest table have?", "--question", "-q", help="Question whose prompt is timed."),
 ) -> None:
     """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.

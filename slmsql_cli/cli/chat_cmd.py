@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from slmsql_cli.cli import app
-from slmsql_cli.cli.ask_cmd import MERGE_HELP, MODEL_HELP
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 
 _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
@@ -18,18 +17,18 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @user_errors
 def chat(
     db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
-    no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step."),
-    n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates per question."),
-    merge_n: int = typer.Option(4, "--merge-n", min=1, max=64, help="Revisions the merge model samples."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate."),
-    seed: int = typer.Option(42, "--seed", help="Same seed, same candidates."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
-    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
+    model: opt.Model = None,
+    merge_model: opt.MergeModel = None,
+    no_merge: opt.NoMerge = False,
+    n: opt.Samples = 4,
+    merge_n: opt.MergeSamples = 4,
+    temperature: opt.Temperature = 0.8,
+    max_tokens: opt.MaxTokens = 1024,
+    seed: opt.Seed = 42,
+    threads: opt.Threads = None,
+    context: opt.Context = None,
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
-    no_values: bool = typer.Option(False, "--no-values", help="Don't look up database values mentioned in the question."),
+    no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:
     """Ask question after question with the model kept loaded.

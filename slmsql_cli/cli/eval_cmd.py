@@ -10,7 +10,7 @@ from typing import Any, Optional, Tuple
 import typer
 
 from slmsql_cli.cli import app
-from slmsql_cli.cli.ask_cmd import MERGE_HELP, MODEL_HELP
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 
@@ -22,16 +22,17 @@ def eval_command(
     db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."),
     tables: Optional[Path] = typer.Option(None, "--tables", help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP.split(" Default:")[0] + " Runs the same pipeline as `ask`."),
-    n: int = typer.Option(4, "-n", "--samples", min=1, max=64, help="SQL candidates per question (with --model)."),
-    merge_model: Optional[str] = typer.Option(None, "--merge-model", help=MERGE_HELP),
-    no_merge: bool = typer.Option(False, "--no-merge", help="Skip the corrective merge step."),
-    merge_n: int = typer.Option(4, "--merge-n", min=1, max=64, help="Revisions the merge model samples."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens."),
-    seed: int = typer.Option(42, "--seed", help="Sampling seed."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: physical cores)."),
-    no_values: bool = typer.Option(False, "--no-values", help="Don't put question-matched database values in the prompt."),
-    context: Optional[int] = typer.Option(None, "--context", min=512, help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables."),
+    model: opt.Model = None,
+    n: opt.Samples = 4,
+    merge_model: opt.MergeModel = None,
+    no_merge: opt.NoMerge = False,
+    merge_n: opt.MergeSamples = 4,
+    temperature: opt.Temperature = 0.8,
+    max_tokens: opt.MaxTokens = 1024,
+    seed: opt.Seed = 42,
+    threads: opt.Threads = None,
+    no_values: opt.NoValues = False,
+    context: opt.Context = None,
     predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Score given SQL instead: one per line in question order (or BIRD's JSON)."),
     results: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
@@ -97,7 +98,7 @@ def eval_command(
         elif pending:  # the model is loaded only when there is work left
             from slmsql_cli.pipeline import AskConfig
 
-            config = AskConfig(n=n, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
+            config = AskConfig(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
                                timeout=timeout, use_values=not no_values, threads=threads, context=context)
             predict = _model_predictor(model, merge_model, config, tables)
             _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
