@@ -123,7 +123,8 @@ def _cached_files(repo_id: str) -> list[str]:
 def _export(checkpoint: str, quant: str) -> Path:
     from quantize.export import cached_export
 
-    return cached_export(checkpoint, quant=quant)
+    # No verification here: it needs torch, which the ask path never imports (`slmsql export` verifies).
+    return cached_export(checkpoint, quant=quant, verify=False)
 
 
 @dataclass
