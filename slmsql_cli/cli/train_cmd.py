@@ -1,0 +1,103 @@
+"""`slmsql train`: SFT or GRPO for the generation or merge model (the `training` package does the work)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli.common import err, user_errors
+from slmsql_cli.errors import UserError
+
+_TRAIN_PACKAGES = ("torch", "transformers", "trl", "datasets", "peft", "accelerate", "yaml", "matplotlib")
+
+
+@app.command("train")
+@user_errors
+def train(
+    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="sft (supervised, on targets) or grpo (reinforcement, on execution rewards)."),
+    task: Optional[str] = typer.Option(None, "--task", help="generate (SQL from a question; default) or merge (revise two drafts)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu."),
+    base: Optional[str] = typer.Option(None, "--base", "-b", help="Model to start from: HF checkpoint folder, Hub repo id, a .gguf file, or `latest` (runs/latest)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Training data: .json/.jsonl/.parquet/.csv file or a Hub dataset id."),
+    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Spider/BIRD databases: folder of <db_id>/<db_id>.sqlite, or one .sqlite file."),
+    tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json (default: the one beside --data, if any)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (default: one epoch)."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Use only this many rows of the data."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU (fp32) even if a GPU is present."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of all weights (merged into the saved model)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<task>-<stage>); the model goes to <out>/final."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name, used for the default --out."),
+    chat_template: Optional[str] = typer.Option(None, "--chat-template", help="A .jinja file or an architecture (qwen2, gemma3, llama) for models without a template."),
+    resume: Optional[bool] = typer.Option(None, "--resume/--fresh", help="Continue from the run folder's last checkpoint (default: when there is one) or start over."),
+    settings: list[str] = typer.Option([], "--set", help="Any other setting as key=value (YAML value), e.g. --set learning_rate=1e-5 --set reward_weights.atomic=1"),
+) -> None:
+    """Post-train a Text-to-SQL model the SLM-SQL way: SFT, then GRPO with execution rewards.
+
+    Writes a Hugging Face checkpoint to <out>/final, a metrics log (metrics.jsonl) and a plot, and points runs/latest at the checkpoint; `slmsql export` turns it into a GGUF for `ask`.
+
+    Examples:
+
+      slmsql train --stage sft --config generate-0.5b
+
+      slmsql train --stage grpo --base latest --data bird/train.json --db-dir bird/train_databases
+
+      slmsql train --stage sft --config tiny-cpu --base my-model/ --cpu --max-steps 5
+
+    Several GPUs: accelerate launch --num_processes 4 -m slmsql_cli train --stage grpo --config generate-0.5b
+    """
+    _require_train_extra()
+    from training.config import load_config
+    from training.runner import run
+
+    overrides: dict[str, Any] = {
+        "task": task, "base": base, "data": data, "db_dir": _str(db_dir), "tables": _str(tables),
+        "max_steps": max_steps, "max_samples": max_samples, "cpu": True if cpu else None,
+        "lora": True if lora else None, "out": _str(out), "name": name, "chat_template": chat_template, "resume": resume,
+    }
+    overrides.update(_parse_settings(settings))
+    cfg = load_config(config, overrides, stage)
+    result = run(cfg, say=lambda msg: err.print(msg, highlight=False, markup=False))
+    err.print(f"[bold green]done[/] {result.steps} steps in {result.seconds:.0f} s", highlight=False)
+    err.print(f"model:   {result.final_dir}", highlight=False, markup=False)
+    err.print(f"metrics: {result.metrics}" + (f"   plot: {result.plot}" if result.plot else ""), highlight=False, markup=False)
+    next_step = "slmsql train --stage grpo --base latest ..." if cfg.stage == "sft" else "slmsql export"
+    err.print(f"next:    {next_step}", highlight=False, markup=False)
+
+
+def _require_train_extra() -> None:
+    missing = [{"yaml": "pyyaml"}.get(p, p) for p in _TRAIN_PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        raise UserError(
+            f"training needs packages that are not installed: {', '.join(missing)}",
+            "pip install 'slmsql[train]' (on a CPU-only Linux machine install torch from "
+            "https://download.pytorch.org/whl/cpu first, see the README)",
+        )
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _parse_settings(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` → {key: yaml(value)}; `a.b=v` sets key b of mapping a (reward_weights, trl)."""
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item}: expected key=value", "e.g. --set learning_rate=1e-5")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        head, _, sub = key.strip().partition(".")
+        if sub:
+            parsed.setdefault(head, {})[sub] = value
+        else:
+            parsed[head] = value
+    return parsed

@@ -1,0 +1,398 @@
+"""Training data: three sources, one `Example` shape, and a count of every row left out.
+
+* **think** - SynSQL-Think-style rows: a prompt and a `<think>…</think><answer>SQL</answer>`
+  target (columns `prompt`/`input_seq` and `completion`/`output_seq`, or chat `messages`), from a
+  local JSON/JSONL/parquet/CSV file or the Hub (`datasets`).
+* **spider** - Spider/BIRD rows: `question`, gold SQL (`query`/`SQL`), `db_id`, optional
+  `evidence`, with `--db-dir` (and `--tables`). The prompt comes from the same builder `ask` uses
+  (`open_database(...).generation_prompt(...)`), so a model is trained on the text it will see.
+* **candidates** - merge-revision rows: Spider/BIRD columns plus `candidates`, SQL drafts sampled
+  by a generation model (`python -m training.sample` writes them). The drafts are executed and
+  voted on as `ask` does; the two largest disagreeing groups go into `ask`'s merge prompt and the
+  gold SQL is the target. As in CSC-SQL's training mode, when neither draft is right the gold SQL
+  takes one of the two slots at random.
+
+A bad row (missing database, gold SQL that does not parse or run, a prompt over the length limit)
+is counted and skipped, never fatal: a long run does not die on row 80,000.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli.errors import UserError
+from slmsql_cli.extract import extract_sql
+from slmsql_cli.prompts import SYSTEM_PROMPT
+from training.config import TrainConfig
+
+PROMPT_COLUMNS = ("prompt", "input_seq", "instruction", "input")
+TARGET_COLUMNS = ("completion", "output_seq", "response", "output")
+CHAT_COLUMNS = ("messages", "conversations")
+GOLD_COLUMNS = ("SQL", "query", "gold_sql", "sql")
+_USED_COLUMNS = set(PROMPT_COLUMNS + TARGET_COLUMNS + CHAT_COLUMNS + GOLD_COLUMNS) | {
+    "question", "evidence", "db_id", "candidates", "system"}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_FILE_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+
+
+@dataclass
+class Example:
+    """One training row, before the chat template: the user message and what the model should answer."""
+
+    prompt: str
+    target: str  # "<think>…</think>\n<answer>\nSQL\n</answer>"
+    db_path: str = ""  # for GRPO's execution rewards
+    gold_sql: str = ""
+    system: str = SYSTEM_PROMPT
+
+
+@dataclass
+class DataReport:
+    """How many rows came in, how many are kept, and why the others were skipped."""
+
+    rows: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        return self.rows - sum(self.skipped.values())
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def summary(self) -> str:
+        lines = [f"{self.kept} of {self.rows} rows kept"]
+        lines += [f"  skipped {n}: {reason}" for reason, n in self.skipped.most_common()]
+        return "\n".join(lines)
+
+
+def answer_target(sql: str, reasoning: str = "") -> str:
+    """A target in the format of the system prompt; Spider/BIRD rows have no reasoning, so the thought is empty."""
+    return f"<think>\n{reasoning.strip()}\n</think>\n<answer>\n{sql.strip()}\n</answer>"
+
+
+# ---- reading rows ----------------------------------------------------------------------------
+
+def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
+    """Rows from a local file (JSON list or JSONL, parquet, CSV, arrow) or a Hub dataset, as dicts."""
+    path = Path(data).expanduser()
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return _json_rows(path)
+        if path.suffix.lower() == ".jsonl":
+            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        kind = _FILE_TYPES.get(path.suffix.lower())
+        if kind is None:
+            raise UserError(f"cannot read {path.name}: unknown file type", "use .json, .jsonl, .parquet, .csv or .arrow")
+        return _hf_rows(kind, data_files=str(path))
+    if path.exists():
+        raise UserError(f"{path} is a folder", "pass the data file inside it (dev.json, train.jsonl, …)")
+    if _REPO_ID.match(data):
+        return _hf_rows(data, split=split)
+    raise UserError(f"training data not found: {data}", "pass a .json/.jsonl/.parquet file or a Hub dataset id (owner/name)")
+
+
+def _json_rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:  # JSON Lines saved as .json
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        data = lists[0] if len(lists) == 1 else data
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise UserError(f"{path} must hold a list of rows (objects)")
+    return data
+
+
+def _hf_rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise UserError("reading this data needs the `datasets` package", "pip install 'slmsql[train]'") from None
+    try:
+        ds = datasets.load_dataset(name, split=kwargs.pop("split", "train"), **kwargs)
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+        raise UserError(f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
+                        "check the name and split (--config data_split), and that the Hub is reachable") from None
+    keep = [c for c in ds.column_names if c in _USED_COLUMNS]
+    return ds.select_columns(keep).to_list() if keep else ds.to_list()
+
+
+def detect_format(columns: Iterable[str], requested: str = "auto") -> str:
+    """Which loader fits these columns; a clear error listing what was expected when none does."""
+    cols = set(columns)
+    fits = {
+        "candidates": "candidates" in cols and "question" in cols and bool(cols & set(GOLD_COLUMNS)) and "db_id" in cols,
+        "think": bool(cols & set(CHAT_COLUMNS)) or (bool(cols & set(PROMPT_COLUMNS)) and bool(cols & set(TARGET_COLUMNS))),
+        "spider": "question" in cols and bool(cols & set(GOLD_COLUMNS)) and "db_id" in cols,
+    }
+    if requested != "auto":
+        if not fits[requested]:
+            raise UserError(f"the data does not have the columns of the {requested} format (found: {', '.join(sorted(cols)) or 'none'})",
+                            _EXPECTED[requested])
+        return requested
+    for name in ("candidates", "think", "spider"):
+        if fits[name]:
+            return name
+    raise UserError(
+        f"cannot tell what kind of training data this is (columns: {', '.join(sorted(cols)) or 'none'})",
+        "expected " + "; or ".join(_EXPECTED.values()),
+    )
+
+
+_EXPECTED = {
+    "think": "prompt + completion (or input_seq + output_seq, or messages) for SynSQL-Think-style data",
+    "spider": "question + query/SQL + db_id (+ evidence) for Spider/BIRD-style data, with --db-dir",
+    "candidates": "question + query/SQL + db_id + candidates for merge-revision data",
+}
+
+
+def first_value(row: dict[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        value = row.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+# ---- think rows ------------------------------------------------------------------------------
+
+def think_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
+    """SynSQL-Think-style rows; with `db_id` and --db-dir they can also feed GRPO."""
+    db_dir = Path(cfg.db_dir).expanduser() if cfg.db_dir else None
+    for row in records:
+        report.rows += 1
+        system, prompt, target = _think_fields(row)
+        if not prompt or not target:
+            report.skip("empty prompt or target")
+            continue
+        sql = extract_sql(target)
+        if sql is None or "<answer>" not in target:
+            report.skip("target has no <answer>SQL</answer>")
+            continue
+        db_path = ""
+        if db_dir is not None and row.get("db_id"):
+            found = resolve_db(db_dir, str(row["db_id"]))
+            if found is None:
+                report.skip("database not found")
+                continue
+            db_path = str(found)
+        yield Example(prompt, target, db_path, sql, system or SYSTEM_PROMPT)
+
+
+def _think_fields(row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    chat = first_value(row, CHAT_COLUMNS)
+    if isinstance(chat, list):
+        messages = [{"role": m.get("role", m.get("from")), "content": m.get("content", m.get("value"))} for m in chat]
+        role = {"human": "user", "gpt": "assistant"}
+        by_role: dict[str, str] = {}
+        for m in messages:
+            by_role.setdefault(role.get(m["role"], m["role"]), m["content"])
+        return by_role.get("system"), by_role.get("user"), by_role.get("assistant")
+    prompt, target = first_value(row, PROMPT_COLUMNS), first_value(row, TARGET_COLUMNS)
+    if isinstance(prompt, list):  # conversational prompt-completion
+        by_role = {m["role"]: m["content"] for m in prompt}
+        prompt_text, system = by_role.get("user"), by_role.get("system")
+        target_text = target[-1]["content"] if isinstance(target, list) and target else target
+        return system, prompt_text, target_text
+    return row.get("system"), prompt, target
+
+
+# ---- Spider / BIRD rows ----------------------------------------------------------------------
+
+def resolve_db(db_dir: Path, db_id: str) -> Path | None:
+    """Spider/BIRD layout `<dir>/<db_id>/<db_id>.sqlite`, a flat `<dir>/<db_id>.sqlite`, or one file for every row."""
+    if db_dir.is_file():
+        return db_dir
+    for candidate in (db_dir / db_id / f"{db_id}.sqlite", db_dir / f"{db_id}.sqlite", db_dir / db_id / f"{db_id}.db", db_dir / f"{db_id}.db"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_tables_json(cfg: TrainConfig) -> Path | None:
+    """--tables, else the single *tables.json beside the data file (Spider's tables.json, BIRD's dev_tables.json)."""
+    if cfg.tables:
+        path = Path(cfg.tables).expanduser()
+        if not path.is_file():
+            raise UserError(f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables")
+        return path
+    data = Path(cfg.data).expanduser()
+    if data.is_file() and not (cfg.db_dir and Path(cfg.db_dir).is_file()):
+        found = sorted(data.parent.glob("*tables.json"))
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def check_gold(sql: str) -> str | None:
+    """Why a gold SQL cannot be trained on (does not parse, not one query), or None."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    from slmsql_cli.executor import check_sql
+
+    try:
+        sqlglot.parse(sql, read="sqlite")
+    except SqlglotError:
+        return "gold SQL does not parse"
+    return "gold SQL is not one query" if check_sql(sql) else None
+
+
+class Databases:
+    """Opens each database once; remembers which ones failed and why."""
+
+    def __init__(self, cfg: TrainConfig, report: DataReport) -> None:
+        if not cfg.db_dir:
+            raise UserError("Spider/BIRD-style data needs the databases", "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)")
+        self.db_dir = Path(cfg.db_dir).expanduser()
+        if not self.db_dir.exists():
+            raise UserError(f"database folder not found: {self.db_dir}", "pass --db-dir")
+        self.tables = find_tables_json(cfg)
+        if self.tables is not None and not cfg.tables:
+            report.notes.append(f"using the schema names in {self.tables}")
+        self.cache: dict[str, Any] = {}
+
+    def open(self, db_id: str) -> Any:
+        """A Database, or the reason (str) it cannot be used."""
+        if db_id not in self.cache:
+            from slmsql_cli.database import open_database
+
+            path = resolve_db(self.db_dir, db_id)
+            if path is None:
+                self.cache[db_id] = "database not found"
+            else:
+                single = self.db_dir.is_file()
+                try:
+                    self.cache[db_id] = open_database(path, None if single else self.tables, None if single else db_id)
+                except UserError as exc:
+                    self.cache[db_id] = "database unusable: " + exc.message.split(":")[0]
+        return self.cache[db_id]
+
+
+def _question_fields(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    gold = first_value(row, GOLD_COLUMNS)
+    return (str(row.get("question") or "").strip(), str(row.get("evidence") or ""),
+            str(gold).strip() if isinstance(gold, str) else "", str(row.get("db_id") or ""))
+
+
+def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
+    """Spider/BIRD rows with `ask`'s generation prompt; the target is the gold SQL with an empty thought."""
+    dbs = Databases(cfg, report)
+    for row in records:
+        report.rows += 1
+        question, evidence, gold, db_id = _question_fields(row)
+        if not question or not gold:
+            report.skip("empty question or gold SQL")
+            continue
+        problem = check_gold(gold)
+        if problem:
+            report.skip(problem)
+            continue
+        db = dbs.open(db_id)
+        if isinstance(db, str):
+            report.skip(db)
+            continue
+        prompt = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        yield Example(prompt, answer_target(gold), str(db.path), gold)
+
+
+# ---- merge-revision rows ---------------------------------------------------------------------
+
+def merge_message(db: Any, question: str, evidence: str, top2: list[Any], use_values: bool) -> str:
+    """The merge user message for the two top groups, built exactly as `Pipeline.ask` builds it."""
+    from slmsql_cli.merge import format_result, prune_ddl
+    from slmsql_cli.prompts import merge_prompt
+
+    drafts = [(g.sql, format_result(g.result)) for g in top2]
+    details = prune_ddl(db.db_details(question, use_values=use_values), [g.sql for g in top2])
+    return merge_prompt(details, question, evidence, drafts)
+
+
+def candidate_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
+    """Merge-revision rows from sampled drafts: vote, take the top two disagreeing groups, target the gold SQL."""
+    from slmsql_cli.executor import execute, execute_many
+    from slmsql_cli.merge import needs_merge
+    from slmsql_cli.vote import Candidate, Group, vote
+
+    dbs = Databases(cfg, report)
+    rng = random.Random(cfg.seed)
+    for row in records:
+        report.rows += 1
+        question, evidence, gold, db_id = _question_fields(row)
+        drafts = row.get("candidates")
+        if not question or not gold or not isinstance(drafts, list):
+            report.skip("empty question, gold SQL or candidates")
+            continue
+        problem = check_gold(gold)
+        if problem:
+            report.skip(problem)
+            continue
+        db = dbs.open(db_id)
+        if isinstance(db, str):
+            report.skip(db)
+            continue
+        gold_result = execute(db.path, gold, timeout=cfg.exec_timeout)
+        if not gold_result.ok:
+            report.skip("gold SQL fails to execute")
+            continue
+        texts = [str(d) for d in drafts if d]
+        sqls = [extract_sql(t) if "<answer>" in t or "```" in t else t for t in texts]
+        results = execute_many(db.path, sqls, timeout=cfg.exec_timeout)
+        groups = vote([Candidate(t, s, r) for t, s, r in zip(texts, sqls, results)])
+        if not needs_merge(groups):
+            report.skip("no two disagreeing drafts (nothing to merge)")
+            continue
+        top2 = list(groups[:2])
+        if all(g.result.key() != gold_result.key() for g in top2):
+            top2[rng.randrange(2)] = Group(sql=gold, result=gold_result, members=[])
+        prompt = merge_message(db, question, evidence, top2, cfg.use_values)
+        yield Example(prompt, answer_target(gold), str(db.path), gold)
+
+
+# ---- entry point -----------------------------------------------------------------------------
+
+def check_inputs(cfg: TrainConfig, fmt: str) -> None:
+    """What the data format needs from the command line, checked before any model loads."""
+    if fmt in ("spider", "candidates"):
+        if not cfg.db_dir:
+            raise UserError(f"{fmt} data needs the databases", "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)")
+        if not Path(cfg.db_dir).expanduser().exists():
+            raise UserError(f"database folder not found: {cfg.db_dir}", "pass --db-dir")
+    if cfg.task == "merge" and fmt == "spider":
+        raise UserError("merge training needs sampled drafts (a `candidates` column)",
+                        "sample them with `python -m training.sample --model <generation model> --data ... --out candidates.jsonl`")
+    if cfg.stage == "grpo" and fmt == "think" and not cfg.db_dir:
+        raise UserError("GRPO rewards execute SQL: think-style rows need a `db_id` column and --db-dir",
+                        "or train GRPO on Spider/BIRD-style data (question, SQL, db_id)")
+
+
+def load_examples(cfg: TrainConfig, records: list[dict[str, Any]] | None = None) -> tuple[list[Example], DataReport, str]:
+    """Read, recognise and convert the data of `cfg`: (examples, report, format)."""
+    records = read_records(cfg.data, cfg.data_split) if records is None else records
+    if not records:
+        raise UserError(f"no rows in {cfg.data}")
+    fmt = detect_format(records[0].keys(), cfg.data_format)
+    check_inputs(cfg, fmt)
+    if cfg.shuffle:
+        records = list(records)
+        random.Random(cfg.seed).shuffle(records)
+    if cfg.max_samples is not None:
+        records = records[: cfg.max_samples]
+    report = DataReport()
+    loader = {"think": think_examples, "spider": spider_examples, "candidates": candidate_examples}[fmt]
+    examples = list(loader(records, cfg, report))
+    return examples, report, fmt
