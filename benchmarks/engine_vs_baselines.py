@@ -6,7 +6,8 @@ In one run, on the same model, prompt, N and generated length:
   (b) slmsql       `Engine.sample`: one prompt decode, N sequences decoded as one batch
   (c) transformers `model.generate(num_return_sequences=N)` in float32 on the CPU, as the model
                    cards show (skipped with --skip-transformers or when torch is missing)
-plus (b) at N=1, the share of (b)'s wall time spent outside llama.cpp's compute, and the peak
+plus (b) at N=1, the share of (b)'s wall time spent outside llama.cpp's compute, (d) a whole
+`ask` with the same N (prompt building, extraction, execution and voting included), and the peak
 memory of (b) at N measured in a fresh process. Every length is fixed (end-of-turn suppressed)
 so that only speed differs. Results print as a table and as one JSON line.
 
@@ -31,8 +32,10 @@ sys.path.insert(0, str(REPO))
 from slmsql_cli.engine import Engine, SamplingParams, physical_cores  # noqa: E402
 
 
-def benchmark_prompt(engine: Engine, min_tokens: int) -> tuple[str, str, int]:
-    """The first Spider/BIRD question (from ../shared/data) whose chat prompt has >= min_tokens tokens."""
+def benchmark_question(engine: Engine, min_tokens: int):
+    """The first Spider/BIRD question (from ../shared/data) whose chat prompt has >= min_tokens tokens.
+
+    Returns (database, question dict, chat prompt text, prompt tokens)."""
     from slmsql_cli.database import open_database
     from slmsql_cli.pipeline import AskConfig, Pipeline
 
@@ -52,8 +55,23 @@ def benchmark_prompt(engine: Engine, min_tokens: int) -> tuple[str, str, int]:
             text = pipeline.chat_text(engine, db.generation_prompt(q["question"], q.get("evidence", "")))
             count = len(engine.tokenize(text))
             if count >= min_tokens:
-                return text, f"{q['db_id']}: {q['question']}", count
+                return db, q, text, count
     raise SystemExit(f"no question in {data} gives a prompt of {min_tokens} tokens")
+
+
+def run_pipeline(engine: Engine, db, q: dict, n: int, max_tokens: int) -> dict:
+    """(d) a whole `ask` (prompt building, sampling, extraction, execution, voting; no merge):
+    how much of its wall time is not llama.cpp's prompt evaluation and decoding."""
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+
+    engine.close_context()
+    pipeline = Pipeline(engine, None, AskConfig(n=n, max_tokens=max_tokens, merge=False))
+    answer = pipeline.ask(db, q["question"], q.get("evidence", ""))
+    g = answer.generation
+    total = answer.timings["total"]
+    compute = g.prompt_seconds + g.decode_seconds
+    return {"seconds": total, "llama_compute_seconds": compute, "overhead_fraction": (total - compute) / total,
+            "generated_tokens": g.generated_tokens}
 
 
 def run_naive(gguf: Path, prompt_tokens: list[int], n: int, max_tokens: int, threads: int) -> dict:
@@ -127,7 +145,8 @@ def main() -> None:
     args = ap.parse_args()
 
     engine = Engine(args.gguf, threads=args.threads)
-    prompt_text, question, prompt_len = benchmark_prompt(engine, args.min_prompt_tokens)
+    db, q, prompt_text, prompt_len = benchmark_question(engine, args.min_prompt_tokens)
+    question = f"{q['db_id']}: {q['question']}"
     prompt_tokens = engine.tokenize(prompt_text)
     print(f"model {args.gguf.name}, {args.threads} threads, prompt {prompt_len} tokens ({question}), "
           f"N={args.n}, {args.max_tokens} tokens each", flush=True)
@@ -137,6 +156,9 @@ def main() -> None:
     print(f"(b) engine N={args.n}: {results['engine_n']['seconds']:.1f}s", flush=True)
     results["engine_1"] = run_engine(engine, prompt_text, 1, args.max_tokens)
     print(f"(b) engine N=1: {results['engine_1']['seconds']:.1f}s", flush=True)
+    results["pipeline"] = run_pipeline(engine, db, q, args.n, args.max_tokens)
+    print(f"(d) whole ask N={args.n}: {results['pipeline']['seconds']:.1f}s, "
+          f"{results['pipeline']['overhead_fraction']:.1%} outside llama.cpp", flush=True)
     engine.close()
     results["naive"] = run_naive(args.gguf, prompt_tokens, args.n, args.max_tokens, args.threads)
     print(f"(a) naive loop N={args.n}: {results['naive']['seconds']:.1f}s", flush=True)
@@ -159,6 +181,7 @@ def main() -> None:
         "speedup_vs_naive": round(results["naive"]["seconds"] / e["seconds"], 2),
         "n_vs_1": round(e["seconds"] / results["engine_1"]["seconds"], 2),
         "overhead_fraction": round(e["overhead_seconds"] / e["wall_seconds"], 3),
+        "ask_overhead_fraction": round(results["pipeline"]["overhead_fraction"], 3),
         "peak_rss_mb": round(peak, 1),
         "peak_over_model_mb": round(peak - args.gguf.stat().st_size / 2**20, 1),
     }

@@ -21,10 +21,15 @@ without naming a column (`SELECT count(*) FROM t`) is kept whole (the reference 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Schema
+from slmsql_cli.prompts import merge_prompt
 from slmsql_cli.vote import Group
+
+if TYPE_CHECKING:
+    from slmsql_cli.database import Database
 
 RESULT_CHARS = 1000  # normal_execute_result: longer results are cut here
 RESULT_ROWS = 20
@@ -34,6 +39,14 @@ _TABLE_SPLIT = "CREATE TABLE "
 def needs_merge(groups: Sequence[Group]) -> bool:
     """True when at least two groups disagree: there is something for the merge model to settle."""
     return len(groups) >= 2 and groups[0].result.key() != groups[1].result.key()
+
+
+def merge_message(db: "Database", question: str, evidence: str, groups: Sequence[Group], use_values: bool = True) -> str:
+    """The merge user message for the two largest groups, as `ask` sends it and `train` trains on it:
+    schema pruned to what the two drafts use, both drafts with their results."""
+    drafts = top_drafts(groups)
+    details = db.db_details(question, use_values=use_values, evidence=evidence)
+    return merge_prompt(prune_ddl(details, [sql for sql, _ in drafts], db.schema), question, evidence, drafts)
 
 
 def top_drafts(groups: Sequence[Group]) -> list[tuple[str, str]]:

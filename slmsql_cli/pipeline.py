@@ -16,8 +16,8 @@ from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParam
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_many
 from slmsql_cli.extract import extract_sql
-from slmsql_cli.merge import needs_merge, prune_ddl, top_drafts
-from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, merge_prompt, question_text, render_chat
+from slmsql_cli.merge import merge_message, needs_merge
+from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, question_text, render_chat
 from slmsql_cli.prune import keep_tables, rank_tables
 from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Candidate, Group, vote
@@ -160,17 +160,11 @@ class Pipeline:
         candidates = self._candidates(db, completions)
         return candidates, vote(candidates), stats, schema
 
-    def merge_message(self, db: Database, question: str, evidence: str, groups: list[Group]) -> str:
-        """The CSC-SQL merge prompt: schema pruned to what the top two drafts use, both drafts and their results."""
-        drafts = top_drafts(groups)
-        details = db.db_details(question, use_values=self.config.use_values, evidence=evidence)
-        return merge_prompt(prune_ddl(details, [sql for sql, _ in drafts], db.schema), question, evidence, drafts)
-
     def revise(self, db: Database, question: str, evidence: str, groups: list[Group], on_token: Callable[[int], None] | None = None):
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
         if self.merge_engine is None or len(groups) < 2:
             raise ValueError("revise needs a merge model and two result groups")
-        message = self.merge_message(db, question, evidence, groups)
+        message = merge_message(db, question, evidence, groups, self.config.use_values)
         completions, stats = self._sample(self.merge_engine, message, self.config.merge_n, self.config.seed + 1000, on_token)
         candidates = self._candidates(db, completions)
         return candidates, vote(candidates), stats

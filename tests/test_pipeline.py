@@ -9,6 +9,7 @@ import pytest
 from slmsql_cli.database import open_database
 from slmsql_cli.engine import Engine
 from slmsql_cli.executor import execute
+from slmsql_cli.merge import merge_message
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.prompts import SYSTEM_PROMPT
 from slmsql_cli.vote import Candidate, vote
@@ -41,7 +42,7 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
     groups = vote(candidates)
     assert [g.votes for g in groups] == [2, 1]
 
-    message = pipeline.merge_message(db, question, "", groups)
+    message = merge_message(db, question, "", groups)
     assert "1. SELECT COUNT(*) FROM books\n【Execution result】\n[(" in message
     assert "2. SELECT COUNT(DISTINCT author_id) FROM books\n【Execution result】" in message
     assert "CREATE TABLE books" in message and "CREATE TABLE customers" not in message  # pruned to the drafts' tables

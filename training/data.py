@@ -312,20 +312,10 @@ def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: Dat
 
 # ---- merge-revision rows ---------------------------------------------------------------------
 
-def merge_message(db: Any, question: str, evidence: str, top2: list[Any], use_values: bool) -> str:
-    """The merge user message for the two top groups, built exactly as `Pipeline.ask` builds it."""
-    from slmsql_cli.merge import format_result, prune_ddl
-    from slmsql_cli.prompts import merge_prompt
-
-    drafts = [(g.sql, format_result(g.result)) for g in top2]
-    details = prune_ddl(db.db_details(question, use_values=use_values), [g.sql for g in top2])
-    return merge_prompt(details, question, evidence, drafts)
-
-
 def candidate_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
     """Merge-revision rows from sampled drafts: vote, take the top two disagreeing groups, target the gold SQL."""
     from slmsql_cli.executor import execute, execute_many
-    from slmsql_cli.merge import needs_merge
+    from slmsql_cli.merge import merge_message, needs_merge
     from slmsql_cli.vote import Candidate, Group, vote
 
     dbs = Databases(cfg, report)
