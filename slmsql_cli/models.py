@@ -80,26 +80,34 @@ def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
 
 
 def _from_hub(repo: str, quant: str) -> Path:
-    """A GGUF from a Hub repo (optionally `owner/name:file.gguf`), or a cached export of its safetensors."""
+    """A GGUF from a Hub repo (optionally `owner/name:file.gguf`), or a cached export of its safetensors.
+
+    The local cache is tried first: a model fetched once must answer instantly on a laptop with no
+    network, not after huggingface-hub's ~20 s of connection retries. `huggingface-cli download`
+    refreshes a cached repo.
+    """
     from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError
 
     repo_id, _, filename = repo.partition(":")
+    cached = _cached_files(repo_id)
     try:
         if not filename:
-            try:
-                files = list_repo_files(repo_id)
-            except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-                if isinstance(exc, RepositoryNotFoundError):
-                    raise
-                files = _cached_files(repo_id)  # offline: whatever the cache holds
+            filename = pick_gguf(cached) or ""
+        if filename and filename in cached:
+            return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+        if not filename and any(f.endswith(".safetensors") for f in cached):
+            return _export(snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS, local_files_only=True), quant)
+        offline = _offline()
+        if not filename:
+            files = cached if offline else list_repo_files(repo_id)
             filename = pick_gguf(files) or ""
         if filename:
-            return Path(hf_hub_download(repo_id, filename))
-        snapshot = snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS)
+            return Path(hf_hub_download(repo_id, filename, local_files_only=offline))
+        snapshot = snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS, local_files_only=offline)
     except RepositoryNotFoundError:
         raise UserError(f"no such model on Hugging Face: {repo_id}", "check the repo id, or run `slmsql models` for the known aliases") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+    except _network_errors() as exc:
         raise UserError(
             f"model {repo_id} is not cached and Hugging Face cannot be reached ({type(exc).__name__})",
             f"on a connected machine run `huggingface-cli download {repo_id}` (or copy the cache), or pass a local .gguf with --model",
@@ -107,12 +115,36 @@ def _from_hub(repo: str, quant: str) -> Path:
     return _export(snapshot, quant)
 
 
+def _offline() -> bool:
+    """`HF_HUB_OFFLINE`, read now: huggingface-hub reads it once at import, which may be before the user set it."""
+    from huggingface_hub.constants import is_offline_mode
+
+    return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed download raises: hub errors, OS errors, and the HTTP client's own transport errors."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, LocalEntryNotFoundError, OSError]
+    # huggingface-hub has used requests, httpx and httpx2 across versions; their errors are not OSErrors.
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
 def _cached_files(repo_id: str) -> list[str]:
-    from huggingface_hub import scan_cache_dir
+    from huggingface_hub import constants, scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir()
-    except Exception:  # no cache folder yet
+        info = scan_cache_dir(constants.HF_HUB_CACHE)
+    except (CacheNotFound, OSError):  # no cache folder yet
         return []
     for repo in info.repos:
         if repo.repo_id == repo_id and repo.repo_type == "model":

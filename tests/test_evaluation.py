@@ -352,7 +352,9 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(shared_data: Path, tmp_path: Path
     out = tmp_path / "r.jsonl"
     cmd = [sys.executable, "-m", "slmsql_cli", "eval", "-q", str(questions_file), "--db-dir", str(db_dir),
            "--predictions", str(preds), "--out", str(out), "--limit", "20"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIG_DFL in the child, as from a terminal, even when these tests run as a background job (SIGINT ignored).
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 2):
         time.sleep(0.01)

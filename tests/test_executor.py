@@ -240,10 +240,15 @@ def test_ctrl_c_during_a_query_is_not_swallowed(shared_data: Path) -> None:
     import threading
 
     car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    t = time.perf_counter()
-    with pytest.raises(KeyboardInterrupt):
-        execute(car, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", timeout=5.0)
-    timer.join()
+    # A shell's background job starts with SIGINT ignored; give this test the handler a terminal gives.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        t = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            execute(car, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", timeout=5.0)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t < 2.0

@@ -41,6 +41,11 @@ def offline_hub(tmp_path: Path, gemma_gguf: Path, monkeypatch: pytest.MonkeyPatc
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "SLMSQL_CACHE_DIR": str(tmp_path / "cache")}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    # huggingface-hub reads its environment once, at import; an earlier test may have imported it.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return env
 
 
@@ -70,6 +75,19 @@ def test_hub_repo_resolves_offline_from_the_cache(offline_hub: dict[str, str]) -
     assert path.name == "tiny-sql.Q4_K_M.gguf" and path.exists()
     assert resolve("acme/tiny-sql-GGUF:tiny-sql.Q8_0.gguf").name == "tiny-sql.Q8_0.gguf"
     with pytest.raises(UserError, match="not cached"):
+        resolve("acme/not-downloaded")
+
+
+def test_cached_repo_needs_no_network_even_when_not_told_offline(offline_hub: dict[str, str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A laptop on a plane: HF_HUB_OFFLINE unset and the Hub unreachable. Cached models still load."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: connection refused
+    assert resolve("acme/tiny-sql-GGUF").name == "tiny-sql.Q4_K_M.gguf"
+    with pytest.raises(UserError, match="cannot be reached"):
         resolve("acme/not-downloaded")
 
 
