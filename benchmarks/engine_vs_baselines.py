@@ -4,8 +4,9 @@ In one run, on the same model, prompt, N and generated length:
   (a) naive loop   N x llama-cpp-python `create_completion` on the same prompt (its automatic
                    prefix reuse means the prompt is evaluated once, then 1 token per call)
   (b) slmsql       `Engine.sample`: one prompt decode, N sequences decoded as one batch
-  (c) transformers `model.generate(num_return_sequences=N)` in float32 on the CPU, as the model
-                   cards show (skipped with --skip-transformers or when torch is missing)
+  (c) transformers `model.generate(num_return_sequences=N)` on the CPU as the model cards show
+                   (`torch_dtype="auto"`: the checkpoint's bf16; --hf-dtype float32 for the other
+                   common choice; skipped with --skip-transformers or when torch is missing)
 plus (b) at N=1, the share of (b)'s wall time spent outside llama.cpp's compute, (d) a whole
 `ask` with the same N (prompt building, extraction, execution and voting included), and the peak
 memory of (b) at N measured in a fresh process. Every length is fixed (end-of-turn suppressed)
@@ -98,14 +99,15 @@ def run_engine(engine: Engine, prompt_text: str, n: int, max_tokens: int) -> dic
     return {"seconds": stats.wall_seconds, "generated_tokens": stats.generated_tokens, **stats.as_dict()}
 
 
-def run_transformers(hf_dir: str, gguf_file: str | None, prompt_text: str, n: int, max_tokens: int, threads: int) -> dict:
+def run_transformers(hf_dir: str, gguf_file: str | None, prompt_text: str, n: int, max_tokens: int, threads: int,
+                     dtype: str = "auto") -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     tok = AutoTokenizer.from_pretrained(hf_dir, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=dtype if dtype == "auto" else getattr(torch, dtype), **kwargs)
     model.eval()
     ids = tok(prompt_text, return_tensors="pt", add_special_tokens=False)
     torch.manual_seed(42)
@@ -115,6 +117,7 @@ def run_transformers(hf_dir: str, gguf_file: str | None, prompt_text: str, n: in
                              min_new_tokens=max_tokens, num_return_sequences=n, pad_token_id=tok.eos_token_id)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "generated_tokens": int((out.shape[1] - ids["input_ids"].shape[1]) * n),
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "prompt_tokens_hf": int(ids["input_ids"].shape[1])}
 
 
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--min-prompt-tokens", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=physical_cores())
+    ap.add_argument("--hf-dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                    help="dtype for (c); auto (the model cards' torch_dtype) loads the checkpoint's own")
     ap.add_argument("--skip-transformers", action="store_true")
     args = ap.parse_args()
 
@@ -163,8 +168,10 @@ def main() -> None:
     results["naive"] = run_naive(args.gguf, prompt_tokens, args.n, args.max_tokens, args.threads)
     print(f"(a) naive loop N={args.n}: {results['naive']['seconds']:.1f}s", flush=True)
     if args.hf and not args.skip_transformers:
-        results["transformers"] = run_transformers(args.hf, args.hf_gguf_file, prompt_text, args.n, args.max_tokens, args.threads)
-        print(f"(c) transformers N={args.n}: {results['transformers']['seconds']:.1f}s", flush=True)
+        results["transformers"] = run_transformers(args.hf, args.hf_gguf_file, prompt_text, args.n, args.max_tokens,
+                                                   args.threads, args.hf_dtype)
+        print(f"(c) transformers N={args.n} ({results['transformers']['dtype']}): "
+              f"{results['transformers']['seconds']:.1f}s", flush=True)
     prompt_file = Path(os.environ.get("TMPDIR", "/tmp")) / "slmsql-bench-prompt.txt"
     prompt_file.write_text(prompt_text)
     peak = peak_memory(args.gguf, args.n, args.max_tokens, args.threads, prompt_file)
@@ -187,6 +194,7 @@ def main() -> None:
     }
     if "transformers" in results:
         summary["speedup_vs_transformers"] = round(results["transformers"]["seconds"] / e["seconds"], 2)
+        summary["transformers_dtype"] = results["transformers"]["dtype"]
     print(json.dumps(summary))
 
 

@@ -27,10 +27,6 @@ QWEN25_05B = dict(
     num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
     rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu",
 )
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 
 
 def corpus(data: Path):
@@ -46,22 +42,6 @@ def corpus(data: Path):
             yield " ".join(t for t in db["table_names_original"]) + " " + " ".join(c for _, c in db["column_names_original"])
 
 
-def build_tokenizer(out: Path, data: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=32000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tok.train_from_iterator(corpus(data), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None)
-    fast.chat_template = CHATML
-    fast.save_pretrained(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "models" / "qwen25-0.5b-shape")
@@ -72,11 +52,12 @@ def main() -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    build_tokenizer(args.out, args.data)
-    from transformers import AutoTokenizer
+    sys.path.insert(0, str(REPO))
+    from training.tiny import build_tokenizer  # Qwen2's pre-tokenizer split and chat template
 
-    tok = AutoTokenizer.from_pretrained(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(corpus(args.data), vocab_size=32000)
+    tok.save_pretrained(args.out)
     torch.manual_seed(0)
     config = Qwen2Config(**QWEN25_05B, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                          bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))

@@ -29,10 +29,10 @@ Progress = Callable[[str], None]
 class AskConfig:
     """Sampling and execution settings. Papers used N=8-64 on GPUs; 4 keeps a laptop answer under a minute."""
 
-    n: int = 4
-    temperature: float = 0.8
-    max_tokens: int = 1024
-    seed: int = 42
+    n: int = SamplingParams.n
+    temperature: float = SamplingParams.temperature
+    max_tokens: int = SamplingParams.max_tokens
+    seed: int = SamplingParams.seed
     merge: bool = True
     merge_n: int = 4
     timeout: float = 10.0

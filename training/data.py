@@ -289,23 +289,32 @@ def _question_fields(row: dict[str, Any]) -> tuple[str, str, str, str]:
             str(gold).strip() if isinstance(gold, str) else "", str(row.get("db_id") or ""))
 
 
+def _usable_row(row: dict[str, Any], dbs: Databases, report: DataReport, ok: bool = True) -> tuple[str, str, str, Any] | None:
+    """(question, evidence, gold SQL, Database) of a question row, or None after counting why it is skipped."""
+    report.rows += 1
+    question, evidence, gold, db_id = _question_fields(row)
+    if not question or not gold or not ok:
+        report.skip("empty question, gold SQL or candidates" if not ok else "empty question or gold SQL")
+        return None
+    problem = check_gold(gold)
+    if problem:
+        report.skip(problem)
+        return None
+    db = dbs.open(db_id)
+    if isinstance(db, str):
+        report.skip(db)
+        return None
+    return question, evidence, gold, db
+
+
 def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
     """Spider/BIRD rows with `ask`'s generation prompt; the target is the gold SQL with an empty thought."""
     dbs = Databases(cfg, report)
     for row in records:
-        report.rows += 1
-        question, evidence, gold, db_id = _question_fields(row)
-        if not question or not gold:
-            report.skip("empty question or gold SQL")
+        usable = _usable_row(row, dbs, report)
+        if usable is None:
             continue
-        problem = check_gold(gold)
-        if problem:
-            report.skip(problem)
-            continue
-        db = dbs.open(db_id)
-        if isinstance(db, str):
-            report.skip(db)
-            continue
+        question, evidence, gold, db = usable
         prompt = db.generation_prompt(question, evidence, use_values=cfg.use_values)
         yield Example(prompt, answer_target(gold), str(db.path), gold)
 
@@ -321,20 +330,11 @@ def candidate_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: 
     dbs = Databases(cfg, report)
     rng = random.Random(cfg.seed)
     for row in records:
-        report.rows += 1
-        question, evidence, gold, db_id = _question_fields(row)
         drafts = row.get("candidates")
-        if not question or not gold or not isinstance(drafts, list):
-            report.skip("empty question, gold SQL or candidates")
+        usable = _usable_row(row, dbs, report, ok=isinstance(drafts, list))
+        if usable is None:
             continue
-        problem = check_gold(gold)
-        if problem:
-            report.skip(problem)
-            continue
-        db = dbs.open(db_id)
-        if isinstance(db, str):
-            report.skip(db)
-            continue
+        question, evidence, gold, db = usable
         gold_result = execute(db.path, gold, timeout=cfg.exec_timeout)
         if not gold_result.ok:
             report.skip("gold SQL fails to execute")
