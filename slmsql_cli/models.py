@@ -98,7 +98,7 @@ def _from_hub(repo: str, quant: str) -> Path:
             return Path(hf_hub_download(repo_id, filename, local_files_only=True))
         if not filename and any(f.endswith(".safetensors") for f in cached):
             return _export(snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS, local_files_only=True), quant)
-        offline = _offline()
+        offline = _offline() or not _hub_resolves()
         if not filename:
             files = cached if offline else list_repo_files(repo_id)
             filename = pick_gguf(files) or ""
@@ -120,6 +120,22 @@ def _offline() -> bool:
     from huggingface_hub.constants import is_offline_mode
 
     return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_resolves() -> bool:
+    """Whether the Hub's host name resolves. With no network at all (a laptop on a plane) the
+    download client would otherwise retry for ~20 s before giving the same answer."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname
+    try:
+        socket.getaddrinfo(host, 443)
+    except (OSError, UnicodeError):
+        return False
+    return True
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

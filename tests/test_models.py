@@ -78,17 +78,23 @@ def test_hub_repo_resolves_offline_from_the_cache(offline_hub: dict[str, str]) -
         resolve("acme/not-downloaded")
 
 
-def test_cached_repo_needs_no_network_even_when_not_told_offline(offline_hub: dict[str, str],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_repo_needs_no_network_even_when_not_told_offline(offline_hub: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A laptop on a plane: HF_HUB_OFFLINE unset and the Hub unreachable. Cached models still load."""
     from huggingface_hub import constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: connection refused
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # a name that never resolves (RFC 2606)
     assert resolve("acme/tiny-sql-GGUF").name == "tiny-sql.Q4_K_M.gguf"
     with pytest.raises(UserError, match="cannot be reached"):
         resolve("acme/not-downloaded")
+    assert "Retrying" not in caplog.text  # no network: answer at once, not after ~20 s of retries
+    # A host that resolves but refuses connections goes through the client's retries, then the same line.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(UserError, match="cannot be reached"):
+        resolve("acme/not-downloaded")
+    assert "Retrying" in caplog.text
 
 
 def test_ask_with_a_cached_hub_repo(offline_hub: dict[str, str]) -> None:
