@@ -13,11 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmsql_cli import hub
 from slmsql_cli.errors import UserError
 
-REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# what an export reads; never the .bin/.pth/.gguf/onnx copies some repos also carry
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "tokenizer*"]
 RUNS_DIR = Path("runs")
 _RUN_SUBDIRS = ("final", "merged", "model", "adapter")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[0-9a-f]{6,})/?$")
@@ -80,24 +78,13 @@ def resolve(spec: str | None) -> Source:
         return Source(path, snap[0] if snap else path.resolve().name, *(snap or (None, None)))
     if path.exists():
         raise UserError(f"{path} is a file, not a model folder", "pass the folder that holds config.json (a .gguf needs no export)")
-    if not REPO_ID.match(spec):
+    if not hub.REPO_ID.match(spec):
         raise UserError(f"checkpoint not found: {spec}", "pass a local model folder or a Hugging Face repo id such as cycloneboy/SLM-SQL-0.5B")
     return download(spec)
 
 
 def download(repo_id: str) -> Source:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        path = Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
-    except RepositoryNotFoundError:
-        raise UserError(f"no such model on Hugging Face: {repo_id}", "check the repo id (owner/name)") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise UserError(
-            f"cannot download {repo_id} and it is not cached ({type(exc).__name__})",
-            f"on a connected machine run `huggingface-cli download {repo_id}`, or pass a local folder",
-        ) from None
+    path = hub.download_snapshot(repo_id, hint="or pass a local model folder")
     snap = hub_snapshot(path)
     return Source(path, repo_id, repo_id, snap[1] if snap else None)
 

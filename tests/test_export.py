@@ -384,3 +384,31 @@ def test_cli_errors_are_one_line(tiny: Callable[[str], Path], tmp_path: Path) ->
     assert res.exit_code == 2 and "choose one quantization" in res.output
     res = runner.invoke(app, ["export", str(tiny("qwen2")), "--quant", "q9_z"])
     assert res.exit_code == 2 and "unknown quantization type" in res.output
+
+
+def test_export_of_a_hub_repo_id_needs_no_network_once_cached(tiny: Callable[[str], Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`slmsql export owner/name` on a machine with no network: a cached repo exports, an uncached one is one line."""
+    from huggingface_hub import constants
+
+    from slmsql_cli.cli import app
+
+    revision = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hf" / "hub" / "models--acme--tiny-qwen2"
+    shutil.copytree(tiny("qwen2"), repo / "snapshots" / revision)  # the layout huggingface-hub writes
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(repo.parent))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # never resolves (RFC 2606)
+
+    runner = CliRunner()
+    out = tmp_path / "from-hub.gguf"
+    res = runner.invoke(app, ["export", "acme/tiny-qwen2", "--out", str(out), "--q8", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    assert doc["verification"]["passed"] and out.read_bytes()[:4] == b"GGUF"
+    res = runner.invoke(app, ["export", "acme/not-downloaded", "--out", str(tmp_path / "no.gguf")])
+    assert res.exit_code == 2 and "not cached" in res.output and "huggingface-cli download acme/not-downloaded" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "no.gguf").exists()

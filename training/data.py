@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmsql_cli import hub
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.prompts import SYSTEM_PROMPT
@@ -38,7 +38,6 @@ CHAT_COLUMNS = ("messages", "conversations")
 GOLD_COLUMNS = ("SQL", "query", "gold_sql", "sql")
 _USED_COLUMNS = set(PROMPT_COLUMNS + TARGET_COLUMNS + CHAT_COLUMNS + GOLD_COLUMNS) | {
     "question", "evidence", "db_id", "candidates", "system"}
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _FILE_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -95,7 +94,7 @@ def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
         return _hf_rows(kind, data_files=str(path))
     if path.exists():
         raise UserError(f"{path} is a folder", "pass the data file inside it (dev.json, train.jsonl, …)")
-    if _REPO_ID.match(data):
+    if hub.REPO_ID.match(data):
         return _hf_rows(data, split=split)
     raise UserError(f"training data not found: {data}", "pass a .json/.jsonl/.parquet file or a Hub dataset id (owner/name)")
 

@@ -11,15 +11,14 @@ transformers', so the bytes are the same by construction.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from slmsql_cli import hub
 from slmsql_cli.errors import UserError
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # transformers `model_type` → GGUF `general.architecture`, the key of slmsql's fallback templates.
 _ARCH = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe",
          "gemma3_text": "gemma3", "gemma3": "gemma3", "gemma2": "gemma2", "gemma": "gemma", "llama": "llama"}
@@ -57,7 +56,7 @@ def resolve_base(spec: str) -> BaseModel:
         return BaseModel(str(path.resolve()), architecture=_hf_architecture(path))
     if path.exists():
         raise UserError(f"cannot use {path} as a base model", "pass a checkpoint folder, a .gguf file or a Hub repo id")
-    if not _REPO_ID.match(spec):
+    if not hub.REPO_ID.match(spec):
         raise UserError(f"base model not found: {spec}", "pass a checkpoint folder, a .gguf file or a Hub repo id (owner/name)")
     return BaseModel(spec)
 
