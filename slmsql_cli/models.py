@@ -37,7 +37,6 @@ DEFAULT_MODEL = "slm-sql-0.5b"
 DEFAULT_MERGE_MODEL = "csc-merge-0.5b"
 
 
-
 def lookup(alias: str) -> KnownModel | None:
     alias = alias.lower()
     return next((m for m in REGISTRY if m.alias == alias), None)
