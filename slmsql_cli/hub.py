@@ -67,11 +67,13 @@ def list_files(repo_id: str) -> list[str]:
 
 def download_file(repo_id: str, filename: str, *, hint: str = "") -> Path:
     """One file of a repo, from the cache when it is there."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
-    local = filename in cached_files(repo_id) or is_offline()
+    cached = try_to_load_from_cache(repo_id, filename, cache_dir=constants.HF_HUB_CACHE)
+    if isinstance(cached, str):  # one path lookup, no scan of the whole cache
+        return Path(cached)
     with hub_errors(repo_id, hint):
-        return Path(hf_hub_download(repo_id, filename, local_files_only=local))
+        return Path(hf_hub_download(repo_id, filename, local_files_only=is_offline()))
 
 
 def download_snapshot(repo_id: str, patterns: list[str] | None = None, *, hint: str = "") -> Path:
