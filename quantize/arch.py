@@ -105,7 +105,10 @@ def write_hparams(w: gguf.GGUFWriter, arch: Arch, config: dict[str, Any]) -> Non
     elif rope_type == "llama3" and arch.name == "llama":
         pass  # a rope_freqs tensor, see extra_tensors()
     elif rope_type != "default":
-        raise UserError(f"unsupported RoPE scaling {rope_type!r} for {arch.name}", "supported: linear, yarn, llama3 (Llama only)")
+        raise UserError(
+            f"unsupported RoPE scaling {rope_type!r} for {arch.name}",
+            "supported: linear, yarn, llama3 (Llama only)",
+        )
 
     if arch.name == "gemma3":
         _gemma3_hparams(w, config)
@@ -115,7 +118,9 @@ def _gemma3_hparams(w: gguf.GGUFWriter, config: dict[str, Any]) -> None:
     scalar = config.get("query_pre_attn_scalar")
     if scalar is not None and int(scalar) != head_dim(config):
         # llama.cpp scales queries by 1/sqrt(head_dim) for every size but 27B
-        raise UserError(f"unsupported Gemma 3 variant: query_pre_attn_scalar {scalar} != head_dim {head_dim(config)}")
+        raise UserError(
+            f"unsupported Gemma 3 variant: query_pre_attn_scalar {scalar} != head_dim {head_dim(config)}"
+        )
     if config.get("attn_logit_softcapping") is not None:
         raise UserError("unsupported Gemma 3 variant: attention logit soft-capping")
     if softcap := config.get("final_logit_softcapping"):

@@ -59,10 +59,14 @@ def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
     for candidate in (run, *(run / d for d in _RUN_SUBDIRS)):
         if _has_model(candidate):
             return candidate
-    subdirs = sorted((d for d in run.glob("*") if d.is_dir() and _has_model(d)), key=lambda d: d.stat().st_mtime)
+    subdirs = sorted(
+        (d for d in run.glob("*") if d.is_dir() and _has_model(d)), key=lambda d: d.stat().st_mtime
+    )
     if subdirs:
         return subdirs[-1]
-    raise UserError(f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint)
+    raise UserError(
+        f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
+    )
 
 
 def resolve(spec: str | None) -> Source:
@@ -73,13 +77,22 @@ def resolve(spec: str | None) -> Source:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not _has_model(path):
-            raise UserError(f"{path} is not a Hugging Face model folder (no config.json)", "pass the folder that holds config.json and the .safetensors files")
+            raise UserError(
+                f"{path} is not a Hugging Face model folder (no config.json)",
+                "pass the folder that holds config.json and the .safetensors files",
+            )
         snap = hub_snapshot(path)
         return Source(path, snap[0] if snap else path.resolve().name, *(snap or (None, None)))
     if path.exists():
-        raise UserError(f"{path} is a file, not a model folder", "pass the folder that holds config.json (a .gguf needs no export)")
+        raise UserError(
+            f"{path} is a file, not a model folder",
+            "pass the folder that holds config.json (a .gguf needs no export)",
+        )
     if not hub.REPO_ID.match(spec):
-        raise UserError(f"checkpoint not found: {spec}", "pass a local model folder or a Hugging Face repo id such as cycloneboy/SLM-SQL-0.5B")
+        raise UserError(
+            f"checkpoint not found: {spec}",
+            "pass a local model folder or a Hugging Face repo id such as cycloneboy/SLM-SQL-0.5B",
+        )
     return download(spec)
 
 

@@ -8,9 +8,10 @@ about one tensor however large the model is.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gguf
 import numpy as np
@@ -44,7 +45,10 @@ class _Planned:
 def read_config(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "config.json"
     if not path.is_file():
-        raise UserError(f"no config.json in {model_dir}", "CHECKPOINT must be a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)")
+        raise UserError(
+            f"no config.json in {model_dir}",
+            "CHECKPOINT must be a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)",
+        )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
@@ -61,7 +65,10 @@ def _tensor_names(ckpt: Checkpoint, arch: archs.Arch, config: dict[str, Any]) ->
             continue  # recomputed by llama.cpp / shared with token_embd
         mapped = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
         if mapped is None:
-            raise UserError(f"unexpected tensor {name!r} for architecture {arch.name}", "is this a plain causal language model checkpoint?")
+            raise UserError(
+                f"unexpected tensor {name!r} for architecture {arch.name}",
+                "is this a plain causal language model checkpoint?",
+            )
         pairs.append((name, mapped))
     return pairs
 
@@ -75,8 +82,14 @@ def _target_dtype(ckpt: Checkpoint, hf_name: str, outtype: str) -> np.dtype:
     return np.dtype(np.float16)
 
 
-def convert(model_dir: Path, out: Path, *, outtype: str = "f16", name: str | None = None,
-            on_tensor: OnTensor | None = None) -> ConvertResult:
+def convert(
+    model_dir: Path,
+    out: Path,
+    *,
+    outtype: str = "f16",
+    name: str | None = None,
+    on_tensor: OnTensor | None = None,
+) -> ConvertResult:
     """Write `out` as a GGUF of the checkpoint in `model_dir`; outtype is "f16" or "f32"."""
     if outtype not in ("f16", "f32"):
         raise ValueError(f"outtype must be f16 or f32, not {outtype}")
@@ -86,7 +99,9 @@ def convert(model_dir: Path, out: Path, *, outtype: str = "f16", name: str | Non
     pairs = _tensor_names(ckpt, arch, config)
     embed = next((hf for hf, g in pairs if g == "token_embd.weight"), None)
     if embed is None:
-        raise UserError(f"the checkpoint in {model_dir} has no token embedding", "is the safetensors file complete?")
+        raise UserError(
+            f"the checkpoint in {model_dir} has no token embedding", "is the safetensors file complete?"
+        )
     n_vocab = ckpt.refs[embed].shape[0]
 
     plan = [_Planned(g, hf, ckpt.refs[hf].shape, _target_dtype(ckpt, hf, outtype)) for hf, g in pairs]

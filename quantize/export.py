@@ -12,14 +12,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from quantize import checkpoint, quantizer
 from quantize import verify as verifier
-from quantize.convert import ConvertResult, OnTensor, convert, read_config
 from quantize.arch import detect
+from quantize.convert import ConvertResult, OnTensor, convert, read_config
 from quantize.tokenizer import load_tokenizer_json
 from quantize.weights import Checkpoint
 from slmsql_cli.errors import UserError
@@ -76,12 +76,22 @@ def _want_verify(flag: bool | None) -> bool:
     if flag is None:
         return verifier.available()
     if flag and not verifier.available():
-        raise UserError("verification needs torch and transformers", "pip install 'slmsql[train]', or pass --no-verify")
+        raise UserError(
+            "verification needs torch and transformers", "pip install 'slmsql[train]', or pass --no-verify"
+        )
     return flag
 
 
-def _build(work: Path, source: checkpoint.Source, out_dir: Path, quant: str, config: ExportConfig, do_verify: bool,
-           on_tensor: OnTensor | None, stage: OnStage) -> tuple[Path, ConvertResult, verifier.VerifyReport | None, list[str]]:
+def _build(
+    work: Path,
+    source: checkpoint.Source,
+    out_dir: Path,
+    quant: str,
+    config: ExportConfig,
+    do_verify: bool,
+    on_tensor: OnTensor | None,
+    stage: OnStage,
+) -> tuple[Path, ConvertResult, verifier.VerifyReport | None, list[str]]:
     """Everything that writes, inside the temporary folder `work`; returns the finished GGUF there."""
     notes: list[str] = []
     model_dir = source.path
@@ -97,7 +107,9 @@ def _build(work: Path, source: checkpoint.Source, out_dir: Path, quant: str, con
     direct = quant in quantizer.DIRECT
     converted_path = work / (f"model-{quant}.gguf" if direct else "model-f16.gguf")
     stage(f"converting to {'F32' if quant == 'f32' else 'F16'} GGUF")
-    converted = convert(model_dir, converted_path, outtype=quant if direct else "f16", name=source.label, on_tensor=on_tensor)
+    converted = convert(
+        model_dir, converted_path, outtype=quant if direct else "f16", name=source.label, on_tensor=on_tensor
+    )
     final = converted_path
     if not direct:
         stage(f"quantizing to {quant.upper()} with llama.cpp")
@@ -119,7 +131,9 @@ def _build(work: Path, source: checkpoint.Source, out_dir: Path, quant: str, con
     return final, converted, report, notes
 
 
-def export(config: ExportConfig, on_tensor: OnTensor | None = None, on_stage: OnStage | None = None) -> ExportResult:
+def export(
+    config: ExportConfig, on_tensor: OnTensor | None = None, on_stage: OnStage | None = None
+) -> ExportResult:
     """Export one checkpoint to a GGUF file; see the module docstring for the guarantees."""
     started = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
@@ -134,12 +148,16 @@ def export(config: ExportConfig, on_tensor: OnTensor | None = None, on_stage: On
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
-            final, converted, report, notes = _build(Path(tmp), source, out.parent, quant, config, do_verify, on_tensor, stage)
+            final, converted, report, notes = _build(
+                Path(tmp), source, out.parent, quant, config, do_verify, on_tensor, stage
+            )
             size = final.stat().st_size
             os.replace(final, out)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-            raise UserError(f"cannot write {out}: {exc.strerror}", "free some space or choose another --out") from None
+            raise UserError(
+                f"cannot write {out}: {exc.strerror}", "free some space or choose another --out"
+            ) from None
         raise
     return ExportResult(out, source, quant, converted, size, time.perf_counter() - started, report, notes)
 
@@ -150,8 +168,14 @@ def _exports_root() -> Path:
     return cache_dir() / "exports"
 
 
-def cached_export(checkpoint_spec: str, quant: str = "q4_k_m", *, verify: bool | None = None,
-                  on_tensor: OnTensor | None = None, on_stage: OnStage | None = None) -> Path:
+def cached_export(
+    checkpoint_spec: str,
+    quant: str = "q4_k_m",
+    *,
+    verify: bool | None = None,
+    on_tensor: OnTensor | None = None,
+    on_stage: OnStage | None = None,
+) -> Path:
     """The GGUF of a checkpoint (folder or repo id), exported once into slmsql's cache.
 
     Keyed by the checkpoint's identity (repo + revision, or folder + file sizes and times), so an
@@ -163,8 +187,11 @@ def cached_export(checkpoint_spec: str, quant: str = "q4_k_m", *, verify: bool |
     path = family / checkpoint.identity(source) / f"model-{quant}.gguf"
     if path.is_file():
         return path
-    export(ExportConfig(checkpoint=str(source.path), out=path, quant=quant, force=True, verify=verify),
-           on_tensor=on_tensor, on_stage=on_stage)
+    export(
+        ExportConfig(checkpoint=str(source.path), out=path, quant=quant, force=True, verify=verify),
+        on_tensor=on_tensor,
+        on_stage=on_stage,
+    )
     for old in family.iterdir():
         if old.is_dir() and old != path.parent:
             shutil.rmtree(old, ignore_errors=True)
@@ -177,8 +204,13 @@ def find_cached_export(checkpoint_spec: str, quant: str = "q4_k_m") -> Path | No
     path = Path(checkpoint_spec).expanduser()
     if path.is_dir():
         source = checkpoint.resolve(checkpoint_spec)
-        found = _exports_root() / checkpoint.slug(source) / checkpoint.identity(source) / f"model-{quant}.gguf"
+        found = (
+            _exports_root() / checkpoint.slug(source) / checkpoint.identity(source) / f"model-{quant}.gguf"
+        )
         return found if found.is_file() else None
     source = checkpoint.Source(Path(), checkpoint_spec, repo_id=checkpoint_spec)
-    candidates = sorted((_exports_root() / checkpoint.slug(source)).glob(f"*/model-{quant}.gguf"), key=lambda p: p.stat().st_mtime)
+    candidates = sorted(
+        (_exports_root() / checkpoint.slug(source)).glob(f"*/model-{quant}.gguf"),
+        key=lambda p: p.stat().st_mtime,
+    )
     return candidates[-1] if candidates else None

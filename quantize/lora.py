@@ -15,7 +15,13 @@ from pathlib import Path
 from quantize import checkpoint
 from slmsql_cli.errors import UserError
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
 
 
 def merge(adapter_dir: Path, work_dir: Path) -> Path:
@@ -33,7 +39,10 @@ def merge(adapter_dir: Path, work_dir: Path) -> Path:
     config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     base_spec = config.get("base_model_name_or_path")
     if not base_spec:
-        raise UserError(f"{adapter_dir}/adapter_config.json names no base model", "set base_model_name_or_path to the base model's folder or repo id")
+        raise UserError(
+            f"{adapter_dir}/adapter_config.json names no base model",
+            "set base_model_name_or_path to the base model's folder or repo id",
+        )
     base = checkpoint.resolve(base_spec)
     if base.is_adapter:
         raise UserError(f"the base of {adapter_dir} is itself an adapter: {base.path}")

@@ -17,13 +17,33 @@ from slmsql_cli.errors import UserError
 # llama.cpp's `llama_ftype` values (llama.h) and the approximate size of one weight in bits,
 # used to check free disk space before starting.
 FTYPES: dict[str, tuple[int, float]] = {
-    "f32": (0, 32.0), "f16": (1, 16.0), "bf16": (32, 16.0),
-    "q8_0": (7, 8.5), "q6_k": (18, 6.6),
-    "q5_k_m": (17, 5.7), "q5_k_s": (16, 5.5), "q5_0": (8, 5.5), "q5_1": (9, 6.0),
-    "q4_k_m": (15, 4.9), "q4_k_s": (14, 4.6), "q4_0": (2, 4.5), "q4_1": (3, 5.0),
-    "q3_k_l": (13, 4.3), "q3_k_m": (12, 3.9), "q3_k_s": (11, 3.5), "q2_k": (10, 3.4),
+    "f32": (0, 32.0),
+    "f16": (1, 16.0),
+    "bf16": (32, 16.0),
+    "q8_0": (7, 8.5),
+    "q6_k": (18, 6.6),
+    "q5_k_m": (17, 5.7),
+    "q5_k_s": (16, 5.5),
+    "q5_0": (8, 5.5),
+    "q5_1": (9, 6.0),
+    "q4_k_m": (15, 4.9),
+    "q4_k_s": (14, 4.6),
+    "q4_0": (2, 4.5),
+    "q4_1": (3, 5.0),
+    "q3_k_l": (13, 4.3),
+    "q3_k_m": (12, 3.9),
+    "q3_k_s": (11, 3.5),
+    "q2_k": (10, 3.4),
 }
-ALIASES = {"q4": "q4_k_m", "q5": "q5_k_m", "q8": "q8_0", "q6": "q6_k", "fp16": "f16", "fp32": "f32", "float16": "f16"}
+ALIASES = {
+    "q4": "q4_k_m",
+    "q5": "q5_k_m",
+    "q8": "q8_0",
+    "q6": "q6_k",
+    "fp16": "f16",
+    "fp32": "f32",
+    "float16": "f16",
+}
 DIRECT = ("f16", "f32")  # written by the converter itself, no quantizer pass
 
 
@@ -62,7 +82,9 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> No
     try:
         import llama_cpp
     except ImportError:
-        raise UserError("quantizing needs llama-cpp-python", "pip install llama-cpp-python, or export with --f16") from None
+        raise UserError(
+            "quantizing needs llama-cpp-python", "pip install llama-cpp-python, or export with --f16"
+        ) from None
     quiet_llama(llama_cpp)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[quant][0]

@@ -58,7 +58,9 @@ def _steps(node: dict[str, Any] | None) -> list[dict[str, Any]]:
 def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str:
     """The llama.cpp pre-tokenizer name for a byte-level BPE tokenizer.json (see module docstring)."""
     steps = _steps(tokenizer_json.get("pre_tokenizer"))
-    regexes = [s["pattern"].get("Regex", s["pattern"].get("String")) for s in steps if s.get("type") == "Split"]
+    regexes = [
+        s["pattern"].get("Regex", s["pattern"].get("String")) for s in steps if s.get("type") == "Split"
+    ]
     digits = [s for s in steps if s.get("type") == "Digits"]
     byte_level = [s for s in steps if s.get("type") == "ByteLevel"]
     if regexes == [QWEN2_REGEX]:
@@ -84,7 +86,11 @@ def _is_spm_bpe(tokenizer_json: dict[str, Any]) -> bool:
 
 def _looks_special(text: str) -> bool:
     # same heuristic as llama.cpp's converter: some models forget the `special` flag
-    return (text.startswith("<|") and text.endswith("|>")) or (text.startswith("<｜") and text.endswith("｜>")) or text == "<pad>"
+    return (
+        (text.startswith("<|") and text.endswith("|>"))
+        or (text.startswith("<｜") and text.endswith("｜>"))
+        or text == "<pad>"
+    )
 
 
 def load_tokenizer_json(model_dir: Path) -> dict[str, Any]:
@@ -107,7 +113,9 @@ def write_vocab(w: gguf.GGUFWriter, model_dir: Path, n_vocab: int) -> VocabSumma
     tj = load_tokenizer_json(model_dir)
     model = tj.get("model", {})
     if model.get("type") != "BPE":
-        raise UserError(f"unsupported tokenizer model {model.get('type')!r}", "only BPE tokenizers are supported")
+        raise UserError(
+            f"unsupported tokenizer model {model.get('type')!r}", "only BPE tokenizers are supported"
+        )
     vocab: dict[str, int] = model["vocab"]
     added = {t["id"]: t for t in tj.get("added_tokens", [])}
     spm = _is_spm_bpe(tj)
@@ -148,13 +156,17 @@ def write_vocab(w: gguf.GGUFWriter, model_dir: Path, n_vocab: int) -> VocabSumma
         w.add_token_types(types)
     vocab_log = logging.getLogger("gguf.vocab")
     level = vocab_log.level
-    vocab_log.setLevel(logging.ERROR)  # its TemplateProcessing notes are about pair templates llama.cpp never uses
+    vocab_log.setLevel(
+        logging.ERROR
+    )  # its TemplateProcessing notes are about pair templates llama.cpp never uses
     try:
         special = gguf.SpecialVocab(model_dir, load_merges=not spm, n_vocab=n_vocab)
     finally:
         vocab_log.setLevel(level)
     special.add_to_gguf(w, quiet=True)
-    return VocabSummary("llama" if spm else "gpt2", pre, n_vocab, len(special.merges), special.chat_template is not None)
+    return VocabSummary(
+        "llama" if spm else "gpt2", pre, n_vocab, len(special.merges), special.chat_template is not None
+    )
 
 
 def _spm_scores(tokens: list[str], merges: list[Any], types: list[gguf.TokenType]) -> list[float]:

@@ -30,10 +30,10 @@ A failed check is an error: the export is not kept.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -88,7 +88,11 @@ class VerifyReport:
         return self.tokens_match and delta_ok and self.top1_agreement >= tol.min_top1
 
     def summary(self) -> str:
-        tok = "tokenizer matches" if self.tokens_match else f"tokenizer differs at token {self.first_token_mismatch}"
+        tok = (
+            "tokenizer matches"
+            if self.tokens_match
+            else f"tokenizer differs at token {self.first_token_mismatch}"
+        )
         limit = f" (limit {self.tolerance.max_rel_delta})" if self.tolerance.max_rel_delta is not None else ""
         return (
             f"{tok}; max |Δlogit| {self.max_abs_delta:.4f} = {self.rel_delta:.3f} std{limit}; "
@@ -116,8 +120,13 @@ def gguf_logits(gguf_path: Path, ids: list[int], threads: int | None = None) -> 
 
     quiet_llama(llama_cpp)
     llm = llama_cpp.Llama(
-        model_path=str(gguf_path), n_ctx=max(64, len(ids) + 8), n_batch=max(64, len(ids) + 8),
-        logits_all=True, n_threads=threads, n_threads_batch=threads, verbose=False,
+        model_path=str(gguf_path),
+        n_ctx=max(64, len(ids) + 8),
+        n_batch=max(64, len(ids) + 8),
+        logits_all=True,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
     )
     try:
         llm.eval(ids)
@@ -151,7 +160,9 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def verify(source_dir: Path, gguf_path: Path, quant: str, text: str = PROBE_TEXT, threads: int | None = None) -> VerifyReport:
+def verify(
+    source_dir: Path, gguf_path: Path, quant: str, text: str = PROBE_TEXT, threads: int | None = None
+) -> VerifyReport:
     """Run `text` through the source checkpoint (transformers) and the GGUF (llama.cpp) and compare."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from slmsql_cli.errors import UserError
 
 _DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
-    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"),
+    "I32": np.dtype("<i4"),
+    "I16": np.dtype("<i2"),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "BOOL": np.dtype("?"),
 }
 
 
@@ -50,7 +57,9 @@ def _read_header(path: Path) -> list[TensorRef]:
             raise UserError(f"{path.name} is truncated (no header)", "download the checkpoint again")
         (n,) = struct.unpack("<Q", raw)
         if n > size - 8 or n > 100 * 2**20:
-            raise UserError(f"{path.name} is truncated or not a safetensors file", "download the checkpoint again")
+            raise UserError(
+                f"{path.name} is truncated or not a safetensors file", "download the checkpoint again"
+            )
         try:
             header = json.loads(f.read(n))
         except ValueError:
@@ -67,7 +76,9 @@ def _read_header(path: Path) -> list[TensorRef]:
         shape = tuple(int(d) for d in info["shape"])
         ref = TensorRef(name, path, dtype, shape, base + start, base + end)
         if ref.end - ref.start != ref.n_elements * _DTYPES[dtype].itemsize:
-            raise UserError(f"{path.name}: tensor {name} has inconsistent offsets", "download the checkpoint again")
+            raise UserError(
+                f"{path.name}: tensor {name} has inconsistent offsets", "download the checkpoint again"
+            )
         if ref.end > size:
             raise UserError(
                 f"{path.name} is truncated ({size:,} bytes, tensor {name} needs {ref.end:,})",
@@ -85,7 +96,9 @@ def safetensors_files(model_dir: Path) -> list[Path]:
         files = [model_dir / f for f in sorted(set(weight_map.values()))]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise UserError(f"missing safetensors shard(s): {', '.join(missing)}", "download the checkpoint again")
+            raise UserError(
+                f"missing safetensors shard(s): {', '.join(missing)}", "download the checkpoint again"
+            )
         return files
     files = sorted(model_dir.glob("*.safetensors"))
     if not files:
@@ -118,7 +131,7 @@ class Checkpoint:
         mm = self._maps.get(ref.file)
         if mm is None:
             mm = self._maps[ref.file] = np.memmap(ref.file, dtype=np.uint8, mode="r")
-        return mm[ref.start:ref.end].view(_DTYPES[ref.dtype]).reshape(ref.shape)
+        return mm[ref.start : ref.end].view(_DTYPES[ref.dtype]).reshape(ref.shape)
 
     def get(self, name: str) -> np.ndarray:
         """The tensor as float32 (floating types) – bf16 is widened exactly by shifting its bits."""

@@ -44,7 +44,9 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def run_bench(engine: Engine, prompt_text: str, ns: list[int], max_tokens: int, seed: int = 42) -> list[BenchRow]:
+def run_bench(
+    engine: Engine, prompt_text: str, ns: list[int], max_tokens: int, seed: int = 42
+) -> list[BenchRow]:
     rows = []
     for n in ns:
         engine.close_context()  # evaluate the prompt from scratch for every N

@@ -54,18 +54,28 @@ class Database:
         """Values of the database that the question (with its evidence) mentions, best first."""
         return self.index.retrieve(prompts.question_text(_check_question(question), evidence))
 
-    def db_details(self, question: str, use_values: bool = True, evidence: str = "", schema: Schema | None = None) -> str:
+    def db_details(
+        self, question: str, use_values: bool = True, evidence: str = "", schema: Schema | None = None
+    ) -> str:
         """The "Database Schema" block for this question: relevant values first when use_values.
 
         `schema` replaces the full schema when it had to be pruned to fit the model's context.
         """
         _check_question(question)
-        values = combine_values(self.relevant_values(question, evidence), self.samples) if use_values else self.samples
+        values = (
+            combine_values(self.relevant_values(question, evidence), self.samples)
+            if use_values
+            else self.samples
+        )
         return serialize_schema(schema or self.schema, values)
 
-    def generation_prompt(self, question: str, evidence: str = "", use_values: bool = True, schema: Schema | None = None) -> str:
+    def generation_prompt(
+        self, question: str, evidence: str = "", use_values: bool = True, schema: Schema | None = None
+    ) -> str:
         """The exact generation user message the model reads."""
-        return prompts.generation_prompt(self.db_details(question, use_values, evidence, schema), question, evidence)
+        return prompts.generation_prompt(
+            self.db_details(question, use_values, evidence, schema), question, evidence
+        )
 
 
 def _check_question(question: str) -> str:
@@ -77,7 +87,9 @@ def _check_question(question: str) -> str:
 _MEMO: dict[tuple[Any, ...], Database] = {}
 
 
-def open_database(path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None) -> Database:
+def open_database(
+    path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
+) -> Database:
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
     db_path = _check_file(Path(path).expanduser())
     stat = db_path.stat()
@@ -86,7 +98,9 @@ def open_database(path: str | Path, tables_json: str | Path | None = None, db_id
     if tables_json is not None:
         tj = Path(tables_json).expanduser()
         if not tj.is_file():
-            raise UserError(f"tables file not found: {tables_json}", "pass the Spider/BIRD tables.json with --tables")
+            raise UserError(
+                f"tables file not found: {tables_json}", "pass the Spider/BIRD tables.json with --tables"
+            )
         tj = tj.resolve()
         source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"
     key = (str(db_path), stat.st_size, stat.st_mtime_ns, source)
@@ -99,7 +113,9 @@ def _check_file(path: Path) -> Path:
     if not path.exists():
         raise UserError(f"database not found: {path}", "pass the path of a SQLite file with --db")
     if path.is_dir():
-        raise UserError(f"{path} is a folder, not a database file", "pass the .sqlite file inside it with --db")
+        raise UserError(
+            f"{path} is a folder, not a database file", "pass the .sqlite file inside it with --db"
+        )
     try:
         with path.open("rb") as fh:
             header = fh.read(len(SQLITE_HEADER))
@@ -125,12 +141,17 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
             raise UserError(f"database has no tables: {db_path}", "is this the right file?")
         samples = sample_values(db_path, schema)
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"cannot read database {db_path}: {exc}", "is the file a complete, unencrypted SQLite database?") from None
-    write_json_atomic(cache_file, {
-        "version": _CACHE_VERSION,
-        "schema": schema.to_dict(),
-        "samples": [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()],
-    })
+        raise UserError(
+            f"cannot read database {db_path}: {exc}", "is the file a complete, unencrypted SQLite database?"
+        ) from None
+    write_json_atomic(
+        cache_file,
+        {
+            "version": _CACHE_VERSION,
+            "schema": schema.to_dict(),
+            "samples": [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()],
+        },
+    )
     return Database(db_path, schema, samples, db_id)
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from slmsql_cli.errors import UserError
 
@@ -119,7 +119,9 @@ def physical_cores() -> int:
         try:
             import subprocess
 
-            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=2)
+            out = subprocess.run(
+                ["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=2
+            )
             return max(1, min(int(out.stdout.strip()), available))
         except (OSError, ValueError, subprocess.SubprocessError):
             return max(1, available)
@@ -129,19 +131,30 @@ def physical_cores() -> int:
 def check_gguf_file(path: Path) -> None:
     """Fail with a clear message before llama.cpp prints pages of logs about a bad file."""
     if not path.exists():
-        raise UserError(f"model file not found: {path}", "pass a .gguf file, a Hugging Face repo id or an alias from `slmsql models`")
+        raise UserError(
+            f"model file not found: {path}",
+            "pass a .gguf file, a Hugging Face repo id or an alias from `slmsql models`",
+        )
     if path.is_dir():
-        raise UserError(f"model path is a folder, not a GGUF file: {path}", "to use a Hugging Face checkpoint folder, run `slmsql export` on it first")
+        raise UserError(
+            f"model path is a folder, not a GGUF file: {path}",
+            "to use a Hugging Face checkpoint folder, run `slmsql export` on it first",
+        )
     with path.open("rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":
-        raise UserError(f"not a GGUF model file: {path}", "slmsql runs llama.cpp GGUF models; convert safetensors with `slmsql export`")
+        raise UserError(
+            f"not a GGUF model file: {path}",
+            "slmsql runs llama.cpp GGUF models; convert safetensors with `slmsql export`",
+        )
 
 
 class Engine:
     """One loaded GGUF model and its batched-sampling context."""
 
-    def __init__(self, model_path: str | Path, *, threads: int | None = None, n_ctx: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path, *, threads: int | None = None, n_ctx: int | None = None
+    ) -> None:
         import llama_cpp
         import numpy
 
@@ -163,7 +176,10 @@ class Engine:
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"llama.cpp could not load {self.path.name}: {exc}", "the file may be truncated or corrupt; download or export it again") from None
+            raise UserError(
+                f"llama.cpp could not load {self.path.name}: {exc}",
+                "the file may be truncated or corrupt; download or export it again",
+            ) from None
         self._np = numpy
         self.model = self.llm.model
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
@@ -227,7 +243,9 @@ class Engine:
                 f"the prompt ({prompt_tokens} tokens) plus {params.max_tokens} new tokens exceeds the model's context ({self.n_ctx_limit})",
                 "lower --max-tokens, or ask about fewer tables (slmsql prunes the schema to the question's tables when it can)",
             )
-        budget_cells = max(_KV_BUDGET_BYTES // max(self.kv_bytes_per_token, 1), prompt_tokens + params.max_tokens)
+        budget_cells = max(
+            _KV_BUDGET_BYTES // max(self.kv_bytes_per_token, 1), prompt_tokens + params.max_tokens
+        )
         cells_limit = min(self.n_ctx_limit, budget_cells)
         per_round = max(1, min(params.n, (cells_limit - prompt_tokens) // params.max_tokens))
         cells = prompt_tokens + per_round * params.max_tokens + 16
@@ -253,7 +271,10 @@ class Engine:
         params.no_perf = False
         ctx = ll.llama_init_from_model(self.model, params)
         if not ctx:
-            raise UserError(f"llama.cpp could not create a context of {params.n_ctx} tokens x {seqs} sequences", "lower -n or --max-tokens")
+            raise UserError(
+                f"llama.cpp could not create a context of {params.n_ctx} tokens x {seqs} sequences",
+                "lower -n or --max-tokens",
+            )
         self._ctx = ctx
         self._ctx_cells = int(params.n_ctx)
         self._ctx_seqs = seqs
@@ -438,7 +459,9 @@ class Engine:
                     cut = text.find(st)
                     if cut >= 0:
                         text = text[: cut + len(st)]
-                completions.append(Completion(text=text, tokens=counts[s], finish_reason=reasons[s] or "length"))
+                completions.append(
+                    Completion(text=text, tokens=counts[s], finish_reason=reasons[s] or "length")
+                )
                 stats.generated_tokens += counts[s]
             # Generated tokens are dropped; the prompt stays cached in sequence 0 for the next call.
             for s in range(k):

@@ -45,6 +45,7 @@ LEVELS = {"bird": ["simple", "moderate", "challenging"], "spider": ["easy", "med
 
 # --- questions, databases, predictions ---------------------------------------------------------
 
+
 @dataclass
 class Question:
     index: int  # position in the questions file: the resume key
@@ -66,11 +67,18 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
     try:
         items = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"questions file not found: {path}", "pass Spider's or BIRD's dev.json with --questions") from None
+        raise UserError(
+            f"questions file not found: {path}", "pass Spider's or BIRD's dev.json with --questions"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read questions file {path}: {exc}", "it must be a JSON list of questions") from None
+        raise UserError(
+            f"cannot read questions file {path}: {exc}", "it must be a JSON list of questions"
+        ) from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise UserError(f"{path} is not a list of questions", "expected Spider/BIRD dev.json: [{\"question\": …, \"db_id\": …}, …]")
+        raise UserError(
+            f"{path} is not a list of questions",
+            'expected Spider/BIRD dev.json: [{"question": …, "db_id": …}, …]',
+        )
     fmt = fmt or detect_format(items)
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r}", "use --format spider or --format bird")
@@ -79,11 +87,22 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
     for i, item in enumerate(items):
         missing = [k for k in ("question", "db_id", gold_key) if k not in item]
         if missing:
-            raise UserError(f"question {i} in {path} has no {', '.join(missing)}",
-                            f"--format {fmt} expects question, db_id and {gold_key}")
+            raise UserError(
+                f"question {i} in {path} has no {', '.join(missing)}",
+                f"--format {fmt} expects question, db_id and {gold_key}",
+            )
         level = item.get("difficulty") if fmt == "bird" else _spider_level(item.get("sql"))
-        questions.append(Question(i, item["question"], item[gold_key], item["db_id"], item.get("evidence", "") or "",
-                                  level, item.get("question_id")))
+        questions.append(
+            Question(
+                i,
+                item["question"],
+                item[gold_key],
+                item["db_id"],
+                item.get("evidence", "") or "",
+                level,
+                item.get("question_id"),
+            )
+        )
     return questions, fmt
 
 
@@ -93,15 +112,23 @@ def resolve_db(db_dir: Path, db_id: str) -> Path:
     db_dir = Path(db_dir)
     if db_dir.is_file():
         return db_dir
-    tried = [db_dir / db_id / f"{db_id}{ext}" for ext in (".sqlite", ".db")] + [db_dir / f"{db_id}{ext}" for ext in (".sqlite", ".db")]
+    tried = [db_dir / db_id / f"{db_id}{ext}" for ext in (".sqlite", ".db")] + [
+        db_dir / f"{db_id}{ext}" for ext in (".sqlite", ".db")
+    ]
     for path in tried:
         if path.is_file():
             return path
-    singles = [p for p in db_dir.glob("*") if p.suffix in (".sqlite", ".db") and p.is_file()] if db_dir.is_dir() else []
+    singles = (
+        [p for p in db_dir.glob("*") if p.suffix in (".sqlite", ".db") and p.is_file()]
+        if db_dir.is_dir()
+        else []
+    )
     if len(singles) == 1:
         return singles[0]
-    raise UserError(f"no database for db_id {db_id!r} in {db_dir}",
-                    f"expected {tried[0]} (Spider/BIRD layout) or a folder holding one .sqlite file")
+    raise UserError(
+        f"no database for db_id {db_id!r} in {db_dir}",
+        f"expected {tried[0]} (Spider/BIRD layout) or a folder holding one .sqlite file",
+    )
 
 
 def read_predictions(path: Path) -> list[str]:
@@ -110,12 +137,17 @@ def read_predictions(path: Path) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"predictions file not found: {path}", "one SQL per line, in the order of the questions") from None
+        raise UserError(
+            f"predictions file not found: {path}", "one SQL per line, in the order of the questions"
+        ) from None
     if Path(path).suffix == ".json":
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise UserError(f"cannot parse {path}: {exc}", "BIRD predictions are a JSON object {\"0\": \"SQL\\t----- bird -----\\tdb_id\"}") from None
+            raise UserError(
+                f"cannot parse {path}: {exc}",
+                'BIRD predictions are a JSON object {"0": "SQL\\t----- bird -----\\tdb_id"}',
+            ) from None
         values = [data[k] for k in sorted(data, key=int)] if isinstance(data, dict) else list(data)
         return [str(v).split("\t", 1)[0].strip() for v in values]
     lines = text.splitlines()
@@ -125,6 +157,7 @@ def read_predictions(path: Path) -> list[str]:
 
 
 # --- metrics -----------------------------------------------------------------------------------
+
 
 def bird_match(gold_rows: Sequence[tuple], pred_rows: Sequence[tuple]) -> bool:
     """BIRD EX: the same set of rows."""
@@ -220,12 +253,23 @@ class Score:
     gold: ExecResult
 
 
-def score(db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> Score:
+def score(
+    db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT
+) -> Score:
     """Execute gold and prediction on the database and compare them with the format's metric."""
     if fmt == "spider":
         gold = execute(db_path, spider_sql(gold_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        pred = execute(db_path, spider_sql(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
-        ok = bool(gold.ok and pred and pred.ok and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql)))
+        pred = (
+            execute(db_path, spider_sql(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS)
+            if pred_sql
+            else None
+        )
+        ok = bool(
+            gold.ok
+            and pred
+            and pred.ok
+            and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql))
+        )
     else:
         gold = execute(db_path, gold_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS)
         pred = execute(db_path, pred_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
@@ -255,8 +299,11 @@ def spider_hardness(sql: dict) -> str:
         return "easy"
     if (others <= 2 and comp1 <= 1 and comp2 == 0) or (comp1 <= 2 and others < 2 and comp2 == 0):
         return "medium"
-    if ((others > 2 and comp1 <= 2 and comp2 == 0) or (2 < comp1 <= 3 and others <= 2 and comp2 == 0)
-            or (comp1 <= 1 and others == 0 and comp2 <= 1)):
+    if (
+        (others > 2 and comp1 <= 2 and comp2 == 0)
+        or (2 < comp1 <= 3 and others <= 2 and comp2 == 0)
+        or (comp1 <= 1 and others == 0 and comp2 <= 1)
+    ):
         return "hard"
     return "extra"
 
@@ -275,7 +322,9 @@ def _count_agg(units: list) -> int:
 
 
 def _count_component1(sql: dict) -> int:
-    count = sum([len(sql["where"]) > 0, len(sql["groupBy"]) > 0, len(sql["orderBy"]) > 0, sql["limit"] is not None])
+    count = sum(
+        [len(sql["where"]) > 0, len(sql["groupBy"]) > 0, len(sql["orderBy"]) > 0, sql["limit"] is not None]
+    )
     if sql["from"]["table_units"]:
         count += len(sql["from"]["table_units"]) - 1
     connectives = sql["from"]["conds"][1::2] + sql["where"][1::2] + sql["having"][1::2]
@@ -294,6 +343,7 @@ def _count_others(sql: dict) -> int:
 
 
 # --- running and recording ---------------------------------------------------------------------
+
 
 @dataclass
 class Prediction:
@@ -319,27 +369,46 @@ def model_predictor(pipeline: Any, tables_json: Path | None = None) -> Predictor
         answer = pipeline.ask(db, q.question, q.evidence)
         group_of = {i: g for g, grp in enumerate(answer.groups) for i in grp.members}
         candidates = [
-            {"sql": c.sql, "group": group_of.get(i), "votes": answer.groups[group_of[i]].votes if i in group_of else 0,
-             "error": _error_text(c.result) if c.sql else "no SQL"}
+            {
+                "sql": c.sql,
+                "group": group_of.get(i),
+                "votes": answer.groups[group_of[i]].votes if i in group_of else 0,
+                "error": _error_text(c.result) if c.sql else "no SQL",
+            }
             for i, c in enumerate(answer.candidates)
         ]
-        return Prediction(answer.sql, candidates, bool(getattr(answer, "merged", False)), dict(answer.timings))
+        return Prediction(
+            answer.sql, candidates, bool(getattr(answer, "merged", False)), dict(answer.timings)
+        )
 
     return predict
 
 
-def evaluate_question(q: Question, db_path: Path, predict: Predictor, fmt: str, timeout: float, run: dict) -> dict:
+def evaluate_question(
+    q: Question, db_path: Path, predict: Predictor, fmt: str, timeout: float, run: dict
+) -> dict:
     """Predict, score, and return the question's JSONL record."""
     t = time.perf_counter()
     pred = predict(q, db_path)
     latency = time.perf_counter() - t
     s = score(db_path, q.gold, pred.sql, fmt, timeout)
     return {
-        "index": q.index, "question_id": q.question_id, "db_id": q.db_id, "question": q.question,
-        "evidence": q.evidence, "level": q.level, "gold": q.gold, "pred": pred.sql, "correct": s.correct,
-        "error": _error_text(s.pred) if pred.sql else "no SQL", "gold_error": _error_text(s.gold),
-        "latency": round(latency, 4), "timings": {k: round(v, 4) for k, v in pred.timings.items()},
-        "candidates": pred.candidates, "merged": pred.merged, "run": run,
+        "index": q.index,
+        "question_id": q.question_id,
+        "db_id": q.db_id,
+        "question": q.question,
+        "evidence": q.evidence,
+        "level": q.level,
+        "gold": q.gold,
+        "pred": pred.sql,
+        "correct": s.correct,
+        "error": _error_text(s.pred) if pred.sql else "no SQL",
+        "gold_error": _error_text(s.gold),
+        "latency": round(latency, 4),
+        "timings": {k: round(v, 4) for k, v in pred.timings.items()},
+        "candidates": pred.candidates,
+        "merged": pred.merged,
+        "run": run,
     }
 
 
@@ -380,12 +449,16 @@ class ResultsFile:
             except ValueError:
                 raise UserError(f"{self.path} line {n} is not JSON", "pass a fresh --out file") from None
             if rec.get("run") != run:
-                raise UserError(f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
-                                "pass a new --out file, or the same options as that run to resume it")
+                raise UserError(
+                    f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
+                    "pass a new --out file, or the same options as that run to resume it",
+                )
             q = by_index.get(rec.get("index"))
             if q is not None and q.question != rec.get("question"):
-                raise UserError(f"{self.path} belongs to another questions file (question {q.index} differs)",
-                                "pass a new --out file")
+                raise UserError(
+                    f"{self.path} belongs to another questions file (question {q.index} differs)",
+                    "pass a new --out file",
+                )
             done[rec["index"]] = rec
         return done
 
@@ -397,7 +470,7 @@ class ResultsFile:
     def close(self) -> None:
         os.close(self._fd)
 
-    def __enter__(self) -> "ResultsFile":
+    def __enter__(self) -> ResultsFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -415,7 +488,9 @@ def load_records(path: Path) -> list[dict]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise UserError(f"results file not found: {path}", "pass a file written by slmsql eval --out") from None
+        raise UserError(
+            f"results file not found: {path}", "pass a file written by slmsql eval --out"
+        ) from None
     records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -425,11 +500,14 @@ def load_records(path: Path) -> list[dict]:
         except ValueError:
             if n == len(lines):
                 break
-            raise UserError(f"{path} line {n} is not JSON", "pass a file written by slmsql eval --out") from None
+            raise UserError(
+                f"{path} line {n} is not JSON", "pass a file written by slmsql eval --out"
+            ) from None
     return records
 
 
 # --- summaries, comparisons, charts ------------------------------------------------------------
+
 
 def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]:
     """EX (percent), correct and total overall and per level, in the benchmark's level order."""
@@ -444,8 +522,13 @@ def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]
     levels = [lv for lv in order if lv in by_level] + sorted(lv for lv in by_level if lv not in order)
     latencies = [r["latency"] for r in records if isinstance(r.get("latency"), (int, float))]
     return {
-        "ex": _pct(correct, total), "correct": correct, "total": total,
-        "by_level": {lv: {"ex": _pct(*by_level[lv]), "correct": by_level[lv][0], "total": by_level[lv][1]} for lv in levels},
+        "ex": _pct(correct, total),
+        "correct": correct,
+        "total": total,
+        "by_level": {
+            lv: {"ex": _pct(*by_level[lv]), "correct": by_level[lv][0], "total": by_level[lv][1]}
+            for lv in levels
+        },
         "gold_errors": sum(1 for r in records if r.get("gold_error")),
         "seconds_per_question": round(sum(latencies) / len(latencies), 3) if latencies else None,
     }
@@ -461,17 +544,28 @@ def compare(a: Sequence[dict], b: Sequence[dict], fmt: str | None = None) -> dic
     common = sorted(set(ra) & set(rb))
     outcome = Counter((bool(ra[i].get("correct")), bool(rb[i].get("correct"))) for i in common)
     differ = [
-        {"index": i, "question": ra[i].get("question"), "a_correct": bool(ra[i].get("correct")),
-         "b_correct": bool(rb[i].get("correct")), "a_pred": ra[i].get("pred"), "b_pred": rb[i].get("pred"),
-         "gold": ra[i].get("gold")}
-        for i in common if bool(ra[i].get("correct")) != bool(rb[i].get("correct"))
+        {
+            "index": i,
+            "question": ra[i].get("question"),
+            "a_correct": bool(ra[i].get("correct")),
+            "b_correct": bool(rb[i].get("correct")),
+            "a_pred": ra[i].get("pred"),
+            "b_pred": rb[i].get("pred"),
+            "gold": ra[i].get("gold"),
+        }
+        for i in common
+        if bool(ra[i].get("correct")) != bool(rb[i].get("correct"))
     ]
     return {
         "common": len(common),
-        "a": summarize([ra[i] for i in common], fmt), "b": summarize([rb[i] for i in common], fmt),
-        "both_correct": outcome[(True, True)], "only_a": outcome[(True, False)],
-        "only_b": outcome[(False, True)], "neither": outcome[(False, False)],
-        "only_in_a": len(set(ra) - set(rb)), "only_in_b": len(set(rb) - set(ra)),
+        "a": summarize([ra[i] for i in common], fmt),
+        "b": summarize([rb[i] for i in common], fmt),
+        "both_correct": outcome[(True, True)],
+        "only_a": outcome[(True, False)],
+        "only_b": outcome[(False, True)],
+        "neither": outcome[(False, False)],
+        "only_in_a": len(set(ra) - set(rb)),
+        "only_in_b": len(set(rb) - set(ra)),
         "differ": differ,
     }
 
@@ -490,8 +584,10 @@ def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None
     try:
         import matplotlib
     except ImportError:
-        raise UserError("--plot needs matplotlib, which is not installed",
-                        "pip install 'slmsql[train]' (the [train] extra includes matplotlib), or pip install matplotlib") from None
+        raise UserError(
+            "--plot needs matplotlib, which is not installed",
+            "pip install 'slmsql[train]' (the [train] extra includes matplotlib), or pip install matplotlib",
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -504,7 +600,10 @@ def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None
         xs = [i + (k - (len(summaries) - 1) / 2) * width for i in range(len(levels))]
         bars = ax.bar(xs, values, width, label=label)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    counts = [summaries[0][1]["total"] if lv == "all" else summaries[0][1]["by_level"].get(lv, {}).get("total", 0) for lv in levels]
+    counts = [
+        summaries[0][1]["total"] if lv == "all" else summaries[0][1]["by_level"].get(lv, {}).get("total", 0)
+        for lv in levels
+    ]
     ax.set_xticks(range(len(levels)), [f"{lv}\n({c})" for lv, c in zip(levels, counts)])
     ax.set_ylabel("execution accuracy (%)")
     ax.set_ylim(0, 118)

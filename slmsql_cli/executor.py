@@ -31,9 +31,17 @@ from slmsql_cli.errors import UserError
 
 # Functions that reach outside the database; none are in stock SQLite, but a build or an
 # extension could add them.
-DENIED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile", "lsdir"})
-_ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
-_ACTION_NAMES = {getattr(sqlite3, n): n.removeprefix("SQLITE_") for n in dir(sqlite3) if n.startswith("SQLITE_") and n.isupper()}
+DENIED_FUNCTIONS = frozenset(
+    {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile", "lsdir"}
+)
+_ALLOWED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+_ACTION_NAMES = {
+    getattr(sqlite3, n): n.removeprefix("SQLITE_")
+    for n in dir(sqlite3)
+    if n.startswith("SQLITE_") and n.isupper()
+}
 _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
 
@@ -61,7 +69,9 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     start = time.perf_counter()
     path = Path(db_path)
     if not path.is_file():
-        raise UserError(f"database file not found: {path}", "check the path; slmsql opens existing SQLite files only")
+        raise UserError(
+            f"database file not found: {path}", "check the path; slmsql opens existing SQLite files only"
+        )
     rejection = check_sql(sql)
     if rejection:
         return ExecResult(error=rejection, seconds=time.perf_counter() - start)
@@ -82,7 +92,10 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     try:
         cursor = conn.execute(sql)
         if cursor.description is None:  # a statement that is not a query (e.g. a no-op DROP … IF EXISTS)
-            return ExecResult(error="not a query: only SELECT statements that return rows are allowed", seconds=time.perf_counter() - start)
+            return ExecResult(
+                error="not a query: only SELECT statements that return rows are allowed",
+                seconds=time.perf_counter() - start,
+            )
         columns = [d[0] for d in cursor.description]
         rows = cursor.fetchmany(max_rows + 1)
         truncated = len(rows) > max_rows
@@ -108,9 +121,13 @@ def check_sql(sql: str) -> str | None:
 
     sqlglot_log = logging.getLogger("sqlglot")
     level = sqlglot_log.level
-    sqlglot_log.setLevel(logging.ERROR)  # unsupported syntax (VACUUM, REPLACE INTO) warns, then parses as Command
+    sqlglot_log.setLevel(
+        logging.ERROR
+    )  # unsupported syntax (VACUUM, REPLACE INTO) warns, then parses as Command
     try:
-        trees = [t for t in sqlglot.parse(sql, read="sqlite") if t is not None and not isinstance(t, exp.Semicolon)]
+        trees = [
+            t for t in sqlglot.parse(sql, read="sqlite") if t is not None and not isinstance(t, exp.Semicolon)
+        ]
     except Exception:  # sqlglot's parser is not SQLite's: let SQLite judge (and the authorizer guard)
         return None
     finally:
@@ -122,15 +139,21 @@ def check_sql(sql: str) -> str | None:
     tree = trees[0]
     if isinstance(tree, (exp.Select, exp.SetOperation, exp.Values)):
         return None
-    if isinstance(tree, exp.Subquery) and isinstance(tree.unnest(), (exp.Select, exp.SetOperation, exp.Values)):
+    if isinstance(tree, exp.Subquery) and isinstance(
+        tree.unnest(), (exp.Select, exp.SetOperation, exp.Values)
+    ):
         return None
     kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
     return f"only read-only queries (SELECT, WITH … SELECT, VALUES) are allowed, not {kind}"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
-    conn.text_factory = lambda b: b.decode("utf-8", errors="replace")  # some Spider databases hold invalid UTF-8
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
+    conn.text_factory = lambda b: b.decode(
+        "utf-8", errors="replace"
+    )  # some Spider databases hold invalid UTF-8
     conn.execute("PRAGMA query_only=ON")
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_BYTES)
@@ -161,7 +184,9 @@ _CACHE_MAX_ROWS = 10_000  # big results are not kept: memory matters more than a
 _cache_lock = threading.Lock()
 
 
-def execute_cached(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000) -> ExecResult:
+def execute_cached(
+    db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000
+) -> ExecResult:
     """`execute`, remembered per (database file, its mtime and size, sql, limits).
 
     N sampled candidates often repeat the same SQL; each distinct SQL runs once. A changed file
@@ -191,7 +216,10 @@ def execute_many(
     db_path: str | Path, sqls: Iterable[str | None], *, timeout: float = 10.0, max_rows: int = 100_000
 ) -> list[ExecResult | None]:
     """Execute each SQL in order (None stays None); identical SQL runs once."""
-    return [None if sql is None else execute_cached(db_path, sql, timeout=timeout, max_rows=max_rows) for sql in sqls]
+    return [
+        None if sql is None else execute_cached(db_path, sql, timeout=timeout, max_rows=max_rows)
+        for sql in sqls
+    ]
 
 
 def clear_cache() -> None:

@@ -31,8 +31,11 @@ def cached_repos() -> dict[str, list[str]]:
         info = scan_cache_dir(constants.HF_HUB_CACHE)
     except (CacheNotFound, OSError):  # no cache folder yet
         return {}
-    return {repo.repo_id: sorted({f.file_name for rev in repo.revisions for f in rev.files})
-            for repo in info.repos if repo.repo_type == "model"}
+    return {
+        repo.repo_id: sorted({f.file_name for rev in repo.revisions for f in rev.files})
+        for repo in info.repos
+        if repo.repo_type == "model"
+    }
 
 
 def cached_files(repo_id: str) -> list[str]:
@@ -46,7 +49,12 @@ def is_offline() -> bool:
 
     from huggingface_hub import constants
 
-    if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+    if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }:
         return True
     try:
         socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
@@ -82,7 +90,9 @@ def download_snapshot(repo_id: str, patterns: list[str] | None = None, *, hint: 
 
     local = any(f.endswith(".safetensors") for f in cached_files(repo_id)) or is_offline()
     with hub_errors(repo_id, hint):
-        return Path(snapshot_download(repo_id, allow_patterns=patterns or WEIGHT_PATTERNS, local_files_only=local))
+        return Path(
+            snapshot_download(repo_id, allow_patterns=patterns or WEIGHT_PATTERNS, local_files_only=local)
+        )
 
 
 @contextmanager
@@ -93,11 +103,15 @@ def hub_errors(repo_id: str, hint: str = "") -> Iterator[None]:
     try:
         yield
     except RepositoryNotFoundError:
-        raise UserError(f"no such model on Hugging Face: {repo_id}", "check the repo id (owner/name), or run `slmsql models` for the known aliases") from None
+        raise UserError(
+            f"no such model on Hugging Face: {repo_id}",
+            "check the repo id (owner/name), or run `slmsql models` for the known aliases",
+        ) from None
     except _network_errors() as exc:
         raise UserError(
             f"{repo_id} is not cached and Hugging Face cannot be reached ({type(exc).__name__})",
-            f"on a connected machine run `huggingface-cli download {repo_id}` (or copy its cache folder)" + (f", {hint}" if hint else ""),
+            f"on a connected machine run `huggingface-cli download {repo_id}` (or copy its cache folder)"
+            + (f", {hint}" if hint else ""),
         ) from None
 
 

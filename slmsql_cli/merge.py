@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from slmsql_cli.executor import ExecResult
-from slmsql_cli.schema import Schema
 from slmsql_cli.prompts import merge_prompt
+from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Group
 
 if TYPE_CHECKING:
@@ -41,7 +41,9 @@ def needs_merge(groups: Sequence[Group]) -> bool:
     return len(groups) >= 2 and groups[0].result.key() != groups[1].result.key()
 
 
-def merge_message(db: "Database", question: str, evidence: str, groups: Sequence[Group], use_values: bool = True) -> str:
+def merge_message(
+    db: Database, question: str, evidence: str, groups: Sequence[Group], use_values: bool = True
+) -> str:
     """The merge user message for the two largest groups, as `ask` sends it and `train` trains on it:
     schema pruned to what the two drafts use, both drafts with their results."""
     drafts = top_drafts(groups)
@@ -93,7 +95,9 @@ def prune_ddl(db_details: str, sqls: Sequence[str], schema: Schema | None = None
     blocks = {_table_name(p).lower(): p for p in parts[1:] if "(" in p}
     if not blocks:
         return db_details
-    columns = _schema_columns(schema) if schema is not None else {t: _ddl_columns(p) for t, p in blocks.items()}
+    columns = (
+        _schema_columns(schema) if schema is not None else {t: _ddl_columns(p) for t, p in blocks.items()}
+    )
     used: dict[str, set[str]] = {}
     for sql in sqls:
         for table, cols in referenced_columns(sql, columns).items():
@@ -120,7 +124,9 @@ def referenced_columns(sql: str, columns: dict[str, list[str]]) -> dict[str, set
     mapping = {t: {c: "TEXT" for c in cols} for t, cols in known.items()}
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
-        tree = qualify(tree, schema=mapping, dialect="sqlite", validate_qualify_columns=False, quote_identifiers=False)
+        tree = qualify(
+            tree, schema=mapping, dialect="sqlite", validate_qualify_columns=False, quote_identifiers=False
+        )
         scopes = traverse_scope(tree)
     except Exception:  # unparseable draft: it contributes nothing
         return {}
@@ -139,7 +145,7 @@ def referenced_columns(sql: str, columns: dict[str, list[str]]) -> dict[str, set
 
 
 def _table_name(part: str) -> str:
-    return part.split("(", 1)[0].strip().strip("`\"[]")
+    return part.split("(", 1)[0].strip().strip('`"[]')
 
 
 def _column_name(line: str) -> str:
@@ -152,7 +158,11 @@ def _column_name(line: str) -> str:
 
 def _ddl_columns(block: str) -> list[str]:
     lines = block.split("\n")[1:-1]
-    return [_column_name(ln) for ln in lines if ln.strip() and not _is_key_line(ln) and not ln.strip().startswith(")")]
+    return [
+        _column_name(ln)
+        for ln in lines
+        if ln.strip() and not _is_key_line(ln) and not ln.strip().startswith(")")
+    ]
 
 
 def _schema_columns(schema: Schema) -> dict[str, list[str]]:
@@ -179,4 +189,3 @@ def _prune_block(block: str, keep: set[str]) -> str:
         elif _column_name(line).lower() in keep:
             out.append(line)
     return "\n".join(out)
-

@@ -26,12 +26,37 @@ class KnownModel:
 
 # Published SLM-SQL / CSC-SQL checkpoints (safetensors; BIRD dev EX from the SLM-SQL paper, with CSC).
 REGISTRY: tuple[KnownModel, ...] = (
-    KnownModel("slm-sql-0.5b", "cycloneboy/SLM-SQL-0.5B", "generate", "Qwen2.5-Coder-0.5B-Instruct", "default; BIRD dev 56.87"),
-    KnownModel("slm-sql-1.5b", "cycloneboy/SLM-SQL-1.5B", "generate", "Qwen2.5-Coder-1.5B-Instruct", "BIRD dev 67.08"),
+    KnownModel(
+        "slm-sql-0.5b",
+        "cycloneboy/SLM-SQL-0.5B",
+        "generate",
+        "Qwen2.5-Coder-0.5B-Instruct",
+        "default; BIRD dev 56.87",
+    ),
+    KnownModel(
+        "slm-sql-1.5b", "cycloneboy/SLM-SQL-1.5B", "generate", "Qwen2.5-Coder-1.5B-Instruct", "BIRD dev 67.08"
+    ),
     KnownModel("slm-sql-0.6b", "cycloneboy/SLM-SQL-0.6B", "generate", "Qwen3-0.6B", "BIRD dev 59.52"),
-    KnownModel("slm-sql-1.3b", "cycloneboy/SLM-SQL-1.3B", "generate", "deepseek-coder-1.3b-instruct", "BIRD dev 62.19"),
-    KnownModel("csc-merge-0.5b", "cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct", "merge", "Qwen2.5-Coder-0.5B-Instruct", "default merge model"),
-    KnownModel("csc-merge-1.5b", "cycloneboy/CscSQL-Merge-Qwen2.5-Coder-1.5B-Instruct", "merge", "Qwen2.5-Coder-1.5B-Instruct"),
+    KnownModel(
+        "slm-sql-1.3b",
+        "cycloneboy/SLM-SQL-1.3B",
+        "generate",
+        "deepseek-coder-1.3b-instruct",
+        "BIRD dev 62.19",
+    ),
+    KnownModel(
+        "csc-merge-0.5b",
+        "cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct",
+        "merge",
+        "Qwen2.5-Coder-0.5B-Instruct",
+        "default merge model",
+    ),
+    KnownModel(
+        "csc-merge-1.5b",
+        "cycloneboy/CscSQL-Merge-Qwen2.5-Coder-1.5B-Instruct",
+        "merge",
+        "Qwen2.5-Coder-1.5B-Instruct",
+    ),
 )
 DEFAULT_MODEL = "slm-sql-0.5b"
 DEFAULT_MERGE_MODEL = "csc-merge-0.5b"
@@ -68,11 +93,16 @@ def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
         return _export(str(path), quant)
     hub_file = ":" in spec and hub.REPO_ID.match(spec.split(":", 1)[0])
     if path.suffix.lower() == ".gguf" and not hub_file:
-        raise UserError(f"model file not found: {path}", "check the path, or run `slmsql models` to see what is cached")
+        raise UserError(
+            f"model file not found: {path}", "check the path, or run `slmsql models` to see what is cached"
+        )
     known = lookup(spec)
     repo = known.repo if known else spec
     if not hub.REPO_ID.match(repo.split(":", 1)[0]):
-        raise UserError(f"unknown model: {spec}", "pass a .gguf file, a Hugging Face repo id (owner/name) or an alias from `slmsql models`")
+        raise UserError(
+            f"unknown model: {spec}",
+            "pass a .gguf file, a Hugging Face repo id (owner/name) or an alias from `slmsql models`",
+        )
     return _from_hub(repo, quant)
 
 
@@ -113,7 +143,9 @@ def registry_status() -> list[ModelStatus]:
     out = []
     for m in REGISTRY:
         files = cached.get(m.repo, [])
-        out.append(ModelStatus(m, _cached_export_path(m.repo), any(f.endswith(".safetensors") for f in files)))
+        out.append(
+            ModelStatus(m, _cached_export_path(m.repo), any(f.endswith(".safetensors") for f in files))
+        )
     return out
 
 

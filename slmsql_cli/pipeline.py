@@ -7,9 +7,9 @@ cache kept warm) and `eval` (a benchmark), so all three run exactly the same ste
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from slmsql_cli.database import Database
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
@@ -59,7 +59,9 @@ class Answer:
     @property
     def agreement(self) -> tuple[int, int]:
         """(votes of the winning group, candidates sampled) for the stage that produced the answer."""
-        groups, cands = (self.merge_groups, self.merge_candidates) if self.merged else (self.groups, self.candidates)
+        groups, cands = (
+            (self.merge_groups, self.merge_candidates) if self.merged else (self.groups, self.candidates)
+        )
         return (groups[0].votes if groups else 0, len(cands))
 
 
@@ -78,7 +80,7 @@ class Pipeline:
         merge_model: str | None = None,
         config: AskConfig | None = None,
         progress: Progress | None = None,
-    ) -> "Pipeline":
+    ) -> Pipeline:
         """Resolve and load the models. With the default generator the default merge model is used;
         with a model of your own and no --merge-model, the generator revises its own drafts."""
         from slmsql_cli import models
@@ -95,7 +97,9 @@ class Pipeline:
                 merge_engine = engine
             else:
                 say(f"loading merge model {merge_spec}")
-                merge_engine = Engine(models.resolve(merge_spec), threads=config.threads, n_ctx=config.context)
+                merge_engine = Engine(
+                    models.resolve(merge_spec), threads=config.threads, n_ctx=config.context
+                )
         return cls(engine, merge_engine, config)
 
     def chat_text(self, engine: Engine, user_message: str) -> str:
@@ -115,8 +119,12 @@ class Pipeline:
             add_generation_prompt=True,
         )
 
-    def _sample(self, engine: Engine, user_message: str, n: int, seed: int, on_token: Callable[[int], None] | None):
-        params = SamplingParams(n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed)
+    def _sample(
+        self, engine: Engine, user_message: str, n: int, seed: int, on_token: Callable[[int], None] | None
+    ):
+        params = SamplingParams(
+            n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
+        )
         return engine.sample(self.chat_text(engine, user_message), params, on_token=on_token)
 
     def _candidates(self, db: Database, completions: list[Completion]) -> list[Candidate]:
@@ -125,9 +133,14 @@ class Pipeline:
         return [Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)]
 
     def _fits(self, message: str) -> bool:
-        return len(self.engine.tokenize(self.chat_text(self.engine, message))) + self.config.max_tokens <= self.engine.n_ctx_limit
+        return (
+            len(self.engine.tokenize(self.chat_text(self.engine, message))) + self.config.max_tokens
+            <= self.engine.n_ctx_limit
+        )
 
-    def generation_message(self, db: Database, question: str, evidence: str = "") -> tuple[str, Schema | None]:
+    def generation_message(
+        self, db: Database, question: str, evidence: str = ""
+    ) -> tuple[str, Schema | None]:
         """The generation prompt, with the full schema when it fits the context (the usual case);
         otherwise with the largest question-ranked subset of tables that fits (and that subset)."""
         cfg = self.config
@@ -152,7 +165,9 @@ class Pipeline:
             )
         return best
 
-    def generate(self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None):
+    def generate(
+        self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None
+    ):
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
         user_message, schema = self.generation_message(db, question, evidence)
@@ -160,12 +175,21 @@ class Pipeline:
         candidates = self._candidates(db, completions)
         return candidates, vote(candidates), stats, schema
 
-    def revise(self, db: Database, question: str, evidence: str, groups: list[Group], on_token: Callable[[int], None] | None = None):
+    def revise(
+        self,
+        db: Database,
+        question: str,
+        evidence: str,
+        groups: list[Group],
+        on_token: Callable[[int], None] | None = None,
+    ):
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
         if self.merge_engine is None or len(groups) < 2:
             raise ValueError("revise needs a merge model and two result groups")
         message = merge_message(db, question, evidence, groups, self.config.use_values)
-        completions, stats = self._sample(self.merge_engine, message, self.config.merge_n, self.config.seed + 1000, on_token)
+        completions, stats = self._sample(
+            self.merge_engine, message, self.config.merge_n, self.config.seed + 1000, on_token
+        )
         candidates = self._candidates(db, completions)
         return candidates, vote(candidates), stats
 
@@ -182,8 +206,18 @@ class Pipeline:
         t_start = time.perf_counter()
         say(f"sampling {cfg.n} candidate(s)")
         candidates, groups, gen_stats, schema = self.generate(db, question, evidence, on_token)
-        timings = {"generate": gen_stats.wall_seconds, "execute": time.perf_counter() - t_start - gen_stats.wall_seconds}
-        answer = Answer(question=question, sql=None, result=None, candidates=candidates, groups=groups, generation=gen_stats)
+        timings = {
+            "generate": gen_stats.wall_seconds,
+            "execute": time.perf_counter() - t_start - gen_stats.wall_seconds,
+        }
+        answer = Answer(
+            question=question,
+            sql=None,
+            result=None,
+            candidates=candidates,
+            groups=groups,
+            generation=gen_stats,
+        )
         if schema is not None:
             answer.schema_tables = (len(schema.tables), len(db.schema.tables))
             say(f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the context")
@@ -193,7 +227,9 @@ class Pipeline:
         if self.merge_engine is not None and needs_merge(groups):
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
-            answer.merge_candidates, answer.merge_groups, answer.merge_generation = self.revise(db, question, evidence, groups, on_token)
+            answer.merge_candidates, answer.merge_groups, answer.merge_generation = self.revise(
+                db, question, evidence, groups, on_token
+            )
             if answer.merge_groups:  # a merge that produced nothing executable keeps the vote's winner
                 answer.merged = True
                 answer.sql, answer.result = answer.merge_groups[0].sql, answer.merge_groups[0].result

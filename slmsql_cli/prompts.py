@@ -51,7 +51,9 @@ Question:
 """
 
 # CSC-SQL make_prefix(template_type="think"); the output message keeps its trailing space.
-_THINK_PREFIX = "You first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+_THINK_PREFIX = (
+    "You first thinks about the reasoning process in the mind and then provides the user with the answer.\n"
+)
 _THINK_OUTPUT = (
     "Show your work in <think> </think> tags. And return the final SQLite SQL query that starts with keyword "
     "`SELECT` in <answer> </answer> tags, for example <answer>SELECT AVG(rating_score) FROM movies</answer>. "
@@ -72,8 +74,11 @@ def _wrap(body: str) -> str:
 
 def generation_prompt(db_details: str, question: str, evidence: str = "") -> str:
     """The SQL generation user message (OmniSQL prompt in the CSC-SQL think wrapper)."""
-    return _wrap(_OMNISQL_BODY.format(task=_TASK, db_details=db_details,
-                                      question=question_text(question, evidence), drafts=""))
+    return _wrap(
+        _OMNISQL_BODY.format(
+            task=_TASK, db_details=db_details, question=question_text(question, evidence), drafts=""
+        )
+    )
 
 
 def merge_prompt(db_details: str, question: str, evidence: str, drafts: Sequence[tuple[str, str]]) -> str:
@@ -82,11 +87,19 @@ def merge_prompt(db_details: str, question: str, evidence: str, drafts: Sequence
     `drafts` are (sql, result_text) for the top-1 then top-2 vote group; result_text is already
     formatted (Python repr of the rows, shortened the reference's way) by the caller.
     """
-    blocks = "\n".join(f"{i}. {sql[:MERGE_SQL_CHARS]}\n【Execution result】\n{result}\n"
-                       for i, (sql, result) in enumerate(drafts, start=1))
+    blocks = "\n".join(
+        f"{i}. {sql[:MERGE_SQL_CHARS]}\n【Execution result】\n{result}\n"
+        for i, (sql, result) in enumerate(drafts, start=1)
+    )
     drafts_text = f"Here are some corresponding draft SQL and execute result: \n{blocks}\n\n"
-    return _wrap(_OMNISQL_BODY.format(task=_MERGE_TASK, db_details=db_details,
-                                      question=question_text(question, evidence), drafts=drafts_text))
+    return _wrap(
+        _OMNISQL_BODY.format(
+            task=_MERGE_TASK,
+            db_details=db_details,
+            question=question_text(question, evidence),
+            drafts=drafts_text,
+        )
+    )
 
 
 # --- chat templates ----------------------------------------------------------------------------
@@ -123,8 +136,16 @@ _LLAMA3 = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
 
-_FALLBACKS = {"qwen2": _CHATML, "qwen3": _CHATML, "qwen2moe": _CHATML, "qwen3moe": _CHATML,
-              "gemma3": _GEMMA, "gemma2": _GEMMA, "gemma": _GEMMA, "llama": _LLAMA3}
+_FALLBACKS = {
+    "qwen2": _CHATML,
+    "qwen3": _CHATML,
+    "qwen2moe": _CHATML,
+    "qwen3moe": _CHATML,
+    "gemma3": _GEMMA,
+    "gemma2": _GEMMA,
+    "gemma": _GEMMA,
+    "llama": _LLAMA3,
+}
 
 
 def fallback_template(architecture: str) -> str | None:
@@ -142,12 +163,19 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: Any = None,
+    sort_keys: bool = False,
+) -> str:
     # transformers replaces jinja's HTML-escaping tojson with plain json.dumps
     import json
 
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
 
 
 def _generation_tag() -> type:
@@ -166,8 +194,15 @@ def _generation_tag() -> type:
     return GenerationTag
 
 
-def render_chat(template: str, messages: Sequence[dict[str, Any]], *, bos_token: str = "", eos_token: str = "",
-                add_generation_prompt: bool = True, **kwargs: Any) -> str:
+def render_chat(
+    template: str,
+    messages: Sequence[dict[str, Any]],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+    **kwargs: Any,
+) -> str:
     """Render a Hugging Face chat template the way transformers' apply_chat_template does.
 
     Same sandbox, same whitespace options and the same helpers (raise_exception, strftime_now),
@@ -176,12 +211,16 @@ def render_chat(template: str, messages: Sequence[dict[str, Any]], *, bos_token:
     from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[loopcontrols, _generation_tag()])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _generation_tag()]
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env.from_string(template).render(
-        messages=list(messages), bos_token=bos_token, eos_token=eos_token,
-        add_generation_prompt=add_generation_prompt, **kwargs,
+        messages=list(messages),
+        bos_token=bos_token,
+        eos_token=eos_token,
+        add_generation_prompt=add_generation_prompt,
+        **kwargs,
     )

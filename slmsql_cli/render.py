@@ -7,7 +7,8 @@ import io
 import json
 from typing import Any
 
-from rich.console import Console, Group as RichGroup
+from rich.console import Console
+from rich.console import Group as RichGroup
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -47,7 +48,9 @@ def _candidates_dict(candidates: list[Candidate], groups: list[Group]) -> list[d
                 "sql": c.sql,
                 "group": g,
                 "votes": groups[g].votes if g is not None else 0,
-                "error": None if c.result is None else c.result.error or ("timeout" if c.result.timed_out else None),
+                "error": None
+                if c.result is None
+                else c.result.error or ("timeout" if c.result.timed_out else None),
                 "text": c.text,
             }
         )
@@ -70,7 +73,9 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "candidates": _candidates_dict(answer.candidates, answer.groups),
         "merge_candidates": _candidates_dict(answer.merge_candidates, answer.merge_groups),
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
-        "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]} if answer.schema_tables else None,
+        "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]}
+        if answer.schema_tables
+        else None,
     }
     if answer.generation:
         doc["generation"] = answer.generation.as_dict()
@@ -112,7 +117,9 @@ def summary_line(answer: Answer) -> Text:
     else:
         parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
     if answer.merged:
-        parts.append(f"merge used on drafts with {answer.groups[0].votes} and {answer.groups[1].votes} of {len(answer.candidates)} votes")
+        parts.append(
+            f"merge used on drafts with {answer.groups[0].votes} and {answer.groups[1].votes} of {len(answer.candidates)} votes"
+        )
     elif len(answer.groups) == 1:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
@@ -129,18 +136,28 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
     if verbose:
         print_candidates(console, answer)
     if answer.sql:
-        console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+        console.print(
+            Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
+        )
     if answer.result is not None and answer.result.ok:
         console.print(rows_table(answer.result, max_rows))
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
     else:
-        console.print(Text("the model wrote no SQL (-v shows what it wrote; a larger -n or another model may help)", style="red"))
+        console.print(
+            Text(
+                "the model wrote no SQL (-v shows what it wrote; a larger -n or another model may help)",
+                style="red",
+            )
+        )
     console.print(summary_line(answer))
 
 
 def print_candidates(console: Console, answer: Answer) -> None:
-    for title, cands, groups in (("candidates", answer.candidates, answer.groups), ("merge revisions", answer.merge_candidates, answer.merge_groups)):
+    for title, cands, groups in (
+        ("candidates", answer.candidates, answer.groups),
+        ("merge revisions", answer.merge_candidates, answer.merge_groups),
+    ):
         if not cands:
             continue
         table = Table(title=title, show_lines=True)
@@ -151,7 +168,18 @@ def print_candidates(console: Console, answer: Answer) -> None:
         for i, c in enumerate(cands):
             g = group_of.get(i)
             label = f"{g + 1} ({groups[g].votes} votes)" if g is not None else "-"
-            err = c.result.error if c.result is not None and not c.result.ok else ("no SQL found" if c.sql is None else "")
-            body = RichGroup(Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"), Text(err or "", style="red")) if c.sql else Text(err, style="red")
+            err = (
+                c.result.error
+                if c.result is not None and not c.result.ok
+                else ("no SQL found" if c.sql is None else "")
+            )
+            body = (
+                RichGroup(
+                    Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"),
+                    Text(err or "", style="red"),
+                )
+                if c.sql
+                else Text(err, style="red")
+            )
             table.add_row(str(i + 1), label, body)
         console.print(table)

@@ -125,8 +125,19 @@ def connect_readonly(db_path: str | Path) -> sqlite3.Connection:
 # --- reading a schema -------------------------------------------------------------------------
 
 # Shadow tables that FTS3/4/5 and R*Tree virtual tables keep behind the scenes.
-_SHADOW_SUFFIXES = ("_content", "_data", "_idx", "_docsize", "_config", "_segments", "_segdir", "_stat",
-                    "_node", "_parent", "_rowid")
+_SHADOW_SUFFIXES = (
+    "_content",
+    "_data",
+    "_idx",
+    "_docsize",
+    "_config",
+    "_segments",
+    "_segdir",
+    "_stat",
+    "_node",
+    "_parent",
+    "_rowid",
+)
 
 
 def sqlite_affinity_type(declared: str) -> str:
@@ -199,9 +210,13 @@ def load_tables_json(path: str | Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables") from None
+        raise UserError(
+            f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables"
+        ) from None
     except ValueError as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}", "pass the Spider/BIRD tables.json with --tables") from None
+        raise UserError(
+            f"{path} is not valid JSON: {exc}", "pass the Spider/BIRD tables.json with --tables"
+        ) from None
     if not isinstance(data, list) or not all(isinstance(d, dict) and "db_id" in d for d in data):
         raise UserError(f"{path} is not a Spider/BIRD tables.json (a list of objects with db_id)")
     return data
@@ -219,7 +234,11 @@ def schema_from_tables_json(path: str | Path, db_id: str) -> Schema:
     if info is None:
         ids = [d["db_id"] for d in entries]
         close = difflib.get_close_matches(db_id, ids, n=5, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"it has {len(ids)} databases, e.g. {', '.join(ids[:5])}"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"it has {len(ids)} databases, e.g. {', '.join(ids[:5])}"
+        )
         raise UserError(f"database id '{db_id}' is not in {path}", f"{hint} (choose with --db-id)")
 
     names = info["column_names_original"]
@@ -246,6 +265,7 @@ def schema_from_tables_json(path: str | Path, db_id: str) -> Schema:
 
 # --- values ------------------------------------------------------------------------------------
 
+
 def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
     """The first `limit` distinct non-empty values of every column, in SQLite's order (OmniSQL's query).
 
@@ -262,8 +282,10 @@ def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[t
                 continue
             for col in columns:
                 c, t = quote(col), quote(table.name)
-                sql = (f"SELECT {c} FROM (SELECT DISTINCT {c} FROM {t} "
-                       f"WHERE {c} IS NOT NULL and {c} != '') LIMIT {int(limit)}")
+                sql = (
+                    f"SELECT {c} FROM (SELECT DISTINCT {c} FROM {t} "
+                    f"WHERE {c} IS NOT NULL and {c} != '') LIMIT {int(limit)}"
+                )
                 try:
                     rows = conn.execute(sql).fetchall()
                 except sqlite3.Error:
@@ -286,6 +308,7 @@ def combine_values(*sources: ValuesDict) -> dict[tuple[str, str], list[Any]]:
 
 
 # --- serialization -----------------------------------------------------------------------------
+
 
 def _has_comment(column: Column) -> bool:
     name, comment = column.name.lower(), column.comment.lower()

@@ -45,7 +45,7 @@ def tokenize(text: str) -> list[str]:
 def ngram_queries(question: str, max_n: int = MAX_NGRAM) -> list[str]:
     """The reference's queries: all word n-grams (n = 1..max_n) of the question, then the question itself."""
     tokens = tokenize(question)
-    grams = [" ".join(tokens[i:i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)]
+    grams = [" ".join(tokens[i : i + n]) for n in range(1, max_n + 1) for i in range(len(tokens) - n + 1)]
     return list(dict.fromkeys(grams + [question]))
 
 
@@ -92,7 +92,9 @@ class ValueIndex:
     def open(cls, db_path: str | Path, schema: Schema) -> ValueIndex:
         """The index for `schema`'s tables in `db_path`, from the cache or built now (once)."""
         tables = [t.name for t in schema.tables]
-        path = db_cache_dir(db_path) / f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
+        path = (
+            db_cache_dir(db_path) / f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
+        )
         built = False
         if not path.exists():
             _build(Path(db_path), tables, path)
@@ -165,8 +167,10 @@ def _build(db_path: Path, tables: list[str], target: Path) -> None:
                         col_id += 1
                         index.execute("INSERT INTO columns VALUES (?, ?, ?)", (col_id, table, column))
                         try:
-                            index.executemany("INSERT INTO vals (value, col_id) VALUES (?, ?)",
-                                              ((v, col_id) for v in _column_values(source, table, column)))
+                            index.executemany(
+                                "INSERT INTO vals (value, col_id) VALUES (?, ?)",
+                                ((v, col_id) for v in _column_values(source, table, column)),
+                            )
                         except sqlite3.Error:  # e.g. a virtual table whose module is missing
                             continue
                 index.commit()

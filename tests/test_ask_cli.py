@@ -18,7 +18,11 @@ DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 def slmsql(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "slmsql_cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -30,8 +34,20 @@ def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
     db = tmp_path / "bookshop.sqlite"
     db.write_bytes(DEMO.read_bytes())
     before = sha256(db)
-    proc = slmsql("ask", "--db", str(db), "--model", str(gemma_gguf), "-n", "3", "--max-tokens", "48",
-                  "--json", "How many books are there?", env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    proc = slmsql(
+        "ask",
+        "--db",
+        str(db),
+        "--model",
+        str(gemma_gguf),
+        "-n",
+        "3",
+        "--max-tokens",
+        "48",
+        "--json",
+        "How many books are there?",
+        env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+    )
     # Gemma 270M is a base model: it may or may not write SQL. Exit 0 with an answer, 1 without one.
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -47,8 +63,21 @@ def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
 
 
 def test_ask_human_output_and_verbose(gemma_gguf: Path, tmp_path: Path) -> None:
-    proc = slmsql("ask", "--db", str(DEMO), "--model", str(gemma_gguf), "-n", "2", "--max-tokens", "24",
-                  "-v", "--no-merge", "Wie viele Bücher gibt es?", env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    proc = slmsql(
+        "ask",
+        "--db",
+        str(DEMO),
+        "--model",
+        str(gemma_gguf),
+        "-n",
+        "2",
+        "--max-tokens",
+        "24",
+        "-v",
+        "--no-merge",
+        "Wie viele Bücher gibt es?",
+        env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert "candidates" in proc.stdout  # the -v table
     assert "Traceback" not in proc.stderr
@@ -73,7 +102,11 @@ def test_ask_bad_input_is_one_clear_line(args: list[str], message: str, tmp_path
 
 
 def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> None:
-    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "SLMSQL_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "SLMSQL_CACHE_DIR": str(tmp_path / "cache"),
+    }
     proc = slmsql("ask", "--db", str(DEMO), "How many books are there?", env=env)
     assert proc.returncode == 2
     assert "cycloneboy/SLM-SQL-0.5B" in proc.stderr and "not cached" in proc.stderr

@@ -60,8 +60,14 @@ def test_near_miss_missing_predicate_and_extra_column() -> None:
 def test_aggregates_grouping_order_limit() -> None:
     gold = "SELECT T1.name, count(*) AS cnt FROM t AS T1 JOIN u AS T2 ON T1.id = T2.tid GROUP BY T1.name ORDER BY cnt DESC LIMIT 1"
     assert sql_to_ops(gold) == [
-        "FROM(t)", "FROM(u)", "ON_EQ(t.id, u.tid)", "SELECT_COL(name)", "SELECT_AGG(COUNT, *)",
-        "GROUP_BY(name)", "ORDER_BY(COUNT(*), DESC)", "LIMIT(1)",
+        "FROM(t)",
+        "FROM(u)",
+        "ON_EQ(t.id, u.tid)",
+        "SELECT_COL(name)",
+        "SELECT_AGG(COUNT, *)",
+        "GROUP_BY(name)",
+        "ORDER_BY(COUNT(*), DESC)",
+        "LIMIT(1)",
     ]
     # ORDER BY the alias and ORDER BY the expression are the same operation; ASC vs DESC is not.
     assert similarity(gold.replace("ORDER BY cnt", "ORDER BY count(*)"), gold) == 1.0
@@ -69,17 +75,33 @@ def test_aggregates_grouping_order_limit() -> None:
 
 
 def test_nesting_and_set_operations() -> None:
-    ops = sql_to_ops("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer) UNION SELECT name FROM singer_old")
+    ops = sql_to_ops(
+        "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer) UNION SELECT name FROM singer_old"
+    )
     assert ops == [
-        "FROM(singer)", "SELECT_COL(name)",
-        "ENTER_SUBQUERY(WHERE_SCALAR)", "FROM(singer)", "SELECT_AGG(AVG, age)", "EXIT_SUBQUERY",
+        "FROM(singer)",
+        "SELECT_COL(name)",
+        "ENTER_SUBQUERY(WHERE_SCALAR)",
+        "FROM(singer)",
+        "SELECT_AGG(AVG, age)",
+        "EXIT_SUBQUERY",
         "WHERE_PRED(GT, age, SUBQUERY)",
-        "UNION", "ENTER_SUBQUERY(SET_RIGHT)", "FROM(singer_old)", "SELECT_COL(name)", "EXIT_SUBQUERY",
+        "UNION",
+        "ENTER_SUBQUERY(SET_RIGHT)",
+        "FROM(singer_old)",
+        "SELECT_COL(name)",
+        "EXIT_SUBQUERY",
     ]
-    assert "WHERE_PRED(IN_SUBQ, id, SUBQUERY)" in sql_to_ops("SELECT a FROM t WHERE id IN (SELECT tid FROM u)")
+    assert "WHERE_PRED(IN_SUBQ, id, SUBQUERY)" in sql_to_ops(
+        "SELECT a FROM t WHERE id IN (SELECT tid FROM u)"
+    )
     assert "WHERE_PRED(IN, x, [VALUE(1), VALUE(2)])" in sql_to_ops("SELECT a FROM t WHERE x IN (2, 1)")
     assert "JOIN(u, LEFT)" in sql_to_ops("SELECT a FROM t LEFT JOIN u ON t.id = u.id")
-    assert sql_to_ops("SELECT a.x FROM t a JOIN t b ON a.p = b.id")[:3] == ["FROM(t)", "FROM(t#2)", "ON_EQ(t#2.id, t.p)"]
+    assert sql_to_ops("SELECT a.x FROM t a JOIN t b ON a.p = b.id")[:3] == [
+        "FROM(t)",
+        "FROM(t#2)",
+        "ON_EQ(t#2.id, t.p)",
+    ]
 
 
 def test_unparsable_or_multiple_statements_give_empty_set() -> None:

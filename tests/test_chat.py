@@ -14,9 +14,27 @@ DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 def test_second_question_reuses_the_cached_prompt(gemma_gguf: Path, tmp_path: Path) -> None:
     questions = "How many books are there?\nHow many customers are there?\nexit\n"
     proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(DEMO), "-m", str(gemma_gguf), "-n", "2",
-         "--max-tokens", "16", "--no-merge", "--no-values"],
-        input=questions, capture_output=True, text=True, timeout=600, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "slmsql_cli",
+            "chat",
+            "--db",
+            str(DEMO),
+            "-m",
+            str(gemma_gguf),
+            "-n",
+            "2",
+            "--max-tokens",
+            "16",
+            "--no-merge",
+            "--no-values",
+        ],
+        input=questions,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
         env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr

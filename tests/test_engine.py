@@ -39,7 +39,9 @@ def test_same_seed_same_candidates(engine: Engine) -> None:
 
 
 def test_greedy_candidates_are_identical(engine: Engine) -> None:
-    completions, _ = engine.sample(PROMPT, SamplingParams(n=3, temperature=0.0, max_tokens=8, ignore_eos=True, stop=()))
+    completions, _ = engine.sample(
+        PROMPT, SamplingParams(n=3, temperature=0.0, max_tokens=8, ignore_eos=True, stop=())
+    )
     assert len({c.text for c in completions}) == 1
 
 

@@ -37,7 +37,9 @@ def _sets(shared: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _score_all(questions: list[ev.Question], db_dir: Path, fmt: str, preds: list[str | None]) -> list[bool]:
-    return [ev.score(ev.resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)]
+    return [
+        ev.score(ev.resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)
+    ]
 
 
 def _sha(path: Path) -> str:
@@ -45,6 +47,7 @@ def _sha(path: Path) -> str:
 
 
 # --- the shared data ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["spider", "bird", "chinook"])
 def test_gold_as_prediction_scores_100(shared_data: Path, name: str) -> None:
@@ -65,8 +68,15 @@ def test_levels_come_from_the_data(shared_data: Path) -> None:
     assert spider[0].level == "easy"  # SELECT count(*) FROM singer
     by_sql = {q.gold: q.level for q in spider}
     # WHERE + GROUP BY + ORDER BY + LIMIT + 1 join = 5 components -> extra
-    extra = next(g for g in by_sql if g.lower().count(" join ") == 1 and "group by" in g.lower()
-                 and "order by" in g.lower() and "limit" in g.lower() and "where" in g.lower())
+    extra = next(
+        g
+        for g in by_sql
+        if g.lower().count(" join ") == 1
+        and "group by" in g.lower()
+        and "order by" in g.lower()
+        and "limit" in g.lower()
+        and "where" in g.lower()
+    )
     assert by_sql[extra] == "extra"
 
 
@@ -83,7 +93,11 @@ HAND = [
     ("SELECT country FROM singer WHERE age > 20", True, True),  # Spider drops the gold's DISTINCT
     ("SELECT country FROM singer WHERE age > 20 GROUP BY country", False, True),  # duplicates lost
     ("SELECT count(*), country FROM singer GROUP BY country", True, False),  # columns permuted
-    ("SELECT country, count(*) FROM singer GROUP BY country ORDER BY count(*) DESC", True, True),  # gold has no ORDER BY
+    (
+        "SELECT country, count(*) FROM singer GROUP BY country ORDER BY count(*) DESC",
+        True,
+        True,
+    ),  # gold has no ORDER BY
 ]
 
 
@@ -94,15 +108,23 @@ def test_known_wrong_predictions_score_the_hand_count(shared_data: Path) -> None
     preds = [p or None for p, _, _ in HAND]
     assert _score_all(questions, db_dir, "spider", preds) == [s for _, s, _ in HAND]
     assert _score_all(questions, db_dir, "bird", preds) == [b for _, _, b in HAND]
-    records = [{"index": i, "correct": s, "level": q.level} for i, (q, (_, s, _)) in enumerate(zip(questions, HAND))]
+    records = [
+        {"index": i, "correct": s, "level": q.level} for i, (q, (_, s, _)) in enumerate(zip(questions, HAND))
+    ]
     assert ev.summarize(records, "spider")["ex"] == 50.0  # 6 of 12
 
 
 def test_bird_hand_count(shared_data: Path) -> None:
     questions, fmt = ev.load_questions(shared_data / "bird_dev/dev.json")
     db_dir = shared_data / "bird_dev/dev_databases"
-    broken = {3: "SELEC nothing", 10: "DROP TABLE member", 20: "", 30: "UPDATE member SET first_name = 'x'",
-              40: "SELECT * FROM no_such_table", 50: "ATTACH 'x.db' AS x"}
+    broken = {
+        3: "SELEC nothing",
+        10: "DROP TABLE member",
+        20: "",
+        30: "UPDATE member SET first_name = 'x'",
+        40: "SELECT * FROM no_such_table",
+        50: "ATTACH 'x.db' AS x",
+    }
     preds = [broken.get(q.index, q.gold) or None for q in questions]
     correct = _score_all(questions, db_dir, fmt, preds)
     assert sum(correct) == len(questions) - len(broken) == 152
@@ -128,7 +150,9 @@ def test_duplicates_count_for_spider_not_for_bird() -> None:
     doubled = ROWS + [ROWS[0]]
     assert not ev.spider_match(ROWS, doubled, order_matters=False)
     assert ev.bird_match(ROWS, doubled)
-    assert not ev.spider_match(ROWS + [ROWS[1]], ROWS + [ROWS[0]], order_matters=False)  # same length, other bag
+    assert not ev.spider_match(
+        ROWS + [ROWS[1]], ROWS + [ROWS[0]], order_matters=False
+    )  # same length, other bag
 
 
 def test_column_order_counts_for_bird_not_for_spider() -> None:
@@ -143,13 +167,16 @@ def test_spider_quirks() -> None:
     assert ev.bird_match([(1,)], [(1.0,)])
     assert not ev.spider_match([(1,)], [("1",)], order_matters=False)
     assert ev.spider_match([], [], order_matters=True)
-    assert ev.spider_sql("SELECT DISTINCT a, COUNT(DISTINCT b) FROM t WHERE c = 'distinct'") == \
-        "SELECT  a, COUNT( b) FROM t WHERE c = 'distinct'"
+    assert (
+        ev.spider_sql("SELECT DISTINCT a, COUNT(DISTINCT b) FROM t WHERE c = 'distinct'")
+        == "SELECT  a, COUNT( b) FROM t WHERE c = 'distinct'"
+    )
     assert ev.spider_sql("SELECT a FROM t WHERE b > = 1") == "SELECT a FROM t WHERE b >= 1"
 
 
 def _upstream_result_eq(result1: list[tuple], result2: list[tuple], order_matters: bool) -> bool:
     """taoyds/test-suite-sql-eval exec_eval.result_eq, as published (the oracle)."""
+
     def unorder_row(row):  # type: ignore[no-untyped-def]
         return tuple(sorted(row, key=lambda x: str(x) + str(type(x))))
 
@@ -216,10 +243,21 @@ def test_spider_match_agrees_with_upstream(data: st.DataObject, ncols: int, nrow
 
 # --- safety ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("pred", ["DROP TABLE singer", "ATTACH '{dir}/evil.db' AS evil", "UPDATE singer SET age = 0",
-                                  "SELECT 1; DELETE FROM singer", "PRAGMA writable_schema=ON"])
+
+@pytest.mark.parametrize(
+    "pred",
+    [
+        "DROP TABLE singer",
+        "ATTACH '{dir}/evil.db' AS evil",
+        "UPDATE singer SET age = 0",
+        "SELECT 1; DELETE FROM singer",
+        "PRAGMA writable_schema=ON",
+    ],
+)
 @pytest.mark.parametrize("fmt", ["spider", "bird"])
-def test_writing_prediction_scores_zero_and_changes_nothing(shared_data: Path, tmp_path: Path, pred: str, fmt: str) -> None:
+def test_writing_prediction_scores_zero_and_changes_nothing(
+    shared_data: Path, tmp_path: Path, pred: str, fmt: str
+) -> None:
     db = tmp_path / "concert_singer.sqlite"
     shutil.copyfile(shared_data / "spider_dev/database/concert_singer/concert_singer.sqlite", db)
     db.chmod(0o644)
@@ -231,8 +269,11 @@ def test_writing_prediction_scores_zero_and_changes_nothing(shared_data: Path, t
 
 # --- files, resume, CLI ------------------------------------------------------------------------
 
+
 def _gold_file(questions: list[ev.Question], path: Path) -> Path:
-    path.write_text("".join(q.gold.replace("\n", " ") + f"\t{q.db_id}\n" for q in questions), encoding="utf-8")
+    path.write_text(
+        "".join(q.gold.replace("\n", " ") + f"\t{q.db_id}\n" for q in questions), encoding="utf-8"
+    )
     return path
 
 
@@ -245,7 +286,9 @@ def test_cli_predictions_json_and_resume(shared_data: Path, tmp_path: Path) -> N
     questions, _ = ev.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "pred.sql")
     out = tmp_path / "results.jsonl"
-    first = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", out, "--limit", 5, "--json")
+    first = _invoke(
+        "-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", out, "--limit", 5, "--json"
+    )
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert (summary["ex"], summary["correct"], summary["total"]) == (100.0, 5, 5)
@@ -258,7 +301,9 @@ def test_cli_predictions_json_and_resume(shared_data: Path, tmp_path: Path) -> N
     # a torn last line (a crash mid-write) is dropped; the done questions are skipped
     with out.open("a") as fh:
         fh.write('{"index": 5, "quest')
-    second = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", out, "--limit", 8, "--json")
+    second = _invoke(
+        "-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", out, "--limit", 8, "--json"
+    )
     assert second.exit_code == 0, second.output
     assert "resuming" in second.stderr
     assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == list(range(8))
@@ -267,7 +312,9 @@ def test_cli_predictions_json_and_resume(shared_data: Path, tmp_path: Path) -> N
     # another run's results are not mixed in
     other = tmp_path / "other.sql"
     other.write_text(preds.read_text())
-    clash = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", other, "--out", out, "--limit", 8)
+    clash = _invoke(
+        "-q", questions_file, "--db-dir", db_dir, "--predictions", other, "--out", out, "--limit", 8
+    )
     assert clash.exit_code == 2 and "another run" in clash.stderr
 
 
@@ -289,9 +336,25 @@ def test_cli_compare_and_plot(shared_data: Path, tmp_path: Path) -> None:
     questions, _ = ev.load_questions(questions_file)
     good = _gold_file(questions, tmp_path / "good.sql")
     bad = tmp_path / "bad.sql"
-    bad.write_text("".join(("SELECT 'nope'" if q.index % 4 == 0 else q.gold.replace("\n", " ")) + "\n" for q in questions))
+    bad.write_text(
+        "".join(
+            ("SELECT 'nope'" if q.index % 4 == 0 else q.gold.replace("\n", " ")) + "\n" for q in questions
+        )
+    )
     for name, preds in (("a", good), ("b", bad)):
-        assert _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", tmp_path / f"{name}.jsonl").exit_code == 0
+        assert (
+            _invoke(
+                "-q",
+                questions_file,
+                "--db-dir",
+                db_dir,
+                "--predictions",
+                preds,
+                "--out",
+                tmp_path / f"{name}.jsonl",
+            ).exit_code
+            == 0
+        )
     png = tmp_path / "chart.png"
     result = _invoke("--compare", tmp_path / "a.jsonl", tmp_path / "b.jsonl", "--plot", png, "--json")
     assert result.exit_code == 0, result.output
@@ -311,7 +374,10 @@ def test_cli_compare_and_plot(shared_data: Path, tmp_path: Path) -> None:
         (["-q", "nope.json", "--db-dir", "{d}", "--predictions", "{p}"], "questions file not found"),
         (["-q", "{q}", "--db-dir", "{d}", "--predictions", "{short}"], "1 predictions for 84 questions"),
         (["-q", "{q}", "--db-dir", "{tmp}", "--predictions", "{p}"], "no database for db_id 'chinook'"),
-        (["-q", "{q}", "--db-dir", "{d}", "--predictions", "{p}", "--format", "bird"], "expects question, db_id and SQL"),
+        (
+            ["-q", "{q}", "--db-dir", "{d}", "--predictions", "{p}", "--format", "bird"],
+            "expects question, db_id and SQL",
+        ),
         (["--compare", "x.jsonl", "y.jsonl"], "results file not found"),
     ],
 )
@@ -320,8 +386,13 @@ def test_cli_user_errors(shared_data: Path, tmp_path: Path, args: list[str], mes
     questions, _ = ev.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "p.sql")
     (tmp_path / "short.sql").write_text("SELECT 1\n")
-    subst = {"{q}": str(questions_file), "{d}": str(db_dir), "{p}": str(preds), "{short}": str(tmp_path / "short.sql"),
-             "{tmp}": str(tmp_path)}
+    subst = {
+        "{q}": str(questions_file),
+        "{d}": str(db_dir),
+        "{p}": str(preds),
+        "{short}": str(tmp_path / "short.sql"),
+        "{tmp}": str(tmp_path),
+    }
     result = _invoke(*[subst.get(a, a) for a in args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -331,7 +402,17 @@ def test_cli_user_errors(shared_data: Path, tmp_path: Path, args: list[str], mes
 def test_cli_short_predictions_file_with_limit(shared_data: Path, tmp_path: Path) -> None:
     questions_file, db_dir = _sets(shared_data)["chinook"]
     (tmp_path / "one.sql").write_text("SELECT count(*) FROM Album\n")
-    result = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", tmp_path / "one.sql", "--limit", 1, "--json")
+    result = _invoke(
+        "-q",
+        questions_file,
+        "--db-dir",
+        db_dir,
+        "--predictions",
+        tmp_path / "one.sql",
+        "--limit",
+        1,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["correct"] == 1
 
@@ -350,11 +431,31 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(shared_data: Path, tmp_path: Path
     preds = tmp_path / "slow.sql"
     preds.write_text((slow + "\n") * 84)
     out = tmp_path / "r.jsonl"
-    cmd = [sys.executable, "-m", "slmsql_cli", "eval", "-q", str(questions_file), "--db-dir", str(db_dir),
-           "--predictions", str(preds), "--out", str(out), "--limit", "20"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slmsql_cli",
+        "eval",
+        "-q",
+        str(questions_file),
+        "--db-dir",
+        str(db_dir),
+        "--predictions",
+        str(preds),
+        "--out",
+        str(out),
+        "--limit",
+        "20",
+    ]
     # SIG_DFL in the child, as from a terminal, even when these tests run as a background job (SIGINT ignored).
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 2):
         time.sleep(0.01)
@@ -376,10 +477,34 @@ def test_cli_with_a_real_model(shared_data: Path, gemma_gguf: Path, tmp_path: Pa
     questions_file, db_dir = _sets(shared_data)["spider"]
     out = tmp_path / "gemma.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "eval", "-q", str(questions_file), "--db-dir", str(db_dir),
-         "--model", str(gemma_gguf), "-n", "2", "--max-tokens", "32", "--no-merge", "--no-values", "--limit", "2",
-         "--out", str(out), "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+        [
+            sys.executable,
+            "-m",
+            "slmsql_cli",
+            "eval",
+            "-q",
+            str(questions_file),
+            "--db-dir",
+            str(db_dir),
+            "--model",
+            str(gemma_gguf),
+            "-n",
+            "2",
+            "--max-tokens",
+            "32",
+            "--no-merge",
+            "--no-values",
+            "--limit",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])

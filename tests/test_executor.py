@@ -60,8 +60,20 @@ WRITES = [
     "EXPLAIN SELECT 1",  # harmless, but not a query: only the sqlglot allow-list refuses it
 ]
 SQLITE_REFUSES = [w for w in WRITES if not w.startswith("EXPLAIN")]
-INJECTIONS = ["'; DROP TABLE singer; --", "1; DROP TABLE singer", "x' OR '1'='1", "\"; DELETE FROM singer; --",
-              "*/ DROP TABLE singer; /*", "\x00", "'", "\\", "SELECT", ";", "--", "/*"]
+INJECTIONS = [
+    "'; DROP TABLE singer; --",
+    "1; DROP TABLE singer",
+    "x' OR '1'='1",
+    '"; DELETE FROM singer; --',
+    "*/ DROP TABLE singer; /*",
+    "\x00",
+    "'",
+    "\\",
+    "SELECT",
+    ";",
+    "--",
+    "/*",
+]
 
 
 @pytest.fixture()
@@ -96,7 +108,9 @@ def test_writes_are_refused(db: Path, sql: str) -> None:
 
 
 @pytest.mark.parametrize("sql", SQLITE_REFUSES)
-def test_sqlite_guards_hold_without_the_sqlglot_layer(db: Path, sql: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sqlite_guards_hold_without_the_sqlglot_layer(
+    db: Path, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Defense in depth: with the sqlglot pre-check switched off, SQLite alone still refuses."""
     monkeypatch.setattr(executor, "check_sql", lambda _sql: None)
     result = _hostile(db, sql)
@@ -106,9 +120,15 @@ def test_sqlite_guards_hold_without_the_sqlglot_layer(db: Path, sql: str, monkey
 
 @pytest.mark.parametrize(
     "sql",
-    ["SELECT 1; DROP TABLE singer", "SELECT 1;DROP TABLE singer;", "SELECT 1 /* x */; DELETE FROM singer",
-     "SELECT 1 --\n; DROP TABLE singer", "SELECT * FROM singer; ATTACH '{tmp}/attached.db' AS x",
-     "SELECT 1; PRAGMA query_only=OFF; DELETE FROM singer", "SELECT 1;\nSELECT 2"],
+    [
+        "SELECT 1; DROP TABLE singer",
+        "SELECT 1;DROP TABLE singer;",
+        "SELECT 1 /* x */; DELETE FROM singer",
+        "SELECT 1 --\n; DROP TABLE singer",
+        "SELECT * FROM singer; ATTACH '{tmp}/attached.db' AS x",
+        "SELECT 1; PRAGMA query_only=OFF; DELETE FROM singer",
+        "SELECT 1;\nSELECT 2",
+    ],
 )
 def test_multi_statement_strings_are_refused(db: Path, sql: str) -> None:
     result = _hostile(db, sql)
@@ -131,9 +151,21 @@ def test_fuzz_write_with_random_text(db: Path, write: str, noise: str, glue: str
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(injection=st.sampled_from(INJECTIONS), noise=st.text(max_size=20), template=st.sampled_from(
-    ["SELECT * FROM singer WHERE Name = '{i}'", "SELECT * FROM singer WHERE Singer_ID = {i}", "{i}",
-     "SELECT {i} FROM singer", "SELECT * FROM singer -- {i}", "{i} {n}", "SELECT '{n}'; {i}"]))
+@given(
+    injection=st.sampled_from(INJECTIONS),
+    noise=st.text(max_size=20),
+    template=st.sampled_from(
+        [
+            "SELECT * FROM singer WHERE Name = '{i}'",
+            "SELECT * FROM singer WHERE Singer_ID = {i}",
+            "{i}",
+            "SELECT {i} FROM singer",
+            "SELECT * FROM singer -- {i}",
+            "{i} {n}",
+            "SELECT '{n}'; {i}",
+        ]
+    ),
+)
 def test_fuzz_injection_strings(db: Path, injection: str, noise: str, template: str) -> None:
     sql = template.replace("{i}", injection).replace("{n}", noise)
     result = _hostile(db, sql)
@@ -184,7 +216,11 @@ def test_row_cap(shared_data: Path) -> None:
 def test_runaway_recursive_cte_times_out(shared_data: Path) -> None:
     car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
     t = time.perf_counter()
-    result = execute(car, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", timeout=0.5)
+    result = execute(
+        car,
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+        timeout=0.5,
+    )
     elapsed = time.perf_counter() - t
     assert result.timed_out and not result.ok and result.error is None
     assert 0.45 <= elapsed < 2.0
@@ -192,7 +228,9 @@ def test_runaway_recursive_cte_times_out(shared_data: Path) -> None:
 
 def test_huge_cross_join_times_out(shared_data: Path) -> None:
     car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
-    result = execute(car, "SELECT count(*) FROM cars_data a, cars_data b, cars_data c, cars_data d", timeout=0.3)
+    result = execute(
+        car, "SELECT count(*) FROM cars_data a, cars_data b, cars_data c, cars_data d", timeout=0.3
+    )
     assert result.timed_out and result.seconds < 1.5
 
 
@@ -208,7 +246,14 @@ def test_invalid_utf8_is_replaced(tmp_path: Path) -> None:
 
 def test_errors_are_results_not_exceptions(shared_data: Path) -> None:
     car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
-    for sql in ["SELEC 1", "SELECT nope FROM cars_data", "SELECT * FROM missing", "", "   ", "SELECT zeroblob(1000000000)"]:
+    for sql in [
+        "SELEC 1",
+        "SELECT nope FROM cars_data",
+        "SELECT * FROM missing",
+        "",
+        "   ",
+        "SELECT zeroblob(1000000000)",
+    ]:
         result = execute(car, sql)
         assert not result.ok and result.error
 
@@ -221,7 +266,9 @@ def test_missing_database_is_a_user_error(tmp_path: Path) -> None:
 
 def test_execute_many_runs_identical_sql_once(db: Path) -> None:
     executor.clear_cache()
-    results = execute_many(db, ["SELECT count(*) FROM singer", None, "SELECT count(*) FROM singer", "SELECT 1"])
+    results = execute_many(
+        db, ["SELECT count(*) FROM singer", None, "SELECT count(*) FROM singer", "SELECT 1"]
+    )
     assert results[1] is None
     assert results[0] is results[2] and results[0].rows == [(6,)]
     # a changed file is a different database: the cache misses
@@ -247,7 +294,11 @@ def test_ctrl_c_during_a_query_is_not_swallowed(shared_data: Path) -> None:
         timer.start()
         t = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
-            execute(car, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", timeout=5.0)
+            execute(
+                car,
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+                timeout=5.0,
+            )
         timer.join()
     finally:
         signal.signal(signal.SIGINT, previous)

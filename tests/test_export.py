@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,15 +18,15 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("llama_cpp")
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers  # noqa: E402
-from transformers import PreTrainedTokenizerFast  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+from typer.testing import CliRunner
 
-from quantize import quantizer  # noqa: E402
-from quantize import verify as verifier  # noqa: E402
-from quantize.export import ExportConfig, cached_export, export, find_cached_export  # noqa: E402
-from quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX  # noqa: E402
-from slmsql_cli.errors import UserError  # noqa: E402
+from quantize import quantizer
+from quantize import verify as verifier
+from quantize.export import ExportConfig, cached_export, export, find_cached_export
+from quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX
+from slmsql_cli.errors import UserError
 
 CORPUS = [
     "SELECT name FROM singer WHERE age > 30 ORDER BY age DESC LIMIT 5;",
@@ -38,10 +39,17 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-DEEPSEEK_SPLITS = ["[\r\n]", r"\s?[A-Za-zµÀ-ÖØ-öø-ƺ]+", r"\s?[!-/:-~！-／：-～‘-‟　-。]+", r"\s+$", "[一-龥ࠀ-一가-퟿]+"]
+DEEPSEEK_SPLITS = [
+    "[\r\n]",
+    r"\s?[A-Za-zµÀ-ÖØ-öø-ƺ]+",
+    r"\s?[!-/:-~！-／：-～‘-‟　-。]+",
+    r"\s+$",
+    "[一-龥ࠀ-一가-퟿]+",
+]
 
 
 # ---------------------------------------------------------------- tiny checkpoints, built offline
+
 
 def byte_level_tokenizer(style: str) -> PreTrainedTokenizerFast:
     """A small byte-level BPE with the pre-tokenizer of Qwen2 ("qwen2"), Llama 3 ("llama3") or deepseek-coder."""
@@ -51,29 +59,50 @@ def byte_level_tokenizer(style: str) -> PreTrainedTokenizerFast:
         splits.append(pre_tokenizers.Digits(individual_digits=True))
     else:
         splits = [pre_tokenizers.Split(Regex(QWEN2_REGEX if style == "qwen2" else LLAMA3_REGEX), "isolated")]
-    tok.pre_tokenizer = pre_tokenizers.Sequence([*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     bos = {"qwen2": None, "llama3": "<|begin_of_text|>", "deepseek": "<｜begin▁of▁sentence｜>"}[style]
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + ([bos] if bos else [])
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(CORPUS, trainer)
-    kwargs: dict[str, Any] = {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": CHATML}
+    kwargs: dict[str, Any] = {
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "chat_template": CHATML,
+    }
     if bos:
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))])
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
         kwargs["bos_token"] = bos
     return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
 
 
 def spm_tokenizer() -> PreTrainedTokenizerFast:
     """A Gemma-style BPE with byte fallback ('▁' for spaces, <0xNN> byte tokens, <bos> added)."""
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + [f"<0x{i:02X}>" for i in range(256)]
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + [
+        f"<0x{i:02X}>" for i in range(256)
+    ]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Replace(" ", "▁")
     tok.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_previous")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False))
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>")
+    tok.train_from_iterator(
+        CORPUS, trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False)
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
+    )
 
 
 def _perturb(model: Any, scale: float) -> None:
@@ -84,25 +113,74 @@ def _perturb(model: Any, scale: float) -> None:
             p.add_(torch.randn_like(p) * scale)
 
 
-SMALL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=512, initializer_range=0.08)
+SMALL = dict(
+    hidden_size=256,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    initializer_range=0.08,
+)
 
 MODELS: dict[str, Callable[[], tuple[Any, PreTrainedTokenizerFast, Any]]] = {
     # name: (config, tokenizer, dtype the safetensors are saved in)
-    "qwen2": lambda: (transformers.Qwen2Config(vocab_size=512, tie_word_embeddings=True, **SMALL), byte_level_tokenizer("qwen2"), torch.bfloat16),
-    "qwen3": lambda: (transformers.Qwen3Config(vocab_size=448, head_dim=64, tie_word_embeddings=True, **SMALL), byte_level_tokenizer("qwen2"), torch.float32),
-    "llama-linear": lambda: (transformers.LlamaConfig(
-        vocab_size=416, tie_word_embeddings=False, rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 100000.0}, **SMALL),
-        byte_level_tokenizer("deepseek"), torch.bfloat16),
-    "llama3": lambda: (transformers.LlamaConfig(
-        vocab_size=416, tie_word_embeddings=True, rope_parameters={
-            "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 64, "rope_theta": 500000.0}, **SMALL),
-        byte_level_tokenizer("llama3"), torch.float16),
-    "gemma3": lambda: (transformers.Gemma3TextConfig(
-        vocab_size=720, hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1,
-        head_dim=128, query_pre_attn_scalar=128, sliding_window=8, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-        max_position_embeddings=512, initializer_range=0.08, architectures=["Gemma3ForCausalLM"]), spm_tokenizer(), torch.bfloat16),
+    "qwen2": lambda: (
+        transformers.Qwen2Config(vocab_size=512, tie_word_embeddings=True, **SMALL),
+        byte_level_tokenizer("qwen2"),
+        torch.bfloat16,
+    ),
+    "qwen3": lambda: (
+        transformers.Qwen3Config(vocab_size=448, head_dim=64, tie_word_embeddings=True, **SMALL),
+        byte_level_tokenizer("qwen2"),
+        torch.float32,
+    ),
+    "llama-linear": lambda: (
+        transformers.LlamaConfig(
+            vocab_size=416,
+            tie_word_embeddings=False,
+            rope_parameters={"rope_type": "linear", "factor": 4.0, "rope_theta": 100000.0},
+            **SMALL,
+        ),
+        byte_level_tokenizer("deepseek"),
+        torch.bfloat16,
+    ),
+    "llama3": lambda: (
+        transformers.LlamaConfig(
+            vocab_size=416,
+            tie_word_embeddings=True,
+            rope_parameters={
+                "rope_type": "llama3",
+                "factor": 32.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+                "rope_theta": 500000.0,
+            },
+            **SMALL,
+        ),
+        byte_level_tokenizer("llama3"),
+        torch.float16,
+    ),
+    "gemma3": lambda: (
+        transformers.Gemma3TextConfig(
+            vocab_size=720,
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=128,
+            query_pre_attn_scalar=128,
+            sliding_window=8,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            max_position_embeddings=512,
+            initializer_range=0.08,
+            architectures=["Gemma3ForCausalLM"],
+        ),
+        spm_tokenizer(),
+        torch.bfloat16,
+    ),
 }
 
 
@@ -152,18 +230,27 @@ def torch_logits(folder: Path, ids: list[int]) -> np.ndarray:
 
 # ---------------------------------------------------------------- parity per architecture and type
 
-PARITY = [(name, quant) for name in MODELS for quant in ("f16", "q8_0")] + [("qwen2", "q4_k_m"), ("llama3", "q4_k_m"), ("gemma3", "q4_k_m"), ("qwen3", "f32")]
+PARITY = [(name, quant) for name in MODELS for quant in ("f16", "q8_0")] + [
+    ("qwen2", "q4_k_m"),
+    ("llama3", "q4_k_m"),
+    ("gemma3", "q4_k_m"),
+    ("qwen3", "f32"),
+]
 
 
 @pytest.mark.parametrize("name,quant", PARITY, ids=[f"{n}-{q}" for n, q in PARITY])
 def test_export_matches_torch(name: str, quant: str, tiny: Callable[[str], Path], tmp_path: Path) -> None:
     source = tiny(name)
-    result = export(ExportConfig(checkpoint=str(source), out=tmp_path / "m.gguf", quant=quant, verify=True, threads=2))
+    result = export(
+        ExportConfig(checkpoint=str(source), out=tmp_path / "m.gguf", quant=quant, verify=True, threads=2)
+    )
     report = result.verification
     assert report is not None and report.passed, report and report.summary()
     assert report.tokens_match
-    print(f"PARITY {name} {quant}: max|dlogit| {report.max_abs_delta:.5f} ({report.rel_delta:.4f} std) "
-          f"top-1 {report.top1_agreement:.3f} over {report.n_tokens} tokens")
+    print(
+        f"PARITY {name} {quant}: max|dlogit| {report.max_abs_delta:.5f} ({report.rel_delta:.4f} std) "
+        f"top-1 {report.top1_agreement:.3f} over {report.n_tokens} tokens"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["m.gguf"]  # no temporary files left
 
 
@@ -184,6 +271,7 @@ def test_llama3_rope_freqs_and_gemma_keys(tiny: Callable[[str], Path], tmp_path:
 
 # ---------------------------------------------------------------- LoRA
 
+
 def test_lora_adapter_is_merged_then_exported(tiny: Callable[[str], Path], tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
@@ -199,15 +287,20 @@ def test_lora_adapter_is_merged_then_exported(tiny: Callable[[str], Path], tmp_p
     peft_model.save_pretrained(adapter)
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
 
-    result = export(ExportConfig(checkpoint=str(adapter), out=tmp_path / "lora.gguf", quant="f16", verify=True))
+    result = export(
+        ExportConfig(checkpoint=str(adapter), out=tmp_path / "lora.gguf", quant="f16", verify=True)
+    )
     assert result.verification is not None and result.verification.passed
     assert "merged LoRA adapter" in result.notes
     ids = transformers.AutoTokenizer.from_pretrained(base)(verifier.PROBE_TEXT)["input_ids"]
     merged = verifier.gguf_logits(result.path, ids)
-    assert np.abs(merged - torch_logits(base, ids)).max() > 10 * result.verification.max_abs_delta  # the adapter is in
+    assert (
+        np.abs(merged - torch_logits(base, ids)).max() > 10 * result.verification.max_abs_delta
+    )  # the adapter is in
 
 
 # ---------------------------------------------------------------- the real Gemma 3 270M, round trip
+
 
 @pytest.fixture(scope="session")
 def gemma_hf(gemma_gguf: Path) -> Path:
@@ -218,7 +311,9 @@ def gemma_hf(gemma_gguf: Path) -> Path:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = transformers.AutoTokenizer.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(gemma_gguf.parent, gguf_file=gemma_gguf.name, dtype=torch.float16)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        gemma_gguf.parent, gguf_file=gemma_gguf.name, dtype=torch.float16
+    )
     model.hf_quantizer = None  # already dequantized; the GGUF quantizer refuses to serialize
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -230,7 +325,11 @@ def gemma_hf(gemma_gguf: Path) -> Path:
 
 @pytest.mark.slow
 def test_gemma_gguf_round_trip(gemma_gguf: Path, gemma_hf: Path, tmp_path: Path) -> None:
-    result = export(ExportConfig(checkpoint=str(gemma_hf), out=tmp_path / "gemma-f16.gguf", quant="f16", verify=True, threads=2))
+    result = export(
+        ExportConfig(
+            checkpoint=str(gemma_hf), out=tmp_path / "gemma-f16.gguf", quant="f16", verify=True, threads=2
+        )
+    )
     report = result.verification
     assert report is not None and report.passed, report and report.summary()
     print(f"PARITY gemma-270m f16 vs transformers: {report.summary()}")
@@ -240,12 +339,17 @@ def test_gemma_gguf_round_trip(gemma_gguf: Path, gemma_hf: Path, tmp_path: Path)
     quantizer.quantize(result.path, again, "q4_k_m", threads=2)
     ids = verifier.gguf_tokenize(gemma_gguf, verifier.PROBE_TEXT)
     assert verifier.gguf_tokenize(again, verifier.PROBE_TEXT) == ids
-    delta, std, top1 = verifier.compare(verifier.gguf_logits(gemma_gguf, ids, 2), verifier.gguf_logits(again, ids, 2))
-    print(f"PARITY gemma-270m q4_k_m re-export vs original q4_k_m: max|dlogit| {delta:.4f} ({delta / std:.4f} std) top-1 {top1:.3f}")
+    delta, std, top1 = verifier.compare(
+        verifier.gguf_logits(gemma_gguf, ids, 2), verifier.gguf_logits(again, ids, 2)
+    )
+    print(
+        f"PARITY gemma-270m q4_k_m re-export vs original q4_k_m: max|dlogit| {delta:.4f} ({delta / std:.4f} std) top-1 {top1:.3f}"
+    )
     assert top1 >= 0.9 and delta / std < 1.0
 
 
 # ---------------------------------------------------------------- cache for `ask --model`
+
 
 def test_cached_export_exports_once(tiny: Callable[[str], Path], isolated_cache: Path) -> None:
     source = tiny("qwen3")
@@ -258,7 +362,9 @@ def test_cached_export_exports_once(tiny: Callable[[str], Path], isolated_cache:
     assert find_cached_export(str(source), "q8_0") == first
 
 
-def test_cached_export_of_a_hub_snapshot_is_keyed_by_repo_and_revision(tiny: Callable[[str], Path], isolated_cache: Path, tmp_path: Path) -> None:
+def test_cached_export_of_a_hub_snapshot_is_keyed_by_repo_and_revision(
+    tiny: Callable[[str], Path], isolated_cache: Path, tmp_path: Path
+) -> None:
     # the folder layout huggingface-hub's snapshot_download returns (what `ask --model owner/name` passes)
     snapshot = tmp_path / "hub" / "models--cycloneboy--SLM-SQL-0.5B" / "snapshots" / "0123abcd4567"
     shutil.copytree(tiny("qwen2"), snapshot)
@@ -269,6 +375,7 @@ def test_cached_export_of_a_hub_snapshot_is_keyed_by_repo_and_revision(tiny: Cal
 
 
 # ---------------------------------------------------------------- bad input: one clear error, nothing written
+
 
 def _copy(folder: Path, to: Path) -> Path:
     shutil.copytree(folder, to)
@@ -320,9 +427,13 @@ def test_existing_output_needs_force(tiny: Callable[[str], Path], tmp_path: Path
     assert out.read_bytes()[:4] == b"GGUF"
 
 
-def test_disk_space_shortfall(tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_space_shortfall(
+    tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # the machine's disk is the environment, not the code under test: pretend it is nearly full
-    monkeypatch.setattr(shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**12, 10**12 - 4096, 4096))  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**12, 10**12 - 4096, 4096)
+    )  # type: ignore[attr-defined]
     with pytest.raises(UserError, match="not enough disk space"):
         export(ExportConfig(checkpoint=str(tiny("qwen2")), out=tmp_path / "m.gguf", verify=False))
     _assert_clean(tmp_path)
@@ -346,7 +457,9 @@ def test_no_checkpoint_and_no_training_run(tmp_path: Path, monkeypatch: pytest.M
         export(ExportConfig(verify=False))
 
 
-def test_default_checkpoint_is_latest_training_run(tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_checkpoint_is_latest_training_run(
+    tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from training.runner import write_latest
 
     monkeypatch.chdir(tmp_path)
@@ -362,6 +475,7 @@ def test_default_checkpoint_is_latest_training_run(tiny: Callable[[str], Path], 
 
 
 # ---------------------------------------------------------------- the command line
+
 
 def test_cli_export_json(tiny: Callable[[str], Path], tmp_path: Path) -> None:
     from slmsql_cli.cli import app
@@ -386,8 +500,9 @@ def test_cli_errors_are_one_line(tiny: Callable[[str], Path], tmp_path: Path) ->
     assert res.exit_code == 2 and "unknown quantization type" in res.output
 
 
-def test_export_of_a_hub_repo_id_needs_no_network_once_cached(tiny: Callable[[str], Path], tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_of_a_hub_repo_id_needs_no_network_once_cached(
+    tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`slmsql export owner/name` on a machine with no network: a cached repo exports, an uncached one is one line."""
     from huggingface_hub import constants
 
@@ -410,5 +525,9 @@ def test_export_of_a_hub_repo_id_needs_no_network_once_cached(tiny: Callable[[st
     doc = json.loads(res.stdout.strip().splitlines()[-1])
     assert doc["verification"]["passed"] and out.read_bytes()[:4] == b"GGUF"
     res = runner.invoke(app, ["export", "acme/not-downloaded", "--out", str(tmp_path / "no.gguf")])
-    assert res.exit_code == 2 and "not cached" in res.output and "huggingface-cli download acme/not-downloaded" in res.output
+    assert (
+        res.exit_code == 2
+        and "not cached" in res.output
+        and "huggingface-cli download acme/not-downloaded" in res.output
+    )
     assert "Traceback" not in res.output and not (tmp_path / "no.gguf").exists()

@@ -11,7 +11,10 @@ from slmsql_cli.extract import extract_sql, strip_comments
     ("text", "sql"),
     [
         # the trained format; the engine keeps the stop string </answer>
-        ("<think>\ncount rows\n</think>\n<answer>\nSELECT count(*) FROM singer;\n</answer>", "SELECT count(*) FROM singer"),
+        (
+            "<think>\ncount rows\n</think>\n<answer>\nSELECT count(*) FROM singer;\n</answer>",
+            "SELECT count(*) FROM singer",
+        ),
         # an <answer> inside the reasoning does not count, the one after </think> does
         ("<think>maybe <answer>SELECT 1</answer>?</think><answer>SELECT 2</answer>", "SELECT 2"),
         ("<answer>SELECT 1</answer> then <answer>SELECT 2</answer>", "SELECT 2"),
@@ -41,7 +44,9 @@ def test_comment_does_not_swallow_the_rest() -> None:
 
 
 def test_semicolons_inside_strings_survive() -> None:
-    assert extract_sql("<answer>SELECT * FROM t WHERE a = 'x;y';</answer>") == "SELECT * FROM t WHERE a = 'x;y'"
+    assert (
+        extract_sql("<answer>SELECT * FROM t WHERE a = 'x;y';</answer>") == "SELECT * FROM t WHERE a = 'x;y'"
+    )
     assert extract_sql("<answer>SELECT 1;;</answer>") == "SELECT 1"
 
 
@@ -58,8 +63,16 @@ def test_multi_statement_is_returned_for_the_executor_to_refuse() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", None, "I cannot answer that.", "<think>no idea</think>", "<answer></answer>", "<answer>-- nothing</answer>",
-     "<think>x</think><answer>The answer is 42.</answer>", "```python\nprint(1)\n```"],
+    [
+        "",
+        None,
+        "I cannot answer that.",
+        "<think>no idea</think>",
+        "<answer></answer>",
+        "<answer>-- nothing</answer>",
+        "<think>x</think><answer>The answer is 42.</answer>",
+        "```python\nprint(1)\n```",
+    ],
 )
 def test_nothing_sql_like_gives_none(text: str | None) -> None:
     assert extract_sql(text) is None

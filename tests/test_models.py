@@ -19,8 +19,14 @@ SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slmsql_cli", *args], capture_output=True, text=True, timeout=600,
-                          cwd=REPO, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
 
 
 @pytest.fixture()
@@ -38,7 +44,11 @@ def offline_hub(tmp_path: Path, gemma_gguf: Path, monkeypatch: pytest.MonkeyPatc
     snap.mkdir(parents=True)
     for name in ("tiny-sql.Q8_0.gguf", "tiny-sql.Q4_K_M.gguf"):
         (snap / name).symlink_to(blob)
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "SLMSQL_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "SLMSQL_CACHE_DIR": str(tmp_path / "cache"),
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     # huggingface-hub reads its environment once, at import; an earlier test may have imported it.
@@ -78,8 +88,9 @@ def test_hub_repo_resolves_offline_from_the_cache(offline_hub: dict[str, str]) -
         resolve("acme/not-downloaded")
 
 
-def test_cached_repo_needs_no_network_even_when_not_told_offline(offline_hub: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_cached_repo_needs_no_network_even_when_not_told_offline(
+    offline_hub: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A laptop on a plane: HF_HUB_OFFLINE unset and the Hub unreachable. Cached models still load."""
     from huggingface_hub import constants
 
@@ -98,8 +109,20 @@ def test_cached_repo_needs_no_network_even_when_not_told_offline(offline_hub: di
 
 
 def test_ask_with_a_cached_hub_repo(offline_hub: dict[str, str]) -> None:
-    proc = run("ask", "--db", str(DEMO), "-m", "acme/tiny-sql-GGUF", "-n", "1", "--max-tokens", "16", "--json",
-               "How many books are there?", env=offline_hub)
+    proc = run(
+        "ask",
+        "--db",
+        str(DEMO),
+        "-m",
+        "acme/tiny-sql-GGUF",
+        "-n",
+        "1",
+        "--max-tokens",
+        "16",
+        "--json",
+        "How many books are there?",
+        env=offline_hub,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["candidates"]
 
@@ -115,8 +138,18 @@ def test_models_command_lists_the_registry(offline_hub: dict[str, str]) -> None:
 
 
 def test_bench_prints_one_json_line_per_run(gemma_gguf: Path, tmp_path: Path) -> None:
-    proc = run("bench", "--db", str(DEMO), "-m", str(gemma_gguf), "-n", "1,2", "--max-tokens", "8",
-               env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")})
+    proc = run(
+        "bench",
+        "--db",
+        str(DEMO),
+        "-m",
+        str(gemma_gguf),
+        "-n",
+        "1,2",
+        "--max-tokens",
+        "8",
+        env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [r["n"] for r in doc["results"]] == [1, 2]

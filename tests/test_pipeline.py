@@ -37,7 +37,11 @@ def test_chat_text_wraps_system_and_user_in_the_models_turns(pipeline: Pipeline)
 def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: Path) -> None:
     db = open_database(DEMO)
     question = "How many books are there?"
-    drafts = ["SELECT COUNT(*) FROM books", "SELECT COUNT(DISTINCT author_id) FROM books", "SELECT COUNT(*) FROM books"]
+    drafts = [
+        "SELECT COUNT(*) FROM books",
+        "SELECT COUNT(DISTINCT author_id) FROM books",
+        "SELECT COUNT(*) FROM books",
+    ]
     candidates = [Candidate(text=f"<answer>{s}</answer>", sql=s, result=execute(DEMO, s)) for s in drafts]
     groups = vote(candidates)
     assert [g.votes for g in groups] == [2, 1]
@@ -45,7 +49,9 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
     message = merge_message(db, question, "", groups)
     assert "1. SELECT COUNT(*) FROM books\n【Execution result】\n[(" in message
     assert "2. SELECT COUNT(DISTINCT author_id) FROM books\n【Execution result】" in message
-    assert "CREATE TABLE books" in message and "CREATE TABLE customers" not in message  # pruned to the drafts' tables
+    assert (
+        "CREATE TABLE books" in message and "CREATE TABLE customers" not in message
+    )  # pruned to the drafts' tables
 
     revised, revised_groups, stats = pipeline.revise(db, question, "", groups)
     assert len(revised) == 2 and stats.generated_tokens > 0

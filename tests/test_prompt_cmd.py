@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import sqlglot
+from conftest import REFERENCE
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
-
-from conftest import REFERENCE
 
 runner = CliRunner()
 _CASES_FILE = REFERENCE / "prompts_no_values.json"
@@ -29,8 +28,15 @@ def _prompt(*args: str) -> tuple[int, bytes, str]:
 
 @pytest.mark.parametrize("case", REFERENCE_CASES, ids=lambda c: f"{c['db_id']}:{c['question'][:30]}")
 def test_no_values_prompt_matches_reference(case: dict, shared_data: Path, isolated_cache: Path) -> None:
-    args = ["--db", str(shared_data / case["db"]), "--tables", str(shared_data / case["tables"]),
-            "--db-id", case["db_id"], "--no-values"]
+    args = [
+        "--db",
+        str(shared_data / case["db"]),
+        "--tables",
+        str(shared_data / case["tables"]),
+        "--db-id",
+        case["db_id"],
+        "--no-values",
+    ]
     if case["evidence"]:
         args += ["--evidence", case["evidence"]]
     code, out, err = _prompt(*args, case["question"])
@@ -44,8 +50,11 @@ def test_reference_cases_were_loaded(reference_dir: Path) -> None:
 
 def test_generation_example_file(shared_data: Path, reference_dir: Path, isolated_cache: Path) -> None:
     code, out, _ = _prompt(
-        "--db", str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
-        "--tables", str(shared_data / "spider_dev/tables.json"), "--no-values",
+        "--db",
+        str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
+        "--tables",
+        str(shared_data / "spider_dev/tables.json"),
+        "--no-values",
         "How many car makers are there in each continents? List the continent name and the count.",
     )
     assert code == 0
@@ -55,13 +64,22 @@ def test_generation_example_file(shared_data: Path, reference_dir: Path, isolate
 def test_unseen_spider_database_gives_a_well_formed_prompt(shared_data: Path, isolated_cache: Path) -> None:
     covered = {c["db_id"] for c in REFERENCE_CASES}
     tables = json.loads((shared_data / "spider_dev/tables.json").read_text(encoding="utf-8"))
-    unseen = [t for t in tables if t["db_id"] not in covered and
-              (shared_data / f"spider_dev/database/{t['db_id']}/{t['db_id']}.sqlite").exists()]
+    unseen = [
+        t
+        for t in tables
+        if t["db_id"] not in covered
+        and (shared_data / f"spider_dev/database/{t['db_id']}/{t['db_id']}.sqlite").exists()
+    ]
     assert unseen, "every Spider database is covered by the reference prompts"
     info = unseen[0]
     db = shared_data / f"spider_dev/database/{info['db_id']}/{info['db_id']}.sqlite"
-    code, out, _ = _prompt("--db", str(db), "--tables", str(shared_data / "spider_dev/tables.json"),
-                           "What is the number of records?")
+    code, out, _ = _prompt(
+        "--db",
+        str(db),
+        "--tables",
+        str(shared_data / "spider_dev/tables.json"),
+        "What is the number of records?",
+    )
     assert code == 0
     text = out.decode("utf-8")
     assert text.startswith("You first thinks about the reasoning process")
@@ -76,7 +94,9 @@ def test_unseen_spider_database_gives_a_well_formed_prompt(shared_data: Path, is
 
 
 def test_plain_sqlite_with_values(shared_data: Path, isolated_cache: Path) -> None:
-    code, out, _ = _prompt("--db", str(shared_data / "chinook/Chinook_Sqlite.sqlite"), "How many albums does AC/DC have?")
+    code, out, _ = _prompt(
+        "--db", str(shared_data / "chinook/Chinook_Sqlite.sqlite"), "How many albums does AC/DC have?"
+    )
     assert code == 0
     text = out.decode("utf-8")
     assert "    Name text, -- example: ['AC/DC', 'Accept']\n" in text
@@ -88,8 +108,13 @@ def _cli(*args: str, env_cache: Path) -> subprocess.CompletedProcess[str]:
     import os
 
     env = {**os.environ, "SLMSQL_CACHE_DIR": str(env_cache)}
-    return subprocess.run([sys.executable, "-m", "slmsql_cli", "prompt", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", "prompt", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
@@ -114,7 +139,14 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
 
 
 def test_unknown_db_id(shared_data: Path, isolated_cache: Path) -> None:
-    code, out, err = _prompt("--db", str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
-                             "--tables", str(shared_data / "spider_dev/tables.json"), "--db-id", "car1", "q?")
+    code, out, err = _prompt(
+        "--db",
+        str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
+        "--tables",
+        str(shared_data / "spider_dev/tables.json"),
+        "--db-id",
+        "car1",
+        "q?",
+    )
     assert code != 0 and out == b""
     assert "car_1" in err

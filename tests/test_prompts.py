@@ -16,10 +16,14 @@ from slmsql_cli.prompts import (
 )
 
 CAR_QUESTION = "How many car makers are there in each continents? List the continent name and the count."
-DRAFT_1 = ("SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
-           "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.Continent")
-DRAFT_2 = ("SELECT T1.ContId, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
-           "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.ContId")
+DRAFT_1 = (
+    "SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
+    "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.Continent"
+)
+DRAFT_2 = (
+    "SELECT T1.ContId, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
+    "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.ContId"
+)
 MESSAGES = [{"role": "system", "content": "SYS"}, {"role": "user", "content": "Hi?"}]
 
 
@@ -48,7 +52,10 @@ def test_evidence_goes_before_the_question() -> None:
 
 def test_merge_prompt_matches_reference_example(reference_dir: Path) -> None:
     expected = (reference_dir / "merge_prompt.example.txt").read_text(encoding="utf-8")
-    drafts = [(DRAFT_1, "[('america', 4), ('asia', 7), ('europe', 11)]"), (DRAFT_2, "[(1, 4), (2, 11), (3, 7)]")]
+    drafts = [
+        (DRAFT_1, "[('america', 4), ('asia', 7), ('europe', 11)]"),
+        (DRAFT_2, "[(1, 4), (2, 11), (3, 7)]"),
+    ]
     assert merge_prompt(_schema_block(expected), CAR_QUESTION, "", drafts) == expected
 
 
@@ -71,9 +78,11 @@ def test_gemma_and_llama_fallbacks() -> None:
     gemma = render_chat(fallback_template("gemma3"), MESSAGES, bos_token="<bos>")  # type: ignore[arg-type]
     assert gemma == "<bos><start_of_turn>user\nSYS\n\nHi?<end_of_turn>\n<start_of_turn>model\n"
     llama = render_chat(fallback_template("llama"), MESSAGES, bos_token="<|begin_of_text|>")  # type: ignore[arg-type]
-    assert llama == ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nSYS<|eot_id|>"
-                     "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
-                     "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert llama == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nSYS<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert fallback_template("mamba") is None
 
 
@@ -85,7 +94,10 @@ def test_render_chat_behaves_like_transformers() -> None:
         "{% endfor %}"
     )
     # trim_blocks + lstrip_blocks remove the block lines; tojson keeps non-ASCII as is.
-    assert render_chat(template, [{"role": "user", "content": "é<>"}, {"role": "user", "content": "x"}]) == '"é<>"|4\n'
+    assert (
+        render_chat(template, [{"role": "user", "content": "é<>"}, {"role": "user", "content": "x"}])
+        == '"é<>"|4\n'
+    )
     with pytest.raises(TemplateError, match="roles must alternate"):
         render_chat("{{ raise_exception('roles must alternate') }}", MESSAGES)
     with pytest.raises(SecurityError):

@@ -48,6 +48,7 @@ def answer(sql: str, think: str = "Look at singer.") -> str:
 
 # ---- format ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -75,13 +76,17 @@ def test_format_reward(text: str, expected: float) -> None:
 
 # ---- execution ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "sql, expected",
     [
         (GOLD, 1.0),
         ("select NAME from SINGER where country='France' order by age", 1.0),  # row order does not count
         ("SELECT DISTINCT name FROM singer WHERE country IN ('France')", 1.0),  # duplicates do not count
-        ("SELECT name FROM singer WHERE age > 28 AND country != 'Spain' AND country != 'Italy'", 1.0),  # other SQL, same rows
+        (
+            "SELECT name FROM singer WHERE age > 28 AND country != 'Spain' AND country != 'Italy'",
+            1.0,
+        ),  # other SQL, same rows
         ("SELECT name FROM singer WHERE country = 'Spain'", 0.0),  # wrong rows
         ("SELECT name, age FROM singer WHERE country = 'France'", 0.0),  # an extra column
         ("SELECT nme FROM singer", 0.0),  # error
@@ -119,6 +124,7 @@ def test_result_digest_matches_the_vote_key() -> None:
 
 # ---- atomic ---------------------------------------------------------------------------------
 
+
 def test_atomic_reward_values(db: str, judge: SqlJudge) -> None:
     # Correct (even written differently): full credit, above any wrong query.
     assert atomic_reward(answer("SELECT name FROM singer WHERE 'France' = country"), db, GOLD, judge) == 1.0
@@ -135,6 +141,7 @@ def test_atomic_reward_values(db: str, judge: SqlJudge) -> None:
 
 
 # ---- the judge and TRL's signature ----------------------------------------------------------
+
 
 def test_judge_caches_by_database_and_sql(db: str) -> None:
     with SqlJudge(workers=0) as judge:
@@ -159,7 +166,11 @@ def test_reward_functions_in_trl_signature(db: str) -> None:
         funcs, weights = rewards.functions()
         assert [f.__name__ for f in funcs] == ["execution", "format", "atomic"]
         assert weights == [1.0, 0.1, 0.5]
-        completions = [answer(GOLD), "SELECT name FROM singer WHERE country = 'Spain'", [{"role": "assistant", "content": answer("SELECT nme")}]]
+        completions = [
+            answer(GOLD),
+            "SELECT name FROM singer WHERE country = 'Spain'",
+            [{"role": "assistant", "content": answer("SELECT nme")}],
+        ]
         columns = {"db_path": [db] * 3, "gold_sql": [GOLD] * 3, "completion_ids": None, "trainer_state": None}
         scores = {f.__name__: f(prompts=["p"] * 3, completions=completions, **columns) for f in funcs}
         assert scores["execution"] == [1.0, 0.0, 0.0]

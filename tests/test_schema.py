@@ -48,7 +48,9 @@ def test_car_1_ddl_matches_reference_example(shared_data: Path, reference_dir: P
     schema = schema_from_tables_json(shared_data / "spider_dev/tables.json", "car_1")
     db = shared_data / "spider_dev/database/car_1/car_1.sqlite"
     ddl = serialize_schema(schema, sample_values(db, schema))
-    assert ddl == _reference_ddl((reference_dir / "generation_prompt.example.txt").read_text(encoding="utf-8"))
+    assert ddl == _reference_ddl(
+        (reference_dir / "generation_prompt.example.txt").read_text(encoding="utf-8")
+    )
 
 
 def test_bird_composite_primary_key_and_truncated_values(shared_data: Path) -> None:
@@ -69,30 +71,64 @@ def test_unknown_db_id_suggests_close_ids(shared_data: Path) -> None:
 def test_chinook_introspection(shared_data: Path) -> None:
     schema = schema_from_sqlite(shared_data / "chinook/Chinook_Sqlite.sqlite")
     assert [t.name for t in schema.tables] == [
-        "Album", "Artist", "Customer", "Employee", "Genre", "Invoice", "InvoiceLine",
-        "MediaType", "Playlist", "PlaylistTrack", "Track",
+        "Album",
+        "Artist",
+        "Customer",
+        "Employee",
+        "Genre",
+        "Invoice",
+        "InvoiceLine",
+        "MediaType",
+        "Playlist",
+        "PlaylistTrack",
+        "Track",
     ]
     track = schema.table("Track")
     assert track is not None
     types = {c.name: c.type for c in track.columns}
-    assert types == {"TrackId": "integer", "Name": "text", "AlbumId": "integer", "MediaTypeId": "integer",
-                     "GenreId": "integer", "Composer": "text", "Milliseconds": "integer", "Bytes": "integer",
-                     "UnitPrice": "numeric"}
+    assert types == {
+        "TrackId": "integer",
+        "Name": "text",
+        "AlbumId": "integer",
+        "MediaTypeId": "integer",
+        "GenreId": "integer",
+        "Composer": "text",
+        "Milliseconds": "integer",
+        "Bytes": "integer",
+        "UnitPrice": "numeric",
+    }
     assert [(fk.column, fk.ref_table, fk.ref_column) for fk in track.foreign_keys] == [
-        ("AlbumId", "Album", "AlbumId"), ("MediaTypeId", "MediaType", "MediaTypeId"), ("GenreId", "Genre", "GenreId"),
+        ("AlbumId", "Album", "AlbumId"),
+        ("MediaTypeId", "MediaType", "MediaTypeId"),
+        ("GenreId", "Genre", "GenreId"),
     ]
     assert schema.table("PlaylistTrack").primary_key == ["PlaylistId", "TrackId"]  # type: ignore[union-attr]
     assert all(c.comment == "" for t in schema.tables for c in t.columns)
     ddl = serialize_schema(schema, sample_values(shared_data / "chinook/Chinook_Sqlite.sqlite", schema))
     assert "    InvoiceDate datetime, -- example: ['2021-01-01 00:00:00', '2021-01-02 00:00:00']" in ddl
-    assert "    CONSTRAINT fk_invoiceline_invoiceid FOREIGN KEY (InvoiceId) REFERENCES Invoice (InvoiceId)," in ddl
+    assert (
+        "    CONSTRAINT fk_invoiceline_invoiceid FOREIGN KEY (InvoiceId) REFERENCES Invoice (InvoiceId),"
+        in ddl
+    )
 
 
 @pytest.mark.parametrize(
     ("declared", "expected"),
-    [("INTEGER", "integer"), ("NVARCHAR(160)", "text"), ("NUMERIC(10,2)", "numeric"), ("DATETIME", "datetime"),
-     ("date", "date"), ("TIMESTAMP", "datetime"), ("DOUBLE PRECISION", "real"), ("FLOAT", "real"), ("", "blob"),
-     ("BLOB", "blob"), ("BOOLEAN", "numeric"), ("CLOB", "text"), ("BIGINT", "integer")],
+    [
+        ("INTEGER", "integer"),
+        ("NVARCHAR(160)", "text"),
+        ("NUMERIC(10,2)", "numeric"),
+        ("DATETIME", "datetime"),
+        ("date", "date"),
+        ("TIMESTAMP", "datetime"),
+        ("DOUBLE PRECISION", "real"),
+        ("FLOAT", "real"),
+        ("", "blob"),
+        ("BLOB", "blob"),
+        ("BOOLEAN", "numeric"),
+        ("CLOB", "text"),
+        ("BIGINT", "integer"),
+    ],
 )
 def test_sqlite_type_names(declared: str, expected: str) -> None:
     assert sqlite_affinity_type(declared) == expected
@@ -122,7 +158,9 @@ def test_invalid_utf8_is_decoded_with_replacement(tmp_path: Path) -> None:
 def test_values_relevant_first_deduplicated_capped(tmp_path: Path) -> None:
     db = tmp_path / "v.sqlite"
     conn = sqlite3.connect(db)
-    conn.executescript("CREATE TABLE `Order` (id INTEGER PRIMARY KEY, city TEXT); INSERT INTO `Order` VALUES (1, 'Cork');")
+    conn.executescript(
+        "CREATE TABLE `Order` (id INTEGER PRIMARY KEY, city TEXT); INSERT INTO `Order` VALUES (1, 'Cork');"
+    )
     conn.close()
     schema = schema_from_sqlite(db)
     values = {("ORDER", "City"): ["Galway", "Cork", "a", "b", "c", "d", "e"], ("Order", "id"): [1, 2]}
@@ -137,13 +175,23 @@ def test_values_relevant_first_deduplicated_capped(tmp_path: Path) -> None:
 
 
 def test_comment_rule_and_subset() -> None:
-    schema = Schema.from_dict({
-        "db_id": "x",
-        "tables": [{"name": "singer", "primary_key": ["Singer_ID"], "foreign_keys": [],
-                    "columns": [{"name": "Singer_ID", "type": "number", "comment": "singer id"},
-                                {"name": "Nm", "type": "text", "comment": "name of the singer"},
-                                {"name": "Age", "type": "number", "comment": ""}]}],
-    })
+    schema = Schema.from_dict(
+        {
+            "db_id": "x",
+            "tables": [
+                {
+                    "name": "singer",
+                    "primary_key": ["Singer_ID"],
+                    "foreign_keys": [],
+                    "columns": [
+                        {"name": "Singer_ID", "type": "number", "comment": "singer id"},
+                        {"name": "Nm", "type": "text", "comment": "name of the singer"},
+                        {"name": "Age", "type": "number", "comment": ""},
+                    ],
+                }
+            ],
+        }
+    )
     assert serialize_schema(schema, {("singer", "Nm"): ["Joe"]}) == (
         "CREATE TABLE singer (\n"
         "    Singer_ID number,\n"
@@ -152,7 +200,10 @@ def test_comment_rule_and_subset() -> None:
         "    PRIMARY KEY (Singer_ID)\n"
         ");"
     )
-    assert serialize_schema(subset(schema, [("singer", "age")]), {}) == "CREATE TABLE singer (\n    Age number\n);"
+    assert (
+        serialize_schema(subset(schema, [("singer", "age")]), {})
+        == "CREATE TABLE singer (\n    Age number\n);"
+    )
 
 
 def test_schema_round_trips_through_dict(shared_data: Path) -> None:
@@ -164,7 +215,14 @@ def test_demo_database_and_questions() -> None:
     db, questions = DEMO / "bookshop.sqlite", DEMO / "bookshop_questions.json"
     assert db.stat().st_size < 300_000
     schema = schema_from_sqlite(db)
-    assert {t.name for t in schema.tables} >= {"authors", "books", "genres", "customers", "orders", "order_items"}
+    assert {t.name for t in schema.tables} >= {
+        "authors",
+        "books",
+        "genres",
+        "customers",
+        "orders",
+        "order_items",
+    }
     orders = schema.table("orders")
     assert orders is not None and ("employee_id", "employees", "employee_id") in [
         (fk.column, fk.ref_table, fk.ref_column) for fk in orders.foreign_keys

@@ -23,7 +23,9 @@ print('HEAVY:' + ','.join(heavy))
 """
 
 
-@pytest.mark.parametrize("argv", [["slmsql", "--help"], ["slmsql", "ask", "--help"], ["slmsql", "chat", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["slmsql", "--help"], ["slmsql", "ask", "--help"], ["slmsql", "chat", "--help"]]
+)
 def test_help_imports_no_torch(argv: list[str]) -> None:
     code = CHECK.format(argv=argv, extra="", heavy=HEAVY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

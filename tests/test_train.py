@@ -17,12 +17,16 @@ import pytest
 
 pytest.importorskip("trl")
 
-from slmsql_cli.errors import UserError  # noqa: E402
-from training.config import build_config, load_config  # noqa: E402
+from slmsql_cli.errors import UserError
+from training.config import build_config, load_config
 
 pytestmark = pytest.mark.train
 
-QUESTION = {"db_id": "concert_singer", "question": "How many singers do we have?", "query": "SELECT count(*) FROM singer"}
+QUESTION = {
+    "db_id": "concert_singer",
+    "question": "How many singers do we have?",
+    "query": "SELECT count(*) FROM singer",
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def spider(shared_data: Path) -> dict[str, str]:
-    return {"db_dir": str(shared_data / "spider_dev" / "database"), "tables": str(shared_data / "spider_dev" / "tables.json")}
+    return {
+        "db_dir": str(shared_data / "spider_dev" / "database"),
+        "tables": str(shared_data / "spider_dev" / "tables.json"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +53,16 @@ def tiny_model(workdir: Path, spider: dict[str, str]) -> Path:
     from slmsql_cli.prompts import SYSTEM_PROMPT
     from training.tiny import build_tiny_qwen2
 
-    rows = [r for r in json.loads((Path(spider["tables"]).parent / "dev.json").read_text()) if r["db_id"] == "concert_singer"][:8]
-    db = open_database(Path(spider["db_dir"]) / "concert_singer" / "concert_singer.sqlite", spider["tables"], "concert_singer")
+    rows = [
+        r
+        for r in json.loads((Path(spider["tables"]).parent / "dev.json").read_text())
+        if r["db_id"] == "concert_singer"
+    ][:8]
+    db = open_database(
+        Path(spider["db_dir"]) / "concert_singer" / "concert_singer.sqlite",
+        spider["tables"],
+        "concert_singer",
+    )
     corpus = [SYSTEM_PROMPT, "<think>\n\n</think>\n<answer>\n</answer>"]
     corpus += [db.generation_prompt(r["question"]) + r["query"] for r in rows]
     return build_tiny_qwen2(workdir / "tiny-qwen2", corpus)
@@ -55,8 +70,15 @@ def tiny_model(workdir: Path, spider: dict[str, str]) -> Path:
 
 def _cpu(**values):
     """Small, deterministic CPU settings shared by the runs below."""
-    base = {"cpu": True, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, "warmup_steps": 0,
-            "lr_scheduler_type": "constant", "logging_steps": 1, "reward_workers": 0}
+    base = {
+        "cpu": True,
+        "per_device_train_batch_size": 1,
+        "gradient_accumulation_steps": 1,
+        "warmup_steps": 0,
+        "lr_scheduler_type": "constant",
+        "logging_steps": 1,
+        "reward_workers": 0,
+    }
     return {**base, **values}
 
 
@@ -64,16 +86,29 @@ def _cpu(**values):
 def sft_run(workdir: Path, tiny_model: Path, spider: dict[str, str]):
     from training.runner import run
 
-    bad = [{"db_id": "no_such_db", "question": "Any?", "query": "SELECT 1"},
-           {"db_id": "concert_singer", "question": "Broken?", "query": "SELECT FROM WHERE (("}]
+    bad = [
+        {"db_id": "no_such_db", "question": "Any?", "query": "SELECT 1"},
+        {"db_id": "concert_singer", "question": "Broken?", "query": "SELECT FROM WHERE (("},
+    ]
     data = workdir / "one.json"
     data.write_text(json.dumps([QUESTION] + bad))
-    cfg = build_config(_cpu(stage="sft", base=str(tiny_model), data=str(data), **spider, max_steps=100,
-                            learning_rate=1e-2, save_steps=50, save_total_limit=1))
+    cfg = build_config(
+        _cpu(
+            stage="sft",
+            base=str(tiny_model),
+            data=str(data),
+            **spider,
+            max_steps=100,
+            learning_rate=1e-2,
+            save_steps=50,
+            save_total_limit=1,
+        )
+    )
     return cfg, run(cfg, say=lambda _m: None)
 
 
 # ---- config and bad input (no model loaded) --------------------------------------------------
+
 
 def test_builtin_recipes_load_for_both_stages() -> None:
     from training.config import builtin_configs
@@ -82,7 +117,11 @@ def test_builtin_recipes_load_for_both_stages() -> None:
     sft = load_config("generate-0.5b", {}, "sft")
     grpo = load_config("generate-0.5b", {"reward_weights": {"atomic": 1.0}}, "grpo")
     assert sft.stage == "sft" and grpo.stage == "grpo" and sft.run_dir != grpo.run_dir
-    assert grpo.reward_weights == {"execution": 1.0, "format": 0.1, "atomic": 1.0}  # --set merges into the recipe's
+    assert grpo.reward_weights == {
+        "execution": 1.0,
+        "format": 0.1,
+        "atomic": 1.0,
+    }  # --set merges into the recipe's
     assert grpo.num_generations == 6 and grpo.temperature == 0.8
     assert load_config("merge-0.5b", {}, "grpo").task == "merge"
 
@@ -112,11 +151,23 @@ def test_wrong_columns_fail_before_any_model_loads(workdir: Path, tiny_model: Pa
 
     data = workdir / "wrong.jsonl"
     data.write_text('{"text": "hello", "label": 1}\n')
-    with pytest.raises(UserError, match=r"cannot tell what kind of training data this is \(columns: label, text\)"):
+    with pytest.raises(
+        UserError, match=r"cannot tell what kind of training data this is \(columns: label, text\)"
+    ):
         run(build_config(_cpu(stage="sft", base=str(tiny_model), data=str(data))), say=lambda _m: None)
     with pytest.raises(UserError, match="trl: `max_prompt_length` is not a GRPOConfig setting"):
-        run(build_config(_cpu(stage="grpo", base=str(tiny_model), data=str(data), per_device_train_batch_size=6,
-                              trl={"max_prompt_length": 512})), say=lambda _m: None)
+        run(
+            build_config(
+                _cpu(
+                    stage="grpo",
+                    base=str(tiny_model),
+                    data=str(data),
+                    per_device_train_batch_size=6,
+                    trl={"max_prompt_length": 512},
+                )
+            ),
+            say=lambda _m: None,
+        )
 
 
 def test_missing_chat_template_is_a_clear_error(tiny_model: Path) -> None:
@@ -138,7 +189,9 @@ def test_cli_reports_user_errors_without_traceback() -> None:
 
     from slmsql_cli.cli import app
 
-    result = CliRunner().invoke(app, ["train", "--stage", "sft", "--base", "m", "--data", "d.json", "--set", "learnig_rate=1"])
+    result = CliRunner().invoke(
+        app, ["train", "--stage", "sft", "--base", "m", "--data", "d.json", "--set", "learnig_rate=1"]
+    )
     assert result.exit_code == 2
     assert "unknown setting `learnig_rate`" in result.output and "Traceback" not in result.output
 
@@ -153,6 +206,7 @@ def test_help_does_not_import_torch() -> None:
 
 # ---- data loaders ----------------------------------------------------------------------------
 
+
 def test_bird_rows_use_the_ask_prompt_builder(shared_data: Path, tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
     from training.data import load_examples
@@ -162,11 +216,25 @@ def test_bird_rows_use_the_ask_prompt_builder(shared_data: Path, tmp_path: Path)
     data = tmp_path / "dev.json"  # dev_tables.json beside it is picked up
     data.write_text(json.dumps(rows))
     (tmp_path / "dev_tables.json").write_text((bird / "dev_tables.json").read_text())
-    cfg = build_config({"stage": "sft", "base": "m", "data": str(data), "db_dir": str(bird / "dev_databases"), "shuffle": False})
+    cfg = build_config(
+        {
+            "stage": "sft",
+            "base": "m",
+            "data": str(data),
+            "db_dir": str(bird / "dev_databases"),
+            "shuffle": False,
+        }
+    )
     examples, report, fmt = load_examples(cfg)
     assert fmt == "spider" and report.kept == 3 and "dev_tables.json" in report.notes[0]
-    db = open_database(bird / "dev_databases" / "student_club" / "student_club.sqlite", tmp_path / "dev_tables.json", "student_club")
-    assert examples[0].prompt == db.generation_prompt(rows[0]["question"], rows[0]["evidence"], use_values=True)
+    db = open_database(
+        bird / "dev_databases" / "student_club" / "student_club.sqlite",
+        tmp_path / "dev_tables.json",
+        "student_club",
+    )
+    assert examples[0].prompt == db.generation_prompt(
+        rows[0]["question"], rows[0]["evidence"], use_values=True
+    )
     assert rows[0]["evidence"] in examples[0].prompt
     assert examples[0].target == f"<think>\n\n</think>\n<answer>\n{rows[0]['SQL']}\n</answer>"
 
@@ -177,14 +245,23 @@ def test_think_rows(tmp_path: Path) -> None:
     rows = [
         {"input_seq": "Q1", "output_seq": "<think>r</think>\n<answer>SELECT 1</answer>"},
         {"input_seq": "Q2", "output_seq": "no answer block"},
-        {"messages": [{"role": "user", "content": "Q3"}, {"role": "assistant", "content": "<think>r</think><answer>SELECT 3</answer>"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "Q3"},
+                {"role": "assistant", "content": "<think>r</think><answer>SELECT 3</answer>"},
+            ]
+        },
     ]
     data = tmp_path / "think.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n")
-    examples, report, fmt = load_examples(build_config({"stage": "sft", "base": "m", "data": str(data), "shuffle": False}))
+    examples, report, fmt = load_examples(
+        build_config({"stage": "sft", "base": "m", "data": str(data), "shuffle": False})
+    )
     assert fmt == "think" and [e.prompt for e in examples] == ["Q1"] and examples[0].gold_sql == "SELECT 1"
     assert report.skipped == {"target has no <answer>SQL</answer>": 1}
-    examples, _, _ = load_examples(build_config({"stage": "sft", "base": "m", "data": "x", "shuffle": False}), [rows[2]])
+    examples, _, _ = load_examples(
+        build_config({"stage": "sft", "base": "m", "data": "x", "shuffle": False}), [rows[2]]
+    )
     assert examples[0].prompt == "Q3" and examples[0].target.endswith("<answer>SELECT 3</answer>")
 
 
@@ -198,27 +275,50 @@ def test_merge_rows_from_sampled_drafts(shared_data: Path, spider: dict[str, str
     gold = "SELECT count(*) FROM singer"
     rows = [
         # Split vote, the right answer among the top two: the merge prompt shows the two groups as voted.
-        {**QUESTION, "candidates": ["SELECT count(*) FROM singer", "SELECT count(*) FROM stadium", "SELECT count(*) FROM singer"]},
+        {
+            **QUESTION,
+            "candidates": [
+                "SELECT count(*) FROM singer",
+                "SELECT count(*) FROM stadium",
+                "SELECT count(*) FROM singer",
+            ],
+        },
         # Both top groups wrong: the gold SQL takes one of the two slots.
-        {**QUESTION, "candidates": ["SELECT count(*) FROM stadium", "SELECT count(*) FROM singer_in_concert"]},
+        {
+            **QUESTION,
+            "candidates": ["SELECT count(*) FROM stadium", "SELECT count(*) FROM singer_in_concert"],
+        },
         # Everyone agrees: nothing to merge, skipped and counted.
         {**QUESTION, "candidates": ["<think>x</think><answer>SELECT count(*) FROM singer</answer>"] * 2},
     ]
     data = tmp_path / "candidates.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    cfg = build_config({"stage": "sft", "task": "merge", "base": "m", "data": str(data), **spider, "shuffle": False})
+    cfg = build_config(
+        {"stage": "sft", "task": "merge", "base": "m", "data": str(data), **spider, "shuffle": False}
+    )
     examples, report, fmt = load_examples(cfg)
-    assert fmt == "candidates" and len(examples) == 2 and report.skipped == {"no two disagreeing drafts (nothing to merge)": 1}
+    assert (
+        fmt == "candidates"
+        and len(examples) == 2
+        and report.skipped == {"no two disagreeing drafts (nothing to merge)": 1}
+    )
 
-    db = open_database(Path(spider["db_dir"]) / "concert_singer" / "concert_singer.sqlite", spider["tables"], "concert_singer")
+    db = open_database(
+        Path(spider["db_dir"]) / "concert_singer" / "concert_singer.sqlite",
+        spider["tables"],
+        "concert_singer",
+    )
     top = ["SELECT count(*) FROM singer", "SELECT count(*) FROM stadium"]
     drafts = [(s, format_result(execute(db.path, s))) for s in top]
-    expected = merge_prompt(prune_ddl(db.db_details(QUESTION["question"], use_values=True), top), QUESTION["question"], "", drafts)
+    expected = merge_prompt(
+        prune_ddl(db.db_details(QUESTION["question"], use_values=True), top), QUESTION["question"], "", drafts
+    )
     assert examples[0].prompt == expected
     assert gold in examples[1].prompt and examples[1].target.endswith(f"<answer>\n{gold}\n</answer>")
 
 
 # ---- training runs ---------------------------------------------------------------------------
+
 
 def test_sft_writes_a_loadable_checkpoint(sft_run, workdir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -247,15 +347,31 @@ def test_grpo_rewards_the_learned_answer(sft_run, spider: dict[str, str], workdi
     from training.metrics import read_metrics
     from training.runner import read_latest, run
 
-    cfg = build_config(_cpu(stage="grpo", base="latest", data=str(workdir / "one.json"), **spider, max_steps=1,
-                            per_device_train_batch_size=4, num_generations=4, max_completion_length=48,
-                            temperature=0.3,  # the chain is under test here, not exploration
-                            reward_weights={"execution": 1.0, "format": 0.1, "atomic": 1.0}))
+    cfg = build_config(
+        _cpu(
+            stage="grpo",
+            base="latest",
+            data=str(workdir / "one.json"),
+            **spider,
+            max_steps=1,
+            per_device_train_batch_size=4,
+            num_generations=4,
+            max_completion_length=48,
+            temperature=0.3,  # the chain is under test here, not exploration
+            reward_weights={"execution": 1.0, "format": 0.1, "atomic": 1.0},
+        )
+    )
     result = run(cfg, say=lambda _m: None)
     logged = [r for r in read_metrics(result.metrics) if "reward" in r]
     assert len(logged) == 1
     step = logged[0]
-    assert {"rewards/execution/mean", "rewards/format/mean", "rewards/atomic/mean", "kl", "exec_accuracy"} <= set(step)
+    assert {
+        "rewards/execution/mean",
+        "rewards/format/mean",
+        "rewards/atomic/mean",
+        "kl",
+        "exec_accuracy",
+    } <= set(step)
     # The memorised answer comes back through the chat prompt, ends its turn, and runs to the gold result.
     assert step["exec_accuracy"] > 0 and step["reward"] > 0
     assert step["completions/mean_terminated_length"] > 0
@@ -281,8 +397,19 @@ def test_lora_is_merged_into_the_saved_model(tiny_model: Path, spider: dict[str,
 
     from training.runner import run
 
-    cfg = build_config(_cpu(stage="sft", base=str(tiny_model), data=str(workdir / "one.json"), **spider, max_steps=2,
-                            lora=True, lora_r=4, lora_alpha=8, out=str(workdir / "runs" / "lora")))
+    cfg = build_config(
+        _cpu(
+            stage="sft",
+            base=str(tiny_model),
+            data=str(workdir / "one.json"),
+            **spider,
+            max_steps=2,
+            lora=True,
+            lora_r=4,
+            lora_alpha=8,
+            out=str(workdir / "runs" / "lora"),
+        )
+    )
     result = run(cfg, say=lambda _m: None)
     assert (result.run_dir / "adapter" / "adapter_config.json").is_file()
     assert not (result.final_dir / "adapter_config.json").exists()
@@ -301,13 +428,34 @@ def test_sft_from_the_gemma_gguf(gemma_gguf: Path, tmp_path: Path) -> None:
     from training.runner import run
 
     base = resolve_base(str(gemma_gguf))
-    assert base.gguf_file == gemma_gguf.name and base.architecture == "gemma3" and base.gguf_chat_template is None
+    assert (
+        base.gguf_file == gemma_gguf.name
+        and base.architecture == "gemma3"
+        and base.gguf_chat_template is None
+    )
     template, origin = resolve_chat_template(None, base, None)
     assert template == fallback_template("gemma3") and "the model has none" in origin
 
     data = tmp_path / "think.jsonl"
-    data.write_text(json.dumps({"prompt": "How many singers?", "completion": "<think>\ncount\n</think>\n<answer>\nSELECT count(*) FROM singer\n</answer>"}) + "\n")
-    cfg = build_config(_cpu(stage="sft", base=str(gemma_gguf), data=str(data), max_steps=1, max_length=512, out=str(tmp_path / "runs" / "gemma")))
+    data.write_text(
+        json.dumps(
+            {
+                "prompt": "How many singers?",
+                "completion": "<think>\ncount\n</think>\n<answer>\nSELECT count(*) FROM singer\n</answer>",
+            }
+        )
+        + "\n"
+    )
+    cfg = build_config(
+        _cpu(
+            stage="sft",
+            base=str(gemma_gguf),
+            data=str(data),
+            max_steps=1,
+            max_length=512,
+            out=str(tmp_path / "runs" / "gemma"),
+        )
+    )
     result = run(cfg, say=lambda _m: None)
     assert result.steps == 1
     config = AutoConfig.from_pretrained(result.final_dir)
@@ -320,13 +468,19 @@ def test_sft_from_the_gemma_gguf(gemma_gguf: Path, tmp_path: Path) -> None:
     prompt = chat.prompt("How many singers?")
     assert prompt.startswith("<bos><start_of_turn>user\n") and prompt.endswith("<start_of_turn>model\n")
     ids = tokenizer(chat.generation_text("How many singers?"))["input_ids"]
-    assert ids[0] == tokenizer.bos_token_id and ids[1] != tokenizer.bos_token_id  # one BOS, as llama.cpp sees it
+    assert (
+        ids[0] == tokenizer.bos_token_id and ids[1] != tokenizer.bos_token_id
+    )  # one BOS, as llama.cpp sees it
     assert tokenizer.convert_ids_to_tokens(chat.end_of_turn(tokenizer)) == "<end_of_turn>"
-    assert chat.completion("q", "<think>\n\n</think>\n<answer>\nSELECT 1\n</answer>").endswith("</answer><end_of_turn>")
+    assert chat.completion("q", "<think>\n\n</think>\n<answer>\nSELECT 1\n</answer>").endswith(
+        "</answer><end_of_turn>"
+    )
 
 
 @pytest.mark.slow
-def test_sampled_candidates_feed_the_merge_loader(gemma_gguf: Path, spider: dict[str, str], tmp_path: Path) -> None:
+def test_sampled_candidates_feed_the_merge_loader(
+    gemma_gguf: Path, spider: dict[str, str], tmp_path: Path
+) -> None:
     """`python -m training.sample` runs `ask`'s pipeline (here on the Gemma GGUF) and writes rows the merge loader reads."""
     from training.data import load_examples
     from training.sample import main
@@ -334,8 +488,24 @@ def test_sampled_candidates_feed_the_merge_loader(gemma_gguf: Path, spider: dict
     data = tmp_path / "questions.json"
     data.write_text(json.dumps([QUESTION, {**QUESTION, "db_id": "no_such_db"}]))
     out = tmp_path / "candidates.jsonl"
-    args = ["--model", str(gemma_gguf), "--data", str(data), "--db-dir", spider["db_dir"], "--tables", spider["tables"],
-            "--n", "2", "--max-tokens", "24", "--threads", "2", "--out", str(out)]
+    args = [
+        "--model",
+        str(gemma_gguf),
+        "--data",
+        str(data),
+        "--db-dir",
+        spider["db_dir"],
+        "--tables",
+        spider["tables"],
+        "--n",
+        "2",
+        "--max-tokens",
+        "24",
+        "--threads",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 2 and rows[0]["SQL"] == QUESTION["query"] and rows[1]["error"] == "database not found"

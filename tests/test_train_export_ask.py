@@ -19,8 +19,14 @@ GOLD = "SELECT count(*) FROM singer"
 
 def slmsql(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SLMSQL_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run([sys.executable, "-m", "slmsql_cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_train_then_export_then_ask(shared_data: Path, tmp_path: Path) -> None:
@@ -32,11 +38,33 @@ def test_train_then_export_then_ask(shared_data: Path, tmp_path: Path) -> None:
     data.write_text(json.dumps([{"db_id": "concert_singer", "question": QUESTION, "query": GOLD}]))
 
     train = slmsql(
-        tmp_path, "train", "--stage", "sft", "--base", str(base), "--data", str(data),
-        "--db-dir", str(spider / "database"), "--tables", str(spider / "tables.json"), "--cpu",
-        "--max-steps", "100", "--out", "runs/tiny-sft",
-        "--set", "learning_rate=1e-2", "--set", "lr_scheduler_type=constant", "--set", "warmup_steps=0",
-        "--set", "per_device_train_batch_size=1", "--set", "gradient_accumulation_steps=1",
+        tmp_path,
+        "train",
+        "--stage",
+        "sft",
+        "--base",
+        str(base),
+        "--data",
+        str(data),
+        "--db-dir",
+        str(spider / "database"),
+        "--tables",
+        str(spider / "tables.json"),
+        "--cpu",
+        "--max-steps",
+        "100",
+        "--out",
+        "runs/tiny-sft",
+        "--set",
+        "learning_rate=1e-2",
+        "--set",
+        "lr_scheduler_type=constant",
+        "--set",
+        "warmup_steps=0",
+        "--set",
+        "per_device_train_batch_size=1",
+        "--set",
+        "gradient_accumulation_steps=1",
     )
     assert train.returncode == 0, train.stderr[-3000:]
     assert (tmp_path / "runs" / "latest").exists()
@@ -46,8 +74,23 @@ def test_train_then_export_then_ask(shared_data: Path, tmp_path: Path) -> None:
     assert (tmp_path / "tiny.gguf").read_bytes()[:4] == b"GGUF"
 
     db = spider / "database" / "concert_singer" / "concert_singer.sqlite"
-    ask = slmsql(tmp_path, "ask", "--db", str(db), "--tables", str(spider / "tables.json"), "--model", "tiny.gguf",
-                 "--no-merge", "-n", "4", "--max-tokens", "64", "--json", QUESTION)
+    ask = slmsql(
+        tmp_path,
+        "ask",
+        "--db",
+        str(db),
+        "--tables",
+        str(spider / "tables.json"),
+        "--model",
+        "tiny.gguf",
+        "--no-merge",
+        "-n",
+        "4",
+        "--max-tokens",
+        "64",
+        "--json",
+        QUESTION,
+    )
     assert ask.returncode == 0, ask.stderr[-3000:]
     answer = json.loads(ask.stdout.strip().splitlines()[-1])
     # The model saw this question 100 times with the exact prompt `ask` builds: it answers it.

@@ -54,8 +54,9 @@ def test_bird_evidence_is_searched_too(shared_data: Path, isolated_cache: Path) 
     assert found[("event", "event_name")] == ["March Meeting"]
 
 
-def test_index_is_built_once_and_rebuilt_when_the_file_changes(shared_data: Path, isolated_cache: Path,
-                                                                tmp_path: Path) -> None:
+def test_index_is_built_once_and_rebuilt_when_the_file_changes(
+    shared_data: Path, isolated_cache: Path, tmp_path: Path
+) -> None:
     db = tmp_path / "music.sqlite"
     shutil.copy(shared_data / "chinook/Chinook_Sqlite.sqlite", db)
     schema = schema_from_sqlite(db)
@@ -83,8 +84,9 @@ def test_index_is_built_once_and_rebuilt_when_the_file_changes(shared_data: Path
     rebuilt.close()
 
 
-def test_open_database_caches_schema_and_samples_on_disk(isolated_cache: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_database_caches_schema_and_samples_on_disk(
+    isolated_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import slmsql_cli.database as database
 
     db = tmp_path / "shop.sqlite"
@@ -125,8 +127,17 @@ def test_any_question_is_safe(demo_index: ValueIndex, question: str) -> None:
         assert all(substring_match(v, question) > 0.85 for v in values)
 
 
-@pytest.mark.parametrize("question", ['Who wrote "Either/Or"?', "Bücher von Flann O'Brien?", "哪些书 OR NOT AND NEAR(",
-                                      "'; DROP TABLE books; --", "*", ""])
+@pytest.mark.parametrize(
+    "question",
+    [
+        'Who wrote "Either/Or"?',
+        "Bücher von Flann O'Brien?",
+        "哪些书 OR NOT AND NEAR(",
+        "'; DROP TABLE books; --",
+        "*",
+        "",
+    ],
+)
 def test_awkward_questions(demo_index: ValueIndex, question: str) -> None:
     demo_index.retrieve(question)
 

@@ -16,12 +16,18 @@ from slmsql_cli.merge import format_result, needs_merge, prune_ddl, referenced_c
 from slmsql_cli.vote import Candidate, Group, vote
 
 QUESTION = "How many car makers are there in each continents? List the continent name and the count."
-BY_NAME = ("SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
-           "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.Continent")
-BY_ID = ("SELECT T1.ContId, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
-         "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.ContId")
-WITH_DRAFT = ("WITH m AS (SELECT T2.Continent AS c FROM countries AS T2 JOIN car_makers AS T3 ON T2.CountryId = T3.Country)\n"
-              "SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN m ON T1.ContId = m.c GROUP BY T1.Continent")
+BY_NAME = (
+    "SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
+    "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.Continent"
+)
+BY_ID = (
+    "SELECT T1.ContId, COUNT(*) FROM continents AS T1 JOIN countries AS T2 ON T1.ContId = T2.Continent "
+    "JOIN car_makers AS T3 ON T2.CountryId = T3.Country GROUP BY T1.ContId"
+)
+WITH_DRAFT = (
+    "WITH m AS (SELECT T2.Continent AS c FROM countries AS T2 JOIN car_makers AS T3 ON T2.CountryId = T3.Country)\n"
+    "SELECT T1.Continent, COUNT(*) FROM continents AS T1 JOIN m ON T1.ContId = m.c GROUP BY T1.Continent"
+)
 
 
 def _completion(sql: str, thought: str = "Join continents, countries and car makers, then group.") -> str:
@@ -43,14 +49,17 @@ def _candidates(db: Path, texts: list[str]) -> list[Candidate]:
 
 def test_majority_wins_and_keeps_first_sql(car_1: Path) -> None:
     reordered = BY_NAME.replace("GROUP BY T1.Continent", "GROUP BY T1.Continent ORDER BY COUNT(*) DESC")
-    cands = _candidates(car_1, [
-        _completion(BY_ID),
-        _completion(BY_NAME),
-        _completion(reordered),  # same rows, other order: same group
-        "<think>I am not sure.</think>",  # no SQL: no vote
-        _completion("SELECT Continent, COUNT(*) FROM car_makers GROUP BY Continent"),  # error: no vote
-        _completion(BY_NAME + ";"),
-    ])
+    cands = _candidates(
+        car_1,
+        [
+            _completion(BY_ID),
+            _completion(BY_NAME),
+            _completion(reordered),  # same rows, other order: same group
+            "<think>I am not sure.</think>",  # no SQL: no vote
+            _completion("SELECT Continent, COUNT(*) FROM car_makers GROUP BY Continent"),  # error: no vote
+            _completion(BY_NAME + ";"),
+        ],
+    )
     groups = vote(cands)
     assert [g.members for g in groups] == [[1, 2, 5], [0]]
     assert groups[0].sql == BY_NAME and groups[0].votes == 3
@@ -60,7 +69,9 @@ def test_majority_wins_and_keeps_first_sql(car_1: Path) -> None:
 
 def test_tie_keeps_first_appearance_and_still_merges(car_1: Path) -> None:
     """The reference never merged an exact tie (both top-2 slots pointed at one group)."""
-    cands = _candidates(car_1, [_completion(BY_ID), _completion(BY_NAME), _completion(BY_NAME), _completion(BY_ID)])
+    cands = _candidates(
+        car_1, [_completion(BY_ID), _completion(BY_NAME), _completion(BY_NAME), _completion(BY_ID)]
+    )
     groups = vote(cands)
     assert [g.votes for g in groups] == [2, 2]
     assert groups[0].sql == BY_ID and groups[0].members == [0, 3]
@@ -81,14 +92,18 @@ def test_with_draft_is_merged(car_1: Path, details: str) -> None:
 
 def test_unanimous_or_empty_votes_do_not_merge(car_1: Path) -> None:
     assert not needs_merge(vote(_candidates(car_1, [_completion(BY_NAME)] * 3)))
-    assert not needs_merge(vote(_candidates(car_1, ["no sql here", _completion("SELECT nope FROM cars_data")])))
+    assert not needs_merge(
+        vote(_candidates(car_1, ["no sql here", _completion("SELECT nope FROM cars_data")]))
+    )
     assert vote([]) == []
 
 
 def test_timeouts_get_no_vote() -> None:
     slow = ExecResult(timed_out=True)
     fine = ExecResult(columns=["a"], rows=[(1,)])
-    groups = vote([Candidate("t", "SELECT 1", slow), Candidate("t", "SELECT 1", fine), Candidate("t", None, None)])
+    groups = vote(
+        [Candidate("t", "SELECT 1", slow), Candidate("t", "SELECT 1", fine), Candidate("t", None, None)]
+    )
     assert len(groups) == 1 and groups[0].members == [1]
 
 
@@ -102,16 +117,30 @@ def test_column_order_splits_groups() -> None:
 def test_format_result_follows_normal_execute_result() -> None:
     assert format_result(ExecResult(rows=[("america", 4), ("asia", 7)])) == "[('america', 4), ('asia', 7)]"
     assert format_result(ExecResult(rows=[])) == "[]"
-    assert format_result(ExecResult(error="no such column: x")) == "execute sql error message: no such column: x"
+    assert (
+        format_result(ExecResult(error="no such column: x")) == "execute sql error message: no such column: x"
+    )
     assert format_result(ExecResult(timed_out=True)) == "execute sql timeout. "
     rows = [(i,) for i in range(25)]
-    assert format_result(ExecResult(rows=rows)) == f"The execution results of the first twenty columns are: {rows[:20]}"
+    assert (
+        format_result(ExecResult(rows=rows))
+        == f"The execution results of the first twenty columns are: {rows[:20]}"
+    )
     long_rows = [("x" * 100,) for _ in range(25)]
     text = format_result(ExecResult(rows=long_rows))
-    assert text == ("The execution results of the first twenty columns are: " + repr(long_rows[:20])[:1000] + "...]")[:1000] + "..."
+    assert (
+        text
+        == ("The execution results of the first twenty columns are: " + repr(long_rows[:20])[:1000] + "...]")[
+            :1000
+        ]
+        + "..."
+    )
     few_long = [("y" * 600,), ("z" * 600,)]
     assert format_result(ExecResult(rows=few_long)) == repr(few_long)[:1000] + "..."
-    assert format_result(ExecResult(error="e" * 2000)) == ("execute sql error message: " + "e" * 2000)[:1000] + "..."
+    assert (
+        format_result(ExecResult(error="e" * 2000))
+        == ("execute sql error message: " + "e" * 2000)[:1000] + "..."
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +165,9 @@ def test_merge_prompt_matches_reference_byte_for_byte(reference_dir: Path, car_1
 def test_prune_ddl_with_schema_dataclass(car_1: Path, details: str) -> None:
     from slmsql_cli.schema import schema_from_sqlite
 
-    assert prune_ddl(details, [BY_NAME, BY_ID], schema_from_sqlite(car_1)) == prune_ddl(details, [BY_NAME, BY_ID])
+    assert prune_ddl(details, [BY_NAME, BY_ID], schema_from_sqlite(car_1)) == prune_ddl(
+        details, [BY_NAME, BY_ID]
+    )
 
 
 def test_prune_ddl_edge_cases(details: str) -> None:
@@ -150,14 +181,19 @@ def test_prune_ddl_edge_cases(details: str) -> None:
     )
     # a table read without naming a column is kept whole
     whole = prune_ddl(details, ["SELECT count(*) FROM model_list"])
-    assert whole == "CREATE TABLE model_list" + details.split("CREATE TABLE model_list", 1)[1].split("CREATE TABLE car_names")[0].removesuffix("\n")
+    assert whole == "CREATE TABLE model_list" + details.split("CREATE TABLE model_list", 1)[1].split(
+        "CREATE TABLE car_names"
+    )[0].removesuffix("\n")
     # SELECT * reads every column
     assert "CountryName" in prune_ddl(details, ["SELECT * FROM countries"])
 
 
 def test_referenced_columns_resolves_aliases_and_subqueries() -> None:
     columns = {"continents": ["ContId", "Continent"], "countries": ["CountryId", "CountryName", "Continent"]}
-    got = referenced_columns("SELECT Continent FROM continents WHERE ContId IN (SELECT Continent FROM countries WHERE CountryName = 'usa')", columns)
+    got = referenced_columns(
+        "SELECT Continent FROM continents WHERE ContId IN (SELECT Continent FROM countries WHERE CountryName = 'usa')",
+        columns,
+    )
     assert got == {"continents": {"continent", "contid"}, "countries": {"continent", "countryname"}}
 
 
@@ -165,13 +201,21 @@ def test_group_votes_property() -> None:
     assert Group(sql="SELECT 1", result=ExecResult(rows=[(1,)]), members=[0, 4, 5]).votes == 3
 
 
-def test_merge_prompt_from_the_real_database(shared_data: Path, reference_dir: Path, isolated_cache: Path) -> None:
+def test_merge_prompt_from_the_real_database(
+    shared_data: Path, reference_dir: Path, isolated_cache: Path
+) -> None:
     """The same bytes when the schema block comes from database.py instead of the reference file."""
     from slmsql_cli.database import open_database
     from slmsql_cli.prompts import merge_prompt
 
-    db = open_database(shared_data / "spider_dev/database/car_1/car_1.sqlite", shared_data / "spider_dev/tables.json", "car_1")
+    db = open_database(
+        shared_data / "spider_dev/database/car_1/car_1.sqlite",
+        shared_data / "spider_dev/tables.json",
+        "car_1",
+    )
     groups = vote(_candidates(db.path, [_completion(BY_NAME), _completion(BY_ID), _completion(BY_NAME)]))
     drafts = top_drafts(groups)
     pruned = prune_ddl(db.db_details(QUESTION, use_values=False), [sql for sql, _ in drafts], db.schema)
-    assert merge_prompt(pruned, QUESTION, "", drafts) == (reference_dir / "merge_prompt.example.txt").read_text()
+    assert (
+        merge_prompt(pruned, QUESTION, "", drafts) == (reference_dir / "merge_prompt.example.txt").read_text()
+    )

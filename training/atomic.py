@@ -34,8 +34,16 @@ FINER_BETA = 0.79
 FINER_GAMMA = 0.20
 
 _COMPARISONS: dict[type[exp.Expression], str] = {
-    exp.EQ: "EQ", exp.NEQ: "NEQ", exp.GT: "GT", exp.GTE: "GTE", exp.LT: "LT", exp.LTE: "LTE",
-    exp.Like: "LIKE", exp.ILike: "ILIKE", exp.Glob: "GLOB", exp.Is: "IS",
+    exp.EQ: "EQ",
+    exp.NEQ: "NEQ",
+    exp.GT: "GT",
+    exp.GTE: "GTE",
+    exp.LT: "LT",
+    exp.LTE: "LTE",
+    exp.Like: "LIKE",
+    exp.ILike: "ILIKE",
+    exp.Glob: "GLOB",
+    exp.Is: "IS",
 }
 _SYMMETRIC = {"EQ", "NEQ"}
 _FLIPPED = {"GT": "LT", "LT": "GT", "GTE": "LTE", "LTE": "GTE"}
@@ -197,7 +205,11 @@ class _Walker:
 
     def join_equality(self, pred: exp.Expression) -> bool:
         """`a.x = b.y` between two different sources is a join key: emit ON_EQ and report True."""
-        if not (isinstance(pred, exp.EQ) and isinstance(pred.left, exp.Column) and isinstance(pred.right, exp.Column)):
+        if not (
+            isinstance(pred, exp.EQ)
+            and isinstance(pred.left, exp.Column)
+            and isinstance(pred.right, exp.Column)
+        ):
             return False
         left, right = self.qualified(pred.left), self.qualified(pred.right)
         if left is None or right is None or left.split(".")[0] == right.split(".")[0]:
@@ -234,8 +246,14 @@ class _Walker:
             spec = [f"PARTITION_BY({', '.join(self.fmt(p) for p in target.args.get('partition_by') or [])})"]
             order = target.args.get("order")
             if order is not None:
-                spec.append("ORDER_BY(" + ", ".join(
-                    f"{self.fmt(o.this)} {'DESC' if o.args.get('desc') else 'ASC'}" for o in order.expressions) + ")")
+                spec.append(
+                    "ORDER_BY("
+                    + ", ".join(
+                        f"{self.fmt(o.this)} {'DESC' if o.args.get('desc') else 'ASC'}"
+                        for o in order.expressions
+                    )
+                    + ")"
+                )
             self.ops.append(f"WINDOW({', '.join(spec)})")
             return f"SELECT_WIN({self.fmt(target.this)})"
         if isinstance(target, exp.AggFunc):
@@ -259,7 +277,9 @@ class _Walker:
                 self.ops.append(f"{kind}({name}, {lhs}, {rhs})")
                 return
         if isinstance(p, exp.Between):
-            self.ops.append(f"{kind}(BETWEEN, {self.fmt(p.this)}, [{self.fmt(p.args['low'])}, {self.fmt(p.args['high'])}])")
+            self.ops.append(
+                f"{kind}(BETWEEN, {self.fmt(p.this)}, [{self.fmt(p.args['low'])}, {self.fmt(p.args['high'])}])"
+            )
         elif isinstance(p, exp.In) and p.args.get("query") is not None:
             self.nested(f"{role}_IN", p.args["query"])
             self.ops.append(f"{kind}(IN_SUBQ, {self.fmt(p.this)}, SUBQUERY)")
@@ -329,7 +349,9 @@ def _conjuncts(e: exp.Expression) -> list[exp.Expression]:
 
 
 def _is_constant(e: exp.Expression) -> bool:
-    return isinstance(e, (exp.Literal, exp.Null, exp.Boolean)) or (isinstance(e, exp.Neg) and _is_constant(e.this))
+    return isinstance(e, (exp.Literal, exp.Null, exp.Boolean)) or (
+        isinstance(e, exp.Neg) and _is_constant(e.this)
+    )
 
 
 def _resolve_alias(e: exp.Expression, aliases: dict[str, exp.Expression]) -> exp.Expression:

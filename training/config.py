@@ -35,7 +35,9 @@ class TrainConfig:
     stage: Stage = "sft"
     task: Task = "generate"
     base: str = ""  # HF checkpoint dir, Hub repo id, or a .gguf file
-    chat_template: str | None = None  # a .jinja file or an architecture name (qwen2, gemma3, llama); default: the model's own, else slmsql's fallback
+    chat_template: str | None = (
+        None  # a .jinja file or an architecture name (qwen2, gemma3, llama); default: the model's own, else slmsql's fallback
+    )
     name: str | None = None  # run name; default "<task>-<stage>"
     out: str | None = None  # run folder; default runs/<name>
 
@@ -43,7 +45,9 @@ class TrainConfig:
     data: str = ""  # a .json/.jsonl/.parquet/.csv file or a Hub dataset id
     data_format: DataFormat = "auto"
     data_split: str = "train"
-    db_dir: str | None = None  # Spider/BIRD database folder (<db_dir>/<db_id>/<db_id>.sqlite) or one .sqlite file
+    db_dir: str | None = (
+        None  # Spider/BIRD database folder (<db_dir>/<db_id>/<db_id>.sqlite) or one .sqlite file
+    )
     tables: str | None = None  # Spider/BIRD tables.json (natural-language column names in the prompt)
     use_values: bool = True  # question-matched values in the schema, as `ask` does by default
     max_samples: int | None = None  # use only the first N rows (quick runs)
@@ -64,7 +68,9 @@ class TrainConfig:
     learning_rate: float | None = None  # SFT 2e-5 (OmniSQL); GRPO 3e-6 (CSC-SQL, unverified)
     num_train_epochs: float = 1.0  # GRPO 1 epoch (CSC-SQL); SFT: OmniSQL used 2 (guess: 1 on the 916k set)
     max_steps: int = -1
-    per_device_train_batch_size: int | None = None  # SFT 1 (long sequences); GRPO 12 = 2 prompts × 6 completions
+    per_device_train_batch_size: int | None = (
+        None  # SFT 1 (long sequences); GRPO 12 = 2 prompts × 6 completions
+    )
     gradient_accumulation_steps: int | None = None  # SFT 16; GRPO 1
     warmup_steps: float = 0.03  # a float below 1 is a fraction of the steps (transformers); guess
     lr_scheduler_type: str = "cosine"  # guess (OmniSQL used cosine)
@@ -83,7 +89,9 @@ class TrainConfig:
     top_p: float = 1.0
     beta: float = 0.04  # KL weight (FINER-SQL); 0 loads no reference model
     loss_type: str = "dapo"  # TRL's default
-    reward_weights: dict[str, float] = field(default_factory=lambda: {"execution": 1.0, "format": 0.1, "atomic": 0.0})
+    reward_weights: dict[str, float] = field(
+        default_factory=lambda: {"execution": 1.0, "format": 0.1, "atomic": 0.0}
+    )
     atomic_e: float = 0.05  # FINER-SQL "S3" shaping
     atomic_beta: float = 0.79
     atomic_gamma: float = 0.20
@@ -138,10 +146,14 @@ def config_path(spec: str) -> Path:
     builtin = CONFIG_DIR / f"{spec.removesuffix('.yaml')}.yaml"
     if builtin.is_file():
         return builtin
-    raise UserError(f"config not found: {spec}", f"pass a YAML file, or one of: {', '.join(builtin_configs())}")
+    raise UserError(
+        f"config not found: {spec}", f"pass a YAML file, or one of: {', '.join(builtin_configs())}"
+    )
 
 
-def load_config(spec: str | None, overrides: dict[str, Any] | None = None, stage: str | None = None) -> TrainConfig:
+def load_config(
+    spec: str | None, overrides: dict[str, Any] | None = None, stage: str | None = None
+) -> TrainConfig:
     """Recipe (if any) → its section for the stage → command-line overrides, validated."""
     values: dict[str, Any] = {}
     source = "command line"
@@ -161,7 +173,11 @@ def load_config(spec: str | None, overrides: dict[str, Any] | None = None, stage
             if trl_extra:
                 values["trl"] = trl_extra
     for key, value in overrides.items():  # --set reward_weights.atomic=1 keeps the recipe's other weights
-        values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) else value
+        values[key] = (
+            {**values[key], **value}
+            if isinstance(value, dict) and isinstance(values.get(key), dict)
+            else value
+        )
     if not stage:
         raise UserError("which stage? pass --stage sft or --stage grpo", "or set `stage:` in the config")
     values["stage"] = stage
@@ -188,7 +204,11 @@ def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(key, _FIELDS, n=1)
-        hint = f"did you mean `{close[0]}`?" if close else "see `slmsql train --help` or training/config.py for the settings"
+        hint = (
+            f"did you mean `{close[0]}`?"
+            if close
+            else "see `slmsql train --help` or training/config.py for the settings"
+        )
         raise UserError(f"{source}: unknown setting `{key}`", hint)
     hints = get_type_hints(TrainConfig)
     checked = {k: _coerce(k, v, hints[k], source) for k, v in values.items()}
@@ -202,21 +222,44 @@ def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
 def validate(cfg: TrainConfig, source: str = "config") -> None:
     """Checks that need no model or data: cheap, and run before anything heavy."""
     if not cfg.base:
-        raise UserError("no base model given", "pass --base (a Hugging Face checkpoint dir or repo id, or a .gguf file) or set `base:` in the config")
+        raise UserError(
+            "no base model given",
+            "pass --base (a Hugging Face checkpoint dir or repo id, or a .gguf file) or set `base:` in the config",
+        )
     if not cfg.data:
-        raise UserError("no training data given", "pass --data (a .json/.jsonl/.parquet file or a Hub dataset id) or set `data:` in the config")
+        raise UserError(
+            "no training data given",
+            "pass --data (a .json/.jsonl/.parquet file or a Hub dataset id) or set `data:` in the config",
+        )
     bad = [k for k in cfg.reward_weights if k not in REWARD_NAMES]
     if bad:
-        raise UserError(f"{source}: unknown reward `{bad[0]}` in reward_weights", f"rewards are: {', '.join(REWARD_NAMES)}")
+        raise UserError(
+            f"{source}: unknown reward `{bad[0]}` in reward_weights",
+            f"rewards are: {', '.join(REWARD_NAMES)}",
+        )
     if cfg.stage == "grpo" and not any(w > 0 for w in cfg.reward_weights.values()):
-        raise UserError(f"{source}: every reward weight is 0", "give execution (or another reward) a positive weight")
-    for key in ("max_length", "max_prompt_length", "max_completion_length", "num_generations", "logging_steps", "save_steps"):
+        raise UserError(
+            f"{source}: every reward weight is 0", "give execution (or another reward) a positive weight"
+        )
+    for key in (
+        "max_length",
+        "max_prompt_length",
+        "max_completion_length",
+        "num_generations",
+        "logging_steps",
+        "save_steps",
+    ):
         if getattr(cfg, key) < 1:
             raise UserError(f"{source}: `{key}` must be at least 1")
     if cfg.stage == "grpo":
         if cfg.num_generations < 2:
-            raise UserError(f"{source}: num_generations must be at least 2", "GRPO compares completions of the same prompt")
-        batch = cfg.stage_default("per_device_train_batch_size") * cfg.stage_default("gradient_accumulation_steps")
+            raise UserError(
+                f"{source}: num_generations must be at least 2",
+                "GRPO compares completions of the same prompt",
+            )
+        batch = cfg.stage_default("per_device_train_batch_size") * cfg.stage_default(
+            "gradient_accumulation_steps"
+        )
         if batch % cfg.num_generations:
             raise UserError(
                 f"{source}: per_device_train_batch_size × gradient_accumulation_steps ({batch}) is not a multiple of num_generations ({cfg.num_generations})",

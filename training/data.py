@@ -37,7 +37,12 @@ TARGET_COLUMNS = ("completion", "output_seq", "response", "output")
 CHAT_COLUMNS = ("messages", "conversations")
 GOLD_COLUMNS = ("SQL", "query", "gold_sql", "sql")
 _USED_COLUMNS = set(PROMPT_COLUMNS + TARGET_COLUMNS + CHAT_COLUMNS + GOLD_COLUMNS) | {
-    "question", "evidence", "db_id", "candidates", "system"}
+    "question",
+    "evidence",
+    "db_id",
+    "candidates",
+    "system",
+}
 _FILE_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 
@@ -80,6 +85,7 @@ def answer_target(sql: str, reasoning: str = "") -> str:
 
 # ---- reading rows ----------------------------------------------------------------------------
 
+
 def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
     """Rows from a local file (JSON list or JSONL, parquet, CSV, arrow) or a Hub dataset, as dicts."""
     path = Path(data).expanduser()
@@ -87,16 +93,23 @@ def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
         if path.suffix.lower() == ".json":
             return _json_rows(path)
         if path.suffix.lower() == ".jsonl":
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return [
+                json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
         kind = _FILE_TYPES.get(path.suffix.lower())
         if kind is None:
-            raise UserError(f"cannot read {path.name}: unknown file type", "use .json, .jsonl, .parquet, .csv or .arrow")
+            raise UserError(
+                f"cannot read {path.name}: unknown file type", "use .json, .jsonl, .parquet, .csv or .arrow"
+            )
         return _hf_rows(kind, data_files=str(path))
     if path.exists():
         raise UserError(f"{path} is a folder", "pass the data file inside it (dev.json, train.jsonl, …)")
     if hub.REPO_ID.match(data):
         return _hf_rows(data, split=split)
-    raise UserError(f"training data not found: {data}", "pass a .json/.jsonl/.parquet file or a Hub dataset id (owner/name)")
+    raise UserError(
+        f"training data not found: {data}",
+        "pass a .json/.jsonl/.parquet file or a Hub dataset id (owner/name)",
+    )
 
 
 def _json_rows(path: Path) -> list[dict[str, Any]]:
@@ -120,12 +133,16 @@ def _hf_rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
     try:
         import datasets
     except ImportError:
-        raise UserError("reading this data needs the `datasets` package", "pip install 'slmsql[train]'") from None
+        raise UserError(
+            "reading this data needs the `datasets` package", "pip install 'slmsql[train]'"
+        ) from None
     try:
         ds = datasets.load_dataset(name, split=kwargs.pop("split", "train"), **kwargs)
     except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
-        raise UserError(f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
-                        "check the name and split (--config data_split), and that the Hub is reachable") from None
+        raise UserError(
+            f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
+            "check the name and split (--config data_split), and that the Hub is reachable",
+        ) from None
     keep = [c for c in ds.column_names if c in _USED_COLUMNS]
     return ds.select_columns(keep).to_list() if keep else ds.to_list()
 
@@ -134,14 +151,20 @@ def detect_format(columns: Iterable[str], requested: str = "auto") -> str:
     """Which loader fits these columns; a clear error listing what was expected when none does."""
     cols = set(columns)
     fits = {
-        "candidates": "candidates" in cols and "question" in cols and bool(cols & set(GOLD_COLUMNS)) and "db_id" in cols,
-        "think": bool(cols & set(CHAT_COLUMNS)) or (bool(cols & set(PROMPT_COLUMNS)) and bool(cols & set(TARGET_COLUMNS))),
+        "candidates": "candidates" in cols
+        and "question" in cols
+        and bool(cols & set(GOLD_COLUMNS))
+        and "db_id" in cols,
+        "think": bool(cols & set(CHAT_COLUMNS))
+        or (bool(cols & set(PROMPT_COLUMNS)) and bool(cols & set(TARGET_COLUMNS))),
         "spider": "question" in cols and bool(cols & set(GOLD_COLUMNS)) and "db_id" in cols,
     }
     if requested != "auto":
         if not fits[requested]:
-            raise UserError(f"the data does not have the columns of the {requested} format (found: {', '.join(sorted(cols)) or 'none'})",
-                            _EXPECTED[requested])
+            raise UserError(
+                f"the data does not have the columns of the {requested} format (found: {', '.join(sorted(cols)) or 'none'})",
+                _EXPECTED[requested],
+            )
         return requested
     for name in ("candidates", "think", "spider"):
         if fits[name]:
@@ -169,6 +192,7 @@ def first_value(row: dict[str, Any], names: Iterable[str]) -> Any:
 
 # ---- think rows ------------------------------------------------------------------------------
 
+
 def think_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
     """SynSQL-Think-style rows; with `db_id` and --db-dir they can also feed GRPO."""
     db_dir = Path(cfg.db_dir).expanduser() if cfg.db_dir else None
@@ -195,7 +219,9 @@ def think_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: Data
 def _think_fields(row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
     chat = first_value(row, CHAT_COLUMNS)
     if isinstance(chat, list):
-        messages = [{"role": m.get("role", m.get("from")), "content": m.get("content", m.get("value"))} for m in chat]
+        messages = [
+            {"role": m.get("role", m.get("from")), "content": m.get("content", m.get("value"))} for m in chat
+        ]
         role = {"human": "user", "gpt": "assistant"}
         by_role: dict[str, str] = {}
         for m in messages:
@@ -212,11 +238,17 @@ def _think_fields(row: dict[str, Any]) -> tuple[str | None, str | None, str | No
 
 # ---- Spider / BIRD rows ----------------------------------------------------------------------
 
+
 def resolve_db(db_dir: Path, db_id: str) -> Path | None:
     """Spider/BIRD layout `<dir>/<db_id>/<db_id>.sqlite`, a flat `<dir>/<db_id>.sqlite`, or one file for every row."""
     if db_dir.is_file():
         return db_dir
-    for candidate in (db_dir / db_id / f"{db_id}.sqlite", db_dir / f"{db_id}.sqlite", db_dir / db_id / f"{db_id}.db", db_dir / f"{db_id}.db"):
+    for candidate in (
+        db_dir / db_id / f"{db_id}.sqlite",
+        db_dir / f"{db_id}.sqlite",
+        db_dir / db_id / f"{db_id}.db",
+        db_dir / f"{db_id}.db",
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -227,7 +259,9 @@ def find_tables_json(cfg: TrainConfig) -> Path | None:
     if cfg.tables:
         path = Path(cfg.tables).expanduser()
         if not path.is_file():
-            raise UserError(f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables")
+            raise UserError(
+                f"tables file not found: {path}", "pass the Spider/BIRD tables.json with --tables"
+            )
         return path
     data = Path(cfg.data).expanduser()
     if data.is_file() and not (cfg.db_dir and Path(cfg.db_dir).is_file()):
@@ -256,7 +290,10 @@ class Databases:
 
     def __init__(self, cfg: TrainConfig, report: DataReport) -> None:
         if not cfg.db_dir:
-            raise UserError("Spider/BIRD-style data needs the databases", "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)")
+            raise UserError(
+                "Spider/BIRD-style data needs the databases",
+                "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)",
+            )
         self.db_dir = Path(cfg.db_dir).expanduser()
         if not self.db_dir.exists():
             raise UserError(f"database folder not found: {self.db_dir}", "pass --db-dir")
@@ -276,7 +313,9 @@ class Databases:
             else:
                 single = self.db_dir.is_file()
                 try:
-                    self.cache[db_id] = open_database(path, None if single else self.tables, None if single else db_id)
+                    self.cache[db_id] = open_database(
+                        path, None if single else self.tables, None if single else db_id
+                    )
                 except UserError as exc:
                     self.cache[db_id] = "database unusable: " + exc.message.split(":")[0]
         return self.cache[db_id]
@@ -284,11 +323,17 @@ class Databases:
 
 def _question_fields(row: dict[str, Any]) -> tuple[str, str, str, str]:
     gold = first_value(row, GOLD_COLUMNS)
-    return (str(row.get("question") or "").strip(), str(row.get("evidence") or ""),
-            str(gold).strip() if isinstance(gold, str) else "", str(row.get("db_id") or ""))
+    return (
+        str(row.get("question") or "").strip(),
+        str(row.get("evidence") or ""),
+        str(gold).strip() if isinstance(gold, str) else "",
+        str(row.get("db_id") or ""),
+    )
 
 
-def _usable_row(row: dict[str, Any], dbs: Databases, report: DataReport, ok: bool = True) -> tuple[str, str, str, Any] | None:
+def _usable_row(
+    row: dict[str, Any], dbs: Databases, report: DataReport, ok: bool = True
+) -> tuple[str, str, str, Any] | None:
     """(question, evidence, gold SQL, Database) of a question row, or None after counting why it is skipped."""
     report.rows += 1
     question, evidence, gold, db_id = _question_fields(row)
@@ -320,7 +365,10 @@ def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: Dat
 
 # ---- merge-revision rows ---------------------------------------------------------------------
 
-def candidate_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
+
+def candidate_examples(
+    records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport
+) -> Iterator[Example]:
     """Merge-revision rows from sampled drafts: vote, take the top two disagreeing groups, target the gold SQL."""
     from slmsql_cli.executor import execute, execute_many
     from slmsql_cli.merge import merge_message, needs_merge
@@ -354,22 +402,32 @@ def candidate_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: 
 
 # ---- entry point -----------------------------------------------------------------------------
 
+
 def check_inputs(cfg: TrainConfig, fmt: str) -> None:
     """What the data format needs from the command line, checked before any model loads."""
     if fmt in ("spider", "candidates"):
         if not cfg.db_dir:
-            raise UserError(f"{fmt} data needs the databases", "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)")
+            raise UserError(
+                f"{fmt} data needs the databases",
+                "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)",
+            )
         if not Path(cfg.db_dir).expanduser().exists():
             raise UserError(f"database folder not found: {cfg.db_dir}", "pass --db-dir")
     if cfg.task == "merge" and fmt == "spider":
-        raise UserError("merge training needs sampled drafts (a `candidates` column)",
-                        "sample them with `python -m training.sample --model <generation model> --data ... --out candidates.jsonl`")
+        raise UserError(
+            "merge training needs sampled drafts (a `candidates` column)",
+            "sample them with `python -m training.sample --model <generation model> --data ... --out candidates.jsonl`",
+        )
     if cfg.stage == "grpo" and fmt == "think" and not cfg.db_dir:
-        raise UserError("GRPO rewards execute SQL: think-style rows need a `db_id` column and --db-dir",
-                        "or train GRPO on Spider/BIRD-style data (question, SQL, db_id)")
+        raise UserError(
+            "GRPO rewards execute SQL: think-style rows need a `db_id` column and --db-dir",
+            "or train GRPO on Spider/BIRD-style data (question, SQL, db_id)",
+        )
 
 
-def load_examples(cfg: TrainConfig, records: list[dict[str, Any]] | None = None) -> tuple[list[Example], DataReport, str]:
+def load_examples(
+    cfg: TrainConfig, records: list[dict[str, Any]] | None = None
+) -> tuple[list[Example], DataReport, str]:
     """Read, recognise and convert the data of `cfg`: (examples, report, format)."""
     records = read_records(cfg.data, cfg.data_split) if records is None else records
     if not records:

@@ -17,14 +17,22 @@ from training.model import ChatFormat
 from training.rewards import RewardFunctions, SqlJudge
 
 
-def grpo_dataset(examples: list[Example], chat: ChatFormat, tokenizer: Any, max_prompt_length: int,
-                 judge: SqlJudge, report: DataReport) -> Any:
+def grpo_dataset(
+    examples: list[Example],
+    chat: ChatFormat,
+    tokenizer: Any,
+    max_prompt_length: int,
+    judge: SqlJudge,
+    report: DataReport,
+) -> Any:
     from datasets import Dataset
 
     with_db = [ex for ex in examples if ex.db_path and ex.gold_sql]
     for _ in range(len(examples) - len(with_db)):
         report.skip("no database or gold SQL for the execution reward")
-    golds = judge.outcomes([(ex.db_path, ex.gold_sql) for ex in with_db])  # in parallel, and cached for training
+    golds = judge.outcomes(
+        [(ex.db_path, ex.gold_sql) for ex in with_db]
+    )  # in parallel, and cached for training
     rows = []
     for ex, gold in zip(with_db, golds):
         if not gold.ok:
@@ -38,9 +46,18 @@ def grpo_dataset(examples: list[Example], chat: ChatFormat, tokenizer: Any, max_
     return Dataset.from_list(rows)
 
 
-def grpo_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, args: dict[str, Any],
-                 callbacks: list[Any], judge: SqlJudge, chat: ChatFormat, model_init_kwargs: dict[str, Any] | None = None,
-                 use_vllm: bool = False) -> Any:
+def grpo_trainer(
+    cfg: TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    args: dict[str, Any],
+    callbacks: list[Any],
+    judge: SqlJudge,
+    chat: ChatFormat,
+    model_init_kwargs: dict[str, Any] | None = None,
+    use_vllm: bool = False,
+) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
     from training.sft import lora_config
@@ -50,7 +67,9 @@ def grpo_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, arg
         eos = model.generation_config.eos_token_id
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         model.generation_config.eos_token_id = [stop, *[e for e in eos if e != stop]]
-    funcs, weights = RewardFunctions(cfg.reward_weights, judge, cfg.atomic_e, cfg.atomic_beta, cfg.atomic_gamma).functions()
+    funcs, weights = RewardFunctions(
+        cfg.reward_weights, judge, cfg.atomic_e, cfg.atomic_beta, cfg.atomic_gamma
+    ).functions()
     extra: dict[str, Any] = {}
     if model_init_kwargs:  # the KL reference model is reloaded by TRL from the same (GGUF) file
         extra["model_init_kwargs"] = model_init_kwargs

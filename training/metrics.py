@@ -22,11 +22,15 @@ class MetricsLog(TrainerCallback):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
         record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
-        record.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        record.update(
+            {k: v for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         if "rewards/execution/mean" in record:
             record["exec_accuracy"] = record["rewards/execution/mean"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +47,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 def plot_metrics(metrics_path: Path, png_path: Path) -> Path | None:
     """Reward (total and per reward) over steps for GRPO, loss for SFT; None when nothing was logged."""
     records = read_metrics(metrics_path)
-    reward_keys = ["reward"] + sorted({k for r in records for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    reward_keys = ["reward"] + sorted(
+        {k for r in records for k in r if k.startswith("rewards/") and k.endswith("/mean")}
+    )
     keys = reward_keys if any("reward" in r for r in records) else ["loss"]
-    series = {k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), (int, float)) and not math.isnan(r[k])] for k in keys}
+    series = {
+        k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), (int, float)) and not math.isnan(r[k])]
+        for k in keys
+    }
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
@@ -58,8 +67,13 @@ def plot_metrics(metrics_path: Path, png_path: Path) -> Path | None:
     for key, points in series.items():
         steps, values = zip(*points)
         label = key.removeprefix("rewards/").removesuffix("/mean")
-        ax.plot(steps, values, marker="o" if len(points) < 30 else None, label="total reward" if key == "reward" else label,
-                linewidth=2.0 if key in ("reward", "loss") else 1.2)
+        ax.plot(
+            steps,
+            values,
+            marker="o" if len(points) < 30 else None,
+            label="total reward" if key == "reward" else label,
+            linewidth=2.0 if key in ("reward", "loss") else 1.2,
+        )
     ax.set_xlabel("step")
     ax.set_ylabel("reward" if keys != ["loss"] else "training loss")
     ax.set_title(f"{png_path.parent.name}: {'reward' if keys != ['loss'] else 'loss'} over steps")

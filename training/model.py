@@ -20,8 +20,17 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 
 # transformers `model_type` → GGUF `general.architecture`, the key of slmsql's fallback templates.
-_ARCH = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe",
-         "gemma3_text": "gemma3", "gemma3": "gemma3", "gemma2": "gemma2", "gemma": "gemma", "llama": "llama"}
+_ARCH = {
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "qwen2_moe": "qwen2moe",
+    "qwen3_moe": "qwen3moe",
+    "gemma3_text": "gemma3",
+    "gemma3": "gemma3",
+    "gemma2": "gemma2",
+    "gemma": "gemma",
+    "llama": "llama",
+}
 
 
 @dataclass
@@ -46,18 +55,28 @@ def resolve_base(spec: str) -> BaseModel:
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
-            raise UserError(f"base model not found: {path}", "pass an existing .gguf file, a checkpoint folder or a Hub repo id")
+            raise UserError(
+                f"base model not found: {path}",
+                "pass an existing .gguf file, a checkpoint folder or a Hub repo id",
+            )
         arch, template = _gguf_metadata(path)
         return BaseModel(str(path.parent.resolve()), path.name, arch, template)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise UserError(f"{path} is not a Hugging Face checkpoint (no config.json)",
-                            "pass the folder written by save_pretrained (e.g. runs/<name>/final), a .gguf file or a Hub repo id")
+            raise UserError(
+                f"{path} is not a Hugging Face checkpoint (no config.json)",
+                "pass the folder written by save_pretrained (e.g. runs/<name>/final), a .gguf file or a Hub repo id",
+            )
         return BaseModel(str(path.resolve()), architecture=_hf_architecture(path))
     if path.exists():
-        raise UserError(f"cannot use {path} as a base model", "pass a checkpoint folder, a .gguf file or a Hub repo id")
+        raise UserError(
+            f"cannot use {path} as a base model", "pass a checkpoint folder, a .gguf file or a Hub repo id"
+        )
     if not hub.REPO_ID.match(spec):
-        raise UserError(f"base model not found: {spec}", "pass a checkpoint folder, a .gguf file or a Hub repo id (owner/name)")
+        raise UserError(
+            f"base model not found: {spec}",
+            "pass a checkpoint folder, a .gguf file or a Hub repo id (owner/name)",
+        )
     return BaseModel(spec)
 
 
@@ -94,8 +113,10 @@ def load_tokenizer(base: BaseModel) -> Any:
     try:
         tok = AutoTokenizer.from_pretrained(base.source, **base.load_kwargs())
     except OSError as exc:
-        raise UserError(f"cannot load the tokenizer of {base.label}: {exc}".splitlines()[0],
-                        "check the repo id and your connection, or pass a local folder / .gguf file") from None
+        raise UserError(
+            f"cannot load the tokenizer of {base.label}: {exc}".splitlines()[0],
+            "check the repo id and your connection, or pass a local folder / .gguf file",
+        ) from None
     if not base.architecture:
         base.architecture = _ARCH.get(getattr(tok, "model_type", ""), "")
     if tok.pad_token is None:
@@ -129,8 +150,10 @@ def _drop_gguf_quantizer(model: Any, base: BaseModel) -> None:
     if quantizer is None:
         return
     if getattr(quantizer, "packed_modules", None):
-        raise UserError(f"transformers kept {base.gguf_file}'s weights in packed GGUF blocks, which cannot be trained",
-                        "start from the original Hugging Face checkpoint instead of the GGUF")
+        raise UserError(
+            f"transformers kept {base.gguf_file}'s weights in packed GGUF blocks, which cannot be trained",
+            "start from the original Hugging Face checkpoint instead of the GGUF",
+        )
     quantizer.remove_quantization_config(model)  # transformers' own way back to a plain model
     model.hf_quantizer = None  # it deleted the attribute; some code reads it without getattr
     for module in model.modules():
@@ -146,8 +169,10 @@ def resolve_chat_template(requested: str | None, base: BaseModel, tokenizer: Any
             return path.read_text(encoding="utf-8"), str(path)
         template = fallback_template(requested)
         if template is None:
-            raise UserError(f"--chat-template {requested}: no such file or built-in template",
-                            "pass a .jinja file, or an architecture name: qwen2, qwen3, gemma3, llama")
+            raise UserError(
+                f"--chat-template {requested}: no such file or built-in template",
+                "pass a .jinja file, or an architecture name: qwen2, qwen3, gemma3, llama",
+            )
         return template, f"slmsql's {requested} template"
     own = base.gguf_chat_template if base.gguf_file else getattr(tokenizer, "chat_template", None)
     if isinstance(own, dict):  # several named templates: the default one
@@ -179,8 +204,13 @@ class ChatFormat:
         return cls(template, tokenizer.bos_token or "", tokenizer.eos_token or "", adds)
 
     def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return render_chat(self.template, messages, bos_token=self.bos_token, eos_token=self.eos_token,
-                           add_generation_prompt=add_generation_prompt)
+        return render_chat(
+            self.template,
+            messages,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            add_generation_prompt=add_generation_prompt,
+        )
 
     def prompt(self, user: str, system: str = SYSTEM_PROMPT) -> str:
         """The text `ask` sends to the model: system + user message, generation prompt added."""
@@ -195,7 +225,7 @@ class ChatFormat:
         """
         prompt = self.prompt(user, system)
         full = self._render(_messages(system, user) + [{"role": "assistant", "content": target}], False)
-        suffix = full[len(prompt):].rstrip() if full.startswith(prompt) else target
+        suffix = full[len(prompt) :].rstrip() if full.startswith(prompt) else target
         if suffix.rstrip() == target.strip() or not suffix:
             suffix = target.strip() + self.eos_token  # a template with no end-of-turn text
         return suffix
@@ -203,7 +233,7 @@ class ChatFormat:
     def end_of_turn(self, tokenizer: Any) -> int | None:
         """The token that closes an assistant turn (<|im_end|>, <end_of_turn>), for generation to stop on."""
         tail = self.completion("q", "ANSWER")
-        marker = tail[tail.rfind("ANSWER") + len("ANSWER"):]
+        marker = tail[tail.rfind("ANSWER") + len("ANSWER") :]
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"] if marker else []
         return ids[0] if ids else None
 
@@ -211,9 +241,13 @@ class ChatFormat:
         """The prompt for TRL's generation, which tokenizes with special tokens: no BOS twice."""
         text = self.prompt(user, system)
         if self.tokenizer_adds_bos and self.bos_token and text.startswith(self.bos_token):
-            text = text[len(self.bos_token):]
+            text = text[len(self.bos_token) :]
         return text
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}] if system else [{"role": "user", "content": user}]
+    return (
+        [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        if system
+        else [{"role": "user", "content": user}]
+    )

@@ -46,6 +46,7 @@ def result_digest(rows: Sequence[tuple]) -> str:
     Python's own hash of strings is salted per process, so the worker hashes a canonical text:
     the distinct rows' reprs, sorted. 1.0 and 1 compare equal in the set and here alike.
     """
+
     def norm(v: Any) -> Any:
         return int(v) if isinstance(v, float) and v.is_integer() else v
 
@@ -213,7 +214,14 @@ RewardFn = Callable[..., list[float]]
 class RewardFunctions:
     """The configured rewards as TRL reward functions, named so TRL logs rewards/<name>/mean."""
 
-    def __init__(self, weights: dict[str, float], judge: SqlJudge, e: float = FINER_E, beta: float = FINER_BETA, gamma: float = FINER_GAMMA) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float],
+        judge: SqlJudge,
+        e: float = FINER_E,
+        beta: float = FINER_BETA,
+        gamma: float = FINER_GAMMA,
+    ) -> None:
         self.weights = {k: w for k, w in weights.items() if w}
         self.judge = judge
         self.atomic_params = (e, beta, gamma)
@@ -244,12 +252,17 @@ class RewardFunctions:
 
     def _execution(self, texts: list[str], columns: dict[str, Any]) -> list[float]:
         self._prefetch(texts, columns)
-        return [execution_reward(t, db, gold, self.judge) for t, db, gold in zip(texts, columns["db_path"], columns["gold_sql"])]
+        return [
+            execution_reward(t, db, gold, self.judge)
+            for t, db, gold in zip(texts, columns["db_path"], columns["gold_sql"])
+        ]
 
     def _format(self, texts: list[str], columns: dict[str, Any]) -> list[float]:
         return [format_reward(t) for t in texts]
 
     def _atomic(self, texts: list[str], columns: dict[str, Any]) -> list[float]:
         self._prefetch(texts, columns)
-        return [atomic_reward(t, db, gold, self.judge, *self.atomic_params)
-                for t, db, gold in zip(texts, columns["db_path"], columns["gold_sql"])]
+        return [
+            atomic_reward(t, db, gold, self.judge, *self.atomic_params)
+            for t, db, gold in zip(texts, columns["db_path"], columns["gold_sql"])
+        ]

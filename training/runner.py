@@ -65,10 +65,16 @@ def read_latest(runs_dir: Path | str = "runs") -> Path:
     """The checkpoint folder `runs/latest` points at (what `slmsql export` takes by default)."""
     pointer = latest_pointer(runs_dir)
     if not pointer.is_file():
-        raise UserError(f"no {pointer} pointer: nothing has been trained here yet", "run `slmsql train` first, or pass the checkpoint folder explicitly")
+        raise UserError(
+            f"no {pointer} pointer: nothing has been trained here yet",
+            "run `slmsql train` first, or pass the checkpoint folder explicitly",
+        )
     target = Path(pointer.read_text(encoding="utf-8").strip())
     if not target.is_dir():
-        raise UserError(f"{pointer} points at {target}, which no longer exists", "train again, or pass the checkpoint folder explicitly")
+        raise UserError(
+            f"{pointer} points at {target}, which no longer exists",
+            "train again, or pass the checkpoint folder explicitly",
+        )
     return target
 
 
@@ -91,11 +97,17 @@ def pick_device(cfg: TrainConfig, say: Say) -> Device:
         raise UserError("bf16 was asked for but there is no GPU", "drop bf16 or train on a GPU")
     vllm_installed = importlib.util.find_spec("vllm") is not None
     if cfg.use_vllm is True and not vllm_installed:
-        raise UserError("use_vllm is set but vLLM is not installed", "pip install vllm, or set use_vllm: false")
-    use_vllm = cfg.stage == "grpo" and gpu and (cfg.use_vllm is True or (cfg.use_vllm == "auto" and vllm_installed))
+        raise UserError(
+            "use_vllm is set but vLLM is not installed", "pip install vllm, or set use_vllm: false"
+        )
+    use_vllm = (
+        cfg.stage == "grpo" and gpu and (cfg.use_vllm is True or (cfg.use_vllm == "auto" and vllm_installed))
+    )
     checkpointing = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else gpu
     if gpu:
-        note = f"{torch.cuda.device_count()} GPU(s) visible, {'bf16' if bf16 else 'fp32'}" + (", vLLM generation" if use_vllm else "")
+        note = f"{torch.cuda.device_count()} GPU(s) visible, {'bf16' if bf16 else 'fp32'}" + (
+            ", vLLM generation" if use_vllm else ""
+        )
     else:
         note = f"CPU, fp32, {torch.get_num_threads()} threads"
     return Device(not gpu, bf16, checkpointing, use_vllm, note)
@@ -114,8 +126,10 @@ def check_trl_keys(cfg: TrainConfig) -> None:
     for key in cfg.trl:
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
-            raise UserError(f"trl: `{key}` is not a {'SFTConfig' if cfg.stage == 'sft' else 'GRPOConfig'} setting",
-                            f"did you mean `{close[0]}`?" if close else "see TRL's documentation for the settings")
+            raise UserError(
+                f"trl: `{key}` is not a {'SFTConfig' if cfg.stage == 'sft' else 'GRPOConfig'} setting",
+                f"did you mean `{close[0]}`?" if close else "see TRL's documentation for the settings",
+            )
 
 
 def resume_from(cfg: TrainConfig, run_dir: Path) -> str | None:
@@ -129,7 +143,9 @@ def resume_from(cfg: TrainConfig, run_dir: Path) -> str | None:
         return cfg.resume
     last = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     if cfg.resume is True and last is None:
-        raise UserError(f"nothing to resume in {run_dir}: no checkpoint-* folder", "drop --resume to start a new run")
+        raise UserError(
+            f"nothing to resume in {run_dir}: no checkpoint-* folder", "drop --resume to start a new run"
+        )
     return last
 
 
@@ -183,13 +199,23 @@ def run(cfg: TrainConfig, say: Say = print) -> TrainResult:
         dataset, report = _dataset(cfg, records, chat, tokenizer, judge, say)
         say(f"loading {base.label} ({device.note})")
         model = load_model(base, bf16=device.bf16, attn_implementation=cfg.attn_implementation)
-        trainer, metrics_path = _trainer(cfg, base, device, resume, model, tokenizer, dataset, chat, judge, say)
+        trainer, metrics_path = _trainer(
+            cfg, base, device, resume, model, tokenizer, dataset, chat, judge, say
+        )
         trainer.train(resume_from_checkpoint=resume)
     finally:
         if judge is not None:
             judge.close()
     final_dir, plot = _finish(cfg, trainer, tokenizer, metrics_path)
-    return TrainResult(cfg.run_dir, final_dir, metrics_path, plot, trainer.state.global_step, report, time.perf_counter() - start)
+    return TrainResult(
+        cfg.run_dir,
+        final_dir,
+        metrics_path,
+        plot,
+        trainer.state.global_step,
+        report,
+        time.perf_counter() - start,
+    )
 
 
 def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Device, str | None]:
@@ -205,12 +231,16 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
     if not records:
         raise UserError(f"no rows in {cfg.data}")
     check_inputs(cfg, detect_format(records[0].keys(), cfg.data_format))
-    if base.gguf_file:  # the GGUF header says whether it has a template: fail before 20 s of tokenizer loading
+    if (
+        base.gguf_file
+    ):  # the GGUF header says whether it has a template: fail before 20 s of tokenizer loading
         resolve_chat_template(cfg.chat_template, base, None)
     return base, records, pick_device(cfg, say), resume_from(cfg, cfg.run_dir)
 
 
-def _dataset(cfg: TrainConfig, records: list[dict[str, Any]], chat: Any, tokenizer: Any, judge: Any, say: Say) -> tuple[Any, DataReport]:
+def _dataset(
+    cfg: TrainConfig, records: list[dict[str, Any]], chat: Any, tokenizer: Any, judge: Any, say: Say
+) -> tuple[Any, DataReport]:
     examples, report, fmt = load_examples(cfg, records)
     if cfg.stage == "sft":
         from training.sft import sft_dataset
@@ -228,8 +258,18 @@ def _dataset(cfg: TrainConfig, records: list[dict[str, Any]], chat: Any, tokeniz
     return dataset, report
 
 
-def _trainer(cfg: TrainConfig, base: Any, device: Device, resume: str | None, model: Any, tokenizer: Any,
-             dataset: Any, chat: Any, judge: Any, say: Say) -> tuple[Any, Path]:
+def _trainer(
+    cfg: TrainConfig,
+    base: Any,
+    device: Device,
+    resume: str | None,
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    chat: Any,
+    judge: Any,
+    say: Say,
+) -> tuple[Any, Path]:
     from training.metrics import MetricsLog
 
     run_dir = cfg.run_dir
@@ -249,11 +289,20 @@ def _trainer(cfg: TrainConfig, base: Any, device: Device, resume: str | None, mo
         from training.grpo import grpo_trainer
 
         init_kwargs = {**base.load_kwargs()} if cfg.beta and not cfg.lora else None
-        trainer = grpo_trainer(cfg, model, tokenizer, dataset, args, callbacks, judge, chat, init_kwargs, device.use_vllm)
+        trainer = grpo_trainer(
+            cfg, model, tokenizer, dataset, args, callbacks, judge, chat, init_kwargs, device.use_vllm
+        )
     if resume:
         step = int(Path(resume).name.rpartition("-")[2]) if Path(resume).name.startswith("checkpoint-") else 0
         finished = 0 < cfg.max_steps <= step
-        say(f"resuming from {resume}" + (f" - it already reached max_steps={cfg.max_steps}; pass --fresh to train again" if finished else ""))
+        say(
+            f"resuming from {resume}"
+            + (
+                f" - it already reached max_steps={cfg.max_steps}; pass --fresh to train again"
+                if finished
+                else ""
+            )
+        )
     return trainer, metrics_path
 
 

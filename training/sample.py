@@ -22,9 +22,22 @@ from pathlib import Path
 from slmsql_cli.errors import UserError
 
 
-def sample_candidates(model: str, data: str, db_dir: str, out: str, *, tables: str | None = None, n: int = 8,
-                      temperature: float = 0.8, max_tokens: int = 1024, seed: int = 42, use_values: bool = True,
-                      max_samples: int | None = None, threads: int | None = None, say=print) -> Path:
+def sample_candidates(
+    model: str,
+    data: str,
+    db_dir: str,
+    out: str,
+    *,
+    tables: str | None = None,
+    n: int = 8,
+    temperature: float = 0.8,
+    max_tokens: int = 1024,
+    seed: int = 42,
+    use_values: bool = True,
+    max_samples: int | None = None,
+    threads: int | None = None,
+    say=print,
+) -> Path:
     from slmsql_cli.pipeline import AskConfig, Pipeline
     from training.config import build_config
     from training.data import GOLD_COLUMNS, Databases, DataReport, detect_format, first_value, read_records
@@ -34,7 +47,16 @@ def sample_candidates(model: str, data: str, db_dir: str, out: str, *, tables: s
         raise UserError(f"no rows in {data}")
     detect_format(rows[0].keys(), "spider")
     rows = rows[:max_samples] if max_samples else rows
-    cfg = build_config({"stage": "sft", "base": model, "data": data, "db_dir": db_dir, "tables": tables, "use_values": use_values})
+    cfg = build_config(
+        {
+            "stage": "sft",
+            "base": model,
+            "data": data,
+            "db_dir": db_dir,
+            "tables": tables,
+            "use_values": use_values,
+        }
+    )
     report = DataReport()
     dbs = Databases(cfg, report)
     for note in report.notes:
@@ -43,16 +65,28 @@ def sample_candidates(model: str, data: str, db_dir: str, out: str, *, tables: s
     done = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else 0
     if done:
         say(f"{path}: {done} question(s) already sampled, continuing")
-    config = AskConfig(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=False,
-                       use_values=use_values, threads=threads)
+    config = AskConfig(
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        merge=False,
+        use_values=use_values,
+        threads=threads,
+    )
     pipeline = Pipeline.load(model, config=config, progress=say)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with path.open("a", encoding="utf-8") as fh:
             for i, row in enumerate(rows[done:], start=done):
                 db = dbs.open(str(row.get("db_id") or ""))
-                record = {"db_id": row.get("db_id"), "question": row.get("question"), "evidence": row.get("evidence") or "",
-                          "SQL": first_value(row, GOLD_COLUMNS), "candidates": []}
+                record = {
+                    "db_id": row.get("db_id"),
+                    "question": row.get("question"),
+                    "evidence": row.get("evidence") or "",
+                    "SQL": first_value(row, GOLD_COLUMNS),
+                    "candidates": [],
+                }
                 if isinstance(db, str):
                     record["error"] = db  # kept, so line numbers stay aligned with the data for resuming
                 else:
@@ -69,9 +103,15 @@ def sample_candidates(model: str, data: str, db_dir: str, out: str, *, tables: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.sample", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="generation model: anything `slmsql ask --model` accepts")
-    parser.add_argument("--data", required=True, help="Spider/BIRD questions (.json/.jsonl) with gold SQL and db_id")
-    parser.add_argument("--db-dir", required=True, help="database folder (<db_id>/<db_id>.sqlite) or one .sqlite file")
+    parser.add_argument(
+        "--model", required=True, help="generation model: anything `slmsql ask --model` accepts"
+    )
+    parser.add_argument(
+        "--data", required=True, help="Spider/BIRD questions (.json/.jsonl) with gold SQL and db_id"
+    )
+    parser.add_argument(
+        "--db-dir", required=True, help="database folder (<db_id>/<db_id>.sqlite) or one .sqlite file"
+    )
     parser.add_argument("--tables", help="Spider/BIRD tables.json")
     parser.add_argument("--out", required=True, help="JSONL file to write (appended; reruns continue)")
     parser.add_argument("--n", type=int, default=8, help="drafts per question (CSC-SQL: 8)")
@@ -83,10 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
     try:
-        sample_candidates(args.model, args.data, args.db_dir, args.out, tables=args.tables, n=args.n,
-                          temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-                          use_values=not args.no_values, max_samples=args.max_samples, threads=args.threads,
-                          say=lambda m: print(m, file=sys.stderr))
+        sample_candidates(
+            args.model,
+            args.data,
+            args.db_dir,
+            args.out,
+            tables=args.tables,
+            n=args.n,
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            use_values=not args.no_values,
+            max_samples=args.max_samples,
+            threads=args.threads,
+            say=lambda m: print(m, file=sys.stderr),
+        )
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

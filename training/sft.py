@@ -16,22 +16,32 @@ from training.data import DataReport, Example
 from training.model import ChatFormat
 
 
-def sft_dataset(examples: list[Example], chat: ChatFormat, tokenizer: Any, max_length: int, report: DataReport) -> Any:
+def sft_dataset(
+    examples: list[Example], chat: ChatFormat, tokenizer: Any, max_length: int, report: DataReport
+) -> Any:
     from datasets import Dataset
 
     rows = []
     for ex in examples:
         prompt_ids = tokenizer(chat.prompt(ex.prompt, ex.system), add_special_tokens=False)["input_ids"]
-        completion_ids = tokenizer(chat.completion(ex.prompt, ex.target, ex.system), add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(
+            chat.completion(ex.prompt, ex.target, ex.system), add_special_tokens=False
+        )["input_ids"]
         if len(prompt_ids) + len(completion_ids) > max_length:
             report.skip(f"longer than max_length ({max_length} tokens)")
             continue
-        rows.append({"input_ids": prompt_ids + completion_ids,
-                     "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)})
+        rows.append(
+            {
+                "input_ids": prompt_ids + completion_ids,
+                "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+            }
+        )
     return Dataset.from_list(rows)
 
 
-def sft_trainer(cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, args: dict[str, Any], callbacks: list[Any]) -> Any:
+def sft_trainer(
+    cfg: TrainConfig, model: Any, tokenizer: Any, dataset: Any, args: dict[str, Any], callbacks: list[Any]
+) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     # The dataset is pre-tokenized, so TRL must be told to use its completion_mask.
@@ -51,5 +61,10 @@ def lora_config(cfg: TrainConfig) -> Any:
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )

@@ -14,9 +14,7 @@ from pathlib import Path
 from slmsql_cli.prompts import fallback_template
 
 # Qwen2's pre-tokenizer split (tokenizer.json of Qwen2.5), so exporters treat it as a Qwen2 vocabulary.
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -25,13 +23,19 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):  # -> PreTra
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(list(corpus), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = fallback_template("qwen2")
@@ -43,17 +47,30 @@ def default_corpus() -> list[str]:
     prompts tokenize to a sane length even when the model is built without seeing a schema."""
     from slmsql_cli.prompts import SYSTEM_PROMPT, generation_prompt, merge_prompt
 
-    sql = ("SELECT T1.name, count(*) AS cnt FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id "
-           "WHERE T2.year > 2014 AND T1.country = 'France' GROUP BY T1.name HAVING count(*) > 1 ORDER BY cnt DESC LIMIT 5")
+    sql = (
+        "SELECT T1.name, count(*) AS cnt FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id "
+        "WHERE T2.year > 2014 AND T1.country = 'France' GROUP BY T1.name HAVING count(*) > 1 ORDER BY cnt DESC LIMIT 5"
+    )
     ddl = "CREATE TABLE singer (\n    singer_id integer, -- example: [1, 2]\n    name text, -- example: ['Joe', 'Ann']\n    PRIMARY KEY (singer_id)\n);"
-    texts = [SYSTEM_PROMPT, generation_prompt(ddl, "How many singers are there?"),
-             merge_prompt(ddl, "How many singers are there?", "", [(sql, "[(1,)]"), (sql, "[]")]),
-             f"<think>\n\n</think>\n<answer>\n{sql}\n</answer>"]
+    texts = [
+        SYSTEM_PROMPT,
+        generation_prompt(ddl, "How many singers are there?"),
+        merge_prompt(ddl, "How many singers are there?", "", [(sql, "[(1,)]"), (sql, "[]")]),
+        f"<think>\n\n</think>\n<answer>\n{sql}\n</answer>",
+    ]
     return texts * 20
 
 
-def build_tiny_qwen2(out_dir: str | Path, corpus: Iterable[str] | None = None, *, vocab_size: int = 1024, hidden_size: int = 64,
-                     layers: int = 2, max_positions: int = 8192, seed: int = 0) -> Path:
+def build_tiny_qwen2(
+    out_dir: str | Path,
+    corpus: Iterable[str] | None = None,
+    *,
+    vocab_size: int = 1024,
+    hidden_size: int = 64,
+    layers: int = 2,
+    max_positions: int = 8192,
+    seed: int = 0,
+) -> Path:
     """Save a random Qwen2 (~0.2M parameters with the defaults) and its tokenizer to `out_dir`."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM

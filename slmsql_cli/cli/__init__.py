@@ -17,7 +17,7 @@ app = typer.Typer(
         "Ask your SQLite database questions in plain language. A small Text-to-SQL model "
         "(SLM-SQL, 0.5B-1.5B parameters) runs on your CPU through llama.cpp: it samples several "
         "SQL candidates, executes them read-only, votes by result and lets a merge model revise "
-        "the top two.\n\nStart with:  slmsql ask --db music.sqlite \"How many albums are there?\""
+        'the top two.\n\nStart with:  slmsql ask --db music.sqlite "How many albums are there?"'
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -34,14 +34,25 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     pass
 
 
 def _register() -> None:
     # Each import registers the command's function on `app`; order here is the order in --help.
-    from slmsql_cli.cli import ask_cmd, chat_cmd, prompt_cmd, eval_cmd, models_cmd, bench_cmd, train_cmd, export_cmd  # noqa: F401
+    from slmsql_cli.cli import (  # noqa: F401
+        ask_cmd,
+        bench_cmd,
+        chat_cmd,
+        eval_cmd,
+        export_cmd,
+        models_cmd,
+        prompt_cmd,
+        train_cmd,
+    )
 
 
 _register()

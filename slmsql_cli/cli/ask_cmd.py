@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,12 +12,15 @@ from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 
 
-
 @app.command("ask")
 @user_errors
 def ask(
-    question: str = typer.Argument(..., help="Your question, in any language, e.g. \"How many albums are there?\""),
-    db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."),
+    question: str = typer.Argument(
+        ..., help='Your question, in any language, e.g. "How many albums are there?"'
+    ),
+    db: Path = typer.Option(
+        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
+    ),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -30,15 +32,27 @@ def ask(
     threads: opt.Threads = None,
     context: opt.Context = None,
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
-    evidence: str = typer.Option("", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."),
-    tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."),
-    db_id: Optional[str] = typer.Option(None, "--db-id", help="The database's id in --tables (default: the file name)."),
+    evidence: str = typer.Option(
+        "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
+    ),
+    tables: Path | None = typer.Option(
+        None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
+    ),
+    db_id: str | None = typer.Option(
+        None, "--db-id", help="The database's id in --tables (default: the file name)."
+    ),
     no_values: opt.NoValues = False,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."
+    ),
     as_csv: bool = typer.Option(False, "--csv", help="Print the result rows as CSV."),
     sql_only: bool = typer.Option(False, "--sql-only", help="Print only the winning SQL."),
-    max_rows: int = typer.Option(50, "--max-rows", min=1, help="Rows to show in the table (all rows go to --json/--csv)."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate with its vote group or error."),
+    max_rows: int = typer.Option(
+        50, "--max-rows", min=1, help="Rows to show in the table (all rows go to --json/--csv)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every candidate with its vote group or error."
+    ),
 ) -> None:
     """Answer a question about a SQLite database: sample SQL candidates, execute, vote, merge.
 
@@ -59,11 +73,22 @@ def ask(
     if not question.strip():
         from slmsql_cli.errors import UserError
 
-        raise UserError("the question is empty", 'write it after the options, e.g. slmsql ask --db my.sqlite "How many orders are there?"')
+        raise UserError(
+            "the question is empty",
+            'write it after the options, e.g. slmsql ask --db my.sqlite "How many orders are there?"',
+        )
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = AskConfig(
-        n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge,
-        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads, context=context,
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        merge=not no_merge,
+        merge_n=merge_n,
+        timeout=timeout,
+        use_values=not no_values,
+        threads=threads,
+        context=context,
     )
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
@@ -74,7 +99,9 @@ def ask(
             if generated[0] % 16 == 0:
                 status.update(f"sampling: {generated[0]} tokens…")
 
-        answer = pipeline.ask(database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick)
+        answer = pipeline.ask(
+            database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
+        )
     if as_json:
         sys.stdout.write(to_json(answer) + "\n")
     elif as_csv:

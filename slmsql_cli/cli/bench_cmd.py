@@ -16,12 +16,21 @@ from slmsql_cli.cli.common import err, out, user_errors
 @app.command("bench")
 @user_errors
 def bench(
-    db: Path = typer.Option(..., "--db", "-d", help="Database whose schema makes the prompt (its size drives prompt cost)."),
+    db: Path = typer.Option(
+        ..., "--db", "-d", help="Database whose schema makes the prompt (its size drives prompt cost)."
+    ),
     model: opt.Model = None,
     ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."),
+    max_tokens: int = typer.Option(
+        256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."
+    ),
     threads: opt.Threads = None,
-    question: str = typer.Option("How many rows does the largest table have?", "--question", "-q", help="Question whose prompt is timed."),
+    question: str = typer.Option(
+        "How many rows does the largest table have?",
+        "--question",
+        "-q",
+        help="Question whose prompt is timed.",
+    ),
 ) -> None:
     """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.
 
@@ -57,8 +66,12 @@ def bench(
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
-            str(r.n), f"{r.prompt_tokens_per_s:.0f}", f"{r.generated_tokens_per_s:.1f}",
-            f"{r.seconds_per_question:.1f}", f"{r.overhead_fraction:.1%}", f"{r.peak_rss_mb:.0f}",
+            str(r.n),
+            f"{r.prompt_tokens_per_s:.0f}",
+            f"{r.generated_tokens_per_s:.1f}",
+            f"{r.seconds_per_question:.1f}",
+            f"{r.overhead_fraction:.1%}",
+            f"{r.peak_rss_mb:.0f}",
         )
     out.print(table)
     sys.stdout.write(json.dumps(report(str(path), engine.threads, max_tokens, rows)) + "\n")

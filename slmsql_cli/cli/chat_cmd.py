@@ -16,7 +16,9 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @app.command("chat")
 @user_errors
 def chat(
-    db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."),
+    db: Path = typer.Option(
+        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
+    ),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -46,12 +48,22 @@ def chat(
 
     database = open_database(db)
     config = AskConfig(
-        n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge,
-        merge_n=merge_n, timeout=timeout, use_values=not no_values, threads=threads, context=context,
+        n=n,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+        merge=not no_merge,
+        merge_n=merge_n,
+        timeout=timeout,
+        use_values=not no_values,
+        threads=threads,
+        context=context,
     )
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
-    err.print(f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave.")
+    err.print(
+        f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
+    )
     while True:
         try:
             question = input("? ").strip()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +18,7 @@ out = Console(soft_wrap=True)  # results: stdout, so they pipe
 err = Console(stderr=True, soft_wrap=True)  # progress, errors, summaries: stderr
 
 
-def fail(message: str, hint: str | None = None, exit_code: int = 2) -> "typer.Exit":
+def fail(message: str, hint: str | None = None, exit_code: int = 2) -> typer.Exit:
     """Print one error line (and a hint) to stderr and return the Exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     if hint:

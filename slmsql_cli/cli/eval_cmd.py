@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import typer
 
@@ -18,10 +18,20 @@ from slmsql_cli.errors import UserError
 @app.command("eval")
 @user_errors
 def eval_command(
-    questions: Optional[Path] = typer.Option(None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."),
-    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."),
-    tables: Optional[Path] = typer.Option(None, "--tables", help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."),
+    questions: Path | None = typer.Option(
+        None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
+    ),
+    db_dir: Path | None = typer.Option(
+        None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."
+    ),
+    tables: Path | None = typer.Option(
+        None,
+        "--tables",
+        help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions).",
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
+    ),
     model: opt.Model = None,
     n: opt.Samples = 4,
     merge_model: opt.MergeModel = None,
@@ -33,13 +43,28 @@ def eval_command(
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
-    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="Score given SQL instead: one per line in question order (or BIRD's JSON)."),
-    results: Optional[Path] = typer.Option(None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds one gold or predicted query may run (BIRD: 30)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (ex, correct, total, by_level) as the last line."),
-    compare_files: Optional[Tuple[Path, Path]] = typer.Option(None, "--compare", help="Show where two --out files differ (no evaluation runs)."),
-    plot_file: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG chart of EX overall and by difficulty (needs matplotlib)."),
+    predictions: Path | None = typer.Option(
+        None,
+        "--predictions",
+        "-p",
+        help="Score given SQL instead: one per line in question order (or BIRD's JSON).",
+    ),
+    results: Path | None = typer.Option(
+        None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."
+    ),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, help="Seconds one gold or predicted query may run (BIRD: 30)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (ex, correct, total, by_level) as the last line."
+    ),
+    compare_files: tuple[Path, Path] | None = typer.Option(
+        None, "--compare", help="Show where two --out files differ (no evaluation runs)."
+    ),
+    plot_file: Path | None = typer.Option(
+        None, "--plot", help="Write a PNG chart of EX overall and by difficulty (needs matplotlib)."
+    ),
 ) -> None:
     """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
 
@@ -61,12 +86,19 @@ def eval_command(
         _compare(compare_files, plot_file, as_json)
         return
     if questions is None or db_dir is None:
-        raise UserError("--questions and --db-dir are required", "e.g. slmsql eval -q dev.json --db-dir dev_databases --predictions pred.sql")
+        raise UserError(
+            "--questions and --db-dir are required",
+            "e.g. slmsql eval -q dev.json --db-dir dev_databases --predictions pred.sql",
+        )
     if (model is None) == (predictions is None):
-        raise UserError("pass either --model (run a model) or --predictions (score given SQL)",
-                        "--predictions takes one SQL per line, in the order of the questions")
+        raise UserError(
+            "pass either --model (run a model) or --predictions (score given SQL)",
+            "--predictions takes one SQL per line, in the order of the questions",
+        )
     if not db_dir.exists():
-        raise UserError(f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite")
+        raise UserError(
+            f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
+        )
     qs, fmt = ev.load_questions(questions, fmt)
     all_count = len(qs)
     qs = qs[:limit] if limit else qs
@@ -76,15 +108,24 @@ def eval_command(
     if predictions is not None:
         preds = ev.read_predictions(predictions)
         if len(preds) != all_count and not (limit and len(preds) >= len(qs)):
-            raise UserError(f"{predictions} has {len(preds)} predictions for {all_count} questions",
-                            "one SQL per line, in the order of the questions (write an empty line for no answer)")
+            raise UserError(
+                f"{predictions} has {len(preds)} predictions for {all_count} questions",
+                "one SQL per line, in the order of the questions (write an empty line for no answer)",
+            )
     tables = tables or (_sibling_tables(questions) if model is not None else None)
     run = {
-        "format": fmt, "predictions": str(predictions.resolve()) if predictions else None, "model": model,
-        "merge_model": merge_model, "n": n if model else None, "merge": (not no_merge) if model else None,
-        "merge_n": merge_n if model and not no_merge else None, "max_tokens": max_tokens if model else None,
-        "seed": seed if model else None, "use_values": (not no_values) if model else None,
-        "context": context if model else None, "timeout": timeout,
+        "format": fmt,
+        "predictions": str(predictions.resolve()) if predictions else None,
+        "model": model,
+        "merge_model": merge_model,
+        "n": n if model else None,
+        "merge": (not no_merge) if model else None,
+        "merge_n": merge_n if model and not no_merge else None,
+        "max_tokens": max_tokens if model else None,
+        "seed": seed if model else None,
+        "use_values": (not no_values) if model else None,
+        "context": context if model else None,
+        "timeout": timeout,
     }
 
     store = ev.ResultsFile(results, run, qs) if results else None
@@ -94,17 +135,31 @@ def eval_command(
         err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored")
     try:
         if pending and preds is not None:
-            _run(pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs))
+            _run(
+                pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
+            )
         elif pending:  # the model is loaded only when there is work left
             from slmsql_cli.pipeline import AskConfig
 
-            config = AskConfig(n=n, temperature=temperature, max_tokens=max_tokens, seed=seed, merge=not no_merge, merge_n=merge_n,
-                               timeout=timeout, use_values=not no_values, threads=threads, context=context)
+            config = AskConfig(
+                n=n,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed,
+                merge=not no_merge,
+                merge_n=merge_n,
+                timeout=timeout,
+                use_values=not no_values,
+                threads=threads,
+                context=context,
+            )
             predict = _model_predictor(model, merge_model, config, tables)
             _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
-        err.print(f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
-                  + (f"; rerun the same command to resume from {results}" if results else ""))
+        err.print(
+            f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
+            + (f"; rerun the same command to resume from {results}" if results else "")
+        )
         _print_summary(ev.summarize(records, fmt), fmt, err)
         raise
     finally:
@@ -117,7 +172,9 @@ def eval_command(
         label = ev.run_label(records, str(predictions or model))
         err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}")
     if as_json:
-        sys.stdout.write(json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n")
+        sys.stdout.write(
+            json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
+        )
 
 
 def _sibling_tables(questions: Path) -> Path | None:
@@ -129,7 +186,7 @@ def _sibling_tables(questions: Path) -> Path | None:
     return None
 
 
-def _model_predictor(model: str, merge_model: Optional[str], config: Any, tables: Optional[Path]) -> Any:
+def _model_predictor(model: str, merge_model: str | None, config: Any, tables: Path | None) -> Any:
     from slmsql_cli.evaluation import model_predictor
     from slmsql_cli.pipeline import Pipeline
 
@@ -139,7 +196,14 @@ def _model_predictor(model: str, merge_model: Optional[str], config: Any, tables
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from slmsql_cli.evaluation import evaluate_question
 
@@ -147,8 +211,15 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total): 
         done = len(records)
         return f"EX {100.0 * sum(bool(r['correct']) for r in records) / done:5.1f}%" if done else "EX   -  "
 
-    columns = (TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[ex]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[ex]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
         for q in pending:
@@ -168,13 +239,17 @@ def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type:
         table.add_column(col, justify=justify)
     for level, s in summary["by_level"].items():
         table.add_row(level, str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
-    table.add_row("[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}")
+    table.add_row(
+        "[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}"
+    )
     console.print(table)
     if summary["gold_errors"]:
-        console.print(f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]")
+        console.print(
+            f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]"
+        )
 
 
-def _compare(files: Tuple[Path, Path], plot_file: Optional[Path], as_json: bool) -> None:
+def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) -> None:
     from rich.table import Table
 
     from slmsql_cli import evaluation as ev
@@ -184,7 +259,9 @@ def _compare(files: Tuple[Path, Path], plot_file: Optional[Path], as_json: bool)
     result = ev.compare(a, b, fmt)
     names = [ev.run_label(a, files[0].name), ev.run_label(b, files[1].name)]
     console = err if as_json else out
-    table = Table(title=f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)")
+    table = Table(
+        title=f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)"
+    )
     table.add_column("")
     table.add_column(f"a: {names[0]}", justify="right")
     table.add_column(f"b: {names[1]}", justify="right")
@@ -194,9 +271,14 @@ def _compare(files: Tuple[Path, Path], plot_file: Optional[Path], as_json: bool)
         table.add_row(f"  {level}", f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
     console.print(table)
-    console.print(f"right in both: {result['both_correct']} · in neither: {result['neither']}"
-                  + (f" · only in a: {result['only_in_a']} · only in b: {result['only_in_b']}"
-                     if result["only_in_a"] or result["only_in_b"] else ""))
+    console.print(
+        f"right in both: {result['both_correct']} · in neither: {result['neither']}"
+        + (
+            f" · only in a: {result['only_in_a']} · only in b: {result['only_in_b']}"
+            if result["only_in_a"] or result["only_in_b"]
+            else ""
+        )
+    )
     for d in result["differ"][:20]:
         winner = "a" if d["a_correct"] else "b"
         console.print(f"[dim]#{d['index']}[/] only {winner} right: {d['question']}", highlight=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ from slmsql_cli.errors import UserError
 QUANT_HELP = "Any llama.cpp type: q4_k_m, q5_k_m, q8_0, q6_k, q4_0, f16, f32, ..."
 
 
-def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: Optional[str]) -> str:
+def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: str | None) -> str:
     chosen = [name for flag, name in ((q4, "q4_k_m"), (q5, "q5_k_m"), (q8, "q8_0"), (f16, "f16")) if flag]
     if quant:
         chosen.append(quant)
@@ -28,24 +27,30 @@ def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: Optional[str]) -
 @app.command("export")
 @user_errors
 def export_cmd(
-    checkpoint: Optional[str] = typer.Argument(
-        None, help="A Hugging Face model folder (config.json, *.safetensors, tokenizer.json), a LoRA adapter folder, "
+    checkpoint: str | None = typer.Argument(
+        None,
+        help="A Hugging Face model folder (config.json, *.safetensors, tokenizer.json), a LoRA adapter folder, "
         "or a Hugging Face repo id. Default: the latest `slmsql train` output (runs/latest).",
         show_default=False,
     ),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="The GGUF file to write (default: ./<model>-<QUANT>.gguf)."),
+    out_path: Path | None = typer.Option(
+        None, "--out", "-o", help="The GGUF file to write (default: ./<model>-<QUANT>.gguf)."
+    ),
     q4: bool = typer.Option(False, "--q4", help="Q4_K_M, 4.9 bits per weight: the laptop default."),
     q5: bool = typer.Option(False, "--q5", help="Q5_K_M: a little larger, a little closer to the original."),
     q8: bool = typer.Option(False, "--q8", help="Q8_0: twice the size of Q4, nearly lossless."),
     f16: bool = typer.Option(False, "--f16", help="F16: no quantization (reference quality, largest)."),
-    quant: Optional[str] = typer.Option(None, "--quant", help=QUANT_HELP),
+    quant: str | None = typer.Option(None, "--quant", help=QUANT_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
-    verify: Optional[bool] = typer.Option(
-        None, "--verify/--no-verify",
+    verify: bool | None = typer.Option(
+        None,
+        "--verify/--no-verify",
         help="Compare the GGUF's logits with the source model's (default: on when torch and transformers are installed).",
         show_default=False,
     ),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for quantizing and verifying."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for quantizing and verifying."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Convert a Hugging Face checkpoint to a GGUF that llama.cpp runs on a laptop, and check it.
@@ -72,12 +77,21 @@ def export_cmd(
     from quantize.export import ExportConfig, export
 
     config = ExportConfig(
-        checkpoint=checkpoint, out=out_path, quant=_pick_quant(q4, q5, q8, f16, quant),
-        force=force, verify=verify, threads=threads,
+        checkpoint=checkpoint,
+        out=out_path,
+        quant=_pick_quant(q4, q5, q8, f16, quant),
+        force=force,
+        verify=verify,
+        threads=threads,
     )
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("[dim]{task.fields[tensor]}"),
-        TimeElapsedColumn(), console=err, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[dim]{task.fields[tensor]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     )
     task = progress.add_task("tensors", total=None, tensor="")
 
@@ -94,13 +108,24 @@ def export_cmd(
     report = result.verification
     if as_json:
         doc = {
-            "path": str(result.path), "quant": result.quant, "arch": result.converted.arch,
-            "source": str(result.source.path), "parameters": result.converted.n_parameters,
-            "tensors": result.converted.n_tensors, "bytes": result.size, "seconds": round(result.seconds, 2),
+            "path": str(result.path),
+            "quant": result.quant,
+            "arch": result.converted.arch,
+            "source": str(result.source.path),
+            "parameters": result.converted.n_parameters,
+            "tensors": result.converted.n_tensors,
+            "bytes": result.size,
+            "seconds": round(result.seconds, 2),
             "tokenizer": {"model": result.converted.vocab.model, "pre": result.converted.vocab.pre},
-            "verification": None if report is None else {
-                "passed": report.passed, "tokens_match": report.tokens_match, "max_abs_delta": report.max_abs_delta,
-                "rel_delta": report.rel_delta, "top1_agreement": report.top1_agreement, "tokens": report.n_tokens,
+            "verification": None
+            if report is None
+            else {
+                "passed": report.passed,
+                "tokens_match": report.tokens_match,
+                "max_abs_delta": report.max_abs_delta,
+                "rel_delta": report.rel_delta,
+                "top1_agreement": report.top1_agreement,
+                "tokens": report.n_tokens,
             },
             "notes": result.notes,
         }

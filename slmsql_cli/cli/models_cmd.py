@@ -26,9 +26,15 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lis
     rows = registry_status()
     if as_json:
         doc = [
-            {"alias": s.model.alias, "repo": s.model.repo, "role": s.model.role, "base": s.model.base,
-             "note": s.model.note, "gguf": str(s.cached_gguf) if s.cached_gguf else None,
-             "checkpoint_cached": s.cached_checkpoint}
+            {
+                "alias": s.model.alias,
+                "repo": s.model.repo,
+                "role": s.model.role,
+                "base": s.model.base,
+                "note": s.model.note,
+                "gguf": str(s.cached_gguf) if s.cached_gguf else None,
+                "checkpoint_cached": s.cached_checkpoint,
+            }
             for s in rows
         ]
         sys.stdout.write(json.dumps(doc) + "\n")

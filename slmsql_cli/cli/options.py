@@ -2,28 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated
 
 import typer
-from typing_extensions import Annotated
 
-Model = Annotated[Optional[str], typer.Option(
-    "--model", "-m",
-    help="A .gguf file, a Hugging Face repo id (owner/name[:file.gguf]) or an alias from `slmsql models`. Default: slm-sql-0.5b.",
-)]
-MergeModel = Annotated[Optional[str], typer.Option(
-    "--merge-model",
-    help="Model that revises the top two drafts (CSC-SQL). Default: csc-merge-0.5b with the default model, else the --model itself.",
-)]
-NoMerge = Annotated[bool, typer.Option("--no-merge", help="Skip the corrective merge step (faster, less accurate).")]
-Samples = Annotated[int, typer.Option("-n", "--samples", min=1, max=64, help="SQL candidates to sample and vote on (papers: 8-64).")]
-MergeSamples = Annotated[int, typer.Option("--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8).")]
-Temperature = Annotated[float, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy.")]
-MaxTokens = Annotated[int, typer.Option("--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens.")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A .gguf file, a Hugging Face repo id (owner/name[:file.gguf]) or an alias from `slmsql models`. Default: slm-sql-0.5b.",
+    ),
+]
+MergeModel = Annotated[
+    str | None,
+    typer.Option(
+        "--merge-model",
+        help="Model that revises the top two drafts (CSC-SQL). Default: csc-merge-0.5b with the default model, else the --model itself.",
+    ),
+]
+NoMerge = Annotated[
+    bool, typer.Option("--no-merge", help="Skip the corrective merge step (faster, less accurate).")
+]
+Samples = Annotated[
+    int,
+    typer.Option(
+        "-n", "--samples", min=1, max=64, help="SQL candidates to sample and vote on (papers: 8-64)."
+    ),
+]
+MergeSamples = Annotated[
+    int, typer.Option("--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8).")
+]
+Temperature = Annotated[
+    float, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy.")
+]
+MaxTokens = Annotated[
+    int, typer.Option("--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens.")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Same seed, same candidates.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: physical cores).")]
-Context = Annotated[Optional[int], typer.Option(
-    "--context", min=512,
-    help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables.",
-)]
-NoValues = Annotated[bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads (default: physical cores).")
+]
+Context = Annotated[
+    int | None,
+    typer.Option(
+        "--context",
+        min=512,
+        help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables.",
+    ),
+]
+NoValues = Annotated[
+    bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")
+]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,12 +14,20 @@ from slmsql_cli.cli.common import user_errors
 @app.command("prompt")
 @user_errors
 def prompt(
-    question: str = typer.Argument(..., help="The question, e.g. \"How many albums does AC/DC have?\""),
+    question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
     db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file (opened read-only)."),
-    tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."),
-    db_id: Optional[str] = typer.Option(None, "--db-id", help="The database's id in --tables (default: the file name without extension)."),
-    evidence: str = typer.Option("", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."),
-    no_values: bool = typer.Option(False, "--no-values", help="Don't look up database values mentioned in the question."),
+    tables: Path | None = typer.Option(
+        None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
+    ),
+    db_id: str | None = typer.Option(
+        None, "--db-id", help="The database's id in --tables (default: the file name without extension)."
+    ),
+    evidence: str = typer.Option(
+        "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
+    ),
+    no_values: bool = typer.Option(
+        False, "--no-values", help="Don't look up database values mentioned in the question."
+    ),
 ) -> None:
     """Print the generation prompt (the user message) for a question, byte for byte, and nothing else.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -18,22 +18,62 @@ _TRAIN_PACKAGES = ("torch", "transformers", "trl", "datasets", "peft", "accelera
 @app.command("train")
 @user_errors
 def train(
-    stage: Optional[str] = typer.Option(None, "--stage", "-s", help="sft (supervised, on targets) or grpo (reinforcement, on execution rewards)."),
-    task: Optional[str] = typer.Option(None, "--task", help="generate (SQL from a question; default) or merge (revise two drafts)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu."),
-    base: Optional[str] = typer.Option(None, "--base", "-b", help="Model to start from: HF checkpoint folder, Hub repo id, a .gguf file, or `latest` (runs/latest)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Training data: .json/.jsonl/.parquet/.csv file or a Hub dataset id."),
-    db_dir: Optional[Path] = typer.Option(None, "--db-dir", help="Spider/BIRD databases: folder of <db_id>/<db_id>.sqlite, or one .sqlite file."),
-    tables: Optional[Path] = typer.Option(None, "--tables", help="Spider/BIRD tables.json (default: the one beside --data, if any)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps (default: one epoch)."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Use only this many rows of the data."),
+    stage: str | None = typer.Option(
+        None,
+        "--stage",
+        "-s",
+        help="sft (supervised, on targets) or grpo (reinforcement, on execution rewards).",
+    ),
+    task: str | None = typer.Option(
+        None, "--task", help="generate (SQL from a question; default) or merge (revise two drafts)."
+    ),
+    config: str | None = typer.Option(
+        None, "--config", "-c", help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu."
+    ),
+    base: str | None = typer.Option(
+        None,
+        "--base",
+        "-b",
+        help="Model to start from: HF checkpoint folder, Hub repo id, a .gguf file, or `latest` (runs/latest).",
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="Training data: .json/.jsonl/.parquet/.csv file or a Hub dataset id."
+    ),
+    db_dir: Path | None = typer.Option(
+        None, "--db-dir", help="Spider/BIRD databases: folder of <db_id>/<db_id>.sqlite, or one .sqlite file."
+    ),
+    tables: Path | None = typer.Option(
+        None, "--tables", help="Spider/BIRD tables.json (default: the one beside --data, if any)."
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="Stop after this many optimizer steps (default: one epoch)."
+    ),
+    max_samples: int | None = typer.Option(
+        None, "--max-samples", min=1, help="Use only this many rows of the data."
+    ),
     cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU (fp32) even if a GPU is present."),
-    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of all weights (merged into the saved model)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<task>-<stage>); the model goes to <out>/final."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name, used for the default --out."),
-    chat_template: Optional[str] = typer.Option(None, "--chat-template", help="A .jinja file or an architecture (qwen2, gemma3, llama) for models without a template."),
-    resume: Optional[bool] = typer.Option(None, "--resume/--fresh", help="Continue from the run folder's last checkpoint (default: when there is one) or start over."),
-    settings: list[str] = typer.Option([], "--set", help="Any other setting as key=value (YAML value), e.g. --set learning_rate=1e-5 --set reward_weights.atomic=1"),
+    lora: bool = typer.Option(
+        False, "--lora", help="Train LoRA adapters instead of all weights (merged into the saved model)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run folder (default runs/<task>-<stage>); the model goes to <out>/final."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Run name, used for the default --out."),
+    chat_template: str | None = typer.Option(
+        None,
+        "--chat-template",
+        help="A .jinja file or an architecture (qwen2, gemma3, llama) for models without a template.",
+    ),
+    resume: bool | None = typer.Option(
+        None,
+        "--resume/--fresh",
+        help="Continue from the run folder's last checkpoint (default: when there is one) or start over.",
+    ),
+    settings: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Any other setting as key=value (YAML value), e.g. --set learning_rate=1e-5 --set reward_weights.atomic=1",
+    ),
 ) -> None:
     """Post-train a Text-to-SQL model the SLM-SQL way: SFT, then GRPO with execution rewards.
 
@@ -54,16 +94,30 @@ def train(
     from training.runner import run
 
     overrides: dict[str, Any] = {
-        "task": task, "base": base, "data": data, "db_dir": _str(db_dir), "tables": _str(tables),
-        "max_steps": max_steps, "max_samples": max_samples, "cpu": True if cpu else None,
-        "lora": True if lora else None, "out": _str(out), "name": name, "chat_template": chat_template, "resume": resume,
+        "task": task,
+        "base": base,
+        "data": data,
+        "db_dir": _str(db_dir),
+        "tables": _str(tables),
+        "max_steps": max_steps,
+        "max_samples": max_samples,
+        "cpu": True if cpu else None,
+        "lora": True if lora else None,
+        "out": _str(out),
+        "name": name,
+        "chat_template": chat_template,
+        "resume": resume,
     }
     overrides.update(_parse_settings(settings))
     cfg = load_config(config, overrides, stage)
     result = run(cfg, say=lambda msg: err.print(msg, highlight=False, markup=False))
     err.print(f"[bold green]done[/] {result.steps} steps in {result.seconds:.0f} s", highlight=False)
     err.print(f"model:   {result.final_dir}", highlight=False, markup=False)
-    err.print(f"metrics: {result.metrics}" + (f"   plot: {result.plot}" if result.plot else ""), highlight=False, markup=False)
+    err.print(
+        f"metrics: {result.metrics}" + (f"   plot: {result.plot}" if result.plot else ""),
+        highlight=False,
+        markup=False,
+    )
     next_step = "slmsql train --stage grpo --base latest ..." if cfg.stage == "sft" else "slmsql export"
     err.print(f"next:    {next_step}", highlight=False, markup=False)
 
