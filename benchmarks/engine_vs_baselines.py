@@ -81,6 +81,7 @@ def run_pipeline(engine: Engine, db, q: dict, n: int, max_tokens: int) -> dict:
     pipeline = Pipeline(engine, None, AskConfig(n=n, max_tokens=max_tokens, merge=False))
     answer = pipeline.ask(db, q["question"], q.get("evidence", ""))
     g = answer.generation
+    assert g is not None
     total = answer.timings["total"]
     compute = g.prompt_seconds + g.decode_seconds
     return {
@@ -120,6 +121,7 @@ def run_naive(gguf: Path, prompt_tokens: list[int], n: int, max_tokens: int, thr
             seed=42 + i,
             logit_bias=bias,
         )
+        assert isinstance(out, dict)  # not streaming
         generated += out["usage"]["completion_tokens"]
     seconds = time.perf_counter() - t0
     llm.close()

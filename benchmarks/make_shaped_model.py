@@ -18,11 +18,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
 # Qwen/Qwen2.5-Coder-0.5B-Instruct config.json (the base of SLM-SQL-0.5B and CscSQL-Merge-0.5B).
-QWEN25_05B = dict(
+QWEN25_05B: dict[str, Any] = dict(
     hidden_size=896,
     intermediate_size=4864,
     num_hidden_layers=24,
@@ -80,7 +81,7 @@ def main() -> None:
         eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
         bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
     )
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
     model.save_pretrained(args.out)
     print(f"checkpoint: {args.out} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters)")
     gguf = args.out.parent / f"{args.out.name}-{args.quant}.gguf"

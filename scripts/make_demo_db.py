@@ -354,7 +354,7 @@ def build(path: Path) -> None:
     conn.executemany(
         "INSERT INTO stores VALUES (?, ?, ?, ?)", [(i, *s) for i, s in enumerate(STORES, start=1)]
     )
-    employees = []
+    employees: list[tuple[int, str, int, str, str, float]] = []
     for store_id in range(1, len(STORES) + 1):
         for role in ROLES:
             employee_id = len(employees) + 1
@@ -366,7 +366,7 @@ def build(path: Path) -> None:
             employees.append((employee_id, name, store_id, role, hired, salary))
     conn.executemany("INSERT INTO employees VALUES (?, ?, ?, ?, ?, ?)", employees)
 
-    customers = []
+    customers: list[tuple[int, str, str, str, str, str]] = []
     seen_emails: set[str] = set()
     while len(customers) < 80:
         first, last = rng.choice(FIRST), rng.choice(LAST)
@@ -384,8 +384,8 @@ def build(path: Path) -> None:
     for customer in buyers:
         for _ in range(rng.randint(1, 5)):
             order_id += 1
-            joined = date.fromisoformat(customer[5])
-            ordered = _day(rng, max(joined, date(2023, 1, 1)), date(2024, 12, 31))
+            joined_on = date.fromisoformat(customer[5])
+            ordered = _day(rng, max(joined_on, date(2023, 1, 1)), date(2024, 12, 31))
             store_id = rng.choice([1, 1, 2, 3])
             staff = [e[0] for e in employees if e[2] == store_id]
             conn.execute(

@@ -96,7 +96,7 @@ class _Walker:
         self.scopes: list[dict[str, str]] = []
 
     # ---- queries ---------------------------------------------------------------------------
-    def query(self, node: exp.Expression) -> None:
+    def query(self, node: exp.Expression | exp.Query) -> None:
         while isinstance(node, (exp.Subquery, exp.Paren)):
             node = node.this
         with_ = node.args.get("with_")

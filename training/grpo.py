@@ -89,7 +89,7 @@ def grpo_trainer(
     config = GRPOConfig(**settings)
     return GRPOTrainer(
         model=model,
-        reward_funcs=funcs,
+        reward_funcs=funcs,  # type: ignore[arg-type]  # TRL's hint forgets that list is invariant
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
