@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from slmsql_cli.cache import atomic_path, db_cache_dir, short_hash
-from slmsql_cli.schema import Schema, connect_readonly, quote
+from slmsql_cli.schema import Schema, quote
+from slmsql_cli.sqlite_open import open_readonly
 
 MAX_VALUE_CHARS = 40  # only values of 1..40 characters are indexed
 MAX_NGRAM = 8
@@ -147,7 +148,7 @@ def _column_values(conn: sqlite3.Connection, table: str, column: str) -> Iterato
 
 
 def _build(db_path: Path, tables: list[str], target: Path) -> None:
-    source = connect_readonly(db_path)
+    source = open_readonly(db_path)
     try:
         with atomic_path(target) as tmp:
             index = sqlite3.connect(tmp)
