@@ -35,8 +35,10 @@ import tempfile
 import weakref
 from pathlib import Path
 
+from slmsql_cli.cache import process_alive
 from slmsql_cli.errors import UserError
 
+SQLITE_HEADER = b"SQLite format 3\x00"
 _SNAPSHOT_PREFIX = "slmsql-snapshot-"
 _COPY_TRIES = 3
 _PROBE = "SELECT count(*) FROM sqlite_master"  # reading the schema is SQLite's first real access
@@ -75,8 +77,10 @@ def open_readonly(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
     if _size(journal) > 0:
         try:
             return _probed(_connect(path, "mode=ro"))
-        except sqlite3.Error as exc:
-            if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+        except (
+            sqlite3.Error
+        ) as exc:  # SQLITE_READONLY_ROLLBACK: a hot journal (Python 3.10 has no error names)
+            if "readonly database" not in str(exc):
                 raise
         return _snapshot(path, journal)
     return _connect(path, "mode=ro")
@@ -109,7 +113,7 @@ def _is_wal(path: Path) -> bool:
             header = fh.read(20)
     except OSError:
         return False  # let SQLite report it
-    return len(header) == 20 and header.startswith(b"SQLite format 3\x00") and 2 in (header[18], header[19])
+    return len(header) == 20 and header.startswith(SQLITE_HEADER) and 2 in (header[18], header[19])
 
 
 def _size(path: Path) -> int:
@@ -184,18 +188,8 @@ def _remove_stale_snapshots() -> None:
     with contextlib.suppress(OSError):
         for folder in Path(tempfile.gettempdir()).glob(f"{_SNAPSHOT_PREFIX}*-*"):
             pid = folder.name.removeprefix(_SNAPSHOT_PREFIX).split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
+            if pid.isdigit() and not process_alive(int(pid)) and folder.stat().st_uid == os.getuid():
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cannot_read(path: Path, sidecar: Path, exc: BaseException) -> UserError:
