@@ -6,7 +6,10 @@ question's word 1-8-grams and the whole question (10 hits each), and keeps a hit
 least 85% of the value appears verbatim in the question. BM25 only proposes candidates; the
 85% rule decides. Here the BM25 index is SQLite's FTS5 (porter stemming like Lucene's English
 analyzer, English stop words dropped from queries), stored in the database's cache folder and
-rebuilt only when the database file changes.
+rebuilt only when the database file changes (or when the index file is found damaged).
+
+Unlike the reference, the index is bounded (MAX_INDEXED_PER_COLUMN, MAX_INDEXED_VALUES): a
+database's short strings otherwise make an index several times the database's size.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ MIN_MATCH = 0.85  # share of the value that must appear verbatim in the question
 MAX_VALUES = 20  # per question, over all columns
 # The index's bound (the reference indexes every value; a 22 MB database made a 77 MB index):
 MAX_INDEXED_PER_COLUMN = 20_000  # the first distinct values of a column, in SQLite's order
-MAX_INDEXED_VALUES = 500_000  # over the whole database, columns in schema order
+MAX_INDEXED_VALUES = 200_000  # over the whole database, columns in schema order (~80 bytes each)
 _INDEX_VERSION = "2"
 
 # Lucene's English stop words (EnglishAnalyzer.ENGLISH_STOP_WORDS_SET): a Lucene query for

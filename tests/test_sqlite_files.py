@@ -77,7 +77,9 @@ def eval_questions(tmp_path: Path, db: Path, items: list[tuple[str, str]]) -> tu
     """A Spider-style questions file, a --db-dir holding `db`, and a predictions file: (gold, predicted)."""
     questions = tmp_path / "questions.json"
     questions.write_text(
-        json.dumps([{"db_id": db.stem, "question": f"q{i}", "query": gold} for i, (gold, _) in enumerate(items)])
+        json.dumps(
+            [{"db_id": db.stem, "question": f"q{i}", "query": gold} for i, (gold, _) in enumerate(items)]
+        )
     )
     predictions = tmp_path / "pred.sql"
     predictions.write_text("".join(f"{pred}\t{db.stem}\n" for _, pred in items))
@@ -86,7 +88,9 @@ def eval_questions(tmp_path: Path, db: Path, items: list[tuple[str, str]]) -> tu
 
 def eval_ex(tmp_path: Path, db: Path, items: list[tuple[str, str]], cache: Path) -> float:
     questions, db_dir, predictions = eval_questions(tmp_path, db, items)
-    done = slmsql("eval", "-q", questions, "--db-dir", db_dir, "--predictions", predictions, "--json", cache=cache)
+    done = slmsql(
+        "eval", "-q", questions, "--db-dir", db_dir, "--predictions", predictions, "--json", cache=cache
+    )
     assert done.returncode == 0, done.stderr
     return float(json.loads(done.stdout.strip().splitlines()[-1])["ex"])
 
@@ -186,7 +190,9 @@ def test_hot_journal_is_rolled_back_in_a_private_copy(tmp_path: Path) -> None:
 
 
 def test_stale_private_copies_of_dead_processes_are_removed(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     stale = Path(tempfile.gettempdir()) / f"slmsql-snapshot-{int(dead.stdout)}-test"
     stale.mkdir()
     (stale / "shop.sqlite").write_bytes(b"left by a killed run")
@@ -223,7 +229,9 @@ def rich_db(tmp_path: Path) -> Path:
     return db
 
 
-def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(rich_db: Path, tmp_path: Path) -> None:
+def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(
+    rich_db: Path, tmp_path: Path
+) -> None:
     done = slmsql("prompt", "--db", rich_db, "Who spent the most?", cache=tmp_path / "cache")
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -232,7 +240,11 @@ def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(rich_
     assert "CREATE TABLE big_spenders (\n    customer text, -- example: ['Ada', 'Brian']" in out
     assert "    total integer, -- example: [1349, 300]" in out  # no declared type: its values'
     assert "    shout text, -- example: ['ADA', 'BRIAN']" in out
-    assert out.index("CREATE TABLE orders") < out.index("CREATE TABLE notes") < out.index("CREATE TABLE big_spenders")
+    assert (
+        out.index("CREATE TABLE orders")
+        < out.index("CREATE TABLE notes")
+        < out.index("CREATE TABLE big_spenders")
+    )
     assert "notes_data" not in out and "notes_idx" not in out and "notes_config" not in out
 
 
