@@ -37,14 +37,13 @@ def short_hash(text: str) -> str:
 
 
 def db_cache_dir(db_path: str | os.PathLike[str]) -> Path | None:
-    """The cache folder for the current version (size, mtime) of a database file, or None.
+    """The cache folder for the current version (size, mtime, -wal) of a database file, or None.
 
     None (after one warning) when the cache root cannot be written: slmsql then works without
     a cache. Temporary files that a killed slmsql left in the folder are removed.
     """
     resolved = Path(db_path).resolve()
-    stat = resolved.stat()
-    version = f"{stat.st_size}-{stat.st_mtime_ns}"
+    version = file_version(resolved)
     try:
         by_path = cache_dir() / "db" / f"{resolved.stem[:40]}-{short_hash(str(resolved))}"
         folder = by_path / short_hash(version)
@@ -63,6 +62,17 @@ def db_cache_dir(db_path: str | os.PathLike[str]) -> Path | None:
         return None
     _remove_orphans(folder)
     return folder
+
+
+def file_version(db_path: str | os.PathLike[str]) -> str:
+    """Size and mtime of a database file and of its `-wal`, whose commits leave the file unchanged."""
+    path = Path(db_path)
+    stat = path.stat()
+    version = f"{stat.st_size}-{stat.st_mtime_ns}"
+    with contextlib.suppress(OSError):
+        wal = Path(f"{path}-wal").stat()
+        version += f"-wal-{wal.st_size}-{wal.st_mtime_ns}"
+    return version
 
 
 def _probe_writable(folder: Path) -> None:

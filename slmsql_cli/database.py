@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli import prompts
-from slmsql_cli.cache import db_cache_dir, read_json, short_hash, warn, write_json_atomic
+from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
     Schema,
@@ -92,7 +92,6 @@ def open_database(
 ) -> Database:
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
     db_path = _check_file(Path(path).expanduser())
-    stat = db_path.stat()
     db_id = db_id or db_path.stem
     source = "sqlite"
     if tables_json is not None:
@@ -103,7 +102,7 @@ def open_database(
             )
         tj = tj.resolve()
         source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"
-    key = (str(db_path), stat.st_size, stat.st_mtime_ns, source)
+    key = (str(db_path), file_version(db_path), source)
     if key not in _MEMO:
         _MEMO[key] = _load(db_path, source, tables_json, db_id)
     return _MEMO[key]
@@ -141,9 +140,12 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
             raise UserError(f"database has no tables: {db_path}", "is this the right file?")
         samples = sample_values(db_path, schema)
     except sqlite3.DatabaseError as exc:
-        raise UserError(
-            f"cannot read database {db_path}: {exc}", "is the file a complete, unencrypted SQLite database?"
-        ) from None
+        hint = (
+            "another program is writing it; try again when it is done"
+            if "locked" in str(exc)
+            else "is the file a complete, unencrypted SQLite database?"
+        )
+        raise UserError(f"cannot read database {db_path}: {exc}", hint) from None
     if cache_file is not None:
         data = {
             "version": _CACHE_VERSION,

@@ -196,11 +196,18 @@ _VIEW_SECONDS = 1.0  # a view can hide an expensive query: reading it for the pr
 
 @contextmanager
 def deadline(conn: sqlite3.Connection, seconds: float) -> Iterator[None]:
-    """Interrupt `conn`'s queries (sqlite3.OperationalError) once `seconds` have passed."""
+    """Interrupt `conn`'s queries (sqlite3.OperationalError) once `seconds` have passed.
+
+    A Ctrl-C that lands in the handler also ends the query as "interrupted"; it is raised again.
+    """
     end = time.monotonic() + seconds
     conn.set_progress_handler(lambda: int(time.monotonic() > end), 1000)
     try:
         yield
+    except sqlite3.OperationalError as exc:
+        if str(exc) == "interrupted" and time.monotonic() <= end:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         conn.set_progress_handler(None, 0)
 

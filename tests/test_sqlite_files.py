@@ -131,6 +131,21 @@ def test_wal_database_reads_newest_rows_and_leaves_no_file(tmp_path: Path, case:
     assert not list(Path(tempfile.gettempdir()).glob(f"slmsql-snapshot-*/{db.name}"))  # copies removed
 
 
+def test_a_new_commit_in_the_wal_is_seen_by_the_next_run(tmp_path: Path) -> None:
+    db = zanzibar_db(tmp_path, "leftover -wal, no -shm")
+    cache = tmp_path / "cache"
+    assert "'Zanzibar'" in slmsql("prompt", "--db", db, QUESTION, cache=cache).stdout
+    stamp = db.stat().st_mtime_ns
+    write_after_crash(db, "INSERT INTO customers (name, city) VALUES ('Dev', 'Timbuktu');", commit=True)
+    Path(f"{db}-shm").unlink()
+    assert db.stat().st_mtime_ns == stamp  # only the -wal changed: the cache must notice anyway
+    before = listing(db.parent)
+    done = slmsql("prompt", "--db", db, "Which customers live in Timbuktu?", cache=cache)
+    assert done.returncode == 0, done.stderr
+    assert "'Timbuktu'" in done.stdout
+    assert listing(db.parent) == before
+
+
 def test_wal_database_in_a_read_only_folder_is_read(tmp_path: Path) -> None:
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")
     before = listing(db.parent)
