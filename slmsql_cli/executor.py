@@ -7,7 +7,9 @@ main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still c
 1. sqlglot allow-list: exactly one statement, a SELECT / set operation / VALUES (a WITH is part
    of its SELECT). This only gives a fast, clear error; SQL that sqlglot cannot parse goes on to
    SQLite, which is guarded anyway.
-2. `file:…?mode=ro` URI connection, `PRAGMA query_only=ON`, attach limit 0, extension loading off.
+2. A read-only connection from `sqlite_open.open_readonly` (`mode=ro`, `immutable=1`, or a
+   recovered private copy: nothing is created beside the database), `PRAGMA query_only=ON`,
+   attach limit 0, extension loading off.
 3. An authorizer allow-list: SELECT, READ, FUNCTION (minus file/extension functions), RECURSIVE,
    and the schema-row access and `PRAGMA data_version` that opening an FTS5 table asks for.
    SQLite asks it while preparing, so a write is refused before anything runs; the refusal

@@ -77,9 +77,8 @@ def open_readonly(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
     if _size(journal) > 0:
         try:
             return _probed(_connect(path, "mode=ro"))
-        except (
-            sqlite3.Error
-        ) as exc:  # SQLITE_READONLY_ROLLBACK: a hot journal (Python 3.10 has no error names)
+        except sqlite3.Error as exc:
+            # SQLITE_READONLY_ROLLBACK: the journal is hot (Python 3.10 has no sqlite_errorname)
             if "readonly database" not in str(exc):
                 raise
         return _snapshot(path, journal)
@@ -155,8 +154,10 @@ def _copy_consistent(db: Path, sidecar: Path, db_copy: Path, sidecar_copy: Path)
     for _ in range(_COPY_TRIES):
         before = _stamp(db, sidecar)
         shutil.copyfile(db, db_copy)
-        if sidecar.exists():
+        try:
             shutil.copyfile(sidecar, sidecar_copy)
+        except FileNotFoundError:  # checkpointed and removed meanwhile: the stamps below tell
+            sidecar_copy.unlink(missing_ok=True)
         if _stamp(db, sidecar) == before:
             return
     raise OSError(f"{db.name} kept changing while it was copied (another program is writing it)")
