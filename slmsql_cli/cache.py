@@ -105,6 +105,17 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def private_temp_dir(prefix: str) -> Path:
+    """A new folder `{prefix}-{pid}-…` in the temporary folder, after removing those of dead processes."""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for folder in root.glob(f"{prefix}-*-*"):
+            pid = folder.name.removeprefix(f"{prefix}-").split("-", 1)[0]
+            if pid.isdigit() and not process_alive(int(pid)) and folder.stat().st_uid == os.getuid():
+                shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-"))
+
+
 _warned: set[str] = set()
 
 

@@ -27,19 +27,17 @@ Reading without writing is impossible only when that copy cannot be made (the `-
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import sqlite3
-import tempfile
 import weakref
 from pathlib import Path
 
-from slmsql_cli.cache import process_alive
+from slmsql_cli.cache import private_temp_dir
 from slmsql_cli.errors import UserError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-_SNAPSHOT_PREFIX = "slmsql-snapshot-"
+_SNAPSHOT_PREFIX = "slmsql-snapshot"
 _COPY_TRIES = 3
 _PROBE = "SELECT count(*) FROM sqlite_master"  # reading the schema is SQLite's first real access
 
@@ -127,9 +125,8 @@ def _size(path: Path) -> int:
 
 def _snapshot(path: Path, sidecar: Path) -> sqlite3.Connection:
     """A connection to a recovered copy of `path` and its `-wal` or `-journal` (`sidecar`)."""
-    _remove_stale_snapshots()
     try:
-        folder = Path(tempfile.mkdtemp(prefix=f"{_SNAPSHOT_PREFIX}{os.getpid()}-"))
+        folder = private_temp_dir(_SNAPSHOT_PREFIX)
     except OSError as exc:
         raise _cannot_read(path, sidecar, exc) from None
     try:
@@ -182,15 +179,6 @@ def _recover(copy: Path) -> None:
         conn.execute("PRAGMA journal_mode=DELETE").fetchall()  # checkpoints the WAL, then leaves WAL mode
     finally:
         conn.close()
-
-
-def _remove_stale_snapshots() -> None:
-    """Remove private copies whose process is gone (killed before it could clean up)."""
-    with contextlib.suppress(OSError):
-        for folder in Path(tempfile.gettempdir()).glob(f"{_SNAPSHOT_PREFIX}*-*"):
-            pid = folder.name.removeprefix(_SNAPSHOT_PREFIX).split("-", 1)[0]
-            if pid.isdigit() and not process_alive(int(pid)) and folder.stat().st_uid == os.getuid():
-                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cannot_read(path: Path, sidecar: Path, exc: BaseException) -> UserError:

@@ -18,12 +18,11 @@ import contextlib
 import re
 import shutil
 import sqlite3
-import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from slmsql_cli.cache import atomic_path, db_cache_dir, short_hash, warn
+from slmsql_cli.cache import atomic_path, db_cache_dir, private_temp_dir, short_hash, warn
 from slmsql_cli.schema import Schema, list_views, quote, table_columns
 from slmsql_cli.sqlite_open import SQLITE_HEADER, open_readonly
 
@@ -119,7 +118,7 @@ class ValueIndex:
         tables = [t.name for t in schema.tables]
         folder = db_cache_dir(db_path)
         if folder is None:
-            private = Path(tempfile.mkdtemp(prefix="slmsql-values-"))
+            private = private_temp_dir("slmsql-values")
             return cls(private / "values.fts.sqlite", Path(db_path), tables, private=True)
         name = f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
         return cls(folder / name, Path(db_path), tables)

@@ -23,8 +23,12 @@ DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 QUESTION = "Which books did Flann O'Brien write?"
 
 
-def prompt(cache: Path | str, db: Path = DEMO_DB) -> subprocess.CompletedProcess[str]:
+def prompt(
+    cache: Path | str, db: Path = DEMO_DB, tmp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return subprocess.run(
         [sys.executable, "-m", "slmsql_cli", "prompt", "--db", str(db), QUESTION],
         capture_output=True,
@@ -117,13 +121,18 @@ def test_unwritable_cache_folder_means_no_cache_and_one_warning(
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
     cache = blocker if where == "a file" else blocker / "cache"
-    done = prompt(cache)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    orphan = tmp / "slmsql-values-999999999-x"  # a private index a killed run left (no such pid)
+    orphan.mkdir()
+    done = prompt(cache, tmp=tmp)
     assert done.returncode == 0, done.stderr
     assert done.stdout == expected
     (warning,) = warnings(done.stderr)
     assert "running without a cache" in warning and "SLMSQL_CACHE_DIR" in warning
     assert done.stderr.strip() == warning
     assert blocker.read_text() == "not a folder"
+    assert list(tmp.iterdir()) == []  # the private index went with its process, the orphan too
 
 
 def test_read_only_cache_folder_means_no_cache(tmp_path: Path, expected: str) -> None:

@@ -29,7 +29,10 @@ QUESTION = "Which customers live in Zanzibar?"
 
 
 def slmsql(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    """A fresh slmsql process whose temporary folder is `cache`'s sibling `tmp` (to see what it leaves)."""
+    tmp = cache.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
     return subprocess.run(
         [sys.executable, "-m", "slmsql_cli", *map(str, args)],
         capture_output=True,
@@ -128,7 +131,7 @@ def test_wal_database_reads_newest_rows_and_leaves_no_file(tmp_path: Path, case:
     ]
     assert eval_ex(tmp_path, db, items, cache) == 100.0
     assert listing(db.parent) == before
-    assert not list(Path(tempfile.gettempdir()).glob(f"slmsql-snapshot-*/{db.name}"))  # copies removed
+    assert list((tmp_path / "tmp").iterdir()) == []  # private copies removed
 
 
 def test_a_new_commit_in_the_wal_is_seen_by_the_next_run(tmp_path: Path) -> None:
@@ -208,12 +211,12 @@ def test_stale_private_copies_of_dead_processes_are_removed(tmp_path: Path) -> N
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    stale = Path(tempfile.gettempdir()) / f"slmsql-snapshot-{int(dead.stdout)}-test"
-    stale.mkdir()
+    stale = tmp_path / "tmp" / f"slmsql-snapshot-{int(dead.stdout)}-test"
+    stale.mkdir(parents=True)
     (stale / "shop.sqlite").write_bytes(b"left by a killed run")
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")  # read through a private copy
     assert slmsql("prompt", "--db", db, QUESTION, cache=tmp_path / "cache").returncode == 0
-    assert not stale.exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 # --- what the model sees and what the executor runs ---------------------------------------------
