@@ -17,9 +17,10 @@ with `immutable=1` (which ignores a `-wal` and so reads stale data); slmsql choo
 
 A private copy is the database and its `-wal`/`-journal` copied into a temporary folder of this
 process, recovered there (WAL frames checkpointed, a hot journal rolled back: SQLite's own
-recovery, which keeps only committed transactions), reopened with `mode=ro`, and removed when
-the connection closes. Folders left by killed processes are removed on the next copy. When the
-files change while they are copied (a writer is at work) the copy is retried.
+recovery, which keeps only committed transactions) and opened with `mode=ro`. It is made once
+per version of the files and removed when they change or the process exits; folders left by
+killed processes are removed by the next copy. When the files change while they are copied (a
+writer is at work) the copy is retried.
 
 Reading without writing is impossible only when that copy cannot be made (the `-wal` or
 `-journal` is unreadable, or no temporary space): then a UserError says so and what to do.
@@ -30,7 +31,9 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from slmsql_cli.cache import private_temp_dir
@@ -42,16 +45,21 @@ _COPY_TRIES = 3
 _PROBE = "SELECT count(*) FROM sqlite_master"  # reading the schema is SQLite's first real access
 
 
-class _SnapshotConnection(sqlite3.Connection):
-    """A connection to a private copy; closing it removes the copy's folder."""
+@dataclass
+class _Snapshot:
+    stamp: tuple[tuple[int, int] | None, ...]  # the original files' (size, mtime) when copied
+    folder: Path
+    copy: Path
+    cleanup: weakref.finalize
 
-    snapshot_dir: Path | None = None
-    _cleanup: weakref.finalize | None = None
 
-    def close(self) -> None:
-        super().close()
-        if self._cleanup is not None:
-            self._cleanup()
+class _Owner:
+    """What the copies' finalizers hang on: they run at exit at the latest."""
+
+
+_SNAPSHOTS: dict[Path, _Snapshot] = {}  # database -> its recovered copy, one per process
+_snapshots_lock = threading.Lock()
+_owner = _Owner()
 
 
 def open_readonly(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
@@ -124,29 +132,43 @@ def _size(path: Path) -> int:
 
 
 def _snapshot(path: Path, sidecar: Path) -> sqlite3.Connection:
-    """A connection to a recovered copy of `path` and its `-wal` or `-journal` (`sidecar`)."""
+    """A `mode=ro` connection to a recovered copy of `path` and its `-wal` or `-journal` (`sidecar`).
+
+    The copy is made once per version of the files and reused (the executor opens a connection
+    per query); it is removed when the files change, and when the process exits.
+    """
+    with _snapshots_lock:
+        current = _SNAPSHOTS.get(path)
+        if current is None or current.stamp != _stamp(path, sidecar):
+            if current is not None:
+                current.cleanup()
+                del _SNAPSHOTS[path]
+            current = _SNAPSHOTS[path] = _make_snapshot(path, sidecar)
+    return _probed(_connect(current.copy, "mode=ro"))
+
+
+def _make_snapshot(path: Path, sidecar: Path) -> _Snapshot:
     try:
         folder = private_temp_dir(_SNAPSHOT_PREFIX)
     except OSError as exc:
         raise _cannot_read(path, sidecar, exc) from None
+    cleanup = weakref.finalize(_owner, shutil.rmtree, folder, ignore_errors=True)
     try:
         copy = folder / path.name
-        _copy_consistent(path, sidecar, copy, Path(f"{copy}{sidecar.name.removeprefix(path.name)}"))
+        stamp = _copy_consistent(path, sidecar, copy, Path(f"{copy}{sidecar.name.removeprefix(path.name)}"))
         _recover(copy)
-        conn = _probed(_connect(copy, "mode=ro", factory=_SnapshotConnection))
     except (OSError, sqlite3.Error) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        cleanup()
         raise _cannot_read(path, sidecar, exc) from None
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        cleanup()
         raise
-    assert isinstance(conn, _SnapshotConnection)
-    conn.snapshot_dir = folder
-    conn._cleanup = weakref.finalize(conn, shutil.rmtree, folder, ignore_errors=True)
-    return conn
+    return _Snapshot(stamp, folder, copy, cleanup)
 
 
-def _copy_consistent(db: Path, sidecar: Path, db_copy: Path, sidecar_copy: Path) -> None:
+def _copy_consistent(
+    db: Path, sidecar: Path, db_copy: Path, sidecar_copy: Path
+) -> tuple[tuple[int, int] | None, ...]:
     """Copy the database and its sidecar; retry while a writer changes them during the copy."""
     for _ in range(_COPY_TRIES):
         before = _stamp(db, sidecar)
@@ -156,7 +178,7 @@ def _copy_consistent(db: Path, sidecar: Path, db_copy: Path, sidecar_copy: Path)
         except FileNotFoundError:  # checkpointed and removed meanwhile: the stamps below tell
             sidecar_copy.unlink(missing_ok=True)
         if _stamp(db, sidecar) == before:
-            return
+            return before
     raise OSError(f"{db.name} kept changing while it was copied (another program is writing it)")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -314,14 +313,23 @@ def test_authorizer_refusal_names_the_action(rich_db: Path) -> None:
     assert result.error is not None and result.error.endswith("(got load_extension())"), result.error
 
 
-def test_private_copies_do_not_outlive_the_connection(tmp_path: Path) -> None:
+def test_one_private_copy_per_version_of_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from slmsql_cli.sqlite_open import open_readonly
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")
-    conn = open_readonly(db)
-    copies = list(Path(tempfile.gettempdir()).glob(f"slmsql-snapshot-{os.getpid()}-*"))
-    assert conn.execute("SELECT count(*) FROM customers").fetchone() == (3,)
-    assert copies
-    conn.close()
-    assert not any(c.exists() for c in copies)
-    shutil.rmtree(tmp_path / "data")
+
+    def count() -> int:
+        conn = open_readonly(db)
+        try:
+            return int(conn.execute("SELECT count(*) FROM customers").fetchone()[0])
+        finally:
+            conn.close()
+
+    assert count() == 3 and count() == 3
+    (first,) = tmp_path.glob("slmsql-snapshot-*")  # made once, reused
+    write_after_crash(db, "INSERT INTO customers (name, city) VALUES ('Dev', 'Timbuktu');", commit=True)
+    Path(f"{db}-shm").unlink()
+    assert count() == 4
+    (second,) = tmp_path.glob("slmsql-snapshot-*")  # the old version's copy is gone
+    assert second != first
