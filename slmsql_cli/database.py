@@ -171,6 +171,8 @@ def _from_cache(cache_file: Path, db_path: Path, db_id: str) -> Database | None:
             raise ValueError("not a JSON object")
         schema = Schema.from_dict(cached["schema"])
         samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached["samples"]}
+        if not schema.tables:
+            raise ValueError("no tables")  # never written: a database without tables is refused
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         warn(f"the schema cache of {db_path} was damaged ({type(exc).__name__}: {exc}); rebuilt it")
         return None

@@ -93,6 +93,7 @@ def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expecte
         '{"version": 2, "schema": {"db_id": "x", "tables": "not a list"}, "samples": []}',
         '{"version": 2, "schema": {"db_id": "x", "tables": [{"name": "t"}]}, "samples": []}',
         '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": [[1]]}',
+        '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": []}',
         '{"version": 2, "sche',
         "[1, 2, 3]",
     ],
