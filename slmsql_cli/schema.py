@@ -8,8 +8,8 @@ Spider/BIRD `tables.json` (which adds natural-language column names as comments)
 
 Beyond OmniSQL (whose databases have neither): views are queryable like tables, so a SQLite
 file's views follow its tables, each serialized as a `CREATE TABLE` of its columns (the only
-DDL form the models saw); a view column without a declared type gets the type of its first
-value. Generated columns (hidden from `PRAGMA table_info`) are listed with the other columns.
+DDL form the models saw); a view or virtual-table column without a declared type gets the type
+of its first value (SQLite's rule would call it blob). Generated columns (hidden from `PRAGMA table_info`) are listed with the other columns.
 FTS and R*Tree shadow tables stay out.
 """
 
@@ -212,10 +212,10 @@ def deadline(conn: sqlite3.Connection, seconds: float) -> Iterator[None]:
         conn.set_progress_handler(None, 0)
 
 
-def _table_from_sqlite(conn: sqlite3.Connection, name: str, view: bool = False) -> Table:
+def _table_from_sqlite(conn: sqlite3.Connection, name: str, infer_types: bool = False) -> Table:
     info = table_columns(conn, name)
     columns = [Column(name=row[1], type=sqlite_affinity_type(row[2] or "")) for row in info]
-    if view:
+    if infer_types:
         for column, row in zip(columns, info):
             if not row[2]:
                 column.type = _value_type(conn, name, column.name)
@@ -235,7 +235,7 @@ def _table_from_sqlite(conn: sqlite3.Connection, name: str, view: bool = False) 
 
 
 def _value_type(conn: sqlite3.Connection, view: str, column: str) -> str:
-    """The type of a view column without a declared type (an expression): that of its first value."""
+    """The type of a view or virtual-table column without a declared type: that of its first value."""
     c = quote(column)
     try:
         with deadline(conn, _VIEW_SECONDS):
@@ -253,11 +253,16 @@ def schema_from_sqlite(db_path: str | Path) -> Schema:
     """Introspect a SQLite file (read-only): its tables, then its views. Plain SQLite has no column comments."""
     conn = open_readonly(db_path)
     try:
-        views = {v.lower() for v in list_views(conn)}
+        # Views and virtual tables (FTS5: always untyped) get their untyped columns' types from values.
+        untyped = {v.lower() for v in list_views(conn)} | {
+            name.lower()
+            for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+            if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")
+        }
         tables = []
         for name in list_tables(conn):
             try:
-                tables.append(_table_from_sqlite(conn, name, view=name.lower() in views))
+                tables.append(_table_from_sqlite(conn, name, infer_types=name.lower() in untyped))
             except sqlite3.OperationalError:  # a virtual table whose module this SQLite lacks, a broken view
                 continue
         return Schema(db_id=Path(db_path).stem, tables=tables)

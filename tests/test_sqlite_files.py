@@ -257,6 +257,7 @@ def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(
     assert "CREATE TABLE big_spenders (\n    customer text, -- example: ['Ada', 'Brian']" in out
     assert "    total integer, -- example: [1349, 300]" in out  # no declared type: its values'
     assert "    shout text, -- example: ['ADA', 'BRIAN']" in out
+    assert "CREATE TABLE notes (\n    body text, -- example: ['hello world', 'goodbye moon']\n);" in out
     assert (
         out.index("CREATE TABLE orders")
         < out.index("CREATE TABLE notes")
