@@ -4,15 +4,20 @@ Each database file gets its own folder, keyed by its resolved path and, one leve
 size and modification time: editing the file makes a fresh folder (so nothing stale is ever
 read) and the folders of older versions of the same file are removed (so the cache does not grow).
 Writes go to a temporary file that is renamed into place, so a reader never sees half a file,
-even with two slmsql processes working on the same database.
+even with two slmsql processes working on the same database; the temporary files of a killed
+process are removed by the next run. A cache root that cannot be written means working without
+a cache (one warning), and a damaged cache file is rebuilt (one warning, by its reader).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,27 +36,106 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def db_cache_dir(db_path: str | os.PathLike[str]) -> Path:
-    """The cache folder for the current version (size, mtime) of a database file."""
+def db_cache_dir(db_path: str | os.PathLike[str]) -> Path | None:
+    """The cache folder for the current version (size, mtime, -wal) of a database file, or None.
+
+    None (after one warning) when the cache root cannot be written: slmsql then works without
+    a cache. Temporary files that a killed slmsql left in the folder are removed.
+    """
     resolved = Path(db_path).resolve()
-    stat = resolved.stat()
-    by_path = cache_dir() / "db" / f"{resolved.stem[:40]}-{short_hash(str(resolved))}"
-    version = f"{stat.st_size}-{stat.st_mtime_ns}"
-    folder = by_path / short_hash(version)
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in by_path.iterdir():  # earlier versions of this file are never read again
-            if old != folder and old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+    version = file_version(resolved)
+    try:
+        by_path = cache_dir() / "db" / f"{resolved.stem[:40]}-{short_hash(str(resolved))}"
+        folder = by_path / short_hash(version)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in by_path.iterdir():  # earlier versions of this file are never read again
+                if old != folder and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+        _probe_writable(folder)
+    except OSError as exc:
+        root = os.environ.get("SLMSQL_CACHE_DIR") or "~/.cache/slmsql"
+        warn(
+            f"cannot write the cache folder {root} ({exc.strerror or exc}); running without a cache "
+            "(set SLMSQL_CACHE_DIR to a writable folder)"
+        )
+        return None
+    _remove_orphans(folder)
     return folder
+
+
+def file_version(db_path: str | os.PathLike[str]) -> str:
+    """Size and mtime of a database file and of its `-wal`, whose commits leave the file unchanged."""
+    path = Path(db_path)
+    stat = path.stat()
+    version = f"{stat.st_size}-{stat.st_mtime_ns}"
+    with contextlib.suppress(OSError):
+        wal = Path(f"{path}-wal").stat()
+        version += f"-wal-{wal.st_size}-{wal.st_mtime_ns}"
+    return version
+
+
+def _probe_writable(folder: Path) -> None:
+    fd, probe = tempfile.mkstemp(prefix=f".probe.{os.getpid()}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
+_ORPHAN = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")  # .{name}.{pid}.{random}.tmp
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Delete the temporary files of processes that died before renaming them into place."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            match = _ORPHAN.match(entry.name)
+            if match and not process_alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (a reused id counts as alive: nothing is removed then)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def private_temp_dir(prefix: str) -> Path:
+    """A new folder `{prefix}-{pid}-…` in the temporary folder, after removing those of dead processes."""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for folder in root.glob(f"{prefix}-*-*"):
+            pid = folder.name.removeprefix(f"{prefix}-").split("-", 1)[0]
+            if pid.isdigit() and not process_alive(int(pid)) and folder.stat().st_uid == os.getuid():
+                shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{os.getpid()}-"))
+
+
+_warned: set[str] = set()
+
+
+def warn(message: str) -> None:
+    """One `warning:` line on stderr, once per message per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `target`; on success rename it onto `target`, else delete it."""
+    """Yield a temporary path next to `target`; on success rename it onto `target`, else delete it.
+
+    The temporary name carries this process's id, so a later run can tell an orphan from a
+    file another live process is still writing.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli import prompts
-from slmsql_cli.cache import db_cache_dir, read_json, short_hash, write_json_atomic
+from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
     Schema,
@@ -24,10 +24,10 @@ from slmsql_cli.schema import (
     schema_from_tables_json,
     serialize_schema,
 )
+from slmsql_cli.sqlite_open import SQLITE_HEADER
 from slmsql_cli.values import ValueIndex
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: views and generated columns
 
 Values = dict[tuple[str, str], list[Any]]
 
@@ -92,7 +92,6 @@ def open_database(
 ) -> Database:
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
     db_path = _check_file(Path(path).expanduser())
-    stat = db_path.stat()
     db_id = db_id or db_path.stem
     source = "sqlite"
     if tables_json is not None:
@@ -103,7 +102,7 @@ def open_database(
             )
         tj = tj.resolve()
         source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"
-    key = (str(db_path), stat.st_size, stat.st_mtime_ns, source)
+    key = (str(db_path), file_version(db_path), source)
     if key not in _MEMO:
         _MEMO[key] = _load(db_path, source, tables_json, db_id)
     return _MEMO[key]
@@ -127,12 +126,12 @@ def _check_file(path: Path) -> Path:
 
 
 def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str) -> Database:
-    cache_file = db_cache_dir(db_path) / f"schema-{short_hash(source)}.json"
-    cached = read_json(cache_file)
-    if isinstance(cached, dict) and cached.get("version") == _CACHE_VERSION:
-        schema = Schema.from_dict(cached["schema"])
-        samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached["samples"]}
-        return Database(db_path, schema, samples, db_id)
+    folder = db_cache_dir(db_path)
+    cache_file = folder / f"schema-{short_hash(source)}.json" if folder else None
+    if cache_file is not None and cache_file.exists():
+        cached = _from_cache(cache_file, db_path, db_id)
+        if cached is not None:
+            return cached
 
     try:
         schema = schema_from_tables_json(tables_json, db_id) if tables_json else schema_from_sqlite(db_path)
@@ -141,17 +140,42 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
             raise UserError(f"database has no tables: {db_path}", "is this the right file?")
         samples = sample_values(db_path, schema)
     except sqlite3.DatabaseError as exc:
-        raise UserError(
-            f"cannot read database {db_path}: {exc}", "is the file a complete, unencrypted SQLite database?"
-        ) from None
-    write_json_atomic(
-        cache_file,
-        {
+        hint = (
+            "another program is writing it; try again when it is done"
+            if "locked" in str(exc)
+            else "is the file a complete, unencrypted SQLite database?"
+        )
+        raise UserError(f"cannot read database {db_path}: {exc}", hint) from None
+    if cache_file is not None:
+        data = {
             "version": _CACHE_VERSION,
             "schema": schema.to_dict(),
             "samples": [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()],
-        },
-    )
+        }
+        try:
+            write_json_atomic(cache_file, data)
+        except OSError as exc:
+            warn(
+                f"cannot write the schema cache {cache_file} ({exc.strerror or exc}); it is rebuilt next time"
+            )
+    return Database(db_path, schema, samples, db_id)
+
+
+def _from_cache(cache_file: Path, db_path: Path, db_id: str) -> Database | None:
+    """The cached schema and samples; None (a miss) for an older version or a damaged file (one warning)."""
+    cached = read_json(cache_file)
+    if isinstance(cached, dict) and cached.get("version") != _CACHE_VERSION:
+        return None  # written by another slmsql version: silently replaced
+    try:
+        if not isinstance(cached, dict):
+            raise ValueError("not a JSON object")
+        schema = Schema.from_dict(cached["schema"])
+        samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached["samples"]}
+        if not schema.tables:
+            raise ValueError("no tables")  # never written: a database without tables is refused
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        warn(f"the schema cache of {db_path} was damaged ({type(exc).__name__}: {exc}); rebuilt it")
+        return None
     return Database(db_path, schema, samples, db_id)
 
 

@@ -7,9 +7,13 @@ main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still c
 1. sqlglot allow-list: exactly one statement, a SELECT / set operation / VALUES (a WITH is part
    of its SELECT). This only gives a fast, clear error; SQL that sqlglot cannot parse goes on to
    SQLite, which is guarded anyway.
-2. `file:…?mode=ro` URI connection, `PRAGMA query_only=ON`, attach limit 0, extension loading off.
-3. An authorizer allow-list: SELECT, READ, FUNCTION (minus file/extension functions), RECURSIVE.
-   SQLite asks it while preparing, so a write is refused before anything runs.
+2. A read-only connection from `sqlite_open.open_readonly` (`mode=ro`, `immutable=1`, or a
+   recovered private copy: nothing is created beside the database), `PRAGMA query_only=ON`,
+   attach limit 0, extension loading off.
+3. An authorizer allow-list: SELECT, READ, FUNCTION (minus file/extension functions), RECURSIVE,
+   and the schema-row access and `PRAGMA data_version` that opening an FTS5 table asks for.
+   SQLite asks it while preparing, so a write is refused before anything runs; the refusal
+   names the first action it denied.
 4. A progress-handler deadline interrupts runaway queries (an endless recursive CTE, a huge join).
 5. `Connection.execute` runs one statement, never `executescript`; `fetchmany` caps the rows.
 
@@ -19,6 +23,7 @@ main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still c
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -26,8 +31,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from slmsql_cli.errors import UserError
+from slmsql_cli.sqlite_open import open_readonly
 
 # Functions that reach outside the database; none are in stock SQLite, but a build or an
 # extension could add them.
@@ -37,10 +44,22 @@ DENIED_FUNCTIONS = frozenset(
 _ALLOWED_ACTIONS = frozenset(
     {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
 )
+# Asked while an FTS5 table is opened (its constructor re-reads the schema row and checks
+# `PRAGMA data_version`): allowed, since mode=ro, query_only and SQLite's own refusal to modify
+# sqlite_master without `PRAGMA writable_schema` (a pragma that stays denied) still hold.
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
+_READ_ONLY_PRAGMAS = frozenset({"data_version"})
+# Authorizer action codes by name. Not every SQLITE_* constant: error codes and limits share
+# these numbers (SQLITE_NOTICE is 27 like SQLITE_REINDEX), so the names are listed.
 _ACTION_NAMES = {
-    getattr(sqlite3, n): n.removeprefix("SQLITE_")
-    for n in dir(sqlite3)
-    if n.startswith("SQLITE_") and n.isupper()
+    getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ")
+    for name in (
+        "CREATE_INDEX CREATE_TABLE CREATE_TEMP_INDEX CREATE_TEMP_TABLE CREATE_TEMP_TRIGGER "
+        "CREATE_TEMP_VIEW CREATE_TRIGGER CREATE_VIEW DELETE DROP_INDEX DROP_TABLE DROP_TEMP_INDEX "
+        "DROP_TEMP_TABLE DROP_TEMP_TRIGGER DROP_TEMP_VIEW DROP_TRIGGER DROP_VIEW INSERT PRAGMA READ "
+        "SELECT TRANSACTION UPDATE ATTACH DETACH ALTER_TABLE REINDEX ANALYZE CREATE_VTABLE "
+        "DROP_VTABLE FUNCTION SAVEPOINT RECURSIVE"
+    ).split()
 }
 _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
@@ -76,7 +95,7 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     if rejection:
         return ExecResult(error=rejection, seconds=time.perf_counter() - start)
     try:
-        conn = _connect(path)
+        conn, authorizer = _connect(path)
     except sqlite3.Error as exc:
         return ExecResult(error=f"cannot open the database: {exc}", seconds=time.perf_counter() - start)
     deadline = time.monotonic() + timeout
@@ -107,7 +126,7 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
             # Ctrl-C landed inside the progress handler: sqlite3 swallows the KeyboardInterrupt
             # and aborts the query, so raise it again rather than report a failed query.
             raise KeyboardInterrupt from None
-        return ExecResult(error=_describe(exc), seconds=time.perf_counter() - start)
+        return ExecResult(error=_describe(exc, authorizer.denied), seconds=time.perf_counter() - start)
     finally:
         conn.close()
 
@@ -143,36 +162,92 @@ def check_sql(sql: str) -> str | None:
         tree.unnest(), (exp.Select, exp.SetOperation, exp.Values)
     ):
         return None
-    kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
-    return f"only read-only queries (SELECT, WITH … SELECT, VALUES) are allowed, not {kind}"
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    return (
+        f"only read-only queries (SELECT, WITH … SELECT, VALUES) may run (got {_statement_name(sql, tree)})"
     )
-    conn.text_factory = lambda b: b.decode(
-        "utf-8", errors="replace"
-    )  # some Spider databases hold invalid UTF-8
+
+
+_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$)|\()*", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_]+")
+_OBJECT_KINDS = ("TABLE", "VIEW", "INDEX", "TRIGGER")
+
+
+def _statement_name(sql: str, tree: Any) -> str:
+    """The statement's own keyword(s): SAVEPOINT, REINDEX, CREATE TEMP TABLE, INSERT (for WITH … INSERT).
+
+    sqlglot's node type is no name for it: it parses `SAVEPOINT x` as an alias and `REINDEX` as
+    a column.
+    """
+    words = _WORD.findall(sql[_LEADING_NOISE.match(sql).end() :][:200])  # type: ignore[union-attr]
+    if not words:
+        return tree.key.upper()
+    first = words[0].upper()
+    if first == "WITH":
+        return tree.key.upper() if tree.key in ("insert", "update", "delete") else "WITH"
+    if first in ("CREATE", "DROP", "ALTER"):
+        upper = [w.upper() for w in words[:5]]
+        end = next((i for i, w in enumerate(upper) if w in _OBJECT_KINDS), 0)
+        return " ".join(upper[: end + 1]) if end else " ".join(upper[:2])
+    return first
+
+
+def _connect(path: Path) -> tuple[sqlite3.Connection, _Authorizer]:
+    conn = open_readonly(path)
     conn.execute("PRAGMA query_only=ON")
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_BYTES)
-    conn.set_authorizer(_authorize)
-    return conn
+    authorizer = _Authorizer()
+    conn.set_authorizer(authorizer)
+    return conn, authorizer
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None) -> int:
-    if action not in _ALLOWED_ACTIONS:
+class _Authorizer:
+    """The authorizer allow-list; remembers the first action it denied, to name it in the error."""
+
+    denied: str | None = None
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _trigger: str | None
+    ) -> int:
+        if _allowed(action, arg1, arg2):
+            return sqlite3.SQLITE_OK
+        if self.denied is None:
+            self.denied = _action_name(action, arg1, arg2)
         return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
-        return sqlite3.SQLITE_DENY
-    return sqlite3.SQLITE_OK
 
 
-def _describe(exc: BaseException) -> str:
+def _allowed(action: int, arg1: str | None, arg2: str | None) -> bool:
+    if action == sqlite3.SQLITE_FUNCTION:
+        return (arg2 or "").lower() not in DENIED_FUNCTIONS
+    if action == sqlite3.SQLITE_UPDATE:
+        return (arg1 or "").lower() in _SCHEMA_TABLES
+    if action == sqlite3.SQLITE_PRAGMA:
+        return (arg1 or "").lower() in _READ_ONLY_PRAGMAS and arg2 is None
+    return action in _ALLOWED_ACTIONS
+
+
+def _action_name(action: int, arg1: str | None, arg2: str | None) -> str:
+    if action == sqlite3.SQLITE_TRANSACTION:
+        return arg1 or "TRANSACTION"  # BEGIN, COMMIT or ROLLBACK
+    if action == sqlite3.SQLITE_SAVEPOINT:
+        return {"BEGIN": "SAVEPOINT", "RELEASE": "RELEASE", "ROLLBACK": "ROLLBACK TO"}.get(
+            arg1 or "", "SAVEPOINT"
+        )
+    if action == sqlite3.SQLITE_PRAGMA:
+        return f"PRAGMA {arg1}"
+    if action == sqlite3.SQLITE_FUNCTION:
+        return f"{arg2}()"
+    return _ACTION_NAMES.get(action, f"action {action}")
+
+
+def _describe(exc: BaseException, denied: str | None = None) -> str:
     message = str(exc) or type(exc).__name__
     if "not authorized" in message:
-        return f"{message}: only reading the database is allowed"
+        return (
+            f"{message}: only reading the database is allowed (got {denied})"
+            if denied
+            else (f"{message}: only reading the database is allowed")
+        )
     return message
 
 

@@ -6,25 +6,35 @@ question's word 1-8-grams and the whole question (10 hits each), and keeps a hit
 least 85% of the value appears verbatim in the question. BM25 only proposes candidates; the
 85% rule decides. Here the BM25 index is SQLite's FTS5 (porter stemming like Lucene's English
 analyzer, English stop words dropped from queries), stored in the database's cache folder and
-rebuilt only when the database file changes.
+rebuilt only when the database file changes (or when the index file is found damaged).
+
+Unlike the reference, the index is bounded (MAX_INDEXED_PER_COLUMN, MAX_INDEXED_VALUES): a
+database's short strings otherwise make an index several times the database's size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from slmsql_cli.cache import atomic_path, db_cache_dir, short_hash
-from slmsql_cli.schema import Schema, connect_readonly, quote
+from slmsql_cli.cache import atomic_path, db_cache_dir, private_temp_dir, short_hash, warn
+from slmsql_cli.schema import Schema, list_views, quote, table_columns
+from slmsql_cli.sqlite_open import SQLITE_HEADER, open_readonly
 
 MAX_VALUE_CHARS = 40  # only values of 1..40 characters are indexed
 MAX_NGRAM = 8
 HITS_PER_QUERY = 10
 MIN_MATCH = 0.85  # share of the value that must appear verbatim in the question
 MAX_VALUES = 20  # per question, over all columns
-_INDEX_VERSION = "1"
+# The index's bound (the reference indexes every value; a 22 MB database made a 77 MB index):
+MAX_INDEXED_PER_COLUMN = 20_000  # the first distinct values of a column, in SQLite's order
+MAX_INDEXED_VALUES = 200_000  # over the whole database, columns in schema order (~80 bytes each)
+_INDEX_VERSION = "2"
 
 # Lucene's English stop words (EnglishAnalyzer.ENGLISH_STOP_WORDS_SET): a Lucene query for
 # them finds nothing, so neither does ours.
@@ -78,29 +88,57 @@ def _is_number(text: str) -> bool:
 
 
 class ValueIndex:
-    """The FTS5 index of one database's short string values, built once per database version."""
+    """The FTS5 index of one database's short string values, built once per database version.
+
+    A damaged index file (truncated, zeroed, or failing a read) is rebuilt with one warning.
+    Without a writable cache the index lives in a private temporary folder for this process.
+    """
 
     builds = 0  # how many indexes this process has built (tests check reuse with it)
 
-    def __init__(self, path: Path, built: bool) -> None:
+    def __init__(self, path: Path, db_path: Path, tables: list[str], *, private: bool = False) -> None:
         self.path = path
-        self.built = built  # True when this open() had to build the index
-        self._conn = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        self._columns = dict(self._conn.execute("SELECT id, tbl || char(0) || col FROM columns").fetchall())
+        self.built = False  # True when this open() had to build the index
+        self._db_path = db_path
+        self._tables = tables
+        self._healed = False
+        if private:
+            weakref.finalize(self, shutil.rmtree, path.parent, ignore_errors=True)
+        damage = _damage(path) if path.exists() else None
+        if damage or not path.exists():
+            self._build(damage)
+        try:
+            self._conn, self._columns = _open_index(path)
+        except sqlite3.DatabaseError as exc:
+            self._heal(exc)
 
     @classmethod
     def open(cls, db_path: str | Path, schema: Schema) -> ValueIndex:
         """The index for `schema`'s tables in `db_path`, from the cache or built now (once)."""
         tables = [t.name for t in schema.tables]
-        path = (
-            db_cache_dir(db_path) / f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
-        )
-        built = False
-        if not path.exists():
-            _build(Path(db_path), tables, path)
-            cls.builds += 1
-            built = True
-        return cls(path, built)
+        folder = db_cache_dir(db_path)
+        if folder is None:
+            private = private_temp_dir("slmsql-values")
+            return cls(private / "values.fts.sqlite", Path(db_path), tables, private=True)
+        name = f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
+        return cls(folder / name, Path(db_path), tables)
+
+    def _build(self, damage: str | None = None) -> None:
+        if damage:
+            warn(f"the value index of {self._db_path} was damaged ({damage}); rebuilt it")
+        _build(self._db_path, self._tables, self.path)
+        ValueIndex.builds += 1
+        self.built = True
+
+    def _heal(self, exc: sqlite3.DatabaseError) -> None:
+        """Rebuild an index that failed a read, once; a second failure is a real error."""
+        if self._healed:
+            raise exc
+        self._healed = True
+        with contextlib.suppress(AttributeError, sqlite3.Error):
+            self._conn.close()
+        self._build(str(exc))
+        self._conn, self._columns = _open_index(self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -110,9 +148,12 @@ class ValueIndex:
         match = fts_query(query)
         if match is None:
             return []
-        return self._conn.execute(
-            "SELECT rowid, value, col_id FROM vals WHERE vals MATCH ? ORDER BY rank LIMIT ?", (match, k)
-        ).fetchall()
+        sql = "SELECT rowid, value, col_id FROM vals WHERE vals MATCH ? ORDER BY rank LIMIT ?"
+        try:
+            return self._conn.execute(sql, (match, k)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            self._heal(exc)
+            return self._conn.execute(sql, (match, k)).fetchall()
 
     def retrieve(self, question: str) -> dict[tuple[str, str], list[str]]:
         """Values the question mentions, grouped by (table, column), best first (at most 20 in all)."""
@@ -136,19 +177,53 @@ class ValueIndex:
         return out
 
 
-def _column_values(conn: sqlite3.Connection, table: str, column: str) -> Iterator[str]:
+def _open_index(path: Path) -> tuple[sqlite3.Connection, dict[int, str]]:
+    conn = open_readonly(path)
+    try:
+        columns = dict(conn.execute("SELECT id, tbl || char(0) || col FROM columns").fetchall())
+    except BaseException:
+        conn.close()
+        raise
+    return conn, columns
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with an index file that a glance at its header shows, or None."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        return "not a SQLite file"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and size < page_size * pages:  # the page count is valid
+        return f"truncated to {size} of {page_size * pages} bytes"
+    return None
+
+
+def _column_values(conn: sqlite3.Connection, table: str, column: str, limit: int) -> Iterator[str]:
+    """The first `limit` distinct short, non-numeric strings of a column, in SQLite's order."""
     t, c = quote(table), quote(column)
     rows = conn.execute(
         f"SELECT DISTINCT {c} FROM {t} WHERE typeof({c}) = 'text' AND length({c}) BETWEEN 1 AND {MAX_VALUE_CHARS}"
     )
-    for (value,) in rows:  # streamed: SQLite hands rows over one at a time
+    kept = 0
+    for (value,) in rows:  # streamed: SQLite hands rows over one at a time, and stops when we do
+        if kept >= limit:
+            return
         if isinstance(value, str) and 0 < len(value) <= MAX_VALUE_CHARS and not _is_number(value):
+            kept += 1
             yield value
 
 
 def _build(db_path: Path, tables: list[str], target: Path) -> None:
-    source = connect_readonly(db_path)
+    source = open_readonly(db_path)
     try:
+        views = {v.lower() for v in list_views(source)}
         with atomic_path(target) as tmp:
             index = sqlite3.connect(tmp)
             try:
@@ -158,18 +233,27 @@ def _build(db_path: Path, tables: list[str], target: Path) -> None:
                     "CREATE VIRTUAL TABLE vals USING fts5(value, col_id UNINDEXED, tokenize = 'porter unicode61');"
                 )
                 col_id = 0
+                room = MAX_INDEXED_VALUES
                 for table in tables:
+                    if table.lower() in views:  # a view's values are its tables' values
+                        continue
                     try:
-                        columns = [row[1] for row in source.execute(f"PRAGMA table_info({quote(table)})")]
+                        columns = [row[1] for row in table_columns(source, table)]
                     except sqlite3.Error:
                         continue
                     for column in columns:
                         col_id += 1
                         index.execute("INSERT INTO columns VALUES (?, ?, ?)", (col_id, table, column))
+                        if room <= 0:
+                            continue
+                        values = list(
+                            _column_values(source, table, column, min(MAX_INDEXED_PER_COLUMN, room))
+                        )
+                        room -= len(values)
                         try:
                             index.executemany(
                                 "INSERT INTO vals (value, col_id) VALUES (?, ?)",
-                                ((v, col_id) for v in _column_values(source, table, column)),
+                                ((v, col_id) for v in values),
                             )
                         except sqlite3.Error:  # e.g. a virtual table whose module is missing
                             continue

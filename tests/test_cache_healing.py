@@ -1,0 +1,194 @@
+"""Caches that heal: damaged files are rebuilt with one warning, an unwritable cache is skipped.
+
+Each run is a fresh `slmsql prompt` process (as a user's next run would be), so nothing is
+remembered in memory between the run that fills the cache and the run that finds it damaged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmsql_cli.schema import schema_from_sqlite
+from slmsql_cli.values import MAX_INDEXED_PER_COLUMN, ValueIndex
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+QUESTION = "Which books did Flann O'Brien write?"
+
+
+def prompt(
+    cache: Path | str, db: Path = DEMO_DB, tmp: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", "prompt", "--db", str(db), QUESTION],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The prompt from an empty cache: what every healed run must print."""
+    first = prompt(tmp_path_factory.mktemp("cache"))
+    assert first.returncode == 0 and not first.stderr, first.stderr
+    assert "'Flann O'Brien'" in first.stdout or "Flann O" in first.stdout
+    return first.stdout
+
+
+def filled_cache(tmp_path: Path, expected: str) -> Path:
+    cache = tmp_path / "cache"
+    done = prompt(cache)
+    assert done.returncode == 0 and done.stdout == expected and not done.stderr
+    return cache
+
+
+def only(cache: Path, pattern: str) -> Path:
+    (path,) = cache.rglob(pattern)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "garbage page"])
+def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expected: str, damage: str) -> None:
+    cache = filled_cache(tmp_path, expected)
+    index = only(cache, "values-*.fts.sqlite")
+    data = index.read_bytes()
+    if damage == "truncated":
+        index.write_bytes(data[: len(data) // 2])
+    elif damage == "zeroed":
+        index.write_bytes(bytes(len(data)))
+    else:  # the header is intact; every page after the first two is noise
+        page = int.from_bytes(data[16:18], "big")
+        index.write_bytes(data[: 2 * page] + os.urandom(len(data) - 2 * page))
+
+    healed = prompt(cache)
+    assert healed.returncode == 0, healed.stderr
+    assert healed.stdout == expected
+    (warning,) = warnings(healed.stderr)
+    assert "value index" in warning and "rebuilt" in warning
+    assert healed.stderr.strip() == warning  # one line, no traceback
+
+    again = prompt(cache)
+    assert again.stdout == expected and again.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 2, "schema": {"db_id": "x", "tables": "not a list"}, "samples": []}',
+        '{"version": 2, "schema": {"db_id": "x", "tables": [{"name": "t"}]}, "samples": []}',
+        '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": [[1]]}',
+        '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": []}',
+        '{"version": 2, "sche',
+        "[1, 2, 3]",
+    ],
+)
+def test_damaged_schema_cache_is_rebuilt_with_one_warning(
+    tmp_path: Path, expected: str, content: str
+) -> None:
+    cache = filled_cache(tmp_path, expected)
+    schema_file = only(cache, "schema-*.json")
+    assert json.loads(schema_file.read_text())["version"] == 2
+    schema_file.write_text(content)
+
+    healed = prompt(cache)
+    assert healed.returncode == 0, healed.stderr
+    assert healed.stdout == expected
+    (warning,) = warnings(healed.stderr)
+    assert "schema cache" in warning and "rebuilt" in warning
+    assert healed.stderr.strip() == warning
+    assert prompt(cache).stderr == ""
+
+
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_unwritable_cache_folder_means_no_cache_and_one_warning(
+    tmp_path: Path, expected: str, where: str
+) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    cache = blocker if where == "a file" else blocker / "cache"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    orphan = tmp / "slmsql-values-999999999-x"  # a private index a killed run left (no such pid)
+    orphan.mkdir()
+    done = prompt(cache, tmp=tmp)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expected
+    (warning,) = warnings(done.stderr)
+    assert "running without a cache" in warning and "SLMSQL_CACHE_DIR" in warning
+    assert done.stderr.strip() == warning
+    assert blocker.read_text() == "not a folder"
+    assert list(tmp.iterdir()) == []  # the private index went with its process, the orphan too
+
+
+def test_read_only_cache_folder_means_no_cache(tmp_path: Path, expected: str) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        done = prompt(cache)
+    finally:
+        cache.chmod(0o755)
+    assert done.returncode == 0 and done.stdout == expected
+    assert len(warnings(done.stderr)) == 1
+
+
+def test_temporary_files_of_killed_runs_are_removed(tmp_path: Path, expected: str) -> None:
+    cache = filled_cache(tmp_path, expected)
+    folder = only(cache, "schema-*.json").parent
+    dead = int(
+        subprocess.run([sys.executable, "-c", "print(__import__('os').getpid())"], capture_output=True).stdout
+    )
+    orphan = folder / f".values-v2-0123.fts.sqlite.{dead}.k3j_x9a2.tmp"
+    orphan.write_bytes(b"half an index")
+    live = folder / f".schema-0123.json.{os.getpid()}.abcd1234.tmp"  # a live process is still writing it
+    live.write_text("{")
+    unrelated = folder / "notes.txt"
+    unrelated.write_text("mine")
+
+    done = prompt(cache)
+    assert done.returncode == 0 and done.stdout == expected and done.stderr == ""
+    assert not orphan.exists()
+    assert live.exists() and unrelated.exists()
+
+
+def test_value_index_is_bounded_per_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLMSQL_CACHE_DIR", str(tmp_path / "cache"))
+    db = tmp_path / "many.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE people (name TEXT, city TEXT)")
+    extra = 50
+    conn.executemany(
+        "INSERT INTO people VALUES (?, ?)",
+        ((f"person {i:06d}", f"city {i % 7}") for i in range(MAX_INDEXED_PER_COLUMN + extra)),
+    )
+    conn.commit()
+    conn.close()
+
+    index = ValueIndex.open(db, schema_from_sqlite(db))
+    try:
+        counts = dict(
+            sqlite3.connect(index.path).execute(
+                "SELECT tbl || '.' || col, count(*) FROM vals JOIN columns ON columns.id = vals.col_id GROUP BY 1"
+            )
+        )
+    finally:
+        index.close()
+    assert counts == {"people.name": MAX_INDEXED_PER_COLUMN, "people.city": 7}
