@@ -5,8 +5,10 @@ by memory bandwidth: reading the weights once for 8 sequences costs little more 
 llama-cpp-python's high-level class decodes a single sequence, so this module drives the
 low-level bindings (as llama.cpp's own `examples/batched` does): a context with `n_seq_max = N`
 and a unified KV cache, the prompt decoded once into sequence 0 and shared with the others by
-`llama_memory_seq_cp` (no copy: the cells are shared), one sampler chain per sequence with its own
-seed, and every step one `llama_decode` holding one token from each live sequence.
+`llama_memory_seq_cp` (no copy: the cells are shared), and every step one `llama_decode` holding
+one token from each live sequence. Tokens are drawn from the logits in numpy (`Engine._draw`), all
+sequences together, each with its own generator seeded `seed + i`; llama.cpp's sampler chains are
+not used (see `_draw` for why).
 
 The prompt stays in the KV cache after a call, so the next call (the next question in `chat`,
 or the merge step when the merge model is the generator) only evaluates the tokens after the

@@ -1,6 +1,7 @@
 """CSC-SQL corrective merge: when the vote is split, a merge model sees the top two drafts.
 
-The pieces follow `csc_sql/src/cscsql/utils/common_utils.py` (reference §1.5-§1.6), so the merge
+The pieces follow CSC-SQL's `csc_sql/src/cscsql/utils/common_utils.py` (`build_merge_generate_prompt`,
+`execute_batch_vote_sql_to_result`; github.com/CycloneBoy/csc_sql, arXiv 2505.13271), so the merge
 model reads the text it was trained on: results rendered by `normal_execute_result`, and the
 schema pruned by `build_link_table_from_ddl` / `build_schema_link_columns` to the tables and
 columns the two drafts use.

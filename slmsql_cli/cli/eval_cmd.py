@@ -74,9 +74,9 @@ def eval_command(
 
     Examples:
 
-      slmsql eval -q ../shared/data/bird_dev/dev.json --db-dir ../shared/data/bird_dev/dev_databases -n 8 --out bird.jsonl
+      slmsql eval -q bird/dev.json --db-dir bird/dev_databases -n 8 --out bird.jsonl
 
-      slmsql eval -q ../shared/data/spider_dev/dev.json --db-dir ../shared/data/spider_dev/database --predictions pred.sql
+      slmsql eval -q spider/dev.json --db-dir spider/database --predictions pred.sql
 
       slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
     """
