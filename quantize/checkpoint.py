@@ -56,17 +56,36 @@ def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
             raise UserError(f"{pointer} points at {run}, which no longer exists", hint)
     else:
         raise UserError(f"no CHECKPOINT given and no training run found ({pointer} does not exist)", hint)
-    for candidate in (run, *(run / d for d in _RUN_SUBDIRS)):
+    found = run if _has_model(run) else run_checkpoint(run)
+    if found is None:
+        raise UserError(
+            f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
+        )
+    return found
+
+
+def _step(folder: Path) -> int:
+    tail = folder.name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def run_checkpoint(folder: Path) -> Path | None:
+    """The model a `slmsql train` run folder holds, or None if `folder` is not such a run folder.
+
+    A run folder (see training/runner.py) holds `final/` once training finished, `adapter/` beside
+    it for LoRA runs, and the trainer's `checkpoint-N/` folders. Preferred: `final/` (or another
+    whole model folder), then the checkpoint with the highest step, then the newest model folder.
+    A folder that is a model itself (config.json or adapter_config.json) is not a run folder.
+    """
+    if not folder.is_dir() or _has_model(folder):
+        return None
+    for candidate in (folder / d for d in _RUN_SUBDIRS):
         if _has_model(candidate):
             return candidate
-    subdirs = sorted(
-        (d for d in run.glob("*") if d.is_dir() and _has_model(d)), key=lambda d: d.stat().st_mtime
-    )
-    if subdirs:
-        return subdirs[-1]
-    raise UserError(
-        f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
-    )
+    models = [d for d in folder.iterdir() if d.is_dir() and _has_model(d)]
+    if not models:
+        return None
+    return max(models, key=lambda d: (_step(d), d.stat().st_mtime))
 
 
 def resolve(spec: str | None) -> Source:
@@ -77,10 +96,13 @@ def resolve(spec: str | None) -> Source:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not _has_model(path):
-            raise UserError(
-                f"{path} is not a Hugging Face model folder (no config.json)",
-                "pass the folder that holds config.json and the .safetensors files",
-            )
+            inner = run_checkpoint(path)
+            if inner is None:
+                raise UserError(
+                    f"{path} is not a Hugging Face model folder (no config.json) nor a training run holding one",
+                    "pass the folder that holds config.json and the .safetensors files",
+                )
+            return Source(inner, path.resolve().name)  # a run folder: name the model after the run
         snap = hub_snapshot(path)
         return Source(path, snap[0] if snap else path.resolve().name, *(snap or (None, None)))
     if path.exists():

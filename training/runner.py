@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantize.checkpoint import run_checkpoint
 from slmsql_cli.errors import UserError
 from training.config import TrainConfig
 from training.data import DataReport, check_inputs, detect_format, load_examples, read_records
+from training.estimate import estimate, parameter_count
 
 Say = Callable[[str], None]
 LATEST = "latest"
@@ -55,6 +57,7 @@ class Device:
     gradient_checkpointing: bool
     use_vllm: bool
     note: str
+    threads: int = 0  # CPU threads torch uses (CPU training only)
 
 
 def latest_pointer(runs_dir: Path | str = "runs") -> Path:
@@ -110,7 +113,7 @@ def pick_device(cfg: TrainConfig, say: Say) -> Device:
         )
     else:
         note = f"CPU, fp32, {torch.get_num_threads()} threads"
-    return Device(not gpu, bf16, checkpointing, use_vllm, note)
+    return Device(not gpu, bf16, checkpointing, use_vllm, note, 0 if gpu else torch.get_num_threads())
 
 
 def check_trl_keys(cfg: TrainConfig) -> None:
@@ -226,6 +229,10 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
     if cfg.base == LATEST:
         cfg.base = str(read_latest())
         say(f"base: {cfg.base} (from runs/latest)")
+    picked = run_checkpoint(Path(cfg.base).expanduser()) if cfg.base else None
+    if picked is not None:
+        say(f"base: {picked} (the checkpoint of training run {cfg.base})")
+        cfg.base = str(picked)
     base = resolve_base(cfg.base)
     records = read_records(cfg.data, cfg.data_split)
     if not records:
@@ -235,7 +242,12 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
         base.gguf_file
     ):  # the GGUF header says whether it has a template: fail before 20 s of tokenizer loading
         resolve_chat_template(cfg.chat_template, base, None)
-    return base, records, pick_device(cfg, say), resume_from(cfg, cfg.run_dir)
+    device = pick_device(cfg, say)
+    if device.use_cpu:  # hours on a CPU must not come as a surprise
+        parameters = parameter_count(base.source, base.gguf_file)
+        if parameters:
+            say(estimate(cfg, len(records), parameters, device.threads).line())
+    return base, records, device, resume_from(cfg, cfg.run_dir)
 
 
 def _dataset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
@@ -62,7 +63,7 @@ def chat(
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
     err.print(
-        f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
+        f"[bold]slmsql chat[/] on {escape(db.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
     )
     while True:
         try:
@@ -77,7 +78,7 @@ def chat(
             with err.status("thinking…") as status:
                 answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
         except UserError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             continue
         print_answer(out, answer, verbose=verbose)
         g = answer.generation

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
@@ -132,7 +133,7 @@ def eval_command(
     records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
     pending = [q for q in qs if not (store and q.index in store.done)]
     if store and records:
-        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored")
+        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored", markup=False)
     try:
         if pending and preds is not None:
             _run(
@@ -158,7 +159,7 @@ def eval_command(
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
-            + (f"; rerun the same command to resume from {results}" if results else "")
+            + (f"; rerun the same command to resume from {escape(str(results))}" if results else "")
         )
         _print_summary(ev.summarize(records, fmt), fmt, err)
         raise
@@ -170,7 +171,7 @@ def eval_command(
     _print_summary(summary, fmt, err if as_json else out)
     if plot_file:
         label = ev.run_label(records, str(predictions or model))
-        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}")
+        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}", markup=False)
     if as_json:
         sys.stdout.write(
             json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
@@ -181,7 +182,7 @@ def _sibling_tables(questions: Path) -> Path | None:
     for name in ("tables.json", "dev_tables.json"):
         candidate = questions.parent / name
         if candidate.is_file():
-            err.print(f"using {candidate} for the schema (pass --tables to choose another)")
+            err.print(f"using {candidate} for the schema (pass --tables to choose another)", markup=False)
             return candidate
     return None
 
@@ -281,10 +282,10 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     )
     for d in result["differ"][:20]:
         winner = "a" if d["a_correct"] else "b"
-        console.print(f"[dim]#{d['index']}[/] only {winner} right: {d['question']}", highlight=False)
+        console.print(f"[dim]#{d['index']}[/] only {winner} right: {escape(d['question'])}", highlight=False)
     if len(result["differ"]) > 20:
         console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
     if plot_file:
-        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}")
+        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}", markup=False)
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")
