@@ -9,11 +9,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.console import Group as RichGroup
+from rich.measure import Measurement
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from slmsql_cli.executor import ExecResult
+from slmsql_cli.models import ModelStatus
 from slmsql_cli.pipeline import Answer
 from slmsql_cli.vote import Candidate, Group
 
@@ -97,12 +99,38 @@ def to_csv(answer: Answer) -> str:
     return buf.getvalue()
 
 
-def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
-    table = Table(show_header=True, header_style="bold", show_lines=False)
-    for col in result.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in result.rows[:max_rows]:
-        table.add_row(*["NULL" if v is None else str(_jsonable(v)) for v in row])
+def fits(console: Console, table: Table) -> bool:
+    """Whether `table` shows every cell without squeezing on `console`."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    return natural <= console.width
+
+
+_MIN_CELL = 8  # below this many characters a folded value no longer reads as a value
+
+
+def rows_table(result: ExecResult, max_rows: int = 50, width: int | None = None) -> Table:
+    """The result rows as a table; when `width` cannot hold one column per field with its header
+    whole, one record per block instead (field | value), as psql's expanded display does."""
+    cells = [
+        [Text("NULL" if v is None else str(_jsonable(v))) for v in row] for row in result.rows[:max_rows]
+    ]
+    headers = [str(col) for col in result.columns]
+    widest = [max((c.cell_len for c in column), default=0) for column in zip(*cells)] or [0] * len(headers)
+    needed = sum(max(len(h), min(w, _MIN_CELL)) + 3 for h, w in zip(headers, widest)) + 1
+    if width is not None and len(headers) > 1 and needed > width:
+        table = Table(show_header=True, header_style="bold", show_lines=False)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("column", max_width=max(width // 3, 8), overflow="fold")
+        table.add_column("value", overflow="fold")
+        for i, row in enumerate(cells):
+            for j, (header, cell) in enumerate(zip(headers, row)):
+                table.add_row(str(i + 1) if j == 0 else "", Text(header), cell, end_section=j == len(row) - 1)
+    else:
+        table = Table(show_header=True, header_style="bold", show_lines=False)
+        for header in headers:  # a header is never cut: the layout above takes over first
+            table.add_column(Text(header), overflow="fold", min_width=min(len(header), width or len(header)))
+        for row in cells:
+            table.add_row(*row)
     if len(result.rows) > max_rows or result.truncated:
         more = f"{len(result.rows) - max_rows} more rows" if len(result.rows) > max_rows else "more rows"
         table.caption = f"… {more}{' (row cap reached)' if result.truncated else ''}"
@@ -140,7 +168,7 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
             Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
         )
     if answer.result is not None and answer.result.ok:
-        console.print(rows_table(answer.result, max_rows))
+        console.print(rows_table(answer.result, max_rows, width=console.width))
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
     else:
@@ -183,3 +211,40 @@ def print_candidates(console: Console, answer: Answer) -> None:
             )
             table.add_row(str(i + 1), label, body)
         console.print(table)
+
+
+_MODEL_COLUMNS = ("alias", "role", "Hugging Face repo", "base model", "cached", "note")
+
+
+def models_tables(console: Console, statuses: list[ModelStatus], defaults: set[str]) -> list[Table]:
+    """`slmsql models`: one table when the terminal is wide enough; else the repo ids (the longest
+    values, which must stay whole to be copied) in a second table, and the base model dropped
+    first when even that does not fit."""
+    rows = [
+        {
+            "alias": s.model.alias + (" *" if s.model.alias in defaults else ""),
+            "role": s.model.role,
+            "Hugging Face repo": s.model.repo,
+            "base model": s.model.base,
+            "cached": "GGUF" if s.cached_gguf else ("checkpoint" if s.cached_checkpoint else "-"),
+            "note": s.model.note,
+        }
+        for s in statuses
+    ]
+    title = "Known models (use the alias with --model / --merge-model)"
+
+    def table(columns: tuple[str, ...], title: str | None = None) -> Table:
+        t = Table(title=title)
+        for col in columns:
+            t.add_column(col, no_wrap=col in ("alias", "Hugging Face repo"), overflow="fold")
+        for row in rows:
+            t.add_row(*(Text(row[col]) for col in columns))
+        return t
+
+    full = table(_MODEL_COLUMNS, title)
+    if fits(console, full):
+        return [full]
+    main = table(("alias", "role", "cached", "note", "base model"), title)
+    if not fits(console, main):
+        main = table(("alias", "role", "cached", "note"), title)
+    return [main, table(("alias", "Hugging Face repo"))]

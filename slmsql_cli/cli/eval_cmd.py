@@ -233,13 +233,14 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total): 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
+    from rich.text import Text
 
     label = "difficulty" if fmt == "bird" else "hardness"
     table = Table(title=f"execution accuracy ({fmt})")
     for col, justify in ((label, "left"), ("questions", "right"), ("correct", "right"), ("EX %", "right")):
         table.add_column(col, justify=justify)
     for level, s in summary["by_level"].items():
-        table.add_row(level, str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
+        table.add_row(Text(str(level)), str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
     table.add_row(
         "[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}"
     )
@@ -252,6 +253,7 @@ def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type:
 
 def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from slmsql_cli import evaluation as ev
 
@@ -261,15 +263,15 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     names = [ev.run_label(a, files[0].name), ev.run_label(b, files[1].name)]
     console = err if as_json else out
     table = Table(
-        title=f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)"
+        title=Text(f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)")
     )
-    table.add_column("")
-    table.add_column(f"a: {names[0]}", justify="right")
-    table.add_column(f"b: {names[1]}", justify="right")
+    table.add_column("", no_wrap=True)
+    for side, name in zip("ab", names):  # run labels are long file names: fold them, never cut them
+        table.add_column(Text(f"{side}: {name}"), justify="right", overflow="fold")
     table.add_row("EX %", f"{result['a']['ex']:.2f}", f"{result['b']['ex']:.2f}")
     for level in dict.fromkeys([*result["a"]["by_level"], *result["b"]["by_level"]]):
         ea, eb = result["a"]["by_level"].get(level, {}), result["b"]["by_level"].get(level, {})
-        table.add_row(f"  {level}", f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
+        table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
     console.print(table)
     console.print(
