@@ -8,10 +8,13 @@ generating costs 2N per token. Token counts are not known before the data is bui
 taken as `ROW_TOKENS` (prompt with its schema plus the answer, capped by the recipe's lengths) and a
 GRPO completion as its full `max_completion_length`.
 
-The throughputs are measured constants (fp32, torch's CPU kernels), per thread:
-`TRAIN_FLOPS_PER_THREAD` from SFT steps of a 52M-parameter Qwen2-shaped model on 512-token rows,
-`GENERATE_FLOPS_PER_THREAD` from `generate()` of 4 sequences with the same model (decoding is bound
-by memory, not arithmetic). A real run can differ by 2x either way; the point is minutes versus days.
+The throughputs are measured constants (fp32, torch's CPU kernels), FLOPs per CPU-second of one
+thread, from `python benchmarks/train_cpu_throughput.py --hidden 896 --layers 6 --vocab 151936`
+(Qwen2.5-0.5B's width, heads and vocabulary with 6 of its 24 layers: 227M parameters) on a 2-core
+x86-64 VM with torch 2.13: 21.8 GFLOP/s training (AdamW steps on 256-token rows) and 1.78 GFLOP/s
+generating (`generate()`, 4 sequences; decoding is bound by memory and per-token overhead, not by
+arithmetic). The default 56M shape measured 14.0 and 0.43: smaller models use the CPU less well.
+A real run can differ by 2x either way; the point is minutes versus days.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 
 from training.config import TrainConfig
 
-# Measured on a 2-core x86-64 VM (torch 2.x, fp32); see the module docstring.
-TRAIN_FLOPS_PER_THREAD = 12e9
-GENERATE_FLOPS_PER_THREAD = 2e9
+# Measured (see the module docstring), rounded down.
+TRAIN_FLOPS_PER_THREAD = 20e9
+GENERATE_FLOPS_PER_THREAD = 1.8e9
 ROW_TOKENS = 1200  # a Spider/BIRD prompt with its schema (~900 tokens) and a short reasoned answer
 SLOW_SECONDS = 30 * 60  # longer than this gets a warning and the way to a quick run
 
