@@ -168,7 +168,7 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
             Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
         )
     if answer.result is not None and answer.result.ok:
-        console.print(rows_table(answer.result, max_rows, width=console.width))
+        console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
     else:
@@ -210,7 +210,7 @@ def print_candidates(console: Console, answer: Answer) -> None:
                 else Text(err, style="red")
             )
             table.add_row(str(i + 1), label, body)
-        console.print(table)
+        console.print(table, soft_wrap=False)
 
 
 _MODEL_COLUMNS = ("alias", "role", "Hugging Face repo", "base model", "cached", "note")

@@ -73,5 +73,5 @@ def bench(
             f"{r.overhead_fraction:.1%}",
             f"{r.peak_rss_mb:.0f}",
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)  # titles wrap inside the terminal
     sys.stdout.write(json.dumps(report(str(path), engine.threads, max_tokens, rows)) + "\n")

@@ -244,7 +244,7 @@ def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type:
     table.add_row(
         "[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}"
     )
-    console.print(table)
+    console.print(table, soft_wrap=False)
     if summary["gold_errors"]:
         console.print(
             f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]"
@@ -262,9 +262,7 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     result = ev.compare(a, b, fmt)
     names = [ev.run_label(a, files[0].name), ev.run_label(b, files[1].name)]
     console = err if as_json else out
-    table = Table(
-        title=Text(f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)")
-    )
+    table = Table(title=f"a vs b on {result['common']} shared question(s)")  # the headers name the runs
     table.add_column("", no_wrap=True)
     for side, name in zip("ab", names):  # run labels are long file names: fold them, never cut them
         table.add_column(Text(f"{side}: {name}"), justify="right", overflow="fold")
@@ -273,7 +271,7 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
         ea, eb = result["a"]["by_level"].get(level, {}), result["b"]["by_level"].get(level, {})
         table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
-    console.print(table)
+    console.print(table, soft_wrap=False)
     console.print(
         f"right in both: {result['both_correct']} · in neither: {result['neither']}"
         + (

@@ -39,5 +39,5 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lis
         sys.stdout.write(json.dumps(doc) + "\n")
         return
     for table in models_tables(out, rows, {default_model(), DEFAULT_MERGE_MODEL}):
-        out.print(table)
+        out.print(table, soft_wrap=False)
     out.print("[dim]* default. Any Hugging Face repo id or local .gguf file also works with --model.[/]")
