@@ -112,8 +112,10 @@ def parameter_count(source: str, gguf_file: str | None = None) -> int | None:
         if folder.is_dir():
             from quantize.weights import Checkpoint
 
-            counted = Checkpoint(folder).n_parameters
-            return counted or _from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+            try:
+                return Checkpoint(folder).n_parameters  # exact, from the safetensors headers
+            except UserError:  # no safetensors: the config says it too
+                return _from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")))
         from slmsql_cli import hub
 
         config = hub.download_file(source, "config.json")
