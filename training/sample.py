@@ -93,7 +93,7 @@ def sample_candidates(
                     record["error"] = db  # kept, so line numbers stay aligned with the data for resuming
                 else:
                     answer = pipeline.ask(db, fields.question, fields.evidence)
-                    record["candidates"] = [c.sql for c in answer.candidates if c.sql]
+                    record["candidates"] = [c.sql for c in answer.generation.candidates if c.sql]
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 fh.flush()
                 if (i + 1) % 10 == 0 or i + 1 == len(rows):

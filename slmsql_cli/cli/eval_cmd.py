@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from quantize import cached_gguf
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
@@ -19,6 +20,7 @@ from slmsql_cli.errors import UserError
 @app.command("eval")
 @user_errors
 def eval_command(
+    ctx: typer.Context,
     questions: Path | None = typer.Option(
         None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
     ),
@@ -34,13 +36,13 @@ def eval_command(
         None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
     ),
     model: opt.Model = None,
-    n: opt.Samples = 4,
+    n: opt.Samples = opt.DEFAULTS.n,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
-    merge_n: opt.MergeSamples = 4,
-    temperature: opt.Temperature = 0.8,
-    max_tokens: opt.MaxTokens = 1024,
-    seed: opt.Seed = 42,
+    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
+    temperature: opt.Temperature = opt.DEFAULTS.temperature,
+    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
+    seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
@@ -141,20 +143,7 @@ def eval_command(
                 pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
             )
         elif pending:  # the model is loaded only when there is work left
-            from slmsql_cli.pipeline import AskConfig
-
-            config = AskConfig(
-                n=n,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                merge=not no_merge,
-                merge_n=merge_n,
-                timeout=timeout,
-                use_values=not no_values,
-                threads=threads,
-                context=context,
-            )
+            config = opt.ask_config(ctx.params)
             predict = _model_predictor(model, merge_model, config, databases)
             _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
@@ -191,7 +180,9 @@ def _model_predictor(model: str, merge_model: str | None, config: Any, databases
     from slmsql_cli.pipeline import Pipeline
 
     with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
+        pipeline = Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        )
     return model_predictor(pipeline, databases)
 
 
