@@ -289,9 +289,16 @@ class Pipeline:
         return answer
 
     def close(self) -> None:
+        """Free the models (see `Engine.close`); closing twice is harmless."""
         if self.merge_engine is not None and self.merge_engine is not self.engine:
             self.merge_engine.close()
         self.engine.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -83,10 +83,12 @@ def ask(
         )
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = opt.ask_config(ctx.params)
-    with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(
+    with (
+        err.status("loading the model…") as status,
+        Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
+        ) as pipeline,
+    ):
         generated = [0]
 
         def tick(_seq: int) -> None:

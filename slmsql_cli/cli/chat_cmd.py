@@ -56,29 +56,29 @@ def chat(
         pipeline = Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
         )
-    err.print(
-        f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
-    )
-    while True:
-        try:
-            question = input("? ").strip()
-        except EOFError:
-            break
-        if not question:
-            continue
-        if question.lower() in _EXIT_WORDS:
-            break
-        try:
-            with err.status("thinking…") as status:
-                answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
-        except UserError as exc:
-            err.print(f"[red]error:[/] {exc}")
-            continue
-        print_answer(out, answer, verbose=verbose)
-        g = answer.generation.stats
+    with pipeline:
         err.print(
-            f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
-            f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
-            f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
+            f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
         )
-    pipeline.close()
+        while True:
+            try:
+                question = input("? ").strip()
+            except EOFError:
+                break
+            if not question:
+                continue
+            if question.lower() in _EXIT_WORDS:
+                break
+            try:
+                with err.status("thinking…") as status:
+                    answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
+            except UserError as exc:
+                err.print(f"[red]error:[/] {exc}")
+                continue
+            print_answer(out, answer, verbose=verbose)
+            g = answer.generation.stats
+            err.print(
+                f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
+                f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
+                f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
+            )

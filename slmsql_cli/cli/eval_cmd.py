@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from slmsql_cli.pipeline import AskConfig, Pipeline
 
 
 @app.command("eval")
@@ -143,9 +146,11 @@ def eval_command(
                 pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
             )
         elif pending:  # the model is loaded only when there is work left
-            config = opt.ask_config(ctx.params)
-            predict = _model_predictor(model, merge_model, config, databases)
-            _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+            from slmsql_cli.evaluation import model_predictor
+
+            with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
+                predict = model_predictor(pipeline, databases)
+                _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
@@ -175,15 +180,13 @@ def _sibling_tables(questions: Path) -> Path | None:
     return found
 
 
-def _model_predictor(model: str, merge_model: str | None, config: Any, databases: BenchmarkDatabases) -> Any:
-    from slmsql_cli.evaluation import model_predictor
+def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
     from slmsql_cli.pipeline import Pipeline
 
     with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(
+        return Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
         )
-    return model_predictor(pipeline, databases)
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
