@@ -13,11 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmsql_cli import hub
+from slmsql_cli import hub, runs
 from slmsql_cli.errors import UserError
 
-RUNS_DIR = Path("runs")
-_RUN_SUBDIRS = ("final", "merged", "model", "adapter")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[0-9a-f]{6,})/?$")
 
 
@@ -33,30 +31,17 @@ class Source:
         return (self.path / "adapter_config.json").is_file() and not (self.path / "config.json").is_file()
 
 
-def _has_model(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-
-
 def hub_snapshot(path: Path) -> tuple[str, str] | None:
     """(repo id, revision) when `path` is a huggingface-hub cache snapshot folder."""
     match = _SNAPSHOT.search(path.resolve().as_posix())
     return (f"{match['owner']}/{match['name']}", match["rev"]) if match else None
 
 
-def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
+def latest_training_output(runs_dir: Path = runs.RUNS_DIR) -> Path:
     """The checkpoint `slmsql train` wrote last: runs/latest (a link, or a file holding a path)."""
-    pointer = runs_dir / "latest"
     hint = "train a model first with `slmsql train`, or pass CHECKPOINT (a model folder or a Hugging Face repo id)"
-    if pointer.is_dir():
-        run = pointer.resolve()  # name the run, not "latest"
-    elif pointer.is_file():  # what training/runner.py writes: the absolute path of <run>/final
-        target = Path(pointer.read_text(encoding="utf-8").strip()).expanduser()
-        run = target if target.is_absolute() or target.exists() else runs_dir / target
-        if not run.is_dir():
-            raise UserError(f"{pointer} points at {run}, which no longer exists", hint)
-    else:
-        raise UserError(f"no CHECKPOINT given and no training run found ({pointer} does not exist)", hint)
-    found = run if _has_model(run) else run_checkpoint(run)
+    run = runs.read_latest(runs_dir)
+    found = run if runs.has_model(run) else runs.run_checkpoint(run)
     if found is None:
         raise UserError(
             f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
@@ -64,39 +49,15 @@ def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
     return found
 
 
-def _step(folder: Path) -> int:
-    tail = folder.name.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else -1
-
-
-def run_checkpoint(folder: Path) -> Path | None:
-    """The model a `slmsql train` run folder holds, or None if `folder` is not such a run folder.
-
-    A run folder (see training/runner.py) holds `final/` once training finished, `adapter/` beside
-    it for LoRA runs, and the trainer's `checkpoint-N/` folders. Preferred: `final/` (or another
-    whole model folder), then the checkpoint with the highest step, then the newest model folder.
-    A folder that is a model itself (config.json or adapter_config.json) is not a run folder.
-    """
-    if not folder.is_dir() or _has_model(folder):
-        return None
-    for candidate in (folder / d for d in _RUN_SUBDIRS):
-        if _has_model(candidate):
-            return candidate
-    models = [d for d in folder.iterdir() if d.is_dir() and _has_model(d)]
-    if not models:
-        return None
-    return max(models, key=lambda d: (_step(d), d.stat().st_mtime))
-
-
 def resolve(spec: str | None) -> Source:
     """Turn the CHECKPOINT argument into a local folder, downloading from the Hub when needed."""
     if spec is None:
         path = latest_training_output()
-        return Source(path, path.parent.name if path.name in _RUN_SUBDIRS else path.name)
+        return Source(path, path.parent.name if path.name in runs.RUN_SUBDIRS else path.name)
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not _has_model(path):
-            inner = run_checkpoint(path)
+        if not runs.has_model(path):
+            inner = runs.run_checkpoint(path)
             if inner is None:
                 raise UserError(
                     f"{path} is not a Hugging Face model folder (no config.json) nor a training run holding one",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from quantize.checkpoint import resolve, run_checkpoint
+from quantize.checkpoint import resolve
+from slmsql_cli.runs import run_checkpoint
 
 pytestmark = pytest.mark.train
 

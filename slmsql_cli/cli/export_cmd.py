@@ -76,8 +76,8 @@ def export_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from quantize.checkpoint import run_checkpoint
     from quantize.export import ExportConfig, export
+    from slmsql_cli.runs import run_checkpoint
 
     picked = run_checkpoint(Path(checkpoint).expanduser()) if checkpoint else None
     if picked is not None:

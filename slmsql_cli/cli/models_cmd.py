@@ -19,10 +19,11 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lis
     Models download from Hugging Face on first use (into the huggingface-hub cache) and the
     safetensors checkpoints are exported once to a cached 4-bit GGUF; after that they work offline.
     """
+    from quantize.export import find_cached_export
     from slmsql_cli.models import DEFAULT_MERGE_MODEL, default_model, registry_status
     from slmsql_cli.render import models_tables
 
-    rows = registry_status()
+    rows = registry_status(find_cached_export)
     if as_json:
         doc = [
             {
