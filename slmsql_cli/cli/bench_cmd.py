@@ -41,6 +41,7 @@ def bench(
     Example:  slmsql bench --db slmsql_cli/data/bookshop.sqlite -n 1,4,8,16
     """
     from rich.table import Table
+    from rich.text import Text
 
     from slmsql_cli import models
     from slmsql_cli.bench import report, run_bench
@@ -61,7 +62,9 @@ def bench(
     with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
         prompt_text = chat_text(engine, database.generation_prompt(question))
         rows = run_bench(engine, prompt_text, counts, max_tokens)
-    table = Table(title=f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
+    table = Table(
+        title=Text(f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
+    )
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
