@@ -13,11 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmsql_cli import hub
+from slmsql_cli import hub, runs
 from slmsql_cli.errors import UserError
 
-RUNS_DIR = Path("runs")
-_RUN_SUBDIRS = ("final", "merged", "model", "adapter")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[0-9a-f]{6,})/?$")
 
 
@@ -33,54 +31,39 @@ class Source:
         return (self.path / "adapter_config.json").is_file() and not (self.path / "config.json").is_file()
 
 
-def _has_model(path: Path) -> bool:
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-
-
 def hub_snapshot(path: Path) -> tuple[str, str] | None:
     """(repo id, revision) when `path` is a huggingface-hub cache snapshot folder."""
     match = _SNAPSHOT.search(path.resolve().as_posix())
     return (f"{match['owner']}/{match['name']}", match["rev"]) if match else None
 
 
-def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
+def latest_training_output(runs_dir: Path = runs.RUNS_DIR) -> Path:
     """The checkpoint `slmsql train` wrote last: runs/latest (a link, or a file holding a path)."""
-    pointer = runs_dir / "latest"
     hint = "train a model first with `slmsql train`, or pass CHECKPOINT (a model folder or a Hugging Face repo id)"
-    if pointer.is_dir():
-        run = pointer.resolve()  # name the run, not "latest"
-    elif pointer.is_file():  # what training/runner.py writes: the absolute path of <run>/final
-        target = Path(pointer.read_text(encoding="utf-8").strip()).expanduser()
-        run = target if target.is_absolute() or target.exists() else runs_dir / target
-        if not run.is_dir():
-            raise UserError(f"{pointer} points at {run}, which no longer exists", hint)
-    else:
-        raise UserError(f"no CHECKPOINT given and no training run found ({pointer} does not exist)", hint)
-    for candidate in (run, *(run / d for d in _RUN_SUBDIRS)):
-        if _has_model(candidate):
-            return candidate
-    subdirs = sorted(
-        (d for d in run.glob("*") if d.is_dir() and _has_model(d)), key=lambda d: d.stat().st_mtime
-    )
-    if subdirs:
-        return subdirs[-1]
-    raise UserError(
-        f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
-    )
+    run = runs.read_latest(runs_dir)
+    found = run if runs.has_model(run) else runs.run_checkpoint(run)
+    if found is None:
+        raise UserError(
+            f"the latest training run {run} holds no model (no config.json or adapter_config.json)", hint
+        )
+    return found
 
 
 def resolve(spec: str | None) -> Source:
     """Turn the CHECKPOINT argument into a local folder, downloading from the Hub when needed."""
     if spec is None:
         path = latest_training_output()
-        return Source(path, path.parent.name if path.name in _RUN_SUBDIRS else path.name)
+        return Source(path, path.parent.name if path.name in runs.RUN_SUBDIRS else path.name)
     path = Path(spec).expanduser()
     if path.is_dir():
-        if not _has_model(path):
-            raise UserError(
-                f"{path} is not a Hugging Face model folder (no config.json)",
-                "pass the folder that holds config.json and the .safetensors files",
-            )
+        if not runs.has_model(path):
+            inner = runs.run_checkpoint(path)
+            if inner is None:
+                raise UserError(
+                    f"{path} is not a Hugging Face model folder (no config.json) nor a training run holding one",
+                    "pass the folder that holds config.json and the .safetensors files",
+                )
+            return Source(inner, path.resolve().name)  # a run folder: name the model after the run
         snap = hub_snapshot(path)
         return Source(path, snap[0] if snap else path.resolve().name, *(snap or (None, None)))
     if path.exists():

@@ -2,7 +2,8 @@
 
 A model's SQL is untrusted input. Read-only mode alone is not enough: `mode=ro` covers only the
 main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still create files, and
-`PRAGMA query_only=OFF` undoes a query_only guard. The layers here (libraries.md §5):
+`PRAGMA query_only=OFF` undoes a query_only guard. The layers here follow SQLite's own advice for
+untrusted SQL (sqlite.org/security.html, "Defense Against the Dark Arts"; sqlite.org/c3ref/set_authorizer.html):
 
 1. sqlglot allow-list: exactly one statement, a SELECT / set operation / VALUES (a WITH is part
    of its SELECT). This only gives a fast, clear error; SQL that sqlglot cannot parse goes on to

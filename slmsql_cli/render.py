@@ -9,13 +9,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.console import Group as RichGroup
+from rich.measure import Measurement
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from slmsql_cli.executor import ExecResult
+from slmsql_cli.models import ModelStatus
 from slmsql_cli.pipeline import Answer
-from slmsql_cli.vote import Candidate, Group
+from slmsql_cli.vote import candidate_dicts
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,28 +40,10 @@ def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
     }
 
 
-def _candidates_dict(candidates: list[Candidate], groups: list[Group]) -> list[dict[str, Any]]:
-    group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
-    out = []
-    for i, c in enumerate(candidates):
-        g = group_of.get(i)
-        out.append(
-            {
-                "sql": c.sql,
-                "group": g,
-                "votes": groups[g].votes if g is not None else 0,
-                "error": None
-                if c.result is None
-                else c.result.error or ("timeout" if c.result.timed_out else None),
-                "text": c.text,
-            }
-        )
-    return out
-
-
 def answer_dict(answer: Answer) -> dict[str, Any]:
     """The `--json` document: everything a script needs, nothing it has to parse from prose."""
     votes, total = answer.agreement
+    generated, revised = answer.generation, answer.revision
     doc: dict[str, Any] = {
         "question": answer.question,
         "sql": answer.sql,
@@ -70,17 +54,16 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "votes": votes,
         "candidates_sampled": total,
         "merged": answer.merged,
-        "candidates": _candidates_dict(answer.candidates, answer.groups),
-        "merge_candidates": _candidates_dict(answer.merge_candidates, answer.merge_groups),
+        "candidates": candidate_dicts(generated.candidates, generated.groups),
+        "merge_candidates": candidate_dicts(revised.candidates, revised.groups) if revised else [],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]}
         if answer.schema_tables
         else None,
     }
-    if answer.generation:
-        doc["generation"] = answer.generation.as_dict()
-    if answer.merge_generation:
-        doc["merge_generation"] = answer.merge_generation.as_dict()
+    doc["generation"] = generated.stats.as_dict()
+    if revised:
+        doc["merge_generation"] = revised.stats.as_dict()
     return doc
 
 
@@ -97,12 +80,38 @@ def to_csv(answer: Answer) -> str:
     return buf.getvalue()
 
 
-def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
-    table = Table(show_header=True, header_style="bold", show_lines=False)
-    for col in result.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in result.rows[:max_rows]:
-        table.add_row(*["NULL" if v is None else str(_jsonable(v)) for v in row])
+def fits(console: Console, table: Table) -> bool:
+    """Whether `table` shows every cell without squeezing on `console`."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    return natural <= console.width
+
+
+_MIN_CELL = 8  # below this many characters a folded value no longer reads as a value
+
+
+def rows_table(result: ExecResult, max_rows: int = 50, width: int | None = None) -> Table:
+    """The result rows as a table; when `width` cannot hold one column per field with its header
+    whole, one record per block instead (field | value), as psql's expanded display does."""
+    cells = [
+        [Text("NULL" if v is None else str(_jsonable(v))) for v in row] for row in result.rows[:max_rows]
+    ]
+    headers = [str(col) for col in result.columns]
+    widest = [max((c.cell_len for c in column), default=0) for column in zip(*cells)] or [0] * len(headers)
+    needed = sum(max(len(h), min(w, _MIN_CELL)) + 3 for h, w in zip(headers, widest)) + 1
+    if width is not None and len(headers) > 1 and needed > width:
+        table = Table(show_header=True, header_style="bold", show_lines=False)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("column", max_width=max(width // 3, 8), overflow="fold")
+        table.add_column("value", overflow="fold")
+        for i, row in enumerate(cells):
+            for j, (header, cell) in enumerate(zip(headers, row)):
+                table.add_row(str(i + 1) if j == 0 else "", Text(header), cell, end_section=j == len(row) - 1)
+    else:
+        table = Table(show_header=True, header_style="bold", show_lines=False)
+        for header in headers:  # a header is never cut: the layout above takes over first
+            table.add_column(Text(header), overflow="fold", min_width=min(len(header), width or len(header)))
+        for row in cells:
+            table.add_row(*row)
     if len(result.rows) > max_rows or result.truncated:
         more = f"{len(result.rows) - max_rows} more rows" if len(result.rows) > max_rows else "more rows"
         table.caption = f"… {more}{' (row cap reached)' if result.truncated else ''}"
@@ -112,15 +121,16 @@ def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
 def summary_line(answer: Answer) -> Text:
     votes, total = answer.agreement
     t = answer.timings
-    if not answer.groups:
-        parts = [f"none of the {len(answer.candidates)} candidates produced SQL that ran"]
+    generated = answer.generation
+    if not generated.groups:
+        parts = [f"none of the {len(generated.candidates)} candidates produced SQL that ran"]
     else:
         parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
     if answer.merged:
         parts.append(
-            f"merge used on drafts with {answer.groups[0].votes} and {answer.groups[1].votes} of {len(answer.candidates)} votes"
+            f"merge used on drafts with {generated.groups[0].votes} and {generated.groups[1].votes} of {len(generated.candidates)} votes"
         )
-    elif len(answer.groups) == 1:
+    elif len(generated.groups) == 1:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
@@ -140,7 +150,7 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
             Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
         )
     if answer.result is not None and answer.result.ok:
-        console.print(rows_table(answer.result, max_rows))
+        console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
     else:
@@ -154,10 +164,11 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
 
 
 def print_candidates(console: Console, answer: Answer) -> None:
-    for title, cands, groups in (
-        ("candidates", answer.candidates, answer.groups),
-        ("merge revisions", answer.merge_candidates, answer.merge_groups),
-    ):
+    rounds = [("candidates", answer.generation)]
+    if answer.revision is not None:
+        rounds.append(("merge revisions", answer.revision))
+    for title, sampled in rounds:
+        cands, groups = sampled.candidates, sampled.groups
         if not cands:
             continue
         table = Table(title=title, show_lines=True)
@@ -182,4 +193,41 @@ def print_candidates(console: Console, answer: Answer) -> None:
                 else Text(err, style="red")
             )
             table.add_row(str(i + 1), label, body)
-        console.print(table)
+        console.print(table, soft_wrap=False)
+
+
+_MODEL_COLUMNS = ("alias", "role", "Hugging Face repo", "base model", "cached", "note")
+
+
+def models_tables(console: Console, statuses: list[ModelStatus], defaults: set[str]) -> list[Table]:
+    """`slmsql models`: one table when the terminal is wide enough; else the repo ids (the longest
+    values, which must stay whole to be copied) in a second table, and the base model dropped
+    first when even that does not fit."""
+    rows = [
+        {
+            "alias": s.model.alias + (" *" if s.model.alias in defaults else ""),
+            "role": s.model.role,
+            "Hugging Face repo": s.model.repo,
+            "base model": s.model.base,
+            "cached": "GGUF" if s.cached_gguf else ("checkpoint" if s.cached_checkpoint else "-"),
+            "note": s.model.note,
+        }
+        for s in statuses
+    ]
+    title = "Known models (use the alias with --model / --merge-model)"
+
+    def table(columns: tuple[str, ...], title: str | None = None) -> Table:
+        t = Table(title=title)
+        for col in columns:
+            t.add_column(col, no_wrap=col in ("alias", "Hugging Face repo"), overflow="fold")
+        for row in rows:
+            t.add_row(*(Text(row[col]) for col in columns))
+        return t
+
+    full = table(_MODEL_COLUMNS, title)
+    if fits(console, full):
+        return [full]
+    main = table(("alias", "role", "cached", "note", "base model"), title)
+    if not fits(console, main):
+        main = table(("alias", "role", "cached", "note"), title)
+    return [main, table(("alias", "Hugging Face repo"))]

@@ -3,8 +3,8 @@
 A wrong but executable query earns partial credit in GRPO for how much of the gold query it got
 right: both queries are decomposed into atomic operations (tables, joins, selected columns and
 aggregates, predicates, grouping, ordering, limit, nesting, set operations), and the Jaccard overlap
-of the two sets is reshaped (FINER-SQL, `atomic_ops/atomic_ops.py` and `reward.py`; see
-../shared/reference/slm_sql_pipeline.md §3.1).
+of the two sets is reshaped (FINER-SQL, github.com/thanhdath/finer-sql: `atomic_ops/atomic_ops.py`
+and `atomic_ops/reward.py`, shaped with `grpo_writer.py`'s "S3" values).
 
 Written afresh on sqlglot with the same operation vocabulary, plus normalizations the reference
 lacks, so that equivalent spellings give equal sets:

@@ -1,7 +1,7 @@
 """`TrainConfig`: every setting of `slmsql train`, from a YAML recipe plus command-line overrides.
 
-Defaults follow the papers where they are known (../shared/reference/slm_sql_pipeline.md §2-§3)
-and say so; the rest are marked as guesses. A recipe is a flat YAML mapping of these fields, with
+Defaults follow the papers where they are known (SLM-SQL, arXiv 2507.22478; CSC-SQL, arXiv 2505.13271;
+OmniSQL's `train_and_evaluate` scripts; FINER-SQL's `grpo_writer.py`) and say so; the rest are marked as guesses. A recipe is a flat YAML mapping of these fields, with
 optional `sft:` / `grpo:` sections that apply only to that stage, and `trl:` for any other
 `SFTConfig` / `GRPOConfig` argument (checked against TRL's own fields before anything loads).
 Unknown keys are refused with the nearest valid name, so a typo never silently trains with a default.

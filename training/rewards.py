@@ -2,7 +2,8 @@
 
 Each reward is a plain function of one completion, tested on its own; `RewardFunctions` wraps them
 in TRL's batch signature (`f(prompts, completions, **dataset_columns) -> list[float]`), with the
-weights from the config. SLM-SQL trains with R = R_EX + 0.1·R_format (reference §2.2, unverified);
+weights from the config. SLM-SQL trains with R = R_EX + 0.1·R_format (the CSC-SQL and SLM-SQL papers,
+arXiv 2505.13271 and 2507.22478, as quoted by a secondary source: unverified);
 FINER-SQL adds the atomic reward for wrong but executable SQL.
 
 SQL runs through `ask`'s read-only executor (`slmsql_cli.executor.execute`), so a candidate is

@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.errors import UserError
+from slmsql_cli.runs import LATEST, read_latest, run_checkpoint, write_latest
 from training.config import TrainConfig
 from training.data import DataReport, check_inputs, detect_format, load_examples, read_records
+from training.estimate import estimate, parameter_count
 
 Say = Callable[[str], None]
-LATEST = "latest"
 
 
 @dataclass
@@ -55,35 +56,7 @@ class Device:
     gradient_checkpointing: bool
     use_vllm: bool
     note: str
-
-
-def latest_pointer(runs_dir: Path | str = "runs") -> Path:
-    return Path(runs_dir) / LATEST
-
-
-def read_latest(runs_dir: Path | str = "runs") -> Path:
-    """The checkpoint folder `runs/latest` points at (what `slmsql export` takes by default)."""
-    pointer = latest_pointer(runs_dir)
-    if not pointer.is_file():
-        raise UserError(
-            f"no {pointer} pointer: nothing has been trained here yet",
-            "run `slmsql train` first, or pass the checkpoint folder explicitly",
-        )
-    target = Path(pointer.read_text(encoding="utf-8").strip())
-    if not target.is_dir():
-        raise UserError(
-            f"{pointer} points at {target}, which no longer exists",
-            "train again, or pass the checkpoint folder explicitly",
-        )
-    return target
-
-
-def write_latest(final_dir: Path) -> Path:
-    pointer = latest_pointer(final_dir.parent.parent)
-    tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(f"{final_dir.resolve()}\n", encoding="utf-8")
-    tmp.replace(pointer)
-    return pointer
+    threads: int = 0  # CPU threads torch uses (CPU training only)
 
 
 def pick_device(cfg: TrainConfig, say: Say) -> Device:
@@ -110,7 +83,7 @@ def pick_device(cfg: TrainConfig, say: Say) -> Device:
         )
     else:
         note = f"CPU, fp32, {torch.get_num_threads()} threads"
-    return Device(not gpu, bf16, checkpointing, use_vllm, note)
+    return Device(not gpu, bf16, checkpointing, use_vllm, note, 0 if gpu else torch.get_num_threads())
 
 
 def check_trl_keys(cfg: TrainConfig) -> None:
@@ -226,6 +199,10 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
     if cfg.base == LATEST:
         cfg.base = str(read_latest())
         say(f"base: {cfg.base} (from runs/latest)")
+    picked = run_checkpoint(Path(cfg.base).expanduser()) if cfg.base else None
+    if picked is not None:
+        say(f"base: {picked} (the checkpoint of training run {cfg.base})")
+        cfg.base = str(picked)
     base = resolve_base(cfg.base)
     records = read_records(cfg.data, cfg.data_split)
     if not records:
@@ -235,7 +212,12 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
         base.gguf_file
     ):  # the GGUF header says whether it has a template: fail before 20 s of tokenizer loading
         resolve_chat_template(cfg.chat_template, base, None)
-    return base, records, pick_device(cfg, say), resume_from(cfg, cfg.run_dir)
+    device = pick_device(cfg, say)
+    if device.use_cpu:  # hours on a CPU must not come as a surprise
+        parameters = parameter_count(base.source, base.gguf_file)
+        if parameters:
+            say(estimate(cfg, len(records), parameters, device.threads).line())
+    return base, records, device, resume_from(cfg, cfg.run_dir)
 
 
 def _dataset(

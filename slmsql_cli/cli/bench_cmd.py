@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
@@ -40,12 +41,13 @@ def bench(
     Example:  slmsql bench --db slmsql_cli/data/bookshop.sqlite -n 1,4,8,16
     """
     from rich.table import Table
+    from rich.text import Text
 
     from slmsql_cli import models
     from slmsql_cli.bench import report, run_bench
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import chat_text
 
     try:
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -55,13 +57,14 @@ def bench(
         raise typer.BadParameter("-n needs at least one count >= 1")
     database = open_database(db)
     with err.status("loading the model…"):
-        path = models.resolve(model or models.default_model())
+        path = models.resolve(model or models.default_model(), export=cached_gguf)
         engine = Engine(path, threads=threads)
-    pipeline = Pipeline(engine, None, AskConfig(merge=False))
-    prompt_text = pipeline.chat_text(engine, database.generation_prompt(question))
-    with err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+    with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+        prompt_text = chat_text(engine, database.generation_prompt(question))
         rows = run_bench(engine, prompt_text, counts, max_tokens)
-    table = Table(title=f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
+    table = Table(
+        title=Text(f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
+    )
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -73,5 +76,5 @@ def bench(
             f"{r.overhead_fraction:.1%}",
             f"{r.peak_rss_mb:.0f}",
         )
-    out.print(table)
+    out.print(table, soft_wrap=False)  # titles wrap inside the terminal
     sys.stdout.write(json.dumps(report(str(path), engine.threads, max_tokens, rows)) + "\n")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from slmsql_cli.errors import UserError
 
@@ -20,9 +21,10 @@ err = Console(stderr=True, soft_wrap=True)  # progress, errors, summaries: stder
 
 def fail(message: str, hint: str | None = None, exit_code: int = 2) -> typer.Exit:
     """Print one error line (and a hint) to stderr and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Messages quote user input and pip extras (`slmsql[train]`): brackets in them are text, not markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint:
-        err.print(f"[dim]hint: {hint}[/]", highlight=False)
+        err.print(f"[dim]hint: {escape(hint)}[/]", highlight=False)
     return typer.Exit(exit_code)
 
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.markup import escape
 
+from quantize import cached_gguf
+from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 
+if TYPE_CHECKING:
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+
 
 @app.command("eval")
 @user_errors
 def eval_command(
+    ctx: typer.Context,
     questions: Path | None = typer.Option(
         None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
     ),
@@ -27,19 +34,19 @@ def eval_command(
     tables: Path | None = typer.Option(
         None,
         "--tables",
-        help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions).",
+        help="tables.json for the prompts (default: tables.json, or the one *tables.json, next to --questions).",
     ),
     fmt: str | None = typer.Option(
         None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
     ),
     model: opt.Model = None,
-    n: opt.Samples = 4,
+    n: opt.Samples = opt.DEFAULTS.n,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
-    merge_n: opt.MergeSamples = 4,
-    temperature: opt.Temperature = 0.8,
-    max_tokens: opt.MaxTokens = 1024,
-    seed: opt.Seed = 42,
+    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
+    temperature: opt.Temperature = opt.DEFAULTS.temperature,
+    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
+    seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
@@ -74,9 +81,9 @@ def eval_command(
 
     Examples:
 
-      slmsql eval -q ../shared/data/bird_dev/dev.json --db-dir ../shared/data/bird_dev/dev_databases -n 8 --out bird.jsonl
+      slmsql eval -q bird/dev.json --db-dir bird/dev_databases -n 8 --out bird.jsonl
 
-      slmsql eval -q ../shared/data/spider_dev/dev.json --db-dir ../shared/data/spider_dev/database --predictions pred.sql
+      slmsql eval -q spider/dev.json --db-dir spider/database --predictions pred.sql
 
       slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
     """
@@ -102,7 +109,9 @@ def eval_command(
     qs, fmt = ev.load_questions(questions, fmt)
     all_count = len(qs)
     qs = qs[:limit] if limit else qs
-    db_paths = {db_id: ev.resolve_db(db_dir, db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
+    tables = tables or (_sibling_tables(questions) if model is not None else None)
+    databases = BenchmarkDatabases(db_dir, tables)
+    db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
 
     preds: list[str] | None = None
     if predictions is not None:
@@ -112,7 +121,6 @@ def eval_command(
                 f"{predictions} has {len(preds)} predictions for {all_count} questions",
                 "one SQL per line, in the order of the questions (write an empty line for no answer)",
             )
-    tables = tables or (_sibling_tables(questions) if model is not None else None)
     run = {
         "format": fmt,
         "predictions": str(predictions.resolve()) if predictions else None,
@@ -132,33 +140,22 @@ def eval_command(
     records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
     pending = [q for q in qs if not (store and q.index in store.done)]
     if store and records:
-        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored")
+        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored", markup=False)
     try:
         if pending and preds is not None:
             _run(
                 pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
             )
         elif pending:  # the model is loaded only when there is work left
-            from slmsql_cli.pipeline import AskConfig
+            from slmsql_cli.evaluation import model_predictor
 
-            config = AskConfig(
-                n=n,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                merge=not no_merge,
-                merge_n=merge_n,
-                timeout=timeout,
-                use_values=not no_values,
-                threads=threads,
-                context=context,
-            )
-            predict = _model_predictor(model, merge_model, config, tables)
-            _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+            with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
+                predict = model_predictor(pipeline, databases)
+                _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
-            + (f"; rerun the same command to resume from {results}" if results else "")
+            + (f"; rerun the same command to resume from {escape(str(results))}" if results else "")
         )
         _print_summary(ev.summarize(records, fmt), fmt, err)
         raise
@@ -170,7 +167,7 @@ def eval_command(
     _print_summary(summary, fmt, err if as_json else out)
     if plot_file:
         label = ev.run_label(records, str(predictions or model))
-        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}")
+        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}", markup=False)
     if as_json:
         sys.stdout.write(
             json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
@@ -178,21 +175,19 @@ def eval_command(
 
 
 def _sibling_tables(questions: Path) -> Path | None:
-    for name in ("tables.json", "dev_tables.json"):
-        candidate = questions.parent / name
-        if candidate.is_file():
-            err.print(f"using {candidate} for the schema (pass --tables to choose another)")
-            return candidate
-    return None
+    found = sibling_tables_json(questions)
+    if found is not None:
+        err.print(f"using {found} for the schema (pass --tables to choose another)", markup=False)
+    return found
 
 
-def _model_predictor(model: str, merge_model: str | None, config: Any, tables: Path | None) -> Any:
-    from slmsql_cli.evaluation import model_predictor
+def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
     from slmsql_cli.pipeline import Pipeline
 
     with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
-    return model_predictor(pipeline, tables)
+        return Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        )
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
@@ -232,17 +227,18 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total): 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
+    from rich.text import Text
 
     label = "difficulty" if fmt == "bird" else "hardness"
     table = Table(title=f"execution accuracy ({fmt})")
     for col, justify in ((label, "left"), ("questions", "right"), ("correct", "right"), ("EX %", "right")):
         table.add_column(col, justify=justify)
     for level, s in summary["by_level"].items():
-        table.add_row(level, str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
+        table.add_row(Text(str(level)), str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
     table.add_row(
         "[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}"
     )
-    console.print(table)
+    console.print(table, soft_wrap=False)
     if summary["gold_errors"]:
         console.print(
             f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]"
@@ -251,6 +247,7 @@ def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type:
 
 def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from slmsql_cli import evaluation as ev
 
@@ -259,18 +256,16 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     result = ev.compare(a, b, fmt)
     names = [ev.run_label(a, files[0].name), ev.run_label(b, files[1].name)]
     console = err if as_json else out
-    table = Table(
-        title=f"{files[0].name} (a) vs {files[1].name} (b) on {result['common']} shared question(s)"
-    )
-    table.add_column("")
-    table.add_column(f"a: {names[0]}", justify="right")
-    table.add_column(f"b: {names[1]}", justify="right")
+    table = Table(title=f"a vs b on {result['common']} shared question(s)")  # the headers name the runs
+    table.add_column("", no_wrap=True)
+    for side, name in zip("ab", names):  # run labels are long file names: fold them, never cut them
+        table.add_column(Text(f"{side}: {name}"), justify="right", overflow="fold")
     table.add_row("EX %", f"{result['a']['ex']:.2f}", f"{result['b']['ex']:.2f}")
     for level in dict.fromkeys([*result["a"]["by_level"], *result["b"]["by_level"]]):
         ea, eb = result["a"]["by_level"].get(level, {}), result["b"]["by_level"].get(level, {})
-        table.add_row(f"  {level}", f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
+        table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
-    console.print(table)
+    console.print(table, soft_wrap=False)
     console.print(
         f"right in both: {result['both_correct']} · in neither: {result['neither']}"
         + (
@@ -281,10 +276,10 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     )
     for d in result["differ"][:20]:
         winner = "a" if d["a_correct"] else "b"
-        console.print(f"[dim]#{d['index']}[/] only {winner} right: {d['question']}", highlight=False)
+        console.print(f"[dim]#{d['index']}[/] only {winner} right: {escape(d['question'])}", highlight=False)
     if len(result["differ"]) > 20:
         console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
     if plot_file:
-        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}")
+        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}", markup=False)
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli.common import err, out, user_errors
@@ -30,7 +31,8 @@ def export_cmd(
     checkpoint: str | None = typer.Argument(
         None,
         help="A Hugging Face model folder (config.json, *.safetensors, tokenizer.json), a LoRA adapter folder, "
-        "or a Hugging Face repo id. Default: the latest `slmsql train` output (runs/latest).",
+        "a `slmsql train` run folder (its final checkpoint), or a Hugging Face repo id. "
+        "Default: the latest `slmsql train` output (runs/latest).",
         show_default=False,
     ),
     out_path: Path | None = typer.Option(
@@ -75,7 +77,11 @@ def export_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from quantize.export import ExportConfig, export
+    from slmsql_cli.runs import run_checkpoint
 
+    picked = run_checkpoint(Path(checkpoint).expanduser()) if checkpoint else None
+    if picked is not None:
+        err.print(f"{checkpoint} is a training run: exporting its checkpoint {picked}", markup=False)
     config = ExportConfig(
         checkpoint=checkpoint,
         out=out_path,
@@ -100,7 +106,7 @@ def export_cmd(
 
     def on_stage(message: str) -> None:
         progress.update(task, description=message)
-        err.print(f"[dim]{message}…[/]")
+        err.print(f"[dim]{escape(message)}…[/]")
 
     with progress:
         result = export(config, on_tensor=on_tensor, on_stage=on_stage)
@@ -133,10 +139,10 @@ def export_cmd(
         return
     out.print(str(result.path))
     err.print(
-        f"[green]exported[/] {result.source.label} ({result.converted.arch}, {result.converted.n_parameters / 1e6:.1f}M parameters, "
+        f"[green]exported[/] {escape(result.source.label)} ({result.converted.arch}, {result.converted.n_parameters / 1e6:.1f}M parameters, "
         f"tokenizer {result.converted.vocab.model}/{result.converted.vocab.pre}) → {result.quant.upper()}, {result.size / 2**20:.1f} MiB in {result.seconds:.1f}s"
     )
     if report is not None:
-        err.print(f"[green]verified[/]: {report.summary()}")
+        err.print(f"[green]verified[/]: {escape(report.summary())}")
     for note in result.notes:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{escape(note)}[/]")

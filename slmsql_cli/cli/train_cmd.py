@@ -34,7 +34,7 @@ def train(
         None,
         "--base",
         "-b",
-        help="Model to start from: HF checkpoint folder, Hub repo id, a .gguf file, or `latest` (runs/latest).",
+        help="Model to start from: HF checkpoint folder, a `slmsql train` run folder, Hub repo id, a .gguf file, or `latest` (runs/latest).",
     ),
     data: str | None = typer.Option(
         None, "--data", help="Training data: .json/.jsonl/.parquet/.csv file or a Hub dataset id."
