@@ -8,12 +8,13 @@ second question about the same file pays nothing. The value index is built on fi
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import prompts
+from slmsql_cli import pipe_copy, prompts
 from slmsql_cli.cache import db_cache_dir, read_json, short_hash, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
@@ -52,7 +53,7 @@ class Database:
 
     def relevant_values(self, question: str, evidence: str = "") -> Values:
         """Values of the database that the question (with its evidence) mentions, best first."""
-        return self.index.retrieve(prompts.question_text(_check_question(question), evidence))
+        return self.index.retrieve(prompts.question_text(check_question(question, evidence), evidence))
 
     def db_details(
         self, question: str, use_values: bool = True, evidence: str = "", schema: Schema | None = None
@@ -61,7 +62,7 @@ class Database:
 
         `schema` replaces the full schema when it had to be pruned to fit the model's context.
         """
-        _check_question(question)
+        check_question(question, evidence)
         values = (
             combine_values(self.relevant_values(question, evidence), self.samples)
             if use_values
@@ -78,10 +79,26 @@ class Database:
         )
 
 
-def _check_question(question: str) -> str:
+def check_question(question: str, evidence: str = "") -> str:
+    """The question, or a UserError when it is empty or not text (bytes that are not UTF-8)."""
     if not question or not question.strip():
         raise UserError("the question is empty", 'ask something, e.g. "How many customers are there?"')
+    for what, text in (("question", question), ("evidence", evidence)):
+        if not _is_utf8(text):
+            raise UserError(
+                f"the {what} is not valid UTF-8 text",
+                "it came in another encoding: use a UTF-8 locale (e.g. LANG=C.UTF-8) or convert it with iconv -t UTF-8",
+            )
     return question
+
+
+def _is_utf8(text: str) -> bool:
+    # Python turns undecodable argv and stdin bytes into lone surrogates (PEP 383).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _MEMO: dict[tuple[Any, ...], Database] = {}
@@ -93,7 +110,9 @@ def open_database(
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
     db_path = _check_file(Path(path).expanduser())
     stat = db_path.stat()
-    db_id = db_id or db_path.stem
+    # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
+    # only the id written into the schema and its cache must be text.
+    db_id = db_id or os.fsencode(db_path.stem).decode("utf-8", "replace")
     source = "sqlite"
     if tables_json is not None:
         tj = Path(tables_json).expanduser()
@@ -116,6 +135,8 @@ def _check_file(path: Path) -> Path:
         raise UserError(
             f"{path} is a folder, not a database file", "pass the .sqlite file inside it with --db"
         )
+    if pipe_copy.is_stream(path):  # a FIFO or <(process substitution): SQLite needs a real file
+        return pipe_copy.copy_stream(path, SQLITE_HEADER)
     try:
         with path.open("rb") as fh:
             header = fh.read(len(SQLITE_HEADER))

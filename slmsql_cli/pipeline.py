@@ -57,6 +57,17 @@ class Answer:
     schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
 
     @property
+    def failure(self) -> str | None:
+        """Why there is no usable result, in words; None when the answer's SQL ran."""
+        if self.result is not None and self.result.ok:
+            return None
+        n = len(self.candidates)
+        if self.sql is None:
+            return f"the model wrote no SQL in any of its {n} candidate(s)"
+        why = "it timed out" if self.result is None or self.result.timed_out else self.result.error
+        return f"none of the {n} candidate(s) wrote SQL that ran; the first one failed: {why}"
+
+    @property
     def agreement(self) -> tuple[int, int]:
         """(votes of the winning group, candidates sampled) for the stage that produced the answer."""
         groups, cands = (
@@ -147,6 +158,7 @@ class Pipeline:
         message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
         if self._fits(message):
             return message, None
+        self._check_room(db, question, evidence)
         values = db.relevant_values(question, evidence) if cfg.use_values else {}
         ranked = rank_tables(db.schema, question_text(question, evidence), values)
         lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
@@ -164,6 +176,24 @@ class Pipeline:
                 "lower --max-tokens or raise --context",
             )
         return best
+
+    def _check_room(self, db: Database, question: str, evidence: str) -> None:
+        """Blame --max-tokens or the question when even a prompt without any table overflows."""
+        limit, reserved = self.engine.n_ctx_limit, self.config.max_tokens
+        if reserved >= limit:
+            raise UserError(
+                f"--max-tokens {reserved} leaves no room for the prompt in the model's {limit}-token context",
+                f"use --max-tokens well below {limit} (the default is {SamplingParams.max_tokens})",
+            )
+        bare = db.generation_prompt(question, evidence, use_values=False, schema=keep_tables(db.schema, []))
+        if not self._fits(bare):
+            words = len(self.engine.tokenize(question_text(question, evidence)))
+            what = "question and evidence are" if evidence else "question is"
+            raise UserError(
+                f"the {what} too long for the model's context: {words} tokens, and {reserved} more are "
+                f"kept for the answer, of {limit}",
+                "shorten the question, lower --max-tokens or raise --context",
+            )
 
     def generate(
         self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None

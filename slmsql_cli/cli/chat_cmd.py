@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
@@ -29,7 +32,9 @@ def chat(
     seed: opt.Seed = 42,
     threads: opt.Threads = None,
     context: opt.Context = None,
-    timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds one candidate query may run."),
+    timeout: float = typer.Option(
+        10.0, "--timeout", min=0.1, callback=opt.finite, help="Seconds one candidate query may run."
+    ),
     no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:
@@ -64,6 +69,11 @@ def chat(
     err.print(
         f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
     )
+    # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
+    # rather than ending the session with a UnicodeDecodeError.
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    failed = 0
     while True:
         try:
             question = input("? ").strip()
@@ -77,7 +87,8 @@ def chat(
             with err.status("thinking…") as status:
                 answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
         except UserError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            failed += 1
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             continue
         print_answer(out, answer, verbose=verbose)
         g = answer.generation
@@ -88,3 +99,6 @@ def chat(
                 f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
             )
     pipeline.close()
+    if failed:  # like `sqlite3 < script`: keep going, but tell a script that something failed
+        err.print(f"{failed} question(s) failed")
+        raise typer.Exit(1)

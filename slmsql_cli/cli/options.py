@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: refuse inf and nan, which pass click's min/max checks (nan compares false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number slmsql can use; give a finite value")
+    return value
+
 
 Model = Annotated[
     str | None,
@@ -34,12 +43,13 @@ MergeSamples = Annotated[
     int, typer.Option("--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8).")
 ]
 Temperature = Annotated[
-    float, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy.")
+    float,
+    typer.Option("--temperature", "-t", min=0.0, callback=finite, help="Sampling temperature; 0 = greedy."),
 ]
 MaxTokens = Annotated[
     int, typer.Option("--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens.")
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Same seed, same candidates.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candidates.")]
 Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="CPU threads (default: physical cores).")
 ]
