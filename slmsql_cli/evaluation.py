@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute
+from slmsql_cli.vote import candidate_dicts
 
 FORMATS = ("spider", "bird")
 DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
@@ -91,44 +93,12 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
                 f"question {i} in {path} has no {', '.join(missing)}",
                 f"--format {fmt} expects question, db_id and {gold_key}",
             )
+        row = question_row(item, (gold_key,))
         level = item.get("difficulty") if fmt == "bird" else _spider_level(item.get("sql"))
         questions.append(
-            Question(
-                i,
-                item["question"],
-                item[gold_key],
-                item["db_id"],
-                item.get("evidence", "") or "",
-                level,
-                item.get("question_id"),
-            )
+            Question(i, row.question, row.gold, row.db_id, row.evidence, level, item.get("question_id"))
         )
     return questions, fmt
-
-
-def resolve_db(db_dir: Path, db_id: str) -> Path:
-    """The SQLite file of `db_id`: Spider/BIRD layout `DIR/<db_id>/<db_id>.sqlite`, `DIR/<db_id>.sqlite`,
-    or, when DIR holds a single database (Chinook), that one; DIR may also be the file itself."""
-    db_dir = Path(db_dir)
-    if db_dir.is_file():
-        return db_dir
-    tried = [db_dir / db_id / f"{db_id}{ext}" for ext in (".sqlite", ".db")] + [
-        db_dir / f"{db_id}{ext}" for ext in (".sqlite", ".db")
-    ]
-    for path in tried:
-        if path.is_file():
-            return path
-    singles = (
-        [p for p in db_dir.glob("*") if p.suffix in (".sqlite", ".db") and p.is_file()]
-        if db_dir.is_dir()
-        else []
-    )
-    if len(singles) == 1:
-        return singles[0]
-    raise UserError(
-        f"no database for db_id {db_id!r} in {db_dir}",
-        f"expected {tried[0]} (Spider/BIRD layout) or a folder holding one .sqlite file",
-    )
 
 
 def read_predictions(path: Path) -> list[str]:
@@ -360,25 +330,16 @@ def file_predictor(predictions: Sequence[str]) -> Predictor:
     return lambda q, _db: Prediction(sql=predictions[q.index] or None)
 
 
-def model_predictor(pipeline: Any, tables_json: Path | None = None) -> Predictor:
+def model_predictor(pipeline: Any, databases: BenchmarkDatabases) -> Predictor:
     """Answer each question with `pipeline.ask`, exactly as `slmsql ask` would."""
-    from slmsql_cli.database import open_database
 
-    def predict(q: Question, db_path: Path) -> Prediction:
-        db = open_database(db_path, tables_json, q.db_id if tables_json else None)
-        answer = pipeline.ask(db, q.question, q.evidence)
-        group_of = {i: g for g, grp in enumerate(answer.groups) for i in grp.members}
-        candidates = [
-            {
-                "sql": c.sql,
-                "group": group_of.get(i),
-                "votes": answer.groups[group_of[i]].votes if i in group_of else 0,
-                "error": _error_text(c.result) if c.sql else "no SQL",
-            }
-            for i, c in enumerate(answer.candidates)
-        ]
+    def predict(q: Question, _db_path: Path) -> Prediction:
+        answer = pipeline.ask(databases.open(q.db_id), q.question, q.evidence)
         return Prediction(
-            answer.sql, candidates, bool(getattr(answer, "merged", False)), dict(answer.timings)
+            answer.sql,
+            candidate_dicts(answer.candidates, answer.groups, text=False),
+            answer.merged,
+            dict(answer.timings),
         )
 
     return predict

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from slmsql_cli.executor import ExecResult
 
@@ -45,3 +46,35 @@ def vote(candidates: Sequence[Candidate]) -> list[Group]:
             groups[key] = Group(sql=cand.sql, result=cand.result, members=[i])
     # sorted() is stable and dicts keep insertion order, so equal votes stay in order of first appearance.
     return sorted(groups.values(), key=lambda g: -g.votes)
+
+
+def candidate_dicts(
+    candidates: Sequence[Candidate], groups: Sequence[Group], *, text: bool = True
+) -> list[dict[str, Any]]:
+    """Each candidate as `ask --json` and `eval --out` record it: its SQL, the group it voted for
+    (an index into `groups`, None without a vote), that group's votes, why it got no vote
+    ("no SQL", "timeout" or the SQLite error; None when it ran) and, with `text`, the completion."""
+    group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
+    out = []
+    for i, c in enumerate(candidates):
+        g = group_of.get(i)
+        record: dict[str, Any] = {
+            "sql": c.sql,
+            "group": g,
+            "votes": groups[g].votes if g is not None else 0,
+            "error": failure(c),
+        }
+        if text:
+            record["text"] = c.text
+        out.append(record)
+    return out
+
+
+def failure(candidate: Candidate) -> str | None:
+    """Why a candidate gets no vote, in a few words; None when its SQL ran."""
+    result = candidate.result
+    if candidate.sql is None or result is None:
+        return "no SQL"
+    if result.ok:
+        return None
+    return "timeout" if result.timed_out else result.error

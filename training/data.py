@@ -27,6 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli import hub
+from slmsql_cli.benchmark_data import (
+    GOLD_COLUMNS,
+    BenchmarkDatabases,
+    find_database,
+    first_value,
+    question_row,
+    sibling_tables_json,
+)
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.prompts import SYSTEM_PROMPT
@@ -35,7 +43,6 @@ from training.config import TrainConfig
 PROMPT_COLUMNS = ("prompt", "input_seq", "instruction", "input")
 TARGET_COLUMNS = ("completion", "output_seq", "response", "output")
 CHAT_COLUMNS = ("messages", "conversations")
-GOLD_COLUMNS = ("SQL", "query", "gold_sql", "sql")
 _USED_COLUMNS = set(PROMPT_COLUMNS + TARGET_COLUMNS + CHAT_COLUMNS + GOLD_COLUMNS) | {
     "question",
     "evidence",
@@ -182,14 +189,6 @@ _EXPECTED = {
 }
 
 
-def first_value(row: dict[str, Any], names: Iterable[str]) -> Any:
-    for name in names:
-        value = row.get(name)
-        if value is not None and value != "":
-            return value
-    return None
-
-
 # ---- think rows ------------------------------------------------------------------------------
 
 
@@ -208,7 +207,7 @@ def think_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: Data
             continue
         db_path = ""
         if db_dir is not None and row.get("db_id"):
-            found = resolve_db(db_dir, str(row["db_id"]))
+            found = find_database(db_dir, str(row["db_id"]))
             if found is None:
                 report.skip("database not found")
                 continue
@@ -239,23 +238,8 @@ def _think_fields(row: dict[str, Any]) -> tuple[str | None, str | None, str | No
 # ---- Spider / BIRD rows ----------------------------------------------------------------------
 
 
-def resolve_db(db_dir: Path, db_id: str) -> Path | None:
-    """Spider/BIRD layout `<dir>/<db_id>/<db_id>.sqlite`, a flat `<dir>/<db_id>.sqlite`, or one file for every row."""
-    if db_dir.is_file():
-        return db_dir
-    for candidate in (
-        db_dir / db_id / f"{db_id}.sqlite",
-        db_dir / f"{db_id}.sqlite",
-        db_dir / db_id / f"{db_id}.db",
-        db_dir / f"{db_id}.db",
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def find_tables_json(cfg: TrainConfig) -> Path | None:
-    """--tables, else the single *tables.json beside the data file (Spider's tables.json, BIRD's dev_tables.json)."""
+    """--tables, else the tables.json beside the data file (`benchmark_data.sibling_tables_json`)."""
     if cfg.tables:
         path = Path(cfg.tables).expanduser()
         if not path.is_file():
@@ -264,11 +248,8 @@ def find_tables_json(cfg: TrainConfig) -> Path | None:
             )
         return path
     data = Path(cfg.data).expanduser()
-    if data.is_file() and not (cfg.db_dir and Path(cfg.db_dir).is_file()):
-        found = sorted(data.parent.glob("*tables.json"))
-        if len(found) == 1:
-            return found[0]
-    return None
+    single_db = cfg.db_dir is not None and Path(cfg.db_dir).expanduser().is_file()  # describes itself
+    return sibling_tables_json(data) if data.is_file() and not single_db else None
 
 
 def check_gold(sql: str) -> str | None:
@@ -286,7 +267,7 @@ def check_gold(sql: str) -> str | None:
 
 
 class Databases:
-    """Opens each database once; remembers which ones failed and why."""
+    """The benchmark's databases, each opened once; remembers which ones failed and why."""
 
     def __init__(self, cfg: TrainConfig, report: DataReport) -> None:
         if not cfg.db_dir:
@@ -294,41 +275,26 @@ class Databases:
                 "Spider/BIRD-style data needs the databases",
                 "pass --db-dir (the folder with <db_id>/<db_id>.sqlite, or one .sqlite file)",
             )
-        self.db_dir = Path(cfg.db_dir).expanduser()
-        if not self.db_dir.exists():
-            raise UserError(f"database folder not found: {self.db_dir}", "pass --db-dir")
-        self.tables = find_tables_json(cfg)
-        if self.tables is not None and not cfg.tables:
-            report.notes.append(f"using the schema names in {self.tables}")
+        db_dir = Path(cfg.db_dir).expanduser()
+        if not db_dir.exists():
+            raise UserError(f"database folder not found: {db_dir}", "pass --db-dir")
+        tables = find_tables_json(cfg)
+        if tables is not None and not cfg.tables:
+            report.notes.append(f"using the schema names in {tables}")
+        self.databases = BenchmarkDatabases(db_dir, tables)
         self.cache: dict[str, Any] = {}
 
     def open(self, db_id: str) -> Any:
         """A Database, or the reason (str) it cannot be used."""
         if db_id not in self.cache:
-            from slmsql_cli.database import open_database
-
-            path = resolve_db(self.db_dir, db_id)
-            if path is None:
+            if self.databases.path(db_id) is None:
                 self.cache[db_id] = "database not found"
             else:
-                single = self.db_dir.is_file()
                 try:
-                    self.cache[db_id] = open_database(
-                        path, None if single else self.tables, None if single else db_id
-                    )
+                    self.cache[db_id] = self.databases.open(db_id)
                 except UserError as exc:
                     self.cache[db_id] = "database unusable: " + exc.message.split(":")[0]
         return self.cache[db_id]
-
-
-def _question_fields(row: dict[str, Any]) -> tuple[str, str, str, str]:
-    gold = first_value(row, GOLD_COLUMNS)
-    return (
-        str(row.get("question") or "").strip(),
-        str(row.get("evidence") or ""),
-        str(gold).strip() if isinstance(gold, str) else "",
-        str(row.get("db_id") or ""),
-    )
 
 
 def _usable_row(
@@ -336,19 +302,19 @@ def _usable_row(
 ) -> tuple[str, str, str, Any] | None:
     """(question, evidence, gold SQL, Database) of a question row, or None after counting why it is skipped."""
     report.rows += 1
-    question, evidence, gold, db_id = _question_fields(row)
-    if not question or not gold or not ok:
+    fields = question_row(row)
+    if not fields.question or not fields.gold or not ok:
         report.skip("empty question, gold SQL or candidates" if not ok else "empty question or gold SQL")
         return None
-    problem = check_gold(gold)
+    problem = check_gold(fields.gold)
     if problem:
         report.skip(problem)
         return None
-    db = dbs.open(db_id)
+    db = dbs.open(fields.db_id)
     if isinstance(db, str):
         report.skip(db)
         return None
-    return question, evidence, gold, db
+    return fields.question, fields.evidence, fields.gold, db
 
 
 def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:

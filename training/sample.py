@@ -38,9 +38,10 @@ def sample_candidates(
     threads: int | None = None,
     say=print,
 ) -> Path:
+    from slmsql_cli.benchmark_data import question_row
     from slmsql_cli.pipeline import AskConfig, Pipeline
     from training.config import build_config
-    from training.data import GOLD_COLUMNS, Databases, DataReport, detect_format, first_value, read_records
+    from training.data import Databases, DataReport, detect_format, read_records
 
     rows = read_records(data)
     if not rows:
@@ -79,18 +80,19 @@ def sample_candidates(
     try:
         with path.open("a", encoding="utf-8") as fh:
             for i, row in enumerate(rows[done:], start=done):
-                db = dbs.open(str(row.get("db_id") or ""))
+                fields = question_row(row)
+                db = dbs.open(fields.db_id)
                 record = {
-                    "db_id": row.get("db_id"),
-                    "question": row.get("question"),
-                    "evidence": row.get("evidence") or "",
-                    "SQL": first_value(row, GOLD_COLUMNS),
+                    "db_id": fields.db_id,
+                    "question": fields.question,
+                    "evidence": fields.evidence,
+                    "SQL": fields.gold,
                     "candidates": [],
                 }
                 if isinstance(db, str):
                     record["error"] = db  # kept, so line numbers stay aligned with the data for resuming
                 else:
-                    answer = pipeline.ask(db, str(row["question"]), record["evidence"])
+                    answer = pipeline.ask(db, fields.question, fields.evidence)
                     record["candidates"] = [c.sql for c in answer.candidates if c.sql]
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 fh.flush()

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
@@ -27,7 +28,7 @@ def eval_command(
     tables: Path | None = typer.Option(
         None,
         "--tables",
-        help="tables.json for the prompts (default: tables.json / dev_tables.json next to --questions).",
+        help="tables.json for the prompts (default: tables.json, or the one *tables.json, next to --questions).",
     ),
     fmt: str | None = typer.Option(
         None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
@@ -106,7 +107,9 @@ def eval_command(
     qs, fmt = ev.load_questions(questions, fmt)
     all_count = len(qs)
     qs = qs[:limit] if limit else qs
-    db_paths = {db_id: ev.resolve_db(db_dir, db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
+    tables = tables or (_sibling_tables(questions) if model is not None else None)
+    databases = BenchmarkDatabases(db_dir, tables)
+    db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
 
     preds: list[str] | None = None
     if predictions is not None:
@@ -116,7 +119,6 @@ def eval_command(
                 f"{predictions} has {len(preds)} predictions for {all_count} questions",
                 "one SQL per line, in the order of the questions (write an empty line for no answer)",
             )
-    tables = tables or (_sibling_tables(questions) if model is not None else None)
     run = {
         "format": fmt,
         "predictions": str(predictions.resolve()) if predictions else None,
@@ -157,7 +159,7 @@ def eval_command(
                 threads=threads,
                 context=context,
             )
-            predict = _model_predictor(model, merge_model, config, tables)
+            predict = _model_predictor(model, merge_model, config, databases)
             _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
         err.print(
@@ -182,21 +184,19 @@ def eval_command(
 
 
 def _sibling_tables(questions: Path) -> Path | None:
-    for name in ("tables.json", "dev_tables.json"):
-        candidate = questions.parent / name
-        if candidate.is_file():
-            err.print(f"using {candidate} for the schema (pass --tables to choose another)")
-            return candidate
-    return None
+    found = sibling_tables_json(questions)
+    if found is not None:
+        err.print(f"using {found} for the schema (pass --tables to choose another)")
+    return found
 
 
-def _model_predictor(model: str, merge_model: str | None, config: Any, tables: Path | None) -> Any:
+def _model_predictor(model: str, merge_model: str | None, config: Any, databases: BenchmarkDatabases) -> Any:
     from slmsql_cli.evaluation import model_predictor
     from slmsql_cli.pipeline import Pipeline
 
     with err.status("loading the model…") as status:
         pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
-    return model_predictor(pipeline, tables)
+    return model_predictor(pipeline, databases)
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
