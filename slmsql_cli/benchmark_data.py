@@ -82,13 +82,16 @@ def find_database(db_dir: Path, db_id: str) -> Path | None:
 
 
 def resolve_db(db_dir: Path, db_id: str) -> Path:
-    """`find_database`, or a UserError saying where the file was expected."""
+    """`find_database`, checked to be a SQLite file, or a UserError saying where it was expected."""
+    from slmsql_cli.database import check_database_file
+
     path = find_database(db_dir, db_id)
     if path is None:
         raise UserError(
             f"no database for db_id {db_id!r} in {db_dir}",
             f"expected {Path(db_dir) / db_id / (db_id + '.sqlite')} (Spider/BIRD layout) or a folder holding one .sqlite file",
         )
+    check_database_file(path)  # a text file there would otherwise score 0% without a word
     return path
 
 

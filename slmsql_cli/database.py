@@ -108,7 +108,7 @@ def open_database(
     path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
 ) -> Database:
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
-    db_path = _check_file(Path(path).expanduser())
+    db_path = check_database_file(Path(path).expanduser())
     stat = db_path.stat()
     # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
     # only the id written into the schema and its cache must be text.
@@ -128,7 +128,8 @@ def open_database(
     return _MEMO[key]
 
 
-def _check_file(path: Path) -> Path:
+def check_database_file(path: Path) -> Path:
+    """The resolved path of a readable SQLite file (a pipe is copied first), or a UserError."""
     if not path.exists():
         raise UserError(f"database not found: {path}", "pass the path of a SQLite file with --db")
     if path.is_dir():

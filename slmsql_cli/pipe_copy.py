@@ -57,7 +57,7 @@ def copy_stream(
         os.close(fd)
     if size == 0:
         raise UserError(
-            f"nothing arrived through {path}: the pipe was closed without sending a database",
+            f"nothing arrived through {path}: it ended before sending any byte",
             "pass a SQLite file, or make sure the command writing into the pipe succeeds",
         )
     if size < len(header):
