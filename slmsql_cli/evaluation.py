@@ -454,7 +454,7 @@ class ResultsFile:
                     f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
                     "pass a new --out file, or the same options as that run to resume it",
                 )
-            q = by_index.get(rec.get("index"))
+            q = by_index.get(rec["index"])
             if q is not None and q.question != rec.get("question"):
                 raise UserError(
                     f"{self.path} belongs to another questions file (question {q.index} differs)",

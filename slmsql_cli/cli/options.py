@@ -51,7 +51,9 @@ MaxTokens = Annotated[
 ]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candidates.")]
 Threads = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads (default: physical cores).")
+    int | None,
+    # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
+    typer.Option("--threads", min=1, max=512, help="CPU threads (default: physical cores)."),
 ]
 Context = Annotated[
     int | None,
