@@ -38,10 +38,9 @@ def benchmark_question(engine: Engine, min_tokens: int):
 
     Returns (database, question dict, chat prompt text, prompt tokens)."""
     from slmsql_cli.database import open_database
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import chat_text
 
     data = Path(os.environ.get("SLMSQL_SHARED_DIR", REPO.parent / "shared")) / "data"
-    pipeline = Pipeline(engine, None, AskConfig(merge=False))
     sources = [
         (
             data / "bird_dev/dev.json",
@@ -65,7 +64,7 @@ def benchmark_question(engine: Engine, min_tokens: int):
             db = open_database(
                 db_dir / q["db_id"] / f"{q['db_id']}.sqlite", tables_json=tables, db_id=q["db_id"]
             )
-            text = pipeline.chat_text(engine, db.generation_prompt(q["question"], q.get("evidence", "")))
+            text = chat_text(engine, db.generation_prompt(q["question"], q.get("evidence", "")))
             count = len(engine.tokenize(text))
             if count >= min_tokens:
                 return db, q, text, count
@@ -80,7 +79,7 @@ def run_pipeline(engine: Engine, db, q: dict, n: int, max_tokens: int) -> dict:
     engine.close_context()
     pipeline = Pipeline(engine, None, AskConfig(n=n, max_tokens=max_tokens, merge=False))
     answer = pipeline.ask(db, q["question"], q.get("evidence", ""))
-    g = answer.generation
+    g = answer.generation.stats
     total = answer.timings["total"]
     compute = g.prompt_seconds + g.decode_seconds
     return {

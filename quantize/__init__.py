@@ -6,3 +6,16 @@
 quantizer (llama.cpp's quantizer), verify (logit parity), lora (adapter merge), checkpoint
 (where a checkpoint comes from and its cache identity).
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cached_gguf(checkpoint: str, quant: str) -> Path:
+    """`slmsql_cli.models.Exporter` for the commands: the checkpoint's GGUF, exported once into the
+    cache (`export.cached_export`). Not verified: verification needs torch, which `ask` never
+    imports (`slmsql export` verifies). The exporter (numpy, gguf) is imported only when called."""
+    from quantize.export import cached_export
+
+    return cached_export(checkpoint, quant, verify=False)

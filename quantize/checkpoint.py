@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmsql_cli import hub
+from slmsql_cli import hub, runs
 from slmsql_cli.errors import UserError
 
-RUNS_DIR = Path("runs")
 _RUN_SUBDIRS = ("final", "merged", "model", "adapter")
 _SNAPSHOT = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/(?P<rev>[0-9a-f]{6,})/?$")
 
@@ -43,19 +42,10 @@ def hub_snapshot(path: Path) -> tuple[str, str] | None:
     return (f"{match['owner']}/{match['name']}", match["rev"]) if match else None
 
 
-def latest_training_output(runs_dir: Path = RUNS_DIR) -> Path:
+def latest_training_output(runs_dir: Path = runs.RUNS_DIR) -> Path:
     """The checkpoint `slmsql train` wrote last: runs/latest (a link, or a file holding a path)."""
-    pointer = runs_dir / "latest"
     hint = "train a model first with `slmsql train`, or pass CHECKPOINT (a model folder or a Hugging Face repo id)"
-    if pointer.is_dir():
-        run = pointer.resolve()  # name the run, not "latest"
-    elif pointer.is_file():  # what training/runner.py writes: the absolute path of <run>/final
-        target = Path(pointer.read_text(encoding="utf-8").strip()).expanduser()
-        run = target if target.is_absolute() or target.exists() else runs_dir / target
-        if not run.is_dir():
-            raise UserError(f"{pointer} points at {run}, which no longer exists", hint)
-    else:
-        raise UserError(f"no CHECKPOINT given and no training run found ({pointer} does not exist)", hint)
+    run = runs.read_latest(runs_dir)
     for candidate in (run, *(run / d for d in _RUN_SUBDIRS)):
         if _has_model(candidate):
             return candidate

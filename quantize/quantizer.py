@@ -10,8 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
-from typing import Any
 
+from slmsql_cli import llama_logs
 from slmsql_cli.errors import UserError
 
 # llama.cpp's `llama_ftype` values (llama.h) and the approximate size of one weight in bits,
@@ -60,23 +60,6 @@ def estimated_size(n_parameters: int, quant: str) -> int:
     return int(n_parameters * FTYPES[quant][1] / 8 * 1.05) + 16 * 2**20
 
 
-_log_callback: Any = None
-
-
-def quiet_llama(llama_cpp: Any) -> None:
-    """Drop llama.cpp's per-tensor and context notices (shown with SLMSQL_DEBUG=1)."""
-    global _log_callback
-    if _log_callback is not None or os.environ.get("SLMSQL_DEBUG"):
-        return
-
-    @llama_cpp.llama_log_callback
-    def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
-
-    _log_callback = _drop  # llama.cpp keeps only the C pointer
-    llama_cpp.llama_log_set(_drop, ctypes.c_void_p(0))
-
-
 def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> None:
     """Quantize the f16/f32 GGUF `src` into `dst` with llama.cpp."""
     try:
@@ -85,7 +68,7 @@ def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> No
         raise UserError(
             "quantizing needs llama-cpp-python", "pip install llama-cpp-python, or export with --f16"
         ) from None
-    quiet_llama(llama_cpp)
+    llama_logs.silence()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[quant][0]
     params.nthread = threads or os.cpu_count() or 1

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantize.quantizer import quiet_llama
+from slmsql_cli import llama_logs
 
 PROBE_TEXT = (
     "Question: How many singers are older than 30, and what is their average age?\n"
@@ -118,7 +118,7 @@ def gguf_logits(gguf_path: Path, ids: list[int], threads: int | None = None) -> 
     """llama.cpp's logits for every position of `ids`."""
     import llama_cpp
 
-    quiet_llama(llama_cpp)
+    llama_logs.silence()
     llm = llama_cpp.Llama(
         model_path=str(gguf_path),
         n_ctx=max(64, len(ids) + 8),
@@ -138,7 +138,7 @@ def gguf_logits(gguf_path: Path, ids: list[int], threads: int | None = None) -> 
 def gguf_tokenize(gguf_path: Path, text: str) -> list[int]:
     import llama_cpp
 
-    quiet_llama(llama_cpp)
+    llama_logs.silence()
     llm = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
     try:
         return llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)

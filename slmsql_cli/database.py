@@ -56,27 +56,43 @@ class Database:
         return self.index.retrieve(prompts.question_text(check_question(question, evidence), evidence))
 
     def db_details(
-        self, question: str, use_values: bool = True, evidence: str = "", schema: Schema | None = None
+        self,
+        question: str,
+        evidence: str = "",
+        *,
+        use_values: bool = True,
+        matched_values: Values | None = None,
+        schema: Schema | None = None,
     ) -> str:
         """The "Database Schema" block for this question: relevant values first when use_values.
 
-        `schema` replaces the full schema when it had to be pruned to fit the model's context.
+        `matched_values` is `relevant_values(question, evidence)` when the caller has it already
+        (a question's prompts all show the same values: look them up once). `schema` replaces the
+        full schema when it had to be pruned to fit the model's context.
         """
         check_question(question, evidence)
-        values = (
-            combine_values(self.relevant_values(question, evidence), self.samples)
-            if use_values
-            else self.samples
-        )
+        if use_values:
+            if matched_values is None:
+                matched_values = self.relevant_values(question, evidence)
+            values = combine_values(matched_values, self.samples)
+        else:
+            values = self.samples
         return serialize_schema(schema or self.schema, values)
 
     def generation_prompt(
-        self, question: str, evidence: str = "", use_values: bool = True, schema: Schema | None = None
+        self,
+        question: str,
+        evidence: str = "",
+        *,
+        use_values: bool = True,
+        matched_values: Values | None = None,
+        schema: Schema | None = None,
     ) -> str:
-        """The exact generation user message the model reads."""
-        return prompts.generation_prompt(
-            self.db_details(question, use_values, evidence, schema), question, evidence
+        """The exact generation user message the model reads (arguments as for `db_details`)."""
+        details = self.db_details(
+            question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
         )
+        return prompts.generation_prompt(details, question, evidence)
 
 
 def check_question(question: str, evidence: str = "") -> str:

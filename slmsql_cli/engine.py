@@ -18,10 +18,14 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+import weakref
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from slmsql_cli import llama_logs
 from slmsql_cli.errors import UserError
 
 # Leave this much of the KV budget unused for the graph's own buffers.
@@ -78,23 +82,6 @@ class GenerationStats:
         }
 
 
-_log_callback = None
-
-
-def _quiet_llama_logs(ll) -> None:
-    """llama.cpp prints load and context notices to stderr; users see them only with SLMSQL_DEBUG=1."""
-    global _log_callback
-    if _log_callback is not None or os.environ.get("SLMSQL_DEBUG"):
-        return
-
-    @ll.llama_log_callback
-    def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        return None
-
-    _log_callback = _drop  # keep a reference: llama.cpp holds only the C pointer
-    ll.llama_log_set(_drop, ctypes.c_void_p(0))
-
-
 def physical_cores() -> int:
     """Physical cores available to this process (llama.cpp decodes best with one thread per core)."""
     try:
@@ -149,8 +136,49 @@ def check_gguf_file(path: Path) -> None:
         )
 
 
+class _Context:
+    """A llama.cpp context and its batch, freed together (batch, then context) by `close`."""
+
+    def __init__(self, ll: Any, model: Any, params: Any, seqs: int) -> None:
+        with ExitStack() as stack:  # a failure half-way frees what was made
+            ctx = ll.llama_init_from_model(model, params)
+            if not ctx:
+                raise UserError(
+                    f"llama.cpp could not create a context of {params.n_ctx} tokens x {seqs} sequences",
+                    "lower -n or --max-tokens",
+                )
+            stack.callback(ll.llama_free, ctx)
+            self.batch = ll.llama_batch_init(512, 0, max(seqs, 1))
+            stack.callback(ll.llama_batch_free, self.batch)
+            self._stack = stack.pop_all()
+        self.ctx = ctx
+        self.cells = int(params.n_ctx)
+        self.seqs = seqs
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class _ContextSlot:
+    """The engine's current context; replacing or closing it frees the one before."""
+
+    def __init__(self) -> None:
+        self.current: _Context | None = None
+
+    def replace(self, context: _Context | None) -> None:
+        old, self.current = self.current, context
+        if old is not None:
+            old.close()
+
+
 class Engine:
-    """One loaded GGUF model and its batched-sampling context."""
+    """One loaded GGUF model and its batched-sampling context.
+
+    Native memory is owned as llama-cpp-python's `_internals.py` owns it: one `ExitStack` frees the
+    context and its batch before the model (`close`, or `with Engine(...) as engine:`). An engine
+    that is never closed is freed when it is garbage-collected (`weakref.finalize`, not `__del__`).
+    A closed engine refuses further use with a RuntimeError.
+    """
 
     def __init__(
         self, model_path: str | Path, *, threads: int | None = None, n_ctx: int | None = None
@@ -162,11 +190,16 @@ class Engine:
         self.path = Path(model_path)
         check_gguf_file(self.path)
         self.threads = threads or physical_cores()
-        _quiet_llama_logs(llama_cpp)
+        llama_logs.silence()
+        # Unwound last in, first out: the sampling context (registered after the model) goes first.
+        # Its callbacks hold the model and the context slot, never the engine, so that the
+        # finalizer below does not keep the engine alive.
+        self._native = ExitStack()
+        self._finalizer = weakref.finalize(self, self._native.close)
         try:
             # The high-level class loads the model (mmap'd) and gives us tokenizer and metadata; its
             # own context is kept tiny because sampling runs in the context created below.
-            self.llm = llama_cpp.Llama(
+            llm = llama_cpp.Llama(
                 model_path=str(self.path),
                 n_ctx=64,
                 n_batch=64,
@@ -180,6 +213,9 @@ class Engine:
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 "the file may be truncated or corrupt; download or export it again",
             ) from None
+        self.llm = self._native.enter_context(closing(llm))
+        self._slot = _ContextSlot()
+        self._native.callback(self._slot.replace, None)
         self._np = numpy
         self.model = self.llm.model
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
@@ -189,9 +225,6 @@ class Engine:
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
         self.n_ctx_limit = min(n_ctx or self.n_ctx_train, self.n_ctx_train)
         self.kv_bytes_per_token = self._kv_bytes_per_token()
-        self._ctx = None
-        self._ctx_cells = 0
-        self._ctx_seqs = 0
         self._cached: list[int] = []  # prompt tokens resident in sequence 0
         self._piece_buf = ctypes.create_string_buffer(256)
         # Sampling scratch, one row per sequence, padded with zeros to whole blocks.
@@ -202,6 +235,7 @@ class Engine:
     def tokenize(self, text: str) -> list[int]:
         # The chat template writes BOS itself where the model wants one (as transformers'
         # apply_chat_template does), so no automatic BOS here.
+        self._check_open()
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def token_text(self, token: int) -> str:
@@ -211,12 +245,14 @@ class Engine:
         return self.metadata.get("tokenizer.chat_template")
 
     def special_token_text(self, which: str) -> str:
+        self._check_open()
         token = {"bos": self._ll.llama_vocab_bos, "eos": self._ll.llama_vocab_eos}[which](self.vocab)
         if token < 0:
             return ""
         return (self._ll.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8", errors="replace")
 
     def _piece(self, token: int) -> bytes:
+        self._check_open()
         n = self._ll.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
@@ -251,8 +287,25 @@ class Engine:
         cells = prompt_tokens + per_round * params.max_tokens + 16
         return per_round, min(cells, self.n_ctx_limit)
 
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def _context(self) -> _Context:
+        """The current sampling context (a RuntimeError once the engine is closed)."""
+        self._check_open()
+        if self._slot.current is None:
+            raise RuntimeError("no sampling context: call sample()")
+        return self._slot.current
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"the engine for {self.path.name} is closed; load the model again")
+
     def _ensure_context(self, cells: int, seqs: int) -> None:
-        if self._ctx is not None and self._ctx_cells >= cells and self._ctx_seqs >= seqs:
+        self._check_open()
+        current = self._slot.current
+        if current is not None and current.cells >= cells and current.seqs >= seqs:
             return
         self.close_context()
         ll = self._ll
@@ -269,39 +322,29 @@ class Engine:
         params.n_threads = self.threads
         params.n_threads_batch = self.threads
         params.no_perf = False
-        ctx = ll.llama_init_from_model(self.model, params)
-        if not ctx:
-            raise UserError(
-                f"llama.cpp could not create a context of {params.n_ctx} tokens x {seqs} sequences",
-                "lower -n or --max-tokens",
-            )
-        self._ctx = ctx
-        self._ctx_cells = int(params.n_ctx)
-        self._ctx_seqs = seqs
-        self._batch = ll.llama_batch_init(512, 0, max(seqs, 1))
+        self._slot.replace(_Context(ll, self.model, params, seqs))
         self._cached = []
 
     def close_context(self) -> None:
-        if self._ctx is not None:
-            self._ll.llama_batch_free(self._batch)
-            self._ll.llama_free(self._ctx)
-            self._ctx = None
-            self._cached = []
+        """Free the sampling context (the model stays loaded; the next `sample` makes a new one)."""
+        self._slot.replace(None)
+        self._cached = []
 
     def close(self) -> None:
-        self.close_context()
-        self.llm.close()
+        """Free the context, its batch, then the model. Closing twice is harmless."""
+        self._finalizer()
 
-    def __del__(self) -> None:  # contexts hold native memory
-        try:
-            self.close_context()
-        except Exception:
-            pass
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- decoding -----------------------------------------------------------------------------
     def _decode(self, items: Sequence[tuple[int, int, int, bool]]) -> None:
         """Decode (token, position, seq_id, wants_logits) items as one batch."""
-        b = self._batch
+        context = self._context()
+        b = context.batch
         for i, (tok, pos, seq, logits) in enumerate(items):
             b.token[i] = tok
             b.pos[i] = pos
@@ -309,15 +352,16 @@ class Engine:
             b.seq_id[i][0] = seq
             b.logits[i] = logits
         b.n_tokens = len(items)
-        rc = self._ll.llama_decode(self._ctx, b)
+        rc = self._ll.llama_decode(context.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
 
     def _load_prompt(self, tokens: list[int]) -> int:
         """Make sequence 0 hold `tokens` with fresh logits for the last one; return tokens evaluated."""
         ll = self._ll
-        mem = ll.llama_get_memory(self._ctx)
-        for s in range(1, self._ctx_seqs):
+        context = self._context()
+        mem = ll.llama_get_memory(context.ctx)
+        for s in range(1, context.seqs):
             ll.llama_memory_seq_rm(mem, s, -1, -1)
         keep = 0
         for a, b in zip(self._cached, tokens):
@@ -381,7 +425,7 @@ class Engine:
 
     def _logits(self, n_rows: int):
         """The logits of the last decode, one row per output, as a numpy view (no copy)."""
-        ptr = self._ll.llama_get_logits(self._ctx)
+        ptr = self._ll.llama_get_logits(self._context().ctx)
         return self._np.ctypeslib.as_array(ptr, shape=(n_rows, self.n_vocab))
 
     def sample(
@@ -398,15 +442,16 @@ class Engine:
             raise UserError("empty prompt")
         per_round, cells = self.plan_rounds(len(tokens), params)
         self._ensure_context(cells, per_round)
+        ctx = self._context().ctx
         if self._buf.shape[0] < per_round:
             self._buf = self._np.zeros((per_round, self._buf.shape[1]), dtype=self._np.float32)
-        ll.llama_perf_context_reset(self._ctx)
+        ll.llama_perf_context_reset(ctx)
         stats = GenerationStats(prompt_tokens=len(tokens))
         stops = [s.encode("utf-8") for s in params.stop]
         tail = max((len(s) for s in stops), default=0) + 32
         completions: list[Completion] = []
         n_prompt = len(tokens)
-        mem = ll.llama_get_memory(self._ctx)
+        mem = ll.llama_get_memory(ctx)
         for first in range(0, params.n, per_round):
             k = min(per_round, params.n - first)
             tp = time.perf_counter()
@@ -467,7 +512,7 @@ class Engine:
             for s in range(k):
                 ll.llama_memory_seq_rm(mem, s, n_prompt, -1)
         # llama.cpp counts multi-token batches as "prompt eval", so split its total by our own clock.
-        perf = ll.llama_perf_context(self._ctx)
+        perf = ll.llama_perf_context(ctx)
         compute = (perf.t_p_eval_ms + perf.t_eval_ms) / 1000.0
         stats.decode_seconds = max(compute - stats.prompt_seconds, 0.0)
         stats.wall_seconds = time.perf_counter() - t0

@@ -355,7 +355,7 @@ def model_predictor(pipeline: Any, databases: BenchmarkDatabases) -> Predictor:
         answer = pipeline.ask(databases.open(q.db_id), q.question, q.evidence)
         return Prediction(
             answer.sql,
-            candidate_dicts(answer.candidates, answer.groups, text=False),
+            candidate_dicts(answer.generation.candidates, answer.generation.groups, text=False),
             answer.merged,
             dict(answer.timings),
         )

@@ -29,7 +29,7 @@ from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Group
 
 if TYPE_CHECKING:
-    from slmsql_cli.database import Database
+    from slmsql_cli.database import Database, Values
 
 RESULT_CHARS = 1000  # normal_execute_result: longer results are cut here
 RESULT_ROWS = 20
@@ -42,12 +42,19 @@ def needs_merge(groups: Sequence[Group]) -> bool:
 
 
 def merge_message(
-    db: Database, question: str, evidence: str, groups: Sequence[Group], use_values: bool = True
+    db: Database,
+    question: str,
+    evidence: str,
+    groups: Sequence[Group],
+    *,
+    use_values: bool = True,
+    matched_values: Values | None = None,
 ) -> str:
     """The merge user message for the two largest groups, as `ask` sends it and `train` trains on it:
-    schema pruned to what the two drafts use, both drafts with their results."""
+    schema pruned to what the two drafts use, both drafts with their results. `matched_values`
+    as for `Database.db_details`."""
     drafts = top_drafts(groups)
-    details = db.db_details(question, use_values=use_values, evidence=evidence)
+    details = db.db_details(question, evidence, use_values=use_values, matched_values=matched_values)
     return merge_prompt(prune_ddl(details, [sql for sql, _ in drafts], db.schema), question, evidence, drafts)
 
 

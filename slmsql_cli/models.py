@@ -2,12 +2,15 @@
 
 Downloads go through huggingface-hub (its cache, its progress bars, `HF_HUB_OFFLINE=1`), so a
 model fetched once works offline afterwards. Repos that publish safetensors only (the SLM-SQL
-checkpoints do) are exported once to a cached Q4_K_M GGUF by `quantize.cached_export`.
+checkpoints do), and local checkpoint folders, are handed to the `Exporter` the caller passes
+(the commands pass `quantize.cached_gguf`, a Q4_K_M GGUF exported once into the cache): this
+package never imports `quantize`, which builds on it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,11 @@ REGISTRY: tuple[KnownModel, ...] = (
         "Qwen2.5-Coder-1.5B-Instruct",
     ),
 )
+# (checkpoint folder or repo id, quant) -> the GGUF exported from it
+Exporter = Callable[[str, str], Path]
+# (checkpoint folder or repo id, quant) -> its GGUF if one was exported before, without exporting
+ExportLookup = Callable[[str, str], "Path | None"]
+
 DEFAULT_MODEL = "slm-sql-0.5b"
 DEFAULT_MERGE_MODEL = "csc-merge-0.5b"
 
@@ -81,8 +89,12 @@ def pick_gguf(files: list[str]) -> str | None:
     return ggufs[0] if ggufs else None
 
 
-def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
-    """Turn a `--model` value into the path of a GGUF file, downloading or exporting once if needed."""
+def resolve(spec: str, *, quant: str = "q4_k_m", export: Exporter | None = None) -> Path:
+    """Turn a `--model` value into the path of a GGUF file, downloading or exporting once if needed.
+
+    A checkpoint (a local folder, or a Hub repo with safetensors only) goes to `export`; without
+    one it is a UserError pointing to `slmsql export`.
+    """
     spec = spec.strip()
     if not spec:
         raise UserError("empty --model value")
@@ -90,7 +102,7 @@ def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        return _export(str(path), quant)
+        return _export(str(path), quant, export)
     hub_file = ":" in spec and hub.REPO_ID.match(spec.split(":", 1)[0])
     if path.suffix.lower() == ".gguf" and not hub_file:
         raise UserError(
@@ -103,10 +115,10 @@ def resolve(spec: str, *, quant: str = "q4_k_m") -> Path:
             f"unknown model: {spec}",
             "pass a .gguf file, a Hugging Face repo id (owner/name) or an alias from `slmsql models`",
         )
-    return _from_hub(repo, quant)
+    return _from_hub(repo, quant, export)
 
 
-def _from_hub(repo: str, quant: str) -> Path:
+def _from_hub(repo: str, quant: str, export: Exporter | None) -> Path:
     """A GGUF from a Hub repo (optionally `owner/name:file.gguf`), or a cached export of its safetensors.
 
     What the local cache holds wins: `huggingface-cli download` refreshes a cached repo.
@@ -120,14 +132,18 @@ def _from_hub(repo: str, quant: str) -> Path:
         filename = pick_gguf(hub.list_files(repo_id)) or ""
     if filename:
         return hub.download_file(repo_id, filename, hint=hint)
-    return _export(str(hub.download_snapshot(repo_id, hint=hint)), quant)
+    if export is None:
+        raise UserError(f"{repo_id} publishes no GGUF file", f"export it first: slmsql export {repo_id}")
+    return _export(str(hub.download_snapshot(repo_id, hint=hint)), quant, export)
 
 
-def _export(checkpoint: str, quant: str) -> Path:
-    from quantize.export import cached_export
-
-    # No verification here: it needs torch, which the ask path never imports (`slmsql export` verifies).
-    return cached_export(checkpoint, quant=quant, verify=False)
+def _export(checkpoint: str, quant: str, export: Exporter | None) -> Path:
+    if export is None:
+        raise UserError(
+            f"{checkpoint} is a model folder, not a GGUF file",
+            f"export it first: slmsql export {checkpoint}",
+        )
+    return export(checkpoint, quant)
 
 
 @dataclass
@@ -137,21 +153,13 @@ class ModelStatus:
     cached_checkpoint: bool
 
 
-def registry_status() -> list[ModelStatus]:
-    """What `slmsql models` prints: every known model and whether it is already on this machine."""
+def registry_status(find_export: ExportLookup | None = None) -> list[ModelStatus]:
+    """What `slmsql models` prints: every known model and whether it is already on this machine
+    (its GGUF export, looked up with `find_export`, and its checkpoint in the Hub cache)."""
     cached = hub.cached_repos()
     out = []
     for m in REGISTRY:
         files = cached.get(m.repo, [])
-        out.append(
-            ModelStatus(m, _cached_export_path(m.repo), any(f.endswith(".safetensors") for f in files))
-        )
+        gguf = find_export(m.repo, "q4_k_m") if find_export else None
+        out.append(ModelStatus(m, gguf, any(f.endswith(".safetensors") for f in files)))
     return out
-
-
-def _cached_export_path(repo: str) -> Path | None:
-    try:
-        from quantize.export import find_cached_export
-    except ImportError:
-        return None
-    return find_cached_export(repo)

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slmsql_cli.database import Database
+from slmsql_cli.database import Database, Values
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_many
@@ -21,6 +22,9 @@ from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, question_text, 
 from slmsql_cli.prune import keep_tables, rank_tables
 from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Candidate, Group, vote
+
+if TYPE_CHECKING:
+    from slmsql_cli.models import Exporter
 
 Progress = Callable[[str], None]
 
@@ -42,26 +46,41 @@ class AskConfig:
 
 
 @dataclass
+class SamplingRound:
+    """One sampling step - the generation, or the merge's revisions: what was drawn, run and voted."""
+
+    candidates: list[Candidate]
+    groups: list[Group]  # vote(candidates): largest first
+    stats: GenerationStats
+    pruned_schema: Schema | None = None  # the subset of tables the prompt showed, when all did not fit
+
+    @property
+    def winner(self) -> Group | None:
+        return self.groups[0] if self.groups else None
+
+
+@dataclass
 class Answer:
     question: str
     sql: str | None
     result: ExecResult | None
-    candidates: list[Candidate]
-    groups: list[Group]
-    merged: bool = False
-    merge_candidates: list[Candidate] = field(default_factory=list)
-    merge_groups: list[Group] = field(default_factory=list)
+    generation: SamplingRound
+    revision: SamplingRound | None = None  # the merge step, when the vote was split
+    merged: bool = False  # the answer is the revision's winner
     timings: dict[str, float] = field(default_factory=dict)
-    generation: GenerationStats | None = None
-    merge_generation: GenerationStats | None = None
     schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
+
+    @property
+    def final_round(self) -> SamplingRound:
+        """The round that produced the answer."""
+        return self.revision if self.merged and self.revision is not None else self.generation
 
     @property
     def failure(self) -> str | None:
         """Why there is no usable result, in words; None when the answer's SQL ran."""
         if self.result is not None and self.result.ok:
             return None
-        n = len(self.candidates)
+        n = len(self.generation.candidates)
         if self.sql is None:
             return f"the model wrote no SQL in any of its {n} candidate(s)"
         why = "it timed out" if self.result is None or self.result.timed_out else self.result.error
@@ -69,11 +88,27 @@ class Answer:
 
     @property
     def agreement(self) -> tuple[int, int]:
-        """(votes of the winning group, candidates sampled) for the stage that produced the answer."""
-        groups, cands = (
-            (self.merge_groups, self.merge_candidates) if self.merged else (self.groups, self.candidates)
+        """(votes of the winning group, candidates sampled) for the round that produced the answer."""
+        final = self.final_round
+        return (final.groups[0].votes if final.groups else 0, len(final.candidates))
+
+
+def chat_text(engine: Engine, user_message: str) -> str:
+    """The exact text the model reads: system prompt + user message in the model's own chat template."""
+    template = engine.chat_template() or fallback_template(engine.architecture)
+    if template is None:
+        raise UserError(
+            f"{engine.path.name} has no chat template and slmsql has none for architecture '{engine.architecture}'",
+            "export the model with its tokenizer_config.json chat template (slmsql export)",
         )
-        return (groups[0].votes if groups else 0, len(cands))
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_message}]
+    return render_chat(
+        template,
+        messages,
+        bos_token=engine.special_token_text("bos"),
+        eos_token=engine.special_token_text("eos"),
+        add_generation_prompt=True,
+    )
 
 
 class Pipeline:
@@ -91,16 +126,18 @@ class Pipeline:
         merge_model: str | None = None,
         config: AskConfig | None = None,
         progress: Progress | None = None,
+        export: Exporter | None = None,
     ) -> Pipeline:
         """Resolve and load the models. With the default generator the default merge model is used;
-        with a model of your own and no --merge-model, the generator revises its own drafts."""
+        with a model of your own and no --merge-model, the generator revises its own drafts.
+        `export` turns a checkpoint into a GGUF (`models.resolve`)."""
         from slmsql_cli import models
 
         config = config or AskConfig()
         say = progress or (lambda _msg: None)
         spec = model or models.default_model()
         say(f"loading model {spec}")
-        engine = Engine(models.resolve(spec), threads=config.threads, n_ctx=config.context)
+        engine = Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
         merge_engine: Engine | None = None
         if config.merge:
             merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
@@ -109,63 +146,70 @@ class Pipeline:
             else:
                 say(f"loading merge model {merge_spec}")
                 merge_engine = Engine(
-                    models.resolve(merge_spec), threads=config.threads, n_ctx=config.context
+                    models.resolve(merge_spec, export=export), threads=config.threads, n_ctx=config.context
                 )
         return cls(engine, merge_engine, config)
 
-    def chat_text(self, engine: Engine, user_message: str) -> str:
-        """The exact text the model reads: system prompt + user message in the model's own chat template."""
-        template = engine.chat_template() or fallback_template(engine.architecture)
-        if template is None:
-            raise UserError(
-                f"{engine.path.name} has no chat template and slmsql has none for architecture '{engine.architecture}'",
-                "export the model with its tokenizer_config.json chat template (slmsql export)",
-            )
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user_message}]
-        return render_chat(
-            template,
-            messages,
-            bos_token=engine.special_token_text("bos"),
-            eos_token=engine.special_token_text("eos"),
-            add_generation_prompt=True,
-        )
-
     def _sample(
         self, engine: Engine, user_message: str, n: int, seed: int, on_token: Callable[[int], None] | None
-    ):
+    ) -> tuple[list[Completion], GenerationStats]:
         params = SamplingParams(
             n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
         )
-        return engine.sample(self.chat_text(engine, user_message), params, on_token=on_token)
+        return engine.sample(chat_text(engine, user_message), params, on_token=on_token)
 
-    def _candidates(self, db: Database, completions: list[Completion]) -> list[Candidate]:
+    def _round(
+        self,
+        db: Database,
+        engine: Engine,
+        user_message: str,
+        n: int,
+        seed: int,
+        on_token: Callable[[int], None] | None,
+    ) -> SamplingRound:
+        completions, stats = self._sample(engine, user_message, n, seed, on_token)
         sqls = [extract_sql(c.text) for c in completions]
         results = execute_many(db.path, sqls, timeout=self.config.timeout)  # identical SQL runs once
-        return [Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)]
+        candidates = [
+            Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
+        ]
+        return SamplingRound(candidates, vote(candidates), stats)
 
     def _fits(self, message: str) -> bool:
         return (
-            len(self.engine.tokenize(self.chat_text(self.engine, message))) + self.config.max_tokens
+            len(self.engine.tokenize(chat_text(self.engine, message))) + self.config.max_tokens
             <= self.engine.n_ctx_limit
         )
 
+    def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
+        """The database values the question mentions, shown in every prompt built for it (none
+        with use_values off): looked up once per question."""
+        return db.relevant_values(question, evidence) if self.config.use_values else {}
+
     def generation_message(
-        self, db: Database, question: str, evidence: str = ""
+        self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None
     ) -> tuple[str, Schema | None]:
         """The generation prompt, with the full schema when it fits the context (the usual case);
         otherwise with the largest question-ranked subset of tables that fits (and that subset)."""
-        cfg = self.config
-        message = db.generation_prompt(question, evidence, use_values=cfg.use_values)
+        if matched_values is None:
+            matched_values = self.matched_values(db, question, evidence)
+        use_values = self.config.use_values
+
+        def prompt(schema: Schema | None = None) -> str:
+            return db.generation_prompt(
+                question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
+            )
+
+        message = prompt()
         if self._fits(message):
             return message, None
         self._check_room(db, question, evidence)
-        values = db.relevant_values(question, evidence) if cfg.use_values else {}
-        ranked = rank_tables(db.schema, question_text(question, evidence), values)
+        ranked = rank_tables(db.schema, question_text(question, evidence), matched_values)
         lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
         while lo <= hi:
             mid = (lo + hi) // 2
             schema = keep_tables(db.schema, ranked[:mid])
-            pruned = db.generation_prompt(question, evidence, use_values=cfg.use_values, schema=schema)
+            pruned = prompt(schema)
             if self._fits(pruned):
                 best, lo = (pruned, schema), mid + 1
             else:
@@ -196,14 +240,20 @@ class Pipeline:
             )
 
     def generate(
-        self, db: Database, question: str, evidence: str = "", on_token: Callable[[int], None] | None = None
-    ):
+        self,
+        db: Database,
+        question: str,
+        evidence: str = "",
+        on_token: Callable[[int], None] | None = None,
+        *,
+        matched_values: Values | None = None,
+    ) -> SamplingRound:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
-        user_message, schema = self.generation_message(db, question, evidence)
-        completions, stats = self._sample(self.engine, user_message, cfg.n, cfg.seed, on_token)
-        candidates = self._candidates(db, completions)
-        return candidates, vote(candidates), stats, schema
+        message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
+        generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
+        generated.pruned_schema = schema
+        return generated
 
     def revise(
         self,
@@ -212,16 +262,17 @@ class Pipeline:
         evidence: str,
         groups: list[Group],
         on_token: Callable[[int], None] | None = None,
-    ):
+        *,
+        matched_values: Values | None = None,
+    ) -> SamplingRound:
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
         if self.merge_engine is None or len(groups) < 2:
             raise ValueError("revise needs a merge model and two result groups")
-        message = merge_message(db, question, evidence, groups, self.config.use_values)
-        completions, stats = self._sample(
-            self.merge_engine, message, self.config.merge_n, self.config.seed + 1000, on_token
+        cfg = self.config
+        message = merge_message(
+            db, question, evidence, groups, use_values=cfg.use_values, matched_values=matched_values
         )
-        candidates = self._candidates(db, completions)
-        return candidates, vote(candidates), stats
+        return self._round(db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token)
 
     def ask(
         self,
@@ -234,39 +285,33 @@ class Pipeline:
         say = progress or (lambda _msg: None)
         cfg = self.config
         t_start = time.perf_counter()
+        matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
-        candidates, groups, gen_stats, schema = self.generate(db, question, evidence, on_token)
-        timings = {
-            "generate": gen_stats.wall_seconds,
-            "execute": time.perf_counter() - t_start - gen_stats.wall_seconds,
-        }
-        answer = Answer(
-            question=question,
-            sql=None,
-            result=None,
-            candidates=candidates,
-            groups=groups,
-            generation=gen_stats,
-        )
+        generated = self.generate(db, question, evidence, on_token, matched_values=matched)
+        wall = generated.stats.wall_seconds
+        timings = {"generate": wall, "execute": time.perf_counter() - t_start - wall}
+        answer = Answer(question=question, sql=None, result=None, generation=generated)
+        schema = generated.pruned_schema
         if schema is not None:
             answer.schema_tables = (len(schema.tables), len(db.schema.tables))
             say(f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the context")
-        if groups:
-            answer.sql, answer.result = groups[0].sql, groups[0].result
+        if generated.winner is not None:
+            answer.sql, answer.result = generated.winner.sql, generated.winner.result
 
-        if self.merge_engine is not None and needs_merge(groups):
+        if self.merge_engine is not None and needs_merge(generated.groups):
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
-            answer.merge_candidates, answer.merge_groups, answer.merge_generation = self.revise(
-                db, question, evidence, groups, on_token
+            answer.revision = self.revise(
+                db, question, evidence, generated.groups, on_token, matched_values=matched
             )
-            if answer.merge_groups:  # a merge that produced nothing executable keeps the vote's winner
+            winner = answer.revision.winner
+            if winner is not None:  # a merge that produced nothing executable keeps the vote's winner
                 answer.merged = True
-                answer.sql, answer.result = answer.merge_groups[0].sql, answer.merge_groups[0].result
+                answer.sql, answer.result = winner.sql, winner.result
             timings["merge"] = time.perf_counter() - t
 
         if answer.sql is None:  # nothing executed: show the first SQL the model wrote, with its error
-            first = next((c for c in candidates if c.sql), None)
+            first = next((c for c in generated.candidates if c.sql), None)
             if first is not None:
                 answer.sql, answer.result = first.sql, first.result
         timings["total"] = time.perf_counter() - t_start
@@ -274,9 +319,16 @@ class Pipeline:
         return answer
 
     def close(self) -> None:
+        """Free the models (see `Engine.close`); closing twice is harmless."""
         if self.merge_engine is not None and self.merge_engine is not self.engine:
             self.merge_engine.close()
         self.engine.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.pipeline import Answer
-from slmsql_cli.vote import Candidate, Group
+from slmsql_cli.vote import candidate_dicts
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,28 +38,10 @@ def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
     }
 
 
-def _candidates_dict(candidates: list[Candidate], groups: list[Group]) -> list[dict[str, Any]]:
-    group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
-    out = []
-    for i, c in enumerate(candidates):
-        g = group_of.get(i)
-        out.append(
-            {
-                "sql": c.sql,
-                "group": g,
-                "votes": groups[g].votes if g is not None else 0,
-                "error": None
-                if c.result is None
-                else c.result.error or ("timeout" if c.result.timed_out else None),
-                "text": c.text,
-            }
-        )
-    return out
-
-
 def answer_dict(answer: Answer) -> dict[str, Any]:
     """The `--json` document: everything a script needs, nothing it has to parse from prose."""
     votes, total = answer.agreement
+    generated, revised = answer.generation, answer.revision
     doc: dict[str, Any] = {
         "question": answer.question,
         "sql": answer.sql,
@@ -70,17 +52,16 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "votes": votes,
         "candidates_sampled": total,
         "merged": answer.merged,
-        "candidates": _candidates_dict(answer.candidates, answer.groups),
-        "merge_candidates": _candidates_dict(answer.merge_candidates, answer.merge_groups),
+        "candidates": candidate_dicts(generated.candidates, generated.groups),
+        "merge_candidates": candidate_dicts(revised.candidates, revised.groups) if revised else [],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]}
         if answer.schema_tables
         else None,
     }
-    if answer.generation:
-        doc["generation"] = answer.generation.as_dict()
-    if answer.merge_generation:
-        doc["merge_generation"] = answer.merge_generation.as_dict()
+    doc["generation"] = generated.stats.as_dict()
+    if revised:
+        doc["merge_generation"] = revised.stats.as_dict()
     return doc
 
 
@@ -112,15 +93,16 @@ def rows_table(result: ExecResult, max_rows: int = 50) -> Table:
 def summary_line(answer: Answer) -> Text:
     votes, total = answer.agreement
     t = answer.timings
-    if not answer.groups:
-        parts = [f"none of the {len(answer.candidates)} candidates produced SQL that ran"]
+    generated = answer.generation
+    if not generated.groups:
+        parts = [f"none of the {len(generated.candidates)} candidates produced SQL that ran"]
     else:
         parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
     if answer.merged:
         parts.append(
-            f"merge used on drafts with {answer.groups[0].votes} and {answer.groups[1].votes} of {len(answer.candidates)} votes"
+            f"merge used on drafts with {generated.groups[0].votes} and {generated.groups[1].votes} of {len(generated.candidates)} votes"
         )
-    elif len(answer.groups) == 1:
+    elif len(generated.groups) == 1:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
@@ -154,10 +136,11 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
 
 
 def print_candidates(console: Console, answer: Answer) -> None:
-    for title, cands, groups in (
-        ("candidates", answer.candidates, answer.groups),
-        ("merge revisions", answer.merge_candidates, answer.merge_groups),
-    ):
+    rounds = [("candidates", answer.generation)]
+    if answer.revision is not None:
+        rounds.append(("merge revisions", answer.revision))
+    for title, sampled in rounds:
+        cands, groups = sampled.candidates, sampled.groups
         if not cands:
             continue
         table = Table(title=title, show_lines=True)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from slmsql_cli import evaluation as ev
+from slmsql_cli.benchmark_data import resolve_db
 from slmsql_cli.cli import app
 from slmsql_cli.errors import UserError
 
@@ -37,9 +38,7 @@ def _sets(shared: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _score_all(questions: list[ev.Question], db_dir: Path, fmt: str, preds: list[str | None]) -> list[bool]:
-    return [
-        ev.score(ev.resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)
-    ]
+    return [ev.score(resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)]
 
 
 def _sha(path: Path) -> str:

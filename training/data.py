@@ -417,7 +417,7 @@ def candidate_examples(
         top2 = list(groups[:2])
         if all(g.result.key() != gold_result.key() for g in top2):
             top2[rng.randrange(2)] = Group(sql=gold, result=gold_result, members=[])
-        prompt = merge_message(db, question, evidence, top2, cfg.use_values)
+        prompt = merge_message(db, question, evidence, top2, use_values=cfg.use_values)
         yield Example(prompt, answer_target(gold), str(db.path), gold)
 
 

@@ -84,10 +84,11 @@ def _gguf_metadata(path: Path) -> tuple[str, str | None]:
     """Architecture and chat template from the GGUF header (llama.cpp reads it in well under a second)."""
     import llama_cpp
 
-    from slmsql_cli.engine import _quiet_llama_logs, check_gguf_file
+    from slmsql_cli import llama_logs
+    from slmsql_cli.engine import check_gguf_file
 
     check_gguf_file(path)
-    _quiet_llama_logs(llama_cpp)
+    llama_logs.silence()
     try:
         llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as exc:

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.errors import UserError
+from slmsql_cli.runs import LATEST, read_latest, write_latest
 from training.config import TrainConfig
 from training.data import DataReport, check_inputs, detect_format, load_examples, read_records
 
 Say = Callable[[str], None]
-LATEST = "latest"
 
 
 @dataclass
@@ -55,35 +55,6 @@ class Device:
     gradient_checkpointing: bool
     use_vllm: bool
     note: str
-
-
-def latest_pointer(runs_dir: Path | str = "runs") -> Path:
-    return Path(runs_dir) / LATEST
-
-
-def read_latest(runs_dir: Path | str = "runs") -> Path:
-    """The checkpoint folder `runs/latest` points at (what `slmsql export` takes by default)."""
-    pointer = latest_pointer(runs_dir)
-    if not pointer.is_file():
-        raise UserError(
-            f"no {pointer} pointer: nothing has been trained here yet",
-            "run `slmsql train` first, or pass the checkpoint folder explicitly",
-        )
-    target = Path(pointer.read_text(encoding="utf-8").strip())
-    if not target.is_dir():
-        raise UserError(
-            f"{pointer} points at {target}, which no longer exists",
-            "train again, or pass the checkpoint folder explicitly",
-        )
-    return target
-
-
-def write_latest(final_dir: Path) -> Path:
-    pointer = latest_pointer(final_dir.parent.parent)
-    tmp = pointer.with_suffix(".tmp")
-    tmp.write_text(f"{final_dir.resolve()}\n", encoding="utf-8")
-    tmp.replace(pointer)
-    return pointer
 
 
 def pick_device(cfg: TrainConfig, say: Say) -> Device:

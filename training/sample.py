@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from slmsql_cli.engine import SamplingParams
 from slmsql_cli.errors import UserError
 
 
@@ -30,14 +31,15 @@ def sample_candidates(
     *,
     tables: str | None = None,
     n: int = 8,
-    temperature: float = 0.8,
-    max_tokens: int = 1024,
-    seed: int = 42,
+    temperature: float = SamplingParams.temperature,
+    max_tokens: int = SamplingParams.max_tokens,
+    seed: int = SamplingParams.seed,
     use_values: bool = True,
     max_samples: int | None = None,
     threads: int | None = None,
     say=print,
 ) -> Path:
+    from quantize import cached_gguf
     from slmsql_cli.benchmark_data import question_row
     from slmsql_cli.pipeline import AskConfig, Pipeline
     from training.config import build_config
@@ -75,7 +77,7 @@ def sample_candidates(
         use_values=use_values,
         threads=threads,
     )
-    pipeline = Pipeline.load(model, config=config, progress=say)
+    pipeline = Pipeline.load(model, config=config, progress=say, export=cached_gguf)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with path.open("a", encoding="utf-8") as fh:
@@ -93,7 +95,7 @@ def sample_candidates(
                     record["error"] = db  # kept, so line numbers stay aligned with the data for resuming
                 else:
                     answer = pipeline.ask(db, fields.question, fields.evidence)
-                    record["candidates"] = [c.sql for c in answer.candidates if c.sql]
+                    record["candidates"] = [c.sql for c in answer.generation.candidates if c.sql]
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
                 fh.flush()
                 if (i + 1) % 10 == 0 or i + 1 == len(rows):
@@ -117,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables", help="Spider/BIRD tables.json")
     parser.add_argument("--out", required=True, help="JSONL file to write (appended; reruns continue)")
     parser.add_argument("--n", type=int, default=8, help="drafts per question (CSC-SQL: 8)")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--temperature", type=float, default=SamplingParams.temperature)
+    parser.add_argument("--max-tokens", type=int, default=SamplingParams.max_tokens)
+    parser.add_argument("--seed", type=int, default=SamplingParams.seed)
     parser.add_argument("--no-values", action="store_true", help="no question-matched values in the prompt")
     parser.add_argument("--max-samples", type=int, help="only the first N questions")
     parser.add_argument("--threads", type=int)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
@@ -16,6 +17,7 @@ from slmsql_cli.errors import UserError
 @app.command("ask")
 @user_errors
 def ask(
+    ctx: typer.Context,
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),
@@ -25,15 +27,19 @@ def ask(
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
-    n: opt.Samples = 4,
-    merge_n: opt.MergeSamples = 4,
-    temperature: opt.Temperature = 0.8,
-    max_tokens: opt.MaxTokens = 1024,
-    seed: opt.Seed = 42,
+    n: opt.Samples = opt.DEFAULTS.n,
+    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
+    temperature: opt.Temperature = opt.DEFAULTS.temperature,
+    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
+    seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
     timeout: float = typer.Option(
-        10.0, "--timeout", min=0.1, callback=opt.finite, help="Seconds one candidate query may run."
+        opt.DEFAULTS.timeout,
+        "--timeout",
+        min=0.1,
+        callback=opt.finite,
+        help="Seconds one candidate query may run.",
     ),
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
@@ -68,27 +74,20 @@ def ask(
       slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
     """
     from slmsql_cli.database import check_question, open_database
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import print_answer, to_csv, to_json
 
     if sum([as_json, as_csv, sql_only]) > 1:
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
-    config = AskConfig(
-        n=n,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        seed=seed,
-        merge=not no_merge,
-        merge_n=merge_n,
-        timeout=timeout,
-        use_values=not no_values,
-        threads=threads,
-        context=context,
-    )
-    with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
+    config = opt.ask_config(ctx.params)
+    with (
+        err.status("loading the model…") as status,
+        Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        ) as pipeline,
+    ):
         generated = [0]
 
         def tick(_seq: int) -> None:

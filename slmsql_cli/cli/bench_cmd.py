@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
@@ -45,7 +46,7 @@ def bench(
     from slmsql_cli.bench import report, run_bench
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import chat_text
 
     try:
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -55,11 +56,10 @@ def bench(
         raise typer.BadParameter("-n takes counts from 1 to 64, as ask's -n does")
     database = open_database(db)
     with err.status("loading the model…"):
-        path = models.resolve(model or models.default_model())
+        path = models.resolve(model or models.default_model(), export=cached_gguf)
         engine = Engine(path, threads=threads)
-    pipeline = Pipeline(engine, None, AskConfig(merge=False))
-    prompt_text = pipeline.chat_text(engine, database.generation_prompt(question))
-    with err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+    with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+        prompt_text = chat_text(engine, database.generation_prompt(question))
         rows = run_bench(engine, prompt_text, counts, max_tokens)
     table = Table(title=f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
@@ -19,21 +20,26 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @app.command("chat")
 @user_errors
 def chat(
+    ctx: typer.Context,
     db: Path = typer.Option(
         ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
     ),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
-    n: opt.Samples = 4,
-    merge_n: opt.MergeSamples = 4,
-    temperature: opt.Temperature = 0.8,
-    max_tokens: opt.MaxTokens = 1024,
-    seed: opt.Seed = 42,
+    n: opt.Samples = opt.DEFAULTS.n,
+    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
+    temperature: opt.Temperature = opt.DEFAULTS.temperature,
+    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
+    seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
     timeout: float = typer.Option(
-        10.0, "--timeout", min=0.1, callback=opt.finite, help="Seconds one candidate query may run."
+        opt.DEFAULTS.timeout,
+        "--timeout",
+        min=0.1,
+        callback=opt.finite,
+        help="Seconds one candidate query may run.",
     ),
     no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
@@ -48,57 +54,47 @@ def chat(
     """
     from slmsql_cli.database import open_database
     from slmsql_cli.errors import UserError
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import print_answer
 
     database = open_database(db)
-    config = AskConfig(
-        n=n,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        seed=seed,
-        merge=not no_merge,
-        merge_n=merge_n,
-        timeout=timeout,
-        use_values=not no_values,
-        threads=threads,
-        context=context,
-    )
+    config = opt.ask_config(ctx.params)
     with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
-    err.print(
-        f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
-    )
+        pipeline = Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        )
     # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
     # rather than ending the session with a UnicodeDecodeError.
     if isinstance(sys.stdin, io.TextIOWrapper):
         sys.stdin.reconfigure(errors="surrogateescape")
     failed = 0
-    while True:
-        try:
-            question = input("? ").strip()
-        except EOFError:
-            break
-        if not question:
-            continue
-        if question.lower() in _EXIT_WORDS:
-            break
-        try:
-            with err.status("thinking…") as status:
-                answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
-        except UserError as exc:
-            failed += 1
-            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-            continue
-        print_answer(out, answer, verbose=verbose)
-        g = answer.generation
-        if g is not None:
+    with pipeline:
+        err.print(
+            f"[bold]slmsql chat[/] on {db.name} with {pipeline.engine.path.name}. Type 'exit' or Ctrl-D to leave."
+        )
+        while True:
+            try:
+                question = input("? ").strip()
+            except EOFError:
+                break
+            if not question:
+                continue
+            if question.lower() in _EXIT_WORDS:
+                break
+            try:
+                with err.status("thinking…") as status:
+                    answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
+            except UserError as exc:
+                failed += 1
+                err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                continue
+            print_answer(out, answer, verbose=verbose)
+            g = answer.generation.stats
             err.print(
                 f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
                 f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
                 f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
             )
-    pipeline.close()
     if failed:  # like `sqlite3 < script`: keep going, but tell a script that something failed
         err.print(f"{failed} question(s) failed")
         raise typer.Exit(1)

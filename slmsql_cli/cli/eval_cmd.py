@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from quantize import cached_gguf
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 
+if TYPE_CHECKING:
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+
 
 @app.command("eval")
 @user_errors
 def eval_command(
+    ctx: typer.Context,
     questions: Path | None = typer.Option(
         None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
     ),
@@ -34,13 +39,13 @@ def eval_command(
         None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
     ),
     model: opt.Model = None,
-    n: opt.Samples = 4,
+    n: opt.Samples = opt.DEFAULTS.n,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
-    merge_n: opt.MergeSamples = 4,
-    temperature: opt.Temperature = 0.8,
-    max_tokens: opt.MaxTokens = 1024,
-    seed: opt.Seed = 42,
+    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
+    temperature: opt.Temperature = opt.DEFAULTS.temperature,
+    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
+    seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
@@ -145,22 +150,11 @@ def eval_command(
                 pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
             )
         elif pending:  # the model is loaded only when there is work left
-            from slmsql_cli.pipeline import AskConfig
+            from slmsql_cli.evaluation import model_predictor
 
-            config = AskConfig(
-                n=n,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed,
-                merge=not no_merge,
-                merge_n=merge_n,
-                timeout=timeout,
-                use_values=not no_values,
-                threads=threads,
-                context=context,
-            )
-            predict = _model_predictor(model, merge_model, config, databases)
-            _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+            with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
+                predict = model_predictor(pipeline, databases)
+                _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
@@ -190,13 +184,13 @@ def _sibling_tables(questions: Path) -> Path | None:
     return found
 
 
-def _model_predictor(model: str, merge_model: str | None, config: Any, databases: BenchmarkDatabases) -> Any:
-    from slmsql_cli.evaluation import model_predictor
+def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
     from slmsql_cli.pipeline import Pipeline
 
     with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(model, merge_model, config, progress=lambda m: status.update(m + "…"))
-    return model_predictor(pipeline, databases)
+        return Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        )
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]

@@ -21,9 +21,10 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print the lis
     """
     from rich.table import Table
 
+    from quantize.export import find_cached_export
     from slmsql_cli.models import DEFAULT_MERGE_MODEL, default_model, registry_status
 
-    rows = registry_status()
+    rows = registry_status(find_cached_export)
     if as_json:
         doc = [
             {

@@ -1,11 +1,33 @@
-"""Options that `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree."""
+"""Options that `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
+
+The defaults come from `AskConfig` (and through it `SamplingParams`): a command writes
+`n: opt.Samples = opt.DEFAULTS.n` and builds its config with `opt.ask_config(ctx.params)`.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
+
+from slmsql_cli.pipeline import AskConfig
+
+DEFAULTS = AskConfig()
+# AskConfig fields that the commands' options carry under the same name
+_SAME_NAME = ("n", "temperature", "max_tokens", "seed", "merge_n", "timeout", "threads", "context")
+
+
+def ask_config(params: Mapping[str, Any], **overrides: Any) -> AskConfig:
+    """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
+    `--no-merge` and `--no-values` turned around; AskConfig's defaults for the rest."""
+    values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
+    if "no_merge" in params:
+        values["merge"] = not params["no_merge"]
+    if "no_values" in params:
+        values["use_values"] = not params["no_values"]
+    return AskConfig(**{**values, **overrides})
 
 
 def finite(value: float | None) -> float | None:
