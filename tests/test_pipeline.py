@@ -10,7 +10,7 @@ from slmsql_cli.database import open_database
 from slmsql_cli.engine import Engine
 from slmsql_cli.executor import execute
 from slmsql_cli.merge import merge_message
-from slmsql_cli.pipeline import AskConfig, Pipeline
+from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
 from slmsql_cli.prompts import SYSTEM_PROMPT
 from slmsql_cli.vote import Candidate, vote
 
@@ -27,7 +27,7 @@ def pipeline(gemma_gguf: Path) -> Pipeline:
 
 
 def test_chat_text_wraps_system_and_user_in_the_models_turns(pipeline: Pipeline) -> None:
-    text = pipeline.chat_text(pipeline.engine, "USER MESSAGE")
+    text = chat_text(pipeline.engine, "USER MESSAGE")
     # The Gemma GGUF has no template of its own, so slmsql's Gemma turn template is used.
     assert text.startswith("<bos><start_of_turn>user\n")
     assert SYSTEM_PROMPT in text and "USER MESSAGE" in text
@@ -53,14 +53,14 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
         "CREATE TABLE books" in message and "CREATE TABLE customers" not in message
     )  # pruned to the drafts' tables
 
-    revised, revised_groups, stats = pipeline.revise(db, question, "", groups)
-    assert len(revised) == 2 and stats.generated_tokens > 0
-    assert all(g.result.ok for g in revised_groups)
+    revised = pipeline.revise(db, question, "", groups)
+    assert len(revised.candidates) == 2 and revised.stats.generated_tokens > 0
+    assert all(g.result.ok for g in revised.groups)
 
 
 def test_generate_samples_n_candidates(pipeline: Pipeline, isolated_cache: Path) -> None:
     db = open_database(DEMO)
-    candidates, groups, stats, pruned = pipeline.generate(db, "How many authors are there?")
-    assert len(candidates) == 2 and pruned is None
-    assert sum(g.votes for g in groups) <= 2
-    assert stats.prompt_tokens > 1000
+    generated = pipeline.generate(db, "How many authors are there?")
+    assert len(generated.candidates) == 2 and generated.pruned_schema is None
+    assert sum(g.votes for g in generated.groups) <= 2
+    assert generated.stats.prompt_tokens > 1000
