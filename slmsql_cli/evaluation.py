@@ -391,6 +391,16 @@ def evaluate_question(
     }
 
 
+def check_gold_ran(records: Sequence[dict]) -> None:
+    """When no gold query ran, the score measures the databases, not the model: say so."""
+    if records and all(r.get("gold_error") for r in records):
+        raise UserError(
+            f"none of the {len(records)} gold queries ran (the first: {records[0]['gold_error']}), so EX means nothing",
+            "check that --db-dir holds this benchmark's databases",
+            exit_code=1,
+        )
+
+
 def _error_text(result: ExecResult | None) -> str | None:
     if result is None or result.ok:
         return None

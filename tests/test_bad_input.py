@@ -424,3 +424,13 @@ def test_max_tokens_larger_than_the_context_is_blamed_on_max_tokens(gemma_gguf: 
         tmp_path=tmp_path,
     )  # fmt: skip
     assert_one_line(result.exit_code, result.stderr, "--max-tokens 10000000 leaves no room")
+
+
+def test_eval_db_dir_whose_databases_are_empty(bench: dict[str, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty" / "music"
+    empty.mkdir(parents=True)
+    (empty / "music.sqlite").write_bytes(b"")  # a valid, empty SQLite database: no gold query runs
+    result = invoke(
+        "eval", "-q", bench["q"], "--db-dir", empty.parent, "-p", bench["pred"], tmp_path=tmp_path
+    )
+    assert_one_line(result.exit_code, result.stderr, "none of the 1 gold queries ran", "no such table")

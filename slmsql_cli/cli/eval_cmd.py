@@ -175,6 +175,7 @@ def eval_command(
         sys.stdout.write(
             json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
         )
+    ev.check_gold_ran(records)
 
 
 def _sibling_tables(questions: Path) -> Path | None:
