@@ -134,7 +134,10 @@ def open_database(
         tj = Path(tables_json).expanduser()
         if not tj.is_file():
             raise UserError(
-                f"tables file not found: {tables_json}", "pass the Spider/BIRD tables.json with --tables"
+                f"{tables_json} is a folder, not a tables.json"
+                if tj.is_dir()
+                else f"tables file not found: {tables_json}",
+                "pass the Spider/BIRD tables.json with --tables",
             )
         tj = tj.resolve()
         source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"

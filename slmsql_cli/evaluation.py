@@ -73,6 +73,8 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
         raise UserError(
             f"cannot read questions file {path}: {exc}", "it must be a JSON list of questions"
         ) from None
+    if items == []:
+        raise UserError(f"{path} holds no questions", "pass Spider's or BIRD's dev.json with --questions")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise UserError(
             f"{path} is not a list of questions",
@@ -621,7 +623,16 @@ def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None
     ax.legend(fontsize=8, loc="upper center", ncol=min(3, len(summaries)), frameon=False)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if not path.suffix:
+        path = path.with_suffix(".png")  # what matplotlib writes when the name has no extension
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as exc:  # ValueError: a format matplotlib cannot write (.xyz)
+        raise UserError(
+            f"cannot write the chart to {path}: {getattr(exc, 'strerror', None) or exc}",
+            "pass a writable file name ending in .png (or .svg, .pdf) to --plot",
+        ) from None
+    finally:
+        plt.close(fig)
     return path

@@ -434,3 +434,35 @@ def test_eval_db_dir_whose_databases_are_empty(bench: dict[str, Path], tmp_path:
         "eval", "-q", bench["q"], "--db-dir", empty.parent, "-p", bench["pred"], tmp_path=tmp_path
     )
     assert_one_line(result.exit_code, result.stderr, "none of the 1 gold queries ran", "no such table")
+
+
+def test_eval_questions_file_without_questions(bench: dict[str, Path], tmp_path: Path) -> None:
+    bench["q"].write_text("[]")
+    result = invoke(
+        "eval", "-q", bench["q"], "--db-dir", bench["dbs"], "-p", bench["pred"], tmp_path=tmp_path
+    )
+    assert_one_line(result.exit_code, result.stderr, "holds no questions")
+
+
+def test_eval_plot_where_no_file_can_be_written(bench: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = bench["binary"] / "chart.png"  # inside a file
+    result = invoke(
+        "eval",
+        "-q",
+        bench["q"],
+        "--db-dir",
+        bench["dbs"],
+        "-p",
+        bench["pred"],
+        "--plot",
+        plot,
+        tmp_path=tmp_path,
+    )
+    assert_one_line(result.exit_code, result.stderr, "cannot write the chart")
+
+
+def test_tables_that_is_a_folder(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "music.sqlite")
+    result = invoke("prompt", "--db", db, "--tables", tmp_path, "How many?", tmp_path=tmp_path)
+    assert_one_line(result.exit_code, result.stderr, "is a folder, not a tables.json")
