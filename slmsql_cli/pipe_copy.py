@@ -41,6 +41,11 @@ def copy_stream(
 
     The stream must start with `header` (SQLite's magic string): anything else is refused at its
     first bytes rather than after copying it (`--db /dev/zero` would never end)."""
+    if not hasattr(select, "poll"):  # Windows
+        raise UserError(
+            f"{path} is not a regular file, and slmsql cannot read a database from a pipe here",
+            "save the database to a file and pass that file with --db",
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO without a writer must not block here
     except OSError as exc:
@@ -53,17 +58,20 @@ def copy_stream(
     target = target.with_suffix(".sqlite")
     try:
         size = _drain(fd, path, target, header, max_bytes, idle_seconds)
+        if size == 0:
+            raise UserError(
+                f"nothing arrived through {path}: it ended before sending any byte",
+                "pass a SQLite file, or make sure the command writing into the pipe succeeds",
+            )
+        if size < len(header):
+            raise UserError(
+                f"{path} does not carry a SQLite database", "slmsql reads SQLite 3 files (.sqlite, .db)"
+            )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a partial copy can be large: not left for exit
+        raise
     finally:
         os.close(fd)
-    if size == 0:
-        raise UserError(
-            f"nothing arrived through {path}: it ended before sending any byte",
-            "pass a SQLite file, or make sure the command writing into the pipe succeeds",
-        )
-    if size < len(header):
-        raise UserError(
-            f"{path} does not carry a SQLite database", "slmsql reads SQLite 3 files (.sqlite, .db)"
-        )
     return target
 
 
@@ -102,7 +110,7 @@ def _drain(fd: int, path: Path, target: Path, header: bytes, max_bytes: int, idl
             if not poller.poll(idle_seconds * 1000):
                 what = "nothing was written to" if size == 0 else "the writer stopped sending through"
                 raise UserError(
-                    f"{what} {path} for {idle_seconds:.0f} s",
+                    f"{what} {path} for {idle_seconds:g} s",
                     "slmsql reads a pipe to its end before it opens the database; pass a SQLite file instead",
                 )
 

@@ -144,8 +144,11 @@ def _pipe_from(data: bytes) -> int:
     r, w = os.pipe()
 
     def feed() -> None:
-        with os.fdopen(w, "wb") as fh:
-            fh.write(data)
+        try:
+            with os.fdopen(w, "wb") as fh:
+                fh.write(data)
+        except BrokenPipeError:  # the reader stopped early, as it should
+            pass
 
     threading.Thread(target=feed, daemon=True).start()
     return r
@@ -466,3 +469,25 @@ def test_tables_that_is_a_folder(tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
     result = invoke("prompt", "--db", db, "--tables", tmp_path, "How many?", tmp_path=tmp_path)
     assert_one_line(result.exit_code, result.stderr, "is a folder, not a tables.json")
+
+
+def test_pipe_copy_is_bounded_in_size_and_in_waiting(tmp_path: Path) -> None:
+    """The two bounds of `pipe_copy` with small limits: too many bytes, and a writer that stalls."""
+    from slmsql_cli.database import SQLITE_HEADER
+    from slmsql_cli.errors import UserError
+    from slmsql_cli.pipe_copy import copy_stream
+
+    r = _pipe_from(SQLITE_HEADER + bytes(64 * 1024))
+    try:
+        with pytest.raises(UserError, match="sent more than"):
+            copy_stream(Path(f"/dev/fd/{r}"), SQLITE_HEADER, max_bytes=4096)
+    finally:
+        os.close(r)
+    r, w = os.pipe()
+    os.write(w, SQLITE_HEADER)  # then nothing more, and the write end stays open
+    try:
+        with pytest.raises(UserError, match="the writer stopped sending"):
+            copy_stream(Path(f"/dev/fd/{r}"), SQLITE_HEADER, idle_seconds=0.5)
+    finally:
+        os.close(r)
+        os.close(w)
