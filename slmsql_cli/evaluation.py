@@ -99,6 +99,8 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
                 f"each question needs question, db_id and {gold_key} as JSON strings",
             )
         row = question_row(item, (gold_key,))
+        if not row.question:
+            raise UserError(f"question {i} in {path} is empty", "every question needs its text")
         level = item.get("difficulty") if fmt == "bird" else _spider_level(item.get("sql"))
         questions.append(
             Question(i, row.question, row.gold, row.db_id, row.evidence, level, item.get("question_id"))

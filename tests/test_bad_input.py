@@ -491,3 +491,20 @@ def test_pipe_copy_is_bounded_in_size_and_in_waiting(tmp_path: Path) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_eval_empty_question_is_named(bench: dict[str, Path], tmp_path: Path) -> None:
+    bench["q"].write_text(json.dumps([{"question": "  ", "query": "SELECT 1", "db_id": "music"}]))
+    result = invoke(
+        "eval", "-q", bench["q"], "--db-dir", bench["dbs"], "-p", bench["pred"], tmp_path=tmp_path
+    )
+    assert_one_line(result.exit_code, result.stderr, "question 0 in", "is empty")
+
+
+@pytest.mark.usefixtures("train_extra")
+def test_train_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("question,query,db_id\n")
+    result = _train(data, tmp_path)
+    assert_one_line(result.exit_code, result.stderr, "cannot read", "train.csv")
+    assert "Hub" not in result.stderr

@@ -169,17 +169,23 @@ def _hf_rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
         raise UserError(
             "reading this data needs the `datasets` package", "pip install 'slmsql[train]'"
         ) from None
+    data_file = Path(kwargs["data_files"]) if "data_files" in kwargs else None
     try:
         ds = datasets.load_dataset(name, split=kwargs.pop("split", "train"), **kwargs)
-    except datasets.exceptions.DatasetGenerationError as exc:  # the file's content, not the code
-        data_file = Path(kwargs["data_files"]) if "data_files" in kwargs else None
-        problem = _csv_problem(data_file) if name == "csv" and data_file else None
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as exc:
+        if data_file is None:  # a Hub dataset: the name or split is wrong
+            raise UserError(
+                f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
+                "check the name and split (--config data_split), and that the Hub is reachable",
+            ) from None
+        # A local file whose content datasets cannot turn into rows.
+        problem = _csv_problem(data_file) if name == "csv" else None
         cause = exc.__cause__ or exc
         raise problem or UserError(
-            f"cannot read {data_file or name}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}",
-            "check that the file is complete and of the type its name says",
+            f"cannot read {data_file}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}",
+            "check that the file is complete, has rows, and is of the type its name says",
         ) from None
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+    except (FileNotFoundError, ConnectionError, OSError) as exc:
         raise UserError(
             f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
             "check the name and split (--config data_split), and that the Hub is reachable",
