@@ -62,9 +62,7 @@ def _named_database(db_dir: Path, db_id: str) -> Path | None:
 
 
 def _only_database(db_dir: Path) -> Path | None:
-    """DIR itself when it is a file; the one database in DIR when it holds exactly one (Chinook)."""
-    if db_dir.is_file():
-        return db_dir
+    """The one database in DIR when it holds exactly one (Chinook's folder)."""
     if not db_dir.is_dir():
         return None
     found = [p for p in db_dir.iterdir() if p.suffix in DB_SUFFIXES and p.is_file()]
@@ -127,8 +125,7 @@ class BenchmarkDatabases:
         """The database of `db_id`, ready for prompting (cached per file by `open_database`)."""
         from slmsql_cli.database import open_database
 
-        path = self.resolve(db_id)
-        by_id = not self.db_dir.is_file() and _named_database(self.db_dir, db_id) == path
-        if by_id and self.tables is not None:
-            return open_database(path, self.tables, db_id)
-        return open_database(path)
+        named = None if self.db_dir.is_file() else _named_database(self.db_dir, db_id)
+        if named is not None and self.tables is not None:
+            return open_database(named, self.tables, db_id)
+        return open_database(self.resolve(db_id))

@@ -19,7 +19,7 @@ DEFAULTS = AskConfig()
 _SAME_NAME = ("n", "temperature", "max_tokens", "seed", "merge_n", "timeout", "threads", "context")
 
 
-def ask_config(params: Mapping[str, Any], **overrides: Any) -> AskConfig:
+def ask_config(params: Mapping[str, Any]) -> AskConfig:
     """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
     `--no-merge` and `--no-values` turned around; AskConfig's defaults for the rest."""
     values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
@@ -27,7 +27,7 @@ def ask_config(params: Mapping[str, Any], **overrides: Any) -> AskConfig:
         values["merge"] = not params["no_merge"]
     if "no_values" in params:
         values["use_values"] = not params["no_values"]
-    return AskConfig(**{**values, **overrides})
+    return AskConfig(**values)
 
 
 def finite(value: float | None) -> float | None:
