@@ -508,3 +508,10 @@ def test_train_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
     result = _train(data, tmp_path)
     assert_one_line(result.exit_code, result.stderr, "cannot read", "train.csv")
     assert "Hub" not in result.stderr
+
+
+def test_models_with_a_hugging_face_cache_that_is_a_file(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    cache.write_text("not a folder")
+    result = runner.invoke(app, ["models"], env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    assert_one_line(result.exit_code, result.stderr, "is a file, not a folder")
