@@ -513,5 +513,6 @@ def test_train_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
 def test_models_with_a_hugging_face_cache_that_is_a_file(tmp_path: Path) -> None:
     cache = tmp_path / "hub"
     cache.write_text("not a folder")
-    result = runner.invoke(app, ["models"], env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
-    assert_one_line(result.exit_code, result.stderr, "is a file, not a folder")
+    # A fresh interpreter: huggingface-hub reads HF_HUB_CACHE once, when it is first imported.
+    proc = slmsql("models", tmp_path=tmp_path, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    assert_one_line(proc.returncode, proc.stderr, "is a file, not a folder")
