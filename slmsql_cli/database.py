@@ -79,19 +79,10 @@ class Database:
             values = self.samples
         return serialize_schema(schema or self.schema, values)
 
-    def generation_prompt(
-        self,
-        question: str,
-        evidence: str = "",
-        *,
-        use_values: bool = True,
-        matched_values: Values | None = None,
-        schema: Schema | None = None,
-    ) -> str:
-        """The exact generation user message the model reads (arguments as for `db_details`)."""
-        details = self.db_details(
-            question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
-        )
+    def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
+        """The exact generation user message the model reads, with the full schema. (`ask` builds it
+        from `db_details` itself, to reuse the question's values and prune the schema to fit.)"""
+        details = self.db_details(question, evidence, use_values=use_values)
         return prompts.generation_prompt(details, question, evidence)
 
 

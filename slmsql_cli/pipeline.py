@@ -18,7 +18,13 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_many
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
-from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, question_text, render_chat
+from slmsql_cli.prompts import (
+    SYSTEM_PROMPT,
+    fallback_template,
+    generation_prompt,
+    question_text,
+    render_chat,
+)
 from slmsql_cli.prune import keep_tables, rank_tables
 from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Candidate, Group, vote
@@ -196,9 +202,10 @@ class Pipeline:
         use_values = self.config.use_values
 
         def prompt(schema: Schema | None = None) -> str:
-            return db.generation_prompt(
+            details = db.db_details(
                 question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
             )
+            return generation_prompt(details, question, evidence)
 
         message = prompt()
         if self._fits(message):
