@@ -210,7 +210,7 @@ class Pipeline:
         message = prompt()
         if self._fits(message):
             return message, None
-        self._check_room(db, question, evidence)
+        self._check_room(question, evidence, prompt(keep_tables(db.schema, [])))
         ranked = rank_tables(db.schema, question_text(question, evidence), matched_values)
         lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
         while lo <= hi:
@@ -228,15 +228,14 @@ class Pipeline:
             )
         return best
 
-    def _check_room(self, db: Database, question: str, evidence: str) -> None:
-        """Blame --max-tokens or the question when even a prompt without any table overflows."""
+    def _check_room(self, question: str, evidence: str, bare: str) -> None:
+        """Blame --max-tokens or the question when even `bare`, the prompt without any table, overflows."""
         limit, reserved = self.engine.n_ctx_limit, self.config.max_tokens
         if reserved >= limit:
             raise UserError(
                 f"--max-tokens {reserved} leaves no room for the prompt in the model's {limit}-token context",
                 f"use --max-tokens well below {limit} (the default is {SamplingParams.max_tokens})",
             )
-        bare = db.generation_prompt(question, evidence, use_values=False, schema=keep_tables(db.schema, []))
         if not self._fits(bare):
             words = len(self.engine.tokenize(question_text(question, evidence)))
             what = "question and evidence are" if evidence else "question is"
