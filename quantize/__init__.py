@@ -1,7 +1,8 @@
 """Hugging Face checkpoints (and LoRA adapters) to GGUF, without torch, checked against the source.
 
-`export.export` / `slmsql export` is the entry point; `export.cached_export` is what
-`slmsql ask --model <repo with safetensors>` uses. Modules: weights (safetensors reader), arch
+`export.export` / `slmsql export` is the entry point; `cached_gguf` (below, over
+`export.cached_export`) is the exporter the commands hand to `slmsql_cli.models.resolve` for
+`slmsql ask --model <checkpoint folder or repo with safetensors>`. Modules: weights (safetensors reader), arch
 (per-architecture keys and tensor fix-ups), tokenizer (GGUF vocab), convert (the GGUF writer),
 quantizer (llama.cpp's quantizer), verify (logit parity), lora (adapter merge), checkpoint
 (where a checkpoint comes from and its cache identity).

@@ -62,9 +62,7 @@ def _named_database(db_dir: Path, db_id: str) -> Path | None:
 
 
 def _only_database(db_dir: Path) -> Path | None:
-    """DIR itself when it is a file; the one database in DIR when it holds exactly one (Chinook)."""
-    if db_dir.is_file():
-        return db_dir
+    """The one database in DIR when it holds exactly one (Chinook's folder)."""
     if not db_dir.is_dir():
         return None
     found = [p for p in db_dir.iterdir() if p.suffix in DB_SUFFIXES and p.is_file()]
@@ -82,13 +80,16 @@ def find_database(db_dir: Path, db_id: str) -> Path | None:
 
 
 def resolve_db(db_dir: Path, db_id: str) -> Path:
-    """`find_database`, or a UserError saying where the file was expected."""
+    """`find_database`, checked to be a SQLite file, or a UserError saying where it was expected."""
+    from slmsql_cli.database import check_database_file
+
     path = find_database(db_dir, db_id)
     if path is None:
         raise UserError(
             f"no database for db_id {db_id!r} in {db_dir}",
             f"expected {Path(db_dir) / db_id / (db_id + '.sqlite')} (Spider/BIRD layout) or a folder holding one .sqlite file",
         )
+    check_database_file(path)  # a text file there would otherwise score 0% without a word
     return path
 
 
@@ -124,8 +125,7 @@ class BenchmarkDatabases:
         """The database of `db_id`, ready for prompting (cached per file by `open_database`)."""
         from slmsql_cli.database import open_database
 
-        path = self.resolve(db_id)
-        by_id = not self.db_dir.is_file() and _named_database(self.db_dir, db_id) == path
-        if by_id and self.tables is not None:
-            return open_database(path, self.tables, db_id)
-        return open_database(path)
+        named = None if self.db_dir.is_file() else _named_database(self.db_dir, db_id)
+        if named is not None and self.tables is not None:
+            return open_database(named, self.tables, db_id)
+        return open_database(self.resolve(db_id))

@@ -8,12 +8,13 @@ second question about the same file pays nothing. The value index is built on fi
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import prompts
+from slmsql_cli import pipe_copy, prompts
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
@@ -52,7 +53,7 @@ class Database:
 
     def relevant_values(self, question: str, evidence: str = "") -> Values:
         """Values of the database that the question (with its evidence) mentions, best first."""
-        return self.index.retrieve(prompts.question_text(_check_question(question), evidence))
+        return self.index.retrieve(prompts.question_text(check_question(question, evidence), evidence))
 
     def db_details(
         self,
@@ -69,7 +70,7 @@ class Database:
         (a question's prompts all show the same values: look them up once). `schema` replaces the
         full schema when it had to be pruned to fit the model's context.
         """
-        _check_question(question)
+        check_question(question, evidence)
         if use_values:
             if matched_values is None:
                 matched_values = self.relevant_values(question, evidence)
@@ -78,26 +79,33 @@ class Database:
             values = self.samples
         return serialize_schema(schema or self.schema, values)
 
-    def generation_prompt(
-        self,
-        question: str,
-        evidence: str = "",
-        *,
-        use_values: bool = True,
-        matched_values: Values | None = None,
-        schema: Schema | None = None,
-    ) -> str:
-        """The exact generation user message the model reads (arguments as for `db_details`)."""
-        details = self.db_details(
-            question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
-        )
+    def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
+        """The exact generation user message the model reads, with the full schema. (`ask` builds it
+        from `db_details` itself, to reuse the question's values and prune the schema to fit.)"""
+        details = self.db_details(question, evidence, use_values=use_values)
         return prompts.generation_prompt(details, question, evidence)
 
 
-def _check_question(question: str) -> str:
+def check_question(question: str, evidence: str = "") -> str:
+    """The question, or a UserError when it is empty or not text (bytes that are not UTF-8)."""
     if not question or not question.strip():
         raise UserError("the question is empty", 'ask something, e.g. "How many customers are there?"')
+    for what, text in (("question", question), ("evidence", evidence)):
+        if not _is_utf8(text):
+            raise UserError(
+                f"the {what} is not valid UTF-8 text",
+                "it came in another encoding: use a UTF-8 locale (e.g. LANG=C.UTF-8) or convert it with iconv -t UTF-8",
+            )
     return question
+
+
+def _is_utf8(text: str) -> bool:
+    # Python turns undecodable argv and stdin bytes into lone surrogates (PEP 383).
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _MEMO: dict[tuple[Any, ...], Database] = {}
@@ -107,14 +115,19 @@ def open_database(
     path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
 ) -> Database:
     """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
-    db_path = _check_file(Path(path).expanduser())
-    db_id = db_id or db_path.stem
+    db_path = check_database_file(Path(path).expanduser())
+    # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
+    # only the id written into the schema and its cache must be text.
+    db_id = db_id or os.fsencode(db_path.stem).decode("utf-8", "replace")
     source = "sqlite"
     if tables_json is not None:
         tj = Path(tables_json).expanduser()
         if not tj.is_file():
             raise UserError(
-                f"tables file not found: {tables_json}", "pass the Spider/BIRD tables.json with --tables"
+                f"{tables_json} is a folder, not a tables.json"
+                if tj.is_dir()
+                else f"tables file not found: {tables_json}",
+                "pass the Spider/BIRD tables.json with --tables",
             )
         tj = tj.resolve()
         source = f"{tj}|{tj.stat().st_mtime_ns}|{db_id}"
@@ -124,13 +137,16 @@ def open_database(
     return _MEMO[key]
 
 
-def _check_file(path: Path) -> Path:
+def check_database_file(path: Path) -> Path:
+    """The resolved path of a readable SQLite file (a pipe is copied first), or a UserError."""
     if not path.exists():
         raise UserError(f"database not found: {path}", "pass the path of a SQLite file with --db")
     if path.is_dir():
         raise UserError(
             f"{path} is a folder, not a database file", "pass the .sqlite file inside it with --db"
         )
+    if pipe_copy.is_stream(path):  # a FIFO or <(process substitution): SQLite needs a real file
+        return pipe_copy.copy_stream(path, SQLITE_HEADER)
     try:
         with path.open("rb") as fh:
             header = fh.read(len(SQLITE_HEADER))

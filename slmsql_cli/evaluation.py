@@ -66,16 +66,15 @@ def detect_format(items: Sequence[dict]) -> str:
 
 def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], str]:
     """Questions from a Spider (dev.json, Chinook questions.json) or BIRD (dev.json) file."""
+    text = _read_text(path, "questions file", "pass Spider's or BIRD's dev.json with --questions")
     try:
-        items = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(
-            f"questions file not found: {path}", "pass Spider's or BIRD's dev.json with --questions"
-        ) from None
-    except (OSError, ValueError) as exc:
+        items = json.loads(text)
+    except ValueError as exc:
         raise UserError(
             f"cannot read questions file {path}: {exc}", "it must be a JSON list of questions"
         ) from None
+    if items == []:
+        raise UserError(f"{path} holds no questions", "pass Spider's or BIRD's dev.json with --questions")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise UserError(
             f"{path} is not a list of questions",
@@ -93,7 +92,15 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
                 f"question {i} in {path} has no {', '.join(missing)}",
                 f"--format {fmt} expects question, db_id and {gold_key}",
             )
+        wrong = next((k for k in ("question", "db_id", gold_key) if not isinstance(item[k], str)), None)
+        if wrong:
+            raise UserError(
+                f"question {i} in {path}: {wrong} is {item[wrong]!r}, not text",
+                f"each question needs question, db_id and {gold_key} as JSON strings",
+            )
         row = question_row(item, (gold_key,))
+        if not row.question:
+            raise UserError(f"question {i} in {path} is empty", "every question needs its text")
         level = item.get("difficulty") if fmt == "bird" else _spider_level(item.get("sql"))
         questions.append(
             Question(i, row.question, row.gold, row.db_id, row.evidence, level, item.get("question_id"))
@@ -104,26 +111,41 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
 def read_predictions(path: Path) -> list[str]:
     """One SQL per question, in question order: a text file with one SQL per line (Spider's
     `SQL<TAB>db_id` lines are fine), or BIRD's JSON {"0": "SQL\\t----- bird -----\\tdb_id", …}."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(
-            f"predictions file not found: {path}", "one SQL per line, in the order of the questions"
-        ) from None
+    text = _read_text(path, "predictions file", "one SQL per line, in the order of the questions")
     if Path(path).suffix == ".json":
+        bird = 'BIRD predictions are a JSON object {"0": "SQL\\t----- bird -----\\tdb_id", …} keyed by question number'
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise UserError(
-                f"cannot parse {path}: {exc}",
-                'BIRD predictions are a JSON object {"0": "SQL\\t----- bird -----\\tdb_id"}',
-            ) from None
-        values = [data[k] for k in sorted(data, key=int)] if isinstance(data, dict) else list(data)
+            raise UserError(f"cannot parse {path}: {exc}", bird) from None
+        if isinstance(data, dict):
+            bad = next((k for k in data if not k.strip().isdigit()), None)
+            if bad is not None:
+                raise UserError(f"{path}: the key {bad!r} is not a question number", bird)
+            values = [data[k] for k in sorted(data, key=int)]
+        elif isinstance(data, list):
+            values = data
+        else:
+            raise UserError(f"{path} holds neither an object nor a list of predictions", bird)
         return [str(v).split("\t", 1)[0].strip() for v in values]
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     return [line.split("\t", 1)[0].strip() for line in lines]
+
+
+def _read_text(path: Path, what: str, hint: str) -> str:
+    """A UTF-8 text file's contents, or a UserError saying what is wrong with it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}", hint) from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder", hint) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not text (it is not UTF-8)", hint) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}", hint) from None
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -373,6 +395,16 @@ def evaluate_question(
     }
 
 
+def check_gold_ran(records: Sequence[dict]) -> None:
+    """When no gold query ran, the score measures the databases, not the model: say so."""
+    if records and all(r.get("gold_error") for r in records):
+        raise UserError(
+            f"none of the {len(records)} gold queries ran (the first: {records[0]['gold_error']}), so EX means nothing",
+            "check that --db-dir holds this benchmark's databases",
+            exit_code=1,
+        )
+
+
 def _error_text(result: ExecResult | None) -> str | None:
     if result is None or result.ok:
         return None
@@ -389,38 +421,63 @@ class ResultsFile:
     def __init__(self, path: Path, run: dict, questions: Sequence[Question]) -> None:
         self.path = Path(path)
         self.done: dict[int, dict] = {}
+        if self.path.is_dir():
+            raise UserError(f"--out {path} is a folder", "pass a file name, e.g. --out results.jsonl")
         if self.path.exists():
             self.done = self._load(run, questions)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise UserError(
+                f"--out {path}: {self.path.parent} is a file, not a folder", "pass a writable --out file"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write the results to {path}: {exc.strerror or exc}", "pass a writable --out file"
+            ) from None
 
     def _load(self, run: dict, questions: Sequence[Question]) -> dict[int, dict]:
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            data = data[: data.rfind(b"\n") + 1]
-            with self.path.open("r+b") as fh:
-                fh.truncate(len(data))
+        whole = data[: data.rfind(b"\n") + 1]
+        torn = data[len(whole) :]
+        # Only a torn record of ours is cut off; any other file is refused before it is touched.
+        not_ours = UserError(
+            f"{self.path} is not a results file of slmsql eval",
+            "pass a new --out file (slmsql does not overwrite other files)",
+        )
+        if torn and not (torn.startswith(b'{"index"') or b'{"index"'.startswith(torn)):
+            raise not_ours
+        try:
+            text = whole.decode("utf-8")
+        except UnicodeDecodeError:
+            raise not_ours from None
         by_index = {q.index: q for q in questions}
         done: dict[int, dict] = {}
-        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
             except ValueError:
                 raise UserError(f"{self.path} line {n} is not JSON", "pass a fresh --out file") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("index"), int):
+                raise not_ours
             if rec.get("run") != run:
                 raise UserError(
                     f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
                     "pass a new --out file, or the same options as that run to resume it",
                 )
-            q = by_index.get(rec.get("index"))
+            q = by_index.get(rec["index"])
             if q is not None and q.question != rec.get("question"):
                 raise UserError(
                     f"{self.path} belongs to another questions file (question {q.index} differs)",
                     "pass a new --out file",
                 )
             done[rec["index"]] = rec
+        if torn:
+            with self.path.open("r+b") as fh:
+                fh.truncate(len(whole))
         return done
 
     def append(self, record: dict) -> None:
@@ -446,24 +503,21 @@ def _describe_run(run: Any) -> str:
 
 def load_records(path: Path) -> list[dict]:
     """The records of a results file (a torn last line is skipped)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(
-            f"results file not found: {path}", "pass a file written by slmsql eval --out"
-        ) from None
+    hint = "pass a file written by slmsql eval --out"
+    lines = _read_text(path, "results file", hint).splitlines()
     records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            rec = json.loads(line)
         except ValueError:
             if n == len(lines):
                 break
-            raise UserError(
-                f"{path} line {n} is not JSON", "pass a file written by slmsql eval --out"
-            ) from None
+            raise UserError(f"{path} line {n} is not JSON", hint) from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("index"), int):
+            raise UserError(f"{path} line {n} is not a result of slmsql eval", hint)
+        records.append(rec)
     return records
 
 
@@ -571,7 +625,16 @@ def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None
     ax.legend(fontsize=8, loc="upper center", ncol=min(3, len(summaries)), frameon=False)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if not path.suffix:
+        path = path.with_suffix(".png")  # what matplotlib writes when the name has no extension
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except (OSError, ValueError) as exc:  # ValueError: a format matplotlib cannot write (.xyz)
+        raise UserError(
+            f"cannot write the chart to {path}: {getattr(exc, 'strerror', None) or exc}",
+            "pass a writable file name ending in .png (or .svg, .pdf) to --plot",
+        ) from None
+    finally:
+        plt.close(fig)
     return path

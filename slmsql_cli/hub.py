@@ -26,9 +26,15 @@ def cached_repos() -> dict[str, list[str]]:
     from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    cache = Path(constants.HF_HUB_CACHE)
+    if cache.exists() and not cache.is_dir():  # scan_cache_dir raises a bare ValueError
+        raise UserError(
+            f"the Hugging Face cache {cache} is a file, not a folder",
+            "point HF_HUB_CACHE (or HF_HOME) at a folder",
+        )
     try:
         # The folder is passed explicitly: huggingface-hub's default is fixed when it is first imported.
-        info = scan_cache_dir(constants.HF_HUB_CACHE)
+        info = scan_cache_dir(cache)
     except (CacheNotFound, OSError):  # no cache folder yet
         return {}
     return {

@@ -125,15 +125,16 @@ def _from_hub(repo: str, quant: str, export: Exporter | None) -> Path:
     """
     repo_id, _, filename = repo.partition(":")
     hint = "or pass a local .gguf with --model"
-    cached = hub.cached_files(repo_id)
+    files = hub.cached_files(repo_id)
     if not filename:
-        filename = pick_gguf(cached) or ""
-    if not filename and not any(f.endswith(".safetensors") for f in cached):
-        filename = pick_gguf(hub.list_files(repo_id)) or ""
+        filename = pick_gguf(files) or ""
+    if not filename and not any(f.endswith(".safetensors") for f in files):
+        files = hub.list_files(repo_id)
+        filename = pick_gguf(files) or ""
     if filename:
         return hub.download_file(repo_id, filename, hint=hint)
-    if export is None:
-        raise UserError(f"{repo_id} publishes no GGUF file", f"export it first: slmsql export {repo_id}")
+    if export is None and files:  # the repo is there and holds no GGUF: do not download it in vain
+        raise UserError(f"{repo_id} has no GGUF file", f"export it first: slmsql export {repo_id}")
     return _export(str(hub.download_snapshot(repo_id, hint=hint)), quant, export)
 
 

@@ -18,7 +18,13 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_many
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
-from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, question_text, render_chat
+from slmsql_cli.prompts import (
+    SYSTEM_PROMPT,
+    fallback_template,
+    generation_prompt,
+    question_text,
+    render_chat,
+)
 from slmsql_cli.prune import keep_tables, rank_tables
 from slmsql_cli.schema import Schema
 from slmsql_cli.vote import Candidate, Group, vote
@@ -74,6 +80,17 @@ class Answer:
     def final_round(self) -> SamplingRound:
         """The round that produced the answer."""
         return self.revision if self.merged and self.revision is not None else self.generation
+
+    @property
+    def failure(self) -> str | None:
+        """Why there is no usable result, in words; None when the answer's SQL ran."""
+        if self.result is not None and self.result.ok:
+            return None
+        n = len(self.generation.candidates)
+        if self.sql is None:
+            return f"the model wrote no SQL in any of its {n} candidate(s)"
+        why = "it timed out" if self.result is None or self.result.timed_out else self.result.error
+        return f"none of the {n} candidate(s) wrote SQL that ran; the first one failed: {why}"
 
     @property
     def agreement(self) -> tuple[int, int]:
@@ -185,13 +202,15 @@ class Pipeline:
         use_values = self.config.use_values
 
         def prompt(schema: Schema | None = None) -> str:
-            return db.generation_prompt(
+            details = db.db_details(
                 question, evidence, use_values=use_values, matched_values=matched_values, schema=schema
             )
+            return generation_prompt(details, question, evidence)
 
         message = prompt()
         if self._fits(message):
             return message, None
+        self._check_room(question, evidence, prompt(keep_tables(db.schema, [])))
         ranked = rank_tables(db.schema, question_text(question, evidence), matched_values)
         lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
         while lo <= hi:
@@ -208,6 +227,23 @@ class Pipeline:
                 "lower --max-tokens or raise --context",
             )
         return best
+
+    def _check_room(self, question: str, evidence: str, bare: str) -> None:
+        """Blame --max-tokens or the question when even `bare`, the prompt without any table, overflows."""
+        limit, reserved = self.engine.n_ctx_limit, self.config.max_tokens
+        if reserved >= limit:
+            raise UserError(
+                f"--max-tokens {reserved} leaves no room for the prompt in the model's {limit}-token context",
+                f"use --max-tokens well below {limit} (the default is {SamplingParams.max_tokens})",
+            )
+        if not self._fits(bare):
+            words = len(self.engine.tokenize(question_text(question, evidence)))
+            what = "question and evidence are" if evidence else "question is"
+            raise UserError(
+                f"the {what} too long for the model's context: {words} tokens, and {reserved} more are "
+                f"kept for the answer, of {limit}",
+                "shorten the question, lower --max-tokens or raise --context",
+            )
 
     def generate(
         self,

@@ -305,7 +305,16 @@ def schema_from_tables_json(path: str | Path, db_id: str) -> Schema:
             else f"it has {len(ids)} databases, e.g. {', '.join(ids[:5])}"
         )
         raise UserError(f"database id '{db_id}' is not in {path}", f"{hint} (choose with --db-id)")
+    try:
+        return _schema_from_entry(info, db_id)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # the file's shape, not the code
+        raise UserError(
+            f"the entry for {db_id!r} in {path} is not in Spider/BIRD tables.json form ({type(exc).__name__}: {exc})",
+            "it needs table_names_original and column_names_original; pass the benchmark's own tables.json",
+        ) from None
 
+
+def _schema_from_entry(info: dict[str, Any], db_id: str) -> Schema:
     names = info["column_names_original"]
     comments = info.get("column_names") or names
     types = info.get("column_types") or ["text"] * len(names)

@@ -81,3 +81,42 @@ def test_quantize_imported_alone_loads_no_training() -> None:
     loaded = _loaded_after_importing([_dotted(f) for f in _modules("quantize")])
     assert "quantize" in loaded and "slmsql_cli" in loaded  # it builds on the core
     assert "training" not in loaded
+
+
+def test_the_core_hands_checkpoints_to_the_exporter_it_is_given(tmp_path: Path) -> None:
+    from slmsql_cli.errors import UserError
+    from slmsql_cli.models import resolve
+
+    checkpoint = tmp_path / "my-model"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="is a model folder, not a GGUF file") as info:
+        resolve(str(checkpoint))  # no exporter: the core cannot export by itself
+    assert "slmsql export" in (info.value.hint or "")
+
+    exported = tmp_path / "my-model.gguf"
+    calls: list[tuple[str, str]] = []
+
+    def exporter(spec: str, quant: str) -> Path:
+        calls.append((spec, quant))
+        return exported
+
+    assert resolve(str(checkpoint), quant="q8_0", export=exporter) == exported
+    assert calls == [(str(checkpoint), "q8_0")]
+
+
+@pytest.mark.parametrize("command", ["ask", "bench"])
+def test_the_commands_pass_the_quantize_exporter(command: str, tmp_path: Path, isolated_cache: Path) -> None:
+    from typer.testing import CliRunner
+
+    from slmsql_cli.cli import app
+
+    checkpoint = tmp_path / "my-model"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"]}')
+    demo = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+    args = ["--db", str(demo), "--model", str(checkpoint)]
+    result = CliRunner().invoke(app, [command, *args, *(["How many books?"] if command == "ask" else [])])
+    assert result.exit_code == 2, result.output
+    # quantize's exporter looked at the checkpoint (and refused its architecture): it was passed
+    assert "not a GGUF file" not in result.stderr and "NoSuchForCausalLM" in result.stderr

@@ -18,6 +18,7 @@ is counted and skipped, never fatal: a long run does not die on row 80,000.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections import Counter
@@ -100,9 +101,7 @@ def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
         if path.suffix.lower() == ".json":
             return _json_rows(path)
         if path.suffix.lower() == ".jsonl":
-            return [
-                json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-            ]
+            return _jsonl_rows(path, _read_text(path))
         kind = _FILE_TYPES.get(path.suffix.lower())
         if kind is None:
             raise UserError(
@@ -119,15 +118,42 @@ def read_records(data: str, split: str = "train") -> list[dict[str, Any]]:
     )
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} is not text: byte {exc.start} is not UTF-8",
+            "training data files are UTF-8 JSON/JSONL/CSV",
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _jsonl_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"{path} line {n} is not JSON: {exc.msg}", "one JSON object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path} line {n} is not a JSON object", "one JSON object per line")
+            rows.append(row)
+    return rows
+
+
 def _json_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        try:  # JSON Lines saved as .json
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
+    except json.JSONDecodeError as exc:
+        if exc.lineno == 1 or text.lstrip().startswith("["):
             raise UserError(f"{path} is not valid JSON: {exc}") from None
+        data = _jsonl_rows(path, text)  # JSON Lines saved as .json
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else data
@@ -143,15 +169,50 @@ def _hf_rows(name: str, **kwargs: Any) -> list[dict[str, Any]]:
         raise UserError(
             "reading this data needs the `datasets` package", "pip install 'slmsql[train]'"
         ) from None
+    data_file = Path(kwargs["data_files"]) if "data_files" in kwargs else None
     try:
         ds = datasets.load_dataset(name, split=kwargs.pop("split", "train"), **kwargs)
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as exc:
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as exc:
+        if data_file is None:  # a Hub dataset: the name or split is wrong
+            raise UserError(
+                f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
+                "check the name and split (--config data_split), and that the Hub is reachable",
+            ) from None
+        # A local file whose content datasets cannot turn into rows.
+        problem = _csv_problem(data_file) if name == "csv" else None
+        cause = exc.__cause__ or exc
+        raise problem or UserError(
+            f"cannot read {data_file}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}",
+            "check that the file is complete, has rows, and is of the type its name says",
+        ) from None
+    except (FileNotFoundError, ConnectionError, OSError) as exc:
         raise UserError(
             f"cannot load dataset {name}: {str(exc).splitlines()[0]}",
             "check the name and split (--config data_split), and that the Hub is reachable",
         ) from None
     keep = [c for c in ds.column_names if c in _USED_COLUMNS]
     return ds.select_columns(keep).to_list() if keep else ds.to_list()
+
+
+def _csv_problem(path: Path) -> UserError | None:
+    """Why a CSV file that `datasets` could not read is broken, with its line number, when Python's
+    csv module can tell (an unclosed quote, bytes that are not UTF-8)."""
+    import csv
+
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    start = 1
+    try:
+        for _row in reader:
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if "end of data" in str(exc):
+            return UserError(
+                f"{path} line {start}: a quoted field is never closed",
+                'close the quote, or write a quote inside a quoted field as two quotes ("")',
+            )
+        return UserError(f"{path} line {reader.line_num}: {exc}", "check the quoting on that line")
+    return None
 
 
 def detect_format(columns: Iterable[str], requested: str = "auto") -> str:

@@ -11,6 +11,7 @@ from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.errors import UserError
 
 
 @app.command("ask")
@@ -34,7 +35,11 @@ def ask(
     threads: opt.Threads = None,
     context: opt.Context = None,
     timeout: float = typer.Option(
-        opt.DEFAULTS.timeout, "--timeout", min=0.1, help="Seconds one candidate query may run."
+        opt.DEFAULTS.timeout,
+        "--timeout",
+        min=0.1,
+        callback=opt.finite,
+        help="Seconds one candidate query may run.",
     ),
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
@@ -68,19 +73,13 @@ def ask(
 
       slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
     """
-    from slmsql_cli.database import open_database
+    from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import print_answer, to_csv, to_json
 
     if sum([as_json, as_csv, sql_only]) > 1:
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
-    if not question.strip():
-        from slmsql_cli.errors import UserError
-
-        raise UserError(
-            "the question is empty",
-            'write it after the options, e.g. slmsql ask --db my.sqlite "How many orders are there?"',
-        )
+    check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = opt.ask_config(ctx.params)
     with (
@@ -98,6 +97,12 @@ def ask(
 
         answer = pipeline.ask(
             database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
+        )
+    if (as_csv or sql_only) and answer.failure:  # nothing usable to print: say why, not a blank line
+        raise UserError(
+            answer.failure,
+            "-v shows what each candidate wrote; a larger -n or --max-tokens, or another model, may help",
+            exit_code=1,
         )
     if as_json:
         sys.stdout.write(to_json(answer) + "\n")

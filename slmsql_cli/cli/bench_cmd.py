@@ -53,8 +53,8 @@ def bench(
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
     except ValueError:
         raise typer.BadParameter(f"-n takes comma-separated integers, got {ns!r}") from None
-    if not counts or min(counts) < 1:
-        raise typer.BadParameter("-n needs at least one count >= 1")
+    if not counts or min(counts) < 1 or max(counts) > 64:
+        raise typer.BadParameter("-n takes counts from 1 to 64, as ask's -n does")
     database = open_database(db)
     with err.status("loading the model…"):
         path = models.resolve(model or models.default_model(), export=cached_gguf)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import typer
@@ -33,7 +35,11 @@ def chat(
     threads: opt.Threads = None,
     context: opt.Context = None,
     timeout: float = typer.Option(
-        opt.DEFAULTS.timeout, "--timeout", min=0.1, help="Seconds one candidate query may run."
+        opt.DEFAULTS.timeout,
+        "--timeout",
+        min=0.1,
+        callback=opt.finite,
+        help="Seconds one candidate query may run.",
     ),
     no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
@@ -57,6 +63,11 @@ def chat(
         pipeline = Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
         )
+    # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
+    # rather than ending the session with a UnicodeDecodeError.
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(errors="surrogateescape")
+    failed = 0
     with pipeline:
         err.print(
             f"[bold]slmsql chat[/] on {escape(db.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
@@ -74,6 +85,7 @@ def chat(
                 with err.status("thinking…") as status:
                     answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
             except UserError as exc:
+                failed += 1
                 err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
                 continue
             print_answer(out, answer, verbose=verbose)
@@ -83,3 +95,6 @@ def chat(
                 f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
                 f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
             )
+    if failed:  # like `sqlite3 < script`: keep going, but tell a script that something failed
+        err.print(f"{failed} question(s) failed")
+        raise typer.Exit(1)

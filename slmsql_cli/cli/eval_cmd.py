@@ -61,7 +61,11 @@ def eval_command(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
     timeout: float = typer.Option(
-        30.0, "--timeout", min=0.1, help="Seconds one gold or predicted query may run (BIRD: 30)."
+        30.0,
+        "--timeout",
+        min=0.1,
+        callback=opt.finite,
+        help="Seconds one gold or predicted query may run (BIRD: 30).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (ex, correct, total, by_level) as the last line."
@@ -172,6 +176,7 @@ def eval_command(
         sys.stdout.write(
             json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
         )
+    ev.check_gold_ran(records)
 
 
 def _sibling_tables(questions: Path) -> Path | None:

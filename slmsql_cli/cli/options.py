@@ -6,6 +6,7 @@ The defaults come from `AskConfig` (and through it `SamplingParams`): a command 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ DEFAULTS = AskConfig()
 _SAME_NAME = ("n", "temperature", "max_tokens", "seed", "merge_n", "timeout", "threads", "context")
 
 
-def ask_config(params: Mapping[str, Any], **overrides: Any) -> AskConfig:
+def ask_config(params: Mapping[str, Any]) -> AskConfig:
     """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
     `--no-merge` and `--no-values` turned around; AskConfig's defaults for the rest."""
     values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
@@ -26,7 +27,14 @@ def ask_config(params: Mapping[str, Any], **overrides: Any) -> AskConfig:
         values["merge"] = not params["no_merge"]
     if "no_values" in params:
         values["use_values"] = not params["no_values"]
-    return AskConfig(**{**values, **overrides})
+    return AskConfig(**values)
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: refuse inf and nan, which pass click's min/max checks (nan compares false)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number slmsql can use; give a finite value")
+    return value
 
 
 Model = Annotated[
@@ -57,14 +65,17 @@ MergeSamples = Annotated[
     int, typer.Option("--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8).")
 ]
 Temperature = Annotated[
-    float, typer.Option("--temperature", "-t", min=0.0, help="Sampling temperature; 0 = greedy.")
+    float,
+    typer.Option("--temperature", "-t", min=0.0, callback=finite, help="Sampling temperature; 0 = greedy."),
 ]
 MaxTokens = Annotated[
     int, typer.Option("--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens.")
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Same seed, same candidates.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candidates.")]
 Threads = Annotated[
-    int | None, typer.Option("--threads", min=1, help="CPU threads (default: physical cores).")
+    int | None,
+    # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
+    typer.Option("--threads", min=1, max=512, help="CPU threads (default: physical cores)."),
 ]
 Context = Annotated[
     int | None,
