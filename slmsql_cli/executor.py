@@ -129,6 +129,11 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     return result
 
 
+def start_worker() -> None:
+    """Start a query worker in the background, so that the first query need not wait for one."""
+    worker.default_pool().start()
+
+
 def run_query(
     path: Path, sql: str, timeout: float, max_rows: int, max_bytes: int = MAX_RESULT_BYTES
 ) -> ExecResult:

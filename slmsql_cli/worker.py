@@ -81,6 +81,10 @@ class _Worker:
         self._out: IO[bytes] = self.proc.stdout
         self.ready = False
         self.owner = os.getpid()
+        self._fd = self._out.fileno()
+        self._buf = bytearray()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._fd, selectors.EVENT_READ)
 
     @property
     def pid(self) -> int:
@@ -107,28 +111,25 @@ class _Worker:
             raise WorkerOutOfMemory(payload)
         raise payload  # the function's own exception, raised again here
 
-    def _read_frame(self, deadline: float | None, starting: bool = False) -> bytes:
-        header = self._read_exactly(_HEADER.size, deadline, starting)
-        return bytes(self._read_exactly(_HEADER.unpack(header)[0], deadline, starting))
+    def _read_frame(self, deadline: float | None, starting: bool = False) -> memoryview:
+        self._fill(_HEADER.size, deadline, starting)
+        size = _HEADER.size + _HEADER.unpack_from(self._buf)[0]
+        self._fill(size, deadline, starting)
+        frame, self._buf = memoryview(self._buf)[_HEADER.size : size], self._buf[size:]
+        return frame
 
-    def _read_exactly(self, n: int, deadline: float | None, starting: bool) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._out, selectors.EVENT_READ)
-            while got < n:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise WorkerError("the worker did not start") if starting else WorkerTimeout()
-                if not sel.select(left):
-                    continue
-                count = self._out.readinto(view[got:])  # type: ignore[attr-defined]
-                if not count:
-                    code = self.proc.wait()
-                    raise WorkerDied(_death(code))
-                got += count
-        return buf
+    def _fill(self, n: int, deadline: float | None, starting: bool) -> None:
+        """Read until the buffer holds `n` bytes, or raise at the deadline or the worker's end."""
+        while len(self._buf) < n:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WorkerError("the worker did not start") if starting else WorkerTimeout()
+            if not self._selector.select(left):
+                continue
+            chunk = os.read(self._fd, max(1 << 16, n - len(self._buf)))
+            if not chunk:
+                raise WorkerDied(_death(self.proc.wait()))
+            self._buf += chunk
 
     def kill(self) -> None:
         if self.owner != os.getpid():  # inherited through fork: the parent's worker, not ours
@@ -138,6 +139,7 @@ class _Worker:
         except OSError:
             pass
         self.proc.wait()
+        self._selector.close()
         self._in.close()
         self._out.close()
 
@@ -299,8 +301,11 @@ def _read(stream: IO[bytes], n: int) -> bytes | None:
 
 def _send(stream: IO[bytes], reply: tuple[str, Any]) -> None:
     data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)))
-    stream.write(data)
+    if len(data) < 1 << 16:  # one write, so that the parent wakes once
+        stream.write(_HEADER.pack(len(data)) + data)
+    else:
+        stream.write(_HEADER.pack(len(data)))
+        stream.write(data)
 
 
 _default: WorkerPool | None = None

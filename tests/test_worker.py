@@ -197,7 +197,8 @@ def test_a_result_past_the_byte_cap_is_truncated(db: Path) -> None:
     result = execute(db, sql, timeout=20)
     assert result.ok and result.truncated
     assert len(result.rows) == executor.MAX_RESULT_BYTES // 10_000_000
-    assert result_dict(result)["truncated"] is True  # what `ask --json` reports
+    doc = result_dict(result)
+    assert doc is not None and doc["truncated"] is True  # what `ask --json` reports
     assert "cut" in str(rows_table(result).caption)
 
 
