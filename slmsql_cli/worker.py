@@ -14,7 +14,7 @@ Why a plain subprocess with a pipe, not `multiprocessing`:
   executor in a spawn pool, whose processes may not start `multiprocessing` children);
 * `spawn` re-imports the parent's `__main__` (the CLI, or a training script) in every child, and
   `fork`/`forkserver` copy or share a parent that may hold a llama.cpp model and its threads;
-  `python -m slmsql_cli.worker` imports only what the calls need (sqlite3 and the executor);
+  the worker (`python -c` running `_serve`) imports only what the calls need (the executor);
 * the protocol is tiny: length-prefixed pickle frames on the worker's stdin and stdout.
 
 Workers stay alive between calls (a small pool of idle ones), so thousands of queries pay one
@@ -48,6 +48,9 @@ MAX_IDLE = 4  # idle workers kept for the next call; more only while calls run i
 START_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
 _HEADER = struct.Struct(">Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+# The worker imports this very copy of slmsql_cli: its folder replaces the current directory that
+# `-c` (and `-m`) would put first on sys.path, where another checkout may sit.
+_BOOT = "import sys; sys.path[0] = sys.argv[1]; from slmsql_cli.worker import _serve; _serve(sys.argv[2:])"
 
 
 class WorkerError(Exception):
@@ -70,12 +73,8 @@ class _Worker:
     """One child process and its two pipe ends."""
 
     def __init__(self, memory_cap: int, preload: tuple[str, ...]) -> None:
-        cmd = [sys.executable, "-m", "slmsql_cli.worker", str(memory_cap), *preload]
-        env = dict(os.environ)  # the worker imports this very copy of slmsql_cli
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True
-        )
+        cmd = [sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(memory_cap), *preload]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
@@ -92,7 +91,10 @@ class _Worker:
 
     def wait_ready(self) -> None:
         if not self.ready:
-            self._read_frame(time.monotonic() + START_TIMEOUT, starting=True)  # the "ready" frame
+            try:
+                self._read_frame(time.monotonic() + START_TIMEOUT, starting=True)  # the "ready" frame
+            except WorkerDied as exc:  # a broken installation, not a query's fault
+                raise WorkerError(f"the query worker could not start: {exc}") from None
             self.ready = True
 
     def call(self, request: bytes, timeout: float | None) -> Any:
@@ -239,7 +241,9 @@ class WorkerPool:
 # --- the child ---------------------------------------------------------------------------------
 
 
-def _serve(memory_cap: int, preload: list[str]) -> None:
+def _serve(argv: list[str]) -> None:
+    """The worker's main loop: `argv` is the memory cap in bytes, then modules to import first."""
+    memory_cap, preload = int(argv[0]), argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the real stdout; anything printed by the called code goes to stderr.
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -335,7 +339,3 @@ def configure(memory_cap: int = DEFAULT_MEMORY_CAP) -> WorkerPool:
 def _close_default() -> None:
     if _default is not None:
         _default.close()
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), sys.argv[2:])

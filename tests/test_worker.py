@@ -265,6 +265,22 @@ def test_the_training_judge_runs_queries_in_pool_processes(db: Path) -> None:
     assert outcomes[0].ok and outcomes[1].timed_out
 
 
+def test_the_worker_runs_this_copy_of_slmsql_cli(tmp_path: Path, db: Path) -> None:
+    """Started from a folder that holds another `slmsql_cli` (an old checkout), the worker still
+    imports the parent's copy."""
+    (tmp_path / "slmsql_cli").mkdir()
+    (tmp_path / "slmsql_cli" / "__init__.py").write_text("raise ImportError('the wrong copy')\n")
+    code = f"from slmsql_cli.executor import execute; print(execute({str(db)!r}, 'SELECT 41 + 1').rows)"
+    run = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "[(42,)]", run.stderr
+
+
 @needs_proc
 def test_ctrl_c_during_a_query_exits_130(tmp_path: Path, db: Path) -> None:
     """The real CLI, no model: `eval --predictions` with a prediction that never finishes in time.
