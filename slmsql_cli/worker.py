@@ -46,6 +46,7 @@ from typing import IO, Any
 DEFAULT_MEMORY_CAP = 2 * 1024**3  # bytes of address space per worker
 MAX_IDLE = 4  # idle workers kept for the next call; more only while calls run in parallel threads
 START_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
+_EXIT_WAIT = 2.0  # seconds an idle worker may take to exit when closed
 _HEADER = struct.Struct(">Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 # The worker imports this very copy of slmsql_cli: its folder replaces the current directory that
@@ -111,7 +112,7 @@ class _Worker:
             return payload
         if status == "oom":
             raise WorkerOutOfMemory(payload)
-        raise payload  # the function's own exception, raised again here
+        raise _rebuild(payload)  # the function's own exception, raised again here
 
     def _read_frame(self, deadline: float | None, starting: bool = False) -> memoryview:
         self._fill(_HEADER.size, deadline, starting)
@@ -136,17 +137,34 @@ class _Worker:
     def kill(self) -> None:
         if self.owner != os.getpid():  # inherited through fork: the parent's worker, not ours
             return
-        try:
+        if self.proc.returncode is None:
             self.proc.kill()
-        except OSError:
-            pass
-        self.proc.wait()
+            self.proc.wait()
         self._selector.close()
         self._in.close()
         self._out.close()
 
     def close(self) -> None:
-        self.kill()  # a worker holds no state worth a graceful goodbye
+        """Ask an idle worker to exit (end of input), so that its exit handlers run (private
+        copies of databases are removed then); kill it if it does not."""
+        if self.owner != os.getpid():
+            return
+        self._in.close()
+        try:
+            self.proc.wait(timeout=_EXIT_WAIT)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+
+def _rebuild(parts: tuple[type[BaseException], tuple, dict]) -> BaseException:
+    """An exception from its class, args and attributes: pickling an exception keeps only its args,
+    which would lose e.g. a UserError's hint."""
+    cls, args, attrs = parts
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(attrs)
+    return exc
 
 
 def _death(code: int) -> str:
@@ -268,9 +286,9 @@ def _serve(argv: list[str]) -> None:
             _send(replies, ("oom", f"the worker's {memory_cap // 1024**2} MB memory cap was reached"))
         except Exception as exc:  # the caller raises it again
             try:
-                _send(replies, ("raise", exc))
+                _send(replies, ("raise", (type(exc), exc.args, exc.__dict__)))
             except Exception:
-                _send(replies, ("raise", RuntimeError(f"{type(exc).__name__}: {exc}")))
+                _send(replies, ("raise", (RuntimeError, (f"{type(exc).__name__}: {exc}",), {})))
 
 
 def _cap_memory(memory_cap: int) -> None:

@@ -256,6 +256,50 @@ def test_function_errors_come_back_and_keep_the_worker(db: Path) -> None:
         pool.close()
 
 
+def test_a_user_error_keeps_its_hint_across_the_process(tmp_path: Path) -> None:
+    from slmsql_cli.errors import UserError
+
+    pool = worker.WorkerPool()
+    try:
+        with pytest.raises(UserError) as caught:
+            pool.call(execute, tmp_path / "gone.sqlite", "SELECT 1", timeout=30)
+        assert "not found" in caught.value.message and caught.value.hint
+    finally:
+        pool.close()
+
+
+def test_closing_the_pool_lets_the_worker_remove_its_private_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WAL database with a leftover -wal is read through a private copy in the worker; a worker
+    that is closed (not killed) removes it on exit."""
+    db = tmp_path / "data" / "wal.sqlite"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    code = (
+        f"import os, sqlite3; c = sqlite3.connect({str(db)!r}, isolation_level=None); "
+        "c.execute('PRAGMA wal_autocheckpoint=0'); c.execute('INSERT INTO t VALUES (7)'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)  # dies without a checkpoint
+    Path(f"{db}-shm").unlink()
+    assert Path(f"{db}-wal").stat().st_size > 0
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # the worker's temporary folder
+    pool = worker.configure()
+    try:
+        assert execute(db, "SELECT x FROM t").rows == [(7,)]
+        assert list(temp.glob("slmsql-snapshot-*"))  # the copy the worker reads
+    finally:
+        pool.close()
+        worker.configure()
+    assert list(temp.iterdir()) == []
+
+
 def test_the_training_judge_runs_queries_in_pool_processes(db: Path) -> None:
     """SqlJudge's spawn pool processes are daemonic; each still gets its own query worker."""
     rewards = pytest.importorskip("training.rewards")
