@@ -23,7 +23,8 @@ process start, not one each. Each worker has an address-space cap (`RLIMIT_AS`, 
 beyond it fails inside the worker and comes back as `WorkerOutOfMemory`, or, when the allocation
 kills the interpreter, as `WorkerDied`; the parent never shares the damage. A worker ignores
 SIGINT (the terminal sends Ctrl-C to the whole process group; the parent decides) and exits when
-its parent dies or closes the pipe.
+its parent dies or closes the pipe. A closed worker exits normally, so its exit handlers remove
+its private database copies (`sqlite_open`); a killed one leaves them to the next copy's sweep.
 """
 
 from __future__ import annotations
