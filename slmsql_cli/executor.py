@@ -16,7 +16,13 @@ untrusted SQL (sqlite.org/security.html, "Defense Against the Dark Arts"; sqlite
    SQLite asks it while preparing, so a write is refused before anything runs; the refusal
    names the first action it denied.
 4. A progress-handler deadline interrupts runaway queries (an endless recursive CTE, a huge join).
-5. `Connection.execute` runs one statement, never `executescript`; `fetchmany` caps the rows.
+5. `Connection.execute` runs one statement, never `executescript`; the fetch stops at
+   `max_rows` rows or `MAX_RESULT_BYTES` bytes, whichever comes first (`truncated` says so).
+6. Layers 2-5 run in a worker process (`worker.py`): one long C-level call (a quadratic
+   `instr()`, a gigabyte `printf`) never reaches the progress handler, so the parent kills the
+   worker `KILL_GRACE` seconds after the timeout (the result is `timed_out`) or on Ctrl-C (the
+   KeyboardInterrupt goes on). The worker has an address-space cap; hitting it is an `error`.
+   SQLite's own per-value length limit (`SQLITE_LIMIT_LENGTH`) stays.
 
 `execute` never raises for bad SQL: every failure comes back as `ExecResult.error`.
 """
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmsql_cli import worker
 from slmsql_cli.errors import UserError
 from slmsql_cli.sqlite_open import open_readonly
 
@@ -64,6 +71,9 @@ _ACTION_NAMES = {
 }
 _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
+MAX_RESULT_BYTES = 64_000_000  # a result is cut (truncated) past this many bytes of values
+KILL_GRACE = 0.5  # seconds past the timeout before a busy worker is killed
+_OUT_OF_MEMORY = frozenset({"MemoryError", "out of memory"})
 
 
 @dataclass
@@ -72,7 +82,7 @@ class ExecResult:
     rows: list[tuple] = field(default_factory=list)
     error: str | None = None  # None when the query ran (a timeout sets timed_out, not error)
     timed_out: bool = False
-    truncated: bool = False  # more than max_rows rows; `rows` holds the first max_rows
+    truncated: bool = False  # cut at max_rows rows or MAX_RESULT_BYTES bytes; `rows` holds what fits
     seconds: float = 0.0
 
     @property
@@ -85,7 +95,11 @@ class ExecResult:
 
 
 def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000) -> ExecResult:
-    """Run one read-only statement and fetch at most `max_rows` rows within `timeout` seconds."""
+    """Run one read-only statement and fetch at most `max_rows` rows within `timeout` seconds.
+
+    The checks run here; the query runs in a worker process (`worker.py`) that is killed when
+    it is still busy `KILL_GRACE` seconds after `timeout`, or when Ctrl-C interrupts the wait.
+    """
     start = time.perf_counter()
     path = Path(db_path)
     if not path.is_file():
@@ -95,6 +109,37 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     rejection = check_sql(sql)
     if rejection:
         return ExecResult(error=rejection, seconds=time.perf_counter() - start)
+    pool = worker.default_pool()
+    try:
+        result: ExecResult = pool.call(
+            run_query, path, sql, timeout, max_rows, MAX_RESULT_BYTES, timeout=timeout + KILL_GRACE
+        )
+    except worker.WorkerTimeout:
+        return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
+    except worker.WorkerOutOfMemory as exc:
+        return ExecResult(error=f"out of memory: {exc}", seconds=time.perf_counter() - start)
+    except worker.WorkerDied as exc:
+        return ExecResult(
+            error=f"the query stopped the worker process ({exc}); it may need more memory than "
+            f"the {pool.memory_cap // 1024**2} MB cap",
+            seconds=time.perf_counter() - start,
+        )
+    if result.error in _OUT_OF_MEMORY:  # SQLite's or Python's allocation failed under the cap
+        result.error = f"out of memory: the worker's {pool.memory_cap // 1024**2} MB memory cap was reached"
+    return result
+
+
+def start_worker() -> None:
+    """Start a query worker in the background, so that the first query need not wait for one."""
+    worker.default_pool().start()
+
+
+def run_query(
+    path: Path, sql: str, timeout: float, max_rows: int, max_bytes: int = MAX_RESULT_BYTES
+) -> ExecResult:
+    """The checked query itself, in the worker process: read-only connection, SQLite-level deadline,
+    at most `max_rows` rows and about `max_bytes` bytes (`truncated` says when either cut)."""
+    start = time.perf_counter()
     try:
         conn, authorizer = _connect(path)
     except sqlite3.Error as exc:
@@ -117,9 +162,8 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
                 seconds=time.perf_counter() - start,
             )
         columns = [d[0] for d in cursor.description]
-        rows = cursor.fetchmany(max_rows + 1)
-        truncated = len(rows) > max_rows
-        return ExecResult(columns, rows[:max_rows], truncated=truncated, seconds=time.perf_counter() - start)
+        rows, truncated = _fetch(cursor, max_rows, max_bytes)
+        return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
     except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as exc:
         if expired.is_set():
             return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
@@ -241,6 +285,23 @@ def _action_name(action: int, arg1: str | None, arg2: str | None) -> str:
     return _ACTION_NAMES.get(action, f"action {action}")
 
 
+def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple], bool]:
+    """Rows until `max_rows` rows or `max_bytes` bytes (text and blob lengths, 8 per other value);
+    one row at a time, so a cut result never holds more than one row past the cap."""
+    rows: list[tuple] = []
+    total = 0
+    for row in cursor:
+        total += _row_bytes(row)
+        if len(rows) == max_rows or total > max_bytes:
+            return rows, True
+        rows.append(row)
+    return rows, False
+
+
+def _row_bytes(row: tuple) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
+
+
 def _describe(exc: BaseException, denied: str | None = None) -> str:
     message = str(exc) or type(exc).__name__
     if "not authorized" in message:
@@ -257,6 +318,7 @@ def _describe(exc: BaseException, denied: str | None = None) -> str:
 _CACHE: OrderedDict[tuple, ExecResult] = OrderedDict()
 _CACHE_SIZE = 128
 _CACHE_MAX_ROWS = 10_000  # big results are not kept: memory matters more than a rerun
+_CACHE_MAX_BYTES = 2_000_000
 _cache_lock = threading.Lock()
 
 
@@ -280,7 +342,7 @@ def execute_cached(
             _CACHE.move_to_end(key)
             return hit
     result = execute(path, sql, timeout=timeout, max_rows=max_rows)
-    if len(result.rows) <= _CACHE_MAX_ROWS:
+    if len(result.rows) <= _CACHE_MAX_ROWS and sum(map(_row_bytes, result.rows)) <= _CACHE_MAX_BYTES:
         with _cache_lock:
             _CACHE[key] = result
             while len(_CACHE) > _CACHE_SIZE:

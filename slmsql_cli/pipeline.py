@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute_many
+from slmsql_cli.executor import ExecResult, execute_many, start_worker
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompts import (
@@ -257,6 +257,7 @@ class Pipeline:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
+        start_worker()  # the query worker starts while the model samples
         generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
         generated.pruned_schema = schema
         return generated

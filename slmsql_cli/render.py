@@ -114,7 +114,9 @@ def rows_table(result: ExecResult, max_rows: int = 50, width: int | None = None)
             table.add_row(*row)
     if len(result.rows) > max_rows or result.truncated:
         more = f"{len(result.rows) - max_rows} more rows" if len(result.rows) > max_rows else "more rows"
-        table.caption = f"… {more}{' (row cap reached)' if result.truncated else ''}"
+        table.caption = (
+            f"… {more}{' (the result was cut at its row or size limit)' if result.truncated else ''}"
+        )
     return table
 
 
