@@ -7,6 +7,8 @@ transformers are imported inside the command functions so that `slmsql --help` s
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from slmsql_cli import __version__
@@ -59,4 +61,24 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The console entry point: usage errors (a bad option value, a missing argument) are one line
+    and a hint like every other error, instead of click's framed box."""
+    # typer vendors click; its exception classes are public only through this module
+    from typer._click import exceptions as click
+
+    from slmsql_cli.cli.common import err, fail
+
+    try:
+        code = app(prog_name="slmsql", standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "slmsql"
+        sys.exit(fail(exc.format_message(), f"see '{command} --help'", exc.exit_code).exit_code)
+    except click.ClickException as exc:
+        sys.exit(fail(exc.format_message(), None, exc.exit_code).exit_code)
+    except click.Abort:  # EOF at a prompt
+        err.print("[yellow]aborted[/]")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
