@@ -129,7 +129,7 @@ def referenced_columns(sql: str, columns: dict[str, list[str]]) -> dict[str, set
     from sqlglot.optimizer.scope import traverse_scope
 
     known = {t.lower(): {c.lower() for c in cols} for t, cols in columns.items()}
-    mapping = {t: {c: "TEXT" for c in cols} for t, cols in known.items()}
+    mapping: dict[str, object] = {t: {c: "TEXT" for c in cols} for t, cols in known.items()}
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
         tree = qualify(

@@ -192,7 +192,7 @@ def print_candidates(console: Console, answer: Answer) -> None:
                     Text(err or "", style="red"),
                 )
                 if c.sql
-                else Text(err, style="red")
+                else Text(err or "", style="red")
             )
             table.add_row(str(i + 1), label, body)
         console.print(table, soft_wrap=False)

@@ -408,6 +408,7 @@ def candidate_examples(
         usable = _usable_row(row, dbs, report, ok=isinstance(drafts, list))
         if usable is None:
             continue
+        assert isinstance(drafts, list)  # _usable_row refused the row otherwise
         question, evidence, gold, db = usable
         gold_result = execute(db.path, gold, timeout=cfg.exec_timeout)
         if not gold_result.ok:

@@ -78,7 +78,7 @@ def main() -> None:
         sys.exit(fail(exc.format_message(), f"see '{command} --help'", exc.exit_code).exit_code)
     except click.ClickException as exc:
         sys.exit(fail(exc.format_message(), None, exc.exit_code).exit_code)
-    except click.Abort:  # EOF at a prompt
+    except typer.Abort:  # EOF at a prompt
         err.print("[yellow]aborted[/]")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -18,6 +18,8 @@ from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from slmsql_cli.pipeline import AskConfig, Pipeline
 
 
@@ -195,7 +197,7 @@ def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig
         )
 
 
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):  # type: ignore[no-untyped-def]
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -230,14 +232,15 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total): 
             progress.update(task, advance=1, ex=ex_text())
 
 
-def _print_summary(summary: dict[str, Any], fmt: str, console) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
     label = "difficulty" if fmt == "bird" else "hardness"
     table = Table(title=f"execution accuracy ({fmt})")
-    for col, justify in ((label, "left"), ("questions", "right"), ("correct", "right"), ("EX %", "right")):
-        table.add_column(col, justify=justify)
+    table.add_column(label)
+    for col in ("questions", "correct", "EX %"):
+        table.add_column(col, justify="right")
     for level, s in summary["by_level"].items():
         table.add_row(Text(str(level)), str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
     table.add_row(
