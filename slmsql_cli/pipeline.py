@@ -89,7 +89,7 @@ class Pipeline:
         say = progress or (lambda _msg: None)
         spec = model or models.default_model()
         say(f"loading model {spec}")
-        engine = Engine(models.resolve(spec), threads=config.threads, n_ctx=config.context)
+        engine = load_engine(spec, config)
         merge_engine: Engine | None = None
         if config.merge:
             merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
@@ -97,9 +97,7 @@ class Pipeline:
                 merge_engine = engine
             else:
                 say(f"loading merge model {merge_spec}")
-                merge_engine = Engine(
-                    models.resolve(merge_spec), threads=config.threads, n_ctx=config.context
-                )
+                merge_engine = load_engine(merge_spec, config)
         return cls(engine, merge_engine, config)
 
     def chat_text(self, engine: Engine, user_message: str) -> str:
@@ -247,6 +245,14 @@ class Pipeline:
         if self.merge_engine is not None and self.merge_engine is not self.engine:
             self.merge_engine.close()
         self.engine.close()
+
+
+def load_engine(spec: str, config: AskConfig) -> Engine:
+    """Resolve a --model spec and load it: the one place a model becomes an engine (the tests'
+    scripted engine is put in here)."""
+    from slmsql_cli import models
+
+    return Engine(models.resolve(spec), threads=config.threads, n_ctx=config.context)
 
 
 def _same_model(a: str, b: str) -> bool:

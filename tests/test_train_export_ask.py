@@ -29,10 +29,10 @@ def slmsql(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_then_export_then_ask(shared_data: Path, tmp_path: Path) -> None:
+def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
     from training.tiny import build_tiny_qwen2
 
-    spider = shared_data / "spider_dev"
+    spider = data_dir / "spider_dev"
     base = build_tiny_qwen2(tmp_path / "tiny-base")
     data = tmp_path / "one.json"
     data.write_text(json.dumps([{"db_id": "concert_singer", "question": QUESTION, "query": GOLD}]))
