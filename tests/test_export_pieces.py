@@ -380,6 +380,14 @@ def test_latest_training_run(tmp_path: Path) -> None:
         checkpoint.latest_training_output(runs)
 
 
+def test_no_checkpoint_and_no_training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantize.export import ExportConfig, export
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no training run found"):
+        export(ExportConfig(verify=False))
+
+
 def test_resolve_local_folders_and_bad_specs(tmp_path: Path) -> None:
     model = _model_dir(tmp_path / "my-model")
     source = checkpoint.resolve(str(model))

@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytestmark = [pytest.mark.slow, pytest.mark.train]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.train,
+    pytest.mark.skipif(find_spec("torch") is None, reason="needs the [train] extra"),
+]
 
 QUESTION = "How many singers do we have?"
 GOLD = "SELECT count(*) FROM singer"
