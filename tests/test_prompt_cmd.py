@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -103,19 +101,6 @@ def test_plain_sqlite_with_values(data_dir: Path, isolated_cache: Path) -> None:
     assert len(re.findall(r"^CREATE TABLE ", text, flags=re.M)) == 11
 
 
-def _cli(*args: str, env_cache: Path) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(env_cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "prompt", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-
-
 def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
     not_sqlite = tmp_path / "notes.sqlite"
     not_sqlite.write_text("just some text, not a database\n")
@@ -129,12 +114,11 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
         (["--db", str(demo), "   "], "question is empty"),
     ]
     for args, message in cases:
-        result = _cli(*args, env_cache=isolated_cache)
-        assert result.returncode != 0, args
-        assert result.stdout == ""
-        assert "Traceback" not in result.stderr
-        first = result.stderr.splitlines()[0]
-        assert first.startswith("error:") and message in first, result.stderr
+        code, out, err = _prompt(*args)
+        assert code == 2, args
+        assert out == b""
+        first = err.splitlines()[0]
+        assert first.startswith("error:") and message in first, err
 
 
 def test_unknown_db_id(data_dir: Path, isolated_cache: Path) -> None:
