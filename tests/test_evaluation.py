@@ -127,7 +127,7 @@ def test_bird_hand_count(data_dir: Path) -> None:
     }
     preds = [broken.get(q.index, q.gold) or None for q in questions]
     correct = _score_all(questions, db_dir, fmt, preds)
-    assert sum(correct) == len(questions) - len(broken) == 152
+    assert sum(correct) == len(questions) - len(broken) == 54
 
 
 # --- where the metrics differ ------------------------------------------------------------------
@@ -326,9 +326,9 @@ def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
     result = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", pred, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout.strip().splitlines()[-1])
-    assert doc["ex"] == 100.0 and doc["total"] == 158 and doc["format"] == "bird"
+    assert doc["ex"] == 100.0 and doc["total"] == 60 and doc["format"] == "bird"
     assert list(doc["by_level"]) == ["simple", "moderate", "challenging"]
-    assert sum(v["total"] for v in doc["by_level"].values()) == 158
+    assert sum(v["total"] for v in doc["by_level"].values()) == 60
 
 
 def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from quantize.tokenizer import QWEN2_REGEX
 HERE = Path(__file__).resolve().parent
 SPIDER_PER_DB = 12  # the first 12 dev questions of each database (dev.json order)...
 SPIDER_ALL = "concert_singer"  # ...and all of the database most tests use
+BIRD_QUESTIONS = 60  # all three difficulty levels among them
 SPIDER_FIELDS = ("db_id", "query", "question", "sql", "orig_index")
 VOCAB = (
     "ggml-vocab-qwen2.gguf",
@@ -117,8 +118,12 @@ def main(data: Path, reference: Path) -> None:
         rel = f"database/{db_id}/{db_id}.sqlite"
         _copy(spider / rel, HERE / "spider_dev" / rel)
 
-    bird = data / "bird_dev"  # one database (student_club) with all of its dev questions
-    for rel in ("dev.json", "dev_tables.json", "dev_databases/student_club/student_club.sqlite"):
+    bird = data / "bird_dev"  # one database (student_club) and its first dev questions
+    _write_json(
+        HERE / "bird_dev/dev.json",
+        json.loads((bird / "dev.json").read_text(encoding="utf-8"))[:BIRD_QUESTIONS],
+    )
+    for rel in ("dev_tables.json", "dev_databases/student_club/student_club.sqlite"):
         _copy(bird / rel, HERE / "bird_dev" / rel)
     for rel in ("Chinook_Sqlite.sqlite", "LICENSE.md", "questions.json"):
         _copy(data / "chinook" / rel, HERE / "chinook" / rel)
