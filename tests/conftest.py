@@ -23,8 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 REFERENCE = DATA / "reference"
 
-# Fixtures that load a real model or train one. `tiny` builds the torch checkpoints of
-# test_export.py, `tiny_model` the one test_train.py trains.
+# Fixtures that load a real model, train one or export one; a test that uses one, directly or
+# through another fixture, is marked slow. `tiny` builds the trained torch checkpoints of
+# test_export.py, `tiny_model` the model test_train.py trains, `qwen2_vocab_model` the
+# 151,936-token model test_real_vocab.py exports. A new model fixture belongs in this list.
 SLOW_FIXTURES = frozenset({"gemma_gguf", "tiny", "tiny_model", "qwen2_vocab_model"})
 
 
