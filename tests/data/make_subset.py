@@ -19,8 +19,7 @@ SPIDER_PER_DB = 12  # the first 12 dev questions of each database (dev.json orde
 SPIDER_ALL = "concert_singer"  # ...and all of the database most tests use
 BIRD_QUESTIONS = 60  # all three difficulty levels among them
 SPIDER_FIELDS = ("db_id", "query", "question", "sql", "orig_index")
-VOCAB = (
-    "ggml-vocab-qwen2.gguf",
+VOCAB = (  # the GGUF itself becomes qwen2/tokenizer.json
     "ggml-vocab-qwen2.gguf.inp",
     "ggml-vocab-qwen2.gguf.out",
     "LICENSE.llama.cpp",
