@@ -143,7 +143,7 @@ class Pipeline:
         say = progress or (lambda _msg: None)
         spec = model or models.default_model()
         say(f"loading model {spec}")
-        engine = Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
+        engine = load_engine(spec, config, export)
         merge_engine: Engine | None = None
         if config.merge:
             merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
@@ -151,9 +151,7 @@ class Pipeline:
                 merge_engine = engine
             else:
                 say(f"loading merge model {merge_spec}")
-                merge_engine = Engine(
-                    models.resolve(merge_spec, export=export), threads=config.threads, n_ctx=config.context
-                )
+                merge_engine = load_engine(merge_spec, config, export)
         return cls(engine, merge_engine, config)
 
     def _sample(
@@ -336,6 +334,14 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) -> Engine:
+    """Resolve a --model spec and load it: the one place a model becomes an engine (the tests'
+    scripted engine is put in here)."""
+    from slmsql_cli import models
+
+    return Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
 
 
 def _same_model(a: str, b: str) -> bool:

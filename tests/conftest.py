@@ -1,29 +1,56 @@
-"""Shared fixtures: the benchmark data in ../shared/data, the demo database and the real Gemma GGUF."""
+"""Shared fixtures: the benchmark subset in tests/data, the real Gemma GGUF, a scripted engine.
+
+Everything the default suite reads lives in this repository (tests/data/README.md lists what and
+under which licence). The full benchmark folders are for benchmarks/ and `slmsql eval` runs only.
+
+A test that runs a real model or a training loop is marked `slow` through the fixture that
+provides the model (SLOW_FIXTURES), so `pytest -m "not slow"` is the fast lane; the scripted
+engine lets fast tests drive `ask`, `chat` and `eval` through the real CLI with fixed completions.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from slmsql_cli import pipeline as pipeline_module
+from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SLMSQL_SHARED_DIR", REPO.parent / "shared"))
-DATA = SHARED / "data"
-REFERENCE = SHARED / "reference"
+DATA = REPO / "tests" / "data"
+REFERENCE = DATA / "reference"
+
+# Fixtures that load a real model, train one or export one; a test that uses one, directly or
+# through another fixture, is marked slow. `tiny` builds the trained torch checkpoints of
+# test_export.py, `tiny_model` the model test_train.py trains, `qwen2_vocab_model` the
+# 151,936-token model test_real_vocab.py exports. A new model fixture belongs in this list.
+SLOW_FIXTURES = frozenset({"gemma_gguf", "tiny", "tiny_model", "qwen2_vocab_model"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA} (set SLMSQL_SHARED_DIR)")
+def data_dir() -> Path:
+    """tests/data: a few Spider dev databases, BIRD's student_club, Chinook, the Qwen2 vocabulary."""
     return DATA
 
 
 @pytest.fixture(scope="session")
+def shared_data(data_dir: Path) -> Path:
+    """The old name of `data_dir` (it used to point outside the repository); same folder."""
+    return data_dir
+
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference prompts not found at {REFERENCE} (set SLMSQL_SHARED_DIR)")
+    """The reference code's own prompts, compared byte for byte."""
     return REFERENCE
 
 
@@ -46,3 +73,90 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "slmsql-cache"
     monkeypatch.setenv("SLMSQL_CACHE_DIR", str(cache))
     return cache
+
+
+# ---- the scripted engine --------------------------------------------------------------------
+
+
+class ScriptedEngine:
+    """Stands where `slmsql_cli.engine.Engine` stands and answers from a script (as simonw/llm's
+    scripted model does): each `sample` call returns the next `params.n` texts of the script, and
+    records the chat text it was given. No chat template of its own, so the pipeline renders
+    prompts with its fallback template for `architecture`. One token per byte."""
+
+    def __init__(self, texts: list[str], name: str = "scripted", architecture: str = "qwen2") -> None:
+        self.script = list(texts)
+        self.path = Path(f"{name}.gguf")
+        self.architecture = architecture
+        self.threads = 1
+        self.n_ctx_limit = 32768
+        self.prompts: list[str] = []
+        self.closed = False
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def chat_template(self) -> str | None:
+        return None
+
+    def special_token_text(self, which: str) -> str:
+        return ""
+
+    def sample(
+        self,
+        prompt: str | list[int],
+        params: SamplingParams,
+        on_token: Callable[[int], None] | None = None,
+    ) -> tuple[list[Completion], GenerationStats]:
+        if len(self.script) < params.n:
+            raise AssertionError(
+                f"{self.path.name}: asked for {params.n} completions, {len(self.script)} left in the script"
+            )
+        texts, self.script = self.script[: params.n], self.script[params.n :]
+        self.prompts.append(prompt if isinstance(prompt, str) else bytes(prompt).decode("utf-8"))
+        completions = []
+        for i, text in enumerate(texts):
+            if on_token:
+                on_token(i)
+            stopped = any(text.endswith(s) for s in params.stop)
+            completions.append(Completion(text, len(text.encode("utf-8")), "stop" if stopped else "eog"))
+        n_prompt = len(self.tokenize(self.prompts[-1]))
+        stats = GenerationStats(
+            prompt_tokens=n_prompt,
+            prompt_tokens_evaluated=n_prompt,
+            generated_tokens=sum(c.tokens for c in completions),
+            rounds=1,
+        )
+        return completions, stats
+
+    def close_context(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+ScriptEngines = Callable[..., ScriptedEngine]
+
+
+@pytest.fixture()
+def scripted_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptEngines]:
+    """`scripted_engine(texts, model="scripted")` → a ScriptedEngine that `--model scripted` loads.
+
+    Register a second one under another name for `--merge-model`. A test that leaves completions
+    unused fails: the script is the test's statement of what the pipeline asks for."""
+    engines: dict[str, ScriptedEngine] = {}
+
+    def script(texts: list[str], model: str = "scripted") -> ScriptedEngine:
+        engines[model] = ScriptedEngine(texts, name=model)
+        return engines[model]
+
+    def load_engine(spec: str, config: pipeline_module.AskConfig, export: object = None) -> ScriptedEngine:
+        if spec not in engines:
+            raise AssertionError(f"no scripted engine for --model {spec!r} (have {sorted(engines)})")
+        return engines[spec]
+
+    monkeypatch.setattr(pipeline_module, "load_engine", load_engine)
+    yield script
+    left = {name: e.script for name, e in engines.items() if e.script}
+    assert not left, f"scripted completions never asked for: {left}"

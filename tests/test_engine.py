@@ -60,9 +60,11 @@ def test_cached_prefix_is_not_evaluated_again(engine: Engine) -> None:
 def test_stop_string_ends_a_sequence(engine: Engine) -> None:
     # A stop string that any text contains ends each sequence after its first token holding it.
     completions, _ = engine.sample(PROMPT, SamplingParams(n=2, max_tokens=64, stop=("e",)))
+    assert any(c.finish_reason == "stop" for c in completions)
     for c in completions:
-        if c.finish_reason == "stop":
-            assert c.text.endswith("e") and c.text.count("e") == 1
+        # a sequence that ended otherwise (end of turn, length) never wrote the stop string
+        assert c.text.count("e") == (1 if c.finish_reason == "stop" else 0)
+        assert c.finish_reason != "stop" or c.text.endswith("e")
 
 
 def test_rounds_when_n_does_not_fit(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

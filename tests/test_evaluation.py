@@ -1,4 +1,4 @@
-"""`slmsql eval`: the BIRD and Spider metrics, scoring the shared data, resuming, the CLI."""
+"""`slmsql eval`: the BIRD and Spider metrics, scoring the benchmark subset in tests/data, resuming, the CLI."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-def _sets(shared: Path) -> dict[str, tuple[Path, Path]]:
+def _sets(data: Path) -> dict[str, tuple[Path, Path]]:
     return {
-        "spider": (shared / "spider_dev/dev.json", shared / "spider_dev/database"),
-        "bird": (shared / "bird_dev/dev.json", shared / "bird_dev/dev_databases"),
-        "chinook": (shared / "chinook/questions.json", shared / "chinook"),
+        "spider": (data / "spider_dev/dev.json", data / "spider_dev/database"),
+        "bird": (data / "bird_dev/dev.json", data / "bird_dev/dev_databases"),
+        "chinook": (data / "chinook/questions.json", data / "chinook"),
     }
 
 
@@ -45,22 +45,22 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# --- the shared data ---------------------------------------------------------------------------
+# --- the benchmark subset -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["spider", "bird", "chinook"])
-def test_gold_as_prediction_scores_100(shared_data: Path, name: str) -> None:
-    questions_file, db_dir = _sets(shared_data)[name]
+def test_gold_as_prediction_scores_100(data_dir: Path, name: str) -> None:
+    questions_file, db_dir = _sets(data_dir)[name]
     questions, fmt = ev.load_questions(questions_file)
     assert fmt == ("bird" if name == "bird" else "spider")
     correct = _score_all(questions, db_dir, fmt, [q.gold for q in questions])
     assert all(correct), [q.index for q, c in zip(questions, correct) if not c][:10]
 
 
-def test_levels_come_from_the_data(shared_data: Path) -> None:
-    spider, _ = ev.load_questions(shared_data / "spider_dev/dev.json")
-    bird, _ = ev.load_questions(shared_data / "bird_dev/dev.json")
-    chinook, _ = ev.load_questions(shared_data / "chinook/questions.json")
+def test_levels_come_from_the_data(data_dir: Path) -> None:
+    spider, _ = ev.load_questions(data_dir / "spider_dev/dev.json")
+    bird, _ = ev.load_questions(data_dir / "bird_dev/dev.json")
+    chinook, _ = ev.load_questions(data_dir / "chinook/questions.json")
     assert {q.level for q in spider} == {"easy", "medium", "hard", "extra"}
     assert {q.level for q in bird} == {"simple", "moderate", "challenging"}
     assert {q.level for q in chinook} == {None}  # no parsed sql, no difficulty: no breakdown
@@ -100,10 +100,10 @@ HAND = [
 ]
 
 
-def test_known_wrong_predictions_score_the_hand_count(shared_data: Path) -> None:
-    questions, _ = ev.load_questions(shared_data / "spider_dev/dev.json")
+def test_known_wrong_predictions_score_the_hand_count(data_dir: Path) -> None:
+    questions, _ = ev.load_questions(data_dir / "spider_dev/dev.json")
     questions = questions[: len(HAND)]
-    db_dir = shared_data / "spider_dev/database"
+    db_dir = data_dir / "spider_dev/database"
     preds = [p or None for p, _, _ in HAND]
     assert _score_all(questions, db_dir, "spider", preds) == [s for _, s, _ in HAND]
     assert _score_all(questions, db_dir, "bird", preds) == [b for _, _, b in HAND]
@@ -113,9 +113,9 @@ def test_known_wrong_predictions_score_the_hand_count(shared_data: Path) -> None
     assert ev.summarize(records, "spider")["ex"] == 50.0  # 6 of 12
 
 
-def test_bird_hand_count(shared_data: Path) -> None:
-    questions, fmt = ev.load_questions(shared_data / "bird_dev/dev.json")
-    db_dir = shared_data / "bird_dev/dev_databases"
+def test_bird_hand_count(data_dir: Path) -> None:
+    questions, fmt = ev.load_questions(data_dir / "bird_dev/dev.json")
+    db_dir = data_dir / "bird_dev/dev_databases"
     broken = {
         3: "SELEC nothing",
         10: "DROP TABLE member",
@@ -126,7 +126,7 @@ def test_bird_hand_count(shared_data: Path) -> None:
     }
     preds = [broken.get(q.index, q.gold) or None for q in questions]
     correct = _score_all(questions, db_dir, fmt, preds)
-    assert sum(correct) == len(questions) - len(broken) == 152
+    assert sum(correct) == len(questions) - len(broken) == 54
 
 
 # --- where the metrics differ ------------------------------------------------------------------
@@ -255,10 +255,10 @@ def test_spider_match_agrees_with_upstream(data: st.DataObject, ncols: int, nrow
 )
 @pytest.mark.parametrize("fmt", ["spider", "bird"])
 def test_writing_prediction_scores_zero_and_changes_nothing(
-    shared_data: Path, tmp_path: Path, pred: str, fmt: str
+    data_dir: Path, tmp_path: Path, pred: str, fmt: str
 ) -> None:
     db = tmp_path / "concert_singer.sqlite"
-    shutil.copyfile(shared_data / "spider_dev/database/concert_singer/concert_singer.sqlite", db)
+    shutil.copyfile(data_dir / "spider_dev/database/concert_singer/concert_singer.sqlite", db)
     db.chmod(0o644)
     before = (_sha(db), sorted(os.listdir(tmp_path)))
     result = ev.score(db, "SELECT count(*) FROM singer", pred.replace("{dir}", str(tmp_path)), fmt)
@@ -280,8 +280,8 @@ def _invoke(*args: str):  # type: ignore[no-untyped-def]
     return runner.invoke(app, ["eval", *map(str, args)])
 
 
-def test_cli_predictions_json_and_resume(shared_data: Path, tmp_path: Path) -> None:
-    questions_file, db_dir = _sets(shared_data)["spider"]
+def test_cli_predictions_json_and_resume(data_dir: Path, tmp_path: Path) -> None:
+    questions_file, db_dir = _sets(data_dir)["spider"]
     questions, _ = ev.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "pred.sql")
     out = tmp_path / "results.jsonl"
@@ -317,21 +317,21 @@ def test_cli_predictions_json_and_resume(shared_data: Path, tmp_path: Path) -> N
     assert clash.exit_code == 2 and "another run" in clash.stderr
 
 
-def test_cli_bird_json_predictions(shared_data: Path, tmp_path: Path) -> None:
-    questions_file, db_dir = _sets(shared_data)["bird"]
+def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
+    questions_file, db_dir = _sets(data_dir)["bird"]
     questions, _ = ev.load_questions(questions_file)
     pred = tmp_path / "predict_dev.json"
     pred.write_text(json.dumps({str(q.index): f"{q.gold}\t----- bird -----\t{q.db_id}" for q in questions}))
     result = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", pred, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout.strip().splitlines()[-1])
-    assert doc["ex"] == 100.0 and doc["total"] == 158 and doc["format"] == "bird"
+    assert doc["ex"] == 100.0 and doc["total"] == 60 and doc["format"] == "bird"
     assert list(doc["by_level"]) == ["simple", "moderate", "challenging"]
-    assert sum(v["total"] for v in doc["by_level"].values()) == 158
+    assert sum(v["total"] for v in doc["by_level"].values()) == 60
 
 
-def test_cli_compare_and_plot(shared_data: Path, tmp_path: Path) -> None:
-    questions_file, db_dir = _sets(shared_data)["chinook"]
+def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
+    questions_file, db_dir = _sets(data_dir)["chinook"]
     questions, _ = ev.load_questions(questions_file)
     good = _gold_file(questions, tmp_path / "good.sql")
     bad = tmp_path / "bad.sql"
@@ -380,8 +380,8 @@ def test_cli_compare_and_plot(shared_data: Path, tmp_path: Path) -> None:
         (["--compare", "x.jsonl", "y.jsonl"], "results file not found"),
     ],
 )
-def test_cli_user_errors(shared_data: Path, tmp_path: Path, args: list[str], message: str) -> None:
-    questions_file, db_dir = _sets(shared_data)["chinook"]
+def test_cli_user_errors(data_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    questions_file, db_dir = _sets(data_dir)["chinook"]
     questions, _ = ev.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "p.sql")
     (tmp_path / "short.sql").write_text("SELECT 1\n")
@@ -398,8 +398,8 @@ def test_cli_user_errors(shared_data: Path, tmp_path: Path, args: list[str], mes
     assert "Traceback" not in result.output
 
 
-def test_cli_short_predictions_file_with_limit(shared_data: Path, tmp_path: Path) -> None:
-    questions_file, db_dir = _sets(shared_data)["chinook"]
+def test_cli_short_predictions_file_with_limit(data_dir: Path, tmp_path: Path) -> None:
+    questions_file, db_dir = _sets(data_dir)["chinook"]
     (tmp_path / "one.sql").write_text("SELECT count(*) FROM Album\n")
     result = _invoke(
         "-q",
@@ -423,9 +423,9 @@ def test_plot_without_matplotlib_says_which_extra(monkeypatch: pytest.MonkeyPatc
     assert "[train]" in str(info.value)
 
 
-def test_ctrl_c_leaves_whole_lines_and_resumes(shared_data: Path, tmp_path: Path) -> None:
+def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -> None:
     """SIGINT a real run mid-way: exit 130, every line is a whole record, a rerun finishes the rest."""
-    questions_file, db_dir = _sets(shared_data)["chinook"]
+    questions_file, db_dir = _sets(data_dir)["chinook"]
     slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 400000) SELECT count(*) FROM c"  # ~0.2 s each
     preds = tmp_path / "slow.sql"
     preds.write_text((slow + "\n") * 84)
@@ -444,7 +444,7 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(shared_data: Path, tmp_path: Path
         "--out",
         str(out),
         "--limit",
-        "20",
+        "8",
     ]
     # SIG_DFL in the child, as from a terminal, even when these tests run as a background job (SIGINT ignored).
     proc = subprocess.Popen(
@@ -462,18 +462,18 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(shared_data: Path, tmp_path: Path
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     done = [json.loads(line)["index"] for line in out.read_text().splitlines()]
-    assert done == list(range(len(done))) and 2 <= len(done) < 20
+    assert done == list(range(len(done))) and 2 <= len(done) < 8
     assert "resume" in stderr and "Traceback" not in stderr
     rerun = subprocess.run(cmd + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == list(range(20))
-    assert json.loads(rerun.stdout.strip().splitlines()[-1])["total"] == 20
+    assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == list(range(8))
+    assert json.loads(rerun.stdout.strip().splitlines()[-1])["total"] == 8
 
 
 @pytest.mark.slow
-def test_cli_with_a_real_model(shared_data: Path, gemma_gguf: Path, tmp_path: Path) -> None:
+def test_cli_with_a_real_model(data_dir: Path, gemma_gguf: Path, tmp_path: Path) -> None:
     """The --model path end to end with the Gemma test GGUF (a base model: its SQL may well be wrong)."""
-    questions_file, db_dir = _sets(shared_data)["spider"]
+    questions_file, db_dir = _sets(data_dir)["spider"]
     out = tmp_path / "gemma.jsonl"
     proc = subprocess.run(
         [

@@ -1,7 +1,7 @@
 """executor.execute never writes and never raises for bad SQL; real queries return the right rows.
 
-The hostile-SQL tests run against a writable copy of a Spider database (the shared files are
-read-only on disk, which would hide a missing guard) and compare its sha256 before and after.
+The hostile-SQL tests run against a writable copy of a Spider database (a file that is read-only
+on disk would hide a missing guard) and compare its sha256 before and after.
 """
 
 from __future__ import annotations
@@ -77,12 +77,12 @@ INJECTIONS = [
 
 
 @pytest.fixture()
-def db(shared_data: Path, tmp_path: Path) -> Path:
+def db(data_dir: Path, tmp_path: Path) -> Path:
     """A writable copy of concert_singer, alone in its own folder."""
     folder = tmp_path / "db"
     folder.mkdir()
     path = folder / "concert_singer.sqlite"
-    shutil.copyfile(shared_data / "spider_dev/database/concert_singer/concert_singer.sqlite", path)
+    shutil.copyfile(data_dir / "spider_dev/database/concert_singer/concert_singer.sqlite", path)
     path.chmod(0o644)
     return path
 
@@ -179,11 +179,11 @@ def test_fuzz_random_text_never_raises(db: Path, text: str) -> None:
     _hostile(db, text)
 
 
-def test_spider_gold_queries_return_the_right_rows(shared_data: Path) -> None:
+def test_spider_gold_queries_return_the_right_rows(data_dir: Path) -> None:
     """execute gives exactly what a plain read-only sqlite3 connection gives, in the same order."""
-    questions = json.loads((shared_data / "spider_dev/dev.json").read_text())
+    questions = json.loads((data_dir / "spider_dev/dev.json").read_text())
     for q in questions[::15]:
-        path = shared_data / "spider_dev/database" / q["db_id"] / f"{q['db_id']}.sqlite"
+        path = data_dir / "spider_dev/database" / q["db_id"] / f"{q['db_id']}.sqlite"
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         conn.text_factory = lambda b: b.decode("utf-8", errors="replace")
         expected = conn.execute(q["query"]).fetchall()
@@ -193,8 +193,8 @@ def test_spider_gold_queries_return_the_right_rows(shared_data: Path) -> None:
         assert result.rows == expected, q["query"]
 
 
-def test_known_answers(shared_data: Path) -> None:
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_known_answers(data_dir: Path) -> None:
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     result = execute(car, "SELECT count(*) AS n FROM cars_data")
     assert result.columns == ["n"] and result.rows == [(406,)] and result.ok and not result.truncated
     result = execute(car, "SELECT Continent FROM continents ORDER BY ContId")
@@ -205,16 +205,16 @@ def test_known_answers(shared_data: Path) -> None:
     assert execute(car, "VALUES (1, 'a'), (2, 'b')").rows == [(1, "a"), (2, "b")]
 
 
-def test_row_cap(shared_data: Path) -> None:
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_row_cap(data_dir: Path) -> None:
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     capped = execute(car, "SELECT Id FROM cars_data ORDER BY Id", max_rows=5)
     assert capped.rows == [(1,), (2,), (3,), (4,), (5,)] and capped.truncated and capped.ok
     full = execute(car, "SELECT Id FROM cars_data", max_rows=406)
     assert len(full.rows) == 406 and not full.truncated
 
 
-def test_runaway_recursive_cte_times_out(shared_data: Path) -> None:
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_runaway_recursive_cte_times_out(data_dir: Path) -> None:
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     t = time.perf_counter()
     result = execute(
         car,
@@ -226,8 +226,8 @@ def test_runaway_recursive_cte_times_out(shared_data: Path) -> None:
     assert 0.45 <= elapsed < 2.0
 
 
-def test_huge_cross_join_times_out(shared_data: Path) -> None:
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_huge_cross_join_times_out(data_dir: Path) -> None:
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     result = execute(
         car, "SELECT count(*) FROM cars_data a, cars_data b, cars_data c, cars_data d", timeout=0.3
     )
@@ -244,8 +244,8 @@ def test_invalid_utf8_is_replaced(tmp_path: Path) -> None:
     assert execute(path, "SELECT s FROM t").rows == [("a\ufffdb",)]
 
 
-def test_errors_are_results_not_exceptions(shared_data: Path) -> None:
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_errors_are_results_not_exceptions(data_dir: Path) -> None:
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     for sql in [
         "SELEC 1",
         "SELECT nope FROM cars_data",
@@ -280,13 +280,13 @@ def test_execute_many_runs_identical_sql_once(db: Path) -> None:
     assert again is not results[0] and again.rows == [(5,)]
 
 
-def test_ctrl_c_during_a_query_is_not_swallowed(shared_data: Path) -> None:
+def test_ctrl_c_during_a_query_is_not_swallowed(data_dir: Path) -> None:
     """sqlite3 clears exceptions raised in a progress handler; Ctrl-C must still stop the program."""
     import os
     import signal
     import threading
 
-    car = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+    car = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     # A shell's background job starts with SIGINT ignored; give this test the handler a terminal gives.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

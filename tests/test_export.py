@@ -4,22 +4,39 @@ Gemma 3 270M GGUF round-tripped through transformers; bad input; the CLI."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 from collections.abc import Callable
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("llama_cpp")
+if not all(find_spec(m) for m in ("torch", "transformers", "llama_cpp")):
+    pytest.skip("needs the [train] extra (torch, transformers)", allow_module_level=True)
+
+
+class _OnFirstUse:
+    """A module imported on first attribute access: collecting this file (every test in it is
+    slow, deselected in the fast lane) then costs no torch import."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_"):  # pytest probes module globals for `_mock_name` and the like
+            raise AttributeError(attr)
+        return getattr(importlib.import_module(self.name), attr)
+
+
+torch: Any = _OnFirstUse("torch")
+transformers: Any = _OnFirstUse("transformers")
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
 from typer.testing import CliRunner
 
 from quantize import quantizer
@@ -51,7 +68,7 @@ DEEPSEEK_SPLITS = [
 # ---------------------------------------------------------------- tiny checkpoints, built offline
 
 
-def byte_level_tokenizer(style: str) -> PreTrainedTokenizerFast:
+def byte_level_tokenizer(style: str) -> Any:
     """A small byte-level BPE with the pre-tokenizer of Qwen2 ("qwen2"), Llama 3 ("llama3") or deepseek-coder."""
     tok = Tokenizer(models.BPE())
     if style == "deepseek":
@@ -82,10 +99,10 @@ def byte_level_tokenizer(style: str) -> PreTrainedTokenizerFast:
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
         )
         kwargs["bos_token"] = bos
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **kwargs)
 
 
-def spm_tokenizer() -> PreTrainedTokenizerFast:
+def spm_tokenizer() -> Any:
     """A Gemma-style BPE with byte fallback ('▁' for spaces, <0xNN> byte tokens, <bos> added)."""
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"] + [
         f"<0x{i:02X}>" for i in range(256)
@@ -100,7 +117,7 @@ def spm_tokenizer() -> PreTrainedTokenizerFast:
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)]
     )
-    return PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
     )
 
@@ -123,7 +140,7 @@ SMALL = dict(
     initializer_range=0.08,
 )
 
-MODELS: dict[str, Callable[[], tuple[Any, PreTrainedTokenizerFast, Any]]] = {
+MODELS: dict[str, Callable[[], tuple[Any, Any, Any]]] = {
     # name: (config, tokenizer, dtype the safetensors are saved in)
     "qwen2": lambda: (
         transformers.Qwen2Config(vocab_size=512, tie_word_embeddings=True, **SMALL),
@@ -184,7 +201,7 @@ MODELS: dict[str, Callable[[], tuple[Any, PreTrainedTokenizerFast, Any]]] = {
 }
 
 
-def _train(model: Any, tok: PreTrainedTokenizerFast, steps: int = 8) -> None:
+def _train(model: Any, tok: Any, steps: int = 8) -> None:
     """A few steps on the corpus and the probe text: a random model's near-tied predictions make
     top-1 agreement meaningless; a briefly trained one is confident like a real checkpoint."""
     ids = torch.tensor([tok("\n".join(CORPUS[:5] + [verifier.PROBE_TEXT]))["input_ids"]])
@@ -449,12 +466,6 @@ def test_failed_verification_writes_nothing(tiny: Callable[[str], Path], tmp_pat
     with pytest.raises(UserError, match="verification failed.*tokenizer differs at token 1"):
         export(ExportConfig(checkpoint=str(src), out=tmp_path / "out" / "m.gguf", quant="f16", verify=True))
     _assert_clean(tmp_path / "out")
-
-
-def test_no_checkpoint_and_no_training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="no training run found"):
-        export(ExportConfig(verify=False))
 
 
 def test_default_checkpoint_is_latest_training_run(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,7 @@ from typer.testing import CliRunner
 from slmsql_cli.cli import app
 
 runner = CliRunner()
-_CASES_FILE = REFERENCE / "prompts_no_values.json"
-REFERENCE_CASES = json.loads(_CASES_FILE.read_text(encoding="utf-8")) if _CASES_FILE.exists() else []
+REFERENCE_CASES = json.loads((REFERENCE / "prompts_no_values.json").read_text(encoding="utf-8"))
 
 
 def _prompt(*args: str) -> tuple[int, bytes, str]:
@@ -27,12 +24,12 @@ def _prompt(*args: str) -> tuple[int, bytes, str]:
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES, ids=lambda c: f"{c['db_id']}:{c['question'][:30]}")
-def test_no_values_prompt_matches_reference(case: dict, shared_data: Path, isolated_cache: Path) -> None:
+def test_no_values_prompt_matches_reference(case: dict, data_dir: Path, isolated_cache: Path) -> None:
     args = [
         "--db",
-        str(shared_data / case["db"]),
+        str(data_dir / case["db"]),
         "--tables",
-        str(shared_data / case["tables"]),
+        str(data_dir / case["tables"]),
         "--db-id",
         case["db_id"],
         "--no-values",
@@ -48,12 +45,12 @@ def test_reference_cases_were_loaded(reference_dir: Path) -> None:
     assert len(REFERENCE_CASES) == 60
 
 
-def test_generation_example_file(shared_data: Path, reference_dir: Path, isolated_cache: Path) -> None:
+def test_generation_example_file(data_dir: Path, reference_dir: Path, isolated_cache: Path) -> None:
     code, out, _ = _prompt(
         "--db",
-        str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
+        str(data_dir / "spider_dev/database/car_1/car_1.sqlite"),
         "--tables",
-        str(shared_data / "spider_dev/tables.json"),
+        str(data_dir / "spider_dev/tables.json"),
         "--no-values",
         "How many car makers are there in each continents? List the continent name and the count.",
     )
@@ -61,23 +58,23 @@ def test_generation_example_file(shared_data: Path, reference_dir: Path, isolate
     assert out == (reference_dir / "generation_prompt.example.txt").read_bytes()
 
 
-def test_unseen_spider_database_gives_a_well_formed_prompt(shared_data: Path, isolated_cache: Path) -> None:
+def test_unseen_spider_database_gives_a_well_formed_prompt(data_dir: Path, isolated_cache: Path) -> None:
     covered = {c["db_id"] for c in REFERENCE_CASES}
-    tables = json.loads((shared_data / "spider_dev/tables.json").read_text(encoding="utf-8"))
+    tables = json.loads((data_dir / "spider_dev/tables.json").read_text(encoding="utf-8"))
     unseen = [
         t
         for t in tables
         if t["db_id"] not in covered
-        and (shared_data / f"spider_dev/database/{t['db_id']}/{t['db_id']}.sqlite").exists()
+        and (data_dir / f"spider_dev/database/{t['db_id']}/{t['db_id']}.sqlite").exists()
     ]
     assert unseen, "every Spider database is covered by the reference prompts"
     info = unseen[0]
-    db = shared_data / f"spider_dev/database/{info['db_id']}/{info['db_id']}.sqlite"
+    db = data_dir / f"spider_dev/database/{info['db_id']}/{info['db_id']}.sqlite"
     code, out, _ = _prompt(
         "--db",
         str(db),
         "--tables",
-        str(shared_data / "spider_dev/tables.json"),
+        str(data_dir / "spider_dev/tables.json"),
         "What is the number of records?",
     )
     assert code == 0
@@ -93,28 +90,15 @@ def test_unseen_spider_database_gives_a_well_formed_prompt(shared_data: Path, is
     sqlite3.connect(":memory:").executescript(block)
 
 
-def test_plain_sqlite_with_values(shared_data: Path, isolated_cache: Path) -> None:
+def test_plain_sqlite_with_values(data_dir: Path, isolated_cache: Path) -> None:
     code, out, _ = _prompt(
-        "--db", str(shared_data / "chinook/Chinook_Sqlite.sqlite"), "How many albums does AC/DC have?"
+        "--db", str(data_dir / "chinook/Chinook_Sqlite.sqlite"), "How many albums does AC/DC have?"
     )
     assert code == 0
     text = out.decode("utf-8")
     assert "    Name text, -- example: ['AC/DC', 'Accept']\n" in text
     assert "\nQuestion:\nHow many albums does AC/DC have?\n" in text
     assert len(re.findall(r"^CREATE TABLE ", text, flags=re.M)) == 11
-
-
-def _cli(*args: str, env_cache: Path) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(env_cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "prompt", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
 
 
 def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
@@ -130,20 +114,19 @@ def test_bad_inputs_fail_cleanly(tmp_path: Path, isolated_cache: Path) -> None:
         (["--db", str(demo), "   "], "question is empty"),
     ]
     for args, message in cases:
-        result = _cli(*args, env_cache=isolated_cache)
-        assert result.returncode != 0, args
-        assert result.stdout == ""
-        assert "Traceback" not in result.stderr
-        first = result.stderr.splitlines()[0]
-        assert first.startswith("error:") and message in first, result.stderr
+        code, out, err = _prompt(*args)
+        assert code == 2, args
+        assert out == b""
+        first = err.splitlines()[0]
+        assert first.startswith("error:") and message in first, err
 
 
-def test_unknown_db_id(shared_data: Path, isolated_cache: Path) -> None:
+def test_unknown_db_id(data_dir: Path, isolated_cache: Path) -> None:
     code, out, err = _prompt(
         "--db",
-        str(shared_data / "spider_dev/database/car_1/car_1.sqlite"),
+        str(data_dir / "spider_dev/database/car_1/car_1.sqlite"),
         "--tables",
-        str(shared_data / "spider_dev/tables.json"),
+        str(data_dir / "spider_dev/tables.json"),
         "--db-id",
         "car1",
         "q?",

@@ -44,32 +44,32 @@ def test_format_identifier(name: str, expected: str) -> None:
     assert format_identifier(name) == expected
 
 
-def test_car_1_ddl_matches_reference_example(shared_data: Path, reference_dir: Path) -> None:
-    schema = schema_from_tables_json(shared_data / "spider_dev/tables.json", "car_1")
-    db = shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def test_car_1_ddl_matches_reference_example(data_dir: Path, reference_dir: Path) -> None:
+    schema = schema_from_tables_json(data_dir / "spider_dev/tables.json", "car_1")
+    db = data_dir / "spider_dev/database/car_1/car_1.sqlite"
     ddl = serialize_schema(schema, sample_values(db, schema))
     assert ddl == _reference_ddl(
         (reference_dir / "generation_prompt.example.txt").read_text(encoding="utf-8")
     )
 
 
-def test_bird_composite_primary_key_and_truncated_values(shared_data: Path) -> None:
-    schema = schema_from_tables_json(shared_data / "bird_dev/dev_tables.json", "student_club")
+def test_bird_composite_primary_key_and_truncated_values(data_dir: Path) -> None:
+    schema = schema_from_tables_json(data_dir / "bird_dev/dev_tables.json", "student_club")
     attendance = schema.table("attendance")
     assert attendance is not None and attendance.primary_key == ["link_to_event", "link_to_member"]
-    samples = sample_values(shared_data / "bird_dev/dev_databases/student_club/student_club.sqlite", schema)
+    samples = sample_values(data_dir / "bird_dev/dev_databases/student_club/student_club.sqlite", schema)
     assert all(len(v) <= 40 for vals in samples.values() for v in vals if isinstance(v, str))
     assert "    PRIMARY KEY (link_to_event, link_to_member)," in serialize_schema(schema, samples)
 
 
-def test_unknown_db_id_suggests_close_ids(shared_data: Path) -> None:
+def test_unknown_db_id_suggests_close_ids(data_dir: Path) -> None:
     with pytest.raises(UserError) as exc:
-        schema_from_tables_json(shared_data / "spider_dev/tables.json", "car_11")
+        schema_from_tables_json(data_dir / "spider_dev/tables.json", "car_11")
     assert "car_1" in str(exc.value)
 
 
-def test_chinook_introspection(shared_data: Path) -> None:
-    schema = schema_from_sqlite(shared_data / "chinook/Chinook_Sqlite.sqlite")
+def test_chinook_introspection(data_dir: Path) -> None:
+    schema = schema_from_sqlite(data_dir / "chinook/Chinook_Sqlite.sqlite")
     assert [t.name for t in schema.tables] == [
         "Album",
         "Artist",
@@ -104,7 +104,7 @@ def test_chinook_introspection(shared_data: Path) -> None:
     ]
     assert schema.table("PlaylistTrack").primary_key == ["PlaylistId", "TrackId"]  # type: ignore[union-attr]
     assert all(c.comment == "" for t in schema.tables for c in t.columns)
-    ddl = serialize_schema(schema, sample_values(shared_data / "chinook/Chinook_Sqlite.sqlite", schema))
+    ddl = serialize_schema(schema, sample_values(data_dir / "chinook/Chinook_Sqlite.sqlite", schema))
     assert "    InvoiceDate datetime, -- example: ['2021-01-01 00:00:00', '2021-01-02 00:00:00']" in ddl
     assert (
         "    CONSTRAINT fk_invoiceline_invoiceid FOREIGN KEY (InvoiceId) REFERENCES Invoice (InvoiceId),"
@@ -206,8 +206,8 @@ def test_comment_rule_and_subset() -> None:
     )
 
 
-def test_schema_round_trips_through_dict(shared_data: Path) -> None:
-    schema = schema_from_tables_json(shared_data / "bird_dev/dev_tables.json", "student_club")
+def test_schema_round_trips_through_dict(data_dir: Path) -> None:
+    schema = schema_from_tables_json(data_dir / "bird_dev/dev_tables.json", "student_club")
     assert Schema.from_dict(json.loads(json.dumps(schema.to_dict()))) == schema
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("trl")
+if find_spec("trl") is None:  # not importorskip: importing trl at collection pulls in torch
+    pytest.skip("needs the [train] extra (trl)", allow_module_level=True)
 
 from slmsql_cli.errors import UserError
 from training.config import build_config, load_config
@@ -40,10 +42,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def spider(shared_data: Path) -> dict[str, str]:
+def spider(data_dir: Path) -> dict[str, str]:
     return {
-        "db_dir": str(shared_data / "spider_dev" / "database"),
-        "tables": str(shared_data / "spider_dev" / "tables.json"),
+        "db_dir": str(data_dir / "spider_dev" / "database"),
+        "tables": str(data_dir / "spider_dev" / "tables.json"),
     }
 
 
@@ -207,11 +209,11 @@ def test_help_does_not_import_torch() -> None:
 # ---- data loaders ----------------------------------------------------------------------------
 
 
-def test_bird_rows_use_the_ask_prompt_builder(shared_data: Path, tmp_path: Path) -> None:
+def test_bird_rows_use_the_ask_prompt_builder(data_dir: Path, tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
     from training.data import load_examples
 
-    bird = shared_data / "bird_dev"
+    bird = data_dir / "bird_dev"
     rows = json.loads((bird / "dev.json").read_text())[:3]
     data = tmp_path / "dev.json"  # dev_tables.json beside it is picked up
     data.write_text(json.dumps(rows))
@@ -265,7 +267,7 @@ def test_think_rows(tmp_path: Path) -> None:
     assert examples[0].prompt == "Q3" and examples[0].target.endswith("<answer>SELECT 3</answer>")
 
 
-def test_merge_rows_from_sampled_drafts(shared_data: Path, spider: dict[str, str], tmp_path: Path) -> None:
+def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
     from slmsql_cli.executor import execute
     from slmsql_cli.merge import format_result, prune_ddl

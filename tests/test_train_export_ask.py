@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
-pytestmark = [pytest.mark.slow, pytest.mark.train]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.train,
+    pytest.mark.skipif(find_spec("torch") is None, reason="needs the [train] extra"),
+]
 
 QUESTION = "How many singers do we have?"
 GOLD = "SELECT count(*) FROM singer"
@@ -29,10 +33,10 @@ def slmsql(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_then_export_then_ask(shared_data: Path, tmp_path: Path) -> None:
+def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
     from training.tiny import build_tiny_qwen2
 
-    spider = shared_data / "spider_dev"
+    spider = data_dir / "spider_dev"
     base = build_tiny_qwen2(tmp_path / "tiny-base")
     data = tmp_path / "one.json"
     data.write_text(json.dumps([{"db_id": "concert_singer", "question": QUESTION, "query": GOLD}]))

@@ -36,8 +36,8 @@ def test_fts_query_quotes_every_word() -> None:
     assert fts_query("?!") is None
 
 
-def test_chinook_finds_acdc_first(shared_data: Path, isolated_cache: Path) -> None:
-    db = open_database(shared_data / "chinook/Chinook_Sqlite.sqlite")
+def test_chinook_finds_acdc_first(data_dir: Path, isolated_cache: Path) -> None:
+    db = open_database(data_dir / "chinook/Chinook_Sqlite.sqlite")
     question = "How many albums does AC/DC have?"
     assert "AC/DC" in db.relevant_values(question)[("Artist", "Name")]
     assert "    Name text, -- example: ['AC/DC', 'Accept']" in db.db_details(question)
@@ -48,17 +48,17 @@ def test_chinook_finds_acdc_first(shared_data: Path, isolated_cache: Path) -> No
     assert "'Aerosmith'" not in db.db_details("How many albums does Aerosmith have?", use_values=False)
 
 
-def test_bird_evidence_is_searched_too(shared_data: Path, isolated_cache: Path) -> None:
-    db = open_database(shared_data / "bird_dev/dev_databases/student_club/student_club.sqlite")
+def test_bird_evidence_is_searched_too(data_dir: Path, isolated_cache: Path) -> None:
+    db = open_database(data_dir / "bird_dev/dev_databases/student_club/student_club.sqlite")
     found = db.relevant_values("How many people attended it?", evidence="'March Meeting' is an event_name")
     assert found[("event", "event_name")] == ["March Meeting"]
 
 
 def test_index_is_built_once_and_rebuilt_when_the_file_changes(
-    shared_data: Path, isolated_cache: Path, tmp_path: Path
+    data_dir: Path, isolated_cache: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "music.sqlite"
-    shutil.copy(shared_data / "chinook/Chinook_Sqlite.sqlite", db)
+    shutil.copy(data_dir / "chinook/Chinook_Sqlite.sqlite", db)
     schema = schema_from_sqlite(db)
 
     builds = ValueIndex.builds

@@ -13,6 +13,7 @@ import pytest
 from slmsql_cli.executor import ExecResult, execute
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import format_result, needs_merge, prune_ddl, referenced_columns, top_drafts
+from slmsql_cli.prompts import merge_prompt
 from slmsql_cli.vote import Candidate, Group, vote
 
 QUESTION = "How many car makers are there in each continents? List the continent name and the count."
@@ -35,8 +36,8 @@ def _completion(sql: str, thought: str = "Join continents, countries and car mak
 
 
 @pytest.fixture(scope="module")
-def car_1(shared_data: Path) -> Path:
-    return shared_data / "spider_dev/database/car_1/car_1.sqlite"
+def car_1(data_dir: Path) -> Path:
+    return data_dir / "spider_dev/database/car_1/car_1.sqlite"
 
 
 def _candidates(db: Path, texts: list[str]) -> list[Candidate]:
@@ -152,13 +153,12 @@ def details(reference_dir: Path) -> str:
 
 def test_merge_prompt_matches_reference_byte_for_byte(reference_dir: Path, car_1: Path, details: str) -> None:
     """Pruning + formatted drafts + prompts.merge_prompt give the reference's own merge prompt."""
-    prompts = pytest.importorskip("slmsql_cli.prompts")
     cands = _candidates(car_1, [_completion(BY_NAME), _completion(BY_NAME), _completion(BY_ID)])
     groups = vote(cands)
     assert needs_merge(groups)
     drafts = top_drafts(groups)
     pruned = prune_ddl(details, [sql for sql, _ in drafts])
-    prompt = prompts.merge_prompt(pruned, QUESTION, "", drafts)
+    prompt = merge_prompt(pruned, QUESTION, "", drafts)
     assert prompt == (reference_dir / "merge_prompt.example.txt").read_text()
 
 
@@ -202,15 +202,14 @@ def test_group_votes_property() -> None:
 
 
 def test_merge_prompt_from_the_real_database(
-    shared_data: Path, reference_dir: Path, isolated_cache: Path
+    data_dir: Path, reference_dir: Path, isolated_cache: Path
 ) -> None:
     """The same bytes when the schema block comes from database.py instead of the reference file."""
     from slmsql_cli.database import open_database
-    from slmsql_cli.prompts import merge_prompt
 
     db = open_database(
-        shared_data / "spider_dev/database/car_1/car_1.sqlite",
-        shared_data / "spider_dev/tables.json",
+        data_dir / "spider_dev/database/car_1/car_1.sqlite",
+        data_dir / "spider_dev/tables.json",
         "car_1",
     )
     groups = vote(_candidates(db.path, [_completion(BY_NAME), _completion(BY_ID), _completion(BY_NAME)]))
