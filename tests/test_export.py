@@ -201,9 +201,11 @@ MODELS: dict[str, Callable[[], tuple[Any, Any, Any]]] = {
 }
 
 
-def _train(model: Any, tok: Any, steps: int = 8) -> None:
+def _train(model: Any, tok: Any, steps: int = 16) -> None:
     """A few steps on the corpus and the probe text: a random model's near-tied predictions make
-    top-1 agreement meaningless; a briefly trained one is confident like a real checkpoint."""
+    top-1 agreement meaningless; a briefly trained one is confident like a real checkpoint.
+    (8 steps left the tiny Qwen2's q4_k_m agreement at 79.7%, one token under the 80% floor, with
+    transformers 5.24; 16 steps: 90.5% for Qwen2 and Llama 3, 100% for Gemma 3.)"""
     ids = torch.tensor([tok("\n".join(CORPUS[:5] + [verifier.PROBE_TEXT]))["input_ids"]])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()

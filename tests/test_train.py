@@ -101,7 +101,9 @@ def sft_run(workdir: Path, tiny_model: Path, spider: dict[str, str]):
             data=str(data),
             **spider,
             max_steps=100,
-            learning_rate=1e-2,
+            # 1e-2 oscillated (final loss ~0.2, the answer not memorised) with transformers 5.24 /
+            # trl 1.16; 3e-3 reaches ~0.01 and greedy decoding returns the gold answer exactly.
+            learning_rate=3e-3,
             save_steps=50,
             save_total_limit=1,
         )
