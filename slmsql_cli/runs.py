@@ -58,15 +58,14 @@ def run_checkpoint(folder: Path) -> Path | None:
 
     A run folder (see training/runner.py) holds `final/` once training finished, `adapter/` beside
     it for LoRA runs, and the trainer's `checkpoint-N/` folders. Preferred: `final/` (or another
-    whole model folder), then the checkpoint with the highest step, then the newest model folder.
-    A folder that is a model itself (config.json or adapter_config.json) is not a run folder.
+    whole model folder), then the checkpoint with the highest step. A folder that is a model itself
+    (config.json or adapter_config.json) is not a run folder, and neither is a folder that merely
+    contains model folders under other names (`export ~/models` must not pick one at random).
     """
     if not folder.is_dir() or has_model(folder):
         return None
     for candidate in (folder / d for d in RUN_SUBDIRS):
         if has_model(candidate):
             return candidate
-    models = [d for d in folder.iterdir() if d.is_dir() and has_model(d)]
-    if not models:
-        return None
-    return max(models, key=lambda d: (_step(d), d.stat().st_mtime))
+    checkpoints = [d for d in folder.glob("checkpoint-*") if _step(d) >= 0 and has_model(d)]
+    return max(checkpoints, key=_step) if checkpoints else None

@@ -168,7 +168,7 @@ def test_reference_prompts_tokenize_the_same_in_llama_cpp_and_hugging_face(
     exported: Path, hf_tokenizer, reference_dir: Path
 ) -> None:
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.pipeline import chat_text
 
     cases = json.loads((reference_dir / "prompts_no_values.json").read_text(encoding="utf-8"))
     prompts = [c["prompt"] for c in cases] + [
@@ -177,9 +177,8 @@ def test_reference_prompts_tokenize_the_same_in_llama_cpp_and_hugging_face(
     ]
     engine = Engine(exported, threads=1)
     try:
-        pipeline = Pipeline(engine, None, AskConfig(merge=False))
         for prompt in prompts:
-            chat = pipeline.chat_text(engine, prompt)  # what `ask` feeds the model
+            chat = chat_text(engine, prompt)  # what `ask` feeds the model
             assert chat.startswith("<|im_start|>system\n") and chat.count("<|im_start|>") == 3
             for text in (prompt, chat):
                 expected = hf_tokenizer.encode(text, add_special_tokens=False).ids
