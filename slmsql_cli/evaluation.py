@@ -12,7 +12,7 @@ Two metrics, because the benchmarks disagree and published numbers follow their 
   Only the database itself is used: this is EX, not the test-suite (TS) metric over
   distilled database copies.
 
-Every gold and predicted SQL runs through `executor.execute` (read-only, time-limited), so a
+Every gold and predicted SQL runs through `executor.execute_all` (read-only, time-limited), so a
 prediction that tries to write scores 0 and changes nothing. Breakdowns: BIRD `difficulty`;
 Spider hardness computed with the Spider evaluator's own rules from the parsed `sql` field of
 Spider's dev.json. Question files without either (e.g. the Chinook questions) get no breakdown.
@@ -35,7 +35,7 @@ from typing import Any
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute
+from slmsql_cli.executor import ExecResult, execute_all
 from slmsql_cli.vote import candidate_dicts
 
 FORMATS = ("spider", "bird")
@@ -249,13 +249,12 @@ def score(
     db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT
 ) -> Score:
     """Execute gold and prediction on the database and compare them with the format's metric."""
+    rewrite = spider_sql if fmt == "spider" else (lambda sql: sql)
+    sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
+    # gold and prediction run side by side (execute_all), each with its own deadline
+    gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
+    pred = rest[0] if rest else None
     if fmt == "spider":
-        gold = execute(db_path, spider_sql(gold_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        pred = (
-            execute(db_path, spider_sql(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS)
-            if pred_sql
-            else None
-        )
         ok = bool(
             gold.ok
             and pred
@@ -263,8 +262,6 @@ def score(
             and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql))
         )
     else:
-        gold = execute(db_path, gold_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        pred = execute(db_path, pred_sql, timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
         ok = bool(gold.ok and pred and pred.ok and bird_match(gold.rows, pred.rows))
     return Score(ok, pred, gold)
 

@@ -34,8 +34,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,7 @@ _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
 MAX_RESULT_BYTES = 64_000_000  # a result is cut (truncated) past this many bytes of values
 KILL_GRACE = 0.5  # seconds past the timeout before a busy worker is killed
+PARALLEL = 2  # queries of one execute_all running at once (each in its own worker)
 _OUT_OF_MEMORY = frozenset({"MemoryError", "out of memory"})
 
 
@@ -100,20 +101,50 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
     The checks run here; the query runs in a worker process (`worker.py`) that is killed when
     it is still busy `KILL_GRACE` seconds after `timeout`, or when Ctrl-C interrupts the wait.
     """
-    start = time.perf_counter()
+    return execute_all(db_path, [sql], timeout=timeout, max_rows=max_rows)[0]
+
+
+def execute_all(
+    db_path: str | Path, sqls: Sequence[str], *, timeout: float = 10.0, max_rows: int = 100_000
+) -> list[ExecResult]:
+    """`execute` for each SQL, in order, with up to `PARALLEL` queries running at once in workers
+    of their own: the next statement is checked (sqlglot, in this process) while the previous one
+    runs, which hides most of a worker's round trip. Each query keeps its own deadline."""
     path = Path(db_path)
     if not path.is_file():
         raise UserError(
             f"database file not found: {path}", "check the path; slmsql opens existing SQLite files only"
         )
-    rejection = check_sql(sql)
-    if rejection:
-        return ExecResult(error=rejection, seconds=time.perf_counter() - start)
     pool = worker.default_pool()
+    results: list[ExecResult | None] = [None] * len(sqls)
+    running: deque[tuple[int, worker.Pending, float]] = deque()
     try:
-        result: ExecResult = pool.call(
-            run_query, path, sql, timeout, max_rows, MAX_RESULT_BYTES, timeout=timeout + KILL_GRACE
-        )
+        for i, sql in enumerate(sqls):
+            start = time.perf_counter()
+            rejection = check_sql(sql)
+            if rejection:
+                results[i] = ExecResult(error=rejection, seconds=time.perf_counter() - start)
+                continue
+            if len(running) >= PARALLEL:
+                j, pending, started = running.popleft()
+                results[j] = _collect(pending, started, pool)
+            pending = pool.submit(
+                run_query, path, sql, timeout, max_rows, MAX_RESULT_BYTES, timeout=timeout + KILL_GRACE
+            )
+            running.append((i, pending, start))
+        while running:
+            j, pending, started = running.popleft()
+            results[j] = _collect(pending, started, pool)
+    except BaseException:  # Ctrl-C, or a worker that could not start: stop what still runs
+        for _, pending, _ in running:
+            pending.cancel()
+        raise
+    return [r for r in results if r is not None]
+
+
+def _collect(pending: worker.Pending, start: float, pool: worker.WorkerPool) -> ExecResult:
+    try:
+        result: ExecResult = pending.result()
     except worker.WorkerTimeout:
         return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
     except worker.WorkerOutOfMemory as exc:
@@ -330,34 +361,40 @@ def execute_cached(
     N sampled candidates often repeat the same SQL; each distinct SQL runs once. A changed file
     (new mtime or size) misses the cache. The returned object may be shared: don't mutate it.
     """
-    path = Path(db_path).resolve()
-    try:
-        st = path.stat()
-    except OSError:
-        return execute(path, sql, timeout=timeout, max_rows=max_rows)  # raises the missing-file UserError
-    key = (str(path), st.st_mtime_ns, st.st_size, sql, timeout, max_rows)
-    with _cache_lock:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    result = execute(path, sql, timeout=timeout, max_rows=max_rows)
-    if len(result.rows) <= _CACHE_MAX_ROWS and sum(map(_row_bytes, result.rows)) <= _CACHE_MAX_BYTES:
-        with _cache_lock:
-            _CACHE[key] = result
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+    result = execute_many(db_path, [sql], timeout=timeout, max_rows=max_rows)[0]
+    assert result is not None
     return result
 
 
 def execute_many(
     db_path: str | Path, sqls: Iterable[str | None], *, timeout: float = 10.0, max_rows: int = 100_000
 ) -> list[ExecResult | None]:
-    """Execute each SQL in order (None stays None); identical SQL runs once."""
-    return [
-        None if sql is None else execute_cached(db_path, sql, timeout=timeout, max_rows=max_rows)
-        for sql in sqls
-    ]
+    """Execute each SQL in order (None stays None) through the cache of `execute_cached`:
+    identical SQL runs once, and the SQL not yet cached runs with `execute_all`'s overlap."""
+    sqls = list(sqls)
+    path = Path(db_path).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        return [None if sql is None else execute(path, sql) for sql in sqls]  # the missing-file UserError
+    keys = [(str(path), st.st_mtime_ns, st.st_size, sql, timeout, max_rows) for sql in sqls]
+    found: dict[tuple, ExecResult] = {}
+    with _cache_lock:
+        for key in keys:
+            hit = _CACHE.get(key)
+            if hit is not None and key[3] is not None:
+                _CACHE.move_to_end(key)
+                found[key] = hit
+    missing = list(dict.fromkeys(k for k in keys if k[3] is not None and k not in found))
+    ran = execute_all(path, [str(k[3]) for k in missing], timeout=timeout, max_rows=max_rows)
+    for key, result in zip(missing, ran):
+        found[key] = result
+        if len(result.rows) <= _CACHE_MAX_ROWS and sum(map(_row_bytes, result.rows)) <= _CACHE_MAX_BYTES:
+            with _cache_lock:
+                _CACHE[key] = result
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+    return [None if key[3] is None else found[key] for key in keys]
 
 
 def clear_cache() -> None:

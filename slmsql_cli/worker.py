@@ -99,15 +99,16 @@ class _Worker:
                 raise WorkerError(f"the query worker could not start: {exc}") from None
             self.ready = True
 
-    def call(self, request: bytes, timeout: float | None) -> Any:
+    def send(self, request: bytes) -> None:
         self.wait_ready()
-        deadline = None if timeout is None else time.monotonic() + timeout
         data = memoryview(_HEADER.pack(len(request)) + request)
         try:
             while data:  # an idle worker reads the request at once
                 data = data[self._in.write(data) or 0 :]
         except BrokenPipeError:
             raise WorkerDied(_death(self.proc.wait())) from None
+
+    def receive(self, deadline: float | None) -> Any:
         status, payload = pickle.loads(self._read_frame(deadline))
         if status == "ok":
             return payload
@@ -195,19 +196,20 @@ class WorkerPool:
         Raises what `func` raises, or WorkerTimeout after `timeout` seconds of waiting for the
         answer (not counting a new worker's start), WorkerOutOfMemory, or WorkerDied.
         """
+        return self.submit(func, *args, timeout=timeout).result()
+
+    def submit(self, func: Callable[..., Any], *args: Any, timeout: float | None = None) -> Pending:
+        """Send `func(*args)` to a worker of its own and return at once; `Pending.result()` waits.
+        Calls submitted one after another run at the same time, each in its own worker."""
         request = pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
         worker = self._acquire()
         try:
-            result = worker.call(request, timeout)
-        except BaseException as exc:
-            if isinstance(exc, Exception) and not isinstance(exc, WorkerError):
-                self._release(worker)  # func itself raised: the worker is fine
-            else:  # past the deadline, out of memory, dead, or interrupted mid-call: replace it
-                worker.kill()
-                self._release(self._new())
+            worker.send(request)
+        except BaseException:
+            self._replace(worker)
             raise
-        self._release(worker)
-        return result
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return Pending(self, worker, deadline)
 
     def idle_pids(self) -> list[int]:
         with self._lock:
@@ -230,6 +232,12 @@ class WorkerPool:
             idle, self._idle = self._idle, []
         for w in idle:
             w.close()
+
+    def _replace(self, worker: _Worker) -> None:
+        """Kill a worker that is past its deadline, out of memory, dead or interrupted mid-call,
+        and keep a fresh one starting in its place."""
+        worker.kill()
+        self._release(self._new())
 
     def _new(self) -> _Worker:
         self.started += 1
@@ -255,6 +263,31 @@ class WorkerPool:
     def _forget_if_forked(self) -> None:
         if self._pid != os.getpid():  # a forked child shares the parent's pipes: never use them
             self._idle, self._pid = [], os.getpid()
+
+
+class Pending:
+    """A call sent to a worker (`WorkerPool.submit`) whose answer has not been read yet."""
+
+    def __init__(self, pool: WorkerPool, worker: _Worker, deadline: float | None) -> None:
+        self._pool, self._worker, self._deadline = pool, worker, deadline
+
+    def result(self) -> Any:
+        """The call's return value; raises what the call raised, or WorkerTimeout at the
+        deadline, WorkerOutOfMemory or WorkerDied (the worker is then replaced)."""
+        try:
+            value = self._worker.receive(self._deadline)
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, WorkerError):
+                self._pool._release(self._worker)  # func itself raised: the worker is fine
+            else:
+                self._pool._replace(self._worker)
+            raise
+        self._pool._release(self._worker)
+        return value
+
+    def cancel(self) -> None:
+        """Stop the call now (its worker is killed and replaced); used when the caller gives up."""
+        self._pool._replace(self._worker)
 
 
 # --- the child ---------------------------------------------------------------------------------
