@@ -26,8 +26,10 @@ REFERENCE = DATA / "reference"
 # Fixtures that load a real model, train one or export one; a test that uses one, directly or
 # through another fixture, is marked slow. `tiny` builds the trained torch checkpoints of
 # test_export.py, `tiny_model` the model test_train.py trains, `qwen2_vocab_model` the
-# 151,936-token model test_real_vocab.py exports. A new model fixture belongs in this list.
-SLOW_FIXTURES = frozenset({"gemma_gguf", "tiny", "tiny_model", "qwen2_vocab_model"})
+# 151,936-token model test_real_vocab.py exports, `sft_run` (test_run_folders.py) a trained run.
+# A new model fixture belongs in this list. Tests that wait out a deadline or a kill on purpose
+# (the query worker's, a pipe's idle bound, Ctrl-C) carry @pytest.mark.slow themselves.
+SLOW_FIXTURES = frozenset({"gemma_gguf", "tiny", "tiny_model", "qwen2_vocab_model", "sft_run"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -185,6 +185,7 @@ def test_endless_device_is_refused_at_its_first_bytes(tmp_path: Path) -> None:
     assert_one_line(proc.returncode, proc.stderr, "/dev/zero does not carry a SQLite database")
 
 
+@pytest.mark.slow  # waits out the 10 s idle bound
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
 def test_named_pipe_without_a_writer_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "db.fifo"
@@ -321,6 +322,7 @@ def _train(data: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     )  # fmt: skip
 
 
+@pytest.mark.slow  # runs the train command (torch, datasets)
 @pytest.mark.usefixtures("train_extra")
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv"])
 def test_train_binary_data(suffix: str, tmp_path: Path) -> None:
@@ -330,6 +332,7 @@ def test_train_binary_data(suffix: str, tmp_path: Path) -> None:
     assert_one_line(result.exit_code, result.stderr, "is not text")
 
 
+@pytest.mark.slow  # runs the train command (torch, datasets)
 @pytest.mark.usefixtures("train_extra")
 def test_train_csv_with_an_unclosed_quote_names_the_line(tmp_path: Path) -> None:
     data = tmp_path / "train.csv"
@@ -338,6 +341,7 @@ def test_train_csv_with_an_unclosed_quote_names_the_line(tmp_path: Path) -> None
     assert_one_line(result.exit_code, result.stderr, "train.csv line 3", "quoted field is never closed")
 
 
+@pytest.mark.slow  # runs the train command (torch, datasets)
 @pytest.mark.usefixtures("train_extra")
 def test_train_jsonl_with_a_broken_line_names_it(tmp_path: Path) -> None:
     data = tmp_path / "train.jsonl"
@@ -501,6 +505,7 @@ def test_eval_empty_question_is_named(bench: dict[str, Path], tmp_path: Path) ->
     assert_one_line(result.exit_code, result.stderr, "question 0 in", "is empty")
 
 
+@pytest.mark.slow  # runs the train command (torch, datasets)
 @pytest.mark.usefixtures("train_extra")
 def test_train_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
     data = tmp_path / "train.csv"

@@ -63,7 +63,13 @@ def only(cache: Path, pattern: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("damage", ["truncated", "zeroed", "garbage page"])
+# the first case of each matrix stays in the fast lane; the rest run in the default suite
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated", pytest.param("zeroed", marks=SLOW), pytest.param("garbage page", marks=SLOW)]
+)
 def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expected: str, damage: str) -> None:
     cache = filled_cache(tmp_path, expected)
     index = only(cache, "values-*.fts.sqlite")
@@ -91,11 +97,16 @@ def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expecte
     "content",
     [
         '{"version": 2, "schema": {"db_id": "x", "tables": "not a list"}, "samples": []}',
-        '{"version": 2, "schema": {"db_id": "x", "tables": [{"name": "t"}]}, "samples": []}',
-        '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": [[1]]}',
-        '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": []}',
-        '{"version": 2, "sche',
-        "[1, 2, 3]",
+        *(
+            pytest.param(content, marks=SLOW)
+            for content in (
+                '{"version": 2, "schema": {"db_id": "x", "tables": [{"name": "t"}]}, "samples": []}',
+                '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": [[1]]}',
+                '{"version": 2, "schema": {"db_id": "x", "tables": []}, "samples": []}',
+                '{"version": 2, "sche',
+                "[1, 2, 3]",
+            )
+        ),
     ],
 )
 def test_damaged_schema_cache_is_rebuilt_with_one_warning(

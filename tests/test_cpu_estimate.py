@@ -66,6 +66,7 @@ def test_durations_read_as_words() -> None:
     assert duration(3 * 365 * 86400) == "3.0 years"
 
 
+@pytest.mark.slow  # the train command itself: torch, datasets and the recipe load
 def test_cli_warns_before_loading_anything(shaped_base: Path, tmp_path: Path) -> None:
     """The full-size recipe on the CPU: the warning comes first; the run then stops (this base has
     no tokenizer), so nothing trains here."""

@@ -423,6 +423,7 @@ def test_plot_without_matplotlib_says_which_extra(monkeypatch: pytest.MonkeyPatc
     assert "[train]" in str(info.value)
 
 
+@pytest.mark.slow  # waits for queries to be under way, then interrupts
 def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -> None:
     """SIGINT a real run mid-way: exit 130, every line is a whole record, a rerun finishes the rest."""
     questions_file, db_dir = _sets(data_dir)["chinook"]

@@ -113,7 +113,14 @@ def zanzibar_db(tmp_path: Path, case: str) -> Path:
     return db
 
 
-@pytest.mark.parametrize("case", ["no -wal file", "leftover -wal, no -shm", "-wal and -shm"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param("no -wal file", marks=pytest.mark.slow),  # the fast lane keeps the copy case
+        "leftover -wal, no -shm",
+        pytest.param("-wal and -shm", marks=pytest.mark.slow),
+    ],
+)
 def test_wal_database_reads_newest_rows_and_leaves_no_file(tmp_path: Path, case: str) -> None:
     db = zanzibar_db(tmp_path, case)
     before = listing(db.parent)

@@ -119,6 +119,7 @@ class PeakSampler:
 needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 
 
+@pytest.mark.slow  # each waits out its deadline
 @pytest.mark.parametrize("sql", EXPENSIVE)
 def test_expensive_expressions_return_within_the_deadline(db: Path, sql: str) -> None:
     worker.default_pool().start(wait=True)  # a new worker's start is not part of a query
@@ -130,6 +131,7 @@ def test_expensive_expressions_return_within_the_deadline(db: Path, sql: str) ->
     assert execute(db, "SELECT count(*) FROM t").rows == [(200,)]  # the pool still answers
 
 
+@pytest.mark.slow
 def test_the_instr_query_is_killed_not_finished(db: Path) -> None:
     """The case the progress handler cannot stop: it comes back as a timeout, not as an answer."""
     result = execute(db, QUADRATIC_INSTR, timeout=TIMEOUT)
@@ -152,6 +154,7 @@ _EXPRESSIONS = st.one_of(
 )
 
 
+@pytest.mark.slow
 @needs_proc
 @settings(
     max_examples=12,
@@ -218,7 +221,7 @@ def test_run_query_counts_bytes(db: Path) -> None:
 
 
 def test_the_worker_is_reused_and_replaced_after_a_kill(db: Path) -> None:
-    pool = worker.default_pool()
+    pool = worker.configure()  # a fresh default pool: no idle worker left by other tests
     execute(db, "SELECT 1")
     (first,) = pool.idle_pids()
     execute(db, "SELECT 2")
@@ -330,6 +333,7 @@ def test_the_worker_runs_this_copy_of_slmsql_cli(tmp_path: Path, db: Path) -> No
     assert run.returncode == 0 and run.stdout.strip() == "[(42,)]", run.stderr
 
 
+@pytest.mark.slow
 @needs_proc
 def test_ctrl_c_during_a_query_exits_130(tmp_path: Path, db: Path) -> None:
     """The real CLI, no model: `eval --predictions` with a prediction that never finishes in time.
