@@ -34,13 +34,7 @@ def ask(
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
-    timeout: float = typer.Option(
-        opt.DEFAULTS.timeout,
-        "--timeout",
-        min=0.1,
-        callback=opt.finite,
-        help="Seconds one candidate query may run.",
-    ),
+    timeout: opt.Timeout = opt.DEFAULTS.timeout,
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
     ),

@@ -34,13 +34,7 @@ def chat(
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
-    timeout: float = typer.Option(
-        opt.DEFAULTS.timeout,
-        "--timeout",
-        min=0.1,
-        callback=opt.finite,
-        help="Seconds one candidate query may run.",
-    ),
+    timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:

@@ -85,6 +85,10 @@ Context = Annotated[
         help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables.",
     ),
 ]
+Timeout = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, callback=finite, help="Seconds one candidate query may run."),
+]
 NoValues = Annotated[
     bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")
 ]
