@@ -22,6 +22,8 @@ from __future__ import annotations
 import difflib
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from slmsql_cli.errors import UserError
@@ -114,16 +116,26 @@ class PostgresTarget:
         )
 
     def _query(self, sql: str, timeout_ms: int, max_rows: int) -> tuple[list[str], list[tuple], bool]:
-        """Run one statement in a read-only transaction with a statement timeout; always rolled back."""
-        conn = self._conn
-        conn.execute("BEGIN TRANSACTION READ ONLY")
-        try:
-            conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            cursor = conn.cursor()
+        """Run one statement in a read-only transaction with a statement timeout; always rolled back.
+        Rows are `plain` values, cut as the SQLite executor cuts them."""
+        with self._transaction(timeout_ms) as cursor:
             cursor.execute(sql, prepare=True)  # extended protocol: exactly one statement
             columns = [d.name for d in cursor.description or []]
             rows, truncated = fetch(cursor.fetchmany, max_rows)
             return columns, rows, truncated
+
+    def _catalog(self, sql: str) -> list[tuple]:
+        """slmsql's own catalog query, its rows as psycopg returns them (arrays stay lists)."""
+        with self._transaction(CATALOG_TIMEOUT_MS) as cursor:
+            return list(cursor.execute(sql).fetchall())
+
+    @contextmanager
+    def _transaction(self, timeout_ms: int) -> Iterator[Any]:
+        conn = self._conn
+        conn.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            yield conn.cursor()
         finally:
             conn.execute("ROLLBACK")
 
@@ -133,27 +145,21 @@ class PostgresTarget:
         Types are `format_type`'s names (`integer`, `text`, `character varying(40)`, `numeric(10,2)`).
         """
         with self._lock:
-            _, relations, _ = self._query(
+            relations = self._catalog(
                 "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') FROM pg_catalog.pg_class c "
                 "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
-                "AND NOT c.relispartition ORDER BY c.relkind IN ('v', 'm'), c.oid",
-                CATALOG_TIMEOUT_MS,
-                1_000_000,
+                "AND NOT c.relispartition ORDER BY c.relkind IN ('v', 'm'), c.oid"
             )
-            _, attributes, _ = self._query(
+            attributes = self._catalog(
                 "SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) "
                 "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
                 "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 AND NOT a.attisdropped "
-                "ORDER BY a.attrelid, a.attnum",
-                CATALOG_TIMEOUT_MS,
-                10_000_000,
+                "ORDER BY a.attrelid, a.attnum"
             )
-            _, constraints, _ = self._query(
+            constraints = self._catalog(
                 "SELECT k.conrelid, k.contype, k.conkey, k.confrelid, k.confkey FROM pg_catalog.pg_constraint k "
                 "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-                "WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'f') ORDER BY k.oid",
-                CATALOG_TIMEOUT_MS,
-                1_000_000,
+                "WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'f') ORDER BY k.oid"
             )
         tables = {oid: Table(name, []) for oid, name, _ in relations}
         self.views = {name for _, name, is_view in relations if is_view}
@@ -184,7 +190,7 @@ class PostgresTarget:
         sql = f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
         with self._lock:
             try:
-                _, rows, _ = self._query(sql, CATALOG_TIMEOUT_MS, limit)
+                rows = self._catalog(sql)
             except _driver().Error:
                 return []
         return [r[0] for r in rows]
