@@ -394,3 +394,17 @@ def test_ask_json_with_the_test_model(target: str, gemma_gguf: Path, tmp_path: P
     assert doc["question"] == "How many customers are there?" and len(doc["candidates"]) == 1
     assert doc["generation"]["generated_tokens"] > 0
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "module, spec", [("duckdb", "duckdb_shop"), ("psycopg", "postgresql://me@127.0.0.1:1/x")]
+)
+def test_missing_driver_names_the_extra(module: str, spec: str, request: pytest.FixtureRequest) -> None:
+    db = str(request.getfixturevalue(spec)) if spec == "duckdb_shop" else spec
+    hide = f"import sys; sys.modules[{module!r}] = None\nfrom slmsql_cli.cli import main\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", hide + "sys.argv = ['slmsql', 'prompt', '--db', sys.argv[1], 'q?']\nmain()", db],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "slmsql[targets]" in proc.stderr and "Traceback" not in proc.stderr
