@@ -69,7 +69,9 @@ class Database:
         """Each SQLite SQL's result (None stays None): on the SQLite file through the executor, or
         transpiled and run on the live target; identical SQL runs once."""
         if self.target is not None:
-            return targets.execute_many(self.target, sqls, timeout=timeout, max_rows=max_rows)
+            return targets.execute_many(
+                self.target, sqls, timeout=timeout, max_rows=max_rows, schema=self.schema
+            )
         return execute_many(self.path, sqls, timeout=timeout, max_rows=max_rows)
 
     def table_names(self) -> list[str]:

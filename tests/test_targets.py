@@ -408,3 +408,21 @@ def test_missing_driver_names_the_extra(module: str, spec: str, request: pytest.
     )  # fmt: skip
     assert proc.returncode != 0
     assert "slmsql[targets]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_value_index_is_cached_by_schema_fingerprint(pg: pg_server.Server, pg_shop: str) -> None:
+    from slmsql_cli import database
+    from slmsql_cli.values import ValueIndex
+
+    def matched() -> dict:
+        database._LIVE.clear()  # a new process, as far as the memo knows: only the disk cache is left
+        return open_database(pg_shop).relevant_values("Who lives in New York?")
+
+    builds = ValueIndex.builds
+    assert matched() == {("customers", "city"): ["New York"]}
+    assert matched() == {("customers", "city"): ["New York"]} and ValueIndex.builds == builds + 1
+    with _superuser(pg, pg_shop.rsplit("/", 1)[1]) as conn:
+        conn.execute("ALTER TABLE customers ADD COLUMN country TEXT")
+        conn.execute("UPDATE customers SET country = 'United Kingdom' WHERE city = 'London'")
+    assert matched() == {("customers", "city"): ["New York"]} and ValueIndex.builds == builds + 2
+    assert "country" in [c.name for c in open_database(pg_shop).schema.tables[0].columns]

@@ -147,7 +147,7 @@ def is_text_type(type_name: str) -> bool:
 
 
 def execute_many(
-    target: Target, sqls: Iterable[str | None], *, timeout: float, max_rows: int
+    target: Target, sqls: Iterable[str | None], *, timeout: float, max_rows: int, schema: Schema | None = None
 ) -> list[ExecResult | None]:
     """Each candidate's result on the target (None stays None); identical SQL runs once. A
     candidate that cannot be transpiled gets an error result (no vote) saying why."""
@@ -160,7 +160,7 @@ def execute_many(
         if sql not in done:
             start = time.perf_counter()
             try:
-                translated = for_target(sql, target.dialect)
+                translated = for_target(sql, target.dialect, schema)
             except TranspileError as exc:
                 done[sql] = ExecResult(error=str(exc), seconds=time.perf_counter() - start)
             else:

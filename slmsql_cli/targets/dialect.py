@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterator
 
 from slmsql_cli.executor import check_sql
+from slmsql_cli.schema import Schema
 
 DIALECTS = ("duckdb", "postgres")
 
@@ -55,11 +56,12 @@ class TranspileError(Exception):
     """A candidate that cannot run on the target; the message says why (shown with -v)."""
 
 
-def transpile(sql: str, dialect: str) -> str:
+def transpile(sql: str, dialect: str, schema: Schema | None = None) -> str:
     """SQLite `sql` rewritten for `dialect` by sqlglot; TranspileError when it cannot be.
 
-    The one place slmsql translates SQL for ask/chat: the dialect rewrites (integer division,
-    string functions, ...) belong in this function's implementation.
+    The one place slmsql translates SQL for ask/chat, and the seam for the rewrites that keep
+    SQLite's meaning (branch `transpile`'s `slmsql_cli/transpile.py`, which takes the target's
+    `schema` to see column types): until it lands, plain `sqlglot.transpile`.
     """
     import sqlglot
     from sqlglot.errors import ErrorLevel, SqlglotError
@@ -73,12 +75,12 @@ def transpile(sql: str, dialect: str) -> str:
     return out[0]
 
 
-def for_target(sql: str, dialect: str) -> str:
+def for_target(sql: str, dialect: str, schema: Schema | None = None) -> str:
     """The SQL to run on the target for a candidate's SQLite `sql`, or TranspileError (see the module doc)."""
     rejection = check_sql(sql)
     if rejection:
         raise TranspileError(rejection)
-    out = transpile(sql, dialect)
+    out = transpile(sql, dialect, schema)
     problem = check_target_sql(out, dialect)
     if problem:
         raise TranspileError(problem)

@@ -18,7 +18,7 @@ from typing import Any
 from slmsql_cli.cache import file_version
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult
-from slmsql_cli.schema import Column, ForeignKey, Schema, Table, quote
+from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
 from slmsql_cli.targets import fetch
 from slmsql_cli.targets.dialect import first_line as _first_line
 
@@ -108,9 +108,8 @@ class DuckDBTarget:
                 tables[table].foreign_keys += [
                     ForeignKey(c, ref_table, r) for c, r in zip(columns, ref_columns)
                 ]
-        for t in tables.values():  # OmniSQL lists FK lines in column order, as schema.py does for SQLite
-            position = {c.name: i for i, c in enumerate(t.columns)}
-            t.foreign_keys.sort(key=lambda fk: position.get(fk.column, len(position)))
+        for t in tables.values():
+            order_foreign_keys(t)
         return Schema(db_id=self.path.stem, tables=list(tables.values()))
 
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]:

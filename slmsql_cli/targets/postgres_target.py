@@ -28,7 +28,7 @@ from typing import Any
 
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult
-from slmsql_cli.schema import Column, ForeignKey, Schema, Table, quote
+from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
 from slmsql_cli.targets import fetch
 from slmsql_cli.targets.dialect import first_line
 
@@ -137,30 +137,43 @@ class PostgresTarget:
             conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
             yield conn.cursor()
         finally:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except _driver().Error:  # a connection broken mid-query (Ctrl-C, server gone): not reused
+                conn.close()
 
     def schema(self) -> Schema:
         """Tables, then views, of the first schema on the search path, from pg_catalog.
 
         Types are `format_type`'s names (`integer`, `text`, `character varying(40)`, `numeric(10,2)`).
         """
-        with self._lock:
-            relations = self._catalog(
-                "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') FROM pg_catalog.pg_class c "
-                "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
-                "AND NOT c.relispartition ORDER BY c.relkind IN ('v', 'm'), c.oid"
-            )
-            attributes = self._catalog(
-                "SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) "
-                "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-                "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 AND NOT a.attisdropped "
-                "ORDER BY a.attrelid, a.attnum"
-            )
-            constraints = self._catalog(
-                "SELECT k.conrelid, k.contype, k.conkey, k.confrelid, k.confkey FROM pg_catalog.pg_constraint k "
-                "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
-                "WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'f') ORDER BY k.oid"
-            )
+        psycopg = _driver()
+        try:
+            with self._lock:
+                return self._schema()
+        except psycopg.Error as exc:
+            raise UserError(
+                f"cannot read the catalog of {self.name}: {_error_text(exc)}",
+                "the user needs to read pg_catalog and the schema's tables (see README: a read-only role)",
+            ) from None
+
+    def _schema(self) -> Schema:
+        relations = self._catalog(
+            "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') FROM pg_catalog.pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+            "AND NOT c.relispartition ORDER BY c.relkind IN ('v', 'm'), c.oid"
+        )
+        attributes = self._catalog(
+            "SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attrelid, a.attnum"
+        )
+        constraints = self._catalog(
+            "SELECT k.conrelid, k.contype, k.conkey, k.confrelid, k.confkey FROM pg_catalog.pg_constraint k "
+            "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'f') ORDER BY k.oid"
+        )
         tables = {oid: Table(name, []) for oid, name, _ in relations}
         self.views = {name for _, name, is_view in relations if is_view}
         names: dict[tuple[int, int], str] = {}
@@ -179,9 +192,8 @@ class PostgresTarget:
             elif ref_relid in rel_names:
                 refs = [names.get((ref_relid, k), "") for k in ref_keys or []]
                 table.foreign_keys += [ForeignKey(c, rel_names[ref_relid], r) for c, r in zip(columns, refs)]
-        for t in tables.values():  # OmniSQL lists FK lines in column order, as schema.py does for SQLite
-            position = {c.name: i for i, c in enumerate(t.columns)}
-            t.foreign_keys.sort(key=lambda fk: position.get(fk.column, len(position)))
+        for t in tables.values():
+            order_foreign_keys(t)
         return Schema(db_id=self.dbname, tables=list(tables.values()))
 
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
