@@ -178,9 +178,19 @@ def open_target(spec: str | Path) -> Target | None:
     if isinstance(spec, str) and is_url(spec):
         return PostgresTarget(spec)
     file = Path(spec).expanduser()
-    if file.is_file() and (file.suffix.lower() in (".duckdb", ".ddb") or is_duckdb_file(file)):
-        return DuckDBTarget(file.resolve())
+    if not file.is_file():
+        return None
+    if is_duckdb_file(file) or (file.suffix.lower() in (".duckdb", ".ddb") and not _has_sqlite_header(file)):
+        return DuckDBTarget(file.resolve())  # a damaged .duckdb file gets DuckDB's own error
     return None
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
 
 
 _LIVE: dict[tuple[str, str, str], Database] = {}

@@ -181,6 +181,18 @@ def test_verbose_shows_why_a_candidate_was_not_translated(target: str, scripted_
     assert "cannot be translated" in result.stdout
 
 
+def test_chat_through_the_target(target: str, scripted_engine: Any) -> None:
+    count = "SELECT count(*) FROM customers"
+    scripted_engine([said(count), said(count)])
+    result = runner.invoke(
+        app,
+        ["chat", "--db", target, "--model", "scripted", "--no-merge", "-n", "2"],
+        input="How many customers are there?\nexit\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "2/2 candidates agreed" in result.stdout and "4" in result.stdout
+
+
 def test_sqlite_functions_are_translated(target: str) -> None:
     db = open_database(target)
     [result] = db.execute_many(
@@ -426,3 +438,13 @@ def test_value_index_is_cached_by_schema_fingerprint(pg: pg_server.Server, pg_sh
         conn.execute("UPDATE customers SET country = 'United Kingdom' WHERE city = 'London'")
     assert matched() == {("customers", "city"): ["New York"]} and ValueIndex.builds == builds + 2
     assert "country" in [c.name for c in open_database(pg_shop).schema.tables[0].columns]
+
+
+def test_file_kind_comes_from_its_header(sqlite_shop: Path, tmp_path: Path) -> None:
+    misnamed = tmp_path / "really-sqlite.duckdb"
+    misnamed.write_bytes(sqlite_shop.read_bytes())
+    assert open_database(str(misnamed)).target is None  # a SQLite file, whatever its name
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(b"\0" * 8 + b"DUCK" + b"\xff" * 4096)
+    with pytest.raises(UserError, match="cannot open DuckDB database"):
+        open_database(str(damaged))
