@@ -212,6 +212,12 @@ def test_row_cap_and_plain_values(target: str) -> None:
     assert capped is not None and capped.truncated and capped.rows == [(10,), (11,)]
     assert avg is not None and avg.rows == [(30.4375, 46)]  # Decimal/numeric come back as Python numbers
     assert hash(frozenset(avg.rows))  # votable
+    many = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20000) SELECT n FROM r"
+    [cut, empty] = db.execute_many(
+        [many, "SELECT name, city FROM customers WHERE id < 0"], timeout=60, max_rows=5
+    )
+    assert cut is not None and cut.truncated and cut.rows == [(1,), (2,), (3,), (4,), (5,)]
+    assert empty is not None and empty.ok and empty.rows == [] and empty.columns == ["name", "city"]
 
 
 def test_deadline(target: str) -> None:

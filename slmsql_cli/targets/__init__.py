@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from slmsql_cli.cache import versioned_cache_dir
 from slmsql_cli.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
-from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema, quote
+from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema
 from slmsql_cli.targets.dialect import TranspileError, for_target
 from slmsql_cli.values import ValueIndex, is_indexable, write_index
 
@@ -70,27 +70,16 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def plain_rows(batches: Iterable[Sequence[tuple]]) -> Iterator[tuple]:
-    for batch in batches:
-        for row in batch:
-            yield tuple(plain(v) for v in row)
-
-
-def batches(fetchmany: Callable[[int], list[tuple]]) -> Iterator[list[tuple]]:
-    """A cursor's rows in batches until it is exhausted (only as many as the caller reads)."""
+def batches(fetchmany: Callable[[int], list[tuple]]) -> Iterator[tuple]:
+    """A cursor's rows, read FETCH_BATCH at a time (only as many as the caller takes)."""
     while batch := fetchmany(FETCH_BATCH):
-        yield batch
+        yield from batch
 
 
-def fetch(fetchmany: Callable[[int], list[tuple]], max_rows: int) -> tuple[list[tuple], bool]:
-    """Plain rows up to `max_rows` rows or MAX_RESULT_BYTES bytes, as the SQLite executor cuts them."""
-    return fetch_capped(plain_rows(batches(fetchmany)), max_rows, MAX_RESULT_BYTES)
-
-
-def sample_sql(table: str, column: str) -> str:
-    """A bounded scan for sample values: the column's first non-null values in the engine's order."""
-    c = quote(column)
-    return f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {SAMPLE_SCAN_ROWS}"
+def fetch(rows: Iterable[Sequence[Any]], max_rows: int) -> tuple[list[tuple], bool]:
+    """`plain` rows up to `max_rows` rows or MAX_RESULT_BYTES bytes, as the SQLite executor cuts
+    them; `rows` is read lazily, so an engine that streams never holds more than that."""
+    return fetch_capped((tuple(plain(v) for v in row) for row in rows), max_rows, MAX_RESULT_BYTES)
 
 
 def samples(target: Target, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:

@@ -19,12 +19,13 @@ from slmsql_cli.cache import file_version
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import fetch
+from slmsql_cli.targets import batches, fetch
 from slmsql_cli.targets.dialect import first_line as _first_line
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
     "enable_external_access": False,
+    "memory_limit": "2GB",  # as the SQLite query worker's cap
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
     "lock_configuration": True,
@@ -144,7 +145,7 @@ class DuckDBTarget:
                     )
                 cursor = self._conn.execute(sql)
                 columns = [d[0] for d in cursor.description or []]
-                rows, truncated = fetch(cursor.fetchmany, max_rows)
+                rows, truncated = fetch(batches(cursor.fetchmany), max_rows)  # DuckDB streams
                 return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
             except duckdb.Error as exc:
                 if expired.is_set():

@@ -8,9 +8,10 @@ not only by slmsql's checks (`dialect.for_target`):
   `BEGIN TRANSACTION READ ONLY` … `ROLLBACK`, so INSERT/UPDATE/DELETE/DDL, `nextval` and
   `SELECT … INTO` fail in the server even if a check missed them;
 - `statement_timeout` is the `--timeout`, set per transaction (`SET LOCAL`);
-- one statement: the query goes through the extended protocol (a prepared statement), which
-  the server refuses for text holding several statements; psycopg's plain `execute` would use
-  the simple protocol, which runs them all;
+- one statement: the query goes through the extended protocol (psycopg's `stream`), which the
+  server refuses for text holding several statements (psycopg's plain `execute` without
+  parameters would use the simple protocol, which runs them all); rows stream in, so the row
+  and byte caps bound the client's memory too;
 - the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
   configuration, dynamic SQL).
 
@@ -29,7 +30,7 @@ from typing import Any
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import fetch
+from slmsql_cli.targets import FETCH_BATCH, fetch
 from slmsql_cli.targets.dialect import first_line
 
 SCHEMES = ("postgresql", "postgres")
@@ -119,10 +120,23 @@ class PostgresTarget:
         """Run one statement in a read-only transaction with a statement timeout; always rolled back.
         Rows are `plain` values, cut as the SQLite executor cuts them."""
         with self._transaction(timeout_ms) as cursor:
-            cursor.execute(sql, prepare=True)  # extended protocol: exactly one statement
-            columns = [d.name for d in cursor.description or []]
-            rows, truncated = fetch(cursor.fetchmany, max_rows)
+            # stream(): the extended protocol (exactly one statement) and rows as they come, so
+            # a huge result is cut at the cap instead of first filling the client's memory.
+            stream = cursor.stream(sql, size=FETCH_BATCH)
+            try:
+                rows, truncated = fetch(stream, max_rows)
+            finally:
+                stream.close()  # an unfinished result is cancelled
+            columns = [d.name for d in cursor.description] if cursor.description else self._columns(sql)
             return columns, rows, truncated
+
+    def _columns(self, sql: str) -> list[str]:
+        """The column names of a query that returned no rows (stream() leaves no description then):
+        prepared and described by the server, not run again."""
+        pgconn = self._conn.pgconn
+        pgconn.prepare(b"", sql.encode("utf-8"))
+        described = pgconn.describe_prepared(b"")
+        return [(described.fname(i) or b"").decode("utf-8") for i in range(described.nfields)]
 
     def _catalog(self, sql: str) -> list[tuple]:
         """slmsql's own catalog query, its rows as psycopg returns them (arrays stay lists)."""
