@@ -388,6 +388,11 @@ def test_unreachable_server_names_host_and_port() -> None:
     assert f"cannot reach PostgreSQL at 127.0.0.1:{port}" in err
 
 
+def test_unknown_host() -> None:
+    err = _error("--db", "postgresql://me@no-such-host.invalid:5432/shop")
+    assert "cannot reach PostgreSQL at no-such-host.invalid:5432" in err and "host name" in err
+
+
 def test_empty_target_is_refused(pg: pg_server.Server, tmp_path: Path) -> None:
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()

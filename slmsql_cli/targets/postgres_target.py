@@ -111,6 +111,8 @@ class PostgresTarget:
                 f"{where} refused user {self.user!r}: {_reason(text)}",
                 "check the user name; give the password in PGPASSWORD or ~/.pgpass, never on the command line",
             )
+        if "resolve host" in text or "translate host name" in text:
+            return UserError(f"cannot reach {where}: {_reason(text)}", "check the host name in the URL")
         return UserError(
             f"cannot reach {where}: {_reason(text)}",
             f"is the server running and accepting TCP connections there? (gave up after at most {CONNECT_TIMEOUT} s)",
