@@ -13,7 +13,8 @@ not only by slmsql's checks (`dialect.for_target`):
   parameters would use the simple protocol, which runs them all); rows stream in, so the row
   and byte caps bound the client's memory too;
 - the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
-  configuration, dynamic SQL).
+  configuration, dynamic SQL). `pg_sleep` is not on it: it changes nothing, and
+  `statement_timeout` ends it like any slow query.
 
 For the strongest guarantee, connect as a role that can only read (see the README).
 """
