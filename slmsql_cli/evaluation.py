@@ -23,6 +23,7 @@ finishes; a rerun skips the questions already there, and an interrupted last lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,9 +37,11 @@ from typing import Any
 from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_all
+from slmsql_cli.sqlite_copy import Copy
 from slmsql_cli.vote import candidate_dicts
 
 FORMATS = ("spider", "bird")
+ENGINES = ("sqlite", "duckdb", "postgres")  # where eval --engine runs the predictions
 DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
 EVAL_MAX_ROWS = 1_000_000  # the official evaluators fetch everything; this only guards memory
 MAX_PERMUTATIONS = 10_000  # column permutations tried per comparison before giving up
@@ -246,24 +249,52 @@ class Score:
 
 
 def score(
-    db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT
+    db_path: Path,
+    gold_sql: str,
+    pred_sql: str | None,
+    fmt: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    target: Copy | None = None,
 ) -> Score:
-    """Execute gold and prediction on the database and compare them with the format's metric."""
+    """Execute gold and prediction on the database and compare them with the format's metric.
+
+    With a `target` (the database copied into DuckDB or PostgreSQL) the prediction is transpiled
+    and runs there, while the gold runs on the SQLite file as the benchmark defines it: the
+    reference result never depends on the transpiler, so a gold-as-prediction run measures it."""
     rewrite = spider_sql if fmt == "spider" else (lambda sql: sql)
-    sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
-    # gold and prediction run side by side (execute_all), each with its own deadline
-    gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
-    pred = rest[0] if rest else None
+    if target is None:
+        sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
+        # gold and prediction run side by side (execute_all), each with its own deadline
+        gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        pred = rest[0] if rest else None
+    else:
+        from slmsql_cli.target_executor import execute_on
+
+        (gold,) = execute_all(db_path, [rewrite(gold_sql)], timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        pred = execute_on(target, rewrite(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
+    gold_rows, pred_rows = gold.rows, pred.rows if pred else []
+    if target is not None:
+        gold_rows, pred_rows = _rounded(gold_rows), _rounded(pred_rows)
     if fmt == "spider":
         ok = bool(
             gold.ok
             and pred
             and pred.ok
-            and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql))
+            and spider_match(gold_rows, pred_rows, spider_order_matters(gold_sql))
         )
     else:
-        ok = bool(gold.ok and pred and pred.ok and bird_match(gold.rows, pred.rows))
+        ok = bool(gold.ok and pred and pred.ok and bird_match(gold_rows, pred_rows))
     return Score(ok, pred, gold)
+
+
+FLOAT_DIGITS = 12  # significant digits compared when gold and prediction ran on different engines
+
+
+def _rounded(rows: Sequence[tuple]) -> list[tuple]:
+    """Rows with every float rounded to FLOAT_DIGITS significant digits: a sum of doubles differs
+    in its last bits between engines (another summation order), which is not a different answer.
+    Only `eval --engine duckdb|postgres` compares this way; SQLite against SQLite stays exact."""
+    return [tuple(float(f"{v:.{FLOAT_DIGITS}g}") if isinstance(v, float) else v for v in row) for row in rows]
 
 
 # --- Spider hardness (the Spider evaluator's rules, on dev.json's parsed "sql") ---------------
@@ -365,13 +396,19 @@ def model_predictor(pipeline: Any, databases: BenchmarkDatabases) -> Predictor:
 
 
 def evaluate_question(
-    q: Question, db_path: Path, predict: Predictor, fmt: str, timeout: float, run: dict
+    q: Question,
+    db_path: Path,
+    predict: Predictor,
+    fmt: str,
+    timeout: float,
+    run: dict,
+    target: Copy | None = None,
 ) -> dict:
-    """Predict, score, and return the question's JSONL record."""
+    """Predict, score (the prediction on `target` when given), and return the question's JSONL record."""
     t = time.perf_counter()
     pred = predict(q, db_path)
     latency = time.perf_counter() - t
-    s = score(db_path, q.gold, pred.sql, fmt, timeout)
+    s = score(db_path, q.gold, pred.sql, fmt, timeout, target)
     return {
         "index": q.index,
         "question_id": q.question_id,
@@ -390,6 +427,34 @@ def evaluate_question(
         "merged": pred.merged,
         "run": run,
     }
+
+
+def load_copies(
+    engine: str,
+    db_paths: dict[str, Path],
+    stack: contextlib.ExitStack,
+    pg_url: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Copy]:
+    """Each benchmark database in `engine` ("duckdb": cached files; "postgres": scratch databases
+    on the server at `pg_url`, dropped when `stack` closes); {} for "sqlite"."""
+    from slmsql_cli import sqlite_copy
+
+    if engine == "sqlite":
+        return {}
+    if engine == "postgres" and not pg_url:
+        raise UserError(
+            "--engine postgres needs a server to copy the databases into",
+            "pass --pg-url postgresql://user@host:port/postgres or set SLMSQL_PG_URL",
+        )
+    copies: dict[str, Copy] = {}
+    for db_id, path in db_paths.items():
+        progress(f"loading {db_id} into {engine}")
+        if engine == "duckdb":
+            copies[db_id] = sqlite_copy.to_duckdb(path)
+        else:
+            copies[db_id] = stack.enter_context(sqlite_copy.to_postgres(path, str(pg_url)))
+    return copies
 
 
 def check_gold_ran(records: Sequence[dict]) -> None:

@@ -144,9 +144,8 @@ def to_duckdb(sqlite_path: Path) -> Copy:
             try:
                 for p in plans:
                     con.execute(_create_table(p.table, "duckdb"))
-                    marks = ", ".join("?" for _ in p.table.columns)
                     for batch in _rows(src, p.select):
-                        con.executemany(f"INSERT INTO {quote(p.table.name)} VALUES ({marks})", batch)
+                        _duckdb_insert(con, p.table, batch)
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
@@ -157,6 +156,23 @@ def to_duckdb(sqlite_path: Path) -> Copy:
     schema = copy_schema(plans, sqlite_path.stem)
     write_json_atomic(meta, schema.to_dict())
     return Copy("duckdb", str(target), schema)
+
+
+def _duckdb_insert(con, table: Table, rows: list[tuple]) -> None:  # type: ignore[no-untyped-def]
+    """Rows into a DuckDB table as a batch of numpy object columns, which DuckDB scans natively
+    (hundreds of times faster than `executemany`, which binds one row at a time; no pyarrow needed)."""
+    import numpy as np
+
+    columns = {}
+    for i, values in enumerate(zip(*rows)):
+        column = np.empty(len(rows), dtype=object)
+        column[:] = values
+        columns[f"c{i}"] = column
+    con.register("slmsql_rows", columns)
+    try:
+        con.execute(f"INSERT INTO {quote(table.name)} SELECT * FROM slmsql_rows")
+    finally:
+        con.unregister("slmsql_rows")
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ import threading
 import time
 from typing import Any
 
-from slmsql_cli.executor import ExecResult
+from slmsql_cli.executor import ExecResult, check_sql
+from slmsql_cli.sqlite_copy import Copy
+from slmsql_cli.transpile import transpile
 
 DUCKDB_CONFIG = {
     "enable_external_access": False,
@@ -111,3 +113,18 @@ def _result(columns: list[str], rows: list[Any], max_rows: int, start: float) ->
     truncated = len(rows) > max_rows
     converted = [tuple(sqlite_value(v) for v in row) for row in rows[:max_rows]]
     return ExecResult(columns, converted, truncated=truncated, seconds=time.perf_counter() - start)
+
+
+def execute_on(copy: Copy, sql: str, *, timeout: float, max_rows: int) -> ExecResult:
+    """SQLite SQL (a model's, or a benchmark's gold) on a copy in DuckDB or PostgreSQL: checked by
+    the SQLite executor's allow-list, transpiled, run. SQL that cannot be transpiled comes back as
+    an error naming the reason."""
+    start = time.perf_counter()
+    rejection = check_sql(sql)
+    if rejection:
+        return ExecResult(error=rejection, seconds=time.perf_counter() - start)
+    translated = transpile(sql, copy.dialect, copy.schema)
+    if translated.sql is None:
+        return ExecResult(error=f"cannot transpile to {copy.dialect}: {translated.reason}", seconds=time.perf_counter() - start)
+    run = execute_duckdb if copy.dialect == "duckdb" else execute_postgres
+    return run(copy.location, translated.sql, timeout=timeout, max_rows=max_rows)
