@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One-command set-up: a virtual environment in .venv with slmsql and every extra ([train,dev]).
+# One-command set-up: a virtual environment in .venv with slmsql and every extra ([train,dev,targets]).
 #
 # llama-cpp-python has no wheel on PyPI and compiles for 4-6 minutes, so the wheel is built once
 # into a cache folder keyed by the CPU's instruction-set flags (the build uses -march=native) and
 # reused by every later install, CI included. Variables you may set:
 #   SLMSQL_WHEEL_DIR  where built wheels are kept (default ~/.cache/slmsql/wheels/<cpu-key>)
-#   SLMSQL_EXTRAS     extras to install (default "train,dev"; "" for the ask-only install)
+#   SLMSQL_EXTRAS     extras to install (default "train,dev,targets"; "" for the ask-only install)
 #   TORCH_INDEX_URL   a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu for a
 #                     CPU-only Linux machine, or .../whl/cu126 for an NVIDIA GPU
 #   PYTHON            the interpreter used to create .venv (default python3)
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 LLAMA_CPP_VERSION=0.3.36
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-python3}
-EXTRAS=${SLMSQL_EXTRAS-train,dev}
+EXTRAS=${SLMSQL_EXTRAS-train,dev,targets}
 
 cpu_key() {
   if [ -r /proc/cpuinfo ]; then
@@ -54,6 +54,25 @@ fi
 
 # Install the cached wheel first, so that pip never picks a newer sdist and compiles again.
 "$PY" -m pip install --quiet "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
+
+# The test suite starts a throwaway PostgreSQL server (tests/pg_server.py): its binaries come
+# from the Debian package. Installed only with [dev], only when missing, and without the
+# package's own cluster (nothing is left running).
+if [[ ",$EXTRAS," == *",dev,"* ]]; then
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+    echo "==> PostgreSQL server binaries present (for the tests)"
+  elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing the Debian postgresql package (the tests start a throwaway server)"
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+      mkdir -p /etc/postgresql-common
+      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+  else
+    echo "==> no PostgreSQL server binaries and no root apt-get: the PostgreSQL tests will skip (install the postgresql package to run them)"
+  fi
+fi
 
 SPEC="."
 [ -n "$EXTRAS" ] && SPEC=".[$EXTRAS]"

@@ -43,9 +43,14 @@ def db_cache_dir(db_path: str | os.PathLike[str]) -> Path | None:
     a cache. Temporary files that a killed slmsql left in the folder are removed.
     """
     resolved = Path(db_path).resolve()
-    version = file_version(resolved)
+    return versioned_cache_dir(resolved.stem, str(resolved), file_version(resolved))
+
+
+def versioned_cache_dir(label: str, identity: str, version: str) -> Path | None:
+    """The cache folder of one version of a database known by `identity` (a file's path, a
+    server URL without password), or None as for `db_cache_dir`; older versions' folders go."""
     try:
-        by_path = cache_dir() / "db" / f"{resolved.stem[:40]}-{short_hash(str(resolved))}"
+        by_path = cache_dir() / "db" / f"{label[:40].replace('/', '_')}-{short_hash(identity)}"
         folder = by_path / short_hash(version)
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)

@@ -8,15 +8,19 @@ second question about the same file pays nothing. The value index is built on fi
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import pipe_copy, prompts
+from slmsql_cli import pipe_copy, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
+from slmsql_cli.executor import ExecResult, execute_many
 from slmsql_cli.schema import (
     Schema,
     combine_values,
@@ -26,6 +30,7 @@ from slmsql_cli.schema import (
     serialize_schema,
 )
 from slmsql_cli.sqlite_open import SQLITE_HEADER
+from slmsql_cli.targets import Target
 from slmsql_cli.values import ValueIndex
 
 _CACHE_VERSION = 2  # 2: views and generated columns
@@ -35,18 +40,39 @@ Values = dict[tuple[str, str], list[Any]]
 
 @dataclass
 class Database:
-    path: Path
+    path: Path  # the SQLite (or DuckDB) file; for a server, Path(target.name), a label only
     schema: Schema
     samples: Values  # (table, column) -> first distinct values, as OmniSQL samples them
     db_id: str = ""
+    target: Target | None = None  # a live DuckDB/PostgreSQL database; None for a SQLite file
+    cache: Path | None = None  # a live target's cache folder (None: no cache)
     _index: ValueIndex | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """How the user knows the database: its file name, or host:port/dbname."""
+        return self.target.name if self.target is not None else self.path.name
 
     @property
     def index(self) -> ValueIndex:
         """The question-value index, built (once per database version) on first use."""
         if self._index is None:
-            self._index = ValueIndex.open(self.path, self.schema)
+            if self.target is not None:
+                self._index = targets.value_index(self.target, self.schema, self.cache)
+            else:
+                self._index = ValueIndex.open(self.path, self.schema)
         return self._index
+
+    def execute_many(
+        self, sqls: Iterable[str | None], *, timeout: float, max_rows: int = 100_000
+    ) -> list[ExecResult | None]:
+        """Each SQLite SQL's result (None stays None): on the SQLite file through the executor, or
+        transpiled and run on the live target; identical SQL runs once."""
+        if self.target is not None:
+            return targets.execute_many(
+                self.target, sqls, timeout=timeout, max_rows=max_rows, schema=self.schema
+            )
+        return execute_many(self.path, sqls, timeout=timeout, max_rows=max_rows)
 
     def table_names(self) -> list[str]:
         return [t.name for t in self.schema.tables]
@@ -114,7 +140,14 @@ _MEMO: dict[tuple[Any, ...], Database] = {}
 def open_database(
     path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
 ) -> Database:
-    """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
+    """Check a database and load its schema (from the database, or from a Spider/BIRD tables.json).
+
+    `path` is a SQLite file, a DuckDB file, or a postgresql:// URL (pass URLs as str: a Path
+    folds their `//`).
+    """
+    target = open_target(path)
+    if target is not None:
+        return _load_live(target, tables_json, db_id)
     db_path = check_database_file(Path(path).expanduser())
     # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
     # only the id written into the schema and its cache must be text.
@@ -135,6 +168,67 @@ def open_database(
     if key not in _MEMO:
         _MEMO[key] = _load(db_path, source, tables_json, db_id)
     return _MEMO[key]
+
+
+def open_target(spec: str | Path) -> Target | None:
+    """The live target `spec` names (a postgresql:// URL, a DuckDB file), or None for SQLite."""
+    from slmsql_cli.targets.duckdb_target import DuckDBTarget, is_duckdb_file
+    from slmsql_cli.targets.postgres_target import PostgresTarget, is_url
+
+    if isinstance(spec, str) and is_url(spec):
+        return PostgresTarget(spec)
+    file = Path(spec).expanduser()
+    if not file.is_file():
+        return None
+    if is_duckdb_file(file) or (file.suffix.lower() in (".duckdb", ".ddb") and not _has_sqlite_header(file)):
+        return DuckDBTarget(file.resolve())  # a damaged .duckdb file gets DuckDB's own error
+    return None
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+_LIVE: dict[tuple[str, str, str], Database] = {}
+
+
+def _load_live(target: Target, tables_json: str | Path | None, db_id: str | None) -> Database:
+    """A live target's Database: its catalog read now (cheap), its samples cached by schema fingerprint."""
+    try:
+        schema = target.schema()
+        if tables_json is not None:
+            schema = schema_from_tables_json(tables_json, db_id or schema.db_id)
+    except Exception:
+        target.close()
+        raise
+    if db_id:
+        schema.db_id = db_id
+    if not schema.tables:
+        target.close()
+        raise UserError(f"database has no tables: {target.name}", "is this the right database (and schema)?")
+    key = (target.cache_key, target.version, json.dumps(schema.to_dict(), sort_keys=True))
+    if key in _LIVE:
+        target.close()
+        return _LIVE[key]
+    folder = targets.cache_folder(target, schema)
+    cache_file = folder / "samples.json" if folder else None
+    cached = read_json(cache_file) if cache_file else None
+    if isinstance(cached, list):
+        samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached}
+    else:
+        samples = targets.samples(target, schema)
+        if cache_file is not None:
+            with contextlib.suppress(OSError):
+                write_json_atomic(
+                    cache_file, [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()]
+                )
+    database = Database(Path(target.name), schema, samples, schema.db_id, target=target, cache=folder)
+    _LIVE[key] = database
+    return database
 
 
 def check_database_file(path: Path) -> Path:

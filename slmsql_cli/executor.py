@@ -193,7 +193,7 @@ def run_query(
                 seconds=time.perf_counter() - start,
             )
         columns = [d[0] for d in cursor.description]
-        rows, truncated = _fetch(cursor, max_rows, max_bytes)
+        rows, truncated = fetch_capped(cursor, max_rows, max_bytes)
         return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
     except (sqlite3.Error, sqlite3.Warning, ValueError, OverflowError, MemoryError) as exc:
         if expired.is_set():
@@ -316,9 +316,10 @@ def _action_name(action: int, arg1: str | None, arg2: str | None) -> str:
     return _ACTION_NAMES.get(action, f"action {action}")
 
 
-def _fetch(cursor: sqlite3.Cursor, max_rows: int, max_bytes: int) -> tuple[list[tuple], bool]:
+def fetch_capped(cursor: Iterable[tuple], max_rows: int, max_bytes: int) -> tuple[list[tuple], bool]:
     """Rows until `max_rows` rows or `max_bytes` bytes (text and blob lengths, 8 per other value);
-    one row at a time, so a cut result never holds more than one row past the cap."""
+    one row at a time, so a cut result never holds more than one row past the cap. (The live
+    targets cut their results with it too.)"""
     rows: list[tuple] = []
     total = 0
     for row in cursor:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute_many, start_worker
+from slmsql_cli.executor import ExecResult, start_worker
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompts import (
@@ -173,7 +173,7 @@ class Pipeline:
     ) -> SamplingRound:
         completions, stats = self._sample(engine, user_message, n, seed, on_token)
         sqls = [extract_sql(c.text) for c in completions]
-        results = execute_many(db.path, sqls, timeout=self.config.timeout)  # identical SQL runs once
+        results = db.execute_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
             Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
         ]
@@ -221,7 +221,7 @@ class Pipeline:
                 hi = mid - 1
         if best is None:
             raise UserError(
-                f"even the most relevant table of {db.path.name} does not fit the model's context ({self.engine.n_ctx_limit} tokens)",
+                f"even the most relevant table of {db.name} does not fit the model's context ({self.engine.n_ctx_limit} tokens)",
                 "lower --max-tokens or raise --context",
             )
         return best
@@ -255,7 +255,8 @@ class Pipeline:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
-        start_worker()  # the query worker starts while the model samples
+        if db.target is None:
+            start_worker()  # the query worker starts while the model samples
         generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
         generated.pruned_schema = schema
         return generated

@@ -228,10 +228,17 @@ def _table_from_sqlite(conn: sqlite3.Connection, name: str, infer_types: bool = 
             parent_pk = [r[1] for r in sorted((r for r in parent if r[5]), key=lambda r: r[5])]
             ref_column = parent_pk[seq] if seq < len(parent_pk) else "rowid"
         foreign_keys.append(ForeignKey(column=column, ref_table=ref_table, ref_column=ref_column))
-    position = {c.name.lower(): i for i, c in enumerate(columns)}
     # PRAGMA lists the newest constraint first (hence -id above); OmniSQL lists FK lines in column order.
-    foreign_keys.sort(key=lambda fk: position.get(fk.column.lower(), len(columns)))
-    return Table(name=name, columns=columns, primary_key=primary_key, foreign_keys=foreign_keys)
+    return order_foreign_keys(
+        Table(name=name, columns=columns, primary_key=primary_key, foreign_keys=foreign_keys)
+    )
+
+
+def order_foreign_keys(table: Table) -> Table:
+    """Sort `table`'s foreign keys by their column's position (OmniSQL's FK line order), in place."""
+    position = {c.name.lower(): i for i, c in enumerate(table.columns)}
+    table.foreign_keys.sort(key=lambda fk: position.get(fk.column.lower(), len(table.columns)))
+    return table
 
 
 def _value_type(conn: sqlite3.Connection, view: str, column: str) -> str:

@@ -19,7 +19,8 @@ import re
 import shutil
 import sqlite3
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from slmsql_cli.cache import atomic_path, db_cache_dir, private_temp_dir, short_hash, warn
@@ -96,11 +97,15 @@ class ValueIndex:
 
     builds = 0  # how many indexes this process has built (tests check reuse with it)
 
-    def __init__(self, path: Path, db_path: Path, tables: list[str], *, private: bool = False) -> None:
+    def __init__(
+        self, path: Path, label: str, build: Callable[[Path], None], *, private: bool = False
+    ) -> None:
+        """The index at `path`; `build(path)` writes it when it is missing or damaged. `label`
+        names the database in warnings."""
         self.path = path
         self.built = False  # True when this open() had to build the index
-        self._db_path = db_path
-        self._tables = tables
+        self._label = label
+        self._write = build
         self._healed = False
         if private:
             weakref.finalize(self, shutil.rmtree, path.parent, ignore_errors=True)
@@ -114,19 +119,27 @@ class ValueIndex:
 
     @classmethod
     def open(cls, db_path: str | Path, schema: Schema) -> ValueIndex:
-        """The index for `schema`'s tables in `db_path`, from the cache or built now (once)."""
+        """The index for `schema`'s tables in the SQLite file `db_path`, from the cache or built now (once)."""
         tables = [t.name for t in schema.tables]
         folder = db_cache_dir(db_path)
+        return cls.in_folder(
+            folder, chr(0).join(tables), str(db_path), partial(_build, Path(db_path), tables)
+        )
+
+    @classmethod
+    def in_folder(
+        cls, folder: Path | None, key: str, label: str, build: Callable[[Path], None]
+    ) -> ValueIndex:
+        """The index named by `key` in a cache `folder` (None: a private temporary folder)."""
         if folder is None:
             private = private_temp_dir("slmsql-values")
-            return cls(private / "values.fts.sqlite", Path(db_path), tables, private=True)
-        name = f"values-v{_INDEX_VERSION}-{short_hash(chr(0).join(tables))}.fts.sqlite"
-        return cls(folder / name, Path(db_path), tables)
+            return cls(private / "values.fts.sqlite", label, build, private=True)
+        return cls(folder / f"values-v{_INDEX_VERSION}-{short_hash(key)}.fts.sqlite", label, build)
 
     def _build(self, damage: str | None = None) -> None:
         if damage:
-            warn(f"the value index of {self._db_path} was damaged ({damage}); rebuilt it")
-        _build(self._db_path, self._tables, self.path)
+            warn(f"the value index of {self._label} was damaged ({damage}); rebuilt it")
+        self._write(self.path)
         ValueIndex.builds += 1
         self.built = True
 
@@ -205,6 +218,11 @@ def _damage(path: Path) -> str | None:
     return None
 
 
+def is_indexable(value: object) -> bool:
+    """A value the index keeps: a string of 1-MAX_VALUE_CHARS characters that is not a number."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_VALUE_CHARS and not _is_number(value)
+
+
 def _column_values(conn: sqlite3.Connection, table: str, column: str, limit: int) -> Iterator[str]:
     """The first `limit` distinct short, non-numeric strings of a column, in SQLite's order."""
     t, c = quote(table), quote(column)
@@ -215,7 +233,7 @@ def _column_values(conn: sqlite3.Connection, table: str, column: str, limit: int
     for (value,) in rows:  # streamed: SQLite hands rows over one at a time, and stops when we do
         if kept >= limit:
             return
-        if isinstance(value, str) and 0 < len(value) <= MAX_VALUE_CHARS and not _is_number(value):
+        if is_indexable(value):
             kept += 1
             yield value
 
@@ -224,43 +242,45 @@ def _build(db_path: Path, tables: list[str], target: Path) -> None:
     source = open_readonly(db_path)
     try:
         views = {v.lower() for v in list_views(source)}
-        with atomic_path(target) as tmp:
-            index = sqlite3.connect(tmp)
+        columns: list[tuple[str, str]] = []
+        for table in tables:
+            if table.lower() in views:  # a view's values are its tables' values
+                continue
             try:
-                index.executescript(
-                    "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                    "CREATE TABLE columns (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, col TEXT NOT NULL);"
-                    "CREATE VIRTUAL TABLE vals USING fts5(value, col_id UNINDEXED, tokenize = 'porter unicode61');"
-                )
-                col_id = 0
-                room = MAX_INDEXED_VALUES
-                for table in tables:
-                    if table.lower() in views:  # a view's values are its tables' values
-                        continue
-                    try:
-                        columns = [row[1] for row in table_columns(source, table)]
-                    except sqlite3.Error:
-                        continue
-                    for column in columns:
-                        col_id += 1
-                        index.execute("INSERT INTO columns VALUES (?, ?, ?)", (col_id, table, column))
-                        if room <= 0:
-                            continue
-                        values = list(
-                            _column_values(source, table, column, min(MAX_INDEXED_PER_COLUMN, room))
-                        )
-                        room -= len(values)
-                        try:
-                            index.executemany(
-                                "INSERT INTO vals (value, col_id) VALUES (?, ?)",
-                                ((v, col_id) for v in values),
-                            )
-                        except sqlite3.Error:  # e.g. a virtual table whose module is missing
-                            continue
-                index.commit()
-                index.execute("INSERT INTO vals(vals) VALUES ('optimize')")
-                index.commit()
-            finally:
-                index.close()
+                columns.extend((table, row[1]) for row in table_columns(source, table))
+            except sqlite3.Error:
+                continue
+        write_index(target, columns, lambda t, c, limit: _column_values(source, t, c, limit))
     finally:
         source.close()
+
+
+ColumnValues = Callable[[str, str, int], Iterable[str]]  # (table, column, limit) -> distinct strings
+
+
+def write_index(target: Path, columns: Iterable[tuple[str, str]], values: ColumnValues) -> None:
+    """Write the index of `columns` (in order) at `target`: `values(table, column, limit)` gives a
+    column's first distinct indexable strings, at most `limit` (the bound left for it)."""
+    with atomic_path(target) as tmp:
+        index = sqlite3.connect(tmp)
+        try:
+            index.executescript(
+                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+                "CREATE TABLE columns (id INTEGER PRIMARY KEY, tbl TEXT NOT NULL, col TEXT NOT NULL);"
+                "CREATE VIRTUAL TABLE vals USING fts5(value, col_id UNINDEXED, tokenize = 'porter unicode61');"
+            )
+            room = MAX_INDEXED_VALUES
+            for col_id, (table, column) in enumerate(columns, start=1):
+                index.execute("INSERT INTO columns VALUES (?, ?, ?)", (col_id, table, column))
+                if room <= 0:
+                    continue
+                found = list(values(table, column, min(MAX_INDEXED_PER_COLUMN, room)))
+                room -= len(found)
+                index.executemany(
+                    "INSERT INTO vals (value, col_id) VALUES (?, ?)", ((v, col_id) for v in found)
+                )
+            index.commit()
+            index.execute("INSERT INTO vals(vals) VALUES ('optimize')")
+            index.commit()
+        finally:
+            index.close()

@@ -1,10 +1,10 @@
-"""A throwaway PostgreSQL server for tests and benchmarks: initdb in a temporary folder, a Unix
-socket only (no TCP port to collide with), trust auth for the local user, stopped and deleted after.
+"""A throwaway PostgreSQL server for the tests: initdb + pg_ctl from the Debian `postgresql`
+package (scripts/setup.sh installs it), in a temporary folder, on a free localhost port,
+password authentication (scram-sha-256) for one superuser.
 
-The Debian `postgresql` binaries (/usr/lib/postgresql/<version>/bin, or `pg_config --bindir`)
-are used. initdb refuses to run as root, so as root the server runs as the unprivileged `nobody`
-user (setpriv), in a folder that user owns. `start` raises `PgUnavailable` with the reason when
-no server can start (no binaries, initdb or pg_ctl failing); callers skip on it, nothing else.
+PostgreSQL refuses to run as root, so under root the server runs as the `postgres` user that
+the Debian package creates (else `nobody`), through subprocess's `user=`/`group=`. Why a
+server cannot start is returned as text, for the test to skip with.
 """
 
 from __future__ import annotations
@@ -12,60 +12,97 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-NOBODY = 65534
+USER = "slmsql"
+PASSWORD = "test-only-password"
 
 
-class PgUnavailable(RuntimeError):
-    """No throwaway PostgreSQL server can start here; the message says why."""
+@dataclass
+class Server:
+    port: int
+    folder: Path
+    bin_dir: Path
+    run_as: dict[str, int]
+
+    def url(self, dbname: str = "postgres", user: str = USER) -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [str(self.bin_dir / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
+                capture_output=True,
+                timeout=30,
+                **self.run_as,  # type: ignore[arg-type]
+            )
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def find_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name))
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.CalledProcessError):
-            candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
-    for c in reversed(candidates):
-        if (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
-            return Path(c)
-    raise PgUnavailable("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql")
+def find_bin_dir() -> Path | None:
+    """The newest PostgreSQL server binaries: Debian's /usr/lib/postgresql/N/bin, or initdb on PATH."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
 
 
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Start a server; yield a libpq URL for its `postgres` database; stop and delete it after."""
-    bindir = find_bindir()
-    root = Path(tempfile.mkdtemp(prefix="slmsql-pg-"))
-    as_root = os.geteuid() == 0
-    user = "nobody" if as_root else (os.environ.get("USER") or "postgres")
-    prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"] if as_root else []
-    if as_root:
-        os.chown(root, NOBODY, NOBODY)
-        root.chmod(0o700)
-    data, sock = root / "data", root
-    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+def _run_as() -> dict[str, int]:
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return {"user": entry.pw_uid, "group": entry.pw_gid}
+    raise RuntimeError("running as root and neither a postgres nor a nobody user exists")
 
-    def run(*args: str) -> None:
-        try:
-            subprocess.run([*prefix, *args], capture_output=True, text=True, check=True, env=env, timeout=120)
-        except (OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            raise PgUnavailable(f"{Path(args[0]).name} failed: {detail.strip()[-400:]}") from None
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start() -> Server | str:
+    """A running server, or why none could start."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return "no PostgreSQL server binaries (initdb): install the Debian package postgresql (scripts/setup.sh does)"
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "-E", "UTF8", "--no-sync")
-        options = f"-k {sock} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60", "-l", str(root / "log"), "start")
+        run_as = _run_as()
+    except RuntimeError as exc:
+        return str(exc)
+    folder = Path(tempfile.mkdtemp(prefix="slmsql-pg-"))
+    folder.chmod(0o755)
+    pwfile = folder / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    if run_as:
+        os.chown(folder, run_as["user"], run_as["group"])
+        os.chown(pwfile, run_as["user"], run_as["group"])
+    port = _free_port()
+    server = Server(port, folder, bin_dir, run_as)
+    steps = [
+        [str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", USER, "--auth=scram-sha-256",
+         f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale", "--no-sync"],
+        [str(bin_dir / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-t", "60",
+         "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
+         "start"],
+    ]  # fmt: skip
+    for cmd in steps:
         try:
-            yield f"postgresql://{user}@/postgres?host={sock}"
-        finally:
-            with contextlib.suppress(PgUnavailable):
-                run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **run_as)  # type: ignore[call-overload]
+        except (OSError, subprocess.SubprocessError) as exc:
+            server.stop()
+            return f"{Path(cmd[0]).name} could not run: {exc}"
+        if proc.returncode != 0:
+            log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
+            server.stop()
+            return f"{Path(cmd[0]).name} failed: {(proc.stderr or proc.stdout or log).strip()[-500:]}"
+    return server

@@ -21,9 +21,7 @@ def ask(
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),
-    db: Path = typer.Option(
-        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
-    ),
+    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -57,15 +55,19 @@ def ask(
         False, "--verbose", "-v", help="Show every candidate with its vote group or error."
     ),
 ) -> None:
-    """Answer a question about a SQLite database: sample SQL candidates, execute, vote, merge.
+    """Answer a question about a database: sample SQL candidates, execute, vote, merge.
 
     The database is opened read-only; a candidate that tries to write is rejected and gets no vote.
+    On DuckDB and PostgreSQL the model's SQLite SQL is translated (sqlglot) and run there; a
+    candidate that cannot be translated gets no vote (-v says why).
 
     Examples:
 
       slmsql ask --db slmsql_cli/data/bookshop.sqlite "Which author wrote the most books?"
 
       slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
+
+      slmsql ask --db postgresql://reader@localhost:5432/shop "Which product sells best?"
     """
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -21,9 +20,7 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @user_errors
 def chat(
     ctx: typer.Context,
-    db: Path = typer.Option(
-        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
-    ),
+    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -64,7 +61,7 @@ def chat(
     failed = 0
     with pipeline:
         err.print(
-            f"[bold]slmsql chat[/] on {escape(db.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
+            f"[bold]slmsql chat[/] on {escape(database.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
         )
         while True:
             try:

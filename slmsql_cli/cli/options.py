@@ -37,6 +37,11 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+# `--db` is text, not a Path: a Path would fold a postgresql:// URL's "//".
+DB_HELP = (
+    "The database: a SQLite or DuckDB file, or postgresql://user@host:port/dbname "
+    "(password from PGPASSWORD or ~/.pgpass). Opened read-only."
+)
 Model = Annotated[
     str | None,
     typer.Option(

@@ -1,0 +1,158 @@
+"""Live databases other than SQLite (DuckDB files, PostgreSQL servers) as `--db` targets.
+
+A target gives the pipeline what a SQLite file gives it, through the same dataclasses: its
+catalog as a `schema.Schema` (serialized exactly as for SQLite, so the model reads the prompt
+form it was trained on; column types are the engine's own names, lower-cased), sample values
+from bounded queries, the strings for the value index, and execution of candidates (transpiled
+from SQLite SQL by `dialect.for_target`) as `executor.ExecResult`s, under the engine's own
+read-only guarantees. `database.open_database` picks the target from the `--db` text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from slmsql_cli.cache import versioned_cache_dir
+from slmsql_cli.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
+from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema
+from slmsql_cli.targets.dialect import TranspileError, for_target
+from slmsql_cli.values import ValueIndex, is_indexable, write_index
+
+SAMPLE_SCAN_ROWS = 1000  # sample values come from a column's first 1000 non-null rows
+INDEX_SCAN_ROWS = 200_000  # index strings come from a column's first 200,000 non-null rows
+FETCH_BATCH = 256
+
+
+class Target(Protocol):
+    """What a live database does for the pipeline (SQLite files take the executor's own path)."""
+
+    dialect: str  # sqlglot's name: "duckdb" | "postgres"
+    name: str  # how the user recognises it: the file name, or host:port/dbname (no password)
+    cache_key: str  # identifies the database (not its version) for the cache
+    views: set[str]  # the schema's views (filled by schema()): their values are their tables'
+    version: str  # what changes with its data, when the engine can tell cheaply ("" for a server)
+
+    def schema(self) -> Schema: ...
+    def first_rows(self, table: str, column: str, limit: int) -> list[Any]: ...
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult: ...
+    def close(self) -> None: ...
+
+
+def plain(value: Any) -> Any:
+    """An engine value as the SQLite-typed Python value the rest of slmsql knows (and can hash,
+    vote on, show and write as JSON): Decimal → int or float, dates and times → ISO text (SQLite's
+    form), bool → 0/1, UUID → text, lists and structs → JSON text."""
+    if value is None or isinstance(value, (int, float, str, bytes)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return float(value)
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (memoryview, bytearray)):
+        return bytes(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def batches(fetchmany: Callable[[int], list[tuple]]) -> Iterator[tuple]:
+    """A cursor's rows, read FETCH_BATCH at a time (only as many as the caller takes)."""
+    while batch := fetchmany(FETCH_BATCH):
+        yield from batch
+
+
+def fetch(rows: Iterable[Sequence[Any]], max_rows: int) -> tuple[list[tuple], bool]:
+    """`plain` rows up to `max_rows` rows or MAX_RESULT_BYTES bytes, as the SQLite executor cuts
+    them; `rows` is read lazily, so an engine that streams never holds more than that."""
+    return fetch_capped((tuple(plain(v) for v in row) for row in rows), max_rows, MAX_RESULT_BYTES)
+
+
+def samples(target: Target, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
+    """The first `limit` distinct non-empty values of every column (OmniSQL's rule, as
+    `schema.sample_values` applies it to SQLite), read from each column's first rows only."""
+    out: dict[tuple[str, str], list[Any]] = {}
+    for table in schema.tables:
+        for column in table.columns:
+            values = [plain(v) for v in target.first_rows(table.name, column.name, SAMPLE_SCAN_ROWS)]
+            found = list(dict.fromkeys(v for v in values if v != ""))[:limit]
+            found = [v[:SAMPLE_VALUE_CHARS] if isinstance(v, (str, bytes)) else v for v in found]
+            if found:
+                out[(table.name, column.name)] = found
+    return out
+
+
+def index_values(target: Target, table: str, column: str, limit: int) -> Iterator[str]:
+    """A column's first `limit` distinct indexable strings, from its first INDEX_SCAN_ROWS rows."""
+    kept: dict[str, None] = {}
+    for value in target.first_rows(table, column, INDEX_SCAN_ROWS):
+        if len(kept) >= limit:
+            break
+        if is_indexable(value):
+            kept[value] = None
+    return iter(kept)
+
+
+def cache_folder(target: Target, schema: Schema) -> Path | None:
+    """The target's cache folder (samples, value index): keyed by its schema's fingerprint (and
+    a DuckDB file's size and mtime); None without a writable cache."""
+    fingerprint = json.dumps(schema.to_dict(), sort_keys=True)
+    return versioned_cache_dir(schema.db_id, target.cache_key, f"{target.version}|{fingerprint}")
+
+
+def value_index(target: Target, schema: Schema, folder: Path | None) -> ValueIndex:
+    """The value index of the target's text columns (tables only, as for SQLite), built once."""
+    text_columns = {(t.name, c.name) for t in schema.tables for c in t.columns if is_text_type(c.type)}
+    tables = [t for t in schema.tables if t.name not in target.views]
+    columns = [(t.name, c.name) for t in tables for c in t.columns]
+
+    def values(table: str, column: str, limit: int) -> Iterable[str]:
+        if (table, column) not in text_columns:
+            return ()
+        return index_values(target, table, column, limit)
+
+    key = chr(0).join(t.name for t in tables)
+    return ValueIndex.in_folder(folder, key, target.name, lambda path: write_index(path, columns, values))
+
+
+def is_text_type(type_name: str) -> bool:
+    """Whether an engine's column type holds text (char, varchar, character varying, text, string)."""
+    t = type_name.lower()
+    return "char" in t or "text" in t or "string" in t
+
+
+def execute_many(
+    target: Target, sqls: Iterable[str | None], *, timeout: float, max_rows: int, schema: Schema | None = None
+) -> list[ExecResult | None]:
+    """Each candidate's result on the target (None stays None); identical SQL runs once. A
+    candidate that cannot be transpiled gets an error result (no vote) saying why."""
+    done: dict[str, ExecResult] = {}
+    out: list[ExecResult | None] = []
+    for sql in sqls:
+        if sql is None:
+            out.append(None)
+            continue
+        if sql not in done:
+            start = time.perf_counter()
+            try:
+                translated = for_target(sql, target.dialect, schema)
+            except TranspileError as exc:
+                done[sql] = ExecResult(error=str(exc), seconds=time.perf_counter() - start)
+            else:
+                done[sql] = target.run(translated, timeout, max_rows)
+        out.append(done[sql])
+    return out

@@ -1,0 +1,158 @@
+"""A DuckDB file as a `--db` target, opened so that DuckDB itself refuses to change anything.
+
+DuckDB's own guarantees (duckdb.org/docs/operations_manual/securing_duckdb): the file is opened
+`read_only`; `enable_external_access=false` stops every file, network and ATTACH access (read_csv,
+COPY, INSTALL, httpfs); extensions are neither auto-installed nor auto-loaded; and
+`lock_configuration` makes those settings final, so a query cannot turn them back on. A temporary
+table would live only in this connection's memory, and `dialect.for_target` admits queries only.
+The deadline is DuckDB's `interrupt()`, called by a timer thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli.cache import file_version
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import ExecResult
+from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
+from slmsql_cli.targets import batches, fetch
+from slmsql_cli.targets.dialect import first_line as _first_line
+
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+_CONFIG = {
+    "enable_external_access": False,
+    "memory_limit": "2GB",  # as the SQLite query worker's cap
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "lock_configuration": True,
+}
+_HERE = "database_name = current_database() AND schema_name = current_schema()"
+
+
+def is_duckdb_file(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(12)[8:12] == DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def _driver() -> Any:
+    try:
+        import duckdb
+    except ImportError:
+        raise UserError(
+            "reading DuckDB files needs the duckdb package",
+            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
+        ) from None
+    return duckdb
+
+
+class DuckDBTarget:
+    dialect = "duckdb"
+
+    def __init__(self, path: Path) -> None:
+        duckdb = _driver()
+        self.path = path
+        self.name = path.name
+        self.cache_key = str(path)
+        self.version = file_version(path)
+        self.views: set[str] = set()
+        try:
+            self._conn = duckdb.connect(str(path), read_only=True, config=dict(_CONFIG))
+        except duckdb.Error as exc:
+            hint = (
+                "another program has it open for writing; close it, or ask a copy"
+                if "lock" in str(exc).lower()
+                else "is it a complete DuckDB database of a version this duckdb package reads?"
+            )
+            raise UserError(f"cannot open DuckDB database {path}: {_first_line(exc)}", hint) from None
+        self._lock = threading.Lock()  # one query at a time on the connection
+
+    def schema(self) -> Schema:
+        """Tables (in creation order), then views, of the current schema, from DuckDB's catalog."""
+        conn = self._conn
+        names = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT table_name FROM duckdb_tables() WHERE {_HERE} AND NOT temporary AND NOT internal ORDER BY table_oid"
+            ).fetchall()
+        ]
+        views = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT view_name FROM duckdb_views() WHERE {_HERE} AND NOT temporary AND NOT internal ORDER BY view_oid"
+            ).fetchall()
+        ]
+        self.views = set(views)
+        names += views
+        tables = {name: Table(name, []) for name in names}
+        for table, column, data_type in conn.execute(
+            f"SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE {_HERE} ORDER BY table_oid, column_index"
+        ).fetchall():
+            if table in tables:
+                tables[table].columns.append(Column(column, data_type.lower()))
+        for table, kind, columns, ref_table, ref_columns in conn.execute(
+            "SELECT table_name, constraint_type, constraint_column_names, referenced_table, referenced_column_names "
+            f"FROM duckdb_constraints() WHERE {_HERE} AND constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY') "
+            "ORDER BY table_oid, constraint_index"
+        ).fetchall():
+            if table not in tables:
+                continue
+            if kind == "PRIMARY KEY":
+                tables[table].primary_key = list(columns)
+            else:
+                tables[table].foreign_keys += [
+                    ForeignKey(c, ref_table, r) for c, r in zip(columns, ref_columns)
+                ]
+        for t in tables.values():
+            order_foreign_keys(t)
+        return Schema(db_id=self.path.stem, tables=list(tables.values()))
+
+    def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
+        """The first `limit` non-null values of a column in DuckDB's (insertion) order."""
+        c = quote(column)
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
+                ).fetchall()
+            except _driver().Error:
+                return []
+        return [r[0] for r in rows]
+
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
+        """One checked statement on the read-only connection, interrupted at `timeout` seconds."""
+        duckdb = _driver()
+        start = time.perf_counter()
+        with self._lock:
+            expired = threading.Event()
+
+            def stop() -> None:
+                expired.set()
+                self._conn.interrupt()
+
+            timer = threading.Timer(timeout, stop)
+            timer.start()
+            try:
+                if len(self._conn.extract_statements(sql)) != 1:  # the driver would run them all
+                    return ExecResult(
+                        error="only one SQL statement is allowed", seconds=time.perf_counter() - start
+                    )
+                cursor = self._conn.execute(sql)
+                columns = [d[0] for d in cursor.description or []]
+                rows, truncated = fetch(batches(cursor.fetchmany), max_rows)  # DuckDB streams
+                return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
+            except duckdb.Error as exc:
+                if expired.is_set():
+                    return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
+                return ExecResult(error=_first_line(exc), seconds=time.perf_counter() - start)
+            finally:
+                timer.cancel()
+
+    def close(self) -> None:
+        self._conn.close()

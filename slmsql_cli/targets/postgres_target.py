@@ -1,0 +1,249 @@
+"""A PostgreSQL database (`--db postgresql://user@host:port/dbname`) as a `--db` target.
+
+The password comes the libpq way (PGPASSWORD, ~/.pgpass, a service file), never from slmsql's
+own options; the URL's other libpq parameters are kept. Read-only is enforced by the server,
+not only by slmsql's checks (`dialect.for_target`):
+
+- the session starts with `default_transaction_read_only=on`, and every query runs in its own
+  `BEGIN TRANSACTION READ ONLY` … `ROLLBACK`, so INSERT/UPDATE/DELETE/DDL, `nextval` and
+  `SELECT … INTO` fail in the server even if a check missed them;
+- `statement_timeout` is the `--timeout`, set per transaction (`SET LOCAL`);
+- one statement: the query goes through the extended protocol (psycopg's `stream`), which the
+  server refuses for text holding several statements (psycopg's plain `execute` without
+  parameters would use the simple protocol, which runs them all); rows stream in, so the row
+  and byte caps bound the client's memory too;
+- the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
+  configuration, dynamic SQL).
+
+For the strongest guarantee, connect as a role that can only read (see the README).
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import ExecResult
+from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
+from slmsql_cli.targets import FETCH_BATCH, fetch
+from slmsql_cli.targets.dialect import first_line
+
+SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error this soon
+CATALOG_TIMEOUT_MS = 5000  # catalog and sample queries
+
+
+def is_url(spec: str) -> bool:
+    return "://" in spec
+
+
+def check_url(spec: str) -> None:
+    """A UserError unless `spec` starts with postgresql:// or postgres://."""
+    scheme = spec.split("://", 1)[0]
+    if scheme.lower() in SCHEMES:
+        return
+    close = difflib.get_close_matches(scheme.lower(), SCHEMES, n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {close[0]}://…?" if close else "slmsql connects to postgresql://user@host:port/dbname"
+    )
+    raise UserError(f"--db {scheme}://… is not a database URL slmsql knows (scheme {scheme!r})", hint)
+
+
+def _driver() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise UserError(
+            "connecting to PostgreSQL needs the psycopg package",
+            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
+        ) from None
+    return psycopg
+
+
+class PostgresTarget:
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        check_url(url)
+        psycopg = _driver()
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise UserError(
+                f"--db is not a valid PostgreSQL URL: {first_line(exc)}",
+                "write it as postgresql://user@host:port/dbname",
+            ) from None
+        self.host = str(params.get("host") or "localhost")
+        self.port = str(params.get("port") or "5432")
+        self.dbname = str(params.get("dbname") or params.get("user") or "")
+        self.user = str(params.get("user") or "")
+        self.name = f"{self.host}:{self.port}/{self.dbname}"
+        self.cache_key = f"postgresql://{self.user}@{self.name}"
+        self.version = ""  # the schema fingerprint alone keys the cache (reading data versions is not cheap)
+        self.views: set[str] = set()
+        options = f"{params.get('options') or ''} -c default_transaction_read_only=on".strip()
+        conninfo = make_conninfo(
+            url, connect_timeout=CONNECT_TIMEOUT, options=options, application_name="slmsql"
+        )
+        try:
+            self._conn = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._connect_error(exc) from None
+        self._lock = threading.Lock()
+
+    def _connect_error(self, exc: Exception) -> UserError:
+        text = str(exc)
+        where = f"PostgreSQL at {self.host}:{self.port}"
+        if "does not exist" in text and "database" in text:
+            return UserError(
+                f"database {self.dbname!r} does not exist on {where}",
+                "check the name at the end of the URL (psql -l lists the databases)",
+            )
+        if any(s in text for s in ("password", "authentication failed", "role", "no pg_hba.conf entry")):
+            return UserError(
+                f"{where} refused user {self.user!r}: {_reason(text)}",
+                "check the user name; give the password in PGPASSWORD or ~/.pgpass, never on the command line",
+            )
+        return UserError(
+            f"cannot reach {where}: {_reason(text)}",
+            f"is the server running and accepting TCP connections there? (gave up after at most {CONNECT_TIMEOUT} s)",
+        )
+
+    def _query(self, sql: str, timeout_ms: int, max_rows: int) -> tuple[list[str], list[tuple], bool]:
+        """Run one statement in a read-only transaction with a statement timeout; always rolled back.
+        Rows are `plain` values, cut as the SQLite executor cuts them."""
+        with self._transaction(timeout_ms) as cursor:
+            # stream(): the extended protocol (exactly one statement) and rows as they come, so
+            # a huge result is cut at the cap instead of first filling the client's memory.
+            stream = cursor.stream(sql, size=FETCH_BATCH)
+            try:
+                rows, truncated = fetch(stream, max_rows)
+            finally:
+                stream.close()  # an unfinished result is cancelled
+            columns = [d.name for d in cursor.description] if cursor.description else self._columns(sql)
+            return columns, rows, truncated
+
+    def _columns(self, sql: str) -> list[str]:
+        """The column names of a query that returned no rows (stream() leaves no description then):
+        prepared and described by the server, not run again."""
+        pgconn = self._conn.pgconn
+        pgconn.prepare(b"", sql.encode("utf-8"))
+        described = pgconn.describe_prepared(b"")
+        return [(described.fname(i) or b"").decode("utf-8") for i in range(described.nfields)]
+
+    def _catalog(self, sql: str) -> list[tuple]:
+        """slmsql's own catalog query, its rows as psycopg returns them (arrays stay lists)."""
+        with self._transaction(CATALOG_TIMEOUT_MS) as cursor:
+            return list(cursor.execute(sql).fetchall())
+
+    @contextmanager
+    def _transaction(self, timeout_ms: int) -> Iterator[Any]:
+        conn = self._conn
+        conn.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+            yield conn.cursor()
+        finally:
+            try:
+                conn.execute("ROLLBACK")
+            except _driver().Error:  # a connection broken mid-query (Ctrl-C, server gone): not reused
+                conn.close()
+
+    def schema(self) -> Schema:
+        """Tables, then views, of the first schema on the search path, from pg_catalog.
+
+        Types are `format_type`'s names (`integer`, `text`, `character varying(40)`, `numeric(10,2)`).
+        """
+        psycopg = _driver()
+        try:
+            with self._lock:
+                return self._schema()
+        except psycopg.Error as exc:
+            raise UserError(
+                f"cannot read the catalog of {self.name}: {_error_text(exc)}",
+                "the user needs to read pg_catalog and the schema's tables (see README: a read-only role)",
+            ) from None
+
+    def _schema(self) -> Schema:
+        relations = self._catalog(
+            "SELECT c.oid, c.relname, c.relkind IN ('v', 'm') FROM pg_catalog.pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+            "AND NOT c.relispartition ORDER BY c.relkind IN ('v', 'm'), c.oid"
+        )
+        attributes = self._catalog(
+            "SELECT a.attrelid, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attrelid, a.attnum"
+        )
+        constraints = self._catalog(
+            "SELECT k.conrelid, k.contype, k.conkey, k.confrelid, k.confkey FROM pg_catalog.pg_constraint k "
+            "JOIN pg_catalog.pg_class c ON c.oid = k.conrelid "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND k.contype IN ('p', 'f') ORDER BY k.oid"
+        )
+        tables = {oid: Table(name, []) for oid, name, _ in relations}
+        self.views = {name for _, name, is_view in relations if is_view}
+        names: dict[tuple[int, int], str] = {}
+        rel_names = {oid: name for oid, name, _ in relations}
+        for relid, attnum, attname, type_name in attributes:
+            names[(relid, attnum)] = attname
+            if relid in tables:
+                tables[relid].columns.append(Column(attname, type_name))
+        for relid, kind, keys, ref_relid, ref_keys in constraints:
+            table = tables.get(relid)
+            if table is None:
+                continue
+            columns = [names.get((relid, k), "") for k in keys or []]
+            if kind == "p":
+                table.primary_key = columns
+            elif ref_relid in rel_names:
+                refs = [names.get((ref_relid, k), "") for k in ref_keys or []]
+                table.foreign_keys += [ForeignKey(c, rel_names[ref_relid], r) for c, r in zip(columns, refs)]
+        for t in tables.values():
+            order_foreign_keys(t)
+        return Schema(db_id=self.dbname, tables=list(tables.values()))
+
+    def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
+        """The first `limit` non-null values of a column in the server's scan order."""
+        c = quote(column)
+        sql = f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
+        with self._lock:
+            try:
+                rows = self._catalog(sql)
+            except _driver().Error:
+                return []
+        return [r[0] for r in rows]
+
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
+        """One checked statement in a read-only transaction, cancelled by the server at `timeout`."""
+        psycopg = _driver()
+        start = time.perf_counter()
+        with self._lock:
+            try:
+                columns, rows, truncated = self._query(sql, max(1, round(timeout * 1000)), max_rows)
+            except psycopg.errors.QueryCanceled:
+                return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
+            except psycopg.Error as exc:
+                return ExecResult(error=_error_text(exc), seconds=time.perf_counter() - start)
+        return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _error_text(exc: Any) -> str:
+    diag = getattr(exc, "diag", None)
+    return (diag.message_primary if diag is not None else None) or first_line(exc)
+
+
+def _reason(text: str) -> str:
+    """libpq's reason without its `connection to server at … failed:` preamble."""
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip()
