@@ -55,9 +55,14 @@ def main() -> None:
         pg_url = args.pg_url
         if "postgres" in engines and not pg_url:
             sys.path.insert(0, str(REPO / "tests"))
-            from pg_server import throwaway_postgres
+            import pg_server
 
-            pg_url = stack.enter_context(throwaway_postgres())
+            server = pg_server.start()
+            if isinstance(server, str):
+                sys.exit(f"no PostgreSQL server: {server} (pass --pg-url)")
+            stack.callback(server.stop)
+            pg_url = server.url()
+            os.environ["PGPASSWORD"] = pg_server.PASSWORD  # the libpq way; never in a URL
         work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         results = {(n, e): run_eval(args.data, n, e, pg_url, work) for n in BENCHMARKS for e in engines}
     print("| benchmark | engine | questions | same result | agreement |")

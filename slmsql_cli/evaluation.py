@@ -32,13 +32,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_all
-from slmsql_cli.sqlite_copy import Copy
+from slmsql_cli.schema import Schema
 from slmsql_cli.vote import candidate_dicts
+
+if TYPE_CHECKING:
+    from slmsql_cli.targets import Target
 
 FORMATS = ("spider", "bird")
 ENGINES = ("sqlite", "duckdb", "postgres")  # where eval --engine runs the predictions
@@ -242,6 +245,14 @@ def spider_order_matters(gold_sql: str) -> bool:
 
 
 @dataclass
+class EngineCopy:
+    """A benchmark database copied into DuckDB or PostgreSQL (`sqlite_copy`), open for queries."""
+
+    target: Target
+    schema: Schema  # the copy's tables and column types, for the transpiler
+
+
+@dataclass
 class Score:
     correct: bool
     pred: ExecResult | None
@@ -254,7 +265,7 @@ def score(
     pred_sql: str | None,
     fmt: str,
     timeout: float = DEFAULT_TIMEOUT,
-    target: Copy | None = None,
+    target: EngineCopy | None = None,
 ) -> Score:
     """Execute gold and prediction on the database and compare them with the format's metric.
 
@@ -268,10 +279,16 @@ def score(
         gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
         pred = rest[0] if rest else None
     else:
-        from slmsql_cli.target_executor import execute_on
+        from slmsql_cli.targets import execute_many
 
         (gold,) = execute_all(db_path, [rewrite(gold_sql)], timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        pred = execute_on(target, rewrite(pred_sql), timeout=timeout, max_rows=EVAL_MAX_ROWS) if pred_sql else None
+        (pred,) = execute_many(
+            target.target,
+            [rewrite(pred_sql) if pred_sql else None],
+            timeout=timeout,
+            max_rows=EVAL_MAX_ROWS,
+            schema=target.schema,
+        )
     gold_rows, pred_rows = gold.rows, pred.rows if pred else []
     if target is not None:
         gold_rows, pred_rows = _rounded(gold_rows), _rounded(pred_rows)
@@ -402,7 +419,7 @@ def evaluate_question(
     fmt: str,
     timeout: float,
     run: dict,
-    target: Copy | None = None,
+    target: EngineCopy | None = None,
 ) -> dict:
     """Predict, score (the prediction on `target` when given), and return the question's JSONL record."""
     t = time.perf_counter()
@@ -435,10 +452,12 @@ def load_copies(
     stack: contextlib.ExitStack,
     pg_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
-) -> dict[str, Copy]:
-    """Each benchmark database in `engine` ("duckdb": cached files; "postgres": scratch databases
-    on the server at `pg_url`, dropped when `stack` closes); {} for "sqlite"."""
+) -> dict[str, EngineCopy]:
+    """Each benchmark database in `engine`, open for queries ("duckdb": cached files; "postgres":
+    scratch databases on the server at `pg_url`); closed and dropped when `stack` closes. {} for "sqlite"."""
     from slmsql_cli import sqlite_copy
+    from slmsql_cli.targets.duckdb_target import DuckDBTarget
+    from slmsql_cli.targets.postgres_target import PostgresTarget
 
     if engine == "sqlite":
         return {}
@@ -447,13 +466,17 @@ def load_copies(
             "--engine postgres needs a server to copy the databases into",
             "pass --pg-url postgresql://user@host:port/postgres or set SLMSQL_PG_URL",
         )
-    copies: dict[str, Copy] = {}
+    copies: dict[str, EngineCopy] = {}
     for db_id, path in db_paths.items():
         progress(f"loading {db_id} into {engine}")
         if engine == "duckdb":
-            copies[db_id] = sqlite_copy.to_duckdb(path)
+            copy = sqlite_copy.to_duckdb(path)
+            target: Target = DuckDBTarget(Path(copy.location))
         else:
-            copies[db_id] = stack.enter_context(sqlite_copy.to_postgres(path, str(pg_url)))
+            copy = stack.enter_context(sqlite_copy.to_postgres(path, str(pg_url)))
+            target = PostgresTarget(copy.location)
+        stack.callback(target.close)  # before the scratch database is dropped (callbacks run last in, first out)
+        copies[db_id] = EngineCopy(target, copy.schema)
     return copies
 
 

@@ -182,7 +182,8 @@ def _duckdb_insert(con, table: Table, rows: list[tuple]) -> None:  # type: ignor
 def to_postgres(sqlite_path: Path, server_url: str) -> Iterator[Copy]:
     """The SQLite file in a new database on the PostgreSQL server at `server_url`; dropped on exit."""
     psycopg = _import("psycopg", "postgres")
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from urllib.parse import urlsplit, urlunsplit
 
     name = f"slmsql_scratch_{os.getpid()}_{secrets.token_hex(4)}"
     try:
@@ -194,7 +195,7 @@ def to_postgres(sqlite_path: Path, server_url: str) -> Iterator[Copy]:
         ) from None
     try:
         admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-        url = make_conninfo(server_url, dbname=name)
+        url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         try:
             schema = _fill_postgres(psycopg, url, sqlite_path)
             yield Copy("postgres", url, schema)
@@ -253,5 +254,5 @@ def _import(module: str, extra: str):  # type: ignore[no-untyped-def]
     except ImportError:
         raise UserError(
             f"--engine {extra} needs the {module} package, which is not installed",
-            f"pip install 'slmsql[{extra}]'",
+            "pip install 'slmsql[targets]'",
         ) from None
