@@ -114,6 +114,33 @@ def _aliases(tree: exp.Expression) -> set[str]:
 # --- the rewrites ------------------------------------------------------------------------------
 
 
+class Unsupported(sqlglot.errors.SqlglotError):
+    """SQLite SQL with no equivalent in the target; the message says what."""
+
+
+# SQLite functions without a same-meaning function in the target (sqlglot passes them through,
+# and the engine would fail with a less clear message, or, for a name it has, mean something else).
+_NO_EQUIVALENT = {
+    "duckdb": frozenset({"likelihood", "likely", "unlikely", "total", "zeroblob", "randomblob", "changes"}),
+    "postgres": frozenset(
+        {"likelihood", "likely", "unlikely", "total", "zeroblob", "randomblob", "changes", "printf", "hex"}
+    ),
+}
+
+
+def sqlite_only_features_are_refused(tree: exp.Expression, ctx: Context) -> exp.Expression:
+    """FTS5 MATCH, and functions the target lacks (PostgreSQL: GLOB too), cannot keep their
+    meaning: the SQL is refused with the reason, rather than failing (or differing) in the engine."""
+    if tree.find(exp.Match):
+        raise Unsupported("MATCH (SQLite full-text search) has no equivalent")
+    if ctx.dialect == "postgres" and tree.find(exp.Glob):
+        raise Unsupported("GLOB has no PostgreSQL equivalent")
+    for func in tree.find_all(exp.Anonymous):
+        if func.name.lower() in _NO_EQUIVALENT[ctx.dialect]:
+            raise Unsupported(f"{func.name.lower()}() has no {ctx.dialect} equivalent")
+    return tree
+
+
 def double_quotes_are_strings(tree: exp.Expression, ctx: Context) -> exp.Expression:
     """SQLite reads `"English"` as a string when no column has that name (a misfeature kept for
     compatibility, sqlite.org/quirks.html §8); the targets always read a column. Needs the schema."""
@@ -383,6 +410,23 @@ def scan_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expression
     return tree
 
 
+_JULIAN = {  # the Julian day number with its fraction; both engines count from midnight, SQLite from noon
+    "duckdb": "JULIAN(CAST(x AS TIMESTAMP)) - 0.5",
+    "postgres": "CAST(EXTRACT(JULIAN FROM CAST(x AS TIMESTAMP)) AS DOUBLE PRECISION) - 0.5",
+}
+
+
+def julianday_has_an_equivalent(tree: exp.Expression, ctx: Context) -> exp.Expression:
+    """SQLite's julianday() has no function of that name in the targets (sqlglot passes it through):
+    DuckDB's julian() and PostgreSQL's EXTRACT(JULIAN …), less the half day by which they differ."""
+    for func in list(tree.find_all(exp.Anonymous)):
+        if func.name.lower() == "julianday" and len(func.expressions) == 1:
+            template = sqlglot.parse_one(_JULIAN[ctx.dialect], read=ctx.dialect)
+            template.find(exp.Column).replace(func.expressions[0].copy())  # type: ignore[union-attr]
+            func.replace(exp.Paren(this=template))
+    return tree
+
+
 def group_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expression:
     """SQLite returns the groups of a grouped query in the order of their keys, and its ORDER BY
     mostly keeps that order among ties - ascending, or descending when the last ORDER BY term is
@@ -403,9 +447,11 @@ def group_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expressio
 
 
 REWRITES: list[Rewrite] = [
+    sqlite_only_features_are_refused,
     double_quotes_are_strings,
     qualify_and_type,
     like_ignores_case,
+    julianday_has_an_equivalent,
     comparisons_follow_affinity,
     numeric_aggregates_read_text_as_numbers,
     group_order_breaks_ties,
