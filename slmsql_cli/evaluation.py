@@ -475,7 +475,9 @@ def load_copies(
         else:
             copy = stack.enter_context(sqlite_copy.to_postgres(path, str(pg_url)))
             target = PostgresTarget(copy.location)
-        stack.callback(target.close)  # before the scratch database is dropped (callbacks run last in, first out)
+        stack.callback(
+            target.close
+        )  # before the scratch database is dropped (callbacks run last in, first out)
         copies[db_id] = EngineCopy(target, copy.schema)
     return copies
 

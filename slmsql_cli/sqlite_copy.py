@@ -83,7 +83,9 @@ def plan(conn: sqlite3.Connection, db_id: str) -> list[CopiedTable]:
                 reads[-1] = f"CAST({c} AS REAL)"
         pk = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
         table = Table(name, columns, primary_key=pk)
-        plans.append(CopiedTable(table, f"SELECT {', '.join(reads)} FROM {quote(name)}", _pk_holds(conn, name, pk)))
+        plans.append(
+            CopiedTable(table, f"SELECT {', '.join(reads)} FROM {quote(name)}", _pk_holds(conn, name, pk))
+        )
     return plans
 
 
@@ -130,7 +132,9 @@ def to_duckdb(sqlite_path: Path) -> Copy:
     duckdb = _import("duckdb", "duckdb")
     folder = db_cache_dir(sqlite_path)
     if folder is None:
-        raise UserError("--engine duckdb needs a writable cache folder", "set SLMSQL_CACHE_DIR to a writable folder")
+        raise UserError(
+            "--engine duckdb needs a writable cache folder", "set SLMSQL_CACHE_DIR to a writable folder"
+        )
     target, meta = folder / f"copy-v{_COPY_VERSION}.duckdb", folder / f"copy-v{_COPY_VERSION}.json"
     cached = read_json(meta)
     if target.exists() and isinstance(cached, dict):
@@ -158,7 +162,7 @@ def to_duckdb(sqlite_path: Path) -> Copy:
     return Copy("duckdb", str(target), schema)
 
 
-def _duckdb_insert(con, table: Table, rows: list[tuple]) -> None:  # type: ignore[no-untyped-def]
+def _duckdb_insert(con, table: Table, rows: list[tuple]) -> None:
     """Rows into a DuckDB table as a batch of numpy object columns, which DuckDB scans natively
     (hundreds of times faster than `executemany`, which binds one row at a time; no pyarrow needed)."""
     import numpy as np
@@ -194,7 +198,9 @@ def to_postgres(sqlite_path: Path, server_url: str) -> Iterator[Copy]:
             "check --pg-url / SLMSQL_PG_URL (postgresql://user@host:port/dbname; the password from PGPASSWORD or ~/.pgpass)",
         ) from None
     try:
-        admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        admin.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
         url = urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         try:
             schema = _fill_postgres(psycopg, url, sqlite_path)
@@ -205,7 +211,7 @@ def to_postgres(sqlite_path: Path, server_url: str) -> Iterator[Copy]:
         admin.close()
 
 
-def _fill_postgres(psycopg, url: str, sqlite_path: Path) -> Schema:  # type: ignore[no-untyped-def]
+def _fill_postgres(psycopg, url: str, sqlite_path: Path) -> Schema:
     src = open_readonly(sqlite_path)
     try:
         plans = plan(src, sqlite_path.stem)
@@ -246,7 +252,7 @@ def _where(url: str) -> str:
     return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
 
 
-def _import(module: str, extra: str):  # type: ignore[no-untyped-def]
+def _import(module: str, extra: str):
     import importlib
 
     try:

@@ -45,7 +45,7 @@ class Context:
     columns: dict[str, dict[str, str]] = field(default_factory=dict)  # table (lowercase) → the same
 
 
-Rewrite = Callable[[exp.Expression, Context], exp.Expression]
+Rewrite = Callable[[exp.Expr, Context], exp.Expr]
 
 
 def transpile(sql: str, dialect: str, schema: Schema | None = None) -> Transpiled:
@@ -85,9 +85,9 @@ def _names(schema: Schema | None) -> tuple[dict[str, str], dict[str, dict[str, s
     return tables, columns
 
 
-def _mapping(schema: Schema) -> dict[str, dict[str, str]]:
+def _mapping(schema: Schema) -> dict[str, object]:
     """The schema as sqlglot's {table: {column: type}}; a type sqlglot cannot read is left out."""
-    mapping: dict[str, dict[str, str]] = {}
+    mapping: dict[str, object] = {}
     for t in schema.tables:
         cols = {}
         for c in t.columns:
@@ -100,12 +100,12 @@ def _mapping(schema: Schema) -> dict[str, dict[str, str]]:
     return mapping
 
 
-def _own(node: exp.Expression, select: exp.Select) -> bool:
+def _own(node: exp.Expr, select: exp.Select) -> bool:
     """Whether `node` belongs to `select` itself, not to a subquery inside it."""
     return node.find_ancestor(exp.Select) is select
 
 
-def _aliases(tree: exp.Expression) -> set[str]:
+def _aliases(tree: exp.Expr) -> set[str]:
     return {a.alias.lower() for a in tree.find_all(exp.Alias)} | {
         t.alias.lower() for t in tree.find_all(exp.Table) if t.alias
     }
@@ -128,7 +128,7 @@ _NO_EQUIVALENT = {
 }
 
 
-def sqlite_only_features_are_refused(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def sqlite_only_features_are_refused(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """FTS5 MATCH, and functions the target lacks (PostgreSQL: GLOB too), cannot keep their
     meaning: the SQL is refused with the reason, rather than failing (or differing) in the engine."""
     if tree.find(exp.Match):
@@ -141,7 +141,7 @@ def sqlite_only_features_are_refused(tree: exp.Expression, ctx: Context) -> exp.
     return tree
 
 
-def double_quotes_are_strings(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def double_quotes_are_strings(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite reads `"English"` as a string when no column has that name (a misfeature kept for
     compatibility, sqlite.org/quirks.html §8); the targets always read a column. Needs the schema."""
     if ctx.schema is None:
@@ -159,7 +159,7 @@ def double_quotes_are_strings(tree: exp.Expression, ctx: Context) -> exp.Express
     return tree
 
 
-def qualify_and_type(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def qualify_and_type(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """Not a difference itself: resolve every column to its table and give every expression a type
     (sqlglot's optimizer), for the rewrites that follow. A query sqlglot cannot qualify stays as it is."""
     if ctx.schema is None:
@@ -182,30 +182,30 @@ def qualify_and_type(tree: exp.Expression, ctx: Context) -> exp.Expression:
     return typed
 
 
-def like_ignores_case(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def like_ignores_case(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite's LIKE ignores ASCII case; the targets' LIKE does not: ILIKE."""
     for like in list(tree.find_all(exp.Like)):
         like.replace(exp.ILike(this=like.this, expression=like.expression))
     return tree
 
 
-def _is_text(node: exp.Expression) -> bool:
+def _is_text(node: exp.Expr) -> bool:
     return node.type is not None and node.is_type(*exp.DataType.TEXT_TYPES)
 
 
-def _is_number(node: exp.Expression) -> bool:
+def _is_number(node: exp.Expr) -> bool:
     return node.type is not None and node.is_type(*exp.DataType.NUMERIC_TYPES)
 
 
 _NUMBER_PATTERN = r"^\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 
 
-def _to_number(node: exp.Expression, ctx: Context, otherwise: exp.Expression | None = None) -> exp.Expression:
+def _to_number(node: exp.Expr, ctx: Context, otherwise: exp.Expr | None = None) -> exp.Expr:
     """Text read as a number where it is one (SQLite's numeric affinity); `otherwise` (NULL by
     default) where it is not. DuckDB has TRY_CAST; PostgreSQL checks the text with a pattern first."""
     double = exp.DataType.build("double")
     if ctx.dialect == "duckdb":
-        number: exp.Expression = exp.TryCast(this=node.copy(), to=double)
+        number: exp.Expr = exp.TryCast(this=node.copy(), to=double)
         if otherwise is not None:
             number = exp.Coalesce(this=number, expressions=[otherwise])
     else:
@@ -215,10 +215,12 @@ def _to_number(node: exp.Expression, ctx: Context, otherwise: exp.Expression | N
             number.set("default", otherwise)
     if otherwise is None:
         return number
-    return exp.Case(ifs=[exp.If(this=exp.Is(this=node.copy(), expression=exp.Null()), true=exp.Null())], default=number)
+    return exp.Case(
+        ifs=[exp.If(this=exp.Is(this=node.copy(), expression=exp.Null()), true=exp.Null())], default=number
+    )
 
 
-def _to_text(node: exp.Expression) -> exp.Expression:
+def _to_text(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Literal) and not node.is_string:
         return exp.Literal.string(node.name)
     return exp.Cast(this=node.copy(), to=exp.DataType.build("text"))
@@ -227,7 +229,7 @@ def _to_text(node: exp.Expression) -> exp.Expression:
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
 
-def comparisons_follow_affinity(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def comparisons_follow_affinity(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite compares a TEXT column with a number by its affinity rules (sqlite.org/datatype3.html
     §4.2): against another column of numeric type the text is read as a number; against an
     expression or literal the number becomes text (`age < 5` compares '10' and '5' as text). The
@@ -254,17 +256,19 @@ def comparisons_follow_affinity(tree: exp.Expression, ctx: Context) -> exp.Expre
                     value.replace(_to_number(value, ctx))
                 elif _is_text(subject) and _is_number(value):
                     subject.replace(_to_number(subject, ctx))
-    for node in list(tree.find_all(exp.In, exp.Between)):
-        subject = node.this
+    for check in list(tree.find_all(exp.In, exp.Between)):
+        subject = check.this
         if isinstance(subject, exp.Column) and _is_text(subject):
-            items = node.expressions if isinstance(node, exp.In) else [node.args["low"], node.args["high"]]
+            items = (
+                check.expressions if isinstance(check, exp.In) else [check.args["low"], check.args["high"]]
+            )
             for item in items:
                 if _is_number(item) and not isinstance(item, exp.Column):
                     item.replace(_to_text(item))
     return tree
 
 
-def numeric_aggregates_read_text_as_numbers(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def numeric_aggregates_read_text_as_numbers(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite's avg() and sum() read text as numbers; the targets refuse text."""
     if not ctx.typed:
         return tree
@@ -274,7 +278,7 @@ def numeric_aggregates_read_text_as_numbers(tree: exp.Expression, ctx: Context) 
     return tree
 
 
-def bare_columns_take_one_row(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def bare_columns_take_one_row(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite lets a grouped query name columns that are neither grouped nor aggregated ("bare
     columns", sqlite.org/lang_select.html §2.5): with a min() or max() in the query they come from
     the row holding that min or max, otherwise from some row of the group. The targets refuse them,
@@ -284,7 +288,12 @@ def bare_columns_take_one_row(tree: exp.Expression, ctx: Context) -> exp.Express
         group = select.args.get("group")
         parts = [*select.expressions, select.args.get("having"), select.args.get("order")]
         parts = [p for p in parts if p is not None]
-        aggs = [a for p in parts for a in p.find_all(exp.AggFunc) if _own(a, select) and not a.find_ancestor(exp.Window)]
+        aggs = [
+            a
+            for p in parts
+            for a in p.find_all(exp.AggFunc)
+            if _own(a, select) and not a.find_ancestor(exp.Window)
+        ]
         if not group and not aggs:
             continue
         grouped = _grouped_keys(select)
@@ -319,14 +328,14 @@ def _grouped_keys(select: exp.Select) -> set[str]:
     return keys
 
 
-def _key(node: exp.Expression) -> str:
+def _key(node: exp.Expr) -> str:
     return node.sql(dialect="sqlite").lower()
 
 
-def _is_grouped(col: exp.Column, keys: set[str], stop: exp.Expression) -> bool:
+def _is_grouped(col: exp.Column, keys: set[str], stop: exp.Expr) -> bool:
     if col.name.lower() in keys:  # by name: T1.id and id are the same grouped column
         return True
-    node: exp.Expression | None = col.parent
+    node: exp.Expr | None = col.parent
     while node is not None and node is not stop.parent:
         if _key(node) in keys:
             return True
@@ -339,7 +348,7 @@ def _in_aggregate(col: exp.Column, select: exp.Select) -> bool:
     return isinstance(node, (exp.AggFunc, exp.Window)) and _own(node, select)
 
 
-def _one_value(col: exp.Column, extreme: exp.Expression | None, ctx: Context) -> exp.Expression:
+def _one_value(col: exp.Column, extreme: exp.Expr | None, ctx: Context) -> exp.Expr:
     value = col.copy()
     if ctx.dialect == "duckdb":
         if extreme is None:
@@ -354,7 +363,7 @@ def _one_value(col: exp.Column, extreme: exp.Expression | None, ctx: Context) ->
     return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(1)], offset=1)
 
 
-def names_as_the_schema_spells_them(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def names_as_the_schema_spells_them(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite matches names ignoring case, quoted or not; PostgreSQL folds unquoted names to lower
     case and matches quoted ones exactly. Table and column names take the schema's spelling, quoted."""
     if not ctx.tables:
@@ -367,20 +376,22 @@ def names_as_the_schema_spells_them(tree: exp.Expression, ctx: Context) -> exp.E
         for low, spelled in cols.items():
             anywhere.setdefault(low, spelled)
     for table in list(tree.find_all(exp.Table)):
-        spelled = ctx.tables.get(table.name.lower())
-        if spelled is not None and isinstance(table.this, exp.Identifier):
-            table.set("this", exp.Identifier(this=spelled, quoted=True))
+        table_name = ctx.tables.get(table.name.lower())
+        if table_name is not None and isinstance(table.this, exp.Identifier):
+            table.set("this", exp.Identifier(this=table_name, quoted=True))
     for col in list(tree.find_all(exp.Column)):
         if not isinstance(col.this, exp.Identifier):
             continue
         own = ctx.columns.get(sources.get(col.table.lower(), ""), {}) if col.table else {}
-        spelled = own.get(col.name.lower()) or (None if col.table and own else anywhere.get(col.name.lower()))
-        if spelled is not None:
-            col.set("this", exp.Identifier(this=spelled, quoted=True))
+        column_name = own.get(col.name.lower()) or (
+            None if col.table and own else anywhere.get(col.name.lower())
+        )
+        if column_name is not None:
+            col.set("this", exp.Identifier(this=column_name, quoted=True))
     return tree
 
 
-def scan_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def scan_order_breaks_ties(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite's ORDER BY keeps rows that tie in the order it read them: rowid order of the first
     table, then of each joined one (when its plan follows the FROM order, as it mostly does on
     these benchmarks); the targets' sorts are not stable. A query without grouping gets each
@@ -405,7 +416,8 @@ def scan_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expression
             continue
         for table in tables:
             order.append(
-                "expressions", exp.Ordered(this=exp.column(position, table=table.alias_or_name), nulls_first=True)
+                "expressions",
+                exp.Ordered(this=exp.column(position, table=table.alias_or_name), nulls_first=True),
             )
     return tree
 
@@ -416,7 +428,7 @@ _JULIAN = {  # the Julian day number with its fraction; both engines count from 
 }
 
 
-def julianday_has_an_equivalent(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def julianday_has_an_equivalent(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite's julianday() has no function of that name in the targets (sqlglot passes it through):
     DuckDB's julian() and PostgreSQL's EXTRACT(JULIAN …), less the half day by which they differ."""
     for func in list(tree.find_all(exp.Anonymous)):
@@ -427,7 +439,7 @@ def julianday_has_an_equivalent(tree: exp.Expression, ctx: Context) -> exp.Expre
     return tree
 
 
-def group_order_breaks_ties(tree: exp.Expression, ctx: Context) -> exp.Expression:
+def group_order_breaks_ties(tree: exp.Expr, ctx: Context) -> exp.Expr:
     """SQLite returns the groups of a grouped query in the order of their keys, and its ORDER BY
     mostly keeps that order among ties - ascending, or descending when the last ORDER BY term is
     DESC (measured on SQLite 3.40, when the grouping sorts; when it reads an index instead, ties

@@ -154,15 +154,17 @@ PAIRS = [
         "qualify_and_type",
         "SELECT IIF(Score > 2, 'a', 'b'), IFNULL(Name, '-'), SUBSTR(Country, 1, 2), Name || '!' FROM singer",
         "SELECT CASE WHEN singer.\"Score\" > 2 THEN 'a' ELSE 'b' END AS _col_0, COALESCE(singer.\"Name\", '-') AS _col_1,"
-        " SUBSTRING(singer.\"Country\", 1, 2) AS _col_2, singer.\"Name\" || '!' AS _col_3 FROM \"Singer\" AS singer",
+        ' SUBSTRING(singer."Country", 1, 2) AS _col_2, singer."Name" || \'!\' AS _col_3 FROM "Singer" AS singer',
         "SELECT CASE WHEN singer.\"Score\" > 2 THEN 'a' ELSE 'b' END AS _col_0, COALESCE(singer.\"Name\", '-') AS _col_1,"
-        " SUBSTRING(singer.\"Country\" FROM 1 FOR 2) AS _col_2, singer.\"Name\" || '!' AS _col_3 FROM \"Singer\" AS singer",
+        ' SUBSTRING(singer."Country" FROM 1 FOR 2) AS _col_2, singer."Name" || \'!\' AS _col_3 FROM "Singer" AS singer',
     ),
 ]
 
 
 @pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
-@pytest.mark.parametrize(("rewrite", "sql", "duck", "pg"), PAIRS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PAIRS)])
+@pytest.mark.parametrize(
+    ("rewrite", "sql", "duck", "pg"), PAIRS, ids=[f"{p[0]}-{i}" for i, p in enumerate(PAIRS)]
+)
 def test_rewrite_pair(rewrite: str, sql: str, duck: str, pg: str, dialect: str) -> None:
     out = transpile(sql, dialect, SCHEMA)
     assert out.reason is None
@@ -171,9 +173,24 @@ def test_rewrite_pair(rewrite: str, sql: str, duck: str, pg: str, dialect: str) 
 
 # (rewrite, dialect, SQLite SQL, the reason's start)
 REFUSED = [
-    ("sqlite_only_features_are_refused", "postgres", "SELECT Name FROM singer WHERE Name MATCH 'x'", "no postgres form: MATCH"),
-    ("sqlite_only_features_are_refused", "postgres", "SELECT Name FROM singer WHERE Name GLOB 'a*'", "no postgres form: GLOB"),
-    ("sqlite_only_features_are_refused", "duckdb", "SELECT total(Score) FROM singer", "no duckdb form: total()"),
+    (
+        "sqlite_only_features_are_refused",
+        "postgres",
+        "SELECT Name FROM singer WHERE Name MATCH 'x'",
+        "no postgres form: MATCH",
+    ),
+    (
+        "sqlite_only_features_are_refused",
+        "postgres",
+        "SELECT Name FROM singer WHERE Name GLOB 'a*'",
+        "no postgres form: GLOB",
+    ),
+    (
+        "sqlite_only_features_are_refused",
+        "duckdb",
+        "SELECT total(Score) FROM singer",
+        "no duckdb form: total()",
+    ),
     ("parse", "duckdb", "SELECT FROM WHERE (", "sqlglot cannot parse it"),
 ]
 
@@ -184,7 +201,10 @@ def test_every_rewrite_has_a_pair() -> None:
 
 def test_without_a_schema_only_the_untyped_rewrites_run() -> None:
     out = transpile("SELECT Name FROM singer WHERE Name LIKE 'a%' ORDER BY Name", "postgres")
-    assert out.sql == "SELECT Name FROM singer WHERE Name ILIKE 'a%' ORDER BY Name NULLS FIRST, singer.ctid NULLS FIRST"
+    assert (
+        out.sql
+        == "SELECT Name FROM singer WHERE Name ILIKE 'a%' ORDER BY Name NULLS FIRST, singer.ctid NULLS FIRST"
+    )
 
 
 @pytest.mark.parametrize(("rewrite", "dialect", "sql", "reason"), REFUSED)
@@ -206,8 +226,12 @@ def test_unknown_dialect_is_a_programming_error() -> None:
 def shop(tmp_path: Path) -> Path:
     path = tmp_path / "shop.sqlite"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE Singer (Singer_ID INTEGER PRIMARY KEY, Name TEXT, Age VARCHAR(5), Country TEXT, Score REAL)")
-    conn.execute("CREATE TABLE concert (concert_ID INTEGER PRIMARY KEY, Stadium_ID TEXT, Singer_ID INT, Year TEXT)")
+    conn.execute(
+        "CREATE TABLE Singer (Singer_ID INTEGER PRIMARY KEY, Name TEXT, Age VARCHAR(5), Country TEXT, Score REAL)"
+    )
+    conn.execute(
+        "CREATE TABLE concert (concert_ID INTEGER PRIMARY KEY, Stadium_ID TEXT, Singer_ID INT, Year TEXT)"
+    )
     for table, rows in ROWS.items():
         conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
     conn.commit()
@@ -288,11 +312,17 @@ def test_duckdb_copy_keeps_mixed_columns_and_is_cached(tmp_path: Path, isolated_
     path = tmp_path / "mixed.sqlite"
     with sqlite3.connect(path) as conn:
         conn.execute('CREATE TABLE "odd name" (n INTEGER, x, b BLOB)')
-        conn.executemany('INSERT INTO "odd name" VALUES (?, ?, ?)', [(1, 1.5, b"\x00"), ("", "a", None), (None, 2, None)])
+        conn.executemany(
+            'INSERT INTO "odd name" VALUES (?, ?, ?)', [(1, 1.5, b"\x00"), ("", "a", None), (None, 2, None)]
+        )
     copy = sqlite_copy.to_duckdb(path)
     assert [c.type for c in copy.schema.tables[0].columns] == ["text", "text", "blob"]
     with duckdb.connect(copy.location, read_only=True) as conn:
-        assert conn.execute('SELECT * FROM "odd name"').fetchall() == [("1", "1.5", b"\x00"), ("", "a", None), (None, "2", None)]
+        assert conn.execute('SELECT * FROM "odd name"').fetchall() == [
+            ("1", "1.5", b"\x00"),
+            ("", "a", None),
+            (None, "2", None),
+        ]
     assert sqlite_copy.to_duckdb(path).location == copy.location  # built once per version of the file
 
 
@@ -318,7 +348,9 @@ def _eval(data_dir: Path, tmp_path: Path, name: str, *extra: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["spider", "bird"])
-def test_eval_engine_duckdb_agrees_with_sqlite(data_dir: Path, tmp_path: Path, isolated_cache: Path, name: str) -> None:
+def test_eval_engine_duckdb_agrees_with_sqlite(
+    data_dir: Path, tmp_path: Path, isolated_cache: Path, name: str
+) -> None:
     summary = _eval(data_dir, tmp_path, name, "--engine", "duckdb", "--out", str(tmp_path / "out.jsonl"))
     assert summary["gold_errors"] == 0
     assert summary["ex"] >= 98.0  # the tie cases of docs/TRANSPILE.md
@@ -338,10 +370,14 @@ def test_eval_engine_postgres_agrees_with_sqlite(
     assert summary["gold_errors"] == 0
     assert summary["ex"] >= 98.0
     with psycopg.connect(pg.url(), password=pg_server.PASSWORD) as conn:  # scratch databases dropped
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'slmsql_scratch_%'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'slmsql_scratch_%'"
+        ).fetchone() == (0,)
 
 
-def test_eval_engine_postgres_needs_a_server(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_eval_engine_postgres_needs_a_server(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SLMSQL_PG_URL", raising=False)
     questions = data_dir / "spider_dev" / "dev.json"
     args = ["eval", "-q", str(questions), "--db-dir", str(data_dir / "spider_dev" / "database")]
@@ -360,11 +396,21 @@ def test_eval_engine_must_be_known(data_dir: Path, tmp_path: Path) -> None:
     assert "'mysql' is not one of sqlite, duckdb, postgres" in result.output
 
 
-def test_results_of_another_engine_do_not_resume(data_dir: Path, tmp_path: Path, isolated_cache: Path) -> None:
+def test_results_of_another_engine_do_not_resume(
+    data_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
     out = str(tmp_path / "out.jsonl")
     _eval(data_dir, tmp_path, "spider", "--limit", "2", "--out", out)
     questions = data_dir / "spider_dev" / "dev.json"
-    args = ["eval", "-q", str(questions), "--db-dir", str(data_dir / "spider_dev" / "database"), "--limit", "2"]
+    args = [
+        "eval",
+        "-q",
+        str(questions),
+        "--db-dir",
+        str(data_dir / "spider_dev" / "database"),
+        "--limit",
+        "2",
+    ]
     args += ["--predictions", str(tmp_path / "gold.json"), "--engine", "duckdb", "--out", out]
     result = runner.invoke(app, args)
     assert result.exit_code != 0

@@ -185,7 +185,16 @@ def eval_command(
             )
         if pending and preds is not None:
             _run(
-                pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, len(qs), targets
+                pending,
+                records,
+                db_paths,
+                ev.file_predictor(preds),
+                fmt,
+                timeout,
+                run,
+                store,
+                len(qs),
+                targets,
             )
         elif pending:  # the model is loaded only when there is work left
             from slmsql_cli.evaluation import model_predictor
@@ -261,9 +270,7 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, t
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
         for q in pending:
-            record = evaluate_question(
-                q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id)
-            )
+            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id))
             if store:
                 store.append(record)
             records.append(record)
