@@ -388,6 +388,11 @@ def test_unreachable_server_names_host_and_port() -> None:
     assert f"cannot reach PostgreSQL at 127.0.0.1:{port}" in err
 
 
+def test_unknown_host() -> None:
+    err = _error("--db", "postgresql://me@no-such-host.invalid:5432/shop")
+    assert "cannot reach PostgreSQL at no-such-host.invalid:5432" in err and "host name" in err
+
+
 def test_empty_target_is_refused(pg: pg_server.Server, tmp_path: Path) -> None:
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()
@@ -454,3 +459,28 @@ def test_file_kind_comes_from_its_header(sqlite_shop: Path, tmp_path: Path) -> N
     damaged.write_bytes(b"\0" * 8 + b"DUCK" + b"\xff" * 4096)
     with pytest.raises(UserError, match="cannot open DuckDB database"):
         open_database(str(damaged))
+
+
+def test_engine_values_become_sqlite_values() -> None:
+    import datetime
+    import decimal
+    import uuid
+
+    from slmsql_cli.targets import plain
+
+    cases = {
+        decimal.Decimal("42"): 42,
+        decimal.Decimal("2.50"): 2.5,
+        True: 1,
+        datetime.date(2024, 1, 2): "2024-01-02",
+        datetime.datetime(2024, 1, 2, 3, 4, 5): "2024-01-02 03:04:05",
+        memoryview(b"ab"): b"ab",
+        uuid.UUID(int=1): "00000000-0000-0000-0000-000000000001",
+        (1, "a"): '[1, "a"]',
+        "text": "text",
+        None: None,
+    }
+    for engine_value, expected in cases.items():
+        got = plain(engine_value)
+        assert got == expected and type(got) is type(expected), (engine_value, got)
+    assert plain([1, 2]) == "[1, 2]"  # arrays: hashable text, so results can vote

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ _CONFIG = {
     "autoinstall_known_extensions": False,
     "lock_configuration": True,
 }
+SAMPLE_SECONDS = 5.0  # one sample or index query
 _HERE = "database_name = current_database() AND schema_name = current_schema()"
 
 
@@ -66,7 +69,7 @@ class DuckDBTarget:
             self._conn = duckdb.connect(str(path), read_only=True, config=dict(_CONFIG))
         except duckdb.Error as exc:
             hint = (
-                "another program has it open for writing; close it, or ask a copy"
+                "another program has it open for writing; close it, or ask about a copy of the file"
                 if "lock" in str(exc).lower()
                 else "is it a complete DuckDB database of a version this duckdb package reads?"
             )
@@ -114,9 +117,10 @@ class DuckDBTarget:
         return Schema(db_id=self.path.stem, tables=list(tables.values()))
 
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
-        """The first `limit` non-null values of a column in DuckDB's (insertion) order."""
+        """The first `limit` non-null values of a column in DuckDB's (insertion) order; [] when
+        that fails or takes longer than SAMPLE_SECONDS (a view can hide an expensive query)."""
         c = quote(column)
-        with self._lock:
+        with self._lock, self._deadline(SAMPLE_SECONDS):
             try:
                 rows = self._conn.execute(
                     f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
@@ -129,15 +133,7 @@ class DuckDBTarget:
         """One checked statement on the read-only connection, interrupted at `timeout` seconds."""
         duckdb = _driver()
         start = time.perf_counter()
-        with self._lock:
-            expired = threading.Event()
-
-            def stop() -> None:
-                expired.set()
-                self._conn.interrupt()
-
-            timer = threading.Timer(timeout, stop)
-            timer.start()
+        with self._lock, self._deadline(timeout) as expired:
             try:
                 if len(self._conn.extract_statements(sql)) != 1:  # the driver would run them all
                     return ExecResult(
@@ -151,8 +147,22 @@ class DuckDBTarget:
                 if expired.is_set():
                     return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
                 return ExecResult(error=_first_line(exc), seconds=time.perf_counter() - start)
-            finally:
-                timer.cancel()
+
+    @contextmanager
+    def _deadline(self, seconds: float) -> Iterator[threading.Event]:
+        """Interrupt the connection's query after `seconds`; the event says whether it did."""
+        expired = threading.Event()
+
+        def stop() -> None:
+            expired.set()
+            self._conn.interrupt()
+
+        timer = threading.Timer(seconds, stop)
+        timer.start()
+        try:
+            yield expired
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         self._conn.close()

@@ -13,7 +13,8 @@ not only by slmsql's checks (`dialect.for_target`):
   parameters would use the simple protocol, which runs them all); rows stream in, so the row
   and byte caps bound the client's memory too;
 - the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
-  configuration, dynamic SQL).
+  configuration, dynamic SQL). `pg_sleep` is not on it: it changes nothing, and
+  `statement_timeout` ends it like any slow query.
 
 For the strongest guarantee, connect as a role that can only read (see the README).
 """
@@ -111,6 +112,8 @@ class PostgresTarget:
                 f"{where} refused user {self.user!r}: {_reason(text)}",
                 "check the user name; give the password in PGPASSWORD or ~/.pgpass, never on the command line",
             )
+        if "resolve host" in text or "translate host name" in text:
+            return UserError(f"cannot reach {where}: {_reason(text)}", "check the host name in the URL")
         return UserError(
             f"cannot reach {where}: {_reason(text)}",
             f"is the server running and accepting TCP connections there? (gave up after at most {CONNECT_TIMEOUT} s)",
