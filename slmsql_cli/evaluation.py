@@ -23,6 +23,7 @@ finishes; a rerun skips the questions already there, and an interrupted last lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,14 +32,19 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_all
+from slmsql_cli.schema import Schema
 from slmsql_cli.vote import candidate_dicts
 
+if TYPE_CHECKING:
+    from slmsql_cli.targets import Target
+
 FORMATS = ("spider", "bird")
+ENGINES = ("sqlite", "duckdb", "postgres")  # where eval --engine runs the predictions
 DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
 EVAL_MAX_ROWS = 1_000_000  # the official evaluators fetch everything; this only guards memory
 MAX_PERMUTATIONS = 10_000  # column permutations tried per comparison before giving up
@@ -239,6 +245,14 @@ def spider_order_matters(gold_sql: str) -> bool:
 
 
 @dataclass
+class EngineCopy:
+    """A benchmark database copied into DuckDB or PostgreSQL (`sqlite_copy`), open for queries."""
+
+    target: Target
+    schema: Schema  # the copy's tables and column types, for the transpiler
+
+
+@dataclass
 class Score:
     correct: bool
     pred: ExecResult | None
@@ -246,24 +260,58 @@ class Score:
 
 
 def score(
-    db_path: Path, gold_sql: str, pred_sql: str | None, fmt: str, timeout: float = DEFAULT_TIMEOUT
+    db_path: Path,
+    gold_sql: str,
+    pred_sql: str | None,
+    fmt: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    target: EngineCopy | None = None,
 ) -> Score:
-    """Execute gold and prediction on the database and compare them with the format's metric."""
+    """Execute gold and prediction on the database and compare them with the format's metric.
+
+    With a `target` (the database copied into DuckDB or PostgreSQL) the prediction is transpiled
+    and runs there, while the gold runs on the SQLite file as the benchmark defines it: the
+    reference result never depends on the transpiler, so a gold-as-prediction run measures it."""
     rewrite = spider_sql if fmt == "spider" else (lambda sql: sql)
-    sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
-    # gold and prediction run side by side (execute_all), each with its own deadline
-    gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
-    pred = rest[0] if rest else None
+    if target is None:
+        sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
+        # gold and prediction run side by side (execute_all), each with its own deadline
+        gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        pred = rest[0] if rest else None
+    else:
+        from slmsql_cli.targets import execute_many
+
+        (gold,) = execute_all(db_path, [rewrite(gold_sql)], timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        (pred,) = execute_many(
+            target.target,
+            [rewrite(pred_sql) if pred_sql else None],
+            timeout=timeout,
+            max_rows=EVAL_MAX_ROWS,
+            schema=target.schema,
+        )
+    gold_rows, pred_rows = gold.rows, pred.rows if pred else []
+    if target is not None:
+        gold_rows, pred_rows = _rounded(gold_rows), _rounded(pred_rows)
     if fmt == "spider":
         ok = bool(
             gold.ok
             and pred
             and pred.ok
-            and spider_match(gold.rows, pred.rows, spider_order_matters(gold_sql))
+            and spider_match(gold_rows, pred_rows, spider_order_matters(gold_sql))
         )
     else:
-        ok = bool(gold.ok and pred and pred.ok and bird_match(gold.rows, pred.rows))
+        ok = bool(gold.ok and pred and pred.ok and bird_match(gold_rows, pred_rows))
     return Score(ok, pred, gold)
+
+
+FLOAT_DIGITS = 12  # significant digits compared when gold and prediction ran on different engines
+
+
+def _rounded(rows: Sequence[tuple]) -> list[tuple]:
+    """Rows with every float rounded to FLOAT_DIGITS significant digits: a sum of doubles differs
+    in its last bits between engines (another summation order), which is not a different answer.
+    Only `eval --engine duckdb|postgres` compares this way; SQLite against SQLite stays exact."""
+    return [tuple(float(f"{v:.{FLOAT_DIGITS}g}") if isinstance(v, float) else v for v in row) for row in rows]
 
 
 # --- Spider hardness (the Spider evaluator's rules, on dev.json's parsed "sql") ---------------
@@ -365,13 +413,19 @@ def model_predictor(pipeline: Any, databases: BenchmarkDatabases) -> Predictor:
 
 
 def evaluate_question(
-    q: Question, db_path: Path, predict: Predictor, fmt: str, timeout: float, run: dict
+    q: Question,
+    db_path: Path,
+    predict: Predictor,
+    fmt: str,
+    timeout: float,
+    run: dict,
+    target: EngineCopy | None = None,
 ) -> dict:
-    """Predict, score, and return the question's JSONL record."""
+    """Predict, score (the prediction on `target` when given), and return the question's JSONL record."""
     t = time.perf_counter()
     pred = predict(q, db_path)
     latency = time.perf_counter() - t
-    s = score(db_path, q.gold, pred.sql, fmt, timeout)
+    s = score(db_path, q.gold, pred.sql, fmt, timeout, target)
     return {
         "index": q.index,
         "question_id": q.question_id,
@@ -390,6 +444,42 @@ def evaluate_question(
         "merged": pred.merged,
         "run": run,
     }
+
+
+def load_copies(
+    engine: str,
+    db_paths: dict[str, Path],
+    stack: contextlib.ExitStack,
+    pg_url: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, EngineCopy]:
+    """Each benchmark database in `engine`, open for queries ("duckdb": cached files; "postgres":
+    scratch databases on the server at `pg_url`); closed and dropped when `stack` closes. {} for "sqlite"."""
+    from slmsql_cli import sqlite_copy
+    from slmsql_cli.targets.duckdb_target import DuckDBTarget
+    from slmsql_cli.targets.postgres_target import PostgresTarget
+
+    if engine == "sqlite":
+        return {}
+    if engine == "postgres" and not pg_url:
+        raise UserError(
+            "--engine postgres needs a server to copy the databases into",
+            "pass --pg-url postgresql://user@host:port/postgres or set SLMSQL_PG_URL",
+        )
+    copies: dict[str, EngineCopy] = {}
+    for db_id, path in db_paths.items():
+        progress(f"loading {db_id} into {engine}")
+        if engine == "duckdb":
+            copy = sqlite_copy.to_duckdb(path)
+            target: Target = DuckDBTarget(Path(copy.location))
+        else:
+            copy = stack.enter_context(sqlite_copy.to_postgres(path, str(pg_url)))
+            target = PostgresTarget(copy.location)
+        stack.callback(
+            target.close
+        )  # before the scratch database is dropped (callbacks run last in, first out)
+        copies[db_id] = EngineCopy(target, copy.schema)
+    return copies
 
 
 def check_gold_ran(records: Sequence[dict]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -16,11 +17,18 @@ from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
+from slmsql_cli.evaluation import ENGINES
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from slmsql_cli.pipeline import AskConfig, Pipeline
+
+
+def _engine(value: str) -> str:
+    if value not in ENGINES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(ENGINES)}")
+    return value
 
 
 @app.command("eval")
@@ -78,6 +86,20 @@ def eval_command(
     plot_file: Path | None = typer.Option(
         None, "--plot", help="Write a PNG chart of EX overall and by difficulty (needs matplotlib)."
     ),
+    engine: str = typer.Option(
+        "sqlite",
+        "--engine",
+        callback=_engine,
+        help="sqlite, duckdb or postgres. Run the predictions in DuckDB or PostgreSQL: each database is copied there and each "
+        "predicted SQL transpiled from SQLite; the gold still runs on SQLite.",
+    ),
+    pg_url: str | None = typer.Option(
+        None,
+        "--pg-url",
+        envvar="SLMSQL_PG_URL",
+        help="PostgreSQL server for --engine postgres (postgresql://user@host:port/postgres; password "
+        "from PGPASSWORD or ~/.pgpass). Each database goes into a scratch database, dropped after.",
+    ),
 ) -> None:
     """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
 
@@ -92,6 +114,8 @@ def eval_command(
       slmsql eval -q spider/dev.json --db-dir spider/database --predictions pred.sql
 
       slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
+
+      slmsql eval -q spider/dev.json --db-dir spider/database --predictions gold.sql --engine duckdb
     """
     from slmsql_cli import evaluation as ev
 
@@ -141,23 +165,43 @@ def eval_command(
         "context": context if model else None,
         "timeout": timeout,
     }
+    if engine != "sqlite":  # absent for SQLite, so that results files of earlier versions resume
+        run["engine"] = engine
 
     store = ev.ResultsFile(results, run, qs) if results else None
     records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
     pending = [q for q in qs if not (store and q.index in store.done)]
     if store and records:
         err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored", markup=False)
+    stack = contextlib.ExitStack()  # scratch PostgreSQL databases, dropped at the end
     try:
+        with err.status(f"copying the databases into {engine}…") as status:
+            targets = ev.load_copies(
+                engine,
+                {q.db_id: db_paths[q.db_id] for q in pending},
+                stack,
+                pg_url,
+                progress=lambda m: status.update(escape(m) + "…"),
+            )
         if pending and preds is not None:
             _run(
-                pending, records, db_paths, ev.file_predictor(preds), fmt, timeout, run, store, total=len(qs)
+                pending,
+                records,
+                db_paths,
+                ev.file_predictor(preds),
+                fmt,
+                timeout,
+                run,
+                store,
+                len(qs),
+                targets,
             )
         elif pending:  # the model is loaded only when there is work left
             from slmsql_cli.evaluation import model_predictor
 
             with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
                 predict = model_predictor(pipeline, databases)
-                _run(pending, records, db_paths, predict, fmt, timeout, run, store, total=len(qs))
+                _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), targets)
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
@@ -166,6 +210,7 @@ def eval_command(
         _print_summary(ev.summarize(records, fmt), fmt, err)
         raise
     finally:
+        stack.close()
         if store:
             store.close()
 
@@ -197,7 +242,7 @@ def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig
         )
 
 
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, targets):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -225,7 +270,7 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total):
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
         for q in pending:
-            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run)
+            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id))
             if store:
                 store.append(record)
             records.append(record)

@@ -57,22 +57,14 @@ class TranspileError(Exception):
 
 
 def transpile(sql: str, dialect: str, schema: Schema | None = None) -> str:
-    """SQLite `sql` rewritten for `dialect` by sqlglot; TranspileError when it cannot be.
+    """SQLite `sql` rewritten for `dialect` (`slmsql_cli.transpile`: sqlglot plus the rewrites
+    that keep SQLite's meaning, typed by the target's `schema`); TranspileError when it cannot be."""
+    from slmsql_cli import transpile as rewrite
 
-    The one place slmsql translates SQL for ask/chat, and the seam for the rewrites that keep
-    SQLite's meaning (branch `transpile`'s `slmsql_cli/transpile.py`, which takes the target's
-    `schema` to see column types): until it lands, plain `sqlglot.transpile`.
-    """
-    import sqlglot
-    from sqlglot.errors import ErrorLevel, SqlglotError
-
-    try:
-        out = sqlglot.transpile(sql, read="sqlite", write=dialect, unsupported_level=ErrorLevel.RAISE)
-    except SqlglotError as exc:
-        raise TranspileError(f"cannot be translated to {dialect}: {first_line(exc)}") from None
-    if len(out) != 1:
-        raise TranspileError(f"only one SQL statement is allowed, found {len(out)}")
-    return out[0]
+    out = rewrite.transpile(sql, dialect, schema)
+    if out.sql is None:
+        raise TranspileError(f"cannot be translated to {dialect}: {out.reason}")
+    return out.sql
 
 
 def for_target(sql: str, dialect: str, schema: Schema | None = None) -> str:
