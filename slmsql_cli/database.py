@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import pipe_copy, prompts
+from slmsql_cli import files, pipe_copy, prompts
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
@@ -112,10 +113,14 @@ _MEMO: dict[tuple[Any, ...], Database] = {}
 
 
 def open_database(
-    path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
+    path: str | Path | Sequence[str | Path], tables_json: str | Path | None = None, db_id: str | None = None
 ) -> Database:
-    """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json)."""
-    db_path = check_database_file(Path(path).expanduser())
+    """Check a SQLite file and load its schema (from the file, or from a Spider/BIRD tables.json).
+
+    `path` may also be data files (CSV, JSON, Parquet, Excel…) or folders of them, one or several:
+    they are imported into a cached SQLite file first (`files.as_sqlite`).
+    """
+    db_path = check_database_file(files.as_sqlite(path))
     # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
     # only the id written into the schema and its cache must be text.
     db_id = db_id or os.fsencode(db_path.stem).decode("utf-8", "replace")

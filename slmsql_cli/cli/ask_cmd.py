@@ -21,9 +21,7 @@ def ask(
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),
-    db: Path = typer.Option(
-        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
-    ),
+    db: opt.Db = ...,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,

@@ -21,9 +21,7 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @user_errors
 def chat(
     ctx: typer.Context,
-    db: Path = typer.Option(
-        ..., "--db", "-d", help="The SQLite database file to ask about (opened read-only)."
-    ),
+    db: opt.Db = ...,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -64,7 +62,7 @@ def chat(
     failed = 0
     with pipeline:
         err.print(
-            f"[bold]slmsql chat[/] on {escape(db.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
+            f"[bold]slmsql chat[/] on {escape(', '.join(p.name for p in db))} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
         )
         while True:
             try:

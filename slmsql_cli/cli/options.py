@@ -1,4 +1,4 @@
-"""Options that `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
+"""Options that `prompt`, `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
 
 The defaults come from `AskConfig` (and through it `SamplingParams`): a command writes
 `n: opt.Samples = opt.DEFAULTS.n` and builds its config with `opt.ask_config(ctx.params)`.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +38,18 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+Db = Annotated[
+    list[Path],
+    typer.Option(
+        "--db",
+        "-d",
+        help="The SQLite database (opened read-only). Or data files: CSV, TSV, JSON, JSON Lines, Parquet, "
+        "Excel (.xlsx), or a folder of them; repeat --db for several. They become one table per file "
+        "(per sheet) in a SQLite copy, made once and cached until the files change.",
+        metavar="<path>",
+        show_default=False,
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option(

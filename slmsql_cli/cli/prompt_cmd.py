@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from slmsql_cli.cli import app
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import user_errors
 
 
@@ -15,7 +16,7 @@ from slmsql_cli.cli.common import user_errors
 @user_errors
 def prompt(
     question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
-    db: Path = typer.Option(..., "--db", "-d", help="The SQLite database file (opened read-only)."),
+    db: opt.Db = ...,
     tables: Path | None = typer.Option(
         None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
     ),

@@ -1,0 +1,171 @@
+"""CSV, TSV, JSON and JSON Lines → rows (Python's csv and json modules: nothing to install).
+
+CSV and TSV: UTF-8 (a byte-order mark is skipped); the first non-empty row names the columns;
+every row must have as many fields as the header (a ragged row is refused, naming its line);
+blank lines are skipped; an empty cell is NULL. A .csv file's delimiter is whichever of
+`, ; | TAB` its header line holds most (comma on a tie or when it holds none); .tsv and .tab
+files are tab-separated. Streamed line by line: memory stays bounded however large the file.
+
+JSON: an array of records (`[{…}, {…}]`), read whole (for files larger than memory, use JSON
+Lines); a .json file that starts with `{` is read as JSON Lines. JSON Lines: one record per line,
+streamed. A record's keys are the columns, in the order first seen; a nested object becomes
+`parent.child` columns (as Parquet structs do); a list is stored as JSON text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from slmsql_cli.errors import UserError
+from slmsql_cli.files.names import ColumnNames
+from slmsql_cli.files.rows import Advance, TableData, sqlite_value
+
+_FIELD_LIMIT = 256 * 1024 * 1024  # csv's default, 128 KiB per field, refuses long text cells
+_DELIMITERS = ",;|\t"
+_REPORT_EVERY = 1 << 20  # bytes between progress updates
+
+
+def read_delimited(path: Path, name: str, advance: Advance, *, tabs: bool = False) -> TableData:
+    columns = ColumnNames()
+    rows = _delimited_rows(path, columns, advance, "\t" if tabs else None)
+    return TableData(name, str(path), columns, rows, blank_is_null=True)
+
+
+def read_json(path: Path, name: str, advance: Advance) -> TableData:
+    columns = ColumnNames()
+    with path.open("rb") as fh:
+        start = fh.read(64).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+    reader = _json_lines_rows if start.startswith(b"{") else _json_array_rows
+    return TableData(name, str(path), columns, reader(path, columns, advance))
+
+
+def read_json_lines(path: Path, name: str, advance: Advance) -> TableData:
+    columns = ColumnNames()
+    return TableData(name, str(path), columns, _json_lines_rows(path, columns, advance))
+
+
+def _delimited_rows(
+    path: Path, columns: ColumnNames, advance: Advance, delimiter: str | None
+) -> Iterator[list[str]]:
+    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
+    with path.open("rb") as fh:
+        lines = _text_lines(fh, path, advance)
+        first = next((line for line in lines if line.strip()), None)
+        if first is None:
+            raise UserError(f"{path} is empty", "a CSV file starts with a header line naming its columns")
+        if delimiter is None:
+            delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
+        reader = csv.reader(_chain(first, lines), delimiter=delimiter, strict=True)
+        try:
+            header = next(reader)
+            for cell in header:
+                columns.add(cell)
+            width = len(header)
+            for row in reader:
+                if len(row) != width:
+                    if not row:
+                        continue  # a blank line
+                    raise UserError(
+                        f"{path} line {reader.line_num}: {len(row)} fields, the header has {width}",
+                        "quote fields that contain the delimiter; every row needs the header's number of fields",
+                    )
+                yield row
+        except csv.Error as exc:
+            raise UserError(f"{path} line {reader.line_num}: {exc}", "is it a CSV file?") from None
+
+
+def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _text_lines(fh: IO[bytes], path: Path, advance: Advance) -> Iterator[str]:
+    """The file's lines as text, reporting bytes read; a line that is not UTF-8 is refused by number."""
+    pending = 0
+    for number, raw in enumerate(fh, 1):
+        pending += len(raw)
+        if pending >= _REPORT_EVERY:
+            advance(pending)
+            pending = 0
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{path} line {number} is not UTF-8 text",
+                f"convert it, e.g. from Windows' cp1252: iconv -f cp1252 -t utf-8 {path.name} > utf8-{path.name}",
+            ) from None
+        yield line.removeprefix("\ufeff") if number == 1 else line
+    advance(pending)
+
+
+def _json_array_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text", "JSON files are UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path} line {exc.lineno} column {exc.colno}: {exc.msg}", "is it valid JSON?"
+        ) from None
+    advance(path.stat().st_size)
+    if not isinstance(data, list) or not data:
+        raise UserError(
+            f"{path} is not an array of records" if data else f"{path} holds no records",
+            'slmsql reads JSON as [{"column": value, …}, …], or JSON Lines: one {…} record per line',
+        )
+    positions: dict[str, int] = {}
+    for number, record in enumerate(data, 1):
+        if not isinstance(record, dict):
+            raise UserError(
+                f"{path}: item {number} of the array is {type(record).__name__}, not a record",
+                'every item of the array is an object: {"column": value, …}',
+            )
+        yield _row(record, columns, positions)
+
+
+def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
+    positions: dict[str, int] = {}
+    with path.open("rb") as fh:
+        for number, line in enumerate(_text_lines(fh, path, advance), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"{path} line {number} column {exc.colno}: {exc.msg}",
+                    "JSON Lines holds one complete JSON object per line",
+                ) from None
+            if not isinstance(record, dict):
+                raise UserError(
+                    f"{path} line {number} is {type(record).__name__}, not a record",
+                    'JSON Lines holds one object per line: {"column": value, …}',
+                )
+            yield _row(record, columns, positions)
+    if not positions:
+        raise UserError(f"{path} holds no records", "JSON Lines holds one JSON object per line")
+
+
+def _row(record: dict[str, Any], columns: ColumnNames, positions: dict[str, int]) -> list[Any]:
+    """One record as a row in column order; a key not seen before adds a column."""
+    row: list[Any] = [None] * len(columns.names)
+    for key, value in _flat_items(record):
+        i = positions.get(key)
+        if i is None:
+            i = positions[key] = len(columns.names)
+            columns.add(key)
+            row.append(None)
+        row[i] = sqlite_value(value)
+    return row
+
+
+def _flat_items(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            yield from _flat_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
