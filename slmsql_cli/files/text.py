@@ -15,10 +15,11 @@ streamed. A record's keys are the columns, in the order first seen; a nested obj
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from slmsql_cli.errors import UserError
 from slmsql_cli.files.names import ColumnNames
@@ -26,7 +27,7 @@ from slmsql_cli.files.rows import Advance, TableData, sqlite_value
 
 _FIELD_LIMIT = 256 * 1024 * 1024  # csv's default, 128 KiB per field, refuses long text cells
 _DELIMITERS = ",;|\t"
-_REPORT_EVERY = 1 << 20  # bytes between progress updates
+_REPORT_EVERY_ROWS = 10_000  # rows (lines) between progress updates
 
 
 def read_delimited(path: Path, name: str, advance: Advance, *, tabs: bool = False) -> TableData:
@@ -52,61 +53,65 @@ def _delimited_rows(
     path: Path, columns: ColumnNames, advance: Advance, delimiter: str | None
 ) -> Iterator[list[str]]:
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            skipped, first = 0, fh.readline()
+            while first and not first.strip():
+                skipped, first = skipped + 1, fh.readline()
+            if not first:
+                raise UserError(f"{path} is empty", "a CSV file starts with a header line naming its columns")
+            if delimiter is None:
+                delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
+            reader = csv.reader(itertools.chain([first], fh), delimiter=delimiter, strict=True)
+            try:
+                header = next(reader)
+                for cell in header:
+                    columns.add(cell)
+                width, reported = len(header), 0
+                for number, row in enumerate(reader):
+                    if len(row) != width:
+                        if not row:
+                            continue  # a blank line
+                        raise UserError(
+                            f"{path} line {skipped + reader.line_num}: {len(row)} fields, the header has {width}",
+                            "quote fields that contain the delimiter; every row needs the header's number of fields",
+                        )
+                    if number % _REPORT_EVERY_ROWS == 0:
+                        position = fh.buffer.tell()
+                        advance(position - reported)
+                        reported = position
+                    yield row
+            except csv.Error as exc:
+                line = skipped + reader.line_num
+                raise UserError(f"{path} line {line}: {exc}", "is it a CSV file?") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _not_utf8(path: Path) -> UserError:
+    """The error for a text file that is not UTF-8, naming its first line that is not."""
     with path.open("rb") as fh:
-        lines = _text_lines(fh, path, advance)
-        first = next((line for line in lines if line.strip()), None)
-        if first is None:
-            raise UserError(f"{path} is empty", "a CSV file starts with a header line naming its columns")
-        if delimiter is None:
-            delimiter = max(_DELIMITERS, key=lambda d: (first.count(d), d == ","))
-        reader = csv.reader(_chain(first, lines), delimiter=delimiter, strict=True)
-        try:
-            header = next(reader)
-            for cell in header:
-                columns.add(cell)
-            width = len(header)
-            for row in reader:
-                if len(row) != width:
-                    if not row:
-                        continue  # a blank line
-                    raise UserError(
-                        f"{path} line {reader.line_num}: {len(row)} fields, the header has {width}",
-                        "quote fields that contain the delimiter; every row needs the header's number of fields",
-                    )
-                yield row
-        except csv.Error as exc:
-            raise UserError(f"{path} line {reader.line_num}: {exc}", "is it a CSV file?") from None
+        number = next((n for n, raw in enumerate(fh, 1) if not _decodes(raw)), None)
+    where = f"line {number} of {path}" if number else str(path)
+    return UserError(
+        f"{where} is not UTF-8 text",
+        f"convert it, e.g. from Windows' cp1252: iconv -f cp1252 -t utf-8 {path.name} > utf8-{path.name}",
+    )
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
-
-
-def _text_lines(fh: IO[bytes], path: Path, advance: Advance) -> Iterator[str]:
-    """The file's lines as text, reporting bytes read; a line that is not UTF-8 is refused by number."""
-    pending = 0
-    for number, raw in enumerate(fh, 1):
-        pending += len(raw)
-        if pending >= _REPORT_EVERY:
-            advance(pending)
-            pending = 0
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UserError(
-                f"{path} line {number} is not UTF-8 text",
-                f"convert it, e.g. from Windows' cp1252: iconv -f cp1252 -t utf-8 {path.name} > utf8-{path.name}",
-            ) from None
-        yield line.removeprefix("\ufeff") if number == 1 else line
-    advance(pending)
+def _decodes(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _json_array_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text", "JSON files are UTF-8") from None
+        raise _not_utf8(path) from None
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path} line {exc.lineno} column {exc.colno}: {exc.msg}", "is it valid JSON?"
@@ -129,23 +134,31 @@ def _json_array_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iter
 
 def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
     positions: dict[str, int] = {}
-    with path.open("rb") as fh:
-        for number, line in enumerate(_text_lines(fh, path, advance), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"{path} line {number} column {exc.colno}: {exc.msg}",
-                    "JSON Lines holds one complete JSON object per line",
-                ) from None
-            if not isinstance(record, dict):
-                raise UserError(
-                    f"{path} line {number} is {type(record).__name__}, not a record",
-                    'JSON Lines holds one object per line: {"column": value, …}',
-                )
-            yield _row(record, columns, positions)
+    reported = 0
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            for number, line in enumerate(fh, 1):
+                if number % _REPORT_EVERY_ROWS == 0:
+                    position = fh.buffer.tell()
+                    advance(position - reported)
+                    reported = position
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(
+                        f"{path} line {number} column {exc.colno}: {exc.msg}",
+                        "JSON Lines holds one complete JSON object per line",
+                    ) from None
+                if not isinstance(record, dict):
+                    raise UserError(
+                        f"{path} line {number} is {type(record).__name__}, not a record",
+                        'JSON Lines holds one object per line: {"column": value, …}',
+                    )
+                yield _row(record, columns, positions)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     if not positions:
         raise UserError(f"{path} holds no records", "JSON Lines holds one JSON object per line")
 

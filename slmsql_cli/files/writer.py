@@ -36,6 +36,8 @@ BATCH = 2000  # rows per executemany
 INTEGER, REAL, TEXT, BLOB = 1, 2, 4, 8
 _INT_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
 _REAL_TEXT = re.compile(r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT_LINES = re.compile(f"(?:{_INT_TEXT.pattern}\n)*{_INT_TEXT.pattern}")
+_REAL_LINES = re.compile(f"(?:{_REAL_TEXT.pattern}\n)*{_REAL_TEXT.pattern}")
 _INT64_DIGITS = 18  # every integer of up to 18 digits fits in 64 bits
 
 
@@ -135,9 +137,31 @@ def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[st
 
 
 def _kinds(column: Sequence[Any], blank_is_null: bool) -> int:
+    """The union of the kinds of a batch's values in one column."""
+    values = set(column)  # distinct values: a repeated value costs once
+    values.discard(None)
+    if blank_is_null:
+        values.discard("")
+    try:
+        joined = "\n".join(values)  # TypeError unless every value is text (CSV: always)
+    except TypeError:
+        return _slow_kinds(values)
+    # One regular-expression match over all the text (a value holding the separator is text).
+    if not values or joined.count("\n") != len(values) - 1:
+        return TEXT if values else 0
+    if _INT_LINES.fullmatch(joined):
+        return INTEGER if max(map(len, values)) <= _INT64_DIGITS else _slow_kinds(values)
+    if _REAL_LINES.fullmatch(joined):
+        if max(map(len, values)) <= _INT64_DIGITS:
+            return REAL
+        return REAL | _slow_kinds(v for v in values if _INT_TEXT.fullmatch(v))  # beyond 64 bits: text
+    return TEXT
+
+
+def _slow_kinds(values: Iterable[Any]) -> int:
     found = 0
-    for value in set(column):  # distinct values: a repeated value costs once
-        found |= kind(value, blank_is_null)
+    for value in values:
+        found |= kind(value)
         if found & TEXT:
             break
     return found
