@@ -18,7 +18,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 IMPORT = """
@@ -47,7 +46,9 @@ def write_csv(path: Path, megabytes: float, seed: int = 0) -> int:
                 amount = "" if rows % 17 == 0 else f"{rng.random() * 1000:.2f}"
                 day = f"2024-{rows % 12 + 1:02d}-{rows % 28 + 1:02d}"
                 note = " ".join(rng.choices(WORDS, k=3))
-                lines.append(f'{rows},{WORDS[rows % 10]} {rows % 997},{amount},{day},{rows % 50:04d},"{note}"\n')
+                lines.append(
+                    f'{rows},{WORDS[rows % 10]} {rows % 997},{amount},{day},{rows % 50:04d},"{note}"\n'
+                )
             chunk = "".join(lines)
             fh.write(chunk)
             written += len(chunk)
@@ -70,7 +71,9 @@ def run_import(csv_path: Path, cache: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="100,1024", help="comma-separated CSV sizes in MB")
-    parser.add_argument("--dir", type=Path, default=None, help="where to write the CSVs (default: a temp folder)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where to write the CSVs (default: a temp folder)"
+    )
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes_mb.split(",")]
 
@@ -85,7 +88,9 @@ def main() -> None:
             mb = csv_path.stat().st_size / 1024 / 1024
             seconds, rss = run_import(csv_path, folder / "cache")
             cached, _ = run_import(csv_path, folder / "cache")
-            print(f"| {mb:,.0f} MB | {rows:,} | {seconds:.1f} | {mb / seconds:.1f} | {rss:.0f} | {cached:.2f} |")
+            print(
+                f"| {mb:,.0f} MB | {rows:,} | {seconds:.1f} | {mb / seconds:.1f} | {rss:.0f} | {cached:.2f} |"
+            )
             sys.stdout.flush()
             for path in folder.rglob("*"):
                 if path.is_file():

@@ -18,10 +18,10 @@ from slmsql_cli.errors import UserError
 @user_errors
 def ask(
     ctx: typer.Context,
+    db: opt.Db,
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),
-    db: opt.Db = ...,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,

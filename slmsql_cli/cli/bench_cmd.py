@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import typer
 
@@ -17,7 +16,7 @@ from slmsql_cli.cli.common import err, out, user_errors
 @app.command("bench")
 @user_errors
 def bench(
-    db: opt.Db = ...,
+    db: opt.Db,
     model: opt.Model = None,
     ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
     max_tokens: int = typer.Option(

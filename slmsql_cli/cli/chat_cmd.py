@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -21,7 +20,7 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @user_errors
 def chat(
     ctx: typer.Context,
-    db: opt.Db = ...,
+    db: opt.Db,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,

@@ -15,8 +15,8 @@ from slmsql_cli.cli.common import user_errors
 @app.command("prompt")
 @user_errors
 def prompt(
+    db: opt.Db,
     question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
-    db: opt.Db = ...,
     tables: Path | None = typer.Option(
         None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
     ),

@@ -21,7 +21,14 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from slmsql_cli.cache import atomic_path, private_temp_dir, read_json, short_hash, versioned_dir, write_json_atomic
+from slmsql_cli.cache import (
+    atomic_path,
+    private_temp_dir,
+    read_json,
+    short_hash,
+    versioned_dir,
+    write_json_atomic,
+)
 from slmsql_cli.errors import UserError
 from slmsql_cli.files import excel, parquet, text
 from slmsql_cli.files.names import TableNames, clean
@@ -71,12 +78,16 @@ def _data_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if _is_data_file(p) and p.is_file() and not p.name.startswith("."))
+            found = sorted(
+                p for p in path.iterdir() if _is_data_file(p) and p.is_file() and not p.name.startswith(".")
+            )
             if not found:
                 sqlite = any(p.suffix.lower() in (".sqlite", ".db", ".sqlite3") for p in path.iterdir())
                 raise UserError(
                     f"{path} holds no data files ({KINDS})",
-                    "pass the SQLite file inside it with --db" if sqlite else "pass a SQLite file or data files with --db",
+                    "pass the SQLite file inside it with --db"
+                    if sqlite
+                    else "pass a SQLite file or data files with --db",
                 )
             files.extend(found)
         elif not _is_data_file(path):
@@ -97,7 +108,9 @@ _IMPORTED: dict[str, Path] = {}  # without a writable cache: this process's impo
 
 def _cached_import(files: list[Path], label: str) -> Path:
     identity = [[str(p), (st := p.stat()).st_size, st.st_mtime_ns] for p in files]
-    folder = versioned_dir("files", f"{label[:40]}-{short_hash('|'.join(map(str, files)))}", f"format-{_FORMAT}")
+    folder = versioned_dir(
+        "files", f"{label[:40]}-{short_hash('|'.join(map(str, files)))}", f"format-{_FORMAT}"
+    )
     if folder is None:  # no cache: import into a private folder, once per process
         key = repr(identity)
         if key not in _IMPORTED:

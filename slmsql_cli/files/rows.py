@@ -44,7 +44,9 @@ def sqlite_value(value: Any) -> Any:
         return int(value)
     if isinstance(value, int):
         return value if _INT64[0] <= value <= _INT64[1] else str(value)
-    if isinstance(value, dt.datetime):  # `YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]`, as SQLite's date functions read
+    if isinstance(
+        value, dt.datetime
+    ):  # `YYYY-MM-DD HH:MM:SS[.ffffff][+HH:MM]`, as SQLite's date functions read
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
@@ -53,4 +55,3 @@ def sqlite_value(value: Any) -> Any:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
-

@@ -15,6 +15,7 @@ streamed. A record's keys are the columns, in the order first seen; a nested obj
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ def _delimited_rows(
 ) -> Iterator[list[str]]:
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
+        with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
             skipped, first = 0, fh.readline()
             while first and not first.strip():
                 skipped, first = skipped + 1, fh.readline()
@@ -77,7 +78,7 @@ def _delimited_rows(
                             "quote fields that contain the delimiter; every row needs the header's number of fields",
                         )
                     if number % _REPORT_EVERY_ROWS == 0:
-                        position = fh.buffer.tell()
+                        position = raw.tell()
                         advance(position - reported)
                         reported = position
                     yield row
@@ -136,10 +137,10 @@ def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iter
     positions: dict[str, int] = {}
     reported = 0
     try:
-        with path.open(encoding="utf-8-sig") as fh:
+        with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
             for number, line in enumerate(fh, 1):
                 if number % _REPORT_EVERY_ROWS == 0:
-                    position = fh.buffer.tell()
+                    position = raw.tell()
                     advance(position - reported)
                     reported = position
                 if not line.strip():
