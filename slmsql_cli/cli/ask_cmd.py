@@ -58,12 +58,16 @@ def ask(
     """Answer a question about a SQLite database: sample SQL candidates, execute, vote, merge.
 
     The database is opened read-only; a candidate that tries to write is rejected and gets no vote.
+    CSV, TSV, JSON, Parquet and Excel files (or a folder of them) are imported once into a cached
+    SQLite copy, one table per file.
 
     Examples:
 
       slmsql ask --db slmsql_cli/data/bookshop.sqlite "Which author wrote the most books?"
 
       slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
+
+      slmsql ask --db orders.csv --db customers.parquet "Which customer placed the most orders?"
     """
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline

@@ -42,6 +42,8 @@ def prompt(
       slmsql prompt --db slmsql_cli/data/bookshop.sqlite "Which books did Flann O'Brien write?"
 
       slmsql prompt --db car_1.sqlite --tables tables.json "How many car makers are there?" > p.txt
+
+      slmsql prompt --db sales.csv "What were the total sales in March?"
     """
     from slmsql_cli.database import open_database
 
