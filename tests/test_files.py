@@ -219,6 +219,24 @@ def test_excel_one_table_per_sheet_with_merged_headers(tmp_path: Path, isolated_
     assert rows(db, "SELECT * FROM People") == [("Ann", "2024-05-01 13:45:00")]
 
 
+def test_a_large_workbook_is_streamed_without_merges(
+    tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slmsql_cli.files import excel
+
+    monkeypatch.setattr(excel, "MERGES_MAX_BYTES", 0)  # every workbook counts as large
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Sales", None])
+    sheet.append(["Q1", "Q2"])
+    sheet.merge_cells("A1:B1")
+    sheet.append([1, 2.5])
+    book.save(tmp_path / "big.xlsx")
+    db = files.as_sqlite(tmp_path / "big.xlsx")
+    assert tables(db) == {"big": 'CREATE TABLE "big" ("Sales" TEXT, "column_2" TEXT)'}
+    assert rows(db, "SELECT * FROM big") == [("Q1", "Q2"), ("1", "2.5")]
+
+
 def test_a_workbook_with_one_sheet_is_named_after_its_file(tmp_path: Path, isolated_cache: Path) -> None:
     book = openpyxl.Workbook()
     book.active.append(["a"])
@@ -318,6 +336,7 @@ BAD_FILES = [
     ("quote.csv", 'a,b\n1,"x"y\n', "quote.csv line 2: ',' expected after '\"'"),
     ("bad.json", '[{"a": 1},\n {"a": 2,}]', "bad.json line 2 column 10: Expecting property name"),
     ("object.json", '"text"', "object.json is not an array of records"),
+    ("wrapped.json", '{"data": [\n  {"a": 1}\n]}', "wrapped.json is not an array of records"),
     ("none.json", "[]", "none.json holds no records"),
     ("items.json", "[1, 2]", "items.json: item 1 of the array is int, not a record"),
     ("bad.jsonl", '{"a": 1}\n{"a": }\n', "bad.jsonl line 2 column 7: Expecting value"),

@@ -99,8 +99,7 @@ def _data_files(paths: list[Path]) -> list[Path]:
             raise UserError(f"file not found: {path}", "pass existing data files with --db")
         else:
             files.append(path)
-    unique = list(dict.fromkeys(p.resolve() for p in files))
-    return unique
+    return list(dict.fromkeys(p.resolve() for p in files))
 
 
 _IMPORTED: dict[str, Path] = {}  # without a writable cache: this process's imports, by identity

@@ -48,7 +48,7 @@ class TableNames:
     def __init__(self) -> None:
         self._sources: dict[str, str] = {}
 
-    def claim(self, name: str, source: str) -> str:
+    def claim(self, name: str, source: str) -> None:
         if not name:
             raise UserError(f"{source} has no name to make a table from", "rename it")
         if name.lower().startswith("sqlite_"):
@@ -63,4 +63,3 @@ class TableNames:
                 "rename one of them (table names ignore case), or pass them in separate runs",
             )
         self._sources[name.lower()] = source
-        return name

@@ -7,7 +7,7 @@ blank lines are skipped; an empty cell is NULL. A .csv file's delimiter is which
 files are tab-separated. Streamed line by line: memory stays bounded however large the file.
 
 JSON: an array of records (`[{…}, {…}]`), read whole (for files larger than memory, use JSON
-Lines); a .json file that starts with `{` is read as JSON Lines. JSON Lines: one record per line,
+Lines); a .json file whose first line is a whole object is read as JSON Lines. JSON Lines: one record per line,
 streamed. A record's keys are the columns, in the order first seen; a nested object becomes
 `parent.child` columns (as Parquet structs do); a list is stored as JSON text.
 """
@@ -39,10 +39,21 @@ def read_delimited(path: Path, name: str, advance: Advance, *, tabs: bool = Fals
 
 def read_json(path: Path, name: str, advance: Advance) -> TableData:
     columns = ColumnNames()
-    with path.open("rb") as fh:
-        start = fh.read(64).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
-    reader = _json_lines_rows if start.startswith(b"{") else _json_array_rows
+    reader = _json_lines_rows if _starts_with_a_record_line(path) else _json_array_rows
     return TableData(name, str(path), columns, reader(path, columns, advance))
+
+
+def _starts_with_a_record_line(path: Path) -> bool:
+    """Whether a .json file is JSON Lines: its first non-blank line is a whole JSON object."""
+    with path.open("rb") as fh:
+        if not fh.read(64).lstrip().removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
+            return False
+        fh.seek(0)
+        first = next((line for line in fh if line.strip()), b"")
+    try:
+        return isinstance(json.loads(first.decode("utf-8-sig")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False  # read as a whole: its error (or an object that is not records) is reported then
 
 
 def read_json_lines(path: Path, name: str, advance: Advance) -> TableData:

@@ -130,7 +130,7 @@ def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[st
     kinds.extend([0] * (len(names) - len(kinds)))  # a header without rows: TEXT columns
     _create(conn, target, names, [declared_type(k) for k in kinds])
     if staged:
-        status(f"{data.source}: setting column types")
+        status(f"{data.name}: setting column types")
         select = ", ".join(f"NULLIF({quote(n)}, '')" if data.blank_is_null else quote(n) for n in names)
         conn.execute(f"INSERT INTO {target} SELECT {select} FROM {staging}")
         conn.execute(f"DROP TABLE {staging}")
