@@ -15,11 +15,12 @@ PROGRESS_MIN_BYTES shows a progress bar on stderr.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slmsql_cli.cache import (
     atomic_path,
@@ -30,27 +31,36 @@ from slmsql_cli.cache import (
     write_json_atomic,
 )
 from slmsql_cli.errors import UserError
-from slmsql_cli.files import excel, parquet, text
 from slmsql_cli.files.names import TableNames, clean
-from slmsql_cli.files.rows import Advance, TableData
-from slmsql_cli.files.writer import write_database
+
+if TYPE_CHECKING:
+    from slmsql_cli.files.rows import Advance, TableData
 
 _FORMAT = 1  # the layout of imported databases; a new one re-imports everything
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 KINDS = "CSV, TSV, JSON, JSON Lines, Parquet or Excel (.xlsx)"
 
-_TSV = partial(text.read_delimited, tabs=True)
-READERS: dict[str, Callable[[Path, str, Advance], TableData | list[TableData]]] = {
-    ".csv": text.read_delimited,
-    ".tsv": _TSV,
-    ".tab": _TSV,
-    ".json": text.read_json,
-    ".jsonl": text.read_json_lines,
-    ".ndjson": text.read_json_lines,
-    ".parquet": parquet.read_parquet,
-    ".xlsx": excel.read_workbook,
-    ".xlsm": excel.read_workbook,
+# suffix → (module of this package, reader): imported when a file of that kind is read, so that
+# opening a SQLite file pays for none of them
+READERS: dict[str, tuple[str, str]] = {
+    ".csv": ("text", "read_csv"),
+    ".tsv": ("text", "read_tsv"),
+    ".tab": ("text", "read_tsv"),
+    ".json": ("text", "read_json"),
+    ".jsonl": ("text", "read_json_lines"),
+    ".ndjson": ("text", "read_json_lines"),
+    ".parquet": ("parquet", "read_parquet"),
+    ".xlsx": ("excel", "read_workbook"),
+    ".xlsm": ("excel", "read_workbook"),
 }
+
+
+def _read(path: Path, advance: Advance) -> list[TableData]:
+    """The tables in one data file (a workbook has one per sheet)."""
+    module, function = READERS[path.suffix.lower()]
+    reader = getattr(importlib.import_module(f"slmsql_cli.files.{module}"), function)
+    tables = reader(path, clean(path.stem), advance)
+    return tables if isinstance(tables, list) else [tables]
 
 
 def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Path:
@@ -128,6 +138,8 @@ def _cached_import(files: list[Path], label: str) -> Path:
 
 
 def _import(files: list[Path], out: Path) -> None:
+    from slmsql_cli.files.writer import write_database
+
     sizes = [p.stat().st_size for p in files]
     with _progress(sum(sizes)) as (advance, done, status):
         table_names = TableNames()
@@ -135,8 +147,7 @@ def _import(files: list[Path], out: Path) -> None:
         def tables() -> Iterator[TableData]:
             for i, path in enumerate(files):
                 status(f"importing {path.name}")
-                read = READERS[path.suffix.lower()](path, clean(path.stem), advance)
-                for data in read if isinstance(read, list) else [read]:
+                for data in _read(path, advance):
                     table_names.claim(data.name, data.source)
                     yield data
                 done(sum(sizes[: i + 1]))

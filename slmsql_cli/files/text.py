@@ -31,10 +31,18 @@ _DELIMITERS = ",;|\t"
 _REPORT_EVERY_ROWS = 10_000  # rows (lines) between progress updates
 
 
-def read_delimited(path: Path, name: str, advance: Advance, *, tabs: bool = False) -> TableData:
+def read_csv(path: Path, name: str, advance: Advance) -> TableData:
     columns = ColumnNames()
-    rows = _delimited_rows(path, columns, advance, "\t" if tabs else None)
-    return TableData(name, str(path), columns, rows, blank_is_null=True)
+    return TableData(
+        name, str(path), columns, _delimited_rows(path, columns, advance, None), blank_is_null=True
+    )
+
+
+def read_tsv(path: Path, name: str, advance: Advance) -> TableData:
+    columns = ColumnNames()
+    return TableData(
+        name, str(path), columns, _delimited_rows(path, columns, advance, "\t"), blank_is_null=True
+    )
 
 
 def read_json(path: Path, name: str, advance: Advance) -> TableData:
