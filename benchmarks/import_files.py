@@ -3,8 +3,9 @@
 Each size is imported in a fresh Python process (`slmsql_cli.files.as_sqlite`, what `--db`
 calls), with an empty cache, then imported again (the cache hit every later question pays). The
 CSV has six columns (an integer id, a name, a REAL amount with empty cells, an ISO date, a
-category code with leading zeros, a free-text note); about 20 million rows per GB. Peak RSS is the
-import process's. Prints a markdown table.
+category code with leading zeros, a free-text note); about 18 million rows per GB. Peak RSS is the
+import process's; CPU seconds (user + system) are the figure to compare on a shared machine. Prints a
+markdown table.
 
   python benchmarks/import_files.py                    # 100 MB and 1 GB (about 5 minutes on 2 cores)
   python benchmarks/import_files.py --sizes-mb 10,100  # quicker
@@ -25,7 +26,8 @@ import sys, time, resource
 from slmsql_cli.files import as_sqlite
 start = time.perf_counter()
 path = as_sqlite(sys.argv[1])
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, path)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, path)
 """
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
@@ -55,17 +57,17 @@ def write_csv(path: Path, megabytes: float, seed: int = 0) -> int:
     return rows
 
 
-def run_import(csv_path: Path, cache: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of importing `csv_path` in a fresh process."""
+def run_import(csv_path: Path, cache: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of importing `csv_path` in a fresh process."""
     env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache)}
     repo = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = f"{repo}{os.pathsep}{env.get('PYTHONPATH', '')}"
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT, str(csv_path)], capture_output=True, text=True, env=env, check=True
     )
-    seconds, rss_kb, _ = proc.stdout.split(maxsplit=2)
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return float(seconds), int(rss_kb) * (1024 / scale) / 1024
+    seconds, cpu, rss, _ = proc.stdout.split(maxsplit=3)
+    per_mb = 1024 * 1024 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return float(seconds), float(cpu), int(rss) / per_mb
 
 
 def main() -> None:
@@ -77,8 +79,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes_mb.split(",")]
 
-    print("| CSV | rows | import s | MB/s | peak RSS MB | cached s |")
-    print("|---|---|---|---|---|---|")
+    print("| CSV | rows | import s (wall) | CPU s | MB per CPU s | peak RSS MB | cached s |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for size in sizes:
             folder = Path(tmp) / f"{size:g}"
@@ -86,11 +88,17 @@ def main() -> None:
             csv_path = folder / "sales.csv"
             rows = write_csv(csv_path, size)
             mb = csv_path.stat().st_size / 1024 / 1024
-            seconds, rss = run_import(csv_path, folder / "cache")
-            cached, _ = run_import(csv_path, folder / "cache")
-            print(
-                f"| {mb:,.0f} MB | {rows:,} | {seconds:.1f} | {mb / seconds:.1f} | {rss:.0f} | {cached:.2f} |"
-            )
+            seconds, cpu, rss = run_import(csv_path, folder / "cache")
+            cached, _, _ = run_import(csv_path, folder / "cache")
+            row = [
+                f"{mb:,.0f} MB",
+                f"{rows:,}",
+                f"{seconds:.1f}",
+                f"{cpu:.1f}",
+                f"{mb / cpu:.1f}",
+                f"{rss:.0f}",
+            ]
+            print("| " + " | ".join([*row, f"{cached:.2f}"]) + " |")
             sys.stdout.flush()
             for path in folder.rglob("*"):
                 if path.is_file():
