@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -65,7 +66,7 @@ def chat(
     failed = 0
     with pipeline:
         err.print(
-            f"[bold]slmsql chat[/] on {escape(', '.join(p.name for p in db))} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
+            f"[bold]slmsql chat[/] on {escape(', '.join(Path(p).name for p in db))} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
         )
         while True:
             try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -38,8 +37,9 @@ def finite(value: float | None) -> float | None:
     return value
 
 
+# Text, not Path: a Path would fold the `//` of a URL such as postgresql://host/db.
 Db = Annotated[
-    list[Path],
+    list[str],
     typer.Option(
         "--db",
         "-d",
