@@ -43,18 +43,21 @@ def db_cache_dir(db_path: str | os.PathLike[str]) -> Path | None:
     a cache. Temporary files that a killed slmsql left in the folder are removed.
     """
     resolved = Path(db_path).resolve()
-    return versioned_cache_dir(resolved.stem, str(resolved), file_version(resolved))
+    return versioned_dir("db", f"{resolved.stem[:40]}-{short_hash(str(resolved))}", file_version(resolved))
 
 
-def versioned_cache_dir(label: str, identity: str, version: str) -> Path | None:
-    """The cache folder of one version of a database known by `identity` (a file's path, a
-    server URL without password), or None as for `db_cache_dir`; older versions' folders go."""
+def versioned_dir(kind: str, name: str, version: str) -> Path | None:
+    """`<cache root>/<kind>/<name>/<hash of version>`, created; the other versions of `name` removed.
+
+    None (after one warning) when the cache root cannot be written. Orphaned temporary files in
+    the folder are removed.
+    """
     try:
-        by_path = cache_dir() / "db" / f"{label[:40].replace('/', '_')}-{short_hash(identity)}"
-        folder = by_path / short_hash(version)
+        by_name = cache_dir() / kind / name
+        folder = by_name / short_hash(version)
         if not folder.is_dir():
             folder.mkdir(parents=True, exist_ok=True)
-            for old in by_path.iterdir():  # earlier versions of this file are never read again
+            for old in by_name.iterdir():  # earlier versions are never read again
                 if old != folder and old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
         _probe_writable(folder)

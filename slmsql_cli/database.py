@@ -12,12 +12,12 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import pipe_copy, prompts, targets
+from slmsql_cli import files, pipe_copy, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult, execute_many
@@ -46,12 +46,15 @@ class Database:
     db_id: str = ""
     target: Target | None = None  # a live DuckDB/PostgreSQL database; None for a SQLite file
     cache: Path | None = None  # a live target's cache folder (None: no cache)
+    label: str = ""  # data files imported into `path`: the names the user gave
     _index: ValueIndex | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
-        """How the user knows the database: its file name, or host:port/dbname."""
-        return self.target.name if self.target is not None else self.path.name
+        """How the user knows the database: its file name(s), or host:port/dbname."""
+        if self.target is not None:
+            return self.target.name
+        return self.label or self.path.name
 
     @property
     def index(self) -> ValueIndex:
@@ -138,17 +141,33 @@ _MEMO: dict[tuple[Any, ...], Database] = {}
 
 
 def open_database(
-    path: str | Path, tables_json: str | Path | None = None, db_id: str | None = None
+    path: str | Path | Sequence[str | Path], tables_json: str | Path | None = None, db_id: str | None = None
 ) -> Database:
     """Check a database and load its schema (from the database, or from a Spider/BIRD tables.json).
 
     `path` is a SQLite file, a DuckDB file, or a postgresql:// URL (pass URLs as str: a Path
-    folds their `//`).
+    folds their `//`); or data files (CSV, JSON, Parquet, Excel…) or folders of them, one or
+    several, imported into a cached SQLite file first (`files.as_sqlite`).
     """
-    target = open_target(path)
-    if target is not None:
-        return _load_live(target, tables_json, db_id)
-    db_path = check_database_file(Path(path).expanduser())
+    specs = [path] if isinstance(path, (str, Path)) else list(path)
+    targets_named = [t for t in (open_target(spec) for spec in specs) if t is not None]
+    if targets_named:
+        if len(specs) > 1:
+            raise UserError(
+                "a DuckDB file or a PostgreSQL URL must be the only --db",
+                "several --db are for data files (CSV, Parquet, ...) that become one SQLite database",
+            )
+        return _load_live(targets_named[0], tables_json, db_id)
+    imported = files.as_sqlite(path)
+    db_path = check_database_file(imported)
+    if [Path(spec) for spec in specs] != [imported]:  # data files: named as the user named them
+        return replace(
+            _open_sqlite(db_path, tables_json, db_id), label=", ".join(Path(s).name for s in specs)
+        )
+    return _open_sqlite(db_path, tables_json, db_id)
+
+
+def _open_sqlite(db_path: Path, tables_json: str | Path | None, db_id: str | None) -> Database:
     # A file name that is not UTF-8 (lone surrogates in Python) still names a readable file;
     # only the id written into the schema and its cache must be text.
     db_id = db_id or os.fsencode(db_path.stem).decode("utf-8", "replace")

@@ -18,10 +18,10 @@ from slmsql_cli.errors import UserError
 @user_errors
 def ask(
     ctx: typer.Context,
+    db: opt.Db,
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),
-    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -60,6 +60,8 @@ def ask(
     The database is opened read-only; a candidate that tries to write is rejected and gets no vote.
     On DuckDB and PostgreSQL the model's SQLite SQL is translated (sqlglot) and run there; a
     candidate that cannot be translated gets no vote (-v says why).
+    CSV, TSV, JSON, Parquet and Excel files (or a folder of them) are imported once into a cached
+    SQLite copy, one table per file.
 
     Examples:
 
@@ -68,6 +70,8 @@ def ask(
       slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
 
       slmsql ask --db postgresql://reader@localhost:5432/shop "Which product sells best?"
+
+      slmsql ask --db orders.csv --db customers.parquet "Which customer placed the most orders?"
     """
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline

@@ -16,7 +16,7 @@ from slmsql_cli.cli.common import err, out, user_errors
 @app.command("bench")
 @user_errors
 def bench(
-    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
+    db: opt.Db,
     model: opt.Model = None,
     ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
     max_tokens: int = typer.Option(

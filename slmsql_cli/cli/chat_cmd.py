@@ -20,7 +20,7 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 @user_errors
 def chat(
     ctx: typer.Context,
-    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
+    db: opt.Db,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,
@@ -41,7 +41,11 @@ def chat(
     the tokens that differ are evaluated. Each answer ends with its timings. Type 'exit' or press
     Ctrl-D to leave.
 
-    Example:  slmsql chat --db slmsql_cli/data/bookshop.sqlite
+    Examples:
+
+      slmsql chat --db slmsql_cli/data/bookshop.sqlite
+
+      slmsql chat --db exports/        (every CSV, JSON, Parquet and Excel file in the folder)
     """
     from slmsql_cli.database import open_database
     from slmsql_cli.errors import UserError

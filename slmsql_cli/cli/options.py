@@ -1,4 +1,4 @@
-"""Options that `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
+"""Options that `prompt`, `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
 
 The defaults come from `AskConfig` (and through it `SamplingParams`): a command writes
 `n: opt.Samples = opt.DEFAULTS.n` and builds its config with `opt.ask_config(ctx.params)`.
@@ -37,11 +37,20 @@ def finite(value: float | None) -> float | None:
     return value
 
 
-# `--db` is text, not a Path: a Path would fold a postgresql:// URL's "//".
-DB_HELP = (
-    "The database: a SQLite or DuckDB file, or postgresql://user@host:port/dbname "
-    "(password from PGPASSWORD or ~/.pgpass). Opened read-only."
-)
+# Text, not Path: a Path would fold the `//` of a URL such as postgresql://host/db.
+Db = Annotated[
+    list[str],
+    typer.Option(
+        "--db",
+        "-d",
+        help="The database, opened read-only: a SQLite or DuckDB file, or postgresql://user@host:port/dbname "
+        "(password from PGPASSWORD or ~/.pgpass). Or data files: CSV, TSV, JSON, JSON Lines, Parquet, "
+        "Excel (.xlsx), or a folder of them; repeat --db for several. They become one table per file "
+        "(per sheet) in a SQLite copy, made once and cached until the files change.",
+        metavar="<path|url>",
+        show_default=False,
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option(

@@ -15,8 +15,8 @@ from slmsql_cli.cli.common import user_errors
 @app.command("prompt")
 @user_errors
 def prompt(
+    db: opt.Db,
     question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
-    db: str = typer.Option(..., "--db", "-d", help=opt.DB_HELP, show_default=False),
     tables: Path | None = typer.Option(
         None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
     ),
@@ -42,6 +42,8 @@ def prompt(
       slmsql prompt --db slmsql_cli/data/bookshop.sqlite "Which books did Flann O'Brien write?"
 
       slmsql prompt --db car_1.sqlite --tables tables.json "How many car makers are there?" > p.txt
+
+      slmsql prompt --db sales.csv "What were the total sales in March?"
     """
     from slmsql_cli.database import open_database
 

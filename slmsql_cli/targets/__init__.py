@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from slmsql_cli.cache import versioned_cache_dir
+from slmsql_cli.cache import short_hash, versioned_dir
 from slmsql_cli.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
 from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema
 from slmsql_cli.targets.dialect import TranspileError, for_target
@@ -111,7 +111,8 @@ def cache_folder(target: Target, schema: Schema) -> Path | None:
     """The target's cache folder (samples, value index): keyed by its schema's fingerprint (and
     a DuckDB file's size and mtime); None without a writable cache."""
     fingerprint = json.dumps(schema.to_dict(), sort_keys=True)
-    return versioned_cache_dir(schema.db_id, target.cache_key, f"{target.version}|{fingerprint}")
+    name = f"{schema.db_id[:40].replace('/', '_')}-{short_hash(target.cache_key)}"
+    return versioned_dir("db", name, f"{target.version}|{fingerprint}")
 
 
 def value_index(target: Target, schema: Schema, folder: Path | None) -> ValueIndex:
