@@ -98,16 +98,10 @@ def serve(
     front = "mcp" if mcp else "http"
     require_extra(front)
     log = RequestLog(json_lines=json_logs)
-    sock = None
     if http:
         from slmsql_cli.serve import http as http_front
 
-        if not http_front.is_loopback(host) and not token:
-            raise UserError(
-                f"--host {host} is reachable from other machines: it needs --token",
-                "pass --token SECRET (or SLMSQL_TOKEN), or keep the default --host 127.0.0.1",
-            )
-        sock = http_front.bind(host, port)  # before the model loads: a taken port fails at once
+        sock = http_front.listen(host, port, token)
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
@@ -124,16 +118,8 @@ def serve(
         request_timeout=request_timeout,
     )
     try:
-        if sock is not None:
-            from slmsql_cli.serve import http as http_front
-
-            bound_host, bound_port = sock.getsockname()[:2]
-            err.print(
-                f"slmsql serve: listening on http://{escape(_url_host(bound_host))}:{bound_port} "
-                f"({len(registry.names())} database(s), model {escape(service.model_name)}); "
-                + ("a bearer token is required on every API route" if token else "no token: loopback only"),
-                highlight=False,
-            )
+        if http:
+            err.print(escape(http_front.banner(sock, service, token)), highlight=False)
             http_front.serve(http_front.create_app(service, token=token, log=log), sock)
         else:
             from slmsql_cli.serve import mcp_server
@@ -142,7 +128,3 @@ def serve(
     finally:
         service.close()
     err.print("slmsql serve: stopped", highlight=False)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

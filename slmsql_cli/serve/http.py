@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import ipaddress
 import json
@@ -38,6 +39,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmsql_cli import __version__
 from slmsql_cli.errors import UserError
@@ -254,6 +256,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     for kind in (_Unauthorized, QueueFull, ShuttingDown, Cancelled, RequestTimeout, UserError):
         app.add_exception_handler(kind, handle)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors (no such route, wrong method) in the same {"error"} shape
+        _note(request, outcome=f"error {exc.status_code}")
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -377,8 +385,14 @@ def is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket, or a one-line UserError when the port is taken (another server?)."""
+def listen(host: str, port: int, token: str | None) -> socket.socket:
+    """The listening socket, bound before the model loads so that a taken port fails at once.
+    A host other machines can reach needs a token; a taken port is a one-line UserError."""
+    if not token and not is_loopback(host):
+        raise UserError(
+            f"--host {host} is reachable from other machines: it needs --token",
+            "pass --token SECRET (or SLMSQL_TOKEN), or keep the default --host 127.0.0.1",
+        )
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
@@ -388,13 +402,22 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        import errno
-
         if exc.errno == errno.EADDRINUSE:
             raise UserError(
                 f"{host}:{port} is already in use (another slmsql serve?)", "stop it, or pick another --port"
             ) from None
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def banner(sock: socket.socket, service: Service, token: str | None) -> str:
+    """The line the server prints at start: where it listens and whether it needs a token."""
+    host, port = sock.getsockname()[:2]
+    where = f"[{host}]" if ":" in host else host
+    auth = "a bearer token is required on every API route" if token else "no token: loopback only"
+    return (
+        f"slmsql serve: listening on http://{where}:{port} ({len(service.registry.names())} "
+        f"database(s), model {service.model_name}); {auth}"
+    )
 
 
 def serve(app: Any, sock: socket.socket) -> None:
