@@ -214,3 +214,14 @@ def test_close_cancels_what_waits(pets: Path, scripted_engine) -> None:
     assert not closer.is_alive()
     with pytest.raises(Exception, match="shutting down"):
         waiting.future.result(timeout=1)
+
+
+def test_a_body_without_length_is_cut_at_the_limit(service: Service) -> None:
+    def chunks():
+        yield b'{"database": "pets", "question": "'
+        for _ in range(20):
+            yield b"x" * 8192
+        yield b'"}'
+
+    response = client_for(service).post("/v1/ask", content=chunks())
+    assert response.status_code == 413 and "limit" in response.json()["error"]

@@ -152,7 +152,7 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
 
     _add_error_handlers(app)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
-    return _LimitBody(_LogRequests(_BodyIsJson(app), log), MAX_BODY_BYTES)  # type: ignore[return-value]
+    return _LogRequests(_LimitBody(_BodyIsJson(app), MAX_BODY_BYTES), log)  # type: ignore[return-value]
 
 
 async def _stream(
@@ -286,7 +286,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 class _LimitBody:
-    """413 for a request body over `limit` bytes, by Content-Length or as it streams in."""
+    """413 for a request body over `limit` bytes, by Content-Length or as it streams in. Past the
+    limit the app is told the client left (so it stops reading) and whatever it answers is dropped."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -297,21 +298,24 @@ class _LimitBody:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await _too_large(self.limit, send)
-        seen = 0
+        seen, refused = 0, False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _BodyTooLarge()
+                    refused = True
+                    await _too_large(self.limit, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit, send)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, unless_refused)
 
 
 class _BodyIsJson:
@@ -325,10 +329,6 @@ class _BodyIsJson:
             headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
             scope["headers"] = [*headers, (b"content-type", b"application/json")]
         await self.app(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 async def _too_large(limit: int, send: Send) -> None:
