@@ -57,7 +57,9 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
         "candidates_sampled": total,
         "merged": answer.merged,
         "candidates": candidate_dicts(generated.candidates, generated.groups, text=texts),
-        "merge_candidates": candidate_dicts(revised.candidates, revised.groups, text=texts) if revised else [],
+        "merge_candidates": candidate_dicts(revised.candidates, revised.groups, text=texts)
+        if revised
+        else [],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]}
         if answer.schema_tables

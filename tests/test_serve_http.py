@@ -38,7 +38,7 @@ def pets(pets_db: Path) -> Path:
     return pets_db
 
 
-def make_service(pets: Path, queue_size: int = 4) -> Service:
+def make_service(pets: Path, queue_size: int = 4, request_timeout: float = 300.0) -> Service:
     pipeline = Pipeline.load("scripted", config=AskConfig(n=2, merge=False))
     return Service(
         pipeline,
@@ -46,6 +46,7 @@ def make_service(pets: Path, queue_size: int = 4) -> Service:
         model_name="scripted",
         load_seconds=0.0,
         queue_size=queue_size,
+        request_timeout=request_timeout,
     )
 
 
@@ -225,3 +226,16 @@ def test_a_body_without_length_is_cut_at_the_limit(service: Service) -> None:
 
     response = client_for(service).post("/v1/ask", content=chunks())
     assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_past_the_request_timeout_is_504_and_the_job_is_dropped(pets: Path, scripted_engine) -> None:
+    scripted_engine([])
+    service = make_service(pets, request_timeout=0.5)
+    release = threading.Event()
+    try:
+        service.submit(lambda job: release.wait(30))  # the model is busy for longer than 0.5 s
+        response = client_for(service).post("/v1/ask", json={"database": "pets", "question": "How many?"})
+        assert response.status_code == 504 and "0.5s" in response.json()["error"]
+    finally:
+        release.set()
+        service.close()  # the timed-out ask never reaches the (scripted, empty) model

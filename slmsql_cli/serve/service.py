@@ -170,10 +170,12 @@ class Service:
     async def wait(self, job: Job) -> Any:
         """The job's result, awaited from an event loop. Past the per-request timeout the job is
         cancelled and RequestTimeout raised; a cancelled waiter (client gone) cancels the job."""
+        result = asyncio.wrap_future(job.future)
+        # read once done, so that the outcome of a job nobody waits for any more is not reported
+        # as "never retrieved"
+        result.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(job.future)), max(job.deadline - time.monotonic(), 0)
-            )
+            return await asyncio.wait_for(asyncio.shield(result), max(job.deadline - time.monotonic(), 0))
         except TimeoutError:
             job.cancel("timeout")
             raise RequestTimeout(f"no answer within the server's {self.request_timeout:g}s limit") from None
