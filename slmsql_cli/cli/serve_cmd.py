@@ -120,7 +120,7 @@ def serve(
     try:
         if http:
             err.print(escape(http_front.banner(sock, service, token)), highlight=False)
-            http_front.serve(http_front.create_app(service, token=token, log=log), sock)
+            http_front.serve(http_front.create_app(service, token=token, log=log), sock, service)
         else:
             from slmsql_cli.serve import mcp_server
 

@@ -59,7 +59,7 @@ from slmsql_cli.serve.service import (
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024  # a question, its evidence or a query is far smaller; 413 beyond
-SHUTDOWN_GRACE = 5.0  # seconds a request may go on after SIGTERM before it is cancelled
+SHUTDOWN_GRACE = 5.0  # seconds the running question may go on after SIGTERM before it is cancelled
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -420,23 +420,29 @@ def banner(sock: socket.socket, service: Service, token: str | None) -> str:
     )
 
 
-def serve(app: Any, sock: socket.socket) -> None:
-    """Serve until SIGINT or SIGTERM. On SIGTERM requests in flight get SHUTDOWN_GRACE seconds,
-    then are cancelled, and the process exits 0 (uvicorn re-raises the signal it caught after
-    shutting down; the no-op handler installed here is the one it re-raises into)."""
+def serve(app: Any, sock: socket.socket, service: Service) -> None:
+    """Serve until SIGINT or SIGTERM. On SIGTERM the waiting questions are answered 503 at once,
+    the running one gets SHUTDOWN_GRACE seconds to finish and is then cancelled (its client gets
+    503, or an `error` event), and the process exits 0: uvicorn re-raises the signal it caught
+    after shutting down, into the no-op handler installed here."""
     import signal
 
     import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            service.stop(SHUTDOWN_GRACE)
 
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,  # _LogRequests writes the one line per request
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE + 30,  # a backstop: cancelled jobs end in seconds
         lifespan="off",
     )
     previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: None)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        Server(config).run(sockets=[sock])
     finally:
         signal.signal(signal.SIGTERM, previous)

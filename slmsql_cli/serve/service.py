@@ -184,24 +184,40 @@ class Service:
             job.future.cancel()  # still queued: skipped; already running: stops at the next token
             raise
 
+    def stop(self, grace: float) -> None:
+        """Begin shutting down (SIGTERM): refuse new jobs and drop the waiting ones now; the
+        running one may finish within `grace` seconds, then it is cancelled. Each client gets
+        its answer or a clean "shutting down" error."""
+        self._closing = True
+        self._drop_waiting()
+        timer = threading.Timer(grace, self._cancel_running)
+        timer.daemon = True
+        timer.start()
+
     def close(self) -> None:
         """Refuse new jobs, cancel the waiting and the running ones, stop the thread, free the model."""
         self._closing = True
+        self._drop_waiting()
+        self._cancel_running()
+        self._queue.put(None)
+        self._thread.join()
+        self.pipeline.close()
+
+    def _drop_waiting(self) -> None:
         while True:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
-                break
+                return
             if job is not None:
                 job.cancel("server shutting down")
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(ShuttingDown("the server is shutting down"))
+
+    def _cancel_running(self) -> None:
         current = self._current
         if current is not None:
             current.cancel("server shutting down")
-        self._queue.put(None)
-        self._thread.join()
-        self.pipeline.close()
 
     # ---- what clients can ask ----------------------------------------------------------------
     def ask(
