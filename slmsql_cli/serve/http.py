@@ -114,7 +114,10 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
 
         job = service.ask(body.database, body.question, body.evidence, emit if body.stream else None)
         if body.stream:
-            return EventSourceResponse(_stream(service, job, events, request), ping=15)
+            # on SIGTERM the stream ends by itself (the service cancels the job after SHUTDOWN_GRACE);
+            # sse-starlette would otherwise cut it at once
+            stream = _stream(service, job, events, request)
+            return EventSourceResponse(stream, ping=15, shutdown_grace_period=SHUTDOWN_GRACE + 10)
         waiter = asyncio.ensure_future(service.wait(job))
         gone = asyncio.ensure_future(_disconnect(request))
         await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
