@@ -59,7 +59,7 @@ from slmsql_cli.serve.service import (
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 64 * 1024  # a question, its evidence or a query is far smaller; 413 beyond
-SHUTDOWN_GRACE = 5.0  # seconds the running question may go on after SIGTERM before it is cancelled
+SHUTDOWN_GRACE = 5  # seconds the running question may go on after SIGTERM before it is cancelled
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
