@@ -50,6 +50,7 @@ from slmsql_cli.serve.requestlog import RequestLog, answer_fields
 from slmsql_cli.serve.service import (
     Cancelled,
     Event,
+    Job,
     QueueFull,
     RequestTimeout,
     Service,
@@ -159,10 +160,11 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
 
 
 async def _stream(
-    service: Service, job: Any, events: asyncio.Queue[Event], request: Request
+    service: Service, job: Job, events: asyncio.Queue[Event], request: Request
 ) -> AsyncIterator[dict]:
     """Server-sent events for one streamed ask; leaving early (the client hung up) cancels the job."""
     waiter = asyncio.ensure_future(service.wait(job))
+    getter: asyncio.Future[Event] | None = None
     try:
         yield _sse({"event": "queued", "queue_length": service.health()["queue_length"]})
         while not (waiter.done() and events.empty()):
@@ -183,6 +185,8 @@ async def _stream(
             _note(request, **answer_fields(answer))
             yield _sse({"event": "answer", **answer_dict(answer)})
     finally:
+        if getter is not None:
+            getter.cancel()
         if not waiter.done():
             waiter.cancel()
             _note(request, outcome="disconnected")
@@ -200,7 +204,7 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-def _job_times(job: Any) -> dict[str, float]:
+def _job_times(job: Job) -> dict[str, float]:
     return {"queue_s": job.queue_seconds, "run_s": job.run_seconds}
 
 
