@@ -158,14 +158,18 @@ class Service:
                 job.started_at = time.monotonic()
                 result = job.run(job)
             except BaseException as exc:  # handed to the waiting client, never lost
+                self._finished(job)
                 job.future.set_exception(exc)
             else:
+                self._finished(job)
                 job.future.set_result(result)
-            finally:
-                self._current = None
-                if job.started_at is not None:
-                    job.finished_at = time.monotonic()
-                    self._recent.append(job.run_seconds)
+
+    def _finished(self, job: Job) -> None:
+        """Record the job's end before its client hears of it (its log line reads the times)."""
+        self._current = None
+        if job.started_at is not None:
+            job.finished_at = time.monotonic()
+            self._recent.append(job.run_seconds)
 
     async def wait(self, job: Job) -> Any:
         """The job's result, awaited from an event loop. Past the per-request timeout the job is
