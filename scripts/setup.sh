@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# One-command set-up: a virtual environment in .venv with slmsql and every extra ([train,dev]).
+# One-command set-up: a virtual environment in .venv with slmsql and every extra ([train,serve,dev]).
 #
 # llama-cpp-python has no wheel on PyPI and compiles for 4-6 minutes, so the wheel is built once
 # into a cache folder keyed by the CPU's instruction-set flags (the build uses -march=native) and
 # reused by every later install, CI included. Variables you may set:
 #   SLMSQL_WHEEL_DIR  where built wheels are kept (default ~/.cache/slmsql/wheels/<cpu-key>)
-#   SLMSQL_EXTRAS     extras to install (default "train,dev"; "" for the ask-only install)
+#   SLMSQL_EXTRAS     extras to install (default "train,serve,dev"; "" for the ask-only install)
 #   TORCH_INDEX_URL   a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu for a
 #                     CPU-only Linux machine, or .../whl/cu126 for an NVIDIA GPU
 #   PYTHON            the interpreter used to create .venv (default python3)
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 LLAMA_CPP_VERSION=0.3.36
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-python3}
-EXTRAS=${SLMSQL_EXTRAS-train,dev}
+EXTRAS=${SLMSQL_EXTRAS-train,serve,dev}
 
 cpu_key() {
   if [ -r /proc/cpuinfo ]; then

@@ -51,6 +51,11 @@ class Database:
     def table_names(self) -> list[str]:
         return [t.name for t in self.schema.tables]
 
+    def schema_details(self) -> str:
+        """The "Database Schema" block with the sampled values only: what every prompt shows of
+        the database before the question's own values are added (`serve`'s describe_database)."""
+        return serialize_schema(self.schema, self.samples)
+
     def relevant_values(self, question: str, evidence: str = "") -> Values:
         """Values of the database that the question (with its evidence) mentions, best first."""
         return self.index.retrieve(prompts.question_text(check_question(question, evidence), evidence))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
 
 Progress = Callable[[str], None]
+RoundDone = Callable[[str, "SamplingRound"], None]  # ("generation" | "merge", the round), as each ends
 
 
 @dataclass
@@ -286,13 +287,18 @@ class Pipeline:
         evidence: str = "",
         progress: Progress | None = None,
         on_token: Callable[[int], None] | None = None,
+        on_round: RoundDone | None = None,
     ) -> Answer:
+        """`on_token(candidate)` runs after every sampled token (an exception raised there stops
+        decoding: `serve` cancels a request that way); `on_round` gets each round once it is voted."""
         say = progress or (lambda _msg: None)
+        round_done = on_round or (lambda _step, _round: None)
         cfg = self.config
         t_start = time.perf_counter()
         matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
         generated = self.generate(db, question, evidence, on_token, matched_values=matched)
+        round_done("generation", generated)
         wall = generated.stats.wall_seconds
         timings = {"generate": wall, "execute": time.perf_counter() - t_start - wall}
         answer = Answer(question=question, sql=None, result=None, generation=generated)
@@ -309,6 +315,7 @@ class Pipeline:
             answer.revision = self.revise(
                 db, question, evidence, generated.groups, on_token, matched_values=matched
             )
+            round_done("merge", answer.revision)
             winner = answer.revision.winner
             if winner is not None:  # a merge that produced nothing executable keeps the vote's winner
                 answer.merged = True

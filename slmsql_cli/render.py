@@ -40,8 +40,10 @@ def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
     }
 
 
-def answer_dict(answer: Answer) -> dict[str, Any]:
-    """The `--json` document: everything a script needs, nothing it has to parse from prose."""
+def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
+    """The `--json` document: everything a script needs, nothing it has to parse from prose.
+    Without `texts` the candidates carry no completion text (`serve --mcp`: an assistant's context
+    need not hold every candidate's reasoning)."""
     votes, total = answer.agreement
     generated, revised = answer.generation, answer.revision
     doc: dict[str, Any] = {
@@ -54,8 +56,8 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "votes": votes,
         "candidates_sampled": total,
         "merged": answer.merged,
-        "candidates": candidate_dicts(generated.candidates, generated.groups),
-        "merge_candidates": candidate_dicts(revised.candidates, revised.groups) if revised else [],
+        "candidates": candidate_dicts(generated.candidates, generated.groups, text=texts),
+        "merge_candidates": candidate_dicts(revised.candidates, revised.groups, text=texts) if revised else [],
         "timings": {k: round(v, 3) for k, v in answer.timings.items()},
         "schema_pruned": {"kept_tables": answer.schema_tables[0], "total_tables": answer.schema_tables[1]}
         if answer.schema_tables

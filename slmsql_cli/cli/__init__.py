@@ -53,6 +53,7 @@ def _register() -> None:
         export_cmd,
         models_cmd,
         prompt_cmd,
+        serve_cmd,
         train_cmd,
     )
 

@@ -1,0 +1,106 @@
+"""`slmsql serve --mcp`: the service as MCP tools over stdio, with the official MCP Python SDK.
+
+Tools: `ask`, `list_databases`, `describe_database`, `run_sql`. Each returns a JSON object (MCP
+structured content); a failure (unknown database, a busy server, a refused or failing query) is a
+tool error whose text says why, so the assistant can correct itself. The `ask` answer is
+`ask --json`'s document without the candidates' completion text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from starlette.concurrency import run_in_threadpool
+
+from slmsql_cli import __version__
+from slmsql_cli.errors import UserError
+from slmsql_cli.render import answer_dict
+from slmsql_cli.serve.requestlog import RequestLog, answer_fields
+from slmsql_cli.serve.service import Cancelled, QueueFull, RequestTimeout, Service, ShuttingDown
+
+INSTRUCTIONS = (
+    "Answers questions about the SQLite databases this server was started with, using a small local "
+    "Text-to-SQL model. Call list_databases first, describe_database to see a schema, ask for a "
+    "plain-language question, and run_sql to check or refine a query (read-only)."
+)
+
+
+def build(service: Service, log: RequestLog) -> MCPServer:
+    """The MCP server with slmsql's four tools bound to `service`."""
+    server = MCPServer("slmsql", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+
+    async def logged(
+        tool: str, database: str | None, call: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {"tool": tool, "database": database}
+        start = time.perf_counter()
+        try:
+            doc = await call(fields)
+        except (UserError, QueueFull, ShuttingDown, Cancelled, RequestTimeout) as exc:
+            fields["outcome"] = f"error: {exc}"
+            raise ToolError(str(exc)) from None
+        finally:
+            log.write(**fields, seconds=time.perf_counter() - start)
+        return doc
+
+    @server.tool()
+    async def ask(question: str, database: str | None = None, evidence: str = "") -> dict[str, Any]:
+        """Answer a question in plain language about one database: the SQL the model wrote, the
+        result's columns and rows, and how many of the sampled candidates agreed (votes).
+        `database` is a name from list_databases (optional when there is only one); `evidence`
+        is an optional hint such as what a term means."""
+
+        async def call(fields: dict[str, Any]) -> dict[str, Any]:
+            job = service.ask(database, question, evidence)
+            answer = await service.wait(job)
+            fields.update(queue_s=job.queue_seconds, run_s=job.run_seconds, **answer_fields(answer))
+            return answer_dict(answer, texts=False)
+
+        return await logged("ask", database, call)
+
+    @server.tool()
+    async def list_databases() -> dict[str, Any]:
+        """The databases this server may query: their names (use them in the other tools) and tables."""
+
+        async def call(_fields: dict[str, Any]) -> dict[str, Any]:
+            return {"databases": service.databases()}
+
+        return await logged("list_databases", None, call)
+
+    @server.tool()
+    async def describe_database(database: str) -> dict[str, Any]:
+        """The schema of one database as the model sees it: CREATE TABLE statements with column
+        comments and example values."""
+
+        async def call(_fields: dict[str, Any]) -> dict[str, Any]:
+            return service.describe(database)
+
+        return await logged("describe_database", database, call)
+
+    @server.tool()
+    async def run_sql(database: str, sql: str) -> dict[str, Any]:
+        """Run one read-only SQL statement (SELECT, WITH, VALUES, EXPLAIN) on a database and return
+        its columns and rows. Writes and several statements are refused; a time limit applies."""
+
+        async def call(fields: dict[str, Any]) -> dict[str, Any]:
+            doc = await run_in_threadpool(service.run_sql, database, sql)
+            if doc["error"] or doc["timed_out"]:
+                why = doc["error"] or "the query ran past its time limit"
+                fields["outcome"] = f"refused: {why}"
+                raise ToolError(f"the query did not run: {why}")
+            fields.update(outcome="ok", rows=doc["row_count"])
+            return doc
+
+        return await logged("run_sql", database, call)
+
+    return server
+
+
+def serve(service: Service, log: RequestLog) -> None:
+    """Answer MCP requests on stdin/stdout until the client closes stdin."""
+    log.say(f"MCP over stdio: {len(service.registry.names())} database(s), model {service.model_name}")
+    build(service, log).run("stdio")

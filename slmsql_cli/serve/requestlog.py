@@ -1,0 +1,58 @@
+"""One log line per request, on stderr: `key=value` words for people, or one JSON object (`--json-logs`).
+
+Both front ends log through `RequestLog.write`; the fields are whatever the request knew (route,
+database, status, queue and run seconds, votes, prompt tokens evaluated, outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from slmsql_cli.pipeline import Answer
+
+
+class RequestLog:
+    def __init__(self, *, json_lines: bool = False, stream: TextIO | None = None) -> None:
+        self.json_lines = json_lines
+        self.stream = stream or sys.stderr
+        self._lock = threading.Lock()
+
+    def write(self, **fields: Any) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if self.json_lines:
+            line = json.dumps({"time": round(time.time(), 3), **fields}, ensure_ascii=False, default=str)
+        else:
+            line = " ".join(f"{k}={_word(v)}" for k, v in fields.items())
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def say(self, message: str) -> None:
+        """A line about the server itself (listening, stopping), in the same format."""
+        self.write(event="server", message=message)
+
+
+def answer_fields(answer: Answer) -> dict[str, Any]:
+    """What a request log line says about an answer."""
+    votes, total = answer.agreement
+    stats = answer.generation.stats
+    return {
+        "votes": f"{votes}/{total}",
+        "merged": answer.merged,
+        "prompt_tokens": stats.prompt_tokens,
+        "prompt_tokens_evaluated": stats.prompt_tokens_evaluated,
+        "generated_tokens": stats.generated_tokens
+        + (answer.revision.stats.generated_tokens if answer.revision else 0),
+        "outcome": "answered" if answer.failure is None else "no-result",
+    }
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if (not text or any(c in text for c in ' "=')) else text

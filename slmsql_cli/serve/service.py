@@ -1,0 +1,281 @@
+"""The core of `slmsql serve`: one loaded model, many clients, requests run one at a time.
+
+Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else of the pipeline:
+
+* `Service.ask` puts a question on a bounded queue; one worker thread runs the queued jobs on the
+  one `Pipeline`, in order. A full queue raises `QueueFull` (HTTP 503 with Retry-After). The
+  engine keeps the last prompt in its KV cache, so a second question on the same database
+  evaluates only the tokens after the shared schema prefix (`prompt_tokens_evaluated`).
+* A job stops decoding between two tokens once it is cancelled (its client went away) or its
+  deadline passed: the pipeline's `on_token` callback raises `Cancelled`.
+* `run_sql` needs no model: it runs in the caller's thread through the same guarded executor
+  (read-only, deadline, row and size caps) that checks the model's candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from slmsql_cli.database import check_question
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import execute
+from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
+from slmsql_cli.render import result_dict
+from slmsql_cli.serve.registry import Registry
+from slmsql_cli.vote import candidate_dicts
+
+MAX_QUESTION_CHARS = 4_000  # question and evidence each; longer is refused (HTTP 413)
+SQL_MAX_ROWS = 10_000  # rows run_sql returns; the result says when it was cut
+TOKEN_EVENT_EVERY = 16  # streaming: one "tokens" event per this many sampled tokens
+
+Event = dict[str, Any]
+Events = Callable[[Event], None]
+
+
+class QueueFull(Exception):
+    """Every queue slot is taken; try again after `retry_after` seconds."""
+
+    def __init__(self, capacity: int, retry_after: int) -> None:
+        super().__init__(f"the server is busy: {capacity} question(s) are already waiting")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and takes no more questions."""
+
+
+class Cancelled(Exception):
+    """The job was stopped: its client went away, its deadline passed or the server is stopping."""
+
+
+class RequestTimeout(Exception):
+    """The request ran past the server's per-request timeout and was cancelled."""
+
+
+class TooLarge(UserError):
+    """A question, evidence or body over the server's size limit (HTTP 413)."""
+
+
+@dataclass
+class Job:
+    """One queued request: what to run, its deadline, and the future its client waits on."""
+
+    run: Callable[[Job], Any]
+    deadline: float  # time.monotonic()
+    future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    finished_at: float | None = None
+    reason: str = ""
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.reason = reason
+            self._stop.set()
+
+    def check(self) -> None:
+        """Raise Cancelled when the job should stop (called between tokens)."""
+        if not self._stop.is_set() and time.monotonic() > self.deadline:
+            self.cancel("timeout")
+        if self._stop.is_set():
+            raise Cancelled(self.reason)
+
+    @property
+    def queue_seconds(self) -> float:
+        return (self.started_at or time.monotonic()) - self.queued_at
+
+    @property
+    def run_seconds(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+
+class Service:
+    """The databases, the loaded pipeline and the queue in front of it."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        registry: Registry,
+        *,
+        model_name: str,
+        load_seconds: float,
+        queue_size: int = 8,
+        request_timeout: float = 300.0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.registry = registry
+        self.model_name = model_name
+        self.load_seconds = load_seconds
+        self.queue_size = queue_size
+        self.request_timeout = request_timeout
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._current: Job | None = None
+        self._closing = False
+        self._recent: deque[float] = deque(maxlen=20)  # run seconds of recent jobs: Retry-After
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._work, name="slmsql-model", daemon=True)
+        self._thread.start()
+
+    # ---- the queue -----------------------------------------------------------------------------
+    def submit(self, run: Callable[[Job], Any]) -> Job:
+        """Queue `run(job)` for the model thread; QueueFull or ShuttingDown when it cannot wait."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        job = Job(run, deadline=time.monotonic() + self.request_timeout)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(self.queue_size, self.retry_after()) from None
+        return job
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the recent mean run time times the jobs ahead."""
+        mean = sum(self._recent) / len(self._recent) if self._recent else 5.0
+        return max(1, math.ceil(mean * (self._queue.qsize() + 1)))
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue  # its client gave up while it waited
+            try:
+                job.check()
+                self._current = job
+                job.started_at = time.monotonic()
+                result = job.run(job)
+            except BaseException as exc:  # handed to the waiting client, never lost
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)
+            finally:
+                self._current = None
+                if job.started_at is not None:
+                    job.finished_at = time.monotonic()
+                    self._recent.append(job.run_seconds)
+
+    async def wait(self, job: Job) -> Any:
+        """The job's result, awaited from an event loop. Past the per-request timeout the job is
+        cancelled and RequestTimeout raised; a cancelled waiter (client gone) cancels the job."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(job.future)), max(job.deadline - time.monotonic(), 0)
+            )
+        except TimeoutError:
+            job.cancel("timeout")
+            raise RequestTimeout(f"no answer within the server's {self.request_timeout:g}s limit") from None
+        except asyncio.CancelledError:
+            job.cancel("client disconnected")
+            job.future.cancel()  # still queued: skipped; already running: stops at the next token
+            raise
+
+    def close(self) -> None:
+        """Refuse new jobs, cancel the waiting and the running ones, stop the thread, free the model."""
+        self._closing = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.cancel("server shutting down")
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(ShuttingDown("the server is shutting down"))
+        current = self._current
+        if current is not None:
+            current.cancel("server shutting down")
+        self._queue.put(None)
+        self._thread.join()
+        self.pipeline.close()
+
+    # ---- what clients can ask ----------------------------------------------------------------
+    def ask(
+        self, database: str | None, question: str, evidence: str = "", events: Events | None = None
+    ) -> Job:
+        """Check the request now (unknown database, empty or oversized question), then queue it.
+        The job's result is the pipeline's Answer; `events` gets progress as it happens."""
+        entry = self.registry.get(database)
+        for what, text in (("question", question), ("evidence", evidence)):
+            if len(text) > MAX_QUESTION_CHARS:
+                raise TooLarge(
+                    f"the {what} is {len(text):,} characters; this server takes at most {MAX_QUESTION_CHARS:,}",
+                    "shorten it",
+                )
+        check_question(question, evidence)
+        emit = events or (lambda _event: None)
+
+        def run(job: Job) -> Answer:
+            tokens = [0]
+
+            def on_token(_candidate: int) -> None:
+                job.check()
+                tokens[0] += 1
+                if tokens[0] % TOKEN_EVENT_EVERY == 0:
+                    emit({"event": "tokens", "generated": tokens[0]})
+
+            def on_round(step: str, sampled: SamplingRound) -> None:
+                emit({"event": "round", "step": step, **round_dict(sampled)})
+
+            emit({"event": "started", "queue_seconds": round(job.queue_seconds, 3)})
+            return self.pipeline.ask(
+                entry.database,
+                question,
+                evidence,
+                progress=lambda message: emit({"event": "progress", "message": message}),
+                on_token=on_token,
+                on_round=on_round,
+            )
+
+        return self.submit(run)
+
+    def run_sql(self, database: str, sql: str) -> dict[str, Any]:
+        """A read-only query through the guarded executor; the result document (`error` set when
+        SQLite or the guard refused it). Blocking: call it from a worker thread."""
+        entry = self.registry.get(database)
+        result = execute(
+            entry.database.path, sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS
+        )
+        doc = result_dict(result)
+        assert doc is not None
+        return {"database": entry.name, "sql": sql, **doc}
+
+    def describe(self, database: str) -> dict[str, Any]:
+        """The schema as the model sees it: the prompt's "Database Schema" block with sample values."""
+        entry = self.registry.get(database)
+        return {**entry.summary(), "schema": entry.database.schema_details()}
+
+    def databases(self) -> list[dict[str, Any]]:
+        return [e.summary() for e in self.registry.entries()]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self._closing else "ok",
+            "model": self.model_name,
+            "model_load_seconds": round(self.load_seconds, 3),
+            "queue_length": self._queue.qsize(),
+            "queue_capacity": self.queue_size,
+            "busy": self._current is not None,
+            "databases": self.registry.names(),
+            "uptime_seconds": round(time.monotonic() - self._started, 1),
+        }
+
+
+def round_dict(sampled: SamplingRound) -> dict[str, Any]:
+    """A finished sampling round for a progress event: its candidates (no completion text) and votes."""
+    return {
+        "candidates": candidate_dicts(sampled.candidates, sampled.groups, text=False),
+        "generation": sampled.stats.as_dict(),
+    }

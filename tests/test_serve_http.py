@@ -1,0 +1,216 @@
+"""`slmsql serve --http`'s app in process, with a scripted engine: routes, JSON shapes, bad input, auth.
+
+Everything but the model is real: the FastAPI app and its middleware, the service's queue and
+worker thread, the database registry, the prompt builder, the executor and the vote. The real
+server process with the real model is tested in test_serve_process.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra")
+
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from slmsql_cli.cli import app as cli_app
+from slmsql_cli.pipeline import AskConfig, Pipeline
+from slmsql_cli.serve.http import create_app
+from slmsql_cli.serve.registry import Registry
+from slmsql_cli.serve.service import MAX_QUESTION_CHARS, Cancelled, QueueFull, Service
+
+COUNT = "SELECT count(*) FROM pets"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
+
+
+def said(sql: str) -> str:
+    return f"<think>\nCount them.\n</think>\n<answer>\n{sql}\n</answer>"
+
+
+@pytest.fixture()
+def pets(pets_db: Path) -> Path:
+    return pets_db
+
+
+def make_service(pets: Path, queue_size: int = 4) -> Service:
+    pipeline = Pipeline.load("scripted", config=AskConfig(n=2, merge=False))
+    return Service(
+        pipeline,
+        Registry.open([f"pets={pets}"]),
+        model_name="scripted",
+        load_seconds=0.0,
+        queue_size=queue_size,
+    )
+
+
+@pytest.fixture()
+def service(pets: Path, scripted_engine) -> Iterator[Service]:
+    scripted_engine([])  # `--model scripted`; each test adds its completions to the script
+    svc = make_service(pets)
+    yield svc
+    svc.close()
+
+
+def client_for(service: Service, token: str | None = None) -> TestClient:
+    return TestClient(create_app(service, token=token), raise_server_exceptions=True)
+
+
+def script(service: Service, *texts: str) -> None:
+    service.pipeline.engine.script.extend(texts)  # type: ignore[attr-defined]
+
+
+def test_ask_answers_with_ask_json_document(service: Service, pets: Path, scripted_engine) -> None:
+    script(service, said(COUNT), said(COUNT))
+    response = client_for(service).post(
+        "/v1/ask", content=json.dumps({"database": "pets", "question": "How many pets?"}), headers=FORM
+    )
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert served["sql"] == COUNT and served["rows"] == [[2]] and served["votes"] == 2
+
+    scripted_engine([said(COUNT), said(COUNT)])  # the CLI's own engine, same completions
+    result = CliRunner().invoke(
+        cli_app,
+        ["ask", "--db", str(pets), "--json", "-n", "2", "--no-merge", "-m", "scripted", "How many pets?"],
+    )
+    printed = json.loads(result.stdout)
+    assert set(served) == set(printed)
+    for key in ("question", "sql", "columns", "rows", "error", "votes", "candidates", "merged"):
+        assert served[key] == printed[key], key
+    assert set(served["generation"]) == set(printed["generation"])
+
+
+def test_routes_list_describe_sql_health(service: Service) -> None:
+    client = client_for(service)
+    assert client.get("/v1/databases").json() == {"databases": [{"name": "pets", "tables": ["pets"]}]}
+    schema = client.get("/v1/databases/pets/schema").json()
+    assert (
+        schema["name"] == "pets" and "CREATE TABLE pets" in schema["schema"] and "'Rex'" in schema["schema"]
+    )
+    rows = client.post(
+        "/v1/sql", json={"database": "pets", "sql": "SELECT name FROM pets ORDER BY name"}
+    ).json()
+    assert rows["columns"] == ["name"] and rows["rows"] == [["Rex"], ["Tom"]] and rows["error"] is None
+    health = client.get("/healthz").json()
+    assert health["model"] == "scripted" and health["queue_length"] == 0 and health["databases"] == ["pets"]
+    assert "model_load_seconds" in health
+    assert client.get("/openapi.json").json()["paths"].keys() >= {"/v1/ask", "/v1/sql", "/healthz"}
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+
+
+def test_a_write_is_refused_and_the_file_unchanged(service: Service, pets: Path) -> None:
+    before = pets.read_bytes()
+    doc = client_for(service).post("/v1/sql", json={"database": "pets", "sql": "DELETE FROM pets"}).json()
+    assert doc["error"] and "DELETE" in doc["error"] and doc["rows"] == []
+    assert pets.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status",
+    [
+        ("post", "/v1/ask", b'{"database": "pets", "question": ', 400),  # malformed JSON
+        ("post", "/v1/ask", b'{"database": "pets", "question": "   "}', 400),  # empty question
+        ("post", "/v1/ask", b'{"database": "nope", "question": "How many?"}', 404),
+        ("post", "/v1/ask", b'{"database": "../pets.sqlite", "question": "How many?"}', 404),
+        ("post", "/v1/ask", b'{"database": "pets"}', 422),  # no question
+        ("post", "/v1/sql", b'{"database": "/etc/passwd", "sql": "SELECT 1"}', 404),
+        ("get", "/v1/databases/nope/schema", None, 404),
+        ("get", "/v1/databases/..%2F..%2Fetc%2Fpasswd/schema", None, 404),
+    ],
+)
+def test_bad_requests(service: Service, method: str, path: str, body: bytes | None, status: int) -> None:
+    client = client_for(service)
+    response = client.post(path, content=body, headers=FORM) if method == "post" else client.get(path)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]
+
+
+@pytest.mark.parametrize("size", [MAX_QUESTION_CHARS + 1, 1024 * 1024])
+def test_oversized_question_is_413(service: Service, size: int) -> None:
+    body = json.dumps({"database": "pets", "question": "x" * size})
+    response = client_for(service).post("/v1/ask", content=body)
+    assert response.status_code == 413, response.text
+    assert "limit" in response.json()["error"] or "at most" in response.json()["error"]
+
+
+def test_token_is_required_on_every_api_route(service: Service) -> None:
+    client = client_for(service, token="s3cret")
+    routes = [("get", "/healthz"), ("get", "/v1/databases"), ("get", "/v1/databases/pets/schema")]
+    for method, path in routes:
+        assert getattr(client, method)(path).status_code == 401
+        wrong = getattr(client, method)(path, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+        right = getattr(client, method)(path, headers={"Authorization": "Bearer s3cret"})
+        assert right.status_code == 200
+    sql = {"database": "pets", "sql": "SELECT 1"}
+    assert client.post("/v1/sql", json=sql).status_code == 401
+    assert client.post("/v1/ask", json={"database": "pets", "question": "How many?"}).status_code == 401
+    assert client.get("/openapi.json").status_code == 200  # the docs hold no data
+
+
+def test_streamed_ask_sends_rounds_then_the_answer(service: Service) -> None:
+    script(service, said(COUNT), said("SELECT count(name) FROM pets"))
+    body = {"database": "pets", "question": "How many pets?", "stream": True}
+    with client_for(service).stream("POST", "/v1/ask", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events = [
+        (block.split("\n")[0].removeprefix("event: "), json.loads(block.split("data: ", 1)[1]))
+        for block in text.replace("\r\n", "\n").split("\n\n")
+        if block.startswith("event:")
+    ]
+    names = [name for name, _ in events]
+    assert names[0] == "queued" and names[-1] == "answer" and "round" in names
+    round_doc = dict(events)["round"]
+    assert round_doc["step"] == "generation" and len(round_doc["candidates"]) == 2
+    assert events[-1][1]["rows"] == [[2]] and events[-1][1]["votes"] == 2
+
+
+def test_queue_full_is_503_with_retry_after(pets: Path, scripted_engine) -> None:
+    scripted_engine([])
+    service = make_service(pets, queue_size=1)
+    release = threading.Event()
+    try:
+        service.submit(lambda job: release.wait(30))  # runs, holding the model thread
+        while service.health()["busy"] is False:
+            release.wait(0.01)
+        service.submit(lambda job: None)  # waits: the queue is now full
+        response = client_for(service).post("/v1/ask", json={"database": "pets", "question": "How many?"})
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) >= 1
+        with pytest.raises(QueueFull):
+            service.submit(lambda job: None)
+    finally:
+        release.set()
+        service.close()
+
+
+def test_a_cancelled_job_stops_at_the_next_token(service: Service) -> None:
+    script(service, said(COUNT), said(COUNT))
+    job = service.ask("pets", "How many pets?")
+    job.cancel("client disconnected")
+    with pytest.raises(Cancelled, match="client disconnected"):
+        job.future.result(timeout=30)
+    service.pipeline.engine.script.clear()  # type: ignore[attr-defined]
+
+
+def test_close_cancels_what_waits(pets: Path, scripted_engine) -> None:
+    scripted_engine([])
+    service = make_service(pets, queue_size=2)
+    release = threading.Event()
+    service.submit(lambda job: release.wait(30))
+    waiting = service.submit(lambda job: "never")
+    closer = threading.Thread(target=service.close)
+    closer.start()
+    release.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    with pytest.raises(Exception, match="shutting down"):
+        waiting.future.result(timeout=1)
