@@ -77,18 +77,22 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-@pytest.fixture()
-def pets_db(tmp_path: Path, isolated_cache: Path) -> Path:
+def make_pets_db(path: Path) -> Path:
     """A one-table SQLite file (pets: name, kind, age; two rows): the smallest prompt a real model reads."""
     import sqlite3
 
-    path = tmp_path / "pets.sqlite"
     con = sqlite3.connect(path)
     with con:
         con.execute("CREATE TABLE pets (name TEXT, kind TEXT, age INTEGER)")
         con.executemany("INSERT INTO pets VALUES (?, ?, ?)", [("Rex", "dog", 3), ("Tom", "cat", 5)])
     con.close()
     return path
+
+
+@pytest.fixture()
+def pets_db(tmp_path: Path, isolated_cache: Path) -> Path:
+    """`make_pets_db` in the test's folder, with an isolated cache."""
+    return make_pets_db(tmp_path / "pets.sqlite")
 
 
 # ---- the scripted engine --------------------------------------------------------------------

@@ -213,11 +213,17 @@ function renderCandidates(list, candidates, title) {
   });
 }
 
+function showSql(sql) {
+  const code = $("sql").querySelector("code");
+  if (sql) highlightSql(code, sql);
+  else code.textContent = "(the model wrote no SQL that could be used)";
+  $("sql-edit").value = sql ?? "";
+}
+
 function showAnswer(answer) {
   $("answer").hidden = false;
-  const code = $("sql").querySelector("code");
-  if (answer.sql) highlightSql(code, answer.sql);
-  else code.textContent = "(no SQL)";
+  $("answer-title").textContent = "Answer";
+  showSql(answer.sql);
   $("summary").textContent = summaryText(answer);
   renderTable(answer);
   const list = $("candidates");
@@ -225,7 +231,9 @@ function showAnswer(answer) {
   renderCandidates(list, answer.candidates, answer.merge_candidates.length ? "drafts" : "");
   renderCandidates(list, answer.merge_candidates, "merge revisions");
   $("candidates-box").querySelector("summary").textContent = `Candidates (${answer.candidates.length + answer.merge_candidates.length})`;
-  if (answer.error) showError(new ApiError(200, `The answer's SQL failed: ${answer.error}`, "Open “Candidates” to see what each one wrote; rephrasing often helps."));
+  const look = "Open “Candidates” to see what the model wrote; rephrasing often helps, or edit and run the SQL yourself.";
+  if (!answer.sql) showError(new ApiError(200, "The model wrote no usable SQL for this question.", look));
+  else if (answer.error) showError(new ApiError(200, `The answer's SQL failed: ${answer.error}`, look));
 }
 
 function showError(error) {
@@ -242,6 +250,7 @@ function setStatus(text) {
 // ---- the flow --------------------------------------------------------------------------------
 
 let running = null; // the AbortController of the question being answered
+let answeredDatabase = ""; // the database the shown answer is about: an edited SQL runs there
 
 function setBusy(busy) {
   $("ask").disabled = busy;
@@ -250,10 +259,24 @@ function setBusy(busy) {
   $("answer").setAttribute("aria-busy", String(busy));
 }
 
+// The server's stream: queued, started, progress, tokens, round (a voted round), then answer or error.
 function progressText(event, data) {
-  if (typeof data.message === "string") return data.message;
-  if (event === "candidate") return `candidate ${data.index + 1}${data.total ? ` of ${data.total}` : ""} finished`;
-  return "";
+  switch (event) {
+    case "queued":
+      return data.queue_length > 0 ? `Waiting for the model: ${data.queue_length} question(s) ahead…` : "Waiting for the model…";
+    case "started":
+      return "The model is reading the schema…";
+    case "progress":
+      return `${data.message}…`;
+    case "tokens":
+      return `Sampling: ${data.generated} tokens…`;
+    case "round": {
+      const ran = data.candidates.filter((c) => c.group !== null).length;
+      return `${data.step === "merge" ? "Revisions" : "Candidates"} done: ${ran} of ${data.candidates.length} ran; voting…`;
+    }
+    default:
+      return "";
+  }
 }
 
 async function ask(database, question) {
@@ -283,6 +306,7 @@ async function ask(database, question) {
     } else {
       answer = await response.json();
     }
+    answeredDatabase = database;
     showAnswer(answer);
     setStatus(`Answered in ${seconds((performance.now() - started) / 1000)}.`);
   } catch (error) {
@@ -296,6 +320,28 @@ async function ask(database, question) {
       running = null;
       setBusy(false);
     }
+  }
+}
+
+// The user's own edit of the SQL, through POST /v1/sql: the same read-only executor as the model's.
+async function runSql(database, sql) {
+  $("error").hidden = true;
+  $("run-sql").disabled = true;
+  setStatus("Running the SQL…");
+  try {
+    const result = await (await api("/v1/sql", { method: "POST", body: { database, sql } })).json();
+    $("answer-title").textContent = "Your SQL";
+    showSql(sql);
+    renderTable(result);
+    const rows = `${result.row_count} row${result.row_count === 1 ? "" : "s"}`;
+    $("summary").textContent = `your edit of the SQL · ${rows} · ${seconds(result.seconds)}`;
+    setStatus("");
+    if (result.error) showError(new ApiError(200, `The SQL failed: ${result.error}`, result.timed_out ? "It ran past the server's time limit." : ""));
+  } catch (error) {
+    setStatus("");
+    showError(error);
+  } finally {
+    $("run-sql").disabled = false;
   }
 }
 
@@ -321,7 +367,8 @@ async function loadDatabases() {
     const databases = Array.isArray(body) ? body : body.databases;
     select.replaceChildren(...databases.map((d) => {
       const name = typeof d === "string" ? d : d.name;
-      const tables = typeof d === "object" && d.tables !== undefined ? ` (${Array.isArray(d.tables) ? d.tables.length : d.tables} tables)` : "";
+      const count = Array.isArray(d.tables) ? d.tables.length : d.tables;
+      const tables = count === undefined ? "" : ` (${count} table${count === 1 ? "" : "s"})`;
       return el("option", { value: name, textContent: name + tables });
     }));
     const remembered = sessionStorage.getItem("slmsql.database");
@@ -361,6 +408,15 @@ function start() {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("ask-form").requestSubmit();
   });
   $("cancel").addEventListener("click", () => running?.abort());
+  $("sql-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const sql = $("sql-edit").value.trim();
+    if (!sql) return showError(new ApiError(0, "Type a SQL statement first."));
+    runSql(answeredDatabase || $("database").value, sql);
+  });
+  $("sql-edit").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("sql-form").requestSubmit();
+  });
   $("schema-box").addEventListener("toggle", loadSchema);
   $("database").addEventListener("change", loadSchema);
   loadDatabases();
