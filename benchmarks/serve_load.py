@@ -215,6 +215,11 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--queue", type=int, default=8, help="the server's --queue")
     parser.add_argument(
+        "--no-values",
+        action="store_true",
+        help="the server's --no-values: no question-matched values, so the prompts differ only at the end",
+    )
+    parser.add_argument(
         "--deadline", type=float, default=1800.0, help="seconds before unsent requests are dropped"
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
@@ -233,7 +238,7 @@ def main() -> None:
         db = args.db or make_tiny_db(Path(tmp) / "pets.sqlite")
         server_args = [
             "--db", f"db={db}", "--model", model, "-n", str(args.n), "--max-tokens", str(args.max_tokens),
-            "--no-merge", "--queue", str(args.queue), "--json-logs",
+            "--no-merge", "--queue", str(args.queue), "--json-logs", *(["--no-values"] if args.no_values else []),
         ]  # fmt: skip
         print(
             f"starting the server ({Path(model).name}, -n {args.n}, --max-tokens {args.max_tokens})…",
@@ -305,6 +310,7 @@ def summarize(
         "n": args.n,
         "max_tokens": args.max_tokens,
         "queue": args.queue,
+        "no_values": args.no_values,
         **count,
         "unsent": unsent,
         "p50_s": round(percentile(answered, 50), 2),
@@ -325,7 +331,7 @@ def summarize(
 
 def markdown(f: dict) -> str:
     rows = [
-        ("requests × concurrency", f"{f['requests']} × {f['concurrency']} (-n {f['n']}, --max-tokens {f['max_tokens']}, --queue {f['queue']})"),
+        ("requests × concurrency", f"{f['requests']} × {f['concurrency']} (-n {f['n']}, --max-tokens {f['max_tokens']}, --queue {f['queue']}{', --no-values' if f['no_values'] else ''})"),
         ("ok / 503 busy / failed / lost / unsent", f"{f['ok']} / {f['busy']} / {f['failed']} / {f['lost']} / {f['unsent']}"),
         ("latency p50 / p95 / max", f"{f['p50_s']} s / {f['p95_s']} s / {f['max_s']} s"),
         ("throughput", f"{f['throughput_rps']} answers/s ({f['wall_s']} s in all)"),
