@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,9 +38,11 @@ from pathlib import Path
 import httpx
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from slmsql_cli.serve.process import ServerDidNotStart, ServerProcess
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"  # git-ignored: the server's log of the last run
-START_TIMEOUT = 300.0  # seconds for the server to load the model on a busy machine
 # The default database is tiny on purpose (a ~150-token schema prompt): the run measures the
 # server (queueing, losses, latency spread, memory), not how fast a CPU reads a long prompt.
 # --db and --questions point it at a real one (e.g. slmsql_cli/data/bookshop.sqlite).
@@ -98,40 +97,6 @@ class MemoryLog:
 
     def at(self, label: str, process: psutil.Process) -> None:
         self.marks[label] = process.memory_info().rss / 2**20
-
-
-class Server:
-    """`slmsql serve --http --port 0 …` as a child process; its log goes to a file."""
-
-    def __init__(self, args: list[str], log_path: Path, cache: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slmsql_cli", "serve", "--http", "--port", "0", *args],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env={**os.environ, "SLMSQL_CACHE_DIR": str(cache)},  # no index of a temporary file left behind
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (found := re.search(r"listening on (http://\S+)", log_path.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the server did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        self.url = found.group(1)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 def sample_memory(process: psutil.Process, log: MemoryLog, stop: threading.Event, t0: float) -> None:
@@ -212,7 +177,7 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="the database (default: a tiny one made here)")
     parser.add_argument("--questions", type=Path, help="a JSON list of {question}, asked in turn")
     parser.add_argument("-n", type=int, default=2, help="candidates per question")
-    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=16, help="the server's --max-tokens (at least 16)")
     parser.add_argument("--queue", type=int, default=8, help="the server's --queue")
     parser.add_argument(
         "--no-values",
@@ -244,8 +209,13 @@ def main() -> None:
             f"starting the server ({Path(model).name}, -n {args.n}, --max-tokens {args.max_tokens})…",
             file=sys.stderr,
         )
-        server = Server(server_args, server_log, Path(tmp) / "cache")
-        process = psutil.Process(server.proc.pid)
+        try:  # no index of a temporary file is left in the user's cache
+            server = ServerProcess(
+                server_args, server_log, cwd=REPO, env={"SLMSQL_CACHE_DIR": f"{tmp}/cache"}
+            )
+        except ServerDidNotStart as exc:
+            raise SystemExit(str(exc)) from None
+        process = psutil.Process(server.pid)
         memory = MemoryLog()
         memory.at("start", process)
         stop = threading.Event()
@@ -276,7 +246,7 @@ def main() -> None:
             stop.set()
             sampler.join()
             exit_code = server.stop()
-    log_lines = sum(1 for line in server_log.read_text().splitlines() if line.startswith("{"))
+    log_lines = len(server.log_records())
 
     figures = summarize(outcomes, unsent, wall, memory, exit_code, log_lines, args)
     print(markdown(figures))

@@ -14,22 +14,19 @@ screenshots (the model's answer, then the edited SQL's table) are saved in tests
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
-playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright from the [dev] extra")
 
+import playwright.sync_api as playwright
 from conftest import REPO, make_pets_db
+
+from slmsql_cli.serve.process import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -47,55 +44,36 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 N = 2
+TOKEN = "webapp-test-token"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (scripts/setup.sh installs Debian's `chromium`)"
 )
 
 
-TOKEN = "webapp-test-token"
-
-
 @pytest.fixture()
 def server(gemma_gguf: Path, tmp_path: Path) -> Iterator[str]:
     """`slmsql serve --http --token …` on a free loopback port; yields its URL and checks that
     SIGTERM stops it with exit code 0."""
-    folder = tmp_path
-    db = make_pets_db(folder / "pets.sqlite")
-    log_path = folder / "server.log"
-    command = [
-        sys.executable, "-m", "slmsql_cli", "serve", "--http", "--port", "0",
-        "--db", f"pets={db}", "--model", str(gemma_gguf), "-n", str(N), "--max-tokens", "24", "--no-merge",
-    ]  # fmt: skip
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env={
-                **os.environ,
-                "PYTHONPATH": str(REPO),
-                "SLMSQL_CACHE_DIR": str(folder / "cache"),
-                "SLMSQL_TOKEN": TOKEN,
-            },
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not (found := re.search(r"listening on (http://\S+)", log_path.read_text())):
-                assert proc.poll() is None, f"the server stopped:\n{log_path.read_text()}"
-                assert time.monotonic() < deadline, f"the server did not start:\n{log_path.read_text()}"
-                time.sleep(0.2)
-            yield found.group(1)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise
-    assert code == 0, log_path.read_text()
+    db = make_pets_db(tmp_path / "pets.sqlite")
+    args = [
+        "--db",
+        f"pets={db}",
+        "--model",
+        str(gemma_gguf),
+        "-n",
+        str(N),
+        "--max-tokens",
+        "24",
+        "--no-merge",
+    ]
+    env = {"PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "SLMSQL_TOKEN": TOKEN}
+    server = ServerProcess(args, tmp_path / "server.log", cwd=REPO, env=env, start_timeout=START_TIMEOUT)
+    try:
+        yield server.url
+    finally:
+        code = server.stop()
+    assert code == 0, server.log()
 
 
 @pytest.fixture()
