@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2, help="candidates per question")
     parser.add_argument("--max-tokens", type=int, default=16, help="the server's --max-tokens (at least 16)")
     parser.add_argument("--queue", type=int, default=8, help="the server's --queue")
+    parser.add_argument("--threads", type=int, help="the server's --threads (default: its own)")
     parser.add_argument(
         "--no-values",
         action="store_true",
@@ -204,6 +205,7 @@ def main() -> None:
         server_args = [
             "--db", f"db={db}", "--model", model, "-n", str(args.n), "--max-tokens", str(args.max_tokens),
             "--no-merge", "--queue", str(args.queue), "--json-logs", *(["--no-values"] if args.no_values else []),
+            *(["--threads", str(args.threads)] if args.threads else []),
         ]  # fmt: skip
         print(
             f"starting the server ({Path(model).name}, -n {args.n}, --max-tokens {args.max_tokens})…",
@@ -281,6 +283,7 @@ def summarize(
         "max_tokens": args.max_tokens,
         "queue": args.queue,
         "no_values": args.no_values,
+        "threads": args.threads,
         **count,
         "unsent": unsent,
         "p50_s": round(percentile(answered, 50), 2),
@@ -300,8 +303,11 @@ def summarize(
 
 
 def markdown(f: dict) -> str:
+    settings = (", --no-values" if f["no_values"] else "") + (
+        f", --threads {f['threads']}" if f["threads"] else ""
+    )
     rows = [
-        ("requests × concurrency", f"{f['requests']} × {f['concurrency']} (-n {f['n']}, --max-tokens {f['max_tokens']}, --queue {f['queue']}{', --no-values' if f['no_values'] else ''})"),
+        ("requests × concurrency", f"{f['requests']} × {f['concurrency']} (-n {f['n']}, --max-tokens {f['max_tokens']}, --queue {f['queue']}{settings})"),
         ("ok / 503 busy / failed / lost / unsent", f"{f['ok']} / {f['busy']} / {f['failed']} / {f['lost']} / {f['unsent']}"),
         ("latency p50 / p95 / max", f"{f['p50_s']} s / {f['p95_s']} s / {f['max_s']} s"),
         ("throughput", f"{f['throughput_rps']} answers/s ({f['wall_s']} s in all)"),
