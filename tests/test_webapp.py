@@ -56,17 +56,7 @@ def server(gemma_gguf: Path, tmp_path: Path) -> Iterator[str]:
     """`slmsql serve --http --token …` on a free loopback port; yields its URL and checks that
     SIGTERM stops it with exit code 0."""
     db = make_pets_db(tmp_path / "pets.sqlite")
-    args = [
-        "--db",
-        f"pets={db}",
-        "--model",
-        str(gemma_gguf),
-        "-n",
-        str(N),
-        "--max-tokens",
-        "24",
-        "--no-merge",
-    ]
+    args = ["--db", f"pets={db}", "--model", str(gemma_gguf), "-n", str(N), "--max-tokens", "24", "--no-merge"]  # fmt: skip
     env = {"PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "SLMSQL_TOKEN": TOKEN}
     server = ServerProcess(args, tmp_path / "server.log", cwd=REPO, env=env, start_timeout=START_TIMEOUT)
     try:
@@ -116,6 +106,7 @@ def test_ask_in_the_browser(server: str, page: playwright.Page) -> None:
     answer = page.locator("#answer")
     expect(answer).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(page.get_by_role("status")).to_contain_text("Answered in")
 
     sql = page.locator("#sql")
     expect(sql).not_to_be_empty()
