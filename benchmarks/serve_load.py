@@ -226,6 +226,8 @@ def main() -> None:
         sampler.start()
 
         def on_done(count: int) -> None:
+            if count == 1:  # the first answer allocated the llama.cpp context: memory is warm from here
+                memory.at("first", process)
             if count == args.requests // 2:
                 memory.at("middle", process)
             if count % 20 == 0:
@@ -294,6 +296,7 @@ def summarize(
         "prompt_tokens_median": statistics.median(prompt) if prompt else None,
         "prompt_tokens_evaluated_median": statistics.median(evaluated) if evaluated else None,
         "rss_start_mib": round(memory.marks["start"], 1),
+        "rss_first_answer_mib": round(memory.marks.get("first", float("nan")), 1),
         "rss_middle_mib": round(memory.marks.get("middle", float("nan")), 1),
         "rss_end_mib": round(memory.marks["end"], 1),
         "rss_peak_mib": round(peak, 1),
@@ -312,7 +315,7 @@ def markdown(f: dict) -> str:
         ("latency p50 / p95 / max", f"{f['p50_s']} s / {f['p95_s']} s / {f['max_s']} s"),
         ("throughput", f"{f['throughput_rps']} answers/s ({f['wall_s']} s in all)"),
         ("prompt tokens / evaluated (median)", f"{f['prompt_tokens_median']} / {f['prompt_tokens_evaluated_median']}"),
-        ("server RSS start / middle / end / peak", f"{f['rss_start_mib']} / {f['rss_middle_mib']} / {f['rss_end_mib']} / {f['rss_peak_mib']} MiB"),
+        ("server RSS loaded / first answer / middle / end / peak", f"{f['rss_start_mib']} / {f['rss_first_answer_mib']} / {f['rss_middle_mib']} / {f['rss_end_mib']} / {f['rss_peak_mib']} MiB"),
         ("log lines / exit code after SIGTERM", f"{f['log_lines']} / {f['server_exit_code']}"),
     ]  # fmt: skip
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
