@@ -9,6 +9,7 @@
 #   TORCH_INDEX_URL   a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu for a
 #                     CPU-only Linux machine, or .../whl/cu126 for an NVIDIA GPU
 #   PYTHON            the interpreter used to create .venv (default python3)
+#   SLMSQL_NO_APT     set to 1 to skip the system packages (Chromium for the web app's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,20 @@ cpu_key() {
 }
 WHEEL_DIR=${SLMSQL_WHEEL_DIR:-$HOME/.cache/slmsql/wheels/$(uname -s)-$(uname -m)-$(cpu_key)}
 mkdir -p "$WHEEL_DIR"
+
+# Chromium from the distribution drives the web app's browser test (tests/test_webapp.py, through
+# Playwright, whose own browser download is not used). Only with the dev extra, only when missing.
+if [[ ",$EXTRAS," == *",dev,"* ]] && [ "${SLMSQL_NO_APT:-0}" != 1 ]; then
+  if command -v chromium >/dev/null 2>&1; then
+    echo "==> chromium already installed ($(command -v chromium))"
+  elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing chromium with apt-get (for the browser test of the web app)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+  else
+    echo "==> chromium not found and not installable here (needs apt-get as root): the browser test will be skipped"
+  fi
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($PYTHON --version)"
