@@ -34,6 +34,7 @@ def ask(
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."

@@ -26,6 +26,7 @@ def bench(
         256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."
     ),
     threads: opt.Threads = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     question: str = typer.Option(
         "How many rows does the largest table have?",
         "--question",
@@ -47,7 +48,7 @@ def bench(
     from slmsql_cli.bench import report, run_bench
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import chat_text
+    from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
 
     try:
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -60,7 +61,9 @@ def bench(
         path = models.resolve(model or models.default_model(), export=cached_gguf)
         engine = Engine(path, threads=threads)
     with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
-        prompt_text = chat_text(engine, database.generation_prompt(question))
+        config = AskConfig(max_tokens=max_tokens, threads=threads, prompt_budget=prompt_budget)
+        message, _pruned = Pipeline(engine, None, config).generation_message(database, question)
+        prompt_text = chat_text(engine, message)
         rows = run_bench(engine, prompt_text, counts, max_tokens)
     table = Table(
         title=Text(f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")

@@ -34,6 +34,7 @@ def chat(
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),

@@ -52,6 +52,7 @@ def eval_command(
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     predictions: Path | None = typer.Option(
         None,
         "--predictions",
@@ -139,6 +140,7 @@ def eval_command(
         "seed": seed if model else None,
         "use_values": (not no_values) if model else None,
         "context": context if model else None,
+        "prompt_budget": prompt_budget if model else None,
         "timeout": timeout,
     }
 

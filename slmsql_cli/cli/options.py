@@ -16,7 +16,17 @@ from slmsql_cli.pipeline import AskConfig
 
 DEFAULTS = AskConfig()
 # AskConfig fields that the commands' options carry under the same name
-_SAME_NAME = ("n", "temperature", "max_tokens", "seed", "merge_n", "timeout", "threads", "context")
+_SAME_NAME = (
+    "n",
+    "temperature",
+    "max_tokens",
+    "seed",
+    "merge_n",
+    "timeout",
+    "threads",
+    "context",
+    "prompt_budget",
+)
 
 
 def ask_config(params: Mapping[str, Any]) -> AskConfig:
@@ -82,7 +92,18 @@ Context = Annotated[
     typer.Option(
         "--context",
         min=512,
-        help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables.",
+        help="Cap the context window in tokens (less memory); it must hold the prompt and --max-tokens.",
+    ),
+]
+PromptBudget = Annotated[
+    int,
+    typer.Option(
+        "--prompt-budget",
+        min=256,
+        metavar="TOKENS",
+        help="Longest prompt to build, in tokens. A schema that does not fit is cut to the tables the "
+        "question names (and the tables they reference). The default is the longest prompt the "
+        "OmniSQL/SLM-SQL models were trained and evaluated with.",
     ),
 ]
 Timeout = Annotated[
