@@ -58,6 +58,7 @@ class AskConfig:
     threads: int | None = None
     context: int | None = None  # cap on the context window (tokens); default: the model's own
     prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
+    gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
 
 
 @dataclass
@@ -381,7 +382,12 @@ def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) ->
     scripted engine is put in here)."""
     from slmsql_cli import models
 
-    return Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
+    return Engine(
+        models.resolve(spec, export=export),
+        threads=config.threads,
+        n_ctx=config.context,
+        gpu_layers=config.gpu_layers,
+    )
 
 
 def _same_model(a: str, b: str) -> bool:

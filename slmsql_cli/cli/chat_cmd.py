@@ -33,6 +33,7 @@ def chat(
     max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
     context: opt.Context = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,

@@ -50,6 +50,7 @@ def eval_command(
     max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,

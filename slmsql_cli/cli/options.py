@@ -26,6 +26,7 @@ _SAME_NAME = (
     "threads",
     "context",
     "prompt_budget",
+    "gpu_layers",
 )
 
 
@@ -85,7 +86,23 @@ Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candid
 Threads = Annotated[
     int | None,
     # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
-    typer.Option("--threads", min=1, max=512, help="CPU threads (default: physical cores)."),
+    typer.Option(
+        "--threads",
+        min=1,
+        max=512,
+        help="CPU threads. Default: the physical cores that other programs leave idle (measured at start), "
+        "so a busy machine does not stall every step on a thread that shares a core.",
+    ),
+]
+GpuLayers = Annotated[
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        min=0,
+        metavar="N",
+        help="Model layers to offload to the GPU; 0 = CPU only. Default: all, when the installed "
+        "llama.cpp has GPU offload (CUDA, Metal, Vulkan); else the CPU.",
+    ),
 ]
 Context = Annotated[
     int | None,
