@@ -61,26 +61,26 @@ def main() -> None:
     args = ap.parse_args()
     model = args.model or gemma()
     bench(model, args.db, 1)  # warm: caches, page cache
-    rows = []
+    print(f"model: {model.name}; database: {args.db.name}; -n 4 --max-tokens 48; median of {args.repeat}\n")
+    print("| busy processes | --threads | threads used | s / question | vs quiet default |")
+    print("|---:|---|---|---:|---:|", flush=True)
+    quiet = None
     for busy in [int(b) for b in args.busy.split(",")]:
         spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
         try:
             time.sleep(0.5)  # let the spinners be seen by the load measurement
             for threads in (None, 1, 2):
                 runs = [bench(model, args.db, threads) for _ in range(args.repeat)]
-                devices = sorted({d.rsplit(", ", 1)[-1] for _, d in runs})
-                rows.append((busy, threads, " / ".join(devices), statistics.median(s for s, _ in runs)))
+                used = " / ".join(sorted({d.rsplit(", ", 1)[-1] for _, d in runs}))
+                seconds = statistics.median(s for s, _ in runs)
+                if busy == 0 and threads is None:
+                    quiet = seconds
+                ratio = f"{seconds / quiet:.2f}x" if quiet else "-"
+                print(f"| {busy} | {threads or 'default'} | {used} | {seconds:.1f} | {ratio} |", flush=True)
         finally:
             for p in spinners:
                 p.kill()
                 p.wait()
-    quiet = next((s for b, t, _, s in rows if b == 0 and t is None), None)
-    print(f"model: {model.name}; database: {args.db.name}; -n 4 --max-tokens 48; median of {args.repeat}\n")
-    print("| busy processes | --threads | threads used | s / question | vs quiet default |")
-    print("|---:|---|---|---:|---:|")
-    for busy, threads, used, seconds in rows:
-        ratio = f"{seconds / quiet:.2f}x" if quiet else "-"
-        print(f"| {busy} | {threads or 'default'} | {used} | {seconds:.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

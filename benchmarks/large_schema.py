@@ -39,7 +39,7 @@ ENTITIES = (
     "store region promotion coupon review rating category brand manufacturer part batch "
     "inspection defect repair technician schedule shift timesheet payroll benefit training "
     "course student teacher classroom exam grade library book author publisher loan member "
-    "subscription plan device sensor"
+    "subscription plan device sensor vendor"
 ).split()
 VARIANTS = ("", "_line", "_history", "_status", "_note")
 EXTRA_COLUMNS = (
@@ -106,7 +106,8 @@ def main() -> None:
         folder = Path(tmp)
         cache = folder / "cache"
         dbs = {
-            entities * 5: build(folder / f"synthetic_{entities * 5}.sqlite", entities) for entities in (2, 60)
+            entities * 5: build(folder / f"synthetic_{entities * 5}.sqlite", entities)
+            for entities in (2, len(ENTITIES))
         }
         for db in dbs.values():
             ask(args.model, db, cache, args.threads)  # warm: schema and value caches, page cache
