@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from slmsql_cli.engine import Engine, SamplingParams, physical_cores  # noqa: E402
+from slmsql_cli.cpu import physical_cores  # noqa: E402
+from slmsql_cli.engine import Engine, SamplingParams  # noqa: E402
 
 
 def benchmark_question(engine: Engine, min_tokens: int):

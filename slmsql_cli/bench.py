@@ -68,9 +68,10 @@ def run_bench(
     return rows
 
 
-def report(model_path: str, threads: int, max_tokens: int, rows: list[BenchRow]) -> dict:
+def report(model_path: str, threads: int, max_tokens: int, rows: list[BenchRow], device: str = "") -> dict:
     return {
         "model": model_path,
+        "device": device,  # Engine.device: the GPU backend, or the CPU and its threads
         "threads": threads,
         "max_tokens": max_tokens,
         "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),

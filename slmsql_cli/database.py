@@ -104,14 +104,25 @@ class Database:
         (a question's prompts all show the same values: look them up once). `schema` replaces the
         full schema when it had to be pruned to fit the model's context.
         """
-        check_question(question, evidence)
-        if use_values:
-            if matched_values is None:
-                matched_values = self.relevant_values(question, evidence)
-            values = combine_values(matched_values, self.samples)
-        else:
-            values = self.samples
+        values = self.prompt_values(question, evidence, use_values=use_values, matched_values=matched_values)
         return serialize_schema(schema or self.schema, values)
+
+    def prompt_values(
+        self,
+        question: str,
+        evidence: str = "",
+        *,
+        use_values: bool = True,
+        matched_values: Values | None = None,
+    ) -> Values:
+        """The example values a prompt shows: the question's matched values first (when use_values),
+        then the sampled ones. Arguments as for `db_details`."""
+        check_question(question, evidence)
+        if not use_values:
+            return self.samples
+        if matched_values is None:
+            matched_values = self.relevant_values(question, evidence)
+        return combine_values(matched_values, self.samples)
 
     def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
         """The exact generation user message the model reads, with the full schema. (`ask` builds it

@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli import llama_logs
+from slmsql_cli.cpu import cpu_name, default_threads
 from slmsql_cli.errors import UserError
+
+_THREADS_RECHECK_SECONDS = 60.0
 
 # Leave this much of the KV budget unused for the graph's own buffers.
 _KV_BUDGET_BYTES = int(os.environ.get("SLMSQL_KV_BUDGET_MB", "1024")) * 1024 * 1024
@@ -84,37 +87,11 @@ class GenerationStats:
         }
 
 
-def physical_cores() -> int:
-    """Physical cores available to this process (llama.cpp decodes best with one thread per core)."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        available = os.cpu_count() or 1
-    cores: set[tuple[str, str]] = set()
-    try:
-        physical = core = ""
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "physical id":
-                    physical = value.strip()
-                elif key == "core id":
-                    core = value.strip()
-                    cores.add((physical, core))
-    except OSError:
-        pass
-    if not cores:
-        try:
-            import subprocess
-
-            out = subprocess.run(
-                ["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=2
-            )
-            return max(1, min(int(out.stdout.strip()), available))
-        except (OSError, ValueError, subprocess.SubprocessError):
-            return max(1, available)
-    return max(1, min(len(cores), available))
+def gpu_backend(ll: Any) -> str:
+    """The GPU backend this llama.cpp build was compiled with, from its system info line."""
+    info = (ll.llama_print_system_info() or b"").decode("utf-8", "replace")
+    names = ("CUDA", "Metal", "Vulkan", "ROCm", "HIP", "SYCL", "OpenCL", "MUSA", "CANN")
+    return ", ".join(n for n in names if n in info) or "GPU"
 
 
 def check_gguf_file(path: Path) -> None:
@@ -183,15 +160,28 @@ class Engine:
     """
 
     def __init__(
-        self, model_path: str | Path, *, threads: int | None = None, n_ctx: int | None = None
+        self,
+        model_path: str | Path,
+        *,
+        threads: int | None = None,
+        n_ctx: int | None = None,
+        gpu_layers: int | None = None,
     ) -> None:
+        """`threads`: CPU threads, default the physical cores other programs leave free (`cpu.py`),
+        measured again before a `sample` when the last look is over a minute old. `gpu_layers`:
+        layers offloaded to a GPU, default all of them where this llama.cpp build has GPU offload
+        (CUDA, Metal, Vulkan, ...), else none; 0 keeps the model on the CPU."""
         import llama_cpp
         import numpy
 
         self._ll = llama_cpp
         self.path = Path(model_path)
         check_gguf_file(self.path)
-        self.threads = threads or physical_cores()
+        self._auto_threads = threads is None
+        self.threads = threads or default_threads()
+        self._threads_checked = time.monotonic()
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        self.gpu_layers = (-1 if offload else 0) if gpu_layers is None else gpu_layers
         llama_logs.silence()
         # Unwound last in, first out: the sampling context (registered after the model) goes first.
         # Its callbacks hold the model and the context slot, never the engine, so that the
@@ -207,6 +197,7 @@ class Engine:
                 n_batch=64,
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
+                n_gpu_layers=self.gpu_layers,
                 use_mmap=True,
                 verbose=False,
             )
@@ -232,6 +223,25 @@ class Engine:
         # Sampling scratch, one row per sequence, padded with zeros to whole blocks.
         self._block = 1024
         self._buf = numpy.zeros((1, -(-self.n_vocab // self._block) * self._block), dtype=numpy.float32)
+
+    @property
+    def device(self) -> str:
+        """What runs the model, in words: the GPU backend, or the CPU and its threads."""
+        n_layer = int(self._ll.llama_model_n_layer(self.model))
+        if self.gpu_layers != 0 and self._ll.llama_supports_gpu_offload():
+            layers = n_layer if self.gpu_layers < 0 else min(self.gpu_layers, n_layer)
+            return f"GPU ({gpu_backend(self._ll)}), {layers} of {n_layer} layers offloaded"
+        return f"CPU {cpu_name()}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+    def _refresh_threads(self) -> None:
+        """Follow the machine's load in a long session: measure the free cores again (0.1 s) when
+        the last look is over a minute old, and give the context the new count."""
+        if not self._auto_threads or time.monotonic() - self._threads_checked < _THREADS_RECHECK_SECONDS:
+            return
+        self.threads = default_threads()
+        self._threads_checked = time.monotonic()
+        if self._slot.current is not None:
+            self._ll.llama_set_n_threads(self._slot.current.ctx, self.threads, self.threads)
 
     # ---- text <-> tokens -------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
@@ -439,6 +449,7 @@ class Engine:
         """Draw `params.n` completions of `prompt`; candidate i always uses seed `params.seed + i`."""
         ll = self._ll
         t0 = time.perf_counter()
+        self._refresh_threads()
         tokens = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         if not tokens:
             raise UserError("empty prompt")

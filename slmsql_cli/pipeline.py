@@ -6,6 +6,7 @@ cache kept warm) and `eval` (a benchmark), so all three run exactly the same ste
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from slmsql_cli.prompts import (
     question_text,
     render_chat,
 )
-from slmsql_cli.prune import keep_tables, rank_tables
-from slmsql_cli.schema import Schema
+from slmsql_cli.prune import choose_tables, keep_tables
+from slmsql_cli.schema import Schema, serialize_tables
 from slmsql_cli.vote import Candidate, Group, vote
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 RoundDone = Callable[[str, "SamplingRound"], None]  # ("generation" | "merge", the round), as each ends
+
+
+# OmniSQL's inference cut prompts at 6,144 tokens of an 8,192-token window (`max_input_len` in
+# train_and_evaluate/infer.py; 8,192 is also its SFT block size), and CSC-SQL/SLM-SQL ran vLLM with
+# max_model_len 8,192 and 1,024 new tokens: their models never saw a longer prompt. A larger schema
+# is pruned to the question's tables rather than filling a 32k context (slow, and out of training).
+PROMPT_BUDGET = 6144
 
 
 @dataclass
@@ -50,6 +58,8 @@ class AskConfig:
     use_values: bool = True
     threads: int | None = None
     context: int | None = None  # cap on the context window (tokens); default: the model's own
+    prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
+    gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
 
 
 @dataclass
@@ -60,6 +70,7 @@ class SamplingRound:
     groups: list[Group]  # vote(candidates): largest first
     stats: GenerationStats
     pruned_schema: Schema | None = None  # the subset of tables the prompt showed, when all did not fit
+    build_seconds: float = 0.0  # building the prompt: serializing, counting tokens, pruning
 
     @property
     def winner(self) -> Group | None:
@@ -180,11 +191,14 @@ class Pipeline:
         ]
         return SamplingRound(candidates, vote(candidates), stats)
 
-    def _fits(self, message: str) -> bool:
-        return (
-            len(self.engine.tokenize(chat_text(self.engine, message))) + self.config.max_tokens
-            <= self.engine.n_ctx_limit
-        )
+    def _tokens(self, message: str) -> int:
+        return len(self.engine.tokenize(chat_text(self.engine, message)))
+
+    @property
+    def prompt_room(self) -> int:
+        """Most tokens a generation prompt may have: the prompt budget, or less when the context
+        must also hold --max-tokens new tokens."""
+        return min(self.config.prompt_budget, self.engine.n_ctx_limit - self.config.max_tokens)
 
     def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
         """The database values the question mentions, shown in every prompt built for it (none
@@ -194,8 +208,12 @@ class Pipeline:
     def generation_message(
         self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None
     ) -> tuple[str, Schema | None]:
-        """The generation prompt, with the full schema when it fits the context (the usual case);
-        otherwise with the largest question-ranked subset of tables that fits (and that subset)."""
+        """The generation prompt, with the full schema when it fits `prompt_room` (the usual case);
+        otherwise with the question's tables (`prune.choose_tables`) and that subset.
+
+        Each table's block is tokenized once, and only as many blocks as it takes to know that the
+        schema does not fit; the whole prompt is tokenized only when it is within the budget, to
+        check it (the sum of the blocks can be off by a token per junction)."""
         if matched_values is None:
             matched_values = self.matched_values(db, question, evidence)
         use_values = self.config.use_values
@@ -206,43 +224,62 @@ class Pipeline:
             )
             return generation_prompt(details, question, evidence)
 
-        message = prompt()
-        if self._fits(message):
-            return message, None
-        self._check_room(question, evidence, prompt(keep_tables(db.schema, [])))
-        ranked = rank_tables(db.schema, question_text(question, evidence), matched_values)
-        lo, hi, best = 1, len(ranked) - 1, None  # binary search for the most tables that fit
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            schema = keep_tables(db.schema, ranked[:mid])
-            pruned = prompt(schema)
-            if self._fits(pruned):
-                best, lo = (pruned, schema), mid + 1
-            else:
-                hi = mid - 1
-        if best is None:
-            raise UserError(
-                f"even the most relevant table of {db.name} does not fit the model's context ({self.engine.n_ctx_limit} tokens)",
-                "lower --max-tokens or raise --context",
-            )
-        return best
+        room = self.prompt_room
+        bare = self._check_room(question, evidence, prompt(keep_tables(db.schema, [])))
+        values = db.prompt_values(question, evidence, use_values=use_values, matched_values=matched_values)
+        blocks = serialize_tables(db.schema, values)
 
-    def _check_room(self, question: str, evidence: str, bare: str) -> None:
-        """Blame --max-tokens or the question when even `bare`, the prompt without any table, overflows."""
+        @functools.cache
+        def cost(table: str) -> int:  # the blank line that joins it to the block before it included
+            return len(self.engine.tokenize("\n\n" + blocks[table])) if table in blocks else 0
+
+        spent = bare
+        for table in blocks:
+            spent += cost(table)
+            if spent > room + len(blocks):
+                break
+        else:
+            message = prompt()
+            if self._tokens(message) <= room:
+                return message, None
+        names = choose_tables(db.schema, question_text(question, evidence), matched_values, cost, room - bare)
+        while names:  # the tokens of joined blocks can differ from their sum by a token or two
+            schema = keep_tables(db.schema, names)
+            pruned = prompt(schema)
+            if self._tokens(pruned) <= room:
+                return pruned, schema
+            names.pop()
+        raise UserError(
+            f"even the most relevant table of {db.name} does not fit the {room}-token prompt budget",
+            "raise --prompt-budget (and --context if you set it) or lower --max-tokens",
+        )
+
+    def _check_room(self, question: str, evidence: str, bare: str) -> int:
+        """The tokens of `bare`, the prompt without any table; blame --max-tokens or the question
+        when even that does not fit."""
         limit, reserved = self.engine.n_ctx_limit, self.config.max_tokens
         if reserved >= limit:
             raise UserError(
                 f"--max-tokens {reserved} leaves no room for the prompt in the model's {limit}-token context",
                 f"use --max-tokens well below {limit} (the default is {SamplingParams.max_tokens})",
             )
-        if not self._fits(bare):
-            words = len(self.engine.tokenize(question_text(question, evidence)))
-            what = "question and evidence are" if evidence else "question is"
+        tokens = self._tokens(bare)
+        if tokens <= self.prompt_room:
+            return tokens
+        words = len(self.engine.tokenize(question_text(question, evidence)))
+        what = "question and evidence are" if evidence else "question is"
+        budget = self.config.prompt_budget
+        if budget < limit - reserved:
             raise UserError(
-                f"the {what} too long for the model's context: {words} tokens, and {reserved} more are "
-                f"kept for the answer, of {limit}",
-                "shorten the question, lower --max-tokens or raise --context",
+                f"the {what} too long for the {budget}-token prompt budget: {words} tokens, and the "
+                f"instructions around them take {tokens - words} more",
+                "shorten the question or raise --prompt-budget",
             )
+        raise UserError(
+            f"the {what} too long for the model's context: {words} tokens, and {reserved} more are "
+            f"kept for the answer, of {limit}",
+            "shorten the question, lower --max-tokens or raise --context",
+        )
 
     def generate(
         self,
@@ -255,11 +292,13 @@ class Pipeline:
     ) -> SamplingRound:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
+        t = time.perf_counter()
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
+        built = time.perf_counter() - t
         if db.target is None:
             start_worker()  # the query worker starts while the model samples
         generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
-        generated.pruned_schema = schema
+        generated.pruned_schema, generated.build_seconds = schema, built
         return generated
 
     def revise(
@@ -300,13 +339,15 @@ class Pipeline:
         say(f"sampling {cfg.n} candidate(s)")
         generated = self.generate(db, question, evidence, on_token, matched_values=matched)
         round_done("generation", generated)
-        wall = generated.stats.wall_seconds
-        timings = {"generate": wall, "execute": time.perf_counter() - t_start - wall}
+        wall, built = generated.stats.wall_seconds, generated.build_seconds
+        timings = {"prompt": built, "generate": wall, "execute": time.perf_counter() - t_start - wall - built}
         answer = Answer(question=question, sql=None, result=None, generation=generated)
         schema = generated.pruned_schema
         if schema is not None:
             answer.schema_tables = (len(schema.tables), len(db.schema.tables))
-            say(f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the context")
+            say(
+                f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the prompt budget"
+            )
         if generated.winner is not None:
             answer.sql, answer.result = generated.winner.sql, generated.winner.result
 
@@ -349,7 +390,12 @@ def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) ->
     scripted engine is put in here)."""
     from slmsql_cli import models
 
-    return Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
+    return Engine(
+        models.resolve(spec, export=export),
+        threads=config.threads,
+        n_ctx=config.context,
+        gpu_layers=config.gpu_layers,
+    )
 
 
 def _same_model(a: str, b: str) -> bool:

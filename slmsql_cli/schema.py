@@ -415,7 +415,11 @@ def _column_line(column: Column, values: list[Any]) -> str:
 
 def serialize_table(table: Table, values: ValuesDict) -> str:
     """One `CREATE TABLE` block. Only the table's columns appear, so a pruned Table serializes too."""
-    lookup = combine_values(values)
+    return _table_ddl(table, combine_values(values))
+
+
+def _table_ddl(table: Table, lookup: dict[tuple[str, str], list[Any]]) -> str:
+    """`serialize_table` with the values already combined (lower-cased keys): done once per schema."""
     present = {c.name.lower() for c in table.columns}
     lines = []
     for column in table.columns:
@@ -445,8 +449,14 @@ def serialize_schema(schema: Schema, values: ValuesDict) -> str:
     `values` maps (table, column) to example values, best first (question-relevant values, then
     sampled ones); keys match case-insensitively. Each column shows at most 6 distinct values.
     """
+    return "\n\n".join(serialize_tables(schema, values).values())
+
+
+def serialize_tables(schema: Schema, values: ValuesDict) -> dict[str, str]:
+    """Each table's block of `serialize_schema`, by table name, in schema order (tables without
+    columns left out): what pruning measures table by table."""
     lookup = combine_values(values)
-    return "\n\n".join(serialize_table(t, lookup) for t in schema.tables if t.columns)
+    return {t.name: _table_ddl(t, lookup) for t in schema.tables if t.columns}
 
 
 def subset(schema: Schema, columns: Iterable[tuple[str, str]]) -> Schema:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli.engine import Engine, SamplingParams, check_gguf_file, physical_cores
+from slmsql_cli.cpu import physical_cores
+from slmsql_cli.engine import Engine, SamplingParams, check_gguf_file
 from slmsql_cli.errors import UserError
 
 PROMPT = "<bos><start_of_turn>user\nWrite one SQL query that counts the rows of table albums.<end_of_turn>\n<start_of_turn>model\n"

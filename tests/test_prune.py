@@ -1,4 +1,4 @@
-"""Schemas larger than the context are pruned to the question's tables (and only then)."""
+"""Schemas larger than the prompt budget are pruned to the question's tables (and only then)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from slmsql_cli.cli import app
 from slmsql_cli.database import open_database
-from slmsql_cli.prune import keep_tables, rank_tables
+from slmsql_cli.engine import Engine
+from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
+from slmsql_cli.prune import choose_tables, keep_tables, rank_tables
+
+QUESTION = "How many albums does AC/DC have?"
 
 
 @pytest.fixture()
@@ -24,6 +30,10 @@ def wide_db(tmp_path: Path) -> Path:
     conn.execute("CREATE TABLE artists (artist_id integer PRIMARY KEY, name text)")
     conn.execute(
         "CREATE TABLE albums (album_id integer PRIMARY KEY, title text, artist_id integer REFERENCES artists(artist_id))"
+    )
+    # reviews references albums, but the question does not name it: it is left out
+    conn.execute(
+        "CREATE TABLE reviews (review_id integer PRIMARY KEY, stars integer, album_id integer REFERENCES albums(album_id))"
     )
     conn.execute("INSERT INTO artists VALUES (1, 'AC/DC')")
     conn.execute("INSERT INTO albums VALUES (1, 'Back in Black', 1)")
@@ -63,6 +73,124 @@ def test_ask_prunes_only_when_the_schema_does_not_fit(
     env = {"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     small = subprocess.run(base + ["--context", "1024"], capture_output=True, text=True, env=env, timeout=600)
     doc = json.loads(small.stdout.strip().splitlines()[-1])
-    assert doc["schema_pruned"]["total_tables"] == 62
-    assert 2 <= doc["schema_pruned"]["kept_tables"] < 62
+    assert doc["schema_pruned"]["total_tables"] == 63
+    assert 2 <= doc["schema_pruned"]["kept_tables"] < 63
     assert doc["generation"]["prompt_tokens"] + 16 <= 1024
+
+
+def said(sql: str) -> str:
+    return f"<think>\nCount.\n</think>\n<answer>\n{sql}\n</answer>"
+
+
+def test_the_question_tables_come_with_their_references_and_nothing_else(
+    wide_db: Path, isolated_cache: Path
+) -> None:
+    db = open_database(wide_db)
+    costed: list[str] = []
+
+    def cost(table: str) -> int:
+        costed.append(table)
+        return 100
+
+    kept = choose_tables(db.schema, QUESTION, db.relevant_values(QUESTION), cost, room=100_000)
+    # Room for all 63 tables, yet only the two the question names (albums brings artists along).
+    assert [t.name for t in keep_tables(db.schema, kept).tables] == ["artists", "albums"]
+    assert sorted(costed) == ["albums", "artists"]  # each table measured once, no other
+    # A room that holds one table but not albums with its artist stops at the first that overflows.
+    assert choose_tables(db.schema, "How many albums are there?", {}, lambda t: 100, room=150) == []
+
+
+def test_tracks_bring_their_album_and_the_album_its_artist(tmp_path: Path, isolated_cache: Path) -> None:
+    path = tmp_path / "music.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE artist (artist_id integer PRIMARY KEY, name text)")
+    conn.execute(
+        "CREATE TABLE album (album_id integer PRIMARY KEY, artist_id integer REFERENCES artist(artist_id))"
+    )
+    conn.execute(
+        "CREATE TABLE track (track_id integer PRIMARY KEY, album_id integer REFERENCES album(album_id))"
+    )
+    conn.execute("CREATE TABLE genre (genre_id integer PRIMARY KEY, label text)")
+    conn.commit()
+    conn.close()
+    db = open_database(path)
+    kept = choose_tables(db.schema, "How many tracks has each album?", {}, lambda t: 10, room=1000)
+    assert [t.name for t in keep_tables(db.schema, kept).tables] == ["artist", "album", "track"]
+
+
+def test_a_question_that_names_no_table_fills_the_budget_in_schema_order(
+    wide_db: Path, isolated_cache: Path
+) -> None:
+    db = open_database(wide_db)
+    kept = choose_tables(db.schema, "Combien y a-t-il de disques ?", {}, lambda t: 100, room=350)
+    assert kept == ["sensor_0", "sensor_1", "sensor_2"]
+
+
+@pytest.mark.parametrize("budget", [2500, 4000, 6144])
+def test_the_prompt_stays_within_the_budget_and_tokenizes_no_whole_schema(
+    budget: int, wide_db: Path, isolated_cache: Path, scripted_engine
+) -> None:
+    engine = scripted_engine([])  # one token per byte
+    db = open_database(wide_db)
+    full = len(engine.tokenize(chat_text(engine, db.generation_prompt(QUESTION))))
+    assert full > 20_000  # the whole schema is far over every budget here
+    tokenized: list[int] = []
+    real = engine.tokenize
+    engine.tokenize = lambda text: tokenized.append(len(text.encode())) or real(text)
+    message, schema = Pipeline(engine, None, AskConfig(prompt_budget=budget)).generation_message(db, QUESTION)
+    assert len(real(chat_text(engine, message))) <= budget
+    assert schema is not None and {"albums", "artists"} <= {t.name for t in schema.tables}
+    assert "CREATE TABLE albums" in message and "CREATE TABLE reviews" not in message
+    assert max(tokenized) <= budget  # no text longer than the budget was ever tokenized
+    assert sum(tokenized) < 3 * budget + full // 20  # each block counted once, a few prompts
+
+
+def test_a_schema_within_the_budget_is_shown_whole(
+    wide_db: Path, isolated_cache: Path, scripted_engine
+) -> None:
+    engine = scripted_engine([])
+    db = open_database(wide_db)
+    message, schema = Pipeline(engine, None, AskConfig(prompt_budget=30_000)).generation_message(db, QUESTION)
+    assert schema is None and message == db.generation_prompt(QUESTION)
+
+
+def test_ask_json_reports_the_tables_kept(wide_db: Path, isolated_cache: Path, scripted_engine) -> None:
+    engine = scripted_engine(
+        [said("SELECT count(*) FROM albums JOIN artists USING (artist_id) WHERE name = 'AC/DC'")]
+    )
+    args = ["ask", "--db", str(wide_db), "-m", "scripted", "-n", "1", "--no-merge", "--json"]
+    result = CliRunner().invoke(app, [*args, "--prompt-budget", "2000", QUESTION])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema_pruned"] == {"kept_tables": 2, "total_tables": 63}
+    assert doc["rows"] == [[1]] and doc["timings"]["prompt"] >= 0
+    assert "CREATE TABLE artists" in engine.prompts[0] and "sensor_" not in engine.prompts[0]
+    assert doc["generation"]["prompt_tokens"] <= 2000
+
+
+def test_a_question_longer_than_the_budget_is_blamed_on_it(
+    wide_db: Path, isolated_cache: Path, scripted_engine
+) -> None:
+    scripted_engine([])
+    args = ["ask", "--db", str(wide_db), "-m", "scripted", "-n", "1", "--no-merge"]
+    result = CliRunner().invoke(app, [*args, "--prompt-budget", "256", QUESTION])
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "the question is too long for the 256-token prompt budget" in result.stderr
+    assert "--prompt-budget" in result.stderr
+
+
+def test_prompt_with_a_real_model_shows_the_question_tables_within_the_budget(
+    wide_db: Path, gemma_gguf: Path, isolated_cache: Path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["prompt", "--db", str(wide_db), "-m", str(gemma_gguf), "--prompt-budget", "700", QUESTION]
+    )
+    assert result.exit_code == 0, result.stderr
+    text = result.stdout
+    assert "CREATE TABLE albums" in text and "CREATE TABLE artists" in text and "'AC/DC'" in text
+    assert "sensor_" not in text and "CREATE TABLE reviews" not in text
+    with Engine(gemma_gguf) as engine:
+        assert len(engine.tokenize(chat_text(engine, text))) <= 700
+    # Without --model the prompt command prints the whole schema, as before.
+    whole = CliRunner().invoke(app, ["prompt", "--db", str(wide_db), QUESTION])
+    assert whole.stdout.count("CREATE TABLE") == 63

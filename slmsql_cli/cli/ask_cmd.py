@@ -31,7 +31,9 @@ def ask(
     max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."

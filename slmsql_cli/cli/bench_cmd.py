@@ -23,6 +23,8 @@ def bench(
         256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."
     ),
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     question: str = typer.Option(
         "How many rows does the largest table have?",
         "--question",
@@ -44,7 +46,7 @@ def bench(
     from slmsql_cli.bench import report, run_bench
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import chat_text
+    from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
 
     try:
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -55,13 +57,13 @@ def bench(
     database = open_database(db)
     with err.status("loading the model…"):
         path = models.resolve(model or models.default_model(), export=cached_gguf)
-        engine = Engine(path, threads=threads)
+        engine = Engine(path, threads=threads, gpu_layers=gpu_layers)
     with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
-        prompt_text = chat_text(engine, database.generation_prompt(question))
+        config = AskConfig(max_tokens=max_tokens, prompt_budget=prompt_budget)
+        message, _pruned = Pipeline(engine, None, config).generation_message(database, question)
+        prompt_text = chat_text(engine, message)
         rows = run_bench(engine, prompt_text, counts, max_tokens)
-    table = Table(
-        title=Text(f"{path.name} · {engine.threads} threads · {rows[0].prompt_tokens}-token prompt")
-    )
+    table = Table(title=Text(f"{path.name} · {engine.device} · {rows[0].prompt_tokens}-token prompt"))
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -74,4 +76,6 @@ def bench(
             f"{r.peak_rss_mb:.0f}",
         )
     out.print(table, soft_wrap=False)  # titles wrap inside the terminal
-    sys.stdout.write(json.dumps(report(str(path), engine.threads, max_tokens, rows)) + "\n")
+    sys.stdout.write(
+        json.dumps(report(str(path), engine.threads, max_tokens, rows, device=engine.device)) + "\n"
+    )

@@ -58,8 +58,10 @@ def eval_command(
     max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
     no_values: opt.NoValues = False,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     predictions: Path | None = typer.Option(
         None,
         "--predictions",
@@ -163,6 +165,7 @@ def eval_command(
         "seed": seed if model else None,
         "use_values": (not no_values) if model else None,
         "context": context if model else None,
+        "prompt_budget": prompt_budget if model else None,
         "timeout": timeout,
     }
     if engine != "sqlite":  # absent for SQLite, so that results files of earlier versions resume

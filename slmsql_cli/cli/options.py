@@ -16,7 +16,18 @@ from slmsql_cli.pipeline import AskConfig
 
 DEFAULTS = AskConfig()
 # AskConfig fields that the commands' options carry under the same name
-_SAME_NAME = ("n", "temperature", "max_tokens", "seed", "merge_n", "timeout", "threads", "context")
+_SAME_NAME = (
+    "n",
+    "temperature",
+    "max_tokens",
+    "seed",
+    "merge_n",
+    "timeout",
+    "threads",
+    "context",
+    "prompt_budget",
+    "gpu_layers",
+)
 
 
 def ask_config(params: Mapping[str, Any]) -> AskConfig:
@@ -89,14 +100,41 @@ Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candid
 Threads = Annotated[
     int | None,
     # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
-    typer.Option("--threads", min=1, max=512, help="CPU threads (default: physical cores)."),
+    typer.Option(
+        "--threads",
+        min=1,
+        max=512,
+        help="CPU threads. Default: the physical cores that other programs leave idle (measured at start), "
+        "so a busy machine does not stall every step on a thread that shares a core.",
+    ),
+]
+GpuLayers = Annotated[
+    int | None,
+    typer.Option(
+        "--gpu-layers",
+        min=0,
+        metavar="N",
+        help="Model layers to offload to the GPU; 0 = CPU only. Default: all, when the installed "
+        "llama.cpp has GPU offload (CUDA, Metal, Vulkan); else the CPU.",
+    ),
 ]
 Context = Annotated[
     int | None,
     typer.Option(
         "--context",
         min=512,
-        help="Cap the context window in tokens (less memory); larger schemas are pruned to the question's tables.",
+        help="Cap the context window in tokens (less memory); it must hold the prompt and --max-tokens.",
+    ),
+]
+PromptBudget = Annotated[
+    int,
+    typer.Option(
+        "--prompt-budget",
+        min=256,
+        metavar="TOKENS",
+        help="Longest prompt to build, in tokens. A schema that does not fit is cut to the tables the "
+        "question names (and the tables they reference). The default is the longest prompt the "
+        "OmniSQL/SLM-SQL models were trained and evaluated with.",
     ),
 ]
 Timeout = Annotated[

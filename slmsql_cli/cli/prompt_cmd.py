@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import user_errors
+from slmsql_cli.cli.common import err, user_errors
 
 
 @app.command("prompt")
@@ -26,16 +27,24 @@ def prompt(
     evidence: str = typer.Option(
         "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
     ),
-    no_values: bool = typer.Option(
-        False, "--no-values", help="Don't look up database values mentioned in the question."
-    ),
+    no_values: opt.NoValues = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Count tokens with this model's tokenizer and cut a schema larger than --prompt-budget "
+            "as `ask` does (the model is loaded, nothing is generated). Without it the full schema is printed.",
+        ),
+    ] = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
 ) -> None:
     """Print the generation prompt (the user message) for a question, byte for byte, and nothing else.
 
     This is the text `ask` sends to the model after the system prompt: the OmniSQL schema block
     (with example values, and the values your question mentions listed first), the question, and
     CSC-SQL's output instructions. Use it to see what the model sees, to debug a wrong answer, or
-    to build training and evaluation data. No model is loaded.
+    to build training and evaluation data. No model is loaded unless --model is given.
 
     Examples:
 
@@ -48,6 +57,17 @@ def prompt(
     from slmsql_cli.database import open_database
 
     database = open_database(db, tables_json=tables, db_id=db_id)
-    text = database.generation_prompt(question, evidence, use_values=not no_values)
+    if model is None:
+        text = database.generation_prompt(question, evidence, use_values=not no_values)
+    else:
+        from quantize import cached_gguf
+        from slmsql_cli.pipeline import AskConfig, Pipeline, load_engine
+
+        config = AskConfig(use_values=not no_values, prompt_budget=prompt_budget)
+        with (
+            err.status("loading the model…"),
+            Pipeline(load_engine(model, config, cached_gguf), None, config) as p,
+        ):
+            text, _pruned = p.generation_message(database, question, evidence)
     sys.stdout.write(text)
     sys.stdout.flush()
