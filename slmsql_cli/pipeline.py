@@ -49,6 +49,7 @@ class AskConfig:
     use_values: bool = True
     threads: int | None = None
     context: int | None = None  # cap on the context window (tokens); default: the model's own
+    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (engine/kv_cache.py)
 
 
 @dataclass
@@ -341,7 +342,9 @@ def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) ->
     scripted engine is put in here)."""
     from slmsql_cli import models
 
-    return Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
+    engine = Engine(models.resolve(spec, export=export), threads=config.threads, n_ctx=config.context)
+    engine.prompt_cache = config.prompt_cache
+    return engine
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -36,6 +36,7 @@ def chat(
     context: opt.Context = None,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:
     """Ask question after question with the model kept loaded.

@@ -51,6 +51,7 @@ def eval_command(
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
     context: opt.Context = None,
     predictions: Path | None = typer.Option(
         None,
