@@ -163,6 +163,7 @@ class _Context:
         self.cells = int(params.n_ctx)
         self.seqs = seqs
         self.store: kv_cache.PromptStore | None = None  # the on-disk prompt cache for these settings
+        self.exact = 0  # leading cells of sequence 0 computed in the chunks a fresh evaluation uses
 
     def close(self) -> None:
         self._stack.close()
@@ -338,7 +339,9 @@ class Engine:
         context = _Context(ll, self.model, params, seqs)
         self._slot.replace(context)
         self._cached = []
-        if self.prompt_cache and not (ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model)):
+        if self.prompt_cache and not (
+            ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model)
+        ):
             original = self.metadata.get(f"{self.architecture}.rope.scaling.original_context_length")
             settings = kv_cache.context_settings(ll, params, int(original or self.n_ctx_train))
             context.store = kv_cache.PromptStore.open(self.path, settings)
@@ -391,9 +394,11 @@ class Engine:
             from_disk = restored if restored > keep else 0
             keep = restored
         ll.llama_memory_seq_rm(mem, 0, keep, -1)
-        # A prompt evaluated in whole chunks from a chunk boundary is stored at chunk boundaries
-        # (see kv_cache.py: that is what makes a restored prefix give the same logits).
-        save = store is not None and keep % _CHUNK == 0 and keep < kv_cache.STORE_IF_REUSED_BELOW * len(tokens)
+        # Only cells computed in the chunks of a fresh evaluation (whole chunks from position 0) are
+        # stored, at chunk boundaries: that is what makes a restored prefix give the same logits.
+        canonical = keep % _CHUNK == 0 and context.exact >= keep
+        context.exact = len(tokens) if canonical else min(context.exact, keep)
+        saving = store if canonical and keep < kv_cache.STORE_IF_REUSED_BELOW * len(tokens) else None
         last_boundary = kv_cache.reusable_length(len(tokens), _CHUNK)
         rest = tokens[keep:]
         for start in range(0, len(rest), _CHUNK):
@@ -405,8 +410,8 @@ class Engine:
             end = keep + start + len(chunk)
             # Sliding-window models keep only the window's cells in a saved state, so they are saved
             # at every boundary (each usable only whole); the others once, at the last boundary.
-            if save and end % _CHUNK == 0 and end <= last_boundary and (self._swa or end == last_boundary):
-                self._save(context, store, tokens[:end])  # type: ignore[arg-type]
+            if saving and end % _CHUNK == 0 and end <= last_boundary and (self._swa or end == last_boundary):
+                self._save(context, saving, tokens[:end])
         self._cached = list(tokens)
         return len(rest), from_disk
 
@@ -430,7 +435,7 @@ class Engine:
             return keep
         mem = ll.llama_get_memory(context.ctx)
         ll.llama_memory_seq_rm(mem, 0, -1, -1)
-        self._cached = []
+        self._cached, context.exact = [], 0
         buf = (ctypes.c_uint8 * len(payload)).from_buffer(payload)
         read = ll.llama_state_seq_set_data(context.ctx, buf, len(payload), 0)
         oldest_needed = max(usable - self._swa, 0) if self._swa else 0
@@ -442,7 +447,7 @@ class Engine:
             ll.llama_memory_seq_rm(mem, 0, -1, -1)
             store.reject(entry.path, "llama.cpp could not load it")
             return 0
-        self._cached = entry.tokens
+        self._cached, context.exact = entry.tokens, usable
         return usable
 
     def _save(self, context: _Context, store: kv_cache.PromptStore, tokens: list[int]) -> None:

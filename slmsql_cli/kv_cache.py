@@ -210,25 +210,31 @@ class PromptStore:
 
     def _read_header(self, path: Path) -> Entry | None:
         try:
-            with path.open("rb") as fh:
-                fixed = fh.read(_FIXED.size)
-                if len(fixed) < _FIXED.size:
-                    return self.reject(path, "truncated")
-                magic, version, key_len, n_tokens, payload_len, crc = _FIXED.unpack(fixed)
-                if magic != MAGIC:
-                    return self.reject(path, "not a slmsql prompt-cache file")
-                if version != FORMAT_VERSION:
-                    return self.reject(path, f"format version {version}, expected {FORMAT_VERSION}")
-                expected_size = _FIXED.size + key_len + 4 * n_tokens + payload_len
-                if os.fstat(fh.fileno()).st_size != expected_size:
-                    return self.reject(path, "truncated or padded")
-                if fh.read(key_len) != self.key_json:
-                    return self.reject(path, "written for another model or other settings")
-                raw = fh.read(4 * n_tokens)
+            return self._parse_header(path)
         except FileNotFoundError:  # evicted or replaced by another process meanwhile
             return None
         except OSError as exc:
-            return self.reject(path, f"unreadable ({exc.strerror or exc})")
+            self.reject(path, f"unreadable ({exc.strerror or exc})")
+        except ValueError as exc:
+            self.reject(path, str(exc))
+        return None
+
+    def _parse_header(self, path: Path) -> Entry:
+        """The entry in `path`; a ValueError saying why the file is not one of this key's."""
+        with path.open("rb") as fh:
+            fixed = fh.read(_FIXED.size)
+            if len(fixed) < _FIXED.size:
+                raise ValueError("truncated")
+            magic, version, key_len, n_tokens, payload_len, crc = _FIXED.unpack(fixed)
+            if magic != MAGIC:
+                raise ValueError("not a slmsql prompt-cache file")
+            if version != FORMAT_VERSION:
+                raise ValueError(f"format version {version}, expected {FORMAT_VERSION}")
+            if os.fstat(fh.fileno()).st_size != _FIXED.size + key_len + 4 * n_tokens + payload_len:
+                raise ValueError("truncated or padded")
+            if fh.read(key_len) != self.key_json:
+                raise ValueError("written for another model or other settings")
+            raw = fh.read(4 * n_tokens)
         tokens = list(struct.unpack(f"<{n_tokens}i", raw))
         return Entry(path, tokens, _FIXED.size + key_len, payload_len, crc)
 

@@ -63,9 +63,7 @@ def test_stored_prompt_is_found_by_its_longest_reusable_prefix(
     assert s.best(prompt, 512, max_tokens=1000, whole_only=False) is None
 
 
-def test_other_settings_or_model_content_use_another_folder(
-    isolated_cache: Path, model_file: Path
-) -> None:
+def test_other_settings_or_model_content_use_another_folder(isolated_cache: Path, model_file: Path) -> None:
     a = store(model_file)
     a.save(list(range(1024)), bytearray(10))
     assert store(model_file, type_k=8).entries() == []
@@ -181,7 +179,9 @@ def damage_truncate(cache: Path, model: Path) -> None:
 def damage_flip(cache: Path, model: Path) -> None:
     for path in entries(cache):
         data = bytearray(path.read_bytes())
-        data[len(data) // 2 : len(data) // 2 + 64] = bytes(b ^ 0x5A for b in data[len(data) // 2 : len(data) // 2 + 64])
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(
+            b ^ 0x5A for b in data[len(data) // 2 : len(data) // 2 + 64]
+        )
         path.write_bytes(bytes(data))
 
 
