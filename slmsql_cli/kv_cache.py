@@ -81,9 +81,9 @@ def warn_once(message: str) -> None:
 def cap_bytes() -> int:
     """The cache's size bound from $SLMSQL_KV_CACHE_MB (default 1024 MiB); 0 turns the cache off.
 
-    1 GiB holds about fifty 1,700-token prompts of a Qwen2.5-0.5B model (12 KiB of f16 K and V per
-    token, 21 MiB a prompt) or thirty 2,000-token Gemma 3 270M prompts, i.e. a few prompts for each
-    of a dozen databases and models, while staying small next to the models themselves.
+    1 GiB holds about forty 2,000-token prompts of a Qwen2.5-0.5B model (12 KiB of f16 K and V per
+    token, 24 MiB a prompt) or twenty of Gemma 3 270M (four states of 9-14 MiB a prompt), i.e. a
+    few prompts for each of a dozen databases, while staying small next to the models themselves.
     """
     raw = os.environ.get("SLMSQL_KV_CACHE_MB", "").strip()
     if not raw:
