@@ -62,14 +62,20 @@ def versioned_dir(kind: str, name: str, version: str) -> Path | None:
                     shutil.rmtree(old, ignore_errors=True)
         _probe_writable(folder)
     except OSError as exc:
-        root = os.environ.get("SLMSQL_CACHE_DIR") or "~/.cache/slmsql"
-        warn(
-            f"cannot write the cache folder {root} ({exc.strerror or exc}); running without a cache "
-            "(set SLMSQL_CACHE_DIR to a writable folder)"
-        )
+        warn(unwritable_message(exc))
         return None
-    _remove_orphans(folder)
+    remove_orphans(folder)
     return folder
+
+
+def unwritable_message(exc: OSError) -> str:
+    """The one warning for a cache that cannot be written (the same text for every cache, so a
+    process that meets it twice prints it once)."""
+    root = os.environ.get("SLMSQL_CACHE_DIR") or "~/.cache/slmsql"
+    return (
+        f"cannot write the cache folder {root} ({exc.strerror or exc}); running without a cache "
+        "(set SLMSQL_CACHE_DIR to a writable folder)"
+    )
 
 
 def file_version(db_path: str | os.PathLike[str]) -> str:
@@ -92,7 +98,7 @@ def _probe_writable(folder: Path) -> None:
 _ORPHAN = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")  # .{name}.{pid}.{random}.tmp
 
 
-def _remove_orphans(folder: Path) -> None:
+def remove_orphans(folder: Path) -> None:
     """Delete the temporary files of processes that died before renaming them into place."""
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():

@@ -12,7 +12,9 @@ not used (see `_draw` for why).
 
 The prompt stays in the KV cache after a call, so the next call (the next question in `chat`,
 or the merge step when the merge model is the generator) only evaluates the tokens after the
-longest common prefix.
+longest common prefix. With `prompt_cache` on (as `ask` and `chat` set it), a prompt evaluated
+mostly from scratch is also saved to disk, and a new process starts from the stored prompt that
+shares the longest prefix with its own (`kv_cache.py`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import llama_logs
+from slmsql_cli import kv_cache, llama_logs
 from slmsql_cli.cpu import cpu_name, default_threads
 from slmsql_cli.errors import UserError
 
 _THREADS_RECHECK_SECONDS = 60.0
-
+# Prompt tokens per llama_decode; chunks start at multiples of it, which the disk cache relies on.
+_CHUNK = 512
 # Leave this much of the KV budget unused for the graph's own buffers.
 _KV_BUDGET_BYTES = int(os.environ.get("SLMSQL_KV_BUDGET_MB", "1024")) * 1024 * 1024
 
@@ -63,6 +66,7 @@ class GenerationStats:
 
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0  # after reusing the cached prefix
+    prompt_tokens_from_disk: int = 0  # of the reused prefix, loaded from the on-disk prompt cache
     generated_tokens: int = 0
     prompt_seconds: float = 0.0  # evaluating the (uncached part of the) prompt
     decode_seconds: float = 0.0  # llama.cpp's compute for the generated tokens
@@ -78,6 +82,7 @@ class GenerationStats:
         return {
             "prompt_tokens": self.prompt_tokens,
             "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "prompt_tokens_from_disk": self.prompt_tokens_from_disk,
             "generated_tokens": self.generated_tokens,
             "prompt_seconds": round(self.prompt_seconds, 4),
             "decode_seconds": round(self.decode_seconds, 4),
@@ -133,6 +138,8 @@ class _Context:
         self.ctx = ctx
         self.cells = int(params.n_ctx)
         self.seqs = seqs
+        self.store: kv_cache.PromptStore | None = None  # the on-disk prompt cache for these settings
+        self.exact = 0  # leading cells of sequence 0 computed in the chunks a fresh evaluation uses
 
     def close(self) -> None:
         self._stack.close()
@@ -158,6 +165,10 @@ class Engine:
     that is never closed is freed when it is garbage-collected (`weakref.finalize`, not `__del__`).
     A closed engine refuses further use with a RuntimeError.
     """
+
+    # Save evaluated prompts to disk and start from the longest stored prefix (kv_cache.py). Off
+    # unless the caller turns it on: `bench` and the benchmarks time prompt evaluation itself.
+    prompt_cache: bool = False
 
     def __init__(
         self,
@@ -334,8 +345,16 @@ class Engine:
         params.n_threads = self.threads
         params.n_threads_batch = self.threads
         params.no_perf = False
-        self._slot.replace(_Context(ll, self.model, params, seqs))
+        context = _Context(ll, self.model, params, seqs)
+        self._slot.replace(context)
         self._cached = []
+        if self.prompt_cache and not (
+            ll.llama_model_is_recurrent(self.model) or ll.llama_model_is_hybrid(self.model)
+        ):
+            original = self.metadata.get(f"{self.architecture}.rope.scaling.original_context_length")
+            settings = kv_cache.context_settings(ll, params, int(original or self.n_ctx_train))
+            settings["gpu_layers"] = self.gpu_layers  # GPU kernels compute slightly different cells
+            context.store = kv_cache.PromptStore.open(self.path, settings)
 
     def close_context(self) -> None:
         """Free the sampling context (the model stays loaded; the next `sample` makes a new one)."""
@@ -368,29 +387,86 @@ class Engine:
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
 
-    def _load_prompt(self, tokens: list[int]) -> int:
-        """Make sequence 0 hold `tokens` with fresh logits for the last one; return tokens evaluated."""
+    def _load_prompt(self, tokens: list[int]) -> tuple[int, int]:
+        """Make sequence 0 hold `tokens` with fresh logits for the last one.
+
+        Returns (tokens evaluated, tokens of the reused prefix that came from the disk cache)."""
         ll = self._ll
         context = self._context()
         mem = ll.llama_get_memory(context.ctx)
         for s in range(1, context.seqs):
             ll.llama_memory_seq_rm(mem, s, -1, -1)
-        keep = 0
-        for a, b in zip(self._cached, tokens):
-            if a != b:
-                break
-            keep += 1
-        keep = min(keep, len(tokens) - 1)  # the last prompt token is always re-decoded for its logits
+        # the last prompt token is always re-decoded for its logits
+        keep = min(kv_cache.common_prefix(self._cached, tokens), len(tokens) - 1)
+        store, from_disk = context.store, 0
+        if store is not None:
+            restored = self._restore(context, store, tokens, keep)
+            from_disk = restored if restored > keep else 0
+            keep = restored
         ll.llama_memory_seq_rm(mem, 0, keep, -1)
+        # Only cells computed in the chunks of a fresh evaluation (whole chunks from position 0) are
+        # stored, at chunk boundaries: that is what makes a restored prefix give the same logits.
+        canonical = keep % _CHUNK == 0 and context.exact >= keep
+        context.exact = len(tokens) if canonical else min(context.exact, keep)
+        saving = store if canonical and keep < kv_cache.STORE_IF_REUSED_BELOW * len(tokens) else None
+        last_boundary = kv_cache.reusable_length(len(tokens), _CHUNK)
         rest = tokens[keep:]
-        for start in range(0, len(rest), 512):
-            chunk = rest[start : start + 512]
-            last_chunk = start + 512 >= len(rest)
+        for start in range(0, len(rest), _CHUNK):
+            chunk = rest[start : start + _CHUNK]
+            last_chunk = start + _CHUNK >= len(rest)
             self._decode(
                 [(t, keep + start + j, 0, last_chunk and j == len(chunk) - 1) for j, t in enumerate(chunk)]
             )
+            end = keep + start + len(chunk)
+            # Sliding-window models keep only the window's cells in a saved state, so they are saved
+            # at every boundary (each usable only whole); the others once, at the last boundary.
+            if saving and end % _CHUNK == 0 and end <= last_boundary and (self._swa or end == last_boundary):
+                self._save(context, saving, tokens[:end])
         self._cached = list(tokens)
-        return len(rest)
+        return len(rest), from_disk
+
+    @property
+    def _swa(self) -> int:
+        """The model's sliding attention window (0 without one)."""
+        return int(self._ll.llama_model_n_swa(self.model))
+
+    def _restore(self, context: _Context, store: kv_cache.PromptStore, tokens: list[int], keep: int) -> int:
+        """Load the stored prompt that gives a longer reusable prefix than `keep` into sequence 0, if any.
+
+        Returns the prefix now reusable: `keep` when nothing better was found; 0 when llama.cpp
+        refused the stored state (sequence 0 is then empty)."""
+        ll = self._ll
+        found = store.best(tokens, _CHUNK, max_tokens=context.cells, whole_only=self._swa > 0)
+        if found is None or found[1] <= keep:
+            return keep
+        entry, usable = found
+        payload = store.payload(entry)
+        if payload is None:
+            return keep
+        mem = ll.llama_get_memory(context.ctx)
+        ll.llama_memory_seq_rm(mem, 0, -1, -1)
+        self._cached, context.exact = [], 0
+        buf = (ctypes.c_uint8 * len(payload)).from_buffer(payload)
+        read = ll.llama_state_seq_set_data(context.ctx, buf, len(payload), 0)
+        oldest_needed = max(usable - self._swa, 0) if self._swa else 0
+        if (
+            read != len(payload)
+            or ll.llama_memory_seq_pos_min(mem, 0) > oldest_needed
+            or ll.llama_memory_seq_pos_max(mem, 0) != len(entry.tokens) - 1
+        ):
+            ll.llama_memory_seq_rm(mem, 0, -1, -1)
+            store.reject(entry.path, "llama.cpp could not load it")
+            return 0
+        self._cached, context.exact = entry.tokens, usable
+        return usable
+
+    def _save(self, context: _Context, store: kv_cache.PromptStore, tokens: list[int]) -> None:
+        """Write sequence 0's state (holding `tokens`) to the disk cache."""
+        ll = self._ll
+        size = ll.llama_state_seq_get_size(context.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if ll.llama_state_seq_get_data(context.ctx, buf, size, 0) == size:
+            store.save(tokens, buf)
 
     def _draw(self, logits, row_of: list[int], rngs: list, params: SamplingParams) -> list[int]:
         """Sample one token per sequence; sequence i reads logits row row_of[i] and draws with rngs[i].
@@ -468,9 +544,10 @@ class Engine:
         for first in range(0, params.n, per_round):
             k = min(per_round, params.n - first)
             tp = time.perf_counter()
-            evaluated = self._load_prompt(tokens)
+            evaluated, from_disk = self._load_prompt(tokens)
             stats.prompt_seconds += time.perf_counter() - tp
             stats.prompt_tokens_evaluated += evaluated
+            stats.prompt_tokens_from_disk += from_disk
             stats.rounds += 1
             for s in range(1, k):
                 ll.llama_memory_seq_cp(mem, 0, s, -1, -1)

@@ -60,6 +60,7 @@ class AskConfig:
     context: int | None = None  # cap on the context window (tokens); default: the model's own
     prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
     gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
+    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (engine/kv_cache.py)
 
 
 @dataclass
@@ -390,12 +391,14 @@ def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) ->
     scripted engine is put in here)."""
     from slmsql_cli import models
 
-    return Engine(
+    engine = Engine(
         models.resolve(spec, export=export),
         threads=config.threads,
         n_ctx=config.context,
         gpu_layers=config.gpu_layers,
     )
+    engine.prompt_cache = config.prompt_cache
+    return engine
 
 
 def _same_model(a: str, b: str) -> bool:

@@ -45,6 +45,7 @@ def ask(
         None, "--db-id", help="The database's id in --tables (default: the file name)."
     ),
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."
     ),

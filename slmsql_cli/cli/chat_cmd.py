@@ -35,6 +35,7 @@ def chat(
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:
     """Ask question after question with the model kept loaded.

@@ -60,6 +60,7 @@ def eval_command(
     threads: opt.Threads = None,
     gpu_layers: opt.GpuLayers = None,
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
     context: opt.Context = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     predictions: Path | None = typer.Option(

@@ -32,12 +32,14 @@ _SAME_NAME = (
 
 def ask_config(params: Mapping[str, Any]) -> AskConfig:
     """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
-    `--no-merge` and `--no-values` turned around; AskConfig's defaults for the rest."""
+    `--no-merge`, `--no-values` and `--no-prompt-cache` turned around; AskConfig's defaults for the rest."""
     values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
     if "no_merge" in params:
         values["merge"] = not params["no_merge"]
     if "no_values" in params:
         values["use_values"] = not params["no_values"]
+    if "no_prompt_cache" in params:
+        values["prompt_cache"] = not params["no_prompt_cache"]
     return AskConfig(**values)
 
 
@@ -143,4 +145,12 @@ Timeout = Annotated[
 ]
 NoValues = Annotated[
     bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")
+]
+NoPromptCache = Annotated[
+    bool,
+    typer.Option(
+        "--no-prompt-cache",
+        help="Neither load nor save evaluated prompts in the on-disk prompt cache (the same answers, "
+        "the whole prompt evaluated). SLMSQL_KV_CACHE_MB sets its size (default 1024; 0 turns it off).",
+    ),
 ]
