@@ -72,10 +72,13 @@ def _only_database(db_dir: Path) -> Path | None:
 def find_database(db_dir: Path, db_id: str) -> Path | None:
     """The SQLite file of `db_id`: Spider/BIRD layout `DIR/<db_id>/<db_id>.sqlite`, a flat
     `DIR/<db_id>.sqlite` (or `.db`), or, for every `db_id`, DIR itself when it is a file or the
-    one database in DIR when it holds only one. None when there is none."""
+    one database in DIR when it holds only one. None when there is none. A data file as DIR (CSV,
+    Parquet, ...) is its cached SQLite import, as for `--db`."""
+    from slmsql_cli import files
+
     db_dir = Path(db_dir).expanduser()
     if db_dir.is_file():
-        return db_dir
+        return files.as_sqlite(db_dir)
     return _named_database(db_dir, db_id) or _only_database(db_dir)
 
 

@@ -490,3 +490,17 @@ def test_ask_and_bench_with_the_test_model_on_a_csv(gemma_gguf: Path, tmp_path: 
     proc = slmsql("bench", "--db", str(books), "--model", str(gemma_gguf), "-n", "1", "--max-tokens", "4")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_eval_scores_predictions_on_a_data_file(tmp_path: Path, isolated_cache: Path) -> None:
+    csv_file = write(tmp_path / "people.csv", PEOPLE_CSV)
+    questions = tmp_path / "dev.json"
+    gold = "SELECT count(*) FROM people"
+    questions.write_text(json.dumps([{"db_id": "people", "question": "How many people?", "query": gold}]))
+    preds = write(tmp_path / "pred.sql", "SELECT count(*) + 0 FROM people\n")
+    result = runner.invoke(
+        app, ["eval", "-q", str(questions), "--db-dir", str(csv_file), "--predictions", str(preds), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["correct"], summary["total"], summary["gold_errors"]) == (1, 1, 0)

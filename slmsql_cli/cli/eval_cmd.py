@@ -39,7 +39,10 @@ def eval_command(
         None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
     ),
     db_dir: Path | None = typer.Option(
-        None, "--db-dir", help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file."
+        None,
+        "--db-dir",
+        help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file or data file (CSV, Parquet, ...). "
+        "To score on DuckDB or PostgreSQL, use --engine.",
     ),
     tables: Path | None = typer.Option(
         None,
