@@ -9,20 +9,27 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from quantize.quantizer import ALIASES, FTYPES, RECIPES
 from slmsql_cli.cli import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
+from slmsql_cli.models import DEFAULT_QUANT
 
-QUANT_HELP = "Any llama.cpp type: q4_k_m, q5_k_m, q8_0, q6_k, q4_0, f16, f32, ..."
+QUANT_HELP = (
+    f"A llama.cpp type ({', '.join(FTYPES)}) or a mixed recipe: "
+    + "; ".join(f"{name} = {r.note}" for name, r in RECIPES.items())
+    + f". Default {DEFAULT_QUANT} (the type `ask` exports to; docs/PERFORMANCE.md compares them)."
+)
 
 
 def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: str | None) -> str:
-    chosen = [name for flag, name in ((q4, "q4_k_m"), (q5, "q5_k_m"), (q8, "q8_0"), (f16, "f16")) if flag]
+    flags = ((q4, ALIASES["q4"]), (q5, ALIASES["q5"]), (q8, ALIASES["q8"]), (f16, "f16"))
+    chosen = [name for flag, name in flags if flag]
     if quant:
         chosen.append(quant)
     if len(chosen) > 1:
         raise UserError(f"choose one quantization, got {len(chosen)}: {', '.join(chosen)}")
-    return chosen[0] if chosen else "q4_k_m"
+    return chosen[0] if chosen else DEFAULT_QUANT
 
 
 @app.command("export")
