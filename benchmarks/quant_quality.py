@@ -299,8 +299,13 @@ def main() -> None:
                 quantizer.quantize(reference, path, name, threads)
             candidates[name] = path
         prompts = reference_prompts(reference, args.reference)
-        q = cached_quality(args.work / f"quality-seed{args.seed}.json", reference, candidates, prompts, threads)
-        print(f"quality: Gemma 3 270M, {sum(map(len, prompts))} positions, noise seed {args.seed}", file=sys.stderr)
+        q = cached_quality(
+            args.work / f"quality-seed{args.seed}.json", reference, candidates, prompts, threads
+        )
+        print(
+            f"quality: Gemma 3 270M, {sum(map(len, prompts))} positions, noise seed {args.seed}",
+            file=sys.stderr,
+        )
 
     s: dict[str, dict] = {}
     if not args.skip_speed:
@@ -310,7 +315,10 @@ def main() -> None:
             s[name] = speed(args.shape, name, args.db, args.work, args.threads)
             print(f"speed {name}: {s[name]}", file=sys.stderr)
         first = next(iter(s.values()))
-        print(f"speed: {args.db.name}, {first['prompt_tokens']}-token prompt, {first['threads']} threads", file=sys.stderr)
+        print(
+            f"speed: {args.db.name}, {first['prompt_tokens']}-token prompt, {first['threads']} threads",
+            file=sys.stderr,
+        )
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     print(table(types, q, s))
 

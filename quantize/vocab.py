@@ -69,7 +69,7 @@ def qwen2_tokenizer_json(vocab_gguf: Path) -> tuple[dict[str, Any], str]:
     if field("tokenizer.ggml.pre") != "qwen2":
         raise ValueError(f"{vocab_gguf} is not a Qwen2 vocabulary")
     normal = gguf.TokenType.NORMAL
-    tokenizer = {
+    tokenizer: dict[str, Any] = {
         "version": "1.0",
         "truncation": None,
         "padding": None,

@@ -63,7 +63,7 @@ def test_quant_type_exports_with_its_tensor_types_and_runs(
             assert kind == recipe.output.upper(), name
         elif override:
             assert kind == override.upper(), name
-        elif name.endswith("_proj.weight") or re.search(r"(attn_(q|k|v|output)|ffn_\w+)\.weight$", name):
+        elif re.search(r"(attn_(q|k|v|output)|ffn_(up|gate|down))\.weight$", name):
             assert kind == MATRIX_TYPE[recipe.ftype], name
     assert recipe.tensors == () or any(re.search(p, n) for p, _ in recipe.tensors for n in types)
 

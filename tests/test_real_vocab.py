@@ -12,6 +12,10 @@ exported by `slmsql export`, and then:
 * llama.cpp (through slmsql's Engine, as `ask` uses it) and the Hugging Face tokenizer give the
   same ids for every reference prompt, bare and in the chat template.
 
+The same vocabulary in Qwen2.5-Coder's layout (22 added tokens, `<|im_end|>` ending a turn, the
+Qwen2.5 chat template; quantize/vocab.write_qwen25, which benchmarks/make_shaped_model.py uses for
+the 0.5B-shaped benchmark model) gives the same ids and exports as the real model's.
+
 No torch: the checkpoint is built with numpy and `safetensors.numpy`, and the export is not
 verified against transformers (tests/test_export.py does that on trained models).
 """
@@ -28,8 +32,6 @@ import tokenizers
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
-
-from conftest import N_EMBD
 
 SEPARATOR = "\n__ggml_vocab_test__\n"
 
@@ -82,7 +84,7 @@ def test_export_keeps_the_vocabulary(exported: Path, qwen2_vocab_model: Path) ->
     hub = json.loads((qwen2_vocab_model / "tokenizer.json").read_text(encoding="utf-8"))
     llm = llama_cpp.Llama(model_path=str(exported), vocab_only=True, verbose=False)
     assert llm.metadata["tokenizer.ggml.model"] == "gpt2" and llm.metadata["tokenizer.ggml.pre"] == "qwen2"
-    assert llm.n_vocab() == N_EMBD
+    assert llm.n_vocab() == 151936  # Qwen2's 151,646 tokens padded to a multiple of 128
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     texts = {
         t: llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8") for t, i in hub["model"]["vocab"].items()
@@ -167,10 +169,16 @@ def test_qwen25_layout_is_the_hub_layout(qwen25_tokenizer_dir: Path, vocab_gguf:
         "vocab.json",
     ]
     config = json.loads((qwen25_tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    assert (config["eos_token"], config["pad_token"], config["bos_token"]) == ("<|im_end|>", "<|endoftext|>", None)
+    assert (config["eos_token"], config["pad_token"], config["bos_token"]) == (
+        "<|im_end|>",
+        "<|endoftext|>",
+        None,
+    )
     assert config["chat_template"].startswith("{%- if tools %}")
     added = {int(i): t["content"] for i, t in config["added_tokens_decoder"].items()}
-    assert added == dict(enumerate(("<|endoftext|>", "<|im_start|>", "<|im_end|>", *QWEN25_ADDED), start=151643))
+    assert added == dict(
+        enumerate(("<|endoftext|>", "<|im_start|>", "<|im_end|>", *QWEN25_ADDED), start=151643)
+    )
     assert not config["added_tokens_decoder"]["151657"]["special"]  # <tool_call> stays in decoded text
 
     fast = tokenizers.Tokenizer.from_file(str(qwen25_tokenizer_dir / "tokenizer.json"))

@@ -45,9 +45,16 @@ def export_cmd(
     out_path: Path | None = typer.Option(
         None, "--out", "-o", help="The GGUF file to write (default: ./<model>-<QUANT>.gguf)."
     ),
-    q4: bool = typer.Option(False, "--q4", help="Q4_K_M, 4.9 bits per weight: the laptop default."),
+    q4: bool = typer.Option(
+        False,
+        "--q4",
+        help="Q4_K_M: the smallest type that stays close to the original (about 5 bits per weight "
+        "on models whose width is not a multiple of 256, which fall back to Q5_0).",
+    ),
     q5: bool = typer.Option(False, "--q5", help="Q5_K_M: a little larger, a little closer to the original."),
-    q8: bool = typer.Option(False, "--q8", help="Q8_0: twice the size of Q4, nearly lossless."),
+    q8: bool = typer.Option(
+        False, "--q8", help="Q8_0 (the default): nearly lossless; on the 0.5B models as fast as Q4_K_M."
+    ),
     f16: bool = typer.Option(False, "--f16", help="F16: no quantization (reference quality, largest)."),
     quant: str | None = typer.Option(None, "--quant", help=QUANT_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
@@ -65,7 +72,8 @@ def export_cmd(
     """Convert a Hugging Face checkpoint to a GGUF that llama.cpp runs on a laptop, and check it.
 
     Weights are read from safetensors with numpy (no torch needed), written as F16 and quantized
-    by llama.cpp itself (default Q4_K_M).
+    by llama.cpp itself (default Q8_0, the type `ask` exports to: docs/PERFORMANCE.md measures
+    every type's quality and speed).
 
     With torch installed, the same tokens go through the original model and the GGUF; the export
     fails, leaving no file, if their logits disagree beyond the tolerance of the chosen type.

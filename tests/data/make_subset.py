@@ -21,6 +21,7 @@ SPIDER_FIELDS = ("db_id", "query", "question", "sql", "orig_index")
 VOCAB = (  # the GGUF itself becomes qwen2/tokenizer.json (quantize/vocab.py)
     "ggml-vocab-qwen2.gguf.inp",
     "ggml-vocab-qwen2.gguf.out",
+    "Qwen-Qwen2.5-7B-Instruct.jinja",
     "LICENSE.llama.cpp",
 )
 
@@ -63,7 +64,9 @@ def main(data: Path, reference: Path) -> None:
         _copy(data / "chinook" / rel, HERE / "chinook" / rel)
     for name in VOCAB:
         _copy(data / "vocab" / name, HERE / "vocab" / name)
-    vocab.write_qwen2(*vocab.qwen2_tokenizer_json(data / "vocab" / "ggml-vocab-qwen2.gguf"), HERE / "vocab" / "qwen2")
+    vocab.write_qwen2(
+        *vocab.qwen2_tokenizer_json(data / "vocab" / "ggml-vocab-qwen2.gguf"), HERE / "vocab" / "qwen2"
+    )
     for name in ("generation_prompt.example.txt", "merge_prompt.example.txt", "prompts_no_values.json"):
         _copy(reference / name, HERE / "reference" / name)
 
