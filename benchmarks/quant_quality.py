@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from quantize import quantizer  # noqa: E402
 
 SHARED = Path(os.environ.get("SLMSQL_SHARED_DIR", REPO.parent / "shared"))
-TYPES = "q8_0,q6_k,q5_0,q4_k_m,iq4_nl,q4_0,q4_0_o8,iq4_nl_o8,iq4_nl_mix"
+TYPES = "q8_0,q6_k,q5_0,q4_k_m,iq4_nl,q4_0,iq4_nl_mix"
 PROMPTS = ("generation_prompt.example.txt", "merge_prompt.example.txt")
 CHUNK = 64  # positions whose logits are compared at once (64 x 262,144 floats per model)
 QK_K = 256

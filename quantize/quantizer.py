@@ -81,10 +81,10 @@ class Recipe:
     note: str = ""
 
 
-# Mixed recipes by name; every plain FTYPES name is the Recipe of that type alone.
+# Mixed recipes by name; every plain FTYPES name is the Recipe of that type alone. (A plain type
+# with only a Q8_0 output is no recipe of its own: for widths that are not a multiple of 256, as
+# the 0.5B models' 896, llama.cpp already falls back from Q6_K to Q8_0 for the output tensor.)
 RECIPES: dict[str, Recipe] = {
-    "q4_0_o8": Recipe("q4_0", output="q8_0", note="Q4_0, output (tied embedding) Q8_0"),
-    "iq4_nl_o8": Recipe("iq4_nl", output="q8_0", note="IQ4_NL, output (tied embedding) Q8_0"),
     "iq4_nl_mix": Recipe(
         "iq4_nl",
         output="q8_0",

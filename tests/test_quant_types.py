@@ -95,4 +95,4 @@ def test_a_mix_is_cached_under_its_definition() -> None:
 def test_unknown_quant_lists_the_recipes() -> None:
     result = CliRunner().invoke(app, ["export", "nowhere", "--quant", "q3_x", "--no-verify"])
     assert result.exit_code != 0
-    assert "unknown quantization type 'q3_x'" in result.output and "iq4_nl_o8" in result.output
+    assert "unknown quantization type 'q3_x'" in result.output and "iq4_nl_mix" in result.output
