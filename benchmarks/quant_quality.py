@@ -1,7 +1,7 @@
 """Which GGUF type suits slmsql's small models: quality on real weights, fair to every type, and
 speed on the Qwen2.5-Coder-0.5B-shaped model. One command, one markdown table:
 
-  python benchmarks/quant_quality.py            # every type in quantize.quantizer's list below
+  python benchmarks/quant_quality.py            # every type in TYPES below
   python benchmarks/quant_quality.py --types q4_k_m,q4_0 --skip-speed
 
 Quality. The only real weights at hand are Gemma 3 270M's, published as Q4_K_M: dequantized,

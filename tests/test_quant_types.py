@@ -24,7 +24,7 @@ from slmsql_cli.models import DEFAULT_QUANT
 
 # the ggml type of the matrices under each plain file type
 MATRIX_TYPE = {"q4_0": "Q4_0", "iq4_nl": "IQ4_NL", "q8_0": "Q8_0", "q5_0": "Q5_0"}
-NEW = sorted({"iq4_nl", *quantizer.RECIPES, DEFAULT_QUANT, quantizer.ALIASES["q4"]})
+NEW = sorted({"iq4_nl", "q4_0", *quantizer.RECIPES, DEFAULT_QUANT, quantizer.ALIASES["q4"]})
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def test_quant_type_exports_with_its_tensor_types_and_runs(
             assert kind == recipe.output.upper(), name
         elif override:
             assert kind == override.upper(), name
-        elif re.search(r"(attn_(q|k|v|output)|ffn_(up|gate|down))\.weight$", name):
+        elif recipe.ftype in MATRIX_TYPE and re.search(
+            r"(attn_(q|k|v|output)|ffn_(up|gate|down))\.weight$", name
+        ):
             assert kind == MATRIX_TYPE[recipe.ftype], name
     assert recipe.tensors == () or any(re.search(p, n) for p, _ in recipe.tensors for n in types)
 
@@ -96,3 +98,17 @@ def test_unknown_quant_lists_the_recipes() -> None:
     result = CliRunner().invoke(app, ["export", "nowhere", "--quant", "q3_x", "--no-verify"])
     assert result.exit_code != 0
     assert "unknown quantization type 'q3_x'" in result.output and "iq4_nl_mix" in result.output
+
+
+def test_an_export_cached_under_the_old_default_is_not_the_new_default(isolated_cache: Path) -> None:
+    from quantize import checkpoint
+    from quantize.export import find_cached_export
+
+    repo = "cycloneboy/SLM-SQL-0.5B"
+    source = checkpoint.Source(Path(), repo, repo_id=repo)
+    old = isolated_cache / "exports" / checkpoint.slug(source) / "rev1" / "model-q4_k_m.gguf"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"GGUF")
+    assert DEFAULT_QUANT != "q4_k_m"
+    assert find_cached_export(repo) is None
+    assert find_cached_export(repo, "q4_k_m") == old
