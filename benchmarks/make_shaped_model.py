@@ -2,9 +2,10 @@
 
 Speed on a CPU depends on the shape (layers, widths, heads, vocabulary), not on the weights, so
 this model costs what SLM-SQL-0.5B costs without downloading it. Hugging Face is not needed: the
-tokenizer is a byte-level BPE trained here on the Spider/BIRD text in ../shared/data, padded to
-Qwen's 151,936-entry vocabulary (it splits text into somewhat more tokens than Qwen's own, so
-prompts are a little longer than the real model's: the figures err on the slow side).
+tokenizer is Qwen2.5-Coder's own, rebuilt from llama.cpp's vocab-only Qwen2 GGUF and the Qwen2.5
+chat template in ../shared/data/vocab (quantize/vocab.py) and laid out as the Hub repository lays
+it out (tokenizer.json, tokenizer_config.json with the chat template, vocab.json, merges.txt), so
+prompts have the real model's token counts.
 
   python benchmarks/make_shaped_model.py --out models/qwen25-0.5b-shape
   -> models/qwen25-0.5b-shape/ (safetensors, bf16) and models/qwen25-0.5b-shape-q4_k_m.gguf
@@ -13,7 +14,6 @@ prompts are a little longer than the real model's: the figures err on the slow s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -38,23 +38,6 @@ QWEN25_05B: dict[str, Any] = dict(
 )
 
 
-def corpus(data: Path):
-    reference = data.parent / "reference" / "prompts_no_values.json"
-    if reference.exists():  # whole prompts teach the BPE the schema vocabulary it will see
-        for item in json.loads(reference.read_text()):
-            yield item["prompt"]
-    for name in ("spider_dev/dev.json", "bird_dev/dev.json", "chinook/questions.json"):
-        for q in json.loads((data / name).read_text()):
-            yield q["question"] + " " + q.get("query", q.get("SQL", "")) + " " + q.get("evidence", "")
-    for name in ("spider_dev/tables.json", "bird_dev/dev_tables.json"):
-        for db in json.loads((data / name).read_text()):
-            yield (
-                " ".join(t for t in db["table_names_original"])
-                + " "
-                + " ".join(c for _, c in db["column_names_original"])
-            )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=REPO / "models" / "qwen25-0.5b-shape")
@@ -70,17 +53,15 @@ def main() -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     sys.path.insert(0, str(REPO))
-    from training.tiny import build_tokenizer  # Qwen2's pre-tokenizer split and chat template
+    from quantize import vocab
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(corpus(args.data), vocab_size=32000)
-    tok.save_pretrained(args.out)
+    vocab_dir = args.data / "vocab"
+    qwen2, _ = vocab.qwen2_tokenizer_json(vocab_dir / "ggml-vocab-qwen2.gguf")
+    template = (vocab_dir / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
+    vocab.write_qwen25(qwen2, template, args.out)
     torch.manual_seed(0)
-    config = Qwen2Config(
-        **QWEN25_05B,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-    )
+    # Qwen2.5-Coder's config.json: <|endoftext|> (151643) begins, <|im_end|> (151645) ends a turn
+    config = Qwen2Config(**QWEN25_05B, bos_token_id=151643, eos_token_id=151645)
     model = Qwen2ForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
     model.save_pretrained(args.out)
     print(f"checkpoint: {args.out} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters)")

@@ -23,6 +23,7 @@ from quantize.convert import ConvertResult, OnTensor, convert, read_config
 from quantize.tokenizer import load_tokenizer_json
 from quantize.weights import Checkpoint
 from slmsql_cli.errors import UserError
+from slmsql_cli.models import DEFAULT_QUANT
 
 OnStage = Callable[[str], None]
 
@@ -31,7 +32,7 @@ OnStage = Callable[[str], None]
 class ExportConfig:
     checkpoint: str | None = None  # folder or repo id; None: the latest `slmsql train` output
     out: Path | None = None  # default: ./<name>-<QUANT>.gguf
-    quant: str = "q4_k_m"
+    quant: str = DEFAULT_QUANT
     force: bool = False  # overwrite an existing output
     verify: bool | None = None  # None: when torch and transformers are installed
     threads: int | None = None
@@ -170,7 +171,7 @@ def _exports_root() -> Path:
 
 def cached_export(
     checkpoint_spec: str,
-    quant: str = "q4_k_m",
+    quant: str = DEFAULT_QUANT,
     *,
     verify: bool | None = None,
     on_tensor: OnTensor | None = None,
@@ -179,12 +180,14 @@ def cached_export(
     """The GGUF of a checkpoint (folder or repo id), exported once into slmsql's cache.
 
     Keyed by the checkpoint's identity (repo + revision, or folder + file sizes and times), so an
-    updated checkpoint is exported again and the stale export of the same checkpoint is removed.
+    updated checkpoint is exported again and the stale export of the same checkpoint is removed;
+    and by the recipe (`quantizer.file_tag`), so a changed default or a redefined mix is exported
+    anew rather than served from a file of another recipe.
     """
     quant = quantizer.normalize(quant)
     source = checkpoint.resolve(checkpoint_spec)
     family = _exports_root() / checkpoint.slug(source)
-    path = family / checkpoint.identity(source) / f"model-{quant}.gguf"
+    path = family / checkpoint.identity(source) / _file_name(quant)
     if path.is_file():
         return path
     export(
@@ -198,19 +201,21 @@ def cached_export(
     return path
 
 
-def find_cached_export(checkpoint_spec: str, quant: str = "q4_k_m") -> Path | None:
+def _file_name(quant: str) -> str:
+    return f"model-{quantizer.file_tag(quant)}.gguf"
+
+
+def find_cached_export(checkpoint_spec: str, quant: str = DEFAULT_QUANT) -> Path | None:
     """The cached export of a repo id or folder if there is one; never downloads or exports."""
     quant = quantizer.normalize(quant)
     path = Path(checkpoint_spec).expanduser()
     if path.is_dir():
         source = checkpoint.resolve(checkpoint_spec)
-        found = (
-            _exports_root() / checkpoint.slug(source) / checkpoint.identity(source) / f"model-{quant}.gguf"
-        )
+        found = _exports_root() / checkpoint.slug(source) / checkpoint.identity(source) / _file_name(quant)
         return found if found.is_file() else None
     source = checkpoint.Source(Path(), checkpoint_spec, repo_id=checkpoint_spec)
     candidates = sorted(
-        (_exports_root() / checkpoint.slug(source)).glob(f"*/model-{quant}.gguf"),
+        (_exports_root() / checkpoint.slug(source)).glob(f"*/{_file_name(quant)}"),
         key=lambda p: p.stat().st_mtime,
     )
     return candidates[-1] if candidates else None

@@ -3,8 +3,8 @@
 Downloads go through huggingface-hub (its cache, its progress bars, `HF_HUB_OFFLINE=1`), so a
 model fetched once works offline afterwards. Repos that publish safetensors only (the SLM-SQL
 checkpoints do), and local checkpoint folders, are handed to the `Exporter` the caller passes
-(the commands pass `quantize.cached_gguf`, a Q4_K_M GGUF exported once into the cache): this
-package never imports `quantize`, which builds on it.
+(the commands pass `quantize.cached_gguf`, a GGUF of type DEFAULT_QUANT exported once into the
+cache): this package never imports `quantize`, which builds on it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ Exporter = Callable[[str, str], Path]
 # (checkpoint folder or repo id, quant) -> its GGUF if one was exported before, without exporting
 ExportLookup = Callable[[str, str], "Path | None"]
 
+# The GGUF type `ask` (and `slmsql export` without a type flag) exports checkpoints to, chosen by
+# benchmarks/quant_quality.py (docs/PERFORMANCE.md, "Which GGUF type"): the 4-bit recipes that
+# decode fast on these 896-wide models lose too much against Q4_K_M, and Q8_0 is as fast as Q4_K_M.
+DEFAULT_QUANT = "q8_0"
 DEFAULT_MODEL = "slm-sql-0.5b"
 DEFAULT_MERGE_MODEL = "csc-merge-0.5b"
 
@@ -89,7 +93,7 @@ def pick_gguf(files: list[str]) -> str | None:
     return ggufs[0] if ggufs else None
 
 
-def resolve(spec: str, *, quant: str = "q4_k_m", export: Exporter | None = None) -> Path:
+def resolve(spec: str, *, quant: str = DEFAULT_QUANT, export: Exporter | None = None) -> Path:
     """Turn a `--model` value into the path of a GGUF file, downloading or exporting once if needed.
 
     A checkpoint (a local folder, or a Hub repo with safetensors only) goes to `export`; without
@@ -161,6 +165,6 @@ def registry_status(find_export: ExportLookup | None = None) -> list[ModelStatus
     out = []
     for m in REGISTRY:
         files = cached.get(m.repo, [])
-        gguf = find_export(m.repo, "q4_k_m") if find_export else None
+        gguf = find_export(m.repo, DEFAULT_QUANT) if find_export else None
         out.append(ModelStatus(m, gguf, any(f.endswith(".safetensors") for f in files)))
     return out

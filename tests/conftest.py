@@ -10,10 +10,13 @@ engine lets fast tests drive `ask`, `chat` and `eval` through the real CLI with 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from slmsql_cli import pipeline as pipeline_module
@@ -25,11 +28,23 @@ REFERENCE = DATA / "reference"
 
 # Fixtures that load a real model, train one or export one; a test that uses one, directly or
 # through another fixture, is marked slow. `tiny` builds the trained torch checkpoints of
-# test_export.py, `tiny_model` the model test_train.py trains, `qwen2_vocab_model` the
-# 151,936-token model test_real_vocab.py exports, `sft_run` (test_run_folders.py) a trained run.
+# test_export.py, `tiny_model` the model test_train.py trains, `qwen2_vocab_model` and
+# `qwen25_vocab_model` the 151,936-token models test_real_vocab.py exports, `small_qwen2`
+# the small-vocabulary model test_quant_types.py quantizes, `sft_run` (test_run_folders.py) a trained run.
 # A new model fixture belongs in this list. Tests that wait out a deadline or a kill on purpose
 # (the query worker's, a pipe's idle bound, Ctrl-C) carry @pytest.mark.slow themselves.
-SLOW_FIXTURES = frozenset({"gemma_gguf", "tiny", "tiny_model", "qwen2_vocab_model", "sft_run"})
+SLOW_FIXTURES = frozenset(
+    {
+        "gemma_gguf",
+        "tiny",
+        "tiny_model",
+        "qwen2_vocab_model",
+        "qwen25_vocab_model",
+        "small_qwen2",
+        "sft_run",
+    }
+)
+N_EMBD = 151936  # Qwen2's embedding rows: 151,646 tokens padded to a multiple of 128
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,6 +82,66 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         gemma.assemble(path)
     return path
+
+
+def _random_qwen2(folder: Path, tokenizer_dir: Path, n_embd: int = N_EMBD) -> Path:
+    """A one-layer Qwen2 with random f16 weights, saved as Hugging Face would (tied embeddings),
+    with every file of `tokenizer_dir`; its end-of-turn token is the tokenizer config's eos_token."""
+    from safetensors.numpy import save_file
+
+    tokenizer = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    eos_text = json.loads((tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))["eos_token"]
+    eos = next(t["id"] for t in tokenizer["added_tokens"] if t["content"] == eos_text)
+    hidden, ffn, heads, kv_heads = 64, 128, 4, 2
+    head = hidden // heads
+    config = {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "vocab_size": n_embd,
+        "hidden_size": hidden,
+        "intermediate_size": ffn,
+        "num_hidden_layers": 1,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+        "bos_token_id": 151643,
+        "eos_token_id": eos,
+        "torch_dtype": "float16",
+    }
+    rng = np.random.default_rng(0)
+    shapes = {
+        "model.embed_tokens.weight": (n_embd, hidden),
+        "model.norm.weight": (hidden,),
+        "model.layers.0.input_layernorm.weight": (hidden,),
+        "model.layers.0.post_attention_layernorm.weight": (hidden,),
+        "model.layers.0.self_attn.q_proj.weight": (heads * head, hidden),
+        "model.layers.0.self_attn.q_proj.bias": (heads * head,),
+        "model.layers.0.self_attn.k_proj.weight": (kv_heads * head, hidden),
+        "model.layers.0.self_attn.k_proj.bias": (kv_heads * head,),
+        "model.layers.0.self_attn.v_proj.weight": (kv_heads * head, hidden),
+        "model.layers.0.self_attn.v_proj.bias": (kv_heads * head,),
+        "model.layers.0.self_attn.o_proj.weight": (hidden, heads * head),
+        "model.layers.0.mlp.gate_proj.weight": (ffn, hidden),
+        "model.layers.0.mlp.up_proj.weight": (ffn, hidden),
+        "model.layers.0.mlp.down_proj.weight": (hidden, ffn),
+    }
+    tensors = {name: (rng.standard_normal(shape) * 0.05).astype(np.float16) for name, shape in shapes.items()}
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    for file in tokenizer_dir.iterdir():
+        shutil.copyfile(file, folder / file.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def random_qwen2() -> Callable[..., Path]:
+    """`(folder, tokenizer folder, n_embd=151936) -> folder`: a one-layer random Qwen2 with that
+    tokenizer, written with numpy alone."""
+    return _random_qwen2
 
 
 @pytest.fixture()

@@ -12,6 +12,10 @@ exported by `slmsql export`, and then:
 * llama.cpp (through slmsql's Engine, as `ask` uses it) and the Hugging Face tokenizer give the
   same ids for every reference prompt, bare and in the chat template.
 
+The same vocabulary in Qwen2.5-Coder's layout (22 added tokens, `<|im_end|>` ending a turn, the
+Qwen2.5 chat template; quantize/vocab.write_qwen25, which benchmarks/make_shaped_model.py uses for
+the 0.5B-shaped benchmark model) gives the same ids and exports as the real model's.
+
 No torch: the checkpoint is built with numpy and `safetensors.numpy`, and the export is not
 verified against transformers (tests/test_export.py does that on trained models).
 """
@@ -19,20 +23,17 @@ verified against transformers (tests/test_export.py does that on trained models)
 from __future__ import annotations
 
 import json
-import shutil
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tokenizers
-from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 
 SEPARATOR = "\n__ggml_vocab_test__\n"
-N_EMBD = 151936  # Qwen2's embedding rows: 151,646 tokens padded to a multiple of 128
 
 
 def vocab_cases(vocab_gguf: Path) -> list[tuple[str, list[int]]]:
@@ -47,53 +48,6 @@ def vocab_cases(vocab_gguf: Path) -> list[tuple[str, list[int]]]:
     return [(text, [int(i) for i in line.split()]) for text, line in zip(texts[:-1], ids)]
 
 
-def _random_qwen2(folder: Path, tokenizer_dir: Path) -> Path:
-    """A one-layer Qwen2 with random f16 weights, saved as Hugging Face would (tied embeddings)."""
-    hidden, ffn, heads, kv_heads = 64, 128, 4, 2
-    head = hidden // heads
-    config = {
-        "architectures": ["Qwen2ForCausalLM"],
-        "model_type": "qwen2",
-        "vocab_size": N_EMBD,
-        "hidden_size": hidden,
-        "intermediate_size": ffn,
-        "num_hidden_layers": 1,
-        "num_attention_heads": heads,
-        "num_key_value_heads": kv_heads,
-        "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1000000.0,
-        "tie_word_embeddings": True,
-        "bos_token_id": 151643,
-        "eos_token_id": 151643,
-        "torch_dtype": "float16",
-    }
-    rng = np.random.default_rng(0)
-    shapes = {
-        "model.embed_tokens.weight": (N_EMBD, hidden),
-        "model.norm.weight": (hidden,),
-        "model.layers.0.input_layernorm.weight": (hidden,),
-        "model.layers.0.post_attention_layernorm.weight": (hidden,),
-        "model.layers.0.self_attn.q_proj.weight": (heads * head, hidden),
-        "model.layers.0.self_attn.q_proj.bias": (heads * head,),
-        "model.layers.0.self_attn.k_proj.weight": (kv_heads * head, hidden),
-        "model.layers.0.self_attn.k_proj.bias": (kv_heads * head,),
-        "model.layers.0.self_attn.v_proj.weight": (kv_heads * head, hidden),
-        "model.layers.0.self_attn.v_proj.bias": (kv_heads * head,),
-        "model.layers.0.self_attn.o_proj.weight": (hidden, heads * head),
-        "model.layers.0.mlp.gate_proj.weight": (ffn, hidden),
-        "model.layers.0.mlp.up_proj.weight": (ffn, hidden),
-        "model.layers.0.mlp.down_proj.weight": (hidden, ffn),
-    }
-    tensors = {name: (rng.standard_normal(shape) * 0.05).astype(np.float16) for name, shape in shapes.items()}
-    folder.mkdir(parents=True)
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copyfile(tokenizer_dir / name, folder / name)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def vocab_gguf(data_dir: Path) -> Path:
     """Where llama.cpp's vocab GGUF was; its test cases sit beside that name."""
@@ -101,8 +55,10 @@ def vocab_gguf(data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def qwen2_vocab_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _random_qwen2(tmp_path_factory.mktemp("qwen2-vocab") / "model", data_dir / "vocab" / "qwen2")
+def qwen2_vocab_model(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory, random_qwen2: Callable[..., Path]
+) -> Path:
+    return random_qwen2(tmp_path_factory.mktemp("qwen2-vocab") / "model", data_dir / "vocab" / "qwen2")
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +84,7 @@ def test_export_keeps_the_vocabulary(exported: Path, qwen2_vocab_model: Path) ->
     hub = json.loads((qwen2_vocab_model / "tokenizer.json").read_text(encoding="utf-8"))
     llm = llama_cpp.Llama(model_path=str(exported), vocab_only=True, verbose=False)
     assert llm.metadata["tokenizer.ggml.model"] == "gpt2" and llm.metadata["tokenizer.ggml.pre"] == "qwen2"
-    assert llm.n_vocab() == N_EMBD
+    assert llm.n_vocab() == 151936  # Qwen2's 151,646 tokens padded to a multiple of 128
     vocab = llama_cpp.llama_model_get_vocab(llm.model)
     texts = {
         t: llama_cpp.llama_vocab_get_text(vocab, i).decode("utf-8") for t, i in hub["model"]["vocab"].items()
@@ -185,3 +141,101 @@ def test_reference_prompts_tokenize_the_same_in_llama_cpp_and_hugging_face(
                 assert engine.tokenize(text) == expected, text[:80]
     finally:
         engine.close()
+
+
+# ---------------------------------------------------------------- Qwen2.5-Coder's layout (the shaped benchmark model)
+
+
+@pytest.fixture(scope="module")
+def qwen25_tokenizer_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tokenizer benchmarks/make_shaped_model.py gives the 0.5B-shaped model, built the same way
+    (quantize.vocab.write_qwen25) from the Qwen2 tokenizer.json rebuilt out of llama.cpp's GGUF."""
+    from quantize import vocab
+
+    qwen2 = json.loads((data_dir / "vocab" / "qwen2" / "tokenizer.json").read_text(encoding="utf-8"))
+    template = (data_dir / "vocab" / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
+    out = tmp_path_factory.mktemp("qwen25-tokenizer")
+    vocab.write_qwen25(qwen2, template, out)
+    return out
+
+
+def test_qwen25_layout_is_the_hub_layout(qwen25_tokenizer_dir: Path, vocab_gguf: Path) -> None:
+    from quantize.vocab import QWEN25_ADDED
+
+    assert sorted(p.name for p in qwen25_tokenizer_dir.iterdir()) == [
+        "merges.txt",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+    ]
+    config = json.loads((qwen25_tokenizer_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert (config["eos_token"], config["pad_token"], config["bos_token"]) == (
+        "<|im_end|>",
+        "<|endoftext|>",
+        None,
+    )
+    assert config["chat_template"].startswith("{%- if tools %}")
+    added = {int(i): t["content"] for i, t in config["added_tokens_decoder"].items()}
+    assert added == dict(
+        enumerate(("<|endoftext|>", "<|im_start|>", "<|im_end|>", *QWEN25_ADDED), start=151643)
+    )
+    assert not config["added_tokens_decoder"]["151657"]["special"]  # <tool_call> stays in decoded text
+
+    fast = tokenizers.Tokenizer.from_file(str(qwen25_tokenizer_dir / "tokenizer.json"))
+    # the same BPE from vocab.json + merges.txt, as the Hub's slow tokenizer reads it
+    files = tokenizers.Tokenizer.from_file(str(qwen25_tokenizer_dir / "tokenizer.json"))
+    files.model = tokenizers.models.BPE.from_file(
+        str(qwen25_tokenizer_dir / "vocab.json"), str(qwen25_tokenizer_dir / "merges.txt")
+    )
+    for text, ids in vocab_cases(vocab_gguf):
+        if unicodedata.is_normalized("NFC", text):  # see test_hugging_face_agrees_with_the_cases_in_nfc
+            assert fast.encode(text, add_special_tokens=False).ids == ids, text
+            assert files.encode(text, add_special_tokens=False).ids == ids, text
+    assert fast.encode("<|im_start|>user\n<tool_call><|fim_pad|>").ids[:1] == [151644]
+    assert fast.encode("<tool_call><|file_sep|>").ids == [151657, 151664]
+
+
+@pytest.fixture(scope="module")
+def qwen25_vocab_model(
+    qwen25_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory, random_qwen2: Callable[..., Path]
+) -> Path:
+    return random_qwen2(tmp_path_factory.mktemp("qwen25-vocab") / "model", qwen25_tokenizer_dir)
+
+
+def test_shaped_model_tokenizer_exports_as_qwen25(
+    qwen25_vocab_model: Path, qwen25_tokenizer_dir: Path, vocab_gguf: Path, reference_dir: Path
+) -> None:
+    """Exported with the automatic export's type, llama.cpp reads the Qwen2.5 layout as the real
+    model's: the test cases' ids, <|im_end|> ends a turn, the Qwen2.5 template, same prompt ids."""
+    import llama_cpp
+
+    from slmsql_cli.engine import Engine
+    from slmsql_cli.models import DEFAULT_QUANT
+    from slmsql_cli.pipeline import chat_text
+
+    out = qwen25_vocab_model.parent / "qwen25.gguf"
+    result = CliRunner().invoke(app, ["export", str(qwen25_vocab_model), "--no-verify", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    llm = llama_cpp.Llama(model_path=str(out), vocab_only=True, verbose=False)
+    for text, ids in vocab_cases(vocab_gguf):
+        assert llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) == ids, text
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    assert llama_cpp.llama_vocab_eos(vocab) == 151645
+    assert llama_cpp.llama_vocab_is_eog(vocab, 151645)
+    template = json.loads((qwen25_tokenizer_dir / "tokenizer_config.json").read_text())["chat_template"]
+    assert llm.metadata["tokenizer.chat_template"] == template
+    llm.close()
+
+    hf = tokenizers.Tokenizer.from_file(str(qwen25_tokenizer_dir / "tokenizer.json"))
+    prompt = (reference_dir / "generation_prompt.example.txt").read_text(encoding="utf-8")
+    with Engine(out, threads=1) as engine:
+        assert engine.metadata["general.file_type"] == str(_ftype(DEFAULT_QUANT))
+        chat = chat_text(engine, prompt)
+        assert chat.startswith("<|im_start|>system\n") and chat.endswith("<|im_start|>assistant\n")
+        assert engine.tokenize(chat) == hf.encode(chat, add_special_tokens=False).ids
+
+
+def _ftype(quant: str) -> int:
+    from quantize import quantizer
+
+    return quantizer.FTYPES[quantizer.recipe(quant).ftype][0]

@@ -9,20 +9,27 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from quantize.quantizer import ALIASES, FTYPES, RECIPES
 from slmsql_cli.cli import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
+from slmsql_cli.models import DEFAULT_QUANT
 
-QUANT_HELP = "Any llama.cpp type: q4_k_m, q5_k_m, q8_0, q6_k, q4_0, f16, f32, ..."
+QUANT_HELP = (
+    f"A llama.cpp type ({', '.join(FTYPES)}) or a mixed recipe: "
+    + "; ".join(f"{name} = {r.note}" for name, r in RECIPES.items())
+    + f". Default {DEFAULT_QUANT} (the type `ask` exports to; docs/PERFORMANCE.md compares them)."
+)
 
 
 def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: str | None) -> str:
-    chosen = [name for flag, name in ((q4, "q4_k_m"), (q5, "q5_k_m"), (q8, "q8_0"), (f16, "f16")) if flag]
+    flags = ((q4, ALIASES["q4"]), (q5, ALIASES["q5"]), (q8, ALIASES["q8"]), (f16, "f16"))
+    chosen = [name for flag, name in flags if flag]
     if quant:
         chosen.append(quant)
     if len(chosen) > 1:
         raise UserError(f"choose one quantization, got {len(chosen)}: {', '.join(chosen)}")
-    return chosen[0] if chosen else "q4_k_m"
+    return chosen[0] if chosen else DEFAULT_QUANT
 
 
 @app.command("export")
@@ -38,9 +45,16 @@ def export_cmd(
     out_path: Path | None = typer.Option(
         None, "--out", "-o", help="The GGUF file to write (default: ./<model>-<QUANT>.gguf)."
     ),
-    q4: bool = typer.Option(False, "--q4", help="Q4_K_M, 4.9 bits per weight: the laptop default."),
+    q4: bool = typer.Option(
+        False,
+        "--q4",
+        help="Q4_K_M: the smallest type that stays close to the original (about 5 bits per weight "
+        "on models whose width is not a multiple of 256, which fall back to Q5_0).",
+    ),
     q5: bool = typer.Option(False, "--q5", help="Q5_K_M: a little larger, a little closer to the original."),
-    q8: bool = typer.Option(False, "--q8", help="Q8_0: twice the size of Q4, nearly lossless."),
+    q8: bool = typer.Option(
+        False, "--q8", help="Q8_0 (the default): nearly lossless; on the 0.5B models as fast as Q4_K_M."
+    ),
     f16: bool = typer.Option(False, "--f16", help="F16: no quantization (reference quality, largest)."),
     quant: str | None = typer.Option(None, "--quant", help=QUANT_HELP),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
@@ -58,7 +72,8 @@ def export_cmd(
     """Convert a Hugging Face checkpoint to a GGUF that llama.cpp runs on a laptop, and check it.
 
     Weights are read from safetensors with numpy (no torch needed), written as F16 and quantized
-    by llama.cpp itself (default Q4_K_M).
+    by llama.cpp itself (default Q8_0, the type `ask` exports to: docs/PERFORMANCE.md measures
+    every type's quality and speed).
 
     With torch installed, the same tokens go through the original model and the GGUF; the export
     fails, leaving no file, if their logits disagree beyond the tolerance of the chosen type.
