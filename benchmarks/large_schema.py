@@ -83,7 +83,8 @@ def build(path: Path, entities: int) -> Path:
 
 def ask(model: str, db: Path, cache: Path, threads: int | None) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "slmsql_cli", "ask", "--db", str(db), "-m", model]
-    cmd += ["-n", "1", "--max-tokens", "16", "--json", QUESTION]
+    # --no-prompt-cache: every run evaluates its whole prompt, as a first question on a database does.
+    cmd += ["-n", "1", "--max-tokens", "16", "--json", "--no-prompt-cache", QUESTION]
     if threads:
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
