@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pg_server
 import pytest
 
 from slmsql_cli import pipeline as pipeline_module
@@ -255,3 +256,14 @@ def scripted_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptEngines]:
     yield script
     left = {name: e.script for name, e in engines.items() if e.script}
     assert not left, f"scripted completions never asked for: {left}"
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[pg_server.Server]:
+    """A throwaway PostgreSQL server (tests/pg_server.py) shared by the session; the tests that
+    need it skip, saying why, only where it truly cannot start."""
+    server = pg_server.start()
+    if isinstance(server, str):
+        pytest.skip(f"PostgreSQL cannot start here: {server}")
+    yield server
+    server.stop()

@@ -55,15 +55,6 @@ def said(sql: str) -> str:
 # ---- the three databases ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pg() -> Iterator[pg_server.Server]:
-    server = pg_server.start()
-    if isinstance(server, str):
-        pytest.skip(f"PostgreSQL cannot start here: {server}")
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _password(monkeypatch: pytest.MonkeyPatch, isolated_cache: Path) -> None:
     monkeypatch.setenv("PGPASSWORD", pg_server.PASSWORD)  # the libpq way; never in a URL

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -266,15 +265,6 @@ def test_the_rewrites_give_sqlites_rows_in_duckdb(shop: Path, isolated_cache: Pa
         _agree(copy, target, shop)
     finally:
         target.close()
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[pg_server.Server]:
-    server = pg_server.start()
-    if isinstance(server, str):
-        pytest.skip(f"PostgreSQL cannot start here: {server}")
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow
