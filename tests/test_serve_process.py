@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 from slmsql_cli.cli import app as cli_app
 from slmsql_cli.database import open_database
 from slmsql_cli.pipeline import AskConfig, Pipeline
+from slmsql_cli.serve.process import ServerDidNotStart, ServerProcess
 
 QUICK = ["-n", "2", "--max-tokens", "32", "--no-merge", "--temperature", "0"]
 START_TIMEOUT = 180.0  # seconds for a server to load the model on a busy machine
@@ -55,47 +56,18 @@ def server_env(cache: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache)}
 
 
-class Server:
-    """A `slmsql serve --http` process; its stderr (the log) goes to a file."""
+class Server(ServerProcess):
+    """`slmsql serve --http` (serve/process.py) with the test's cache folder; an httpx client."""
 
     def __init__(self, args: list[str], folder: Path) -> None:
-        self.log_path = folder / f"server-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slmsql_cli", "serve", "--http", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env=server_env(folder / "cache"),
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (found := re.search(r"listening on (http://\S+)", self.log())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"the server did not start:\n{self.log()}")
-            time.sleep(0.2)
-        self.url = found.group(1)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def log_records(self) -> list[dict]:
-        """The --json-logs lines (one JSON object each)."""
-        return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
+        log_path = folder / f"server-{time.monotonic_ns()}.log"
+        try:
+            super().__init__(args, log_path, env=server_env(folder / "cache"), start_timeout=START_TIMEOUT)
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
 
     def client(self, **kwargs) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=ANSWER_TIMEOUT, **kwargs)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")
