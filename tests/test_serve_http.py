@@ -239,3 +239,17 @@ def test_past_the_request_timeout_is_504_and_the_job_is_dropped(pets: Path, scri
     finally:
         release.set()
         service.close()  # the timed-out ask never reaches the (scripted, empty) model
+
+
+def test_serve_takes_every_model_and_sampling_option_of_ask() -> None:
+    """`serve` answers as `ask` would: each ask option that sets the AskConfig is a serve option too."""
+    import typer.main
+
+    from slmsql_cli.cli import app
+    from slmsql_cli.cli import options as opt
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    config_options = set(opt._SAME_NAME) | {"no_merge", "no_values", "no_prompt_cache"}
+    ask = {p.name for p in commands["ask"].params} & config_options
+    serve = {p.name for p in commands["serve"].params}
+    assert ask and ask <= serve, sorted(ask - serve)

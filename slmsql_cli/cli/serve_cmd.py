@@ -67,9 +67,12 @@ def serve(
     max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
     seed: opt.Seed = opt.DEFAULTS.seed,
     threads: opt.Threads = None,
+    gpu_layers: opt.GpuLayers = None,
     context: opt.Context = None,
+    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
+    no_prompt_cache: opt.NoPromptCache = False,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
 
