@@ -1,3 +1,3 @@
-from slmsql_cli.cli import main
+from slmsql_cli.launcher import main
 
 main()

@@ -24,12 +24,12 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import kv_cache, llama_logs
+from slmsql_cli import _internals, kv_cache, llama_logs
 from slmsql_cli.cpu import cpu_name, default_threads
 from slmsql_cli.errors import UserError
 
@@ -199,31 +199,25 @@ class Engine:
         # finalizer below does not keep the engine alive.
         self._native = ExitStack()
         self._finalizer = weakref.finalize(self, self._native.close)
+        # The weights' placement: llama.cpp's defaults, except where its AMX kernels are on offer
+        # (they crash; llama_build.py). Read from the GGUF header before loading.
+        self.placement = _internals.placement_for(self.path, gpu_offload=self.gpu_layers != 0)
         try:
-            # The high-level class loads the model (mmap'd) and gives us tokenizer and metadata; its
-            # own context is kept tiny because sampling runs in the context created below.
-            llm = llama_cpp.Llama(
-                model_path=str(self.path),
-                n_ctx=64,
-                n_batch=64,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                n_gpu_layers=self.gpu_layers,
-                use_mmap=True,
-                verbose=False,
-            )
+            # The model alone (mmap'd); sampling runs in the contexts created below.
+            model = _internals.Model(self.path, gpu_layers=self.gpu_layers, placement=self.placement)
         except (ValueError, RuntimeError) as exc:
             raise UserError(
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 "the file may be truncated or corrupt; download or export it again",
             ) from None
-        self.llm = self._native.enter_context(closing(llm))
+        self._model = model
+        self._native.callback(model.close)
         self._slot = _ContextSlot()
         self._native.callback(self._slot.replace, None)
         self._np = numpy
-        self.model = self.llm.model
-        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
-        self.metadata: dict[str, str] = dict(self.llm.metadata)
+        self.model = model.model
+        self.vocab = model.vocab
+        self.metadata: dict[str, str] = model.metadata()
         self.architecture = self.metadata.get("general.architecture", "")
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(self.model))
@@ -259,7 +253,7 @@ class Engine:
         # The chat template writes BOS itself where the model wants one (as transformers'
         # apply_chat_template does), so no automatic BOS here.
         self._check_open()
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return self._model.tokenize(text.encode("utf-8"), add_special=False, parse_special=True)
 
     def token_text(self, token: int) -> str:
         return self._piece(token).decode("utf-8", errors="replace")

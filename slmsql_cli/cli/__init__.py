@@ -49,6 +49,7 @@ def _register() -> None:
         ask_cmd,
         bench_cmd,
         chat_cmd,
+        doctor_cmd,
         eval_cmd,
         export_cmd,
         models_cmd,

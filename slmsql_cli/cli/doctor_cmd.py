@@ -1,0 +1,44 @@
+"""`slmsql doctor`: one look at whether this install works, with the command that fixes each problem."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.markup import escape
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli.common import out, user_errors
+
+_MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+
+
+@app.command("doctor")
+@user_errors
+def doctor_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as one JSON document."),
+    no_decode: bool = typer.Option(
+        False, "--no-decode", help="Skip the decode check (the one that runs llama.cpp in a child process)."
+    ),
+) -> None:
+    """Check this install: llama.cpp and its CPU features, a real decode, models, extras.
+
+    The decode check makes a tiny model (about 1 MB) and samples 16 tokens from it in a child
+    process, so a llama.cpp build that crashes is named here instead of at your first ask.
+    Exits 1 when a check fails; missing optional pieces are warnings.
+
+    Example:  slmsql doctor --json
+    """
+    from slmsql_cli import doctor
+
+    checks = doctor.run_checks(decode=not no_decode)
+    if as_json:
+        sys.stdout.write(json.dumps(doctor.as_json(checks)) + "\n")
+    else:
+        for check in checks:
+            out.print(f"{_MARK[check.status]} [bold]{check.name}[/]: {escape(check.detail)}", highlight=False)
+            if check.fix:
+                out.print(f"     [dim]fix: {escape(check.fix)}[/]", highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)

@@ -1,0 +1,124 @@
+"""The `slmsql` entry point: the command runs in a child process, so that a native crash is reported.
+
+A segfault or SIGILL inside llama.cpp kills the Python process outright: no exception, no
+`finally`, only the shell's "Segmentation fault". So `main` starts the real command
+(`slmsql_cli.cli.main`) as a child with the same arguments, standard streams and terminal, and
+waits. When the child dies from a signal, this process prints one `error:` line that names what
+crashed and the CPU features in use, a `hint:` with the way around it, and exits with
+`NATIVE_CRASH_EXIT` (70, EX_SOFTWARE in sysexits.h); the details (Python's stack at the crash,
+from `faulthandler`) are kept in a report file that the hint names. Any other exit status is passed
+through unchanged.
+
+The child notes what it is about to run natively (`note`: the llama.cpp features and weight
+placement) in that report file, so the parent can name it without importing llama.cpp itself.
+
+Signals: Ctrl-C reaches the child directly (same process group and terminal), so the parent
+ignores SIGINT; SIGTERM, SIGHUP and SIGQUIT sent to the parent (a supervisor stopping `serve`)
+are passed on to the child. `SLMSQL_NO_SUPERVISOR=1` runs the command in this process instead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+NATIVE_CRASH_EXIT = 70
+_REPORT_ENV = "SLMSQL_CRASH_REPORT"
+_SIGNALS = {
+    signal.SIGSEGV: "SIGSEGV (segmentation fault)",
+    signal.SIGILL: "SIGILL (an instruction this CPU does not have)",
+    signal.SIGABRT: "SIGABRT (abort)",
+    signal.SIGBUS: "SIGBUS (bus error)",
+    signal.SIGFPE: "SIGFPE (arithmetic fault)",
+}
+
+
+def note(line: str) -> None:
+    """Record, in the child, what native code is about to run (read back only after a crash)."""
+    path = os.environ.get(_REPORT_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line.rstrip("\n") + "\n")
+    except OSError:
+        pass
+
+
+def _child_main() -> None:
+    import faulthandler
+
+    path = os.environ.get(_REPORT_ENV)
+    if path:
+        # Python's stack of every thread at the moment of a fatal signal, then the default action.
+        faulthandler.enable(file=open(path, "a", encoding="utf-8"), all_threads=True)
+    from slmsql_cli.cli import main as cli_main
+
+    cli_main()
+
+
+def describe_crash(signum: int, report: str, report_path: str) -> tuple[str, str]:
+    """The error line and the hint for a child killed by `signum`, from its report text."""
+    what = _SIGNALS.get(signal.Signals(signum), signal.Signals(signum).name) if signum > 0 else "a signal"
+    features = ""
+    placement = ""
+    for line in report.splitlines():
+        if line.startswith("llama.cpp: "):
+            features = line.removeprefix("llama.cpp: ")
+        elif line.startswith("placement: "):
+            placement = line.removeprefix("placement: ")
+    in_llama = (
+        "llama_cpp" in report or "slmsql_cli/engine.py" in report or "slmsql_cli/_internals.py" in report
+    )
+    who = "llama.cpp" if (in_llama or features) else "slmsql (in native code)"
+    message = f"{who} crashed with {what}"
+    if features:
+        message += f"; CPU features in use: {features}"
+    if placement:
+        message += f"; weights: {placement}"
+    if signum == signal.SIGILL:
+        way = "the llama-cpp-python wheel was built for another CPU: run 'bash scripts/setup.sh' again to rebuild it here"
+    else:
+        way = "try SLMSQL_WEIGHT_BUFFERS=plain (no optional llama.cpp kernels) and run 'slmsql doctor'"
+    return message, f"{way}; details in {report_path}"
+
+
+def supervise(argv: list[str]) -> int:
+    """Run `slmsql argv` in a child process; its exit status, or NATIVE_CRASH_EXIT after a crash report."""
+    fd, report_path = tempfile.mkstemp(prefix="slmsql-crash-", suffix=".txt")
+    os.close(fd)
+    env = dict(os.environ, **{_REPORT_ENV: report_path})
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from slmsql_cli.launcher import _child_main; _child_main()", *argv], env=env
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    code = child.wait()
+    if code >= 0 or -code not in _SIGNALS:
+        os.unlink(report_path)
+        return code if code >= 0 else 128 - code
+    with open(report_path, encoding="utf-8", errors="replace") as fh:
+        report = fh.read()
+    message, hint = describe_crash(-code, report, report_path)
+    # Plain text: this process has not imported rich, and the line must get out even if little works.
+    sys.stderr.write(f"error: {message}\nhint: {hint}\n")
+    sys.stderr.flush()
+    return NATIVE_CRASH_EXIT
+
+
+def main() -> None:
+    if os.environ.get("SLMSQL_NO_SUPERVISOR") == "1" or os.environ.get(_REPORT_ENV):
+        _child_main()
+        return
+    sys.exit(supervise(sys.argv[1:]))

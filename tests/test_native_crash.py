@@ -1,0 +1,161 @@
+"""A native crash says what happened: real `slmsql` processes made to crash inside llama.cpp.
+
+The fault is injected with a `sitecustomize.py` on PYTHONPATH that replaces llama.cpp's model
+loader with a call that really segfaults (a read of address 0) or raises SIGILL, so the whole
+chain runs for real: the child dies from the signal, faulthandler writes its report, and the
+launcher prints one `error:` line and exits NATIVE_CRASH_EXIT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmsql_cli import launcher, selfcheck
+
+REPO = Path(__file__).resolve().parents[1]
+BOOKSHOP = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+
+INJECT = """
+import os
+_mode = os.environ.get("SLMSQL_TEST_INJECT")
+if _mode:
+    import ctypes, signal
+    import llama_cpp
+
+    def _crash(*args, **kwargs):
+        if _mode == "segv":
+            ctypes.string_at(0)  # a real SIGSEGV
+        os.kill(os.getpid(), getattr(signal, "SIG" + _mode.upper()))
+
+    llama_cpp.llama_model_load_from_file = _crash
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return selfcheck.make_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+@pytest.fixture()
+def inject(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "inject"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(INJECT, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLMSQL_")}
+    env.update(PYTHONPATH=str(site), TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    return env
+
+
+def slmsql(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def test_segfault_in_llama_cpp_is_one_error_line(
+    tiny_model: Path, inject: dict[str, str], tmp_path: Path
+) -> None:
+    inject["SLMSQL_TEST_INJECT"] = "segv"
+    proc = slmsql(["ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?"], inject)
+    assert proc.returncode == launcher.NATIVE_CRASH_EXIT == 70
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("error: llama.cpp crashed with SIGSEGV (segmentation fault)")
+    assert "CPU features in use:" in errors[0]
+    assert lines[-1].startswith("hint: try SLMSQL_WEIGHT_BUFFERS=plain")
+    assert "Segmentation fault" not in proc.stderr.replace("segmentation fault", "")
+    assert "Fatal Python error" not in proc.stderr and "Traceback" not in proc.stderr
+    # the details are kept where the hint says, with Python's stack at the crash
+    report = Path(lines[-1].split("details in ")[1])
+    text = report.read_text()
+    assert "Fatal Python error: Segmentation fault" in text and "_internals.py" in text
+    assert oct(report.stat().st_mode & 0o777) == "0o600"
+
+
+def test_sigill_points_at_rebuilding_the_wheel(tiny_model: Path, inject: dict[str, str]) -> None:
+    inject["SLMSQL_TEST_INJECT"] = "ill"
+    proc = slmsql(["ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?"], inject)
+    assert proc.returncode == 70
+    assert "error: llama.cpp crashed with SIGILL" in proc.stderr
+    assert "bash scripts/setup.sh" in proc.stderr
+
+
+def test_serve_exits_non_zero_with_the_line(tiny_model: Path, inject: dict[str, str]) -> None:
+    """serve's design: it exits 70 (a supervisor restarts it; README has a systemd unit), never vanishes."""
+    inject["SLMSQL_TEST_INJECT"] = "segv"
+    proc = slmsql(
+        ["serve", "--http", "--port", "0", "--db", f"shop={BOOKSHOP}", "--model", str(tiny_model)], inject
+    )
+    assert proc.returncode == 70, proc.stderr
+    assert "error: llama.cpp crashed with SIGSEGV" in proc.stderr
+
+
+def test_ordinary_exit_codes_pass_through(inject: dict[str, str]) -> None:
+    proc = slmsql(["ask", "--db", "no/such/file.sqlite", "anything"], inject)
+    assert proc.returncode == 2 and proc.stderr.startswith("error:")
+    assert slmsql(["--version"], inject).returncode == 0
+
+
+def test_sigterm_reaches_the_command(inject: dict[str, str]) -> None:
+    """A supervisor's SIGTERM to `slmsql` is passed on to the child, which ends; no crash report."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(BOOKSHOP), "--model", "/nonexistent.gguf"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=inject,
+        cwd=REPO,
+    )
+    try:
+        proc.wait(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "crashed" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_describe_crash_without_llama_notes() -> None:
+    message, hint = launcher.describe_crash(
+        signal.SIGBUS, "Fatal Python error: Bus error\n  File x.py", "/r.txt"
+    )
+    assert message == "slmsql (in native code) crashed with SIGBUS (bus error)"
+    assert hint.endswith("details in /r.txt")
+
+
+def test_doctor_reports_a_healthy_install(inject: dict[str, str]) -> None:
+    proc = slmsql(["doctor", "--json"], inject)
+    doc = json.loads(proc.stdout)
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert doc["healthy"] is True and proc.returncode == 0, proc.stdout
+    assert checks["decode"]["status"] == "ok" and "16 tokens" in checks["decode"]["detail"]
+    assert checks["llama.cpp"]["detail"].startswith("llama-cpp-python ")
+    assert {"threads", "models", "extras", "test tools"} <= set(checks)
+    for check in doc["checks"]:
+        assert check["status"] == "ok" or check["fix"], check  # every problem names its fix
+
+
+def test_doctor_names_the_fault_on_a_broken_install(inject: dict[str, str]) -> None:
+    inject["SLMSQL_TEST_INJECT"] = "segv"
+    proc = slmsql(["doctor", "--json"], inject)
+    doc = json.loads(proc.stdout)
+    decode = next(c for c in doc["checks"] if c["name"] == "decode")
+    assert proc.returncode == 1 and doc["healthy"] is False
+    assert decode["status"] == "fail"
+    assert decode["detail"].startswith("llama.cpp crashed with SIGSEGV")
+    assert "SLMSQL_WEIGHT_BUFFERS=plain" in decode["fix"]
+    text = slmsql(["doctor"], inject)
+    assert "FAIL decode: llama.cpp crashed with SIGSEGV" in " ".join(text.stdout.split())
