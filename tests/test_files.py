@@ -319,7 +319,11 @@ def test_large_imports_show_progress(
     tmp_path: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(files, "PROGRESS_MIN_BYTES", 0)
-    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws its bar on a terminal only
+    # rich draws its bar on an interactive terminal only: FORCE_COLOR makes stderr one, and TERM must
+    # not be "dumb" (as it is in some CI shells) or rich keeps the bar to itself
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
     csv_file = write(tmp_path / "stock.csv", "item,count\n" + "pen,3\n" * 30_000)
     code, _, err = prompt("--db", csv_file, "How many pens?")
     assert code == 0, err
