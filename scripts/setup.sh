@@ -2,14 +2,16 @@
 # One-command set-up: a virtual environment in .venv with slmsql and every extra ([train,files,targets,serve,dev]).
 #
 # llama-cpp-python has no wheel on PyPI and compiles for 4-6 minutes, so the wheel is built once
-# into a cache folder keyed by the CPU's instruction-set flags (the build uses -march=native) and
+# into a cache folder keyed by the CPU's instruction sets and the build recipe (build_key below) and
 # reused by every later install, CI included. Variables you may set:
-#   SLMSQL_WHEEL_DIR  where built wheels are kept (default ~/.cache/slmsql/wheels/<cpu-key>)
+#   SLMSQL_WHEEL_DIR  where built wheels are kept (default ~/.cache/slmsql/wheels/<os>-<arch>-<build key>)
 #   SLMSQL_EXTRAS     extras to install (default "train,files,targets,serve,dev"; "" for the ask-only install)
 #   TORCH_INDEX_URL   a PyTorch wheel index, e.g. https://download.pytorch.org/whl/cpu for a
 #                     CPU-only Linux machine, or .../whl/cu126 for an NVIDIA GPU
 #   PYTHON            the interpreter used to create .venv (default python3)
 #   SLMSQL_NO_APT     set to 1 to skip the system packages (Chromium for the web app's browser test)
+#   SLMSQL_NO_REBUILD set to 1 to stop, instead of rebuilding once, when the self-check crashes
+# `bash scripts/setup.sh --print-wheel-dir` prints where this recipe's wheel is cached, and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +52,10 @@ build_key() {
   } | (sha256sum 2>/dev/null || shasum -a 256) | cut -c1-12
 }
 WHEEL_DIR=${SLMSQL_WHEEL_DIR:-$HOME/.cache/slmsql/wheels/$(uname -s)-$(uname -m)-$(build_key)}
+if [ "${1:-}" = "--print-wheel-dir" ]; then  # where this recipe's wheel is (or would be) cached
+  echo "$WHEEL_DIR"
+  exit 0
+fi
 mkdir -p "$WHEEL_DIR"
 
 # Chromium from the distribution drives the web app's browser test (tests/test_webapp.py, through
