@@ -71,10 +71,15 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any]) -> str:
         # deepseek's Sequence: newline, letters, punctuation, CJK splits, then digits
         individual = bool(digits and digits[0].get("individual_digits"))
         return "deepseek-coder" if individual else "deepseek-llm"
-    if not regexes and not digits and len(byte_level) == 1 and byte_level[0].get("use_regex", True):
-        return "gpt-2"
+    if not regexes and len(byte_level) == 1 and byte_level[0].get("use_regex", True):
+        if not digits:
+            return "gpt-2"
+        if [s.get("type") for s in steps] == ["Digits", "ByteLevel"] and digits[0].get("individual_digits"):
+            # SmolLM/SmolLM2 (and StarCoder's family): every digit its own word, then GPT-2's regex;
+            # llama.cpp's "smollm" is exactly \p{N} followed by the GPT-2 regex
+            return "smollm"
     raise UserError(
-        "the tokenizer's pre-tokenizer is not one llama.cpp knows (expected Qwen2, Llama 3, deepseek-coder or GPT-2 style)",
+        "the tokenizer's pre-tokenizer is not one llama.cpp knows (expected Qwen2, Llama 3, deepseek-coder, SmolLM or GPT-2 style)",
         "fine-tunes must keep their base model's tokenizer.json",
     )
 

@@ -120,9 +120,34 @@ def load_tokenizer(base: BaseModel) -> Any:
         ) from None
     if not base.architecture:
         base.architecture = _ARCH.get(getattr(tok, "model_type", ""), "")
+    if base.gguf_file:
+        restore_pre_tokenizer(tok, Path(base.source) / base.gguf_file)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def restore_pre_tokenizer(tok: Any, gguf_path: Path) -> None:
+    """Give a tokenizer that transformers rebuilt from a GGUF the pre-tokenizer the GGUF names.
+
+    transformers' GGUF reader gives every `gpt2`-model vocabulary a plain ByteLevel pre-tokenizer,
+    whatever `tokenizer.ggml.pre` says. For SmolLM2 (`smollm`) that drops the step that makes every
+    digit its own word, so the model would be trained on other token boundaries than llama.cpp
+    uses, and `slmsql export` would write `gpt-2` into the GGUF. Names whose pre-tokenizer is
+    plain ByteLevel need nothing; the others named here get the steps llama.cpp implements.
+    """
+    import gguf
+    from tokenizers import pre_tokenizers
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get("tokenizer.ggml.pre")
+    pre = field.contents() if field is not None else None
+    if pre == "smollm":
+        tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+            ]
+        )
 
 
 def load_model(base: BaseModel, *, bf16: bool, attn_implementation: str | None = None) -> Any:
