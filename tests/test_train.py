@@ -117,7 +117,7 @@ def sft_run(workdir: Path, tiny_model: Path, spider: dict[str, str]):
 def test_builtin_recipes_load_for_both_stages() -> None:
     from training.config import builtin_configs
 
-    assert {"generate-0.5b", "merge-0.5b", "tiny-cpu"} <= set(builtin_configs())
+    assert {"generate-0.5b", "merge-0.5b", "tiny-cpu", "tiny-real-cpu"} <= set(builtin_configs())
     sft = load_config("generate-0.5b", {}, "sft")
     grpo = load_config("generate-0.5b", {"reward_weights": {"atomic": 1.0}}, "grpo")
     assert sft.stage == "sft" and grpo.stage == "grpo" and sft.run_dir != grpo.run_dir
