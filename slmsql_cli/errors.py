@@ -8,6 +8,11 @@ non-zero exit by the CLI. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a driver's or a parser's), or its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class UserError(Exception):
     """A problem with the user's input, shown as one clear line (and a hint) without a traceback."""
 

@@ -12,7 +12,7 @@ Two metrics, because the benchmarks disagree and published numbers follow their 
   Only the database itself is used: this is EX, not the test-suite (TS) metric over
   distilled database copies.
 
-Every gold and predicted SQL runs through `executor.execute_all` (read-only, time-limited), so a
+Every gold and predicted SQL runs through `targets.run_many` (read-only, time-limited), so a
 prediction that tries to write scores 0 and changes nothing. Breakdowns: BIRD `difficulty`;
 Spider hardness computed with the Spider evaluator's own rules from the parsed `sql` field of
 Spider's dev.json. Question files without either (e.g. the Chinook questions) get no breakdown.
@@ -36,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, question_row
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute_all
+from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Schema
+from slmsql_cli.targets import run_many
+from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.vote import candidate_dicts
 
 if TYPE_CHECKING:
@@ -273,22 +275,17 @@ def score(
     and runs there, while the gold runs on the SQLite file as the benchmark defines it: the
     reference result never depends on the transpiler, so a gold-as-prediction run measures it."""
     rewrite = spider_sql if fmt == "spider" else (lambda sql: sql)
+    gold_sql_run, pred_sql_run = rewrite(gold_sql), rewrite(pred_sql) if pred_sql else None
+    sqlite = SQLiteTarget(Path(db_path))
     if target is None:
-        sqls = [rewrite(gold_sql)] + ([rewrite(pred_sql)] if pred_sql else [])
-        # gold and prediction run side by side (execute_all), each with its own deadline
-        gold, *rest = execute_all(db_path, sqls, timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        pred = rest[0] if rest else None
+        # gold and prediction run side by side (the executor's overlap), each with its own deadline
+        gold, pred = run_many(sqlite, [gold_sql_run, pred_sql_run], timeout=timeout, max_rows=EVAL_MAX_ROWS)
     else:
-        from slmsql_cli.targets import execute_many
-
-        (gold,) = execute_all(db_path, [rewrite(gold_sql)], timeout=timeout, max_rows=EVAL_MAX_ROWS)
-        (pred,) = execute_many(
-            target.target,
-            [rewrite(pred_sql) if pred_sql else None],
-            timeout=timeout,
-            max_rows=EVAL_MAX_ROWS,
-            schema=target.schema,
+        (gold,) = run_many(sqlite, [gold_sql_run], timeout=timeout, max_rows=EVAL_MAX_ROWS)
+        (pred,) = run_many(
+            target.target, [pred_sql_run], timeout=timeout, max_rows=EVAL_MAX_ROWS, schema=target.schema
         )
+    assert gold is not None
     gold_rows, pred_rows = gold.rows, pred.rows if pred else []
     if target is not None:
         gold_rows, pred_rows = _rounded(gold_rows), _rounded(pred_rows)

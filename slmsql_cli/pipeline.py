@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, start_worker
+from slmsql_cli.executor import ExecResult
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompts import (
@@ -60,7 +60,7 @@ class AskConfig:
     context: int | None = None  # cap on the context window (tokens); default: the model's own
     prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
     gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
-    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (engine/kv_cache.py)
+    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (kv_cache.py)
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Pipeline:
     ) -> SamplingRound:
         completions, stats = self._sample(engine, user_message, n, seed, on_token)
         sqls = [extract_sql(c.text) for c in completions]
-        results = db.execute_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
+        results = db.run_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
             Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
         ]
@@ -296,8 +296,7 @@ class Pipeline:
         t = time.perf_counter()
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
         built = time.perf_counter() - t
-        if db.target is None:
-            start_worker()  # the query worker starts while the model samples
+        db.target.prepare()  # a SQLite query worker starts while the model samples
         generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
         generated.pruned_schema, generated.build_seconds = schema, built
         return generated

@@ -8,8 +8,9 @@ Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else o
   evaluates only the tokens after the shared schema prefix (`prompt_tokens_evaluated`).
 * A job stops decoding between two tokens once it is cancelled (its client went away) or its
   deadline passed: the pipeline's `on_token` callback raises `Cancelled`.
-* `run_sql` needs no model: it runs in the caller's thread through the same guarded executor
-  (read-only, deadline, row and size caps) that checks the model's candidates.
+* `run_sql` needs no model: it runs in the caller's thread through `Database.run`, the same door
+  the model's candidates go through (read-only, deadline, row and size caps; transpiled for a
+  DuckDB or PostgreSQL database), on the registered database only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from typing import Any
 
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import execute
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
@@ -264,12 +264,11 @@ class Service:
         return self.submit(run)
 
     def run_sql(self, database: str, sql: str) -> dict[str, Any]:
-        """A read-only query through the guarded executor; the result document (`error` set when
-        SQLite or the guard refused it). Blocking: call it from a worker thread."""
+        """A read-only query (SQLite SQL, as the model writes it) on the registered database; the
+        result document (`error` set when the database or the guard refused it). Blocking: call
+        it from a worker thread."""
         entry = self.registry.get(database)
-        result = execute(
-            entry.database.path, sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS
-        )
+        result = entry.database.run(sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS)
         doc = result_dict(result)
         assert doc is not None
         return {"database": entry.name, "sql": sql, **doc}

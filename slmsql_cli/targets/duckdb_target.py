@@ -6,23 +6,28 @@ COPY, INSTALL, httpfs); extensions are neither auto-installed nor auto-loaded; a
 `lock_configuration` makes those settings final, so a query cannot turn them back on. A temporary
 table would live only in this connection's memory, and `dialect.for_target` admits queries only.
 The deadline is DuckDB's `interrupt()`, called by a timer thread.
+
+A query learns nothing about where files are: the catalog functions that show the database
+file's path, settings holding folders (`temp_directory`, `allowed_directories`) or the extension
+folder under the home folder are refused by name (`dialect.check_target_sql`), as functions and
+as tables (`FROM pragma_database_list`), and an error message has those folders replaced.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from slmsql_cli.cache import file_version
-from slmsql_cli.errors import UserError
+from slmsql_cli.errors import UserError, first_line
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import batches, fetch
-from slmsql_cli.targets.dialect import first_line as _first_line
+from slmsql_cli.targets import batches, fetch, value_index
+from slmsql_cli.values import ValueIndex
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
@@ -73,7 +78,7 @@ class DuckDBTarget:
                 if "lock" in str(exc).lower()
                 else "is it a complete DuckDB database of a version this duckdb package reads?"
             )
-            raise UserError(f"cannot open DuckDB database {path}: {_first_line(exc)}", hint) from None
+            raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
         self._lock = threading.Lock()  # one query at a time on the connection
 
     def schema(self) -> Schema:
@@ -146,7 +151,17 @@ class DuckDBTarget:
             except duckdb.Error as exc:
                 if expired.is_set():
                     return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
-                return ExecResult(error=_first_line(exc), seconds=time.perf_counter() - start)
+                return ExecResult(
+                    error=self._hide_paths(first_line(exc)), seconds=time.perf_counter() - start
+                )
+
+    def _hide_paths(self, text: str) -> str:
+        """An error message without the file's folder or the home folder (the catalog functions
+        that show them are refused; an error can still name one, e.g. the extension folder)."""
+        for folder, shown in ((self.path.parent, "."), (Path.home(), "~")):
+            if str(folder) not in ("", "/", "."):
+                text = text.replace(str(folder), shown)
+        return text
 
     @contextmanager
     def _deadline(self, seconds: float) -> Iterator[threading.Event]:
@@ -163,6 +178,16 @@ class DuckDBTarget:
             yield expired
         finally:
             timer.cancel()
+
+    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
+        """`run` for each statement, one after another (one connection runs one query at a time)."""
+        return [self.run(sql, timeout, max_rows) for sql in sqls]
+
+    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
+        return value_index(self, schema, folder)
+
+    def prepare(self) -> None:
+        pass
 
     def close(self) -> None:
         self._conn.close()
