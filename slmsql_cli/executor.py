@@ -125,13 +125,27 @@ def execute_all(
             if rejection:
                 results[i] = ExecResult(error=rejection, seconds=time.perf_counter() - start)
                 continue
-            if len(running) >= PARALLEL:
+            while True:
+                if len(running) >= PARALLEL:
+                    j, pending, started = running.popleft()
+                    results[j] = _collect(pending, started, pool)
+                # over the pool's cap (serve --max-queries), collect a query of our own rather
+                # than wait for others while holding workers
+                submitted = pool.try_submit(
+                    run_query,
+                    path,
+                    sql,
+                    timeout,
+                    max_rows,
+                    MAX_RESULT_BYTES,
+                    timeout=timeout + KILL_GRACE,
+                    wait=not running,
+                )
+                if submitted is not None:
+                    break
                 j, pending, started = running.popleft()
                 results[j] = _collect(pending, started, pool)
-            pending = pool.submit(
-                run_query, path, sql, timeout, max_rows, MAX_RESULT_BYTES, timeout=timeout + KILL_GRACE
-            )
-            running.append((i, pending, start))
+            running.append((i, submitted, start))
         while running:
             j, pending, started = running.popleft()
             results[j] = _collect(pending, started, pool)

@@ -17,12 +17,7 @@ from slmsql_cli.cli.common import err, user_errors
 @user_errors
 def serve(
     ctx: typer.Context,
-    db: list[str] = typer.Option(
-        ...,
-        "--db",
-        "-d",
-        help="A database to serve, as NAME=PATH or PATH (named after the file). Repeat for several; clients name them, never paths.",
-    ),
+    db: opt.ServeDb,
     mcp: bool = typer.Option(
         False, "--mcp", help="Speak MCP over stdin/stdout (for AI assistants and editors)."
     ),
@@ -47,6 +42,14 @@ def serve(
         min=1,
         max=1024,
         help="Questions that may wait for the model; more get 503 and Retry-After.",
+    ),
+    max_queries: int = typer.Option(
+        4,
+        "--max-queries",
+        min=1,
+        max=64,
+        help="SQL queries that may run at once across the server (each SQLite query in a worker "
+        "process of up to 2 GiB); more wait, up to --timeout, then get 503.",
     ),
     request_timeout: float = typer.Option(
         300.0,
@@ -119,6 +122,7 @@ def serve(
         load_seconds=time.perf_counter() - start,
         queue_size=queue,
         request_timeout=request_timeout,
+        max_queries=max_queries,
     )
     try:
         if http:
