@@ -366,3 +366,22 @@ def test_query_workers_are_capped_across_the_server(
         stop.set()
         service.close()
     assert pool.max_busy is None  # closing the service lifts its cap
+
+
+def test_ask_and_sql_documents_carry_the_same_result_fields(pets_db: Path, scripted_engine: Any) -> None:
+    """/v1/ask (and so `ask --json`, the same `render.answer_dict`) has every result field of /v1/sql."""
+    said = "<think>\nCount them.\n</think>\n<answer>\nSELECT count(*) FROM pets\n</answer>"
+    scripted_engine([said])
+    pipeline = Pipeline.load("scripted", config=AskConfig(n=1, merge=False))
+    service = Service(pipeline, Registry.open([f"pets={pets_db}"]), model_name="scripted", load_seconds=0.0)
+    try:
+        client = TestClient(create_app(service))
+        asked = client.post("/v1/ask", json={"database": "pets", "question": "How many pets?"}).json()
+        ran = client.post("/v1/sql", json={"database": "pets", "sql": "SELECT count(*) FROM pets"}).json()
+    finally:
+        service.close()
+    result_fields = set(ran) - {"database", "sql"}
+    assert {"row_count", "timed_out", "truncated", "seconds"} <= result_fields <= set(asked), sorted(
+        result_fields - set(asked)
+    )
+    assert (asked["rows"], asked["row_count"], asked["timed_out"]) == (ran["rows"], 1, False)
