@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmsql_cli.database import Database, Values
-from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
+from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Engine
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.extract import extract_sql
@@ -137,6 +138,7 @@ class Pipeline:
         self.engine = engine
         self.merge_engine = merge_engine
         self.config = config
+        self._counted: tuple[str, list[int]] | None = None  # the last prompt counted, and its tokens
 
     @classmethod
     def load(
@@ -173,7 +175,10 @@ class Pipeline:
         params = SamplingParams(
             n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
         )
-        return engine.sample(chat_text(engine, user_message), params, on_token=on_token)
+        text = chat_text(engine, user_message)
+        counted = self._counted  # the prompt as generation_message counted it: not tokenized again
+        prompt = counted[1] if engine is self.engine and counted is not None and counted[0] == text else text
+        return engine.sample(prompt, params, on_token=on_token)
 
     def _round(
         self,
@@ -193,7 +198,9 @@ class Pipeline:
         return SamplingRound(candidates, vote(candidates), stats)
 
     def _tokens(self, message: str) -> int:
-        return len(self.engine.tokenize(chat_text(self.engine, message)))
+        text = chat_text(self.engine, message)
+        self._counted = (text, self.engine.tokenize(text))
+        return len(self._counted[1])
 
     @property
     def prompt_room(self) -> int:
@@ -387,10 +394,11 @@ class Pipeline:
 
 def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) -> Engine:
     """Resolve a --model spec and load it: the one place a model becomes an engine (the tests'
-    scripted engine is put in here)."""
+    scripted engine, `scripted.ScriptedEngine`, is put in here; a remote engine would be too)."""
     from slmsql_cli import models
+    from slmsql_cli.engine import Engine as LlamaEngine
 
-    engine = Engine(
+    engine = LlamaEngine(
         models.resolve(spec, export=export),
         threads=config.threads,
         n_ctx=config.context,
