@@ -126,8 +126,8 @@ class Database:
         matched_values: Values | None = None,
     ) -> Values:
         """The example values a prompt shows: the question's matched values first (when use_values),
-        then the sampled ones. Arguments as for `db_details`."""
-        check_question(question, evidence)
+        then the sampled ones. Arguments as for `db_details`. The question was checked where it came
+        in (`Pipeline.ask`, `generation_prompt`, `relevant_values`)."""
         if not use_values:
             return self.samples
         if matched_values is None:
@@ -137,6 +137,7 @@ class Database:
     def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
         """The exact generation user message the model reads, with the full schema. (`ask` builds it
         from `db_details` itself, to reuse the question's values and prune the schema to fit.)"""
+        check_question(question, evidence)
         details = self.db_details(question, evidence, use_values=use_values)
         return prompts.generation_prompt(details, question, evidence)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmsql_cli.database import Database, Values
+from slmsql_cli.database import Database, Values, check_question
 from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
 from slmsql_cli.engine_protocol import Engine
 from slmsql_cli.errors import UserError
@@ -210,8 +210,10 @@ class Pipeline:
 
     def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
         """The database values the question mentions, shown in every prompt built for it (none
-        with use_values off): looked up once per question."""
-        return db.relevant_values(question, evidence) if self.config.use_values else {}
+        with use_values off): looked up once per question (`ask` checked the question)."""
+        if not self.config.use_values:
+            return {}
+        return db.index.retrieve(question_text(question, evidence))
 
     def generation_message(
         self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None
@@ -342,6 +344,7 @@ class Pipeline:
         round_done = on_round or (lambda _step, _round: None)
         cfg = self.config
         t_start = time.perf_counter()
+        check_question(question, evidence)  # once; the prompts below are built from schema and values
         matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
         generated = self.generate(db, question, evidence, on_token, matched_values=matched)
