@@ -5,19 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from slmsql_cli.errors import UserError
+from slmsql_cli.errors import UserError, require
 from slmsql_cli.eval.results import summarize
 
 
 def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None = None) -> Path:
     """A PNG bar chart: EX overall and per level, one bar per run."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise UserError(
-            "--plot needs matplotlib, which is not installed",
-            "pip install 'slmsql[train]' (the [train] extra includes matplotlib), or pip install matplotlib",
-        ) from None
+    matplotlib = require("matplotlib", "train", "--plot", "it includes matplotlib; or pip install matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -56,6 +56,20 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
+class LiveTarget:
+    """What the DuckDB and PostgreSQL targets share: queries run in this process, one after another
+    on the target's one connection; the value index is built from `first_rows` (`value_index`)."""
+
+    def run_many(self: Target, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
+        return [self.run(sql, timeout, max_rows) for sql in sqls]
+
+    def value_index(self: Target, schema: Schema, folder: Path | None) -> ValueIndex:
+        return value_index(self, schema, folder)
+
+    def prepare(self) -> None:
+        pass
+
+
 def plain(value: Any) -> Any:
     """An engine value as the SQLite-typed Python value the rest of slmsql knows (and can hash,
     vote on, show and write as JSON): Decimal → int or float, dates and times → ISO text (SQLite's

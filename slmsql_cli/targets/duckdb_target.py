@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from slmsql_cli.cache import file_version
-from slmsql_cli.errors import UserError, first_line
+from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import batches, fetch, value_index
-from slmsql_cli.values import ValueIndex
+from slmsql_cli.targets import LiveTarget, batches, fetch
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
@@ -50,17 +49,10 @@ def is_duckdb_file(path: Path) -> bool:
 
 
 def _driver() -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise UserError(
-            "reading DuckDB files needs the duckdb package",
-            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
-        ) from None
-    return duckdb
+    return require("duckdb", "targets", "reading DuckDB files")
 
 
-class DuckDBTarget:
+class DuckDBTarget(LiveTarget):
     dialect = "duckdb"
 
     def __init__(self, path: Path) -> None:
@@ -178,16 +170,6 @@ class DuckDBTarget:
             yield expired
         finally:
             timer.cancel()
-
-    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
-        """`run` for each statement, one after another (one connection runs one query at a time)."""
-        return [self.run(sql, timeout, max_rows) for sql in sqls]
-
-    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
-        return value_index(self, schema, folder)
-
-    def prepare(self) -> None:
-        pass
 
     def close(self) -> None:
         self._conn.close()

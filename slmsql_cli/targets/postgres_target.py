@@ -31,17 +31,15 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from slmsql_cli import sqlglot_log
-from slmsql_cli.errors import UserError, first_line
+from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import FETCH_BATCH, fetch, value_index
-from slmsql_cli.values import ValueIndex
+from slmsql_cli.targets import FETCH_BATCH, LiveTarget, fetch
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error this soon
@@ -66,17 +64,10 @@ def check_url(spec: str) -> None:
 
 
 def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise UserError(
-            "connecting to PostgreSQL needs the psycopg package",
-            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
-        ) from None
-    return psycopg
+    return require("psycopg", "targets", "connecting to PostgreSQL")
 
 
-class PostgresTarget:
+class PostgresTarget(LiveTarget):
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
@@ -275,16 +266,6 @@ class PostgresTarget:
             except (_Refused, UserError) as exc:  # UserError: the server went away for good
                 return ExecResult(error=str(exc), seconds=time.perf_counter() - start)
         return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
-
-    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
-        """`run` for each statement, one after another (one connection runs one query at a time)."""
-        return [self.run(sql, timeout, max_rows) for sql in sqls]
-
-    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
-        return value_index(self, schema, folder)
-
-    def prepare(self) -> None:
-        pass
 
     def close(self) -> None:
         self._conn.close()
