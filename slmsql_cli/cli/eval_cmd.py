@@ -11,18 +11,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
 from slmsql_cli.errors import UserError
 from slmsql_cli.eval.run import ENGINES
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from slmsql_cli.pipeline import AskConfig, Pipeline
 
 
 def _engine(value: str) -> str:
@@ -198,7 +195,7 @@ def eval_command(
                 copies,
             )
         elif pending:  # the model is loaded only when there is work left
-            with _load_pipeline(model, merge_model, config) as pipeline:
+            with load_pipeline(model, merge_model, config) as pipeline:
                 predict = ev.model_predictor(pipeline, databases)
                 _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), copies)
     except KeyboardInterrupt:
@@ -230,15 +227,6 @@ def _sibling_tables(questions: Path) -> Path | None:
     if found is not None:
         err.print(f"using {found} for the schema (pass --tables to choose another)", markup=False)
     return found
-
-
-def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
-    from slmsql_cli.pipeline import Pipeline
-
-    with err.status("loading the model…") as status:
-        return Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
 
 
 def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, copies):

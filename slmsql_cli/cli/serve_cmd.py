@@ -7,10 +7,9 @@ import time
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, user_errors
+from slmsql_cli.cli.common import err, load_pipeline, user_errors
 
 
 @app.command("serve")
@@ -93,7 +92,6 @@ def serve(
       curl -s localhost:8000/v1/ask -d '{"database": "sales", "question": "How many orders?"}'
     """
     from slmsql_cli.errors import UserError
-    from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.serve import require_extra
     from slmsql_cli.serve.registry import Registry
     from slmsql_cli.serve.requestlog import RequestLog
@@ -111,10 +109,7 @@ def serve(
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
-    with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
+    pipeline = load_pipeline(model, merge_model, config)
     service = Service(
         pipeline,
         registry,
