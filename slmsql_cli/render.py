@@ -182,15 +182,10 @@ def print_candidates(console: Console, answer: Answer) -> None:
         table.add_column("#", justify="right")
         table.add_column("group", justify="right")
         table.add_column("SQL / error", overflow="fold")
-        group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
-        for i, c in enumerate(cands):
-            g = group_of.get(i)
-            label = f"{g + 1} ({groups[g].votes} votes)" if g is not None else "-"
-            err = (
-                c.result.error
-                if c.result is not None and not c.result.ok
-                else ("no SQL found" if c.sql is None else "")
-            )
+        for i, (c, voted) in enumerate(zip(cands, candidate_dicts(cands, groups, text=False))):
+            g = voted["group"]  # the vote's own record of the candidate: its group and why not
+            label = f"{g + 1} ({voted['votes']} votes)" if g is not None else "-"
+            err = voted["error"]
             body = (
                 RichGroup(
                     Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"),
