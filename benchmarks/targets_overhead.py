@@ -129,7 +129,7 @@ def measure(spec: str, repeats: int) -> dict[str, float]:
     for i in range(repeats):
         sqls = [f"{sql} -- round {i}" for sql in CANDIDATES]  # distinct text: no result cache hit
         t = time.perf_counter()
-        results = db.execute_many(sqls, timeout=30)
+        results = db.run_many(sqls, timeout=30)
         rounds.append(time.perf_counter() - t)
         failed = [r.error for r in results if r is not None and not r.ok]
         assert not failed, failed

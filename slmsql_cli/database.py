@@ -20,7 +20,7 @@ from typing import Any
 from slmsql_cli import files, pipe_copy, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute_many
+from slmsql_cli.executor import MAX_ROWS, ExecResult
 from slmsql_cli.schema import (
     Schema,
     combine_values,
@@ -31,6 +31,7 @@ from slmsql_cli.schema import (
 )
 from slmsql_cli.sqlite_open import SQLITE_HEADER
 from slmsql_cli.targets import Target
+from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex
 
 _CACHE_VERSION = 2  # 2: views and generated columns
@@ -40,42 +41,51 @@ Values = dict[tuple[str, str], list[Any]]
 
 @dataclass
 class Database:
-    path: Path  # the SQLite (or DuckDB) file; for a server, Path(target.name), a label only
+    """What the pipeline knows of a database, and the one way to run SQL on it (`run`, `run_many`)."""
+
     schema: Schema
     samples: Values  # (table, column) -> first distinct values, as OmniSQL samples them
+    target: Target  # where its SQL runs: a SQLite file, a DuckDB file or a PostgreSQL server
     db_id: str = ""
-    target: Target | None = None  # a live DuckDB/PostgreSQL database; None for a SQLite file
-    cache: Path | None = None  # a live target's cache folder (None: no cache)
-    label: str = ""  # data files imported into `path`: the names the user gave
+    cache: Path | None = None  # a live target's cache folder (None: no cache, or a SQLite file's own)
+    label: str = ""  # data files imported into a SQLite file: the names the user gave
     _index: ValueIndex | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         """How the user knows the database: its file name(s), or host:port/dbname."""
-        if self.target is not None:
-            return self.target.name
-        return self.label or self.path.name
+        return self.label or self.target.name
 
     @property
     def index(self) -> ValueIndex:
         """The question-value index, built (once per database version) on first use."""
         if self._index is None:
-            if self.target is not None:
-                self._index = targets.value_index(self.target, self.schema, self.cache)
-            else:
-                self._index = ValueIndex.open(self.path, self.schema)
+            self._index = self.target.value_index(self.schema, self.cache)
         return self._index
 
-    def execute_many(
-        self, sqls: Iterable[str | None], *, timeout: float, max_rows: int = 100_000
+    @property
+    def file(self) -> Path | None:
+        """The SQLite file this database is (training reads it in other processes); None for a
+        DuckDB or PostgreSQL database."""
+        return self.target.path if isinstance(self.target, SQLiteTarget) else None
+
+    def run(self, sql: str, *, timeout: float, max_rows: int = MAX_ROWS) -> ExecResult:
+        """SQLite `sql`'s result on the database: checked, transpiled for a live target, run
+        read-only within `timeout` seconds and cut at `max_rows` rows (`ExecResult.error` says
+        why it did not run)."""
+        [result] = self.run_many([sql], timeout=timeout, max_rows=max_rows)
+        assert result is not None
+        return result
+
+    def run_many(
+        self, sqls: Iterable[str | None], *, timeout: float, max_rows: int = MAX_ROWS
     ) -> list[ExecResult | None]:
-        """Each SQLite SQL's result (None stays None): on the SQLite file through the executor, or
-        transpiled and run on the live target; identical SQL runs once."""
-        if self.target is not None:
-            return targets.execute_many(
-                self.target, sqls, timeout=timeout, max_rows=max_rows, schema=self.schema
-            )
-        return execute_many(self.path, sqls, timeout=timeout, max_rows=max_rows)
+        """`run` for each SQL (None stays None); identical SQL runs once."""
+        return targets.run_many(self.target, sqls, timeout=timeout, max_rows=max_rows, schema=self.schema)
+
+    def close(self) -> None:
+        """Close the target's connection (a live database); the Database is not used after."""
+        self.target.close()
 
     def table_names(self) -> list[str]:
         return [t.name for t in self.schema.tables]
@@ -116,8 +126,8 @@ class Database:
         matched_values: Values | None = None,
     ) -> Values:
         """The example values a prompt shows: the question's matched values first (when use_values),
-        then the sampled ones. Arguments as for `db_details`."""
-        check_question(question, evidence)
+        then the sampled ones. Arguments as for `db_details`. The question was checked where it came
+        in (`Pipeline.ask`, `generation_prompt`, `relevant_values`)."""
         if not use_values:
             return self.samples
         if matched_values is None:
@@ -127,6 +137,7 @@ class Database:
     def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
         """The exact generation user message the model reads, with the full schema. (`ask` builds it
         from `db_details` itself, to reuse the question's values and prune the schema to fit.)"""
+        check_question(question, evidence)
         details = self.db_details(question, evidence, use_values=use_values)
         return prompts.generation_prompt(details, question, evidence)
 
@@ -261,7 +272,7 @@ def _load_live(target: Target, tables_json: str | Path | None, db_id: str | None
                 write_json_atomic(
                     cache_file, [[t, c, [_encode(v) for v in vals]] for (t, c), vals in samples.items()]
                 )
-    database = Database(Path(target.name), schema, samples, schema.db_id, target=target, cache=folder)
+    database = Database(schema, samples, target, schema.db_id, cache=folder)
     _LIVE[key] = database
     return database
 
@@ -319,7 +330,7 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
             warn(
                 f"cannot write the schema cache {cache_file} ({exc.strerror or exc}); it is rebuilt next time"
             )
-    return Database(db_path, schema, samples, db_id)
+    return Database(schema, samples, SQLiteTarget(db_path), db_id)
 
 
 def _from_cache(cache_file: Path, db_path: Path, db_id: str) -> Database | None:
@@ -337,7 +348,7 @@ def _from_cache(cache_file: Path, db_path: Path, db_id: str) -> Database | None:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         warn(f"the schema cache of {db_path} was damaged ({type(exc).__name__}: {exc}); rebuilt it")
         return None
-    return Database(db_path, schema, samples, db_id)
+    return Database(schema, samples, SQLiteTarget(db_path), db_id)
 
 
 # JSON has no bytes: BLOB samples are stored tagged and restored, so the prompt is the same either way.

@@ -29,7 +29,6 @@ untrusted SQL (sqlite.org/security.html, "Defense Against the Dark Arts"; sqlite
 
 from __future__ import annotations
 
-import logging
 import re
 import sqlite3
 import threading
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import worker
+from slmsql_cli import sqlglot_log, worker
 from slmsql_cli.errors import UserError
 from slmsql_cli.sqlite_open import open_readonly
 
@@ -71,6 +70,7 @@ _ACTION_NAMES = {
 }
 _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
+MAX_ROWS = 100_000  # rows a query returns by default; the result says when it was cut
 MAX_RESULT_BYTES = 64_000_000  # a result is cut (truncated) past this many bytes of values
 KILL_GRACE = 0.5  # seconds past the timeout before a busy worker is killed
 PARALLEL = 2  # queries of one execute_all running at once (each in its own worker)
@@ -95,7 +95,7 @@ class ExecResult:
         return frozenset(self.rows)
 
 
-def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000) -> ExecResult:
+def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = MAX_ROWS) -> ExecResult:
     """Run one read-only statement and fetch at most `max_rows` rows within `timeout` seconds.
 
     The checks run here; the query runs in a worker process (`worker.py`) that is killed when
@@ -105,7 +105,7 @@ def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: i
 
 
 def execute_all(
-    db_path: str | Path, sqls: Sequence[str], *, timeout: float = 10.0, max_rows: int = 100_000
+    db_path: str | Path, sqls: Sequence[str], *, timeout: float = 10.0, max_rows: int = MAX_ROWS
 ) -> list[ExecResult]:
     """`execute` for each SQL, in order, with up to `PARALLEL` queries running at once in workers
     of their own: the next statement is checked (sqlglot, in this process) while the previous one
@@ -125,13 +125,27 @@ def execute_all(
             if rejection:
                 results[i] = ExecResult(error=rejection, seconds=time.perf_counter() - start)
                 continue
-            if len(running) >= PARALLEL:
+            while True:
+                if len(running) >= PARALLEL:
+                    j, pending, started = running.popleft()
+                    results[j] = _collect(pending, started, pool)
+                # over the pool's cap (serve --max-queries), collect a query of our own rather
+                # than wait for others while holding workers
+                submitted = pool.try_submit(
+                    run_query,
+                    path,
+                    sql,
+                    timeout,
+                    max_rows,
+                    MAX_RESULT_BYTES,
+                    timeout=timeout + KILL_GRACE,
+                    wait=not running,
+                )
+                if submitted is not None:
+                    break
                 j, pending, started = running.popleft()
                 results[j] = _collect(pending, started, pool)
-            pending = pool.submit(
-                run_query, path, sql, timeout, max_rows, MAX_RESULT_BYTES, timeout=timeout + KILL_GRACE
-            )
-            running.append((i, pending, start))
+            running.append((i, submitted, start))
         while running:
             j, pending, started = running.popleft()
             results[j] = _collect(pending, started, pool)
@@ -214,19 +228,15 @@ def check_sql(sql: str) -> str | None:
     import sqlglot
     from sqlglot import exp
 
-    sqlglot_log = logging.getLogger("sqlglot")
-    level = sqlglot_log.level
-    sqlglot_log.setLevel(
-        logging.ERROR
-    )  # unsupported syntax (VACUUM, REPLACE INTO) warns, then parses as Command
     try:
-        trees = [
-            t for t in sqlglot.parse(sql, read="sqlite") if t is not None and not isinstance(t, exp.Semicolon)
-        ]
+        with sqlglot_log.quiet():
+            trees = [
+                t
+                for t in sqlglot.parse(sql, read="sqlite")
+                if t is not None and not isinstance(t, exp.Semicolon)
+            ]
     except Exception:  # sqlglot's parser is not SQLite's: let SQLite judge (and the authorizer guard)
         return None
-    finally:
-        sqlglot_log.setLevel(level)
     if len(trees) > 1:
         return f"only one SQL statement is allowed, found {len(trees)}"
     if not trees:
@@ -354,24 +364,13 @@ _CACHE_MAX_BYTES = 2_000_000
 _cache_lock = threading.Lock()
 
 
-def execute_cached(
-    db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = 100_000
-) -> ExecResult:
-    """`execute`, remembered per (database file, its mtime and size, sql, limits).
-
-    N sampled candidates often repeat the same SQL; each distinct SQL runs once. A changed file
-    (new mtime or size) misses the cache. The returned object may be shared: don't mutate it.
-    """
-    result = execute_many(db_path, [sql], timeout=timeout, max_rows=max_rows)[0]
-    assert result is not None
-    return result
-
-
 def execute_many(
-    db_path: str | Path, sqls: Iterable[str | None], *, timeout: float = 10.0, max_rows: int = 100_000
+    db_path: str | Path, sqls: Iterable[str | None], *, timeout: float = 10.0, max_rows: int = MAX_ROWS
 ) -> list[ExecResult | None]:
-    """Execute each SQL in order (None stays None) through the cache of `execute_cached`:
-    identical SQL runs once, and the SQL not yet cached runs with `execute_all`'s overlap."""
+    """Execute each SQL in order (None stays None), remembered per (database file, its mtime and
+    size, sql, limits): identical SQL runs once, and the SQL not yet cached runs with
+    `execute_all`'s overlap. A changed file (new mtime or size) misses the cache. The returned
+    objects may be shared: don't mutate them."""
     sqls = list(sqls)
     path = Path(db_path).resolve()
     try:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmsql_cli.database import Database, Values
-from slmsql_cli.engine import Completion, Engine, GenerationStats, SamplingParams
+from slmsql_cli.database import Database, Values, check_question
+from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Engine
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, start_worker
+from slmsql_cli.executor import ExecResult
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompts import (
@@ -60,7 +61,7 @@ class AskConfig:
     context: int | None = None  # cap on the context window (tokens); default: the model's own
     prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
     gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
-    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (engine/kv_cache.py)
+    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (kv_cache.py)
 
 
 @dataclass
@@ -137,6 +138,7 @@ class Pipeline:
         self.engine = engine
         self.merge_engine = merge_engine
         self.config = config
+        self._counted: tuple[str, list[int]] | None = None  # the last prompt counted, and its tokens
 
     @classmethod
     def load(
@@ -173,7 +175,10 @@ class Pipeline:
         params = SamplingParams(
             n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
         )
-        return engine.sample(chat_text(engine, user_message), params, on_token=on_token)
+        text = chat_text(engine, user_message)
+        counted = self._counted  # the prompt as generation_message counted it: not tokenized again
+        prompt = counted[1] if engine is self.engine and counted is not None and counted[0] == text else text
+        return engine.sample(prompt, params, on_token=on_token)
 
     def _round(
         self,
@@ -186,14 +191,16 @@ class Pipeline:
     ) -> SamplingRound:
         completions, stats = self._sample(engine, user_message, n, seed, on_token)
         sqls = [extract_sql(c.text) for c in completions]
-        results = db.execute_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
+        results = db.run_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
             Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
         ]
         return SamplingRound(candidates, vote(candidates), stats)
 
     def _tokens(self, message: str) -> int:
-        return len(self.engine.tokenize(chat_text(self.engine, message)))
+        text = chat_text(self.engine, message)
+        self._counted = (text, self.engine.tokenize(text))
+        return len(self._counted[1])
 
     @property
     def prompt_room(self) -> int:
@@ -203,8 +210,10 @@ class Pipeline:
 
     def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
         """The database values the question mentions, shown in every prompt built for it (none
-        with use_values off): looked up once per question."""
-        return db.relevant_values(question, evidence) if self.config.use_values else {}
+        with use_values off): looked up once per question (`ask` checked the question)."""
+        if not self.config.use_values:
+            return {}
+        return db.index.retrieve(question_text(question, evidence))
 
     def generation_message(
         self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None
@@ -296,8 +305,7 @@ class Pipeline:
         t = time.perf_counter()
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
         built = time.perf_counter() - t
-        if db.target is None:
-            start_worker()  # the query worker starts while the model samples
+        db.target.prepare()  # a SQLite query worker starts while the model samples
         generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
         generated.pruned_schema, generated.build_seconds = schema, built
         return generated
@@ -336,6 +344,7 @@ class Pipeline:
         round_done = on_round or (lambda _step, _round: None)
         cfg = self.config
         t_start = time.perf_counter()
+        check_question(question, evidence)  # once; the prompts below are built from schema and values
         matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
         generated = self.generate(db, question, evidence, on_token, matched_values=matched)
@@ -388,10 +397,11 @@ class Pipeline:
 
 def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) -> Engine:
     """Resolve a --model spec and load it: the one place a model becomes an engine (the tests'
-    scripted engine is put in here)."""
+    scripted engine, `scripted.ScriptedEngine`, is put in here; a remote engine would be too)."""
     from slmsql_cli import models
+    from slmsql_cli.engine import Engine as LlamaEngine
 
-    engine = Engine(
+    engine = LlamaEngine(
         models.resolve(spec, export=export),
         threads=config.threads,
         n_ctx=config.context,

@@ -27,8 +27,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
-    if result is None:
-        return None
+    return None if result is None else _result_fields(result)
+
+
+def _result_fields(result: ExecResult) -> dict[str, Any]:
+    """A query's result for JSON: `ask --json`, /v1/ask and /v1/sql carry the same fields."""
     return {
         "columns": result.columns,
         "rows": [[_jsonable(v) for v in row] for row in result.rows],
@@ -49,10 +52,8 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "question": answer.question,
         "sql": answer.sql,
-        "columns": answer.result.columns if answer.result else [],
-        "rows": [[_jsonable(v) for v in row] for row in answer.result.rows] if answer.result else [],
-        "error": answer.result.error if answer.result else "no SQL found in the model's output",
-        "truncated": bool(answer.result and answer.result.truncated),
+        # the same result fields as serve's /v1/sql and run_sql
+        **_result_fields(answer.result or ExecResult(error="no SQL found in the model's output")),
         "votes": votes,
         "candidates_sampled": total,
         "merged": answer.merged,
@@ -181,15 +182,10 @@ def print_candidates(console: Console, answer: Answer) -> None:
         table.add_column("#", justify="right")
         table.add_column("group", justify="right")
         table.add_column("SQL / error", overflow="fold")
-        group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
-        for i, c in enumerate(cands):
-            g = group_of.get(i)
-            label = f"{g + 1} ({groups[g].votes} votes)" if g is not None else "-"
-            err = (
-                c.result.error
-                if c.result is not None and not c.result.ok
-                else ("no SQL found" if c.sql is None else "")
-            )
+        for i, (c, voted) in enumerate(zip(cands, candidate_dicts(cands, groups, text=False))):
+            g = voted["group"]  # the vote's own record of the candidate: its group and why not
+            label = f"{g + 1} ({voted['votes']} votes)" if g is not None else "-"
+            err = voted["error"]
             body = (
                 RichGroup(
                     Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"),

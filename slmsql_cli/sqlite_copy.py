@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmsql_cli.cache import atomic_path, db_cache_dir, read_json, write_json_atomic
-from slmsql_cli.errors import UserError
+from slmsql_cli.errors import UserError, require
 from slmsql_cli.schema import Column, Schema, Table, list_tables, quote, sqlite_affinity_type, table_columns
 from slmsql_cli.sqlite_open import open_readonly
 
@@ -253,12 +253,4 @@ def _where(url: str) -> str:
 
 
 def _import(module: str, extra: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UserError(
-            f"--engine {extra} needs the {module} package, which is not installed",
-            "pip install 'slmsql[targets]'",
-        ) from None
+    return require(module, "targets", f"--engine {extra}")

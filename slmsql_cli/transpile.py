@@ -16,7 +16,6 @@ as a number (`'12abc' + 0` is 12 in SQLite, an error or NULL in the targets).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +24,8 @@ from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from slmsql_cli import sqlglot_log
+from slmsql_cli.errors import first_line
 from slmsql_cli.schema import Schema
 
 DIALECTS = ("duckdb", "postgres")
@@ -53,14 +54,11 @@ def transpile(sql: str, dialect: str, schema: Schema | None = None) -> Transpile
     their column types) lets the rewrites see types and the exact spelling of names."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}")
-    log = logging.getLogger("sqlglot")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    with sqlglot_log.quiet():
         try:
             tree = sqlglot.parse_one(sql, read="sqlite")
         except sqlglot.errors.SqlglotError as exc:
-            return Transpiled(None, f"sqlglot cannot parse it: {_first_line(exc)}")
+            return Transpiled(None, f"sqlglot cannot parse it: {first_line(exc)}")
         tables, columns = _names(schema)
         ctx = Context(dialect, schema, tables=tables, columns=columns)
         try:
@@ -68,13 +66,7 @@ def transpile(sql: str, dialect: str, schema: Schema | None = None) -> Transpile
                 tree = rewrite(tree, ctx)
             return Transpiled(tree.sql(dialect=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE))
         except sqlglot.errors.SqlglotError as exc:
-            return Transpiled(None, f"no {dialect} form: {_first_line(exc)}")
-    finally:
-        log.setLevel(level)
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return Transpiled(None, f"no {dialect} form: {first_line(exc)}")
 
 
 def _names(schema: Schema | None) -> tuple[dict[str, str], dict[str, dict[str, str]]]:

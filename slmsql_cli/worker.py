@@ -47,6 +47,7 @@ from typing import IO, Any
 DEFAULT_MEMORY_CAP = 2 * 1024**3  # bytes of address space per worker
 MAX_IDLE = 4  # idle workers kept for the next call; more only while calls run in parallel threads
 START_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
+DEFAULT_BUSY_WAIT = 30.0  # seconds a call over the pool's max_busy waits for a free worker
 _EXIT_WAIT = 2.0  # seconds an idle worker may take to exit when closed
 _HEADER = struct.Struct(">Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -69,6 +70,10 @@ class WorkerOutOfMemory(WorkerError):
 
 class WorkerDied(WorkerError):
     """The worker process ended without answering (a crash, or killed from outside)."""
+
+
+class PoolBusy(Exception):
+    """Every worker the pool may run at once (`max_busy`) stayed busy for `busy_wait` seconds."""
 
 
 class _Worker:
@@ -189,6 +194,29 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.started = 0  # workers started so far (tests and diagnostics)
+        self.max_busy: int | None = None  # calls running at once, all threads together (None: no cap)
+        self.busy_wait = DEFAULT_BUSY_WAIT
+        self._slots: threading.BoundedSemaphore | None = None
+        self.busy = 0  # calls running now (tests and diagnostics)
+
+    def limit(self, max_busy: int | None, busy_wait: float = 0.0) -> None:
+        """Run at most `max_busy` calls at once across all threads (`serve --max-queries`); a call
+        over the cap waits up to `busy_wait` seconds for one to finish, then PoolBusy. Set it
+        before the calls start (the count of running calls starts again from the new cap)."""
+        self.max_busy, self.busy_wait = max_busy, busy_wait or DEFAULT_BUSY_WAIT
+        self._slots = threading.BoundedSemaphore(max_busy) if max_busy else None
+
+    def _take_slot(self, wait: bool) -> tuple[bool, threading.BoundedSemaphore | None]:
+        """(taken, the semaphore to give the slot back to: None without a cap). Not taken when
+        none is free and not `wait`; with `wait`, PoolBusy after `busy_wait` seconds."""
+        slots = self._slots
+        if slots is None:
+            return True, None
+        if slots.acquire(timeout=self.busy_wait if wait else 0):
+            return True, slots
+        if not wait:
+            return False, None
+        raise PoolBusy(f"all {self.max_busy} query workers stayed busy for {self.busy_wait:g} s")
 
     def call(self, func: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
         """`func(*args)` in a worker; `func` must be importable by name (a module-level function).
@@ -200,16 +228,41 @@ class WorkerPool:
 
     def submit(self, func: Callable[..., Any], *args: Any, timeout: float | None = None) -> Pending:
         """Send `func(*args)` to a worker of its own and return at once; `Pending.result()` waits.
-        Calls submitted one after another run at the same time, each in its own worker."""
+        Calls submitted one after another run at the same time, each in its own worker. Over the
+        pool's `max_busy`, it waits for a running call to finish (PoolBusy after `busy_wait`)."""
+        pending = self.try_submit(func, *args, timeout=timeout, wait=True)
+        assert pending is not None
+        return pending
+
+    def try_submit(
+        self, func: Callable[..., Any], *args: Any, timeout: float | None = None, wait: bool = False
+    ) -> Pending | None:
+        """`submit`, or None at once when `max_busy` calls are running and not `wait`: a caller that
+        holds running calls collects one of its own instead of waiting for others (no deadlock)."""
+        taken, slot = self._take_slot(wait)
+        if not taken:
+            return None
         request = pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
-        worker = self._acquire()
+        try:
+            worker = self._acquire()
+        except BaseException:
+            _give(slot)
+            raise
         try:
             worker.send(request)
         except BaseException:
+            _give(slot)
             self._replace(worker)
             raise
         deadline = None if timeout is None else time.monotonic() + timeout
-        return Pending(self, worker, deadline)
+        with self._lock:
+            self.busy += 1
+        return Pending(self, worker, deadline, slot)
+
+    def _done(self, slot: threading.BoundedSemaphore | None) -> None:
+        with self._lock:
+            self.busy -= 1
+        _give(slot)
 
     def idle_pids(self) -> list[int]:
         with self._lock:
@@ -265,11 +318,23 @@ class WorkerPool:
             self._idle, self._pid = [], os.getpid()
 
 
+def _give(slot: threading.BoundedSemaphore | None) -> None:
+    if slot is not None:
+        slot.release()
+
+
 class Pending:
     """A call sent to a worker (`WorkerPool.submit`) whose answer has not been read yet."""
 
-    def __init__(self, pool: WorkerPool, worker: _Worker, deadline: float | None) -> None:
-        self._pool, self._worker, self._deadline = pool, worker, deadline
+    def __init__(
+        self,
+        pool: WorkerPool,
+        worker: _Worker,
+        deadline: float | None,
+        slot: threading.BoundedSemaphore | None = None,
+    ) -> None:
+        self._pool, self._worker, self._deadline, self._slot = pool, worker, deadline, slot
+        self._open = True
 
     def result(self) -> Any:
         """The call's return value; raises what the call raised, or WorkerTimeout at the
@@ -281,13 +346,21 @@ class Pending:
                 self._pool._release(self._worker)  # func itself raised: the worker is fine
             else:
                 self._pool._replace(self._worker)
+            self._finish()
             raise
         self._pool._release(self._worker)
+        self._finish()
         return value
+
+    def _finish(self) -> None:
+        if self._open:
+            self._open = False
+            self._pool._done(self._slot)
 
     def cancel(self) -> None:
         """Stop the call now (its worker is killed and replaced); used when the caller gives up."""
         self._pool._replace(self._worker)
+        self._finish()
 
 
 # --- the child ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import pg_server
 import pytest
 
 from slmsql_cli import pipeline as pipeline_module
-from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+from slmsql_cli.scripted import ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -171,66 +171,7 @@ def pets_db(tmp_path: Path, isolated_cache: Path) -> Path:
     return make_pets_db(tmp_path / "pets.sqlite")
 
 
-# ---- the scripted engine --------------------------------------------------------------------
-
-
-class ScriptedEngine:
-    """Stands where `slmsql_cli.engine.Engine` stands and answers from a script (as simonw/llm's
-    scripted model does): each `sample` call returns the next `params.n` texts of the script, and
-    records the chat text it was given. No chat template of its own, so the pipeline renders
-    prompts with its fallback template for `architecture`. One token per byte."""
-
-    def __init__(self, texts: list[str], name: str = "scripted", architecture: str = "qwen2") -> None:
-        self.script = list(texts)
-        self.path = Path(f"{name}.gguf")
-        self.architecture = architecture
-        self.threads = 1
-        self.n_ctx_limit = 32768
-        self.prompts: list[str] = []
-        self.closed = False
-
-    def tokenize(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def chat_template(self) -> str | None:
-        return None
-
-    def special_token_text(self, which: str) -> str:
-        return ""
-
-    def sample(
-        self,
-        prompt: str | list[int],
-        params: SamplingParams,
-        on_token: Callable[[int], None] | None = None,
-    ) -> tuple[list[Completion], GenerationStats]:
-        if len(self.script) < params.n:
-            raise AssertionError(
-                f"{self.path.name}: asked for {params.n} completions, {len(self.script)} left in the script"
-            )
-        texts, self.script = self.script[: params.n], self.script[params.n :]
-        self.prompts.append(prompt if isinstance(prompt, str) else bytes(prompt).decode("utf-8"))
-        completions = []
-        for i, text in enumerate(texts):
-            if on_token:
-                on_token(i)
-            stopped = any(text.endswith(s) for s in params.stop)
-            completions.append(Completion(text, len(text.encode("utf-8")), "stop" if stopped else "eog"))
-        n_prompt = len(self.tokenize(self.prompts[-1]))
-        stats = GenerationStats(
-            prompt_tokens=n_prompt,
-            prompt_tokens_evaluated=n_prompt,
-            generated_tokens=sum(c.tokens for c in completions),
-            rounds=1,
-        )
-        return completions, stats
-
-    def close_context(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
+# ---- the scripted engine (slmsql_cli/scripted.py) ---------------------------------------------
 
 ScriptEngines = Callable[..., ScriptedEngine]
 

@@ -20,10 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from slmsql_cli import evaluation as ev
 from slmsql_cli.benchmark_data import resolve_db
 from slmsql_cli.cli import app
 from slmsql_cli.errors import UserError
+from slmsql_cli.eval import chart, metrics
+from slmsql_cli.eval import questions as qfile
+from slmsql_cli.eval import results as resfile
+from slmsql_cli.eval import run as evrun
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -37,8 +40,12 @@ def _sets(data: Path) -> dict[str, tuple[Path, Path]]:
     }
 
 
-def _score_all(questions: list[ev.Question], db_dir: Path, fmt: str, preds: list[str | None]) -> list[bool]:
-    return [ev.score(resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)]
+def _score_all(
+    questions: list[qfile.Question], db_dir: Path, fmt: str, preds: list[str | None]
+) -> list[bool]:
+    return [
+        evrun.score(resolve_db(db_dir, q.db_id), q.gold, p, fmt).correct for q, p in zip(questions, preds)
+    ]
 
 
 def _sha(path: Path) -> str:
@@ -51,16 +58,16 @@ def _sha(path: Path) -> str:
 @pytest.mark.parametrize("name", ["spider", "bird", "chinook"])
 def test_gold_as_prediction_scores_100(data_dir: Path, name: str) -> None:
     questions_file, db_dir = _sets(data_dir)[name]
-    questions, fmt = ev.load_questions(questions_file)
+    questions, fmt = qfile.load_questions(questions_file)
     assert fmt == ("bird" if name == "bird" else "spider")
     correct = _score_all(questions, db_dir, fmt, [q.gold for q in questions])
     assert all(correct), [q.index for q, c in zip(questions, correct) if not c][:10]
 
 
 def test_levels_come_from_the_data(data_dir: Path) -> None:
-    spider, _ = ev.load_questions(data_dir / "spider_dev/dev.json")
-    bird, _ = ev.load_questions(data_dir / "bird_dev/dev.json")
-    chinook, _ = ev.load_questions(data_dir / "chinook/questions.json")
+    spider, _ = qfile.load_questions(data_dir / "spider_dev/dev.json")
+    bird, _ = qfile.load_questions(data_dir / "bird_dev/dev.json")
+    chinook, _ = qfile.load_questions(data_dir / "chinook/questions.json")
     assert {q.level for q in spider} == {"easy", "medium", "hard", "extra"}
     assert {q.level for q in bird} == {"simple", "moderate", "challenging"}
     assert {q.level for q in chinook} == {None}  # no parsed sql, no difficulty: no breakdown
@@ -101,7 +108,7 @@ HAND = [
 
 
 def test_known_wrong_predictions_score_the_hand_count(data_dir: Path) -> None:
-    questions, _ = ev.load_questions(data_dir / "spider_dev/dev.json")
+    questions, _ = qfile.load_questions(data_dir / "spider_dev/dev.json")
     questions = questions[: len(HAND)]
     db_dir = data_dir / "spider_dev/database"
     preds = [p or None for p, _, _ in HAND]
@@ -110,11 +117,11 @@ def test_known_wrong_predictions_score_the_hand_count(data_dir: Path) -> None:
     records = [
         {"index": i, "correct": s, "level": q.level} for i, (q, (_, s, _)) in enumerate(zip(questions, HAND))
     ]
-    assert ev.summarize(records, "spider")["ex"] == 50.0  # 6 of 12
+    assert resfile.summarize(records, "spider")["ex"] == 50.0  # 6 of 12
 
 
 def test_bird_hand_count(data_dir: Path) -> None:
-    questions, fmt = ev.load_questions(data_dir / "bird_dev/dev.json")
+    questions, fmt = qfile.load_questions(data_dir / "bird_dev/dev.json")
     db_dir = data_dir / "bird_dev/dev_databases"
     broken = {
         3: "SELEC nothing",
@@ -136,41 +143,41 @@ ROWS = [("a", 1), ("b", 2), ("c", 3)]
 
 def test_order_by_matters_only_for_spider_and_only_when_gold_orders() -> None:
     reversed_rows = ROWS[::-1]
-    assert not ev.spider_match(ROWS, reversed_rows, order_matters=True)
-    assert ev.spider_match(ROWS, reversed_rows, order_matters=False)
-    assert ev.bird_match(ROWS, reversed_rows)
-    assert ev.spider_order_matters("SELECT a FROM t ORDER BY a")
-    assert not ev.spider_order_matters("SELECT a FROM t")
+    assert not metrics.spider_match(ROWS, reversed_rows, order_matters=True)
+    assert metrics.spider_match(ROWS, reversed_rows, order_matters=False)
+    assert metrics.bird_match(ROWS, reversed_rows)
+    assert metrics.spider_order_matters("SELECT a FROM t ORDER BY a")
+    assert not metrics.spider_order_matters("SELECT a FROM t")
     # upstream tests the text: an ORDER BY in a subquery makes order matter too
-    assert ev.spider_order_matters("SELECT a FROM t WHERE b = (SELECT b FROM u ORDER BY c LIMIT 1)")
+    assert metrics.spider_order_matters("SELECT a FROM t WHERE b = (SELECT b FROM u ORDER BY c LIMIT 1)")
 
 
 def test_duplicates_count_for_spider_not_for_bird() -> None:
     doubled = ROWS + [ROWS[0]]
-    assert not ev.spider_match(ROWS, doubled, order_matters=False)
-    assert ev.bird_match(ROWS, doubled)
-    assert not ev.spider_match(
+    assert not metrics.spider_match(ROWS, doubled, order_matters=False)
+    assert metrics.bird_match(ROWS, doubled)
+    assert not metrics.spider_match(
         ROWS + [ROWS[1]], ROWS + [ROWS[0]], order_matters=False
     )  # same length, other bag
 
 
 def test_column_order_counts_for_bird_not_for_spider() -> None:
     swapped = [(n, s) for s, n in ROWS]
-    assert ev.spider_match(ROWS, swapped, order_matters=True)
-    assert not ev.bird_match(ROWS, swapped)
-    assert not ev.spider_match(ROWS, [(s,) for s, _ in ROWS], order_matters=False)  # fewer columns
+    assert metrics.spider_match(ROWS, swapped, order_matters=True)
+    assert not metrics.bird_match(ROWS, swapped)
+    assert not metrics.spider_match(ROWS, [(s,) for s, _ in ROWS], order_matters=False)  # fewer columns
 
 
 def test_spider_quirks() -> None:
-    assert ev.spider_match([(1,)], [(1.0,)], order_matters=False)  # Python equality: 1 == 1.0
-    assert ev.bird_match([(1,)], [(1.0,)])
-    assert not ev.spider_match([(1,)], [("1",)], order_matters=False)
-    assert ev.spider_match([], [], order_matters=True)
+    assert metrics.spider_match([(1,)], [(1.0,)], order_matters=False)  # Python equality: 1 == 1.0
+    assert metrics.bird_match([(1,)], [(1.0,)])
+    assert not metrics.spider_match([(1,)], [("1",)], order_matters=False)
+    assert metrics.spider_match([], [], order_matters=True)
     assert (
-        ev.spider_sql("SELECT DISTINCT a, COUNT(DISTINCT b) FROM t WHERE c = 'distinct'")
+        metrics.spider_sql("SELECT DISTINCT a, COUNT(DISTINCT b) FROM t WHERE c = 'distinct'")
         == "SELECT  a, COUNT( b) FROM t WHERE c = 'distinct'"
     )
-    assert ev.spider_sql("SELECT a FROM t WHERE b > = 1") == "SELECT a FROM t WHERE b >= 1"
+    assert metrics.spider_sql("SELECT a FROM t WHERE b > = 1") == "SELECT a FROM t WHERE b >= 1"
 
 
 def _upstream_result_eq(result1: list[tuple], result2: list[tuple], order_matters: bool) -> bool:
@@ -237,7 +244,7 @@ def test_spider_match_agrees_with_upstream(data: st.DataObject, ncols: int, nrow
         pred = [tuple(row[i] for i in perm) for row in gold]
         if mode == "shuffled":
             pred = data.draw(st.permutations(pred))
-    assert ev.spider_match(gold, pred, order) == _upstream_result_eq(gold, pred, order)
+    assert metrics.spider_match(gold, pred, order) == _upstream_result_eq(gold, pred, order)
 
 
 # --- safety ------------------------------------------------------------------------------------
@@ -261,7 +268,7 @@ def test_writing_prediction_scores_zero_and_changes_nothing(
     shutil.copyfile(data_dir / "spider_dev/database/concert_singer/concert_singer.sqlite", db)
     db.chmod(0o644)
     before = (_sha(db), sorted(os.listdir(tmp_path)))
-    result = ev.score(db, "SELECT count(*) FROM singer", pred.replace("{dir}", str(tmp_path)), fmt)
+    result = evrun.score(db, "SELECT count(*) FROM singer", pred.replace("{dir}", str(tmp_path)), fmt)
     assert not result.correct and result.pred is not None and not result.pred.ok
     assert (_sha(db), sorted(os.listdir(tmp_path))) == before
 
@@ -269,7 +276,7 @@ def test_writing_prediction_scores_zero_and_changes_nothing(
 # --- files, resume, CLI ------------------------------------------------------------------------
 
 
-def _gold_file(questions: list[ev.Question], path: Path) -> Path:
+def _gold_file(questions: list[qfile.Question], path: Path) -> Path:
     path.write_text(
         "".join(q.gold.replace("\n", " ") + f"\t{q.db_id}\n" for q in questions), encoding="utf-8"
     )
@@ -282,7 +289,7 @@ def _invoke(*args: str):  # type: ignore[no-untyped-def]
 
 def test_cli_predictions_json_and_resume(data_dir: Path, tmp_path: Path) -> None:
     questions_file, db_dir = _sets(data_dir)["spider"]
-    questions, _ = ev.load_questions(questions_file)
+    questions, _ = qfile.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "pred.sql")
     out = tmp_path / "results.jsonl"
     first = _invoke(
@@ -319,7 +326,7 @@ def test_cli_predictions_json_and_resume(data_dir: Path, tmp_path: Path) -> None
 
 def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
     questions_file, db_dir = _sets(data_dir)["bird"]
-    questions, _ = ev.load_questions(questions_file)
+    questions, _ = qfile.load_questions(questions_file)
     pred = tmp_path / "predict_dev.json"
     pred.write_text(json.dumps({str(q.index): f"{q.gold}\t----- bird -----\t{q.db_id}" for q in questions}))
     result = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", pred, "--json")
@@ -332,7 +339,7 @@ def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
 
 def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
     questions_file, db_dir = _sets(data_dir)["chinook"]
-    questions, _ = ev.load_questions(questions_file)
+    questions, _ = qfile.load_questions(questions_file)
     good = _gold_file(questions, tmp_path / "good.sql")
     bad = tmp_path / "bad.sql"
     bad.write_text(
@@ -382,7 +389,7 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
 )
 def test_cli_user_errors(data_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
     questions_file, db_dir = _sets(data_dir)["chinook"]
-    questions, _ = ev.load_questions(questions_file)
+    questions, _ = qfile.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "p.sql")
     (tmp_path / "short.sql").write_text("SELECT 1\n")
     subst = {
@@ -419,7 +426,7 @@ def test_cli_short_predictions_file_with_limit(data_dir: Path, tmp_path: Path) -
 def test_plot_without_matplotlib_says_which_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(UserError) as info:
-        ev.plot([("a", [{"index": 0, "correct": True}])], tmp_path / "x.png")
+        chart.plot([("a", [{"index": 0, "correct": True}])], tmp_path / "x.png")
     assert "[train]" in str(info.value)
 
 

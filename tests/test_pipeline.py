@@ -8,7 +8,6 @@ import pytest
 
 from slmsql_cli.database import open_database
 from slmsql_cli.engine import Engine
-from slmsql_cli.executor import execute
 from slmsql_cli.merge import merge_message
 from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
 from slmsql_cli.prompts import SYSTEM_PROMPT
@@ -42,7 +41,9 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
         "SELECT COUNT(DISTINCT author_id) FROM books",
         "SELECT COUNT(*) FROM books",
     ]
-    candidates = [Candidate(text=f"<answer>{s}</answer>", sql=s, result=execute(DEMO, s)) for s in drafts]
+    candidates = [
+        Candidate(text=f"<answer>{s}</answer>", sql=s, result=db.run(s, timeout=10)) for s in drafts
+    ]
     groups = vote(candidates)
     assert [g.votes for g in groups] == [2, 1]
 
@@ -55,7 +56,14 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
 
     revised = pipeline.revise(db, question, "", groups)
     assert len(revised.candidates) == 2 and revised.stats.generated_tokens > 0
-    assert all(g.result.ok for g in revised.groups)
+    for c in revised.candidates:  # each revision was run on the database, and its result kept
+        if c.sql is not None:
+            again = db.run(c.sql, timeout=9.5)  # another timeout: not the executor's cached result
+            assert c.result is not None and (c.result.columns, c.result.rows, c.result.error) == (
+                again.columns,
+                again.rows,
+                again.error,
+            ), c
 
 
 def test_generate_samples_n_candidates(pipeline: Pipeline, isolated_cache: Path) -> None:

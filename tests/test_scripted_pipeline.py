@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 from slmsql_cli.database import open_database
-from slmsql_cli.executor import execute
 from slmsql_cli.merge import merge_message
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 from slmsql_cli.vote import Candidate, vote
@@ -94,7 +93,9 @@ def test_ask_split_vote_is_merged_by_the_merge_model(spider: dict[str, Path], sc
     assert [c["error"] is not None for c in doc["merge_candidates"]] == [False, True, False]
     # the merge model saw the two largest groups, the first-voted draft first, with their results
     db = open_database(spider["db"], spider["tables"], "concert_singer")
-    candidates = [Candidate(said(s), s, execute(db.path, s)) for s in (STADIUMS, COUNT, COUNT_IDS, STADIUMS)]
+    candidates = [
+        Candidate(said(s), s, db.run(s, timeout=10)) for s in (STADIUMS, COUNT, COUNT_IDS, STADIUMS)
+    ]
     assert merger.prompts == [chat_text(merge_message(db, QUESTION, "", vote(candidates)))]
     assert len(generator.prompts) == 1
 

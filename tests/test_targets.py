@@ -186,7 +186,7 @@ def test_chat_through_the_target(target: str, scripted_engine: Any) -> None:
 
 def test_sqlite_functions_are_translated(target: str) -> None:
     db = open_database(target)
-    [result] = db.execute_many(
+    [result] = db.run_many(
         ["SELECT substr(name, 1, 3), strftime('%Y', '2024-05-06'), iif(id > 2, 'late', 'early'), "
          "7 / 2 FROM customers WHERE id = 1 AND name LIKE '%Love%'"],
         timeout=5,
@@ -197,14 +197,14 @@ def test_sqlite_functions_are_translated(target: str) -> None:
 
 def test_row_cap_and_plain_values(target: str) -> None:
     db = open_database(target)
-    [capped, avg] = db.execute_many(
+    [capped, avg] = db.run_many(
         ["SELECT id FROM orders ORDER BY id", "SELECT avg(total), sum(id) FROM orders"], timeout=5, max_rows=2
     )
     assert capped is not None and capped.truncated and capped.rows == [(10,), (11,)]
     assert avg is not None and avg.rows == [(30.4375, 46)]  # Decimal/numeric come back as Python numbers
     assert hash(frozenset(avg.rows))  # votable
     many = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 20000) SELECT n FROM r"
-    [cut, empty] = db.execute_many(
+    [cut, empty] = db.run_many(
         [many, "SELECT name, city FROM customers WHERE id < 0"], timeout=60, max_rows=5
     )
     assert cut is not None and cut.truncated and cut.rows == [(1,), (2,), (3,), (4,), (5,)]
@@ -215,10 +215,10 @@ def test_deadline(target: str) -> None:
     db = open_database(target)
     endless = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
     start = time.monotonic()
-    [result] = db.execute_many([endless], timeout=0.5)
+    [result] = db.run_many([endless], timeout=0.5)
     assert result is not None and result.timed_out, result
     assert time.monotonic() - start < 30  # stopped by the engine, not left running
-    [after] = db.execute_many(["SELECT count(*) FROM customers"], timeout=5)
+    [after] = db.run_many(["SELECT count(*) FROM customers"], timeout=5)
     assert after is not None and after.rows == [(4,)]  # the connection still serves
 
 
@@ -307,11 +307,11 @@ def test_attacks_change_nothing(target: str, request: pytest.FixtureRequest, tmp
     attacks = [a.replace("{marker}", str(marker)) for a in COMMON_ATTACKS + ENGINE_ATTACKS[dialect]]
     before = _fingerprint(target, pg)
     db = open_database(target)
-    results = db.execute_many(attacks, timeout=5)
+    results = db.run_many(attacks, timeout=5)
     refused = {sql: r for sql, r in zip(attacks, results) if r is not None and not r.ok}
     assert set(refused) == set(attacks), [sql for sql in attacks if sql not in refused]
-    assert db.execute_many(["SELECT count(*) FROM orders"], timeout=5)[0].rows == [(4,)]  # type: ignore[union-attr]
-    db.target.close()  # type: ignore[union-attr]
+    assert db.run("SELECT count(*) FROM orders", timeout=5).rows == [(4,)]
+    db.close()
     assert _fingerprint(target, pg) == before
     assert not list(tmp_path.glob("pwned*"))
 
@@ -331,7 +331,6 @@ def test_the_engine_itself_refuses_writes(target: str, request: pytest.FixtureRe
     pg = request.getfixturevalue("pg") if target.startswith("postgresql://") else None
     before = _fingerprint(target, pg)
     db = open_database(target)
-    assert db.target is not None
     for sql in RAW_WRITES:
         result = db.target.run(sql, 5, 100)
         assert result.error, (sql, result)
@@ -445,7 +444,7 @@ def test_value_index_is_cached_by_schema_fingerprint(pg: pg_server.Server, pg_sh
 def test_file_kind_comes_from_its_header(sqlite_shop: Path, tmp_path: Path) -> None:
     misnamed = tmp_path / "really-sqlite.duckdb"
     misnamed.write_bytes(sqlite_shop.read_bytes())
-    assert open_database(str(misnamed)).target is None  # a SQLite file, whatever its name
+    assert open_database(str(misnamed)).target.dialect == "sqlite"  # a SQLite file, whatever its name
     damaged = tmp_path / "damaged.duckdb"
     damaged.write_bytes(b"\0" * 8 + b"DUCK" + b"\xff" * 4096)
     with pytest.raises(UserError, match="cannot open DuckDB database"):

@@ -271,7 +271,6 @@ def test_think_rows(tmp_path: Path) -> None:
 
 def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
-    from slmsql_cli.executor import execute
     from slmsql_cli.merge import format_result, prune_ddl
     from slmsql_cli.prompts import merge_prompt
     from training.data import load_examples
@@ -313,7 +312,7 @@ def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], 
         "concert_singer",
     )
     top = ["SELECT count(*) FROM singer", "SELECT count(*) FROM stadium"]
-    drafts = [(s, format_result(execute(db.path, s))) for s in top]
+    drafts = [(s, format_result(db.run(s, timeout=10))) for s in top]
     expected = merge_prompt(
         prune_ddl(db.db_details(QUESTION["question"], use_values=True), top), QUESTION["question"], "", drafts
     )

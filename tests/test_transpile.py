@@ -246,10 +246,10 @@ def _sqlite_rows(path: Path, sql: str) -> list[tuple]:
 
 
 def _agree(copy: sqlite_copy.Copy, target, shop: Path) -> None:  # type: ignore[no-untyped-def]
-    from slmsql_cli.targets import execute_many
+    from slmsql_cli.targets import run_many
 
     for rewrite, sql, *_ in PAIRS:
-        (result,) = execute_many(target, [sql], timeout=10, max_rows=1000, schema=copy.schema)
+        (result,) = run_many(target, [sql], timeout=10, max_rows=1000, schema=copy.schema)
         assert result is not None and result.ok, (rewrite, sql, result)
         expected = _sqlite_rows(shop, sql)
         ordered = "ORDER BY" in sql.upper()

@@ -212,7 +212,7 @@ def test_merge_prompt_from_the_real_database(
         data_dir / "spider_dev/tables.json",
         "car_1",
     )
-    groups = vote(_candidates(db.path, [_completion(BY_NAME), _completion(BY_ID), _completion(BY_NAME)]))
+    groups = vote(_candidates(db.file, [_completion(BY_NAME), _completion(BY_ID), _completion(BY_NAME)]))
     drafts = top_drafts(groups)
     pruned = prune_ddl(db.db_details(QUESTION, use_values=False), [sql for sql, _ in drafts], db.schema)
     assert (

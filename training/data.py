@@ -387,7 +387,7 @@ def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: Dat
             continue
         question, evidence, gold, db = usable
         prompt = db.generation_prompt(question, evidence, use_values=cfg.use_values)
-        yield Example(prompt, answer_target(gold), str(db.path), gold)
+        yield Example(prompt, answer_target(gold), str(db.file), gold)
 
 
 # ---- merge-revision rows ---------------------------------------------------------------------
@@ -397,7 +397,6 @@ def candidate_examples(
     records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport
 ) -> Iterator[Example]:
     """Merge-revision rows from sampled drafts: vote, take the top two disagreeing groups, target the gold SQL."""
-    from slmsql_cli.executor import execute, execute_many
     from slmsql_cli.merge import merge_message, needs_merge
     from slmsql_cli.vote import Candidate, Group, vote
 
@@ -410,13 +409,13 @@ def candidate_examples(
             continue
         assert isinstance(drafts, list)  # _usable_row refused the row otherwise
         question, evidence, gold, db = usable
-        gold_result = execute(db.path, gold, timeout=cfg.exec_timeout)
+        gold_result = db.run(gold, timeout=cfg.exec_timeout)
         if not gold_result.ok:
             report.skip("gold SQL fails to execute")
             continue
         texts = [str(d) for d in drafts if d]
         sqls = [extract_sql(t) if "<answer>" in t or "```" in t else t for t in texts]
-        results = execute_many(db.path, sqls, timeout=cfg.exec_timeout)
+        results = db.run_many(sqls, timeout=cfg.exec_timeout)
         groups = vote([Candidate(t, s, r) for t, s, r in zip(texts, sqls, results)])
         if not needs_merge(groups):
             report.skip("no two disagreeing drafts (nothing to merge)")
@@ -425,7 +424,7 @@ def candidate_examples(
         if all(g.result.key() != gold_result.key() for g in top2):
             top2[rng.randrange(2)] = Group(sql=gold, result=gold_result, members=[])
         prompt = merge_message(db, question, evidence, top2, use_values=cfg.use_values)
-        yield Example(prompt, answer_target(gold), str(db.path), gold)
+        yield Example(prompt, answer_target(gold), str(db.file), gold)
 
 
 # ---- entry point -----------------------------------------------------------------------------

@@ -6,8 +6,8 @@ weights from the config. SLM-SQL trains with R = R_EX + 0.1·R_format (the CSC-S
 arXiv 2505.13271 and 2507.22478, as quoted by a secondary source: unverified);
 FINER-SQL adds the atomic reward for wrong but executable SQL.
 
-SQL runs through `ask`'s read-only executor (`slmsql_cli.executor.execute`), so a candidate is
-judged exactly as `ask` would run it. A `SqlJudge` runs many candidates in worker processes, each
+SQL runs through the SQLite target `ask` uses (`targets.sqlite_target.SQLiteTarget`: the
+read-only executor), so a candidate is judged exactly as `ask` would run it. A `SqlJudge` runs many candidates in worker processes, each
 with SQLite's own deadline plus a wall-clock deadline that kills a stuck worker, and remembers
 every (database, SQL) it has run: the rewards of one batch, and the gold queries of every batch,
 execute once.
@@ -22,10 +22,12 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from slmsql_cli.executor import check_sql, execute
+from slmsql_cli.executor import MAX_ROWS, check_sql
 from slmsql_cli.extract import extract_sql
+from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from training.atomic import FINER_BETA, FINER_E, FINER_GAMMA, shaped, similarity
 
 # ---- one query's outcome ---------------------------------------------------------------------
@@ -56,9 +58,9 @@ def result_digest(rows: Sequence[tuple]) -> str:
 
 
 def run_query(db_path: str, sql: str, timeout: float) -> Outcome:
-    """Execute one SQL read-only with `ask`'s executor and reduce the result to an Outcome."""
+    """Execute one SQL read-only on the SQLite file, as `ask` does, and reduce the result to an Outcome."""
     try:
-        res = execute(db_path, sql, timeout=timeout)
+        res = SQLiteTarget(Path(db_path)).run(sql, timeout, MAX_ROWS)
     except Exception as exc:  # a missing database is a UserError there; here it is a failed query
         return Outcome(ok=False, error=str(exc))
     if not res.ok:

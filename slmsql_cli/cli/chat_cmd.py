@@ -8,10 +8,9 @@ import sys
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
 
 _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 
@@ -52,15 +51,11 @@ def chat(
     """
     from slmsql_cli.database import open_database
     from slmsql_cli.errors import UserError
-    from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import print_answer
 
     database = open_database(db)
     config = opt.ask_config(ctx.params)
-    with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
+    pipeline = load_pipeline(model, merge_model, config)
     # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
     # rather than ending the session with a UnicodeDecodeError.
     if isinstance(sys.stdin, io.TextIOWrapper):

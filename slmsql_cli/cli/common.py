@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from slmsql_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from slmsql_cli.pipeline import AskConfig, Pipeline
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,3 +45,15 @@ def user_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
+    """`Pipeline.load` under the "loading the model…" spinner, each step shown as it starts
+    (checkpoints are exported with `quantize.cached_gguf`): how chat, eval and serve load one."""
+    from quantize import cached_gguf
+    from slmsql_cli.pipeline import Pipeline
+
+    with err.status("loading the model…") as status:
+        return Pipeline.load(
+            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+        )

@@ -11,18 +11,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
 from slmsql_cli.errors import UserError
-from slmsql_cli.evaluation import ENGINES
+from slmsql_cli.eval.run import ENGINES
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from slmsql_cli.pipeline import AskConfig, Pipeline
 
 
 def _engine(value: str) -> str:
@@ -123,7 +120,10 @@ def eval_command(
 
       slmsql eval -q spider/dev.json --db-dir spider/database --predictions gold.sql --engine duckdb
     """
-    from slmsql_cli import evaluation as ev
+    from slmsql_cli.eval import chart
+    from slmsql_cli.eval import questions as question_files
+    from slmsql_cli.eval import results as result_files
+    from slmsql_cli.eval import run as ev
 
     if compare_files:
         _compare(compare_files, plot_file, as_json)
@@ -142,7 +142,7 @@ def eval_command(
         raise UserError(
             f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
         )
-    qs, fmt = ev.load_questions(questions, fmt)
+    qs, fmt = question_files.load_questions(questions, fmt)
     all_count = len(qs)
     qs = qs[:limit] if limit else qs
     tables = tables or (_sibling_tables(questions) if model is not None else None)
@@ -151,39 +151,30 @@ def eval_command(
 
     preds: list[str] | None = None
     if predictions is not None:
-        preds = ev.read_predictions(predictions)
+        preds = question_files.read_predictions(predictions)
         if len(preds) != all_count and not (limit and len(preds) >= len(qs)):
             raise UserError(
                 f"{predictions} has {len(preds)} predictions for {all_count} questions",
                 "one SQL per line, in the order of the questions (write an empty line for no answer)",
             )
-    run = {
-        "format": fmt,
-        "predictions": str(predictions.resolve()) if predictions else None,
-        "model": model,
-        "merge_model": merge_model,
-        "n": n if model else None,
-        "merge": (not no_merge) if model else None,
-        "merge_n": merge_n if model and not no_merge else None,
-        "max_tokens": max_tokens if model else None,
-        "seed": seed if model else None,
-        "use_values": (not no_values) if model else None,
-        "context": context if model else None,
-        "prompt_budget": prompt_budget if model else None,
-        "timeout": timeout,
-    }
-    if engine != "sqlite":  # absent for SQLite, so that results files of earlier versions resume
-        run["engine"] = engine
-
-    store = ev.ResultsFile(results, run, qs) if results else None
-    records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
-    pending = [q for q in qs if not (store and q.index in store.done)]
+    config = opt.ask_config(ctx.params)
+    run = ev.run_record(
+        fmt,
+        timeout,
+        predictions=predictions,
+        model=model,
+        merge_model=merge_model,
+        config=config,
+        engine=engine,
+    )
+    store = result_files.ResultsFile(results, run, qs) if results else None
+    records, pending = ev.resume(qs, store)
     if store and records:
         err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored", markup=False)
     stack = contextlib.ExitStack()  # scratch PostgreSQL databases, dropped at the end
     try:
         with err.status(f"copying the databases into {engine}…") as status:
-            targets = ev.load_copies(
+            copies = ev.load_copies(
                 engine,
                 {q.db_id: db_paths[q.db_id] for q in pending},
                 stack,
@@ -201,31 +192,29 @@ def eval_command(
                 run,
                 store,
                 len(qs),
-                targets,
+                copies,
             )
         elif pending:  # the model is loaded only when there is work left
-            from slmsql_cli.evaluation import model_predictor
-
-            with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
-                predict = model_predictor(pipeline, databases)
-                _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), targets)
+            with load_pipeline(model, merge_model, config) as pipeline:
+                predict = ev.model_predictor(pipeline, databases)
+                _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), copies)
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
             + (f"; rerun the same command to resume from {escape(str(results))}" if results else "")
         )
-        _print_summary(ev.summarize(records, fmt), fmt, err)
+        _print_summary(result_files.summarize(records, fmt), fmt, err)
         raise
     finally:
         stack.close()
         if store:
             store.close()
 
-    summary = ev.summarize(records, fmt)
+    summary = result_files.summarize(records, fmt)
     _print_summary(summary, fmt, err if as_json else out)
     if plot_file:
-        label = ev.run_label(records, str(predictions or model))
-        err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}", markup=False)
+        label = result_files.run_label(records, str(predictions or model))
+        err.print(f"chart written to {chart.plot([(label, records)], plot_file, fmt)}", markup=False)
     if as_json:
         sys.stdout.write(
             json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
@@ -240,16 +229,7 @@ def _sibling_tables(questions: Path) -> Path | None:
     return found
 
 
-def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
-    from slmsql_cli.pipeline import Pipeline
-
-    with err.status("loading the model…") as status:
-        return Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
-
-
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, targets):
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, copies):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -259,7 +239,7 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, t
         TimeRemainingColumn,
     )
 
-    from slmsql_cli.evaluation import evaluate_question
+    from slmsql_cli.eval.run import evaluate
 
     def ex_text() -> str:
         done = len(records)
@@ -276,12 +256,18 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, t
     )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
-        for q in pending:
-            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id))
-            if store:
-                store.append(record)
-            records.append(record)
-            progress.update(task, advance=1, ex=ex_text())
+        evaluate(
+            pending,
+            db_paths,
+            predict,
+            fmt,
+            timeout,
+            run,
+            records=records,
+            store=store,
+            copies=copies,
+            on_record=lambda _record: progress.update(task, advance=1, ex=ex_text()),
+        )
 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:
@@ -309,7 +295,8 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     from rich.table import Table
     from rich.text import Text
 
-    from slmsql_cli import evaluation as ev
+    from slmsql_cli.eval import chart
+    from slmsql_cli.eval import results as ev
 
     a, b = (ev.load_records(f) for f in files)
     fmt = next((r["run"].get("format") for r in a if isinstance(r.get("run"), dict)), None)
@@ -340,6 +327,8 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
     if len(result["differ"]) > 20:
         console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
     if plot_file:
-        err.print(f"chart written to {ev.plot([(names[0], a), (names[1], b)], plot_file, fmt)}", markup=False)
+        err.print(
+            f"chart written to {chart.plot([(names[0], a), (names[1], b)], plot_file, fmt)}", markup=False
+        )
     if as_json:
         sys.stdout.write(json.dumps(result, default=str) + "\n")

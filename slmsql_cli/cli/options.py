@@ -64,6 +64,19 @@ Db = Annotated[
         show_default=False,
     ),
 ]
+# serve's --db: the same text as ask's (files, folders, URLs), one database each, with a name.
+ServeDb = Annotated[
+    list[str],
+    typer.Option(
+        "--db",
+        "-d",
+        help="A database to serve, as NAME=DB or DB: anything ask's --db takes (a SQLite or DuckDB "
+        "file, a postgresql:// URL, data files or a folder of them), named after the file or the "
+        "URL's database when NAME= is left out. Repeat for several; clients name them, never paths.",
+        metavar="<[name=]path|url>",
+        show_default=False,
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option(

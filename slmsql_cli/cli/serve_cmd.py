@@ -7,22 +7,16 @@ import time
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, user_errors
+from slmsql_cli.cli.common import err, load_pipeline, user_errors
 
 
 @app.command("serve")
 @user_errors
 def serve(
     ctx: typer.Context,
-    db: list[str] = typer.Option(
-        ...,
-        "--db",
-        "-d",
-        help="A database to serve, as NAME=PATH or PATH (named after the file). Repeat for several; clients name them, never paths.",
-    ),
+    db: opt.ServeDb,
     mcp: bool = typer.Option(
         False, "--mcp", help="Speak MCP over stdin/stdout (for AI assistants and editors)."
     ),
@@ -47,6 +41,14 @@ def serve(
         min=1,
         max=1024,
         help="Questions that may wait for the model; more get 503 and Retry-After.",
+    ),
+    max_queries: int = typer.Option(
+        4,
+        "--max-queries",
+        min=1,
+        max=64,
+        help="SQL queries that may run at once across the server (each SQLite query in a worker "
+        "process of up to 2 GiB); more wait, up to --timeout, then get 503.",
     ),
     request_timeout: float = typer.Option(
         300.0,
@@ -90,7 +92,6 @@ def serve(
       curl -s localhost:8000/v1/ask -d '{"database": "sales", "question": "How many orders?"}'
     """
     from slmsql_cli.errors import UserError
-    from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.serve import require_extra
     from slmsql_cli.serve.registry import Registry
     from slmsql_cli.serve.requestlog import RequestLog
@@ -108,10 +109,7 @@ def serve(
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
-    with err.status("loading the model…") as status:
-        pipeline = Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        )
+    pipeline = load_pipeline(model, merge_model, config)
     service = Service(
         pipeline,
         registry,
@@ -119,6 +117,7 @@ def serve(
         load_seconds=time.perf_counter() - start,
         queue_size=queue,
         request_timeout=request_timeout,
+        max_queries=max_queries,
     )
     try:
         if http:

@@ -7,7 +7,7 @@ Routes (JSON in, JSON out; errors are {"error": ..., "hint": ...}):
                                      tokens, round (a voted round's candidates), then answer or error)
     GET  /v1/databases               {"databases": [{"name", "tables"}]}
     GET  /v1/databases/{name}/schema {"name", "tables", "schema"}: the schema as the model sees it
-    POST /v1/sql                     {"database", "sql"} → the result (read-only, guarded executor)
+    POST /v1/sql                     {"database", "sql"} → the result (read-only, as candidates run)
     GET  /healthz                    model, load time, queue length
     GET  /docs, /openapi.json        OpenAPI docs (Swagger UI served by the package, no CDN)
     GET  /                           the web app (files in slmsql_cli/serve/static/)
@@ -80,7 +80,7 @@ class AskRequest(BaseModel):
 
 class SqlRequest(BaseModel):
     database: str = Field(..., description="A name from GET /v1/databases.")
-    sql: str = Field(..., description="One read-only statement (SELECT, WITH, VALUES, EXPLAIN).")
+    sql: str = Field(..., description="One read-only query in SQLite SQL (SELECT, WITH … SELECT, VALUES).")
 
 
 def create_app(service: Service, *, token: str | None = None, log: RequestLog | None = None) -> FastAPI:

@@ -23,7 +23,7 @@ from slmsql_cli.serve.requestlog import RequestLog, answer_fields
 from slmsql_cli.serve.service import Cancelled, QueueFull, RequestTimeout, Service, ShuttingDown
 
 INSTRUCTIONS = (
-    "Answers questions about the SQLite databases this server was started with, using a small local "
+    "Answers questions about the databases (SQLite, DuckDB, PostgreSQL) this server was started with, using a small local "
     "Text-to-SQL model. Call list_databases first, describe_database to see a schema, ask for a "
     "plain-language question, and run_sql to check or refine a query (read-only)."
 )
@@ -83,7 +83,7 @@ def build(service: Service, log: RequestLog) -> MCPServer:
 
     @server.tool()
     async def run_sql(database: str, sql: str) -> dict[str, Any]:
-        """Run one read-only SQL statement (SELECT, WITH, VALUES, EXPLAIN) on a database and return
+        """Run one read-only SQLite SQL query (SELECT, WITH … SELECT, VALUES) on a database and return
         its columns and rows. Writes and several statements are refused; a time limit applies."""
 
         async def call(fields: dict[str, Any]) -> dict[str, Any]:

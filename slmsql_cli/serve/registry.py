@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from slmsql_cli.database import Database, open_database
 from slmsql_cli.errors import UserError
+from slmsql_cli.targets.postgres_target import is_url
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -30,17 +32,25 @@ class Entry:
         return {"name": self.name, "tables": self.database.table_names()}
 
 
-def parse_spec(spec: str) -> tuple[str, Path]:
-    """`name=path` or `path` (named after the file's stem)."""
-    name, sep, path = spec.partition("=")
-    if not sep:
-        name, path = Path(spec).stem, spec
+def parse_spec(spec: str) -> tuple[str, str]:
+    """`name=db` or `db`, where `db` is anything `ask --db` takes (a file, a folder of data files,
+    a postgresql:// URL), kept as text: a Path would fold a URL's `//`. Unnamed, a file or folder
+    is named after its stem, a URL after its database."""
+    name, sep, db = spec.partition("=")
+    if not sep or "/" in name or ":" in name:  # no name: `path`, or a URL with `=` in its query
+        name, db = _default_name(spec), spec
     if not _NAME.fullmatch(name):
         raise UserError(
             f"--db {spec}: '{name}' cannot be a database name",
             "use letters, digits, '_', '.' or '-' (at most 64), e.g. --db sales=shop.sqlite",
         )
-    return name, Path(path)
+    return name, db
+
+
+def _default_name(db: str) -> str:
+    if is_url(db):
+        return urlsplit(db).path.strip("/").rsplit("/", 1)[-1] or "postgres"
+    return Path(db).stem
 
 
 class Registry:
@@ -56,13 +66,13 @@ class Registry:
             raise UserError("name at least one database to serve", "e.g. --db sales=shop.sqlite")
         entries: list[Entry] = []
         for spec in specs:
-            name, path = parse_spec(spec)
+            name, db = parse_spec(spec)
             if any(e.name == name for e in entries):
                 raise UserError(
                     f"two databases are named '{name}'",
                     "name them apart: --db a=one.sqlite --db b=two.sqlite",
                 )
-            entries.append(Entry(name, open_database(path)))
+            entries.append(Entry(name, open_database(db)))
         return cls(entries)
 
     def names(self) -> list[str]:

@@ -8,8 +8,13 @@ Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else o
   evaluates only the tokens after the shared schema prefix (`prompt_tokens_evaluated`).
 * A job stops decoding between two tokens once it is cancelled (its client went away) or its
   deadline passed: the pipeline's `on_token` callback raises `Cancelled`.
-* `run_sql` needs no model: it runs in the caller's thread through the same guarded executor
-  (read-only, deadline, row and size caps) that checks the model's candidates.
+* One cap, `max_queries` (`serve --max-queries`), bounds the SQLite query workers running at once
+  across the server (each may use 2 GiB): a query over it waits for one to finish, up to one
+  query timeout, then the request gets 503 with Retry-After (QueriesBusy). DuckDB and PostgreSQL
+  run one query at a time per database, on its connection.
+* `run_sql` needs no model: it runs in the caller's thread through `Database.run`, the same door
+  the model's candidates go through (read-only, deadline, row and size caps; transpiled for a
+  DuckDB or PostgreSQL database), on the registered database only.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from slmsql_cli import worker
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import execute
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
@@ -35,6 +41,7 @@ from slmsql_cli.vote import candidate_dicts
 
 MAX_QUESTION_CHARS = 4_000  # question and evidence each; longer is refused (HTTP 413)
 SQL_MAX_ROWS = 10_000  # rows run_sql returns; the result says when it was cut
+MAX_QUERIES = 4  # query workers (SQLite queries in their own processes) running at once, server-wide
 TOKEN_EVENT_EVERY = 16  # streaming: one "tokens" event per this many sampled tokens
 
 Event = dict[str, Any]
@@ -46,6 +53,14 @@ class QueueFull(Exception):
 
     def __init__(self, capacity: int, retry_after: int) -> None:
         super().__init__(f"the server is busy: {capacity} question(s) are already waiting")
+        self.retry_after = retry_after
+
+
+class QueriesBusy(QueueFull):
+    """Every query worker the server may run (`--max-queries`) stayed busy; try again later."""
+
+    def __init__(self, capacity: int, retry_after: int) -> None:
+        Exception.__init__(self, f"the server is busy: all {capacity} query worker(s) are running")
         self.retry_after = retry_after
 
 
@@ -113,6 +128,7 @@ class Service:
         load_seconds: float,
         queue_size: int = 8,
         request_timeout: float = 300.0,
+        max_queries: int = MAX_QUERIES,
     ) -> None:
         self.pipeline = pipeline
         self.registry = registry
@@ -125,6 +141,10 @@ class Service:
         self._closing = False
         self._recent: deque[float] = deque(maxlen=20)  # run seconds of recent jobs: Retry-After
         self._started = time.monotonic()
+        # one cap on query workers for the whole server: run_sql from many clients and the model's
+        # candidates together; a query over it waits up to one query timeout, then 503
+        self.max_queries = max_queries
+        worker.default_pool().limit(max_queries, busy_wait=pipeline.config.timeout)
         self._thread = threading.Thread(target=self._work, name="slmsql-model", daemon=True)
         self._thread.start()
 
@@ -205,6 +225,7 @@ class Service:
         self._cancel_running()
         self._queue.put(None)
         self._thread.join()
+        worker.default_pool().limit(None)
         self.pipeline.close()
 
     def _drop_waiting(self) -> None:
@@ -252,27 +273,36 @@ class Service:
                 emit({"event": "round", "step": step, **round_dict(sampled)})
 
             emit({"event": "started", "queue_seconds": round(job.queue_seconds, 3)})
-            return self.pipeline.ask(
-                entry.database,
-                question,
-                evidence,
-                progress=lambda message: emit({"event": "progress", "message": message}),
-                on_token=on_token,
-                on_round=on_round,
-            )
+            with self._queries():
+                return self.pipeline.ask(
+                    entry.database,
+                    question,
+                    evidence,
+                    progress=lambda message: emit({"event": "progress", "message": message}),
+                    on_token=on_token,
+                    on_round=on_round,
+                )
 
         return self.submit(run)
 
     def run_sql(self, database: str, sql: str) -> dict[str, Any]:
-        """A read-only query through the guarded executor; the result document (`error` set when
-        SQLite or the guard refused it). Blocking: call it from a worker thread."""
+        """A read-only query (SQLite SQL, as the model writes it) on the registered database; the
+        result document (`error` set when the database or the guard refused it). Blocking: call
+        it from a worker thread."""
         entry = self.registry.get(database)
-        result = execute(
-            entry.database.path, sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS
-        )
+        with self._queries():
+            result = entry.database.run(sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS)
         doc = result_dict(result)
         assert doc is not None
         return {"database": entry.name, "sql": sql, **doc}
+
+    @contextmanager
+    def _queries(self) -> Iterator[None]:
+        """Turn "every query worker stayed busy" into the documented 503 (QueriesBusy)."""
+        try:
+            yield
+        except worker.PoolBusy:
+            raise QueriesBusy(self.max_queries, max(1, math.ceil(self.pipeline.config.timeout))) from None
 
     def describe(self, database: str) -> dict[str, Any]:
         """The schema as the model sees it: the prompt's "Database Schema" block with sample values."""

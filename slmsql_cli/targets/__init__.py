@@ -1,11 +1,13 @@
-"""Live databases other than SQLite (DuckDB files, PostgreSQL servers) as `--db` targets.
+"""The databases slmsql runs SQL on: SQLite files, DuckDB files and PostgreSQL servers.
 
-A target gives the pipeline what a SQLite file gives it, through the same dataclasses: its
-catalog as a `schema.Schema` (serialized exactly as for SQLite, so the model reads the prompt
-form it was trained on; column types are the engine's own names, lower-cased), sample values
-from bounded queries, the strings for the value index, and execution of candidates (transpiled
-from SQLite SQL by `dialect.for_target`) as `executor.ExecResult`s, under the engine's own
-read-only guarantees. `database.open_database` picks the target from the `--db` text.
+Every query slmsql runs goes through a target (`run_many` here, called by `Database.run` and
+`Database.run_many`): the model's candidates, the gold and predicted SQL of `eval`, and the SQL a
+client sends to `serve`. A target gives the pipeline, through the same dataclasses: its catalog
+as a `schema.Schema` (serialized exactly as for SQLite, so the model reads the prompt form it
+was trained on; a live engine's column types are its own names, lower-cased), sample values,
+the strings for the value index, and execution of SQLite SQL (transpiled for DuckDB and
+PostgreSQL by `dialect.for_target`) as `executor.ExecResult`s, under the engine's own read-only
+guarantees. `database.open_database` picks the target from the `--db` text.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ FETCH_BATCH = 256
 
 
 class Target(Protocol):
-    """What a live database does for the pipeline (SQLite files take the executor's own path)."""
+    """What a database does for the pipeline: its catalog, its values, and running queries."""
 
-    dialect: str  # sqlglot's name: "duckdb" | "postgres"
+    dialect: str  # sqlglot's name: "sqlite" | "duckdb" | "postgres"
     name: str  # how the user recognises it: the file name, or host:port/dbname (no password)
     cache_key: str  # identifies the database (not its version) for the cache
     views: set[str]  # the schema's views (filled by schema()): their values are their tables'
@@ -41,8 +43,31 @@ class Target(Protocol):
 
     def schema(self) -> Schema: ...
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]: ...
-    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult: ...
+    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex: ...
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
+        """One statement in the target's own dialect, already checked (`dialect.for_target`)."""
+        ...
+
+    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]: ...
+    def prepare(self) -> None:
+        """Get ready for the first query (SQLite: start a query worker) without waiting."""
+        ...
+
     def close(self) -> None: ...
+
+
+class LiveTarget:
+    """What the DuckDB and PostgreSQL targets share: queries run in this process, one after another
+    on the target's one connection; the value index is built from `first_rows` (`value_index`)."""
+
+    def run_many(self: Target, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
+        return [self.run(sql, timeout, max_rows) for sql in sqls]
+
+    def value_index(self: Target, schema: Schema, folder: Path | None) -> ValueIndex:
+        return value_index(self, schema, folder)
+
+    def prepare(self) -> None:
+        pass
 
 
 def plain(value: Any) -> Any:
@@ -136,24 +161,20 @@ def is_text_type(type_name: str) -> bool:
     return "char" in t or "text" in t or "string" in t
 
 
-def execute_many(
+def run_many(
     target: Target, sqls: Iterable[str | None], *, timeout: float, max_rows: int, schema: Schema | None = None
 ) -> list[ExecResult | None]:
-    """Each candidate's result on the target (None stays None); identical SQL runs once. A
-    candidate that cannot be transpiled gets an error result (no vote) saying why."""
+    """Each SQLite SQL's result on the target (None stays None); identical SQL runs once. A
+    statement that cannot be transpiled gets an error result (no vote) saying why."""
+    sqls = list(sqls)
     done: dict[str, ExecResult] = {}
-    out: list[ExecResult | None] = []
-    for sql in sqls:
-        if sql is None:
-            out.append(None)
-            continue
-        if sql not in done:
-            start = time.perf_counter()
-            try:
-                translated = for_target(sql, target.dialect, schema)
-            except TranspileError as exc:
-                done[sql] = ExecResult(error=str(exc), seconds=time.perf_counter() - start)
-            else:
-                done[sql] = target.run(translated, timeout, max_rows)
-        out.append(done[sql])
-    return out
+    ready: dict[str, str] = {}  # SQLite SQL -> the target's SQL
+    for sql in dict.fromkeys(s for s in sqls if s is not None):
+        start = time.perf_counter()
+        try:
+            ready[sql] = for_target(sql, target.dialect, schema)
+        except TranspileError as exc:
+            done[sql] = ExecResult(error=str(exc), seconds=time.perf_counter() - start)
+    for sql, result in zip(ready, target.run_many(list(ready.values()), timeout, max_rows)):
+        done[sql] = result
+    return [None if sql is None else done[sql] for sql in sqls]

@@ -17,13 +17,12 @@ goes through three gates before it runs, and one that fails any of them gets no 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
+from slmsql_cli import sqlglot_log
+from slmsql_cli.errors import first_line
 from slmsql_cli.executor import check_sql
 from slmsql_cli.schema import Schema
-
-DIALECTS = ("duckdb", "postgres")
 
 # Exact names, lower case. PostgreSQL: adminpack/dblink/large objects/configuration/sequences/
 # signals/notifications/WAL and dynamic SQL; DuckDB: file readers (also blocked by
@@ -42,7 +41,12 @@ _DENIED = {
         """read_csv read_csv_auto read_parquet parquet_scan parquet_metadata parquet_schema
         read_json read_json_auto read_json_objects read_ndjson read_ndjson_auto read_text
         read_blob glob sniff_csv query query_table getenv getvariable duckdb_secrets
-        which_secret checkpoint force_checkpoint""".split()
+        which_secret checkpoint force_checkpoint"""
+        # and the catalog that shows file paths or the home folder (DuckDB discloses no paths):
+        # the database file (pragma_database_list, duckdb_databases), settings such as
+        # temp_directory and allowed_directories, the extension folder under the home folder
+        """ pragma_database_list duckdb_databases duckdb_settings current_setting duckdb_extensions
+        duckdb_temporary_files duckdb_external_file_cache duckdb_logs duckdb_log_contexts""".split()
     ),
 }
 # Name prefixes denied outright (a family of functions, including ones added by later versions).
@@ -68,7 +72,10 @@ def transpile(sql: str, dialect: str, schema: Schema | None = None) -> str:
 
 
 def for_target(sql: str, dialect: str, schema: Schema | None = None) -> str:
-    """The SQL to run on the target for a candidate's SQLite `sql`, or TranspileError (see the module doc)."""
+    """The SQL to run on the target for a candidate's SQLite `sql`, or TranspileError (see the
+    module doc). SQLite SQL is left as it is: the SQLite executor checks it itself."""
+    if dialect == "sqlite":
+        return sql
     rejection = check_sql(sql)
     if rejection:
         raise TranspileError(rejection)
@@ -85,15 +92,11 @@ def check_target_sql(sql: str, dialect: str) -> str | None:
     from sqlglot import exp
     from sqlglot.errors import SqlglotError
 
-    sqlglot_log = logging.getLogger("sqlglot")
-    level = sqlglot_log.level
-    sqlglot_log.setLevel(logging.ERROR)
     try:
-        trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
+        with sqlglot_log.quiet():
+            trees = [t for t in sqlglot.parse(sql, read=dialect) if t is not None]
     except SqlglotError as exc:
         return f"the {dialect} translation does not parse: {first_line(exc)}"
-    finally:
-        sqlglot_log.setLevel(level)
     if len(trees) != 1:
         return f"only one SQL statement is allowed, found {len(trees)}"
     tree = trees[0]
@@ -108,6 +111,10 @@ def check_target_sql(sql: str, dialect: str) -> str | None:
     for name in function_names(tree):
         if name in _DENIED[dialect] or name.startswith(_DENIED_PREFIXES[dialect]):
             return f"the function {name}() is not allowed on {dialect} (it reaches outside the query's data)"
+    if dialect == "duckdb":  # DuckDB's table functions also read as tables: FROM pragma_database_list
+        for table in tree.find_all(exp.Table):
+            if table.name.lower() in _DENIED[dialect]:
+                return f"{table.name} is not allowed on {dialect} (it shows where files are)"
     return None
 
 
@@ -121,7 +128,3 @@ def function_names(tree: object) -> Iterator[str]:
             yield func.name.lower()
         else:
             yield func.sql_name().lower()
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -6,6 +6,11 @@ COPY, INSTALL, httpfs); extensions are neither auto-installed nor auto-loaded; a
 `lock_configuration` makes those settings final, so a query cannot turn them back on. A temporary
 table would live only in this connection's memory, and `dialect.for_target` admits queries only.
 The deadline is DuckDB's `interrupt()`, called by a timer thread.
+
+A query learns nothing about where files are: the catalog functions that show the database
+file's path, settings holding folders (`temp_directory`, `allowed_directories`) or the extension
+folder under the home folder are refused by name (`dialect.check_target_sql`), as functions and
+as tables (`FROM pragma_database_list`), and an error message has those folders replaced.
 """
 
 from __future__ import annotations
@@ -18,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.cache import file_version
-from slmsql_cli.errors import UserError
+from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import batches, fetch
-from slmsql_cli.targets.dialect import first_line as _first_line
+from slmsql_cli.targets import LiveTarget, batches, fetch
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
@@ -45,17 +49,10 @@ def is_duckdb_file(path: Path) -> bool:
 
 
 def _driver() -> Any:
-    try:
-        import duckdb
-    except ImportError:
-        raise UserError(
-            "reading DuckDB files needs the duckdb package",
-            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
-        ) from None
-    return duckdb
+    return require("duckdb", "targets", "reading DuckDB files")
 
 
-class DuckDBTarget:
+class DuckDBTarget(LiveTarget):
     dialect = "duckdb"
 
     def __init__(self, path: Path) -> None:
@@ -73,7 +70,7 @@ class DuckDBTarget:
                 if "lock" in str(exc).lower()
                 else "is it a complete DuckDB database of a version this duckdb package reads?"
             )
-            raise UserError(f"cannot open DuckDB database {path}: {_first_line(exc)}", hint) from None
+            raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
         self._lock = threading.Lock()  # one query at a time on the connection
 
     def schema(self) -> Schema:
@@ -146,7 +143,17 @@ class DuckDBTarget:
             except duckdb.Error as exc:
                 if expired.is_set():
                     return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
-                return ExecResult(error=_first_line(exc), seconds=time.perf_counter() - start)
+                return ExecResult(
+                    error=self._hide_paths(first_line(exc)), seconds=time.perf_counter() - start
+                )
+
+    def _hide_paths(self, text: str) -> str:
+        """An error message without the file's folder or the home folder (the catalog functions
+        that show them are refused; an error can still name one, e.g. the extension folder)."""
+        for folder, shown in ((self.path.parent, "."), (Path.home(), "~")):
+            if str(folder) not in ("", "/", "."):
+                text = text.replace(str(folder), shown)
+        return text
 
     @contextmanager
     def _deadline(self, seconds: float) -> Iterator[threading.Event]:

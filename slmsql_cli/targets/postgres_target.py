@@ -13,8 +13,15 @@ not only by slmsql's checks (`dialect.for_target`):
   parameters would use the simple protocol, which runs them all); rows stream in, so the row
   and byte caps bound the client's memory too;
 - the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
-  configuration, dynamic SQL). `pg_sleep` is not on it: it changes nothing, and
-  `statement_timeout` ends it like any slow query.
+  configuration, dynamic SQL);
+- read-only by rule, not by list: a read-only transaction does not stop a function that changes
+  state outside the table heap (`brin_summarize_new_values` rewrites index pages for the table's
+  owner; a superuser's `pg_create_physical_replication_slot` keeps a slot, and WAL, after the
+  ROLLBACK; `pg_stat_reset*`). So every function the statement names is looked up in `pg_proc`,
+  and one that PostgreSQL marks volatile (`provolatile = 'v'`) is refused, unless it is on the
+  short ALLOWED_VOLATILE list (random values, the clock, `pg_sleep`, which `statement_timeout`
+  ends like any slow query);
+- a connection the server closed (a restart, `pg_terminate_backend`) is opened again, once.
 
 For the strongest guarantee, connect as a role that can only read (see the README).
 """
@@ -24,19 +31,20 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from slmsql_cli.errors import UserError
+from slmsql_cli import sqlglot_log
+from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import FETCH_BATCH, fetch
-from slmsql_cli.targets.dialect import first_line
+from slmsql_cli.targets import FETCH_BATCH, LiveTarget, fetch
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error this soon
 CATALOG_TIMEOUT_MS = 5000  # catalog and sample queries
+T = TypeVar("T")
 
 
 def is_url(spec: str) -> bool:
@@ -56,17 +64,10 @@ def check_url(spec: str) -> None:
 
 
 def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise UserError(
-            "connecting to PostgreSQL needs the psycopg package",
-            "install slmsql's [targets] extra: pip install 'slmsql[targets]'",
-        ) from None
-    return psycopg
+    return require("psycopg", "targets", "connecting to PostgreSQL")
 
 
-class PostgresTarget:
+class PostgresTarget(LiveTarget):
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
@@ -90,14 +91,33 @@ class PostgresTarget:
         self.version = ""  # the schema fingerprint alone keys the cache (reading data versions is not cheap)
         self.views: set[str] = set()
         options = f"{params.get('options') or ''} -c default_transaction_read_only=on".strip()
-        conninfo = make_conninfo(
+        self._conninfo = make_conninfo(
             url, connect_timeout=CONNECT_TIMEOUT, options=options, application_name="slmsql"
         )
+        self._conn = self._connect()
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        psycopg = _driver()
         try:
-            self._conn = psycopg.connect(conninfo, autocommit=True)
+            return psycopg.connect(self._conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
             raise self._connect_error(exc) from None
-        self._lock = threading.Lock()
+
+    def _live(self, work: Callable[[], T]) -> T:
+        """`work()` on an open connection. A long-lived target (chat, serve) outlives its session
+        when the server ends it (a restart, `pg_terminate_backend`): a closed connection is opened
+        again first, and once more when it closes during `work` (which then runs again: it only
+        reads). A server that is gone is a UserError saying so."""
+        if self._conn.closed:
+            self._conn = self._connect()
+        try:
+            return work()
+        except _driver().OperationalError:
+            if not self._conn.closed:
+                raise
+        self._conn = self._connect()
+        return work()
 
     def _connect_error(self, exc: Exception) -> UserError:
         text = str(exc)
@@ -121,8 +141,12 @@ class PostgresTarget:
 
     def _query(self, sql: str, timeout_ms: int, max_rows: int) -> tuple[list[str], list[tuple], bool]:
         """Run one statement in a read-only transaction with a statement timeout; always rolled back.
-        Rows are `plain` values, cut as the SQLite executor cuts them."""
+        Rows are `plain` values, cut as the SQLite executor cuts them. A statement that calls a
+        volatile function is refused (`_Refused`) before it runs."""
         with self._transaction(timeout_ms) as cursor:
+            why = _refusal(cursor, sql)
+            if why:
+                raise _Refused(why)
             # stream(): the extended protocol (exactly one statement) and rows as they come, so
             # a huge result is cut at the cap instead of first filling the client's memory.
             stream = cursor.stream(sql, size=FETCH_BATCH)
@@ -142,6 +166,9 @@ class PostgresTarget:
         return [(described.fname(i) or b"").decode("utf-8") for i in range(described.nfields)]
 
     def _catalog(self, sql: str) -> list[tuple]:
+        return self._live(lambda: self._catalog_once(sql))
+
+    def _catalog_once(self, sql: str) -> list[tuple]:
         """slmsql's own catalog query, its rows as psycopg returns them (arrays stay lists)."""
         with self._transaction(CATALOG_TIMEOUT_MS) as cursor:
             return list(cursor.execute(sql).fetchall())
@@ -228,17 +255,88 @@ class PostgresTarget:
         """One checked statement in a read-only transaction, cancelled by the server at `timeout`."""
         psycopg = _driver()
         start = time.perf_counter()
+        timeout_ms = max(1, round(timeout * 1000))
         with self._lock:
             try:
-                columns, rows, truncated = self._query(sql, max(1, round(timeout * 1000)), max_rows)
+                columns, rows, truncated = self._live(lambda: self._query(sql, timeout_ms, max_rows))
             except psycopg.errors.QueryCanceled:
                 return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
             except psycopg.Error as exc:
                 return ExecResult(error=_error_text(exc), seconds=time.perf_counter() - start)
+            except (_Refused, UserError) as exc:  # UserError: the server went away for good
+                return ExecResult(error=str(exc), seconds=time.perf_counter() - start)
         return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
 
     def close(self) -> None:
         self._conn.close()
+
+
+class _Refused(Exception):
+    """A statement that must not run (a volatile function); the message says why."""
+
+
+# Volatile functions that change nothing outside the query: random values and the clock, and
+# pg_sleep, which statement_timeout ends like any slow query.
+ALLOWED_VOLATILE = frozenset(
+    {
+        "random",
+        "random_normal",
+        "gen_random_uuid",
+        "uuid_generate_v4",
+        "clock_timestamp",
+        "timeofday",
+        "pg_sleep",
+    }
+)
+_VOLATILE = (
+    "SELECT DISTINCT proname FROM pg_catalog.pg_proc WHERE proname = ANY(%s) AND provolatile = 'v' ORDER BY 1"
+)
+
+
+def _refusal(cursor: Any, sql: str) -> str | None:
+    """Why `sql` must not run: it calls a function that PostgreSQL marks volatile (any overload
+    of that name), which may change state that a read-only transaction does not protect (index
+    pages, replication slots, statistics), unless ALLOWED_VOLATILE names it; or it cannot be
+    parsed, so its calls cannot be known. The names are looked up in the server's own pg_proc,
+    so a function added by a later PostgreSQL or an extension is judged by the same rule."""
+    names = called_functions(sql)
+    if names is None:
+        return "the statement cannot be checked (sqlglot cannot parse it as PostgreSQL)"
+    names -= ALLOWED_VOLATILE
+    if not names:
+        return None
+    volatile = [row[0] for row in cursor.execute(_VOLATILE, [sorted(names)]).fetchall()]
+    if volatile:
+        listed = ", ".join(f"{name}()" for name in volatile)
+        return (
+            f"{listed} may change the database (PostgreSQL marks it volatile): only read-only queries may run"
+        )
+    return None
+
+
+def called_functions(sql: str) -> set[str] | None:
+    """The names of the functions a PostgreSQL statement calls, as written and lower-cased (and
+    as PostgreSQL spells the ones sqlglot knows by another name); None when it does not parse."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        with sqlglot_log.quiet():
+            trees = [t for t in sqlglot.parse(sql, read="postgres") if t is not None]
+    except SqlglotError:
+        return None
+    names: set[str] = set()
+    for tree in trees:
+        for func in tree.find_all(exp.Func):
+            if isinstance(func, exp.Anonymous):
+                names.update({func.name, func.name.lower()})
+                continue
+            names.add(func.sql_name().lower())
+            head = func.sql(dialect="postgres").split("(", 1)[0].strip().lower()
+            if head.isidentifier():
+                names.add(head)
+    return names
 
 
 def _error_text(exc: Any) -> str:

@@ -1,0 +1,77 @@
+"""A SQLite file as a `--db` target: the guarded executor behind the same `Target` protocol.
+
+SQLite is the models' own dialect, so a candidate runs as written (`dialect.for_target` leaves
+SQLite SQL alone); the executor applies its own checks (`executor.check_sql`, the authorizer,
+a read-only connection in a worker process that is killed at the deadline). Identical SQL on
+an unchanged file runs once (`executor.execute_many` remembers recent results).
+
+The target is made from a checked path (`database.check_database_file`): it never opens a
+file by a name it was not given, and the name it shows (`name`) is only a label.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slmsql_cli import executor
+from slmsql_cli.cache import file_version
+from slmsql_cli.executor import ExecResult
+from slmsql_cli.schema import Schema, deadline, quote, schema_from_sqlite
+from slmsql_cli.sqlite_open import open_readonly
+from slmsql_cli.values import ValueIndex
+
+SAMPLE_SECONDS = 5.0  # one first_rows query
+
+
+class SQLiteTarget:
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path  # resolved, checked: an existing SQLite file
+        self.name = path.name
+        self.cache_key = str(path)
+        try:
+            self.version = file_version(path)
+        except OSError:  # gone: its queries say so (a UserError)
+            self.version = ""
+        self.views: set[str] = set()
+
+    def schema(self) -> Schema:
+        return schema_from_sqlite(self.path)
+
+    def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
+        """The first `limit` non-null values of a column in SQLite's order; [] when that fails."""
+        c = quote(column)
+        conn = open_readonly(self.path)
+        try:
+            with deadline(conn, SAMPLE_SECONDS):
+                rows = conn.execute(
+                    f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
+                ).fetchall()
+        except sqlite3.Error:
+            return []
+        finally:
+            conn.close()
+        return [r[0] for r in rows]
+
+    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
+        """The value index of the file's tables, in the file's own cache folder."""
+        return ValueIndex.open(self.path, schema)
+
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
+        return self.run_many([sql], timeout, max_rows)[0]
+
+    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
+        """Each statement through the executor, up to `executor.PARALLEL` at once."""
+        results = executor.execute_many(self.path, sqls, timeout=timeout, max_rows=max_rows)
+        return [r for r in results if r is not None]
+
+    def prepare(self) -> None:
+        """Start a query worker in the background, so that the first query need not wait for one."""
+        executor.start_worker()
+
+    def close(self) -> None:
+        pass
