@@ -78,6 +78,9 @@ def test_setup_stops_on_a_wheel_that_crashes(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "self-check: the llama.cpp build died with signal 11 (SEGV)" in proc.stdout
-    assert proc.stderr.splitlines()[-2] == f"error: the llama-cpp-python wheel in {wheels} crashes on this machine"
+    assert (
+        proc.stderr.splitlines()[-2]
+        == f"error: the llama-cpp-python wheel in {wheels} crashes on this machine"
+    )
     assert proc.stderr.splitlines()[-1].startswith("hint: delete that folder")
     assert "==> done" not in proc.stdout
