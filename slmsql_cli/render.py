@@ -18,6 +18,7 @@ from slmsql_cli.executor import ExecResult
 from slmsql_cli.models import ModelStatus
 from slmsql_cli.pipeline import Answer
 from slmsql_cli.vote import candidate_dicts
+from slmsql_cli.vote import failure as candidate_failure
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,7 +52,7 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
         "sql": answer.sql,
         "columns": answer.result.columns if answer.result else [],
         "rows": [[_jsonable(v) for v in row] for row in answer.result.rows] if answer.result else [],
-        "error": answer.result.error if answer.result else "no SQL found in the model's output",
+        "error": answer.failure,  # None when the SQL ran; the words `ask` prints after "error:"
         "truncated": bool(answer.result and answer.result.truncated),
         "votes": votes,
         "candidates_sampled": total,
@@ -71,8 +72,18 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     return doc
 
 
+# What `ask` says after "error:" when the model's SQL gave no answer (Answer.failure), in every mode.
+NO_ANSWER_HINT = (
+    "-v shows what each candidate wrote and why it got no vote (--json has the whole text); "
+    "a larger -n or --max-tokens, or another --model, may help"
+)
+
+
 def to_json(answer: Answer) -> str:
-    return json.dumps(answer_dict(answer), ensure_ascii=False, default=str)
+    """`ask --json`: the answer document, with the hint `ask` prints when it has no answer."""
+    doc = answer_dict(answer)
+    doc["hint"] = NO_ANSWER_HINT if answer.failure else None
+    return json.dumps(doc, ensure_ascii=False, default=str)
 
 
 def to_csv(answer: Answer) -> str:
@@ -148,31 +159,32 @@ def summary_line(answer: Answer) -> Text:
     return Text(" · ".join(parts), style="dim")
 
 
-def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50) -> None:
-    if verbose:
-        print_candidates(console, answer)
-    if answer.sql:
-        console.print(
-            Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
-        )
-    if answer.result is not None and answer.result.ok:
-        console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
-    elif answer.result is not None:
-        console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
-    else:
-        console.print(
-            Text(
-                "the model wrote no SQL (-v shows what it wrote; a larger -n or another model may help)",
-                style="red",
-            )
-        )
-    console.print(summary_line(answer))
+def print_answer(console: Console, answer: Answer, *, max_rows: int = 50) -> None:
+    """The answer, for people: its SQL and the result table. Only an answer whose SQL ran is
+    printed; why there is none is the caller's error line (`Answer.failure`, NO_ANSWER_HINT)."""
+    if answer.failure is not None or answer.sql is None or answer.result is None:
+        return
+    console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+    console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
+
+
+def text_excerpt(text: str, limit: int) -> str:
+    """A completion on one line (runs of white space made one space), cut after `limit`
+    characters with a note of how much is left; never cut with "…", which reads as part of it."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return f"{cut} [+{len(flat) - len(cut)} characters; --json has the whole text]"
 
 
 def print_candidates(console: Console, answer: Answer) -> None:
+    """`-v`: every candidate with its vote group, its SQL, why it got no vote, and what it wrote
+    (about three lines of it; `--json` has the whole text)."""
     rounds = [("candidates", answer.generation)]
     if answer.revision is not None:
         rounds.append(("merge revisions", answer.revision))
+    limit = max(60, 3 * (console.width - 20))
     for title, sampled in rounds:
         cands, groups = sampled.candidates, sampled.groups
         if not cands:
@@ -180,25 +192,19 @@ def print_candidates(console: Console, answer: Answer) -> None:
         table = Table(title=title, show_lines=True)
         table.add_column("#", justify="right")
         table.add_column("group", justify="right")
-        table.add_column("SQL / error", overflow="fold")
+        table.add_column("SQL · why no vote · what it wrote", overflow="fold")
         group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
         for i, c in enumerate(cands):
             g = group_of.get(i)
             label = f"{g + 1} ({groups[g].votes} votes)" if g is not None else "-"
-            err = (
-                c.result.error
-                if c.result is not None and not c.result.ok
-                else ("no SQL found" if c.sql is None else "")
-            )
-            body = (
-                RichGroup(
-                    Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"),
-                    Text(err or "", style="red"),
-                )
-                if c.sql
-                else Text(err or "", style="red")
-            )
-            table.add_row(str(i + 1), label, body)
+            why = candidate_failure(c)
+            parts: list[Any] = []
+            if c.sql:
+                parts.append(Syntax(c.sql, "sql", word_wrap=True, background_color="default"))
+            if why:
+                parts.append(Text(why, style="red"))
+            parts.append(Text("wrote: " + text_excerpt(c.text, limit), style="dim"))
+            table.add_row(str(i + 1), label, RichGroup(*parts))
         console.print(table, soft_wrap=False)
 
 
