@@ -166,8 +166,8 @@ def search_places() -> list[tuple[str, str]]:
     from slmsql_cli.cache import cache_dir
 
     return [
-        ("Hugging Face cache (HF_HUB_CACHE / HF_HOME)", str(constants.HF_HUB_CACHE)),
-        ("GGUF exports of checkpoints (SLMSQL_CACHE_DIR)", str(cache_dir() / "exports")),
+        ("the Hugging Face cache (HF_HUB_CACHE or HF_HOME moves it)", str(constants.HF_HUB_CACHE)),
+        ("GGUF exports of checkpoints (SLMSQL_CACHE_DIR moves it)", str(cache_dir() / "exports")),
     ]
 
 

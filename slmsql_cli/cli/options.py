@@ -186,7 +186,7 @@ Threads = Annotated[
         "--threads",
         callback=bounded(1, 512),
         metavar="N",
-        help="CPU threads (default: the physical cores other programs leave idle; -v says).",
+        help="CPU threads (default: the physical cores other programs leave idle).",
         rich_help_panel=PERFORMANCE,
     ),
 ]
