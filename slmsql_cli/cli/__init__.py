@@ -17,7 +17,6 @@ from typer.core import TyperCommand, TyperGroup
 from slmsql_cli import __version__
 
 
-
 def _plain_help_option(option: Any, panel: str | None) -> Any:
     """--help as a flag with no `<bool>` label, in `panel` (a command's Output panel)."""
     if option is not None:
@@ -94,8 +93,7 @@ def reflow(doc: str) -> str:
     in a terminal narrower than the source), and indented paragraphs (examples) line by line."""
     paragraphs = inspect.cleandoc(doc).split("\n\n")
     return "\n\n".join(
-        p if all(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split())
-        for p in paragraphs
+        p if all(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split()) for p in paragraphs
     )
 
 

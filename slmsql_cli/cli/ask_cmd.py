@@ -102,7 +102,14 @@ def ask(
     from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
-    from slmsql_cli.render import NO_ANSWER_HINT, print_answer, print_candidates, summary_line, to_csv, to_json
+    from slmsql_cli.render import (
+        NO_ANSWER_HINT,
+        print_answer,
+        print_candidates,
+        summary_line,
+        to_csv,
+        to_json,
+    )
 
     if sum([as_json, as_csv, sql_only]) > 1:
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
@@ -111,7 +118,9 @@ def ask(
     config = opt.ask_config(ctx.params)
     with StatusLine("loading the model…") as status:
         steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
-        with Pipeline.load(model, merge_model, config, progress=steps.progress, export=cached_gguf) as pipeline:
+        with Pipeline.load(
+            model, merge_model, config, progress=steps.progress, export=cached_gguf
+        ) as pipeline:
             if verbose:
                 err.print(f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False)
             answer = pipeline.ask(database, question, evidence, progress=steps.progress, on_token=steps.token)

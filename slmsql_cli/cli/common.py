@@ -34,7 +34,7 @@ class _Diagnostics(Console):
     """stderr: on a terminal a long line wraps at word boundaries (never mid-word, as the
     terminal's own wrapping does); in a pipe or a log file each message stays one line."""
 
-    @property  # type: ignore[override]
+    @property
     def soft_wrap(self) -> bool:
         return not self.is_terminal
 

@@ -30,7 +30,11 @@ def serve(
         rich_help_panel=opt.DATA,
     ),
     mcp: bool = typer.Option(
-        False, "--mcp", metavar="", help="Speak MCP over stdin/stdout (AI assistants, editors).", rich_help_panel=SERVER
+        False,
+        "--mcp",
+        metavar="",
+        help="Speak MCP over stdin/stdout (AI assistants, editors).",
+        rich_help_panel=SERVER,
     ),
     http: bool = typer.Option(
         False,
