@@ -59,9 +59,6 @@ def models_cmd(
         out.print(f"  {what}", markup=False, highlight=False)
         out.print(f"    {folder}", markup=False, highlight=False, soft_wrap=True)  # whole, to copy
     out.print(
-        "Download one elsewhere with `hf download REPO` (e.g. hf download cycloneboy/SLM-SQL-0.5B) "
-        "and copy the Hugging Face cache folder here.",
-        style="dim",
-        markup=False,
-        soft_wrap=False,
+        "Without the network here, download on another machine and copy its cache folder:", markup=False
     )
+    out.print(f"  hf download {rows[0].model.repo}", markup=False, highlight=False, soft_wrap=True)
