@@ -194,12 +194,22 @@ def eval_command(
     db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
 
     preds: list[str] | None = None
+    unscored = 0
     if predictions is not None:
         preds = ev.read_predictions(predictions)
-        if len(preds) != all_count and not (limit and len(preds) >= len(qs)):
+        if len(preds) > all_count:
             raise UserError(
                 f"{predictions} has {len(preds)} predictions for {all_count} questions",
                 "one SQL per line, in the order of the questions (write an empty line for no answer)",
+            )
+        if len(preds) < len(qs):  # answers for the first questions only: score those, say so
+            unscored = len(qs) - len(preds)
+            qs = qs[: len(preds)]
+            err.print(
+                f"{predictions} has predictions for the first {len(preds)} of {len(preds) + unscored} "
+                f"questions: {unscored} without one are not scored",
+                markup=False,
+                highlight=False,
             )
     run = {
         "format": fmt,
@@ -271,9 +281,8 @@ def eval_command(
         label = ev.run_label(records, str(predictions or model))
         err.print(f"chart written to {ev.plot([(label, records)], plot_file, fmt)}", markup=False)
     if as_json:
-        sys.stdout.write(
-            json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
-        )
+        doc = {**summary, "format": fmt, "out": str(results) if results else None, "unscored": unscored}
+        sys.stdout.write(json.dumps(doc) + "\n")
     ev.check_gold_ran(records)
 
 
@@ -370,17 +379,18 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
         table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
     console.print(table, soft_wrap=False)
-    console.print(
-        f"right in both: {result['both_correct']} · in neither: {result['neither']}"
-        + (
-            f" · only in a: {result['only_in_a']} · only in b: {result['only_in_b']}"
-            if result["only_in_a"] or result["only_in_b"]
-            else ""
+    console.print(f"right in both: {result['both_correct']} · right in neither: {result['neither']}")
+    if result["only_in_a"] or result["only_in_b"]:  # questions one run has and the other lacks
+        console.print(
+            f"not compared: {result['only_in_a']} question(s) scored only in a, "
+            f"{result['only_in_b']} only in b"
         )
-    )
     for d in result["differ"][:20]:
-        winner = "a" if d["a_correct"] else "b"
-        console.print(f"[dim]#{d['index']}[/] only {winner} right: {escape(d['question'])}", highlight=False)
+        winner, loser = ("a", "b") if d["a_correct"] else ("b", "a")
+        console.print(
+            f"[dim]#{d['index']}[/] right in {winner}, wrong in {loser}: {escape(d['question'])}",
+            highlight=False,
+        )
     if len(result["differ"]) > 20:
         console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
     if plot_file:
