@@ -364,7 +364,9 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # for people: each differing question says which run got it right; a question only one run
     # scored is "not compared", in other words than the list's
-    (tmp_path / "b_partial.jsonl").write_text("".join((tmp_path / "b.jsonl").read_text().splitlines(True)[:-2]))
+    (tmp_path / "b_partial.jsonl").write_text(
+        "".join((tmp_path / "b.jsonl").read_text().splitlines(True)[:-2])
+    )
     text = _invoke("--compare", tmp_path / "a.jsonl", tmp_path / "b_partial.jsonl").stdout
     assert f"#{questions[0].index} right in a, wrong in b:" in " ".join(text.split())
     assert "not compared: 2 question(s) scored only in a, 0 only in b" in " ".join(text.split())
@@ -383,7 +385,10 @@ def test_predictions_for_some_questions_score_those_and_say_how_many_are_missing
     doc = json.loads(result.stdout.strip().splitlines()[-1])
     assert (doc["total"], doc["correct"], doc["unscored"]) == (5, 5, len(questions) - 5)
     said = " ".join(result.stderr.split())
-    assert f"has predictions for the first 5 of {len(questions)} questions: {len(questions) - 5} without one are not scored" in said
+    assert (
+        f"has predictions for the first 5 of {len(questions)} questions: {len(questions) - 5} without one are not scored"
+        in said
+    )
 
 
 @pytest.mark.parametrize(
