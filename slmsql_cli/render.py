@@ -41,10 +41,18 @@ def result_dict(result: ExecResult | None) -> dict[str, Any] | None:
     }
 
 
-def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
+# When there is no answer: what the `candidates` say, for a client of `serve` (`ask` names its options).
+NO_ANSWER_HINT_ANY = (
+    "the candidates show what each wrote and why it got no vote; more samples or tokens, or another "
+    "model, may help"
+)
+
+
+def answer_dict(answer: Answer, *, texts: bool = True, hint: str = NO_ANSWER_HINT_ANY) -> dict[str, Any]:
     """The `--json` document: everything a script needs, nothing it has to parse from prose.
     Without `texts` the candidates carry no completion text (`serve --mcp`: an assistant's context
-    need not hold every candidate's reasoning)."""
+    need not hold every candidate's reasoning). `error` and `hint` say why there is no answer
+    (None when there is one), in the words `ask` prints."""
     votes, total = answer.agreement
     generated, revised = answer.generation, answer.revision
     doc: dict[str, Any] = {
@@ -53,6 +61,7 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
         "columns": answer.result.columns if answer.result else [],
         "rows": [[_jsonable(v) for v in row] for row in answer.result.rows] if answer.result else [],
         "error": answer.failure,  # None when the SQL ran; the words `ask` prints after "error:"
+        "hint": hint if answer.failure else None,
         "truncated": bool(answer.result and answer.result.truncated),
         "votes": votes,
         "candidates_sampled": total,
@@ -81,9 +90,7 @@ NO_ANSWER_HINT = (
 
 def to_json(answer: Answer) -> str:
     """`ask --json`: the answer document, with the hint `ask` prints when it has no answer."""
-    doc = answer_dict(answer)
-    doc["hint"] = NO_ANSWER_HINT if answer.failure else None
-    return json.dumps(doc, ensure_ascii=False, default=str)
+    return json.dumps(answer_dict(answer, hint=NO_ANSWER_HINT), ensure_ascii=False, default=str)
 
 
 def to_csv(answer: Answer) -> str:
