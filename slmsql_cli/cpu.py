@@ -66,7 +66,7 @@ class ThreadChoice:
         cores = f"{self.cores} physical core{'s' if self.cores != 1 else ''}"
         if self.idle is None:
             return f"{many}: one per physical core ({cores}; their load cannot be read here)"
-        busy = f"other programs kept {1 - self.idle:.0%} of them busy"
+        busy = f"other programs kept {1 - self.idle:.0%} of them busy" if self.idle < 0.995 else "all idle"
         if self.threads >= self.cores:
             return f"{many}: one per physical core ({cores}; {busy})"
         return f"{many} of {cores}: {busy}, and a thread on a busy core stalls every step"
