@@ -170,3 +170,19 @@ def test_prompt_hint_names_only_options_prompt_has(singers: Path, scripted_engin
     prompt_options = {o for p in typer.main.get_command(app).commands["prompt"].params for o in p.opts}  # type: ignore[attr-defined]
     named = set(re.findall(r"--[a-z][a-z-]*", hint))
     assert named and named <= prompt_options, hint
+
+
+def test_stderr_wraps_at_word_boundaries_on_a_terminal_and_not_in_a_pipe() -> None:
+    import io
+
+    from slmsql_cli.cli.common import _Diagnostics
+
+    line = "2/2 candidates agreed · no merge needed · 12.3s (generate 10.1s, execute 0.0s) " * 2
+    terminal = _Diagnostics(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    terminal.print(line.strip())
+    wrapped = terminal.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert len(wrapped) > 1 and all(len(row) <= 80 for row in wrapped)
+    assert " ".join(wrapped).split() == line.split()  # no word cut in two
+    pipe = _Diagnostics(file=io.StringIO(), width=80)
+    pipe.print(line.strip())
+    assert pipe.file.getvalue() == line.strip() + "\n"  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from quantize import cached_gguf
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.common import StatusLine, err, out, user_errors
 from slmsql_cli.errors import UserError
 from slmsql_cli.evaluation import ENGINES
 
@@ -296,7 +296,7 @@ def _sibling_tables(questions: Path) -> Path | None:
 def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
     from slmsql_cli.pipeline import Pipeline
 
-    with err.status("loading the model…") as status:
+    with StatusLine("loading the model…") as status:
         return Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
         )

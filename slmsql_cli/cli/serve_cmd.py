@@ -10,7 +10,7 @@ from rich.markup import escape
 from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, user_errors
+from slmsql_cli.cli.common import StatusLine, err, user_errors
 
 SERVER = "Server"
 
@@ -142,7 +142,7 @@ def serve(
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
-    with err.status("loading the model…") as status:
+    with StatusLine("loading the model…") as status:
         pipeline = Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
         )
