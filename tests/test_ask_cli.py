@@ -82,7 +82,7 @@ def test_ask_human_output_and_verbose(gemma_gguf: Path, tmp_path: Path) -> None:
         env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert proc.returncode in (0, 1), proc.stderr
-    assert "candidates" in proc.stdout  # the -v table
+    assert "candidates" in proc.stderr and "wrote: " in proc.stderr  # the -v table: a diagnostic
     assert "Traceback" not in proc.stderr
 
 
