@@ -103,7 +103,11 @@ def test_ask_bad_input_is_one_clear_line(
     monkeypatch.chdir(REPO)  # the relative paths above
     result = CliRunner().invoke(app, ["ask", *args])
     assert result.exit_code == 2
-    assert message in result.stderr.splitlines()[0]
+    # off a terminal, progress lines ("loading the model…") may come first: one error line, then its hint
+    lines = result.stderr.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1 and message in lines[errors[0]], result.stderr
+    assert lines[errors[0] + 1].startswith("hint:"), result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
