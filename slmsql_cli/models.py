@@ -147,15 +147,16 @@ def download_hint(repo_id: str) -> str:
     REPO`: the alias the repo is known by, the merge model the default generator needs, and how
     to use a GGUF file instead."""
     known = next((m for m in REGISTRY if m.repo == repo_id), None)
-    parts = [f"it is `--model {known.alias}` in `slmsql models`"] if known else []
+    option = "--merge-model" if known is not None and known.role == "merge" else "--model"
+    parts = [f"it is `{option} {known.alias}`"] if known else []
     if known is not None and known.alias == DEFAULT_MODEL:
         merge = lookup(DEFAULT_MERGE_MODEL)
         assert merge is not None
         parts.append(
-            f"answering with it also takes the merge model: `hf download {merge.repo}` "
-            f"({merge.alias}; `slmsql ask --no-merge` goes without)"
+            f"the merge model too: `hf download {merge.repo}` (`--merge-model {merge.alias}`; "
+            "`slmsql ask --no-merge` goes without)"
         )
-    parts.append("or use a GGUF file you have: `--model path/to/model.gguf`")
+    parts.append(f"or use a GGUF file you have: `{option} path/to/model.gguf`")
     return "; ".join(parts)
 
 

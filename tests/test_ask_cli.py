@@ -123,7 +123,10 @@ def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> Non
     # the hint: the exact download commands (generation and merge model), their aliases, a local GGUF
     hint = " ".join(proc.stderr.split("hint:", 1)[1].split())
     assert "`hf download cycloneboy/SLM-SQL-0.5B`" in hint and "`--model slm-sql-0.5b`" in hint
-    assert "`hf download cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct` (csc-merge-0.5b" in hint
+    assert (
+        "`hf download cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct` (`--merge-model csc-merge-0.5b`"
+        in hint
+    )
     assert "`--model path/to/model.gguf`" in hint and "huggingface-cli" not in hint
     assert "Traceback" not in proc.stderr
 
