@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 SAMPLE_SECONDS = 0.1
 
@@ -50,11 +51,54 @@ def physical_cores() -> int:
     return max(1, min(len(cores), available))
 
 
-def default_threads(sample_seconds: float = SAMPLE_SECONDS) -> int:
-    """Threads for llama.cpp now: the physical cores other programs leave idle (see the module)."""
+@dataclass(frozen=True)
+class ThreadChoice:
+    """How `default_threads` chose: the physical cores, the share of them other programs left
+    idle (None where /proc/stat cannot be read) and the threads that makes."""
+
+    cores: int
+    idle: float | None
+    threads: int
+
+    def reason(self) -> str:
+        """Why this many threads, in words (`bench` and `ask -v` print it)."""
+        many = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        cores = f"{self.cores} physical core{'s' if self.cores != 1 else ''}"
+        if self.idle is None:
+            return f"{many}: one per physical core ({cores}; their load cannot be read here)"
+        busy = f"other programs kept {1 - self.idle:.0%} of them busy" if self.idle < 0.995 else "all idle"
+        if self.threads >= self.cores:
+            return f"{many}: one per physical core ({cores}; {busy})"
+        return f"{many} of {cores}: {busy}, and a thread on a busy core stalls every step"
+
+
+# The last choice `default_threads` made in this process, for the commands that explain it.
+last_choice: ThreadChoice | None = None
+
+
+def choose_threads(sample_seconds: float = SAMPLE_SECONDS) -> ThreadChoice:
+    """Threads for llama.cpp now, and why: the physical cores other programs leave idle (see the module)."""
+    global last_choice
     cores = physical_cores()
     idle = idle_share(sample_seconds)
-    return cores if idle is None else max(1, min(cores, round(cores * idle)))
+    threads = cores if idle is None else max(1, min(cores, round(cores * idle)))
+    last_choice = ThreadChoice(cores, idle, threads)
+    return last_choice
+
+
+def default_threads(sample_seconds: float = SAMPLE_SECONDS) -> int:
+    """Threads for llama.cpp now: the physical cores other programs leave idle (see the module)."""
+    return choose_threads(sample_seconds).threads
+
+
+def explain_threads(threads: int, requested: int | None) -> str:
+    """Why a model runs on `threads` threads: --threads when it was given, else the last
+    measurement that chose the count."""
+    if requested is not None:
+        return f"{threads} thread{'s' if threads != 1 else ''}: --threads {requested}"
+    if last_choice is not None and last_choice.threads == threads:
+        return last_choice.reason()
+    return f"{threads} thread{'s' if threads != 1 else ''}"
 
 
 def idle_share(sample_seconds: float = SAMPLE_SECONDS) -> float | None:

@@ -19,6 +19,7 @@ class Engine(Protocol):
     path: Path  # the model file (its name is shown to the user, and keys caches)
     architecture: str  # GGUF general.architecture: picks a fallback chat template
     n_ctx_limit: int  # the longest context (prompt + answer) it takes, in tokens
+    threads: int  # CPU threads it computes with (`-v` says how many and why; 1 when not local)
 
     def tokenize(self, text: str) -> list[int]:
         """The tokens of `text`, special tokens parsed, no BOS added (the chat template writes it)."""

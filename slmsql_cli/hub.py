@@ -116,8 +116,8 @@ def hub_errors(repo_id: str, hint: str = "") -> Iterator[None]:
     except _network_errors() as exc:
         raise UserError(
             f"{repo_id} is not cached and Hugging Face cannot be reached ({type(exc).__name__})",
-            f"on a connected machine run `huggingface-cli download {repo_id}` (or copy its cache folder)"
-            + (f", {hint}" if hint else ""),
+            f"on a connected machine run `hf download {repo_id}` and copy its Hugging Face cache "
+            "folder here" + (f"; {hint}" if hint else ""),
         ) from None
 
 

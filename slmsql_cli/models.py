@@ -125,10 +125,10 @@ def resolve(spec: str, *, quant: str = DEFAULT_QUANT, export: Exporter | None = 
 def _from_hub(repo: str, quant: str, export: Exporter | None) -> Path:
     """A GGUF from a Hub repo (optionally `owner/name:file.gguf`), or a cached export of its safetensors.
 
-    What the local cache holds wins: `huggingface-cli download` refreshes a cached repo.
+    What the local cache holds wins: `hf download` refreshes a cached repo.
     """
     repo_id, _, filename = repo.partition(":")
-    hint = "or pass a local .gguf with --model"
+    hint = download_hint(repo_id)
     files = hub.cached_files(repo_id)
     if not filename:
         filename = pick_gguf(files) or ""
@@ -140,6 +140,36 @@ def _from_hub(repo: str, quant: str, export: Exporter | None) -> Path:
     if export is None and files:  # the repo is there and holds no GGUF: do not download it in vain
         raise UserError(f"{repo_id} has no GGUF file", f"export it first: slmsql export {repo_id}")
     return _export(str(hub.download_snapshot(repo_id, hint=hint)), quant, export)
+
+
+def download_hint(repo_id: str) -> str:
+    """What to do when `repo_id` is not cached and the Hub is out of reach, after `hf download
+    REPO`: the alias the repo is known by, the merge model the default generator needs, and how
+    to use a GGUF file instead."""
+    known = next((m for m in REGISTRY if m.repo == repo_id), None)
+    option = "--merge-model" if known is not None and known.role == "merge" else "--model"
+    parts = [f"it is `{option} {known.alias}`"] if known else []
+    if known is not None and known.alias == DEFAULT_MODEL:
+        merge = lookup(DEFAULT_MERGE_MODEL)
+        assert merge is not None
+        parts.append(
+            f"the merge model too: `hf download {merge.repo}` (`--merge-model {merge.alias}`; "
+            "`slmsql ask --no-merge` goes without)"
+        )
+    parts.append(f"or use a GGUF file you have: `{option} path/to/model.gguf`")
+    return "; ".join(parts)
+
+
+def search_places() -> list[tuple[str, str]]:
+    """Where `--model` looks, as (what, folder): `slmsql models` prints them."""
+    from huggingface_hub import constants
+
+    from slmsql_cli.cache import cache_dir
+
+    return [
+        ("the Hugging Face cache (HF_HUB_CACHE or HF_HOME moves it)", str(constants.HF_HUB_CACHE)),
+        ("GGUF exports of checkpoints (SLMSQL_CACHE_DIR moves it)", str(cache_dir() / "exports")),
+    ]
 
 
 def _export(checkpoint: str, quant: str, export: Exporter | None) -> Path:

@@ -188,9 +188,12 @@ class Pipeline:
         n: int,
         seed: int,
         on_token: Callable[[int], None] | None,
+        progress: Progress | None = None,
     ) -> SamplingRound:
         completions, stats = self._sample(engine, user_message, n, seed, on_token)
         sqls = [extract_sql(c.text) for c in completions]
+        if progress is not None:
+            progress(f"executing {sum(sql is not None for sql in sqls)} of {n} candidate(s)")
         results = db.run_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
             Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
@@ -259,9 +262,12 @@ class Pipeline:
             if self._tokens(pruned) <= room:
                 return pruned, schema
             names.pop()
+        # name only the limit that binds, so that the hint fits `prompt` too (no --max-tokens there)
         raise UserError(
             f"even the most relevant table of {db.name} does not fit the {room}-token prompt budget",
-            "raise --prompt-budget (and --context if you set it) or lower --max-tokens",
+            "raise --prompt-budget"
+            if room == self.config.prompt_budget
+            else "raise --context (or lower --max-tokens): the context must hold the prompt and the answer",
         )
 
     def _check_room(self, question: str, evidence: str, bare: str) -> int:
@@ -299,6 +305,7 @@ class Pipeline:
         on_token: Callable[[int], None] | None = None,
         *,
         matched_values: Values | None = None,
+        progress: Progress | None = None,
     ) -> SamplingRound:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
@@ -306,7 +313,7 @@ class Pipeline:
         message, schema = self.generation_message(db, question, evidence, matched_values=matched_values)
         built = time.perf_counter() - t
         db.target.prepare()  # a SQLite query worker starts while the model samples
-        generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token)
+        generated = self._round(db, self.engine, message, cfg.n, cfg.seed, on_token, progress)
         generated.pruned_schema, generated.build_seconds = schema, built
         return generated
 
@@ -319,6 +326,7 @@ class Pipeline:
         on_token: Callable[[int], None] | None = None,
         *,
         matched_values: Values | None = None,
+        progress: Progress | None = None,
     ) -> SamplingRound:
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
         if self.merge_engine is None or len(groups) < 2:
@@ -327,7 +335,7 @@ class Pipeline:
         message = merge_message(
             db, question, evidence, groups, use_values=cfg.use_values, matched_values=matched_values
         )
-        return self._round(db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token)
+        return self._round(db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token, progress)
 
     def ask(
         self,
@@ -347,7 +355,7 @@ class Pipeline:
         check_question(question, evidence)  # once; the prompts below are built from schema and values
         matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
-        generated = self.generate(db, question, evidence, on_token, matched_values=matched)
+        generated = self.generate(db, question, evidence, on_token, matched_values=matched, progress=say)
         round_done("generation", generated)
         wall, built = generated.stats.wall_seconds, generated.build_seconds
         timings = {"prompt": built, "generate": wall, "execute": time.perf_counter() - t_start - wall - built}
@@ -365,7 +373,7 @@ class Pipeline:
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
             answer.revision = self.revise(
-                db, question, evidence, generated.groups, on_token, matched_values=matched
+                db, question, evidence, generated.groups, on_token, matched_values=matched, progress=say
             )
             round_done("merge", answer.revision)
             winner = answer.revision.winner

@@ -43,17 +43,27 @@ def _result_fields(result: ExecResult) -> dict[str, Any]:
     }
 
 
-def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
+# When there is no answer: what the `candidates` say, for a client of `serve` (`ask` names its options).
+NO_ANSWER_HINT_ANY = (
+    "the candidates show what each wrote and why it got no vote; more samples or tokens, or another "
+    "model, may help"
+)
+
+
+def answer_dict(answer: Answer, *, texts: bool = True, hint: str = NO_ANSWER_HINT_ANY) -> dict[str, Any]:
     """The `--json` document: everything a script needs, nothing it has to parse from prose.
     Without `texts` the candidates carry no completion text (`serve --mcp`: an assistant's context
-    need not hold every candidate's reasoning)."""
+    need not hold every candidate's reasoning). `error` and `hint` say why there is no answer
+    (None when there is one), in the words `ask` prints."""
     votes, total = answer.agreement
     generated, revised = answer.generation, answer.revision
     doc: dict[str, Any] = {
         "question": answer.question,
         "sql": answer.sql,
-        # the same result fields as serve's /v1/sql and run_sql
+        # the same result fields as serve's /v1/sql and run_sql; then the outcome in ask's words
         **_result_fields(answer.result or ExecResult(error="no SQL found in the model's output")),
+        "error": answer.failure,  # None when the SQL ran; the words `ask` prints after "error:"
+        "hint": hint if answer.failure else None,
         "votes": votes,
         "candidates_sampled": total,
         "merged": answer.merged,
@@ -72,8 +82,16 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     return doc
 
 
+# What `ask` says after "error:" when the model's SQL gave no answer (Answer.failure), in every mode.
+NO_ANSWER_HINT = (
+    "-v shows what each candidate wrote and why it got no vote (--json has the whole text); "
+    "a larger -n or --max-tokens, or another --model, may help"
+)
+
+
 def to_json(answer: Answer) -> str:
-    return json.dumps(answer_dict(answer), ensure_ascii=False, default=str)
+    """`ask --json`: the answer document, with the hint `ask` prints when it has no answer."""
+    return json.dumps(answer_dict(answer, hint=NO_ANSWER_HINT), ensure_ascii=False, default=str)
 
 
 def to_csv(answer: Answer) -> str:
@@ -149,31 +167,32 @@ def summary_line(answer: Answer) -> Text:
     return Text(" · ".join(parts), style="dim")
 
 
-def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50) -> None:
-    if verbose:
-        print_candidates(console, answer)
-    if answer.sql:
-        console.print(
-            Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
-        )
-    if answer.result is not None and answer.result.ok:
-        console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
-    elif answer.result is not None:
-        console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
-    else:
-        console.print(
-            Text(
-                "the model wrote no SQL (-v shows what it wrote; a larger -n or another model may help)",
-                style="red",
-            )
-        )
-    console.print(summary_line(answer))
+def print_answer(console: Console, answer: Answer, *, max_rows: int = 50) -> None:
+    """The answer, for people: its SQL and the result table. Only an answer whose SQL ran is
+    printed; why there is none is the caller's error line (`Answer.failure`, NO_ANSWER_HINT)."""
+    if answer.failure is not None or answer.sql is None or answer.result is None:
+        return
+    console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+    console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
+
+
+def text_excerpt(text: str, limit: int) -> str:
+    """A completion on one line (runs of white space made one space), cut after `limit`
+    characters with a note of how much is left; never cut with "…", which reads as part of it."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return f"{cut} [+{len(flat) - len(cut)} characters; --json has the whole text]"
 
 
 def print_candidates(console: Console, answer: Answer) -> None:
+    """`-v`: every candidate with its vote group, its SQL, why it got no vote, and what it wrote
+    (about three lines of it; `--json` has the whole text)."""
     rounds = [("candidates", answer.generation)]
     if answer.revision is not None:
         rounds.append(("merge revisions", answer.revision))
+    limit = max(60, 3 * (console.width - 20))
     for title, sampled in rounds:
         cands, groups = sampled.candidates, sampled.groups
         if not cands:
@@ -181,20 +200,17 @@ def print_candidates(console: Console, answer: Answer) -> None:
         table = Table(title=title, show_lines=True)
         table.add_column("#", justify="right")
         table.add_column("group", justify="right")
-        table.add_column("SQL / error", overflow="fold")
+        table.add_column("SQL · why no vote · what it wrote", overflow="fold")
         for i, (c, voted) in enumerate(zip(cands, candidate_dicts(cands, groups, text=False))):
             g = voted["group"]  # the vote's own record of the candidate: its group and why not
             label = f"{g + 1} ({voted['votes']} votes)" if g is not None else "-"
-            err = voted["error"]
-            body = (
-                RichGroup(
-                    Syntax(c.sql or "", "sql", word_wrap=True, background_color="default"),
-                    Text(err or "", style="red"),
-                )
-                if c.sql
-                else Text(err or "", style="red")
-            )
-            table.add_row(str(i + 1), label, body)
+            parts: list[Any] = []
+            if c.sql:
+                parts.append(Syntax(c.sql, "sql", word_wrap=True, background_color="default"))
+            if voted["error"]:
+                parts.append(Text(voted["error"], style="red"))
+            parts.append(Text("wrote: " + text_excerpt(c.text, limit), style="dim"))
+            table.add_row(str(i + 1), label, RichGroup(*parts))
         console.print(table, soft_wrap=False)
 
 

@@ -82,7 +82,7 @@ def test_ask_human_output_and_verbose(gemma_gguf: Path, tmp_path: Path) -> None:
         env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert proc.returncode in (0, 1), proc.stderr
-    assert "candidates" in proc.stdout  # the -v table
+    assert "candidates" in proc.stderr and "wrote: " in proc.stderr  # the -v table: a diagnostic
     assert "Traceback" not in proc.stderr
 
 
@@ -103,7 +103,11 @@ def test_ask_bad_input_is_one_clear_line(
     monkeypatch.chdir(REPO)  # the relative paths above
     result = CliRunner().invoke(app, ["ask", *args])
     assert result.exit_code == 2
-    assert message in result.stderr.splitlines()[0]
+    # off a terminal, progress lines ("loading the model…") may come first: one error line, then its hint
+    lines = result.stderr.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1 and message in lines[errors[0]], result.stderr
+    assert lines[errors[0] + 1].startswith("hint:"), result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
@@ -116,6 +120,14 @@ def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> Non
     proc = slmsql("ask", "--db", str(DEMO), "How many books are there?", env=env)
     assert proc.returncode == 2
     assert "cycloneboy/SLM-SQL-0.5B" in proc.stderr and "not cached" in proc.stderr
+    # the hint: the exact download commands (generation and merge model), their aliases, a local GGUF
+    hint = " ".join(proc.stderr.split("hint:", 1)[1].split())
+    assert "`hf download cycloneboy/SLM-SQL-0.5B`" in hint and "`--model slm-sql-0.5b`" in hint
+    assert (
+        "`hf download cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct` (`--merge-model csc-merge-0.5b`"
+        in hint
+    )
+    assert "`--model path/to/model.gguf`" in hint and "huggingface-cli" not in hint
     assert "Traceback" not in proc.stderr
 
 

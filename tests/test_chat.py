@@ -37,7 +37,8 @@ def test_second_question_reuses_the_cached_prompt(gemma_gguf: Path, tmp_path: Pa
         cwd=REPO,
         env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
     )
-    assert proc.returncode == 0, proc.stderr
+    # Gemma 270M may write no SQL in 16 tokens: that question has no answer, which exits 1
+    assert proc.returncode in (0, 1), proc.stderr
     stats = [tuple(map(int, m)) for m in re.findall(r"prompt (\d+) tokens, (\d+) evaluated", proc.stderr)]
     assert len(stats) == 2, proc.stderr
     (total1, evaluated1), (total2, evaluated2) = stats

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli.cpu import cpu_name, default_threads, idle_share, physical_cores
+from slmsql_cli import cpu
+from slmsql_cli.cpu import ThreadChoice, cpu_name, default_threads, idle_share, physical_cores
 from slmsql_cli.engine import Engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,10 +37,24 @@ def test_every_allowed_cpu_busy_means_one_thread() -> None:
         time.sleep(0.3)  # started and spinning
         assert idle_share(0.3) == pytest.approx(0.0, abs=0.35)
         assert default_threads(0.3) == 1
+        if physical_cores() > 1:  # and the reason says so, for `bench` and `ask -v`
+            reason = cpu.explain_threads(1, None)
+            assert reason.startswith(f"1 thread of {physical_cores()} physical cores: other programs kept")
+            assert "busy" in reason
     finally:
         for p in spinners:
             p.kill()
             p.wait()
+
+
+def test_the_reason_for_the_thread_count() -> None:
+    assert ThreadChoice(4, 1.0, 4).reason() == "4 threads: one per physical core (4 physical cores; all idle)"
+    assert ThreadChoice(2, 0.52, 1).reason() == (
+        "1 thread of 2 physical cores: other programs kept 48% of them busy, and a thread on a busy "
+        "core stalls every step"
+    )
+    assert ThreadChoice(8, None, 8).reason().endswith("(8 physical cores; their load cannot be read here)")
+    assert cpu.explain_threads(3, 3) == "3 threads: --threads 3"
 
 
 def test_threads_and_gpu_layers_given_are_used(gemma_gguf: Path) -> None:
@@ -64,3 +79,4 @@ def test_bench_says_which_device_ran(gemma_gguf: Path, tmp_path: Path) -> None:
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["device"] == f"CPU {cpu_name()}, 1 thread" and doc["threads"] == 1
     assert f"CPU {cpu_name()}, 1 thread" in proc.stdout  # the table's title
+    assert "threads: 1 thread: --threads 1" in proc.stderr  # how many threads, and why

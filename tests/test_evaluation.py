@@ -369,6 +369,35 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
     assert (doc["only_a"], doc["only_b"], doc["both_correct"]) == (wrong, 0, len(questions) - wrong)
     assert {d["index"] for d in doc["differ"]} == {q.index for q in questions if q.index % 4 == 0}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # for people: each differing question says which run got it right; a question only one run
+    # scored is "not compared", in other words than the list's
+    (tmp_path / "b_partial.jsonl").write_text(
+        "".join((tmp_path / "b.jsonl").read_text().splitlines(True)[:-2])
+    )
+    text = _invoke("--compare", tmp_path / "a.jsonl", tmp_path / "b_partial.jsonl").stdout
+    assert f"#{questions[0].index} right in a, wrong in b:" in " ".join(text.split())
+    assert "not compared: 2 question(s) scored only in a, 0 only in b" in " ".join(text.split())
+    assert "only in b:" not in text and "only a right" not in text
+
+
+def test_predictions_for_some_questions_score_those_and_say_how_many_are_missing(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    questions_file, db_dir = _sets(data_dir)["chinook"]
+    from slmsql_cli.eval.questions import load_questions
+
+    questions, _ = load_questions(questions_file)
+    preds = tmp_path / "first5.sql"
+    preds.write_text("".join(q.gold.replace("\n", " ") + "\n" for q in questions[:5]))
+    result = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (doc["total"], doc["correct"], doc["unscored"]) == (5, 5, len(questions) - 5)
+    said = " ".join(result.stderr.split())
+    assert (
+        f"has predictions for the first 5 of {len(questions)} questions: {len(questions) - 5} without one are not scored"
+        in said
+    )
 
 
 @pytest.mark.parametrize(
@@ -378,7 +407,7 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
         (["-q", "{q}", "--db-dir", "{d}"], "either --model"),
         (["-q", "{q}", "--db-dir", "{d}", "--predictions", "{p}", "--model", "x"], "either --model"),
         (["-q", "nope.json", "--db-dir", "{d}", "--predictions", "{p}"], "questions file not found"),
-        (["-q", "{q}", "--db-dir", "{d}", "--predictions", "{short}"], "1 predictions for 84 questions"),
+        (["-q", "{q}", "--db-dir", "{d}", "--predictions", "{long}"], "90 predictions for 84 questions"),
         (["-q", "{q}", "--db-dir", "{tmp}", "--predictions", "{p}"], "no database for db_id 'chinook'"),
         (
             ["-q", "{q}", "--db-dir", "{d}", "--predictions", "{p}", "--format", "bird"],
@@ -391,12 +420,12 @@ def test_cli_user_errors(data_dir: Path, tmp_path: Path, args: list[str], messag
     questions_file, db_dir = _sets(data_dir)["chinook"]
     questions, _ = qfile.load_questions(questions_file)
     preds = _gold_file(questions, tmp_path / "p.sql")
-    (tmp_path / "short.sql").write_text("SELECT 1\n")
+    (tmp_path / "long.sql").write_text("SELECT 1\n" * 90)
     subst = {
         "{q}": str(questions_file),
         "{d}": str(db_dir),
         "{p}": str(preds),
-        "{short}": str(tmp_path / "short.sql"),
+        "{long}": str(tmp_path / "long.sql"),
         "{tmp}": str(tmp_path),
     }
     result = _invoke(*[subst.get(a, a) for a in args])

@@ -539,8 +539,6 @@ def test_export_of_a_hub_repo_id_needs_no_network_once_cached(
     assert doc["verification"]["passed"] and out.read_bytes()[:4] == b"GGUF"
     res = runner.invoke(app, ["export", "acme/not-downloaded", "--out", str(tmp_path / "no.gguf")])
     assert (
-        res.exit_code == 2
-        and "not cached" in res.output
-        and "huggingface-cli download acme/not-downloaded" in res.output
+        res.exit_code == 2 and "not cached" in res.output and "hf download acme/not-downloaded" in res.output
     )
     assert "Traceback" not in res.output and not (tmp_path / "no.gguf").exists()

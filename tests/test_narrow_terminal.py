@@ -74,7 +74,9 @@ def test_models_reads_well(width: int, tmp_path: Path) -> None:
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "SLMSQL_CACHE_DIR": str(tmp_path / "c")}
     proc = slmsql("models", width=width, env=env)
     assert proc.returncode == 0, proc.stderr
-    text = proc.stdout
+    # the folders models are looked for in stay whole on their own lines, however long, to be copied
+    folders = [line for line in proc.stdout.splitlines() if line.startswith("    /")]
+    text = "\n".join(line for line in proc.stdout.splitlines() if line not in folders)
     tables = header_cells(text)
     check_layout(text, width, tables)
     columns = {h for table in tables for h in table}
@@ -83,6 +85,9 @@ def test_models_reads_well(width: int, tmp_path: Path) -> None:
     for model in REGISTRY:  # alias and repo id whole, on one line each: they are what users copy
         assert any(model.alias in line for line in lines), model.alias
         assert any(model.repo in line for line in lines), model.repo
+    # where models are looked for, each folder whole on its line, and the download command
+    assert "Models are looked for in:" in lines and f"    {tmp_path / 'hf' / 'hub'}" in folders
+    assert f"  hf download {REGISTRY[0].repo}" in lines
 
 
 def test_models_uses_one_table_when_it_fits(tmp_path: Path) -> None:
@@ -200,6 +205,8 @@ def test_bench_and_candidates_read_well(gemma_gguf: Path, tmp_path: Path) -> Non
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr
     # Prose lines (the SQL, the summary) are left to the terminal to wrap, so that they pipe whole.
-    rows = [line for line in proc.stdout.splitlines() if set(line) & set("│┃┏┡└")]
+    # -v's candidates are diagnostics: stderr, which is not a terminal here, read at COLUMNS
+    rows = [line for line in proc.stderr.splitlines() if set(line) & set("│┃┏┡└")]
     assert rows and all(len(line) <= 80 for line in rows), [line for line in rows if len(line) > 80]
-    assert header_cells(proc.stdout)[0] == ["#", "group", "SQL / error"]
+    assert header_cells(proc.stderr)[0] == ["#", "group", "SQL · why no vote · what it wrote"]
+    assert "wrote: " in proc.stderr

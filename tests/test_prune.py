@@ -189,6 +189,7 @@ def test_prompt_with_a_real_model_shows_the_question_tables_within_the_budget(
     text = result.stdout
     assert "CREATE TABLE albums" in text and "CREATE TABLE artists" in text and "'AC/DC'" in text
     assert "sensor_" not in text and "CREATE TABLE reviews" not in text
+    assert "the schema was cut to" in result.stderr and "of 63 tables" in result.stderr  # and says so
     with Engine(gemma_gguf) as engine:
         assert len(engine.tokenize(chat_text(engine, text))) <= 700
     # Without --model the prompt command prints the whole schema, as before.

@@ -23,7 +23,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (["ask", "--db", DEMO, "--temperature", "inf", "q"], "Invalid value for '--temperature'"),
         (["ask", "--db", DEMO, "-n", "0", "q"], "Invalid value for '-n'"),
-        (["ask", "--db", DEMO], "Missing argument 'question'"),
+        (["ask", "--db", DEMO], "Missing argument 'QUESTION'"),
         (["prompt", "--db", DEMO, "--no-such-option", "q"], "No such option: --no-such-option"),
         (["no-such-command"], "No such command 'no-such-command'"),
     ],

@@ -7,19 +7,45 @@ transformers are imported inside the command functions so that `slmsql --help` s
 
 from __future__ import annotations
 
+import inspect
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from slmsql_cli import __version__
 
+
+def _plain_help_option(option: Any, panel: str | None) -> Any:
+    """--help as a flag with no `<bool>` label, in `panel` (a command's Output panel)."""
+    if option is not None:
+        option.metavar = ""
+        option.rich_help_panel = panel
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        panels = {getattr(p, "rich_help_panel", None) for p in self.params}
+        return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_help_option(super().get_help_option(ctx), None)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="slmsql",
     help=(
-        "Ask your SQLite database questions in plain language. A small Text-to-SQL model "
-        "(SLM-SQL, 0.5B-1.5B parameters) runs on your CPU through llama.cpp: it samples several "
-        "SQL candidates, executes them read-only, votes by result and lets a merge model revise "
-        'the top two.\n\nStart with:  slmsql ask --db music.sqlite "How many albums are there?"'
+        "Ask your database questions in plain language.\n\n"
+        "A small Text-to-SQL model (SLM-SQL, 0.5B-1.5B parameters) runs on your CPU through "
+        "llama.cpp: it samples several SQL candidates, runs them read-only, votes by result and "
+        "lets a merge model revise the top two.\n\n"
+        "Start with the database that comes with slmsql:\n\n"
+        '  slmsql ask -d slmsql_cli/data/bookshop.sqlite "How many books are there?"'
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -37,7 +63,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."
     ),
 ) -> None:
     pass
@@ -62,6 +88,23 @@ def _register() -> None:
 _register()
 
 
+def reflow(doc: str) -> str:
+    """A docstring as --help shows it: each prose paragraph on one line, so that rich wraps it to
+    the terminal's width (typer's rich mode keeps the source's line breaks, which wrap raggedly
+    in a terminal narrower than the source), and indented paragraphs (examples) line by line."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if all(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split()) for p in paragraphs
+    )
+
+
+for _command in app.registered_commands:
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = reflow(_command.callback.__doc__)
+    if _command.cls in (None, TyperCommand):
+        _command.cls = _Command
+
+
 def main() -> None:
     """The console entry point: usage errors (a bad option value, a missing argument) are one line
     and a hint like every other error, instead of click's framed box."""
@@ -72,8 +115,7 @@ def main() -> None:
 
     try:
         code = app(prog_name="slmsql", standalone_mode=False)
-    except click.NoArgsIsHelpError as exc:
-        typer.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+    except click.NoArgsIsHelpError as exc:  # rich has printed the help already, building the error
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "slmsql"

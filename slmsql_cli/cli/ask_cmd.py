@@ -10,8 +10,7 @@ import typer
 from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
-from slmsql_cli.errors import UserError
+from slmsql_cli.cli.common import EXIT_NO_ANSWER, AskStatus, StatusLine, err, fail, out, user_errors
 
 
 @app.command("ask")
@@ -20,7 +19,7 @@ def ask(
     ctx: typer.Context,
     db: opt.Db,
     question: str = typer.Argument(
-        ..., help='Your question, in any language, e.g. "How many albums are there?"'
+        ..., metavar="QUESTION", show_default=False, help="Your question, in any language."
     ),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
@@ -36,84 +35,105 @@ def ask(
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     evidence: str = typer.Option(
-        "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
+        "",
+        "--evidence",
+        "-e",
+        metavar="TEXT",
+        show_default=False,
+        help="Extra knowledge (BIRD's evidence), put before the question.",
+        rich_help_panel=opt.DATA,
     ),
     tables: Path | None = typer.Option(
-        None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
+        None,
+        "--tables",
+        metavar="FILE",
+        help="Spider/BIRD tables.json for the database (adds column comments).",
+        rich_help_panel=opt.DATA,
     ),
     db_id: str | None = typer.Option(
-        None, "--db-id", help="The database's id in --tables (default: the file name)."
+        None,
+        "--db-id",
+        metavar="ID",
+        help="The database's id in --tables (default: the file name).",
+        rich_help_panel=opt.DATA,
     ),
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object: SQL, columns, rows, candidates, votes, timings."
+        False,
+        "--json",
+        metavar="",
+        help="One JSON object: SQL, rows, candidates, error, hint.",
+        rich_help_panel=opt.OUTPUT,
     ),
-    as_csv: bool = typer.Option(False, "--csv", help="Print the result rows as CSV."),
-    sql_only: bool = typer.Option(False, "--sql-only", help="Print only the winning SQL."),
+    as_csv: bool = typer.Option(
+        False, "--csv", metavar="", help="The result rows as CSV.", rich_help_panel=opt.OUTPUT
+    ),
+    sql_only: bool = typer.Option(
+        False, "--sql-only", metavar="", help="Only the winning SQL.", rich_help_panel=opt.OUTPUT
+    ),
     max_rows: int = typer.Option(
-        50, "--max-rows", min=1, help="Rows to show in the table (all rows go to --json/--csv)."
+        50,
+        "--max-rows",
+        callback=opt.bounded(1),
+        metavar="N",
+        show_default=False,
+        help="Rows in the table (default 50; --json, --csv: all).",
+        rich_help_panel=opt.OUTPUT,
     ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show every candidate with its vote group or error."
-    ),
+    verbose: opt.Verbose = False,
 ) -> None:
-    """Answer a question about a database: sample SQL candidates, execute, vote, merge.
+    """Answer a question about a database: sample SQL candidates, run them, vote, merge.
 
-    The database is opened read-only; a candidate that tries to write is rejected and gets no vote.
-    On DuckDB and PostgreSQL the model's SQLite SQL is translated (sqlglot) and run there; a
-    candidate that cannot be translated gets no vote (-v says why).
-    CSV, TSV, JSON, Parquet and Excel files (or a folder of them) are imported once into a cached
-    SQLite copy, one table per file.
+    The database is opened read-only. DuckDB and PostgreSQL run the model's SQL translated from
+    SQLite; data files are imported once into a cached SQLite copy, one table per file.
+
+    The answer (SQL and rows, or --json, --csv, --sql-only) goes to stdout; progress, the vote
+    summary and -v to stderr. Exit 0: an answer. 1: none of the model's SQL ran (error and hint
+    on stderr, and in --json). 2: bad input. 70: llama.cpp crashed. 130: interrupted.
 
     Examples:
 
-      slmsql ask --db slmsql_cli/data/bookshop.sqlite "Which author wrote the most books?"
-
-      slmsql ask --db shop.sqlite -n 8 --json "Total sales per month in 2024"
-
-      slmsql ask --db postgresql://reader@localhost:5432/shop "Which product sells best?"
-
-      slmsql ask --db orders.csv --db customers.parquet "Which customer placed the most orders?"
+      slmsql ask -d slmsql_cli/data/bookshop.sqlite "Who wrote the most books?"
+      slmsql ask -d shop.duckdb -n 8 --json "Total sales per month in 2024"
+      slmsql ask -d postgresql://reader@localhost/shop "Which product sells best?"
+      slmsql ask -d orders.csv -d customers.parquet "Who ordered the most?"
     """
+    from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
-    from slmsql_cli.render import print_answer, to_csv, to_json
+    from slmsql_cli.render import (
+        NO_ANSWER_HINT,
+        print_answer,
+        print_candidates,
+        summary_line,
+        to_csv,
+        to_json,
+    )
 
     if sum([as_json, as_csv, sql_only]) > 1:
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = opt.ask_config(ctx.params)
-    with (
-        err.status("loading the model…") as status,
-        Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        ) as pipeline,
-    ):
-        generated = [0]
-
-        def tick(_seq: int) -> None:
-            generated[0] += 1
-            if generated[0] % 16 == 0:
-                status.update(f"sampling: {generated[0]} tokens…")
-
-        answer = pipeline.ask(
-            database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
-        )
-    if (as_csv or sql_only) and answer.failure:  # nothing usable to print: say why, not a blank line
-        raise UserError(
-            answer.failure,
-            "-v shows what each candidate wrote; a larger -n or --max-tokens, or another model, may help",
-            exit_code=1,
-        )
-    if as_json:
+    with StatusLine("loading the model…") as status:
+        steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
+        with Pipeline.load(
+            model, merge_model, config, progress=steps.progress, export=cached_gguf
+        ) as pipeline:
+            if verbose:
+                err.print(f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False)
+            answer = pipeline.ask(database, question, evidence, progress=steps.progress, on_token=steps.token)
+    if verbose:
+        print_candidates(err, answer)
+    if as_json:  # the document says everything, a failure included (its "error" and "hint")
         sys.stdout.write(to_json(answer) + "\n")
-    elif as_csv:
+    if answer.failure is not None:  # the same two lines in every mode, and the same exit code
+        raise fail(answer.failure, NO_ANSWER_HINT, EXIT_NO_ANSWER)
+    if as_csv:
         sys.stdout.write(to_csv(answer))
     elif sql_only:
         sys.stdout.write((answer.sql or "") + "\n")
-    else:
-        print_answer(out, answer, verbose=verbose, max_rows=max_rows)
-    if answer.result is None or not answer.result.ok:
-        raise typer.Exit(1)
+    elif not as_json:
+        print_answer(out, answer, max_rows=max_rows)
+        err.print(summary_line(answer))

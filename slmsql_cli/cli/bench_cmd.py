@@ -10,7 +10,7 @@ import typer
 from quantize import cached_gguf
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.common import StatusLine, err, out, user_errors
 
 
 @app.command("bench")
@@ -18,9 +18,22 @@ from slmsql_cli.cli.common import err, out, user_errors
 def bench(
     db: opt.Db,
     model: opt.Model = None,
-    ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
+    ns: str = typer.Option(
+        "1,4,8",
+        "-n",
+        metavar="N,N,...",
+        show_default=False,
+        help="Sample counts to time, 1-64 (default 1,4,8).",
+        rich_help_panel=opt.SAMPLING,
+    ),
     max_tokens: int = typer.Option(
-        256, "--max-tokens", min=1, help="Tokens generated per candidate (fixed length)."
+        256,
+        "--max-tokens",
+        callback=opt.bounded(1),
+        metavar="N",
+        show_default=False,
+        help="Tokens generated per candidate, a fixed length (default 256).",
+        rich_help_panel=opt.SAMPLING,
     ),
     threads: opt.Threads = None,
     gpu_layers: opt.GpuLayers = None,
@@ -29,21 +42,28 @@ def bench(
         "How many rows does the largest table have?",
         "--question",
         "-q",
-        help="Question whose prompt is timed.",
+        metavar="TEXT",
+        show_default=False,
+        help="The question whose prompt is timed.",
+        rich_help_panel=opt.DATA,
     ),
 ) -> None:
     """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.
 
     Every N evaluates the prompt from scratch and generates exactly --max-tokens per candidate, so
-    rows compare. The last line printed is one JSON object with the same figures, for scripts.
+    rows compare. It says on stderr how many threads run and why. The last line printed is one
+    JSON object with the same figures, for scripts.
 
-    Example:  slmsql bench --db slmsql_cli/data/bookshop.sqlite -n 1,4,8,16
+    Example:
+
+      slmsql bench -d slmsql_cli/data/bookshop.sqlite -n 1,4,8,16
     """
     from rich.table import Table
     from rich.text import Text
 
     from slmsql_cli import models
     from slmsql_cli.bench import report, run_bench
+    from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
     from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
@@ -55,10 +75,11 @@ def bench(
     if not counts or min(counts) < 1 or max(counts) > 64:
         raise typer.BadParameter("-n takes counts from 1 to 64, as ask's -n does")
     database = open_database(db)
-    with err.status("loading the model…"):
+    with StatusLine("loading the model…"):
         path = models.resolve(model or models.default_model(), export=cached_gguf)
         engine = Engine(path, threads=threads, gpu_layers=gpu_layers)
-    with engine, err.status(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
+    err.print(f"{engine.device}; threads: {explain_threads(engine.threads, threads)}", highlight=False)
+    with engine, StatusLine(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
         config = AskConfig(max_tokens=max_tokens, prompt_budget=prompt_budget)
         message, _pruned = Pipeline(engine, None, config).generation_message(database, question)
         prompt_text = chat_text(engine, message)

@@ -10,7 +10,16 @@ from rich.markup import escape
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
+from slmsql_cli.cli.common import (
+    EXIT_NO_ANSWER,
+    AskStatus,
+    StatusLine,
+    err,
+    fail,
+    load_pipeline,
+    out,
+    user_errors,
+)
 
 _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 
@@ -35,23 +44,25 @@ def chat(
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
+    verbose: opt.Verbose = False,
 ) -> None:
     """Ask question after question with the model kept loaded.
 
     The schema part of the prompt stays in llama.cpp's KV cache, so after the first question only
     the tokens that differ are evaluated. Each answer ends with its timings. Type 'exit' or press
-    Ctrl-D to leave.
+    Ctrl-D to leave. Questions can also come from a pipe, one per line; each answer then follows
+    its question, echoed as "> question".
 
     Examples:
 
-      slmsql chat --db slmsql_cli/data/bookshop.sqlite
-
-      slmsql chat --db exports/        (every CSV, JSON, Parquet and Excel file in the folder)
+      slmsql chat -d slmsql_cli/data/bookshop.sqlite
+      slmsql chat -d exports/      (every data file in the folder)
+      slmsql chat -d shop.sqlite < questions.txt > answers.txt
     """
+    from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import open_database
     from slmsql_cli.errors import UserError
-    from slmsql_cli.render import print_answer
+    from slmsql_cli.render import NO_ANSWER_HINT, print_answer, print_candidates, summary_line
 
     database = open_database(db)
     config = opt.ask_config(ctx.params)
@@ -60,28 +71,42 @@ def chat(
     # rather than ending the session with a UnicodeDecodeError.
     if isinstance(sys.stdin, io.TextIOWrapper):
         sys.stdin.reconfigure(errors="surrogateescape")
+    interactive = sys.stdin.isatty()
     failed = 0
     with pipeline:
         err.print(
-            f"[bold]slmsql chat[/] on {escape(database.name)} with {escape(pipeline.engine.path.name)}. Type 'exit' or Ctrl-D to leave."
+            f"[bold]slmsql chat[/] on {escape(database.name)} with {escape(pipeline.engine.path.name)}. "
+            "Type 'exit' or Ctrl-D to leave."
         )
+        if verbose:
+            err.print(f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False)
         while True:
             try:
-                question = input("? ").strip()
+                question = input("? " if interactive else "").strip()
             except EOFError:
                 break
             if not question:
                 continue
             if question.lower() in _EXIT_WORDS:
                 break
+            if not interactive:  # the transcript says which answer belongs to which question
+                out.print(f"> {question}", markup=False, highlight=False)
             try:
-                with err.status("thinking…") as status:
-                    answer = pipeline.ask(database, question, progress=lambda m: status.update(m + "…"))
+                with StatusLine("thinking…") as status:
+                    steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
+                    answer = pipeline.ask(database, question, progress=steps.progress, on_token=steps.token)
             except UserError as exc:
                 failed += 1
-                err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                fail(exc.message, exc.hint)
                 continue
-            print_answer(out, answer, verbose=verbose)
+            if verbose:
+                print_candidates(err, answer)
+            if answer.failure is not None:
+                failed += 1
+                fail(answer.failure, NO_ANSWER_HINT)
+            else:
+                print_answer(out, answer)
+                err.print(summary_line(answer))
             g = answer.generation.stats
             err.print(
                 f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
@@ -90,4 +115,4 @@ def chat(
             )
     if failed:  # like `sqlite3 < script`: keep going, but tell a script that something failed
         err.print(f"{failed} question(s) failed")
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_NO_ANSWER)

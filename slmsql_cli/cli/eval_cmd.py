@@ -33,21 +33,33 @@ def _engine(value: str) -> str:
 def eval_command(
     ctx: typer.Context,
     questions: Path | None = typer.Option(
-        None, "--questions", "-q", help="Spider or BIRD dev.json (a JSON list of questions with gold SQL)."
+        None,
+        "--questions",
+        "-q",
+        metavar="FILE",
+        help="Spider or BIRD dev.json (questions with gold SQL).",
+        rich_help_panel=opt.DATA,
     ),
     db_dir: Path | None = typer.Option(
         None,
         "--db-dir",
-        help="Folder of databases (<db_id>/<db_id>.sqlite), or one .sqlite file or data file (CSV, Parquet, ...). "
-        "To score on DuckDB or PostgreSQL, use --engine.",
+        metavar="DIR",
+        help="Folder of <db_id>/<db_id>.sqlite, or one database or data file.",
+        rich_help_panel=opt.DATA,
     ),
     tables: Path | None = typer.Option(
         None,
         "--tables",
-        help="tables.json for the prompts (default: tables.json, or the one *tables.json, next to --questions).",
+        metavar="FILE",
+        help="tables.json for the prompts (default: the one next to --questions).",
+        rich_help_panel=opt.DATA,
     ),
     fmt: str | None = typer.Option(
-        None, "--format", help="spider (test-suite execution match) or bird (set EX). Default: from the file."
+        None,
+        "--format",
+        metavar="spider|bird",
+        help="Spider's test-suite match or BIRD's set EX (default: from the file).",
+        rich_help_panel=opt.DATA,
     ),
     model: opt.Model = None,
     n: opt.Samples = opt.DEFAULTS.n,
@@ -67,41 +79,75 @@ def eval_command(
         None,
         "--predictions",
         "-p",
-        help="Score given SQL instead: one per line in question order (or BIRD's JSON).",
+        metavar="FILE",
+        help="Score given SQL instead: one per line in question order, or BIRD's JSON; "
+        "questions past the last one are not scored.",
+        rich_help_panel=opt.MODEL,
     ),
     results: Path | None = typer.Option(
-        None, "--out", "-o", help="JSONL file, one record per question; rerunning skips what is there."
+        None,
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="JSONL, one record per question; a rerun skips what is there.",
+        rich_help_panel=opt.OUTPUT,
     ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first K questions."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        callback=opt.bounded(1),
+        metavar="K",
+        help="Only the first K questions.",
+        rich_help_panel=opt.DATA,
+    ),
     timeout: float = typer.Option(
         30.0,
         "--timeout",
-        min=0.1,
-        callback=opt.finite,
-        help="Seconds one gold or predicted query may run (BIRD: 30).",
+        callback=opt.bounded(0.1),
+        metavar="SECONDS",
+        show_default=False,
+        help="Seconds one gold or predicted query may run (default 30, as BIRD).",
+        rich_help_panel=opt.PERFORMANCE,
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object (ex, correct, total, by_level) as the last line."
+        False,
+        "--json",
+        metavar="",
+        help="End with one JSON object: ex, correct, total, by_level.",
+        rich_help_panel=opt.OUTPUT,
     ),
     compare_files: tuple[Path, Path] | None = typer.Option(
-        None, "--compare", help="Show where two --out files differ (no evaluation runs)."
+        None,
+        "--compare",
+        metavar="A B",
+        help="Show where two --out files differ (no evaluation runs).",
+        rich_help_panel=opt.OUTPUT,
     ),
     plot_file: Path | None = typer.Option(
-        None, "--plot", help="Write a PNG chart of EX overall and by difficulty (needs matplotlib)."
+        None,
+        "--plot",
+        metavar="PNG",
+        help="Chart EX overall and by difficulty (needs matplotlib).",
+        rich_help_panel=opt.OUTPUT,
     ),
     engine: str = typer.Option(
         "sqlite",
         "--engine",
         callback=_engine,
-        help="sqlite, duckdb or postgres. Run the predictions in DuckDB or PostgreSQL: each database is copied there and each "
-        "predicted SQL transpiled from SQLite; the gold still runs on SQLite.",
+        metavar="NAME",
+        show_default=False,
+        help="Run the predictions on sqlite (default), duckdb or postgres: each database copied "
+        "there, the SQL transpiled; the gold runs on SQLite.",
+        rich_help_panel=opt.DATA,
     ),
     pg_url: str | None = typer.Option(
         None,
         "--pg-url",
         envvar="SLMSQL_PG_URL",
-        help="PostgreSQL server for --engine postgres (postgresql://user@host:port/postgres; password "
-        "from PGPASSWORD or ~/.pgpass). Each database goes into a scratch database, dropped after.",
+        metavar="URL",
+        help="PostgreSQL server for --engine postgres (a postgresql:// URL; password from "
+        "PGPASSWORD or ~/.pgpass); scratch databases, dropped after.",
+        rich_help_panel=opt.DATA,
     ),
 ) -> None:
     """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
@@ -110,15 +156,13 @@ def eval_command(
 
     Results go to --out as one JSON line per question; rerun the same command to resume after Ctrl-C.
 
-    Examples:
+    Examples (tests/data holds a subset of BIRD and Spider dev):
 
-      slmsql eval -q bird/dev.json --db-dir bird/dev_databases -n 8 --out bird.jsonl
-
-      slmsql eval -q spider/dev.json --db-dir spider/database --predictions pred.sql
-
+      slmsql eval -q tests/data/bird_dev/dev.json \\
+          --db-dir tests/data/bird_dev/dev_databases -m slm-sql-0.5b -o n8.jsonl
+      slmsql eval -q spider/dev.json --db-dir spider/database -p pred.sql
       slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
-
-      slmsql eval -q spider/dev.json --db-dir spider/database --predictions gold.sql --engine duckdb
+      slmsql eval -q dev.json --db-dir dbs/ -p gold.sql --engine duckdb
     """
     from slmsql_cli.eval import chart
     from slmsql_cli.eval import questions as question_files
@@ -150,12 +194,22 @@ def eval_command(
     db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
 
     preds: list[str] | None = None
+    unscored = 0
     if predictions is not None:
         preds = question_files.read_predictions(predictions)
-        if len(preds) != all_count and not (limit and len(preds) >= len(qs)):
+        if len(preds) > all_count:
             raise UserError(
                 f"{predictions} has {len(preds)} predictions for {all_count} questions",
                 "one SQL per line, in the order of the questions (write an empty line for no answer)",
+            )
+        if len(preds) < len(qs):  # answers for the first questions only: score those, say so
+            unscored = len(qs) - len(preds)
+            qs = qs[: len(preds)]
+            err.print(
+                f"{predictions} has predictions for the first {len(preds)} of {len(preds) + unscored} "
+                f"questions: {unscored} without one are not scored",
+                markup=False,
+                highlight=False,
             )
     config = opt.ask_config(ctx.params)
     run = ev.run_record(
@@ -216,9 +270,8 @@ def eval_command(
         label = result_files.run_label(records, str(predictions or model))
         err.print(f"chart written to {chart.plot([(label, records)], plot_file, fmt)}", markup=False)
     if as_json:
-        sys.stdout.write(
-            json.dumps({**summary, "format": fmt, "out": str(results) if results else None}) + "\n"
-        )
+        doc = {**summary, "format": fmt, "out": str(results) if results else None, "unscored": unscored}
+        sys.stdout.write(json.dumps(doc) + "\n")
     ev.check_gold_ran(records)
 
 
@@ -313,17 +366,18 @@ def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) ->
         table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
     console.print(table, soft_wrap=False)
-    console.print(
-        f"right in both: {result['both_correct']} · in neither: {result['neither']}"
-        + (
-            f" · only in a: {result['only_in_a']} · only in b: {result['only_in_b']}"
-            if result["only_in_a"] or result["only_in_b"]
-            else ""
+    console.print(f"right in both: {result['both_correct']} · right in neither: {result['neither']}")
+    if result["only_in_a"] or result["only_in_b"]:  # questions one run has and the other lacks
+        console.print(
+            f"not compared: {result['only_in_a']} question(s) scored only in a, "
+            f"{result['only_in_b']} only in b"
         )
-    )
     for d in result["differ"][:20]:
-        winner = "a" if d["a_correct"] else "b"
-        console.print(f"[dim]#{d['index']}[/] only {winner} right: {escape(d['question'])}", highlight=False)
+        winner, loser = ("a", "b") if d["a_correct"] else ("b", "a")
+        console.print(
+            f"[dim]#{d['index']}[/] right in {winner}, wrong in {loser}: {escape(d['question'])}",
+            highlight=False,
+        )
     if len(result["differ"]) > 20:
         console.print(f"[dim]… {len(result['differ']) - 20} more (--json lists all)[/]")
     if plot_file:

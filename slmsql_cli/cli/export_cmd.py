@@ -12,14 +12,16 @@ from rich.markup import escape
 from quantize.quantizer import ALIASES, FTYPES, RECIPES
 from slmsql_cli.cli import app
 from slmsql_cli.cli.common import err, out, user_errors
+from slmsql_cli.cli.options import OUTPUT, PERFORMANCE, bounded
 from slmsql_cli.errors import UserError
 from slmsql_cli.models import DEFAULT_QUANT
 
 QUANT_HELP = (
     f"A llama.cpp type ({', '.join(FTYPES)}) or a mixed recipe: "
     + "; ".join(f"{name} = {r.note}" for name, r in RECIPES.items())
-    + f". Default {DEFAULT_QUANT} (the type `ask` exports to; docs/PERFORMANCE.md compares them)."
+    + f". Default {DEFAULT_QUANT}, the type `ask` exports to."
 )
+QUANT = "Quantization"
 
 
 def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: str | None) -> str:
@@ -37,37 +39,67 @@ def _pick_quant(q4: bool, q5: bool, q8: bool, f16: bool, quant: str | None) -> s
 def export_cmd(
     checkpoint: str | None = typer.Argument(
         None,
-        help="A Hugging Face model folder (config.json, *.safetensors, tokenizer.json), a LoRA adapter folder, "
-        "a `slmsql train` run folder (its final checkpoint), or a Hugging Face repo id. "
-        "Default: the latest `slmsql train` output (runs/latest).",
+        metavar="[CHECKPOINT]",
+        help="A Hugging Face model folder or repo id, a LoRA adapter folder, or a `slmsql train` "
+        "run folder (default: the latest run, runs/latest).",
         show_default=False,
     ),
     out_path: Path | None = typer.Option(
-        None, "--out", "-o", help="The GGUF file to write (default: ./<model>-<QUANT>.gguf)."
+        None,
+        "--out",
+        "-o",
+        metavar="FILE",
+        help="The GGUF file to write (default: ./<model>-<QUANT>.gguf).",
+        rich_help_panel=OUTPUT,
     ),
     q4: bool = typer.Option(
         False,
         "--q4",
-        help="Q4_K_M: the smallest type that stays close to the original (about 5 bits per weight "
-        "on models whose width is not a multiple of 256, which fall back to Q5_0).",
+        metavar="",
+        help="Q4_K_M: the smallest type that stays close to the original (Q5_0 where the width "
+        "is not a multiple of 256).",
+        rich_help_panel=QUANT,
     ),
-    q5: bool = typer.Option(False, "--q5", help="Q5_K_M: a little larger, a little closer to the original."),
+    q5: bool = typer.Option(
+        False,
+        "--q5",
+        metavar="",
+        help="Q5_K_M: a little larger, a little closer to the original.",
+        rich_help_panel=QUANT,
+    ),
     q8: bool = typer.Option(
-        False, "--q8", help="Q8_0 (the default): nearly lossless; on the 0.5B models as fast as Q4_K_M."
+        False,
+        "--q8",
+        metavar="",
+        help="Q8_0 (the default): nearly lossless; on the 0.5B models as fast as Q4_K_M.",
+        rich_help_panel=QUANT,
     ),
-    f16: bool = typer.Option(False, "--f16", help="F16: no quantization (reference quality, largest)."),
-    quant: str | None = typer.Option(None, "--quant", help=QUANT_HELP),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
+    f16: bool = typer.Option(
+        False, "--f16", metavar="", help="F16: no quantization (largest).", rich_help_panel=QUANT
+    ),
+    quant: str | None = typer.Option(None, "--quant", metavar="TYPE", help=QUANT_HELP, rich_help_panel=QUANT),
+    force: bool = typer.Option(
+        False, "--force", "-f", metavar="", help="Overwrite the output file.", rich_help_panel=OUTPUT
+    ),
     verify: bool | None = typer.Option(
         None,
         "--verify/--no-verify",
-        help="Compare the GGUF's logits with the source model's (default: on when torch and transformers are installed).",
+        metavar="",
+        help="Compare the GGUF's logits with the source model's (default: when torch is installed).",
         show_default=False,
+        rich_help_panel=QUANT,
     ),
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for quantizing and verifying."
+        None,
+        "--threads",
+        callback=bounded(1),
+        metavar="N",
+        help="CPU threads for quantizing and verifying.",
+        rich_help_panel=PERFORMANCE,
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    as_json: bool = typer.Option(
+        False, "--json", metavar="", help="Print the result as one JSON object.", rich_help_panel=OUTPUT
+    ),
 ) -> None:
     """Convert a Hugging Face checkpoint to a GGUF that llama.cpp runs on a laptop, and check it.
 
@@ -84,10 +116,8 @@ def export_cmd(
     Examples:
 
       slmsql export runs/my-run/final --out sql-model.gguf
-
       slmsql export cycloneboy/SLM-SQL-0.5B --q8
-
-      slmsql ask --db shop.sqlite --model sql-model.gguf "How many orders are there?"
+      slmsql ask -d shop.sqlite -m sql-model.gguf "How many orders are there?"
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

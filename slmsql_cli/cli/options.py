@@ -2,16 +2,22 @@
 
 The defaults come from `AskConfig` (and through it `SamplingParams`): a command writes
 `n: opt.Samples = opt.DEFAULTS.n` and builds its config with `opt.ask_config(ctx.params)`.
+
+`--help` is written for an 80-column terminal: options sit in panels (MODEL, SAMPLING, DATA,
+OUTPUT, PERFORMANCE), a value is a short metavar (a flag has none, not `<bool>`), a range is
+checked by a callback rather than click's `min`/`max` (which print `[1<=x<=64]` beside every
+metavar and leave the help column 24 characters wide), and a default is part of the sentence.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import typer
 
+from slmsql_cli.models import DEFAULT_MERGE_MODEL, DEFAULT_MODEL
 from slmsql_cli.pipeline import AskConfig
 
 DEFAULTS = AskConfig()
@@ -43,11 +49,39 @@ def ask_config(params: Mapping[str, Any]) -> AskConfig:
     return AskConfig(**values)
 
 
+# --help panels, in the order commands list their options
+MODEL = "Model"
+SAMPLING = "Sampling"
+DATA = "Data"
+OUTPUT = "Output"
+PERFORMANCE = "Performance"
+
+
 def finite(value: float | None) -> float | None:
     """Option callback: refuse inf and nan, which pass click's min/max checks (nan compares false)."""
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"{value} is not a number slmsql can use; give a finite value")
     return value
+
+
+def bounded(low: float | None = None, high: float | None = None) -> Callable[[Any], Any]:
+    """An option callback that checks what click's `min`/`max` would (in click's words), and that
+    a float is finite, without printing the range beside the metavar in --help."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, float):
+            finite(value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                span = f"{low}<=x<={high}"
+            else:
+                span = f"x>={low}" if low is not None else f"x<={high}"
+            raise typer.BadParameter(f"{value} is not in the range {span}.")
+        return value
+
+    return check
 
 
 # Text, not Path: a Path would fold the `//` of a URL such as postgresql://host/db.
@@ -56,12 +90,11 @@ Db = Annotated[
     typer.Option(
         "--db",
         "-d",
-        help="The database, opened read-only: a SQLite or DuckDB file, or postgresql://user@host:port/dbname "
-        "(password from PGPASSWORD or ~/.pgpass). Or data files: CSV, TSV, JSON, JSON Lines, Parquet, "
-        "Excel (.xlsx), or a folder of them; repeat --db for several. They become one table per file "
-        "(per sheet) in a SQLite copy, made once and cached until the files change.",
-        metavar="<path|url>",
+        help="The database, read-only: a SQLite or DuckDB file, a postgresql:// URL, or data files "
+        "(CSV, JSON, Parquet, Excel, a folder; repeat --db).",
+        metavar="PATH|URL",
         show_default=False,
+        rich_help_panel=DATA,
     ),
 ]
 # serve's --db: the same text as ask's (files, folders, URLs), one database each, with a name.
@@ -73,8 +106,9 @@ ServeDb = Annotated[
         help="A database to serve, as NAME=DB or DB: anything ask's --db takes (a SQLite or DuckDB "
         "file, a postgresql:// URL, data files or a folder of them), named after the file or the "
         "URL's database when NAME= is left out. Repeat for several; clients name them, never paths.",
-        metavar="<[name=]path|url>",
+        metavar="NAME=DB",
         show_default=False,
+        rich_help_panel=DATA,
     ),
 ]
 Model = Annotated[
@@ -82,88 +116,162 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="A .gguf file, a Hugging Face repo id (owner/name[:file.gguf]) or an alias from `slmsql models`. Default: slm-sql-0.5b.",
+        help=f"A .gguf file, Hugging Face repo or `slmsql models` alias (default {DEFAULT_MODEL}).",
+        metavar="MODEL",
+        rich_help_panel=MODEL,
     ),
 ]
 MergeModel = Annotated[
     str | None,
     typer.Option(
         "--merge-model",
-        help="Model that revises the top two drafts (CSC-SQL). Default: csc-merge-0.5b with the default model, else the --model itself.",
+        help=f"Revises a split vote (default {DEFAULT_MERGE_MODEL}, or --model when given).",
+        metavar="MODEL",
+        rich_help_panel=MODEL,
     ),
 ]
 NoMerge = Annotated[
-    bool, typer.Option("--no-merge", help="Skip the corrective merge step (faster, less accurate).")
+    bool,
+    typer.Option(
+        "--no-merge", help="Skip the merge step (faster, less accurate).", metavar="", rich_help_panel=MODEL
+    ),
 ]
 Samples = Annotated[
     int,
     typer.Option(
-        "-n", "--samples", min=1, max=64, help="SQL candidates to sample and vote on (papers: 8-64)."
+        "-n",
+        "--samples",
+        callback=bounded(1, 64),
+        metavar="N",
+        show_default=False,
+        help=f"SQL candidates to vote on, 1-64 (default {DEFAULTS.n}).",
+        rich_help_panel=SAMPLING,
     ),
 ]
 MergeSamples = Annotated[
-    int, typer.Option("--merge-n", min=1, max=64, help="Revisions the merge model samples (paper: 8).")
+    int,
+    typer.Option(
+        "--merge-n",
+        callback=bounded(1, 64),
+        metavar="N",
+        show_default=False,
+        help=f"Revisions the merge model samples (default {DEFAULTS.merge_n}).",
+        rich_help_panel=SAMPLING,
+    ),
 ]
 Temperature = Annotated[
     float,
-    typer.Option("--temperature", "-t", min=0.0, callback=finite, help="Sampling temperature; 0 = greedy."),
+    typer.Option(
+        "--temperature",
+        "-t",
+        callback=bounded(0.0),
+        metavar="T",
+        show_default=False,
+        help=f"Sampling temperature; 0 = greedy (default {DEFAULTS.temperature}).",
+        rich_help_panel=SAMPLING,
+    ),
 ]
 MaxTokens = Annotated[
-    int, typer.Option("--max-tokens", min=16, help="Longest reasoning + SQL per candidate, in tokens.")
+    int,
+    typer.Option(
+        "--max-tokens",
+        callback=bounded(16),
+        metavar="N",
+        show_default=False,
+        help=f"Most tokens per candidate (default {DEFAULTS.max_tokens}).",
+        rich_help_panel=SAMPLING,
+    ),
 ]
-Seed = Annotated[int, typer.Option("--seed", min=0, help="Same seed, same candidates.")]
+Seed = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        callback=bounded(0),
+        metavar="N",
+        show_default=False,
+        help=f"Same seed, same candidates (default {DEFAULTS.seed}).",
+        rich_help_panel=SAMPLING,
+    ),
+]
 Threads = Annotated[
     int | None,
     # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
     typer.Option(
         "--threads",
-        min=1,
-        max=512,
-        help="CPU threads. Default: the physical cores that other programs leave idle (measured at start), "
-        "so a busy machine does not stall every step on a thread that shares a core.",
+        callback=bounded(1, 512),
+        metavar="N",
+        help="CPU threads (default: the physical cores other programs leave idle).",
+        rich_help_panel=PERFORMANCE,
     ),
 ]
 GpuLayers = Annotated[
     int | None,
     typer.Option(
         "--gpu-layers",
-        min=0,
+        callback=bounded(0),
         metavar="N",
-        help="Model layers to offload to the GPU; 0 = CPU only. Default: all, when the installed "
-        "llama.cpp has GPU offload (CUDA, Metal, Vulkan); else the CPU.",
+        help="Layers to offload to a GPU; 0 = CPU only (default: all, if llama.cpp has a GPU).",
+        rich_help_panel=PERFORMANCE,
     ),
 ]
 Context = Annotated[
     int | None,
     typer.Option(
         "--context",
-        min=512,
-        help="Cap the context window in tokens (less memory); it must hold the prompt and --max-tokens.",
+        callback=bounded(512),
+        metavar="TOKENS",
+        help="Cap the context window (less memory); it must hold the prompt and --max-tokens.",
+        rich_help_panel=PERFORMANCE,
     ),
 ]
 PromptBudget = Annotated[
     int,
     typer.Option(
         "--prompt-budget",
-        min=256,
+        callback=bounded(256),
         metavar="TOKENS",
-        help="Longest prompt to build, in tokens. A schema that does not fit is cut to the tables the "
-        "question names (and the tables they reference). The default is the longest prompt the "
-        "OmniSQL/SLM-SQL models were trained and evaluated with.",
+        show_default=False,
+        help=f"Longest prompt (default {DEFAULTS.prompt_budget}); a larger schema is cut to the "
+        "question's tables.",
+        rich_help_panel=PERFORMANCE,
     ),
 ]
 Timeout = Annotated[
     float,
-    typer.Option("--timeout", min=0.1, callback=finite, help="Seconds one candidate query may run."),
+    typer.Option(
+        "--timeout",
+        callback=bounded(0.1),
+        metavar="SECONDS",
+        show_default=False,
+        help=f"Seconds one candidate query may run (default {DEFAULTS.timeout:g}).",
+        rich_help_panel=PERFORMANCE,
+    ),
 ]
 NoValues = Annotated[
-    bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")
+    bool,
+    typer.Option(
+        "--no-values",
+        help="Don't look up database values the question mentions.",
+        metavar="",
+        rich_help_panel=DATA,
+    ),
 ]
 NoPromptCache = Annotated[
     bool,
     typer.Option(
         "--no-prompt-cache",
-        help="Neither load nor save evaluated prompts in the on-disk prompt cache (the same answers, "
-        "the whole prompt evaluated). SLMSQL_KV_CACHE_MB sets its size (default 1024; 0 turns it off).",
+        help="Don't load or save evaluated prompts on disk (SLMSQL_KV_CACHE_MB sizes the cache).",
+        metavar="",
+        rich_help_panel=PERFORMANCE,
+    ),
+]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Threads, and each candidate: SQL, vote, what it wrote.",
+        metavar="",
+        rich_help_panel=OUTPUT,
     ),
 ]

@@ -10,22 +10,38 @@ import typer
 
 from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import err, user_errors
+from slmsql_cli.cli.common import StatusLine, err, user_errors
 
 
 @app.command("prompt")
 @user_errors
 def prompt(
     db: opt.Db,
-    question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
+    question: str = typer.Argument(
+        ..., metavar="QUESTION", show_default=False, help="The question, in any language."
+    ),
     tables: Path | None = typer.Option(
-        None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."
+        None,
+        "--tables",
+        metavar="FILE",
+        help="Spider/BIRD tables.json for the database (adds column comments).",
+        rich_help_panel=opt.DATA,
     ),
     db_id: str | None = typer.Option(
-        None, "--db-id", help="The database's id in --tables (default: the file name without extension)."
+        None,
+        "--db-id",
+        metavar="ID",
+        help="The database's id in --tables (default: the file name without extension).",
+        rich_help_panel=opt.DATA,
     ),
     evidence: str = typer.Option(
-        "", "--evidence", "-e", help="Extra knowledge (BIRD 'evidence'), put before the question."
+        "",
+        "--evidence",
+        "-e",
+        metavar="TEXT",
+        show_default=False,
+        help="Extra knowledge (BIRD's evidence), put before the question.",
+        rich_help_panel=opt.DATA,
     ),
     no_values: opt.NoValues = False,
     model: Annotated[
@@ -33,8 +49,10 @@ def prompt(
         typer.Option(
             "--model",
             "-m",
-            help="Count tokens with this model's tokenizer and cut a schema larger than --prompt-budget "
-            "as `ask` does (the model is loaded, nothing is generated). Without it the full schema is printed.",
+            metavar="MODEL",
+            help="Count tokens with this model's tokenizer and cut a schema over --prompt-budget as "
+            "`ask` does (the model is loaded, nothing is generated). Without it: the whole schema.",
+            rich_help_panel=opt.MODEL,
         ),
     ] = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
@@ -44,15 +62,14 @@ def prompt(
     This is the text `ask` sends to the model after the system prompt: the OmniSQL schema block
     (with example values, and the values your question mentions listed first), the question, and
     CSC-SQL's output instructions. Use it to see what the model sees, to debug a wrong answer, or
-    to build training and evaluation data. No model is loaded unless --model is given.
+    to build training and evaluation data. No model is loaded unless --model is given; with it,
+    a schema cut to fit --prompt-budget is said on stderr.
 
     Examples:
 
-      slmsql prompt --db slmsql_cli/data/bookshop.sqlite "Which books did Flann O'Brien write?"
-
-      slmsql prompt --db car_1.sqlite --tables tables.json "How many car makers are there?" > p.txt
-
-      slmsql prompt --db sales.csv "What were the total sales in March?"
+      slmsql prompt -d slmsql_cli/data/bookshop.sqlite "Who wrote Dubliners?"
+      slmsql prompt -d car_1.sqlite --tables tables.json "How many makers?" > p.txt
+      slmsql prompt -d sales.csv "What were the total sales in March?"
     """
     from slmsql_cli.database import open_database
 
@@ -65,9 +82,18 @@ def prompt(
 
         config = AskConfig(use_values=not no_values, prompt_budget=prompt_budget)
         with (
-            err.status("loading the model…"),
+            StatusLine("loading the model…"),
             Pipeline(load_engine(model, config, cached_gguf), None, config) as p,
         ):
-            text, _pruned = p.generation_message(database, question, evidence)
+            text, pruned = p.generation_message(database, question, evidence)
+            room = p.prompt_room
+        if pruned is not None:
+            kept, total = len(pruned.tables), len(database.schema.tables)
+            err.print(
+                f"the schema was cut to {kept} of {total} tables to fit the {room}-token "
+                f"prompt budget: {', '.join(t.name for t in pruned.tables)} (raise --prompt-budget to see more)",
+                markup=False,
+                highlight=False,
+            )
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -11,6 +11,8 @@ from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, load_pipeline, user_errors
 
+SERVER = "Server"
+
 
 @app.command("serve")
 @user_errors
@@ -18,29 +20,52 @@ def serve(
     ctx: typer.Context,
     db: opt.ServeDb,
     mcp: bool = typer.Option(
-        False, "--mcp", help="Speak MCP over stdin/stdout (for AI assistants and editors)."
+        False,
+        "--mcp",
+        metavar="",
+        help="Speak MCP over stdin/stdout (AI assistants, editors).",
+        rich_help_panel=SERVER,
     ),
     http: bool = typer.Option(
-        False, "--http", help="Serve the HTTP API, its docs (/docs) and the web app (/)."
+        False,
+        "--http",
+        metavar="",
+        help="Serve the HTTP API, its docs (/docs) and the web app (/).",
+        rich_help_panel=SERVER,
     ),
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to listen on (--http). Not loopback: --token is required."
+        "127.0.0.1",
+        "--host",
+        metavar="ADDRESS",
+        show_default=False,
+        help="Address to listen on (default 127.0.0.1); another needs --token.",
+        rich_help_panel=SERVER,
     ),
     port: int = typer.Option(
-        8000, "--port", min=0, max=65535, help="Port to listen on (--http); 0 picks a free one."
+        8000,
+        "--port",
+        callback=opt.bounded(0, 65535),
+        metavar="PORT",
+        show_default=False,
+        help="Port to listen on (default 8000); 0 picks a free one.",
+        rich_help_panel=SERVER,
     ),
     token: str | None = typer.Option(
         None,
         "--token",
         envvar="SLMSQL_TOKEN",
-        help="Require 'Authorization: Bearer TOKEN' on every API route (--http).",
+        metavar="TOKEN",
+        help="Require 'Authorization: Bearer TOKEN' on every API route.",
+        rich_help_panel=SERVER,
     ),
     queue: int = typer.Option(
         8,
         "--queue",
-        min=1,
-        max=1024,
-        help="Questions that may wait for the model; more get 503 and Retry-After.",
+        callback=opt.bounded(1, 1024),
+        metavar="N",
+        show_default=False,
+        help="Questions that may wait for the model (default 8); more get 503.",
+        rich_help_panel=SERVER,
     ),
     max_queries: int = typer.Option(
         4,
@@ -53,12 +78,18 @@ def serve(
     request_timeout: float = typer.Option(
         300.0,
         "--request-timeout",
-        min=1.0,
-        callback=opt.finite,
-        help="Seconds a question may wait and run before it is cancelled.",
+        callback=opt.bounded(1.0),
+        metavar="SECONDS",
+        show_default=False,
+        help="Seconds a question may wait and run (default 300).",
+        rich_help_panel=SERVER,
     ),
     json_logs: bool = typer.Option(
-        False, "--json-logs", help="Log one JSON object per request (default: key=value words)."
+        False,
+        "--json-logs",
+        metavar="",
+        help="Log one JSON object per request (default: key=value words).",
+        rich_help_panel=SERVER,
     ),
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
@@ -85,11 +116,10 @@ def serve(
 
     Examples:
 
-      slmsql serve --mcp --db shop=shop.sqlite
-
-      slmsql serve --http --db sales=shop.sqlite --db music=chinook.sqlite --port 8000
-
-      curl -s localhost:8000/v1/ask -d '{"database": "sales", "question": "How many orders?"}'
+      slmsql serve --mcp -d shop=shop.sqlite
+      slmsql serve --http -d books=slmsql_cli/data/bookshop.sqlite --port 8000
+      curl -s localhost:8000/v1/ask \\
+          -d '{"database": "books", "question": "How many books are there?"}'
     """
     from slmsql_cli.errors import UserError
     from slmsql_cli.serve import require_extra

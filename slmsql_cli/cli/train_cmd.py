@@ -9,9 +9,11 @@ from typing import Any
 import typer
 
 from slmsql_cli.cli import app
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, user_errors
 from slmsql_cli.errors import UserError
 
+TRAINING = "Training"
 _TRAIN_PACKAGES = ("torch", "transformers", "trl", "datasets", "peft", "accelerate", "yaml", "matplotlib")
 
 
@@ -22,72 +24,126 @@ def train(
         None,
         "--stage",
         "-s",
+        metavar="sft|grpo",
         help="sft (supervised, on targets) or grpo (reinforcement, on execution rewards).",
+        rich_help_panel=TRAINING,
     ),
     task: str | None = typer.Option(
-        None, "--task", help="generate (SQL from a question; default) or merge (revise two drafts)."
+        None,
+        "--task",
+        metavar="TASK",
+        help="generate (SQL from a question; default) or merge (revise two drafts).",
+        rich_help_panel=TRAINING,
     ),
     config: str | None = typer.Option(
-        None, "--config", "-c", help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu."
+        None,
+        "--config",
+        "-c",
+        metavar="RECIPE",
+        help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu.",
+        rich_help_panel=TRAINING,
     ),
     base: str | None = typer.Option(
         None,
         "--base",
         "-b",
-        help="Model to start from: HF checkpoint folder, a `slmsql train` run folder, Hub repo id, a .gguf file, or `latest` (runs/latest).",
+        metavar="MODEL",
+        help="Model to start from: a checkpoint or run folder, a Hub repo id, a .gguf file, or "
+        "`latest` (runs/latest).",
+        rich_help_panel=opt.MODEL,
     ),
     data: str | None = typer.Option(
-        None, "--data", help="Training data: .json/.jsonl/.parquet/.csv file or a Hub dataset id."
+        None,
+        "--data",
+        metavar="FILE",
+        help="Training data (.json, .jsonl, .parquet, .csv) or a Hub dataset id.",
+        rich_help_panel=opt.DATA,
     ),
     db_dir: Path | None = typer.Option(
-        None, "--db-dir", help="Spider/BIRD databases: folder of <db_id>/<db_id>.sqlite, or one .sqlite file."
+        None,
+        "--db-dir",
+        metavar="DIR",
+        help="Spider/BIRD databases: a folder of <db_id>/<db_id>.sqlite, or one .sqlite file.",
+        rich_help_panel=opt.DATA,
     ),
     tables: Path | None = typer.Option(
-        None, "--tables", help="Spider/BIRD tables.json (default: the one beside --data, if any)."
+        None,
+        "--tables",
+        metavar="FILE",
+        help="Spider/BIRD tables.json (default: the one beside --data, if any).",
+        rich_help_panel=opt.DATA,
     ),
     max_steps: int | None = typer.Option(
-        None, "--max-steps", help="Stop after this many optimizer steps (default: one epoch)."
+        None,
+        "--max-steps",
+        metavar="N",
+        help="Stop after this many optimizer steps (default: one epoch).",
+        rich_help_panel=TRAINING,
     ),
     max_samples: int | None = typer.Option(
-        None, "--max-samples", min=1, help="Use only this many rows of the data."
+        None,
+        "--max-samples",
+        callback=opt.bounded(1),
+        metavar="N",
+        help="Use only this many rows of the data.",
+        rich_help_panel=opt.DATA,
     ),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU (fp32) even if a GPU is present."),
+    cpu: bool = typer.Option(
+        False, "--cpu", metavar="", help="Train on the CPU (fp32) even with a GPU.", rich_help_panel=TRAINING
+    ),
     lora: bool = typer.Option(
-        False, "--lora", help="Train LoRA adapters instead of all weights (merged into the saved model)."
+        False,
+        "--lora",
+        metavar="",
+        help="Train LoRA adapters (merged into the saved model), not all weights.",
+        rich_help_panel=TRAINING,
     ),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Run folder (default runs/<task>-<stage>); the model goes to <out>/final."
+        None,
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Run folder (default runs/<task>-<stage>); the model goes to <out>/final.",
+        rich_help_panel=opt.OUTPUT,
     ),
-    name: str | None = typer.Option(None, "--name", help="Run name, used for the default --out."),
+    name: str | None = typer.Option(
+        None, "--name", metavar="NAME", help="Run name, for the default --out.", rich_help_panel=opt.OUTPUT
+    ),
     chat_template: str | None = typer.Option(
         None,
         "--chat-template",
-        help="A .jinja file or an architecture (qwen2, gemma3, llama) for models without a template.",
+        metavar="FILE|ARCH",
+        help="A .jinja file or an architecture (qwen2, gemma3, llama) for a model without one.",
+        rich_help_panel=opt.MODEL,
     ),
     resume: bool | None = typer.Option(
         None,
         "--resume/--fresh",
+        metavar="",
         help="Continue from the run folder's last checkpoint (default: when there is one) or start over.",
+        rich_help_panel=TRAINING,
     ),
     settings: list[str] = typer.Option(
         [],
         "--set",
-        help="Any other setting as key=value (YAML value), e.g. --set learning_rate=1e-5 --set reward_weights.atomic=1",
+        metavar="KEY=VALUE",
+        show_default=False,
+        help="Any other setting (a YAML value), e.g. --set learning_rate=1e-5; repeat for several.",
+        rich_help_panel=TRAINING,
     ),
 ) -> None:
     """Post-train a Text-to-SQL model the SLM-SQL way: SFT, then GRPO with execution rewards.
 
     Writes a Hugging Face checkpoint to <out>/final, a metrics log (metrics.jsonl) and a plot, and points runs/latest at the checkpoint; `slmsql export` turns it into a GGUF for `ask`.
 
+    Several GPUs: accelerate launch --num_processes 4 -m slmsql_cli train ...
+
     Examples:
 
       slmsql train --stage sft --config generate-0.5b
-
-      slmsql train --stage grpo --base latest --data bird/train.json --db-dir bird/train_databases
-
-      slmsql train --stage sft --config tiny-cpu --base my-model/ --cpu --max-steps 5
-
-    Several GPUs: accelerate launch --num_processes 4 -m slmsql_cli train --stage grpo --config generate-0.5b
+      slmsql train --stage grpo --base latest --data bird/train.json \\
+          --db-dir bird/train_databases
+      slmsql train --stage sft --config tiny-cpu --base my-model/ --max-steps 5
     """
     _require_train_extra()
     from training.config import load_config

@@ -233,7 +233,7 @@ function showAnswer(answer) {
   $("candidates-box").querySelector("summary").textContent = `Candidates (${answer.candidates.length + answer.merge_candidates.length})`;
   const look = "Open “Candidates” to see what the model wrote; rephrasing often helps, or edit and run the SQL yourself.";
   if (!answer.sql) showError(new ApiError(200, "The model wrote no usable SQL for this question.", look));
-  else if (answer.error) showError(new ApiError(200, `The answer's SQL failed: ${answer.error}`, look));
+  else if (answer.error) showError(new ApiError(200, `No answer: ${answer.error}`, look));  // ask's words
 }
 
 function showError(error) {
