@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from slmsql_cli.cli import app
+from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import out, user_errors
 
 _MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
@@ -17,9 +18,15 @@ _MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[bold red]F
 @app.command("doctor")
 @user_errors
 def doctor_cmd(
-    as_json: bool = typer.Option(False, "--json", help="Print the checks as one JSON document."),
+    as_json: bool = typer.Option(
+        False, "--json", metavar="", help="Print the checks as one JSON document.", rich_help_panel=opt.OUTPUT
+    ),
     no_decode: bool = typer.Option(
-        False, "--no-decode", help="Skip the decode check (the one that runs llama.cpp in a child process)."
+        False,
+        "--no-decode",
+        metavar="",
+        help="Skip the decode check (the one that runs llama.cpp in a child process).",
+        rich_help_panel=opt.PERFORMANCE,
     ),
 ) -> None:
     """Check this install: llama.cpp and its CPU features, a real decode, models, extras.
