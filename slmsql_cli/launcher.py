@@ -92,7 +92,9 @@ def supervise(argv: list[str]) -> int:
     os.close(fd)
     env = dict(os.environ, **{_REPORT_ENV: report_path})
     child = subprocess.Popen(
-        [sys.executable, "-c", "from slmsql_cli.launcher import _child_main; _child_main()", *argv], env=env
+        [sys.executable, "-c", "from slmsql_cli.launcher import _child_main; _child_main()", *argv],
+        env=env,
+        close_fds=False,  # every open descriptor too: `--db <(cmd)` names /dev/fd/63
     )
 
     def forward(signum: int, _frame: object) -> None:
