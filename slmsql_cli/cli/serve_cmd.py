@@ -41,6 +41,11 @@ def serve(
         envvar="SLMSQL_TOKEN",
         help="Require 'Authorization: Bearer TOKEN' on every API route (--http).",
     ),
+    allow_origin: list[str] = typer.Option(
+        [],
+        "--allow-origin",
+        help="A web origin (e.g. http://localhost:3000) whose pages may call the API (--http). Repeatable.",
+    ),
     queue: int = typer.Option(
         8,
         "--queue",
@@ -87,7 +92,7 @@ def serve(
 
       slmsql serve --http --db sales=shop.sqlite --db music=chinook.sqlite --port 8000
 
-      curl -s localhost:8000/v1/ask -d '{"database": "sales", "question": "How many orders?"}'
+      curl -s localhost:8000/v1/ask --json '{"database": "sales", "question": "How many orders?"}'
     """
     from slmsql_cli.errors import UserError
     from slmsql_cli.pipeline import Pipeline
@@ -105,6 +110,9 @@ def serve(
         from slmsql_cli.serve import http as http_front
 
         sock = http_front.listen(host, port, token)
+        guard = http_front.Guard.for_server(
+            host, sock.getsockname()[1], [http_front.check_origin(o) for o in allow_origin]
+        )
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
@@ -123,7 +131,7 @@ def serve(
     try:
         if http:
             err.print(escape(http_front.banner(sock, service, token)), highlight=False)
-            http_front.serve(http_front.create_app(service, token=token, log=log), sock, service)
+            http_front.serve(http_front.create_app(service, token=token, log=log, guard=guard), sock, service)
         else:
             from slmsql_cli.serve import mcp_server
 
