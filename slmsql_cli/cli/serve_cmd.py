@@ -109,10 +109,9 @@ def serve(
     if http:
         from slmsql_cli.serve import http as http_front
 
+        origins = [http_front.check_origin(o) for o in allow_origin]
         sock = http_front.listen(host, port, token)
-        guard = http_front.Guard.for_server(
-            host, sock.getsockname()[1], [http_front.check_origin(o) for o in allow_origin]
-        )
+        guard = http_front.Guard.for_server(host, sock.getsockname()[1], origins)
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
