@@ -19,6 +19,7 @@ from slmsql_cli.errors import UserError
 def ask(
     ctx: typer.Context,
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(
         ..., help='Your question, in any language, e.g. "How many albums are there?"'
     ),

@@ -17,6 +17,7 @@ from slmsql_cli.cli.common import err, out, user_errors
 @user_errors
 def bench(
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     model: opt.Model = None,
     ns: str = typer.Option("1,4,8", "-n", help="Comma-separated sample counts to time, e.g. 1,4,8,16."),
     max_tokens: int = typer.Option(

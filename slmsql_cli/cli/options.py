@@ -143,6 +143,29 @@ Timeout = Annotated[
     float,
     typer.Option("--timeout", min=0.1, callback=finite, help="Seconds one candidate query may run."),
 ]
+
+
+def _import_budget(value: float | None) -> float | None:
+    """Option callback: the time budget of a data-file import (`files.BUDGET`), set for this run."""
+    finite(value)
+    if value is not None:
+        from slmsql_cli import files
+
+        files.BUDGET.timeout = value
+    return value
+
+
+IMPORT_TIMEOUT = 600.0
+ImportTimeout = Annotated[
+    float,
+    typer.Option(
+        "--import-timeout",
+        min=1.0,
+        envvar="SLMSQL_IMPORT_TIMEOUT",
+        callback=_import_budget,
+        help="Seconds a data-file import (CSV, JSON, Parquet, Excel) may take before it is stopped.",
+    ),
+]
 NoValues = Annotated[
     bool, typer.Option("--no-values", help="Don't look up database values mentioned in the question.")
 ]

@@ -17,6 +17,7 @@ from slmsql_cli.cli.common import err, user_errors
 @user_errors
 def prompt(
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(..., help='The question, e.g. "How many albums does AC/DC have?"'),
     tables: Path | None = typer.Option(
         None, "--tables", help="Spider/BIRD tables.json describing the database (adds column comments)."

@@ -77,6 +77,7 @@ def serve(
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     no_prompt_cache: opt.NoPromptCache = False,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
