@@ -95,6 +95,7 @@ def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     if not paths:
         raise UserError("no --db given", "pass a SQLite file, or data files, with --db")
     if len(paths) == 1 and not (paths[0].is_dir() or _is_data_file(_target(paths[0]))):
+        _refuse_data_link(paths[0])
         return paths[0]
     files = _data_files(paths)
     label = clean(paths[0].name if paths[0].is_dir() else paths[0].stem) or "data"
@@ -120,6 +121,20 @@ def _require_extras(files: list[Path]) -> None:
 
 def _is_data_file(path: Path) -> bool:
     return path.suffix.lower() in READERS
+
+
+_DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".duckdb", ".ddb")
+
+
+def _refuse_data_link(path: Path) -> None:
+    """A link named like a data file (`x.csv`) whose target is neither data nor a database
+    (`/etc/passwd`): say so, rather than reading the target as SQLite."""
+    target = _target(path)
+    if target != path and _is_data_file(path) and target.suffix.lower() not in _DATABASE_SUFFIXES:
+        raise UserError(
+            f"{path} is a link to {target}, which is not a data file ({KINDS}): the target's suffix decides",
+            "link to the data file itself, or pass it with --db",
+        )
 
 
 def _target(path: Path) -> Path:
