@@ -178,7 +178,9 @@ def xlsx_with_sheet(path: Path, sheet_xml: Iterator[bytes]) -> Path:
     ):
         for info in src.infolist():
             if info.filename == "xl/worksheets/sheet1.xml":
-                with out.open(zipfile.ZipInfo(info.filename), "w", force_zip64=True) as fh:
+                entry = zipfile.ZipInfo(info.filename)
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                with out.open(entry, "w", force_zip64=True) as fh:
                     for chunk in sheet_xml:
                         fh.write(chunk)
             else:
