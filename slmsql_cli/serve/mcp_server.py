@@ -110,18 +110,19 @@ def build(service: Service, log: RequestLog) -> MCPServer:
 def serve(service: Service, log: RequestLog) -> None:
     """Answer MCP requests on stdin/stdout until the client closes stdin."""
     log.say(f"MCP over stdio: {len(service.registry.names())} database(s), model {service.model_name}")
-    anyio.run(_run_stdio, build(service, log), log)
+    anyio.run(run_stdio, build(service, log), log)
 
 
-async def _run_stdio(server: MCPServer, log: RequestLog) -> None:
-    """`MCPServer.run("stdio")` with every unparsable line answered (see the module docstring).
+async def run_stdio(server: MCPServer, log: RequestLog, stdin: Any = None, stdout: Any = None) -> None:
+    """`MCPServer.run("stdio")` with every unparsable line answered (see the module docstring);
+    `stdin`/`stdout` (anyio async text files) replace the process's own, as in the SDK.
     Deviation: reaches the SDK's low-level server (`_lowlevel_server`) as its own `run_stdio_async` does."""
     from mcp.server.stdio import stdio_server
     from mcp.shared._context_streams import create_context_streams
     from mcp.shared.message import SessionMessage
 
     lowlevel = server._lowlevel_server
-    async with stdio_server() as (read_stream, write_stream):
+    async with stdio_server(stdin, stdout) as (read_stream, write_stream):
         send, receive = create_context_streams[SessionMessage | Exception](0)
 
         async def forward() -> None:
