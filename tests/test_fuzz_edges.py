@@ -100,7 +100,7 @@ def test_csv_files(folder: Path, header: list[str], rows: list[list[str]], raw: 
 @FUZZ
 @given(records=st.lists(json_value, max_size=6), raw=st.binary(max_size=64))
 def test_json_and_json_lines_files(folder: Path, records: list[Any], raw: bytes) -> None:
-    array = json.dumps(records, ensure_ascii=True)
+    array = json.dumps(records, ensure_ascii=True)  # lone surrogates become \ud800 escapes
     lines = "\n".join(json.dumps(r, ensure_ascii=True) for r in records)
     for name, data in (
         ("a.json", array.encode()),
@@ -223,7 +223,7 @@ header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_si
     path=st.sampled_from(
         ["/v1/ask", "/v1/sql", "/v1/databases", "/v1/databases/pets/schema", "/healthz", "/", "/x"]
     )
-    | st.builds(lambda t: "/v1/databases/" + t + "/schema", st.text(string.printable, max_size=12)),
+    | st.builds(lambda t: "/v1/databases/" + t + "/schema", st.text(string.printable.strip(), max_size=12)),
     body=bodies,
     content_type=st.sampled_from(["application/json", "text/plain", "", "application/json; charset=utf-8"])
     | header_text,

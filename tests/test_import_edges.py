@@ -327,3 +327,26 @@ def test_a_loose_cache_is_tightened_once_with_one_warning(tmp_path: Path) -> Non
     assert all(m in (0o600, 0o700) for m in modes(cache).values()), modes(cache)
     second = slmsql("prompt", "--db", data, "q?", cache=cache)
     assert "warning" not in second.stderr
+
+
+# ---- found by tests/test_fuzz_edges.py ---------------------------------------------------------------
+
+
+def test_a_lone_surrogate_in_json_is_one_line_and_a_nul_in_a_header_is_dropped(tmp_path: Path) -> None:
+    from slmsql_cli import files
+    from slmsql_cli.errors import UserError
+
+    surrogate = tmp_path / "s.jsonl"
+    surrogate.write_text('{"a": "\\ud800"}\n')
+    out = tmp_path / "s.sqlite"
+    out.touch()
+    with pytest.raises(UserError, match="lone UTF-16 surrogate"):
+        files.import_files([surrogate], out, None)
+    nul = tmp_path / "nul.csv"
+    nul.write_text("\x00,b\n1,2\n")
+    out = tmp_path / "nul.sqlite"
+    out.touch()
+    files.import_files([nul], out, None)
+    con = sqlite3.connect(out)
+    assert [r[1] for r in con.execute("PRAGMA table_info(nul)")] == ["column_1", "b"]
+    con.close()

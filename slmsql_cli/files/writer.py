@@ -92,6 +92,11 @@ def write_database(
         for data in tables:
             try:
                 _write_table(conn, data, status)
+            except UnicodeEncodeError:  # JSON's "\ud800": a lone surrogate, which UTF-8 cannot hold
+                raise UserError(
+                    f"{data.source} holds text with a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
+                    "fix the text: such an escape is only valid as half of a pair",
+                ) from None
             except sqlite3.DataError:  # SQLITE_TOOBIG: a value over SQLite's length limit
                 limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
                 raise UserError(
