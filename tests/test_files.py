@@ -418,7 +418,8 @@ PEAK_RSS = """
 import resource, sys
 from slmsql_cli.files import as_sqlite
 as_sqlite(sys.argv[1])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# the import runs in a worker process: the larger of this process and its children
+print(max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 """
 
 
