@@ -91,7 +91,7 @@ def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     """The SQLite file that `--db` means: the path itself when it is one path that is not data
     files (a SQLite file; opening it reports anything wrong), else the data files' cached import."""
     paths = [Path(db)] if isinstance(db, str | os.PathLike) else [Path(p) for p in db]
-    paths = [p.expanduser() for p in paths]
+    paths = [expand_user(p) for p in paths]
     if not paths:
         raise UserError("no --db given", "pass a SQLite file, or data files, with --db")
     if len(paths) == 1 and not (paths[0].is_dir() or _is_data_file(_target(paths[0]))):
@@ -117,6 +117,17 @@ def _require_extras(files: list[Path]) -> None:
 
     for module, what in {EXTRAS[p.suffix.lower()] for p in files if p.suffix.lower() in EXTRAS}:
         require(module, what)
+
+
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """`Path(path).expanduser()`, with `~nosuchuser/…` a UserError rather than a RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UserError(
+            f"cannot find the home folder that {str(path).split('/', 1)[0]} names",
+            "write the path out in full, or ./~name for a file whose name starts with ~",
+        ) from None
 
 
 def _is_data_file(path: Path) -> bool:
