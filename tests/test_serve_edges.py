@@ -294,3 +294,13 @@ def test_a_bad_allow_origin_is_refused() -> None:
         cli_app, ["serve", "--http", "--allow-origin", "evil.example/path", "--db", "x.sqlite"]
     )
     assert result.exit_code == 2 and "not a web origin" in result.stderr
+
+
+def test_the_model_thread_noticing_the_deadline_first_is_504_too() -> None:
+    """The race of issue 19: the job's own Cancelled("timeout") reached the client as a 503."""
+    from slmsql_cli.serve.http import _error_response
+    from slmsql_cli.serve.service import Cancelled, RequestTimeout
+
+    assert _error_response(Cancelled("timeout"))[0] == 504
+    assert _error_response(RequestTimeout("no answer within 1s"))[0] == 504
+    assert _error_response(Cancelled("server shutting down"))[0] == 503
