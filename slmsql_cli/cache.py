@@ -130,6 +130,7 @@ def versioned_dir(kind: str, name: str, version: str) -> Path | None:
 
 _IN_USE = ".in-use"
 _in_use: dict[Path, int] = {}  # version folders this process uses → the fd holding a shared lock
+MAX_HELD = 256  # locks held at once (an eval over many databases): the oldest is let go beyond it
 
 
 def _use(folder: Path) -> None:
@@ -146,6 +147,9 @@ def _use(folder: Path) -> None:
         try:
             if os.stat(folder / _IN_USE).st_ino == os.fstat(fd).st_ino:
                 _in_use[folder] = fd  # still the live folder's lock: nobody can remove it now
+                if len(_in_use) > MAX_HELD:
+                    with contextlib.suppress(OSError):
+                        os.close(_in_use.pop(next(iter(_in_use))))
                 return
         except FileNotFoundError:
             pass
