@@ -28,14 +28,34 @@ REPO = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")
 
 
+def as_user(user: str) -> list[str]:
+    assert SETPRIV is not None
+    return [SETPRIV, f"--reuid={user}", "--regid=65534", "--clear-groups"]
+
+
+def python_for(user: str) -> str:
+    """A Python `user` can run that can also start itself again (slmsql starts child processes);
+    this interpreter may live in a folder only its owner can enter. Skips when there is none."""
+    probe = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for python in (sys.executable, f"/usr/bin/{version}", f"/usr/local/bin/{version}"):
+        if (
+            python
+            and subprocess.run([*as_user(user), python, "-c", probe], capture_output=True).returncode == 0
+        ):
+            return python
+    pytest.skip(f"no Python that {user} can run")
+
+
 def slmsql(
     *args: str | Path, cache: Path, user: str | None = None, timeout: float = 300, umask: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "slmsql_cli", *map(str, args)]
-    if user is not None:
-        assert SETPRIV is not None
-        cmd = [SETPRIV, f"--reuid={user}", "--regid=65534", "--clear-groups", *cmd]
     env = {**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache), "COLUMNS": "300"}
+    if user is not None:
+        python = python_for(user)
+        cmd = [*as_user(user), python, *cmd[1:]]
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *(p for p in sys.path if p and os.path.isdir(p))])
     return subprocess.run(
         cmd,
         capture_output=True,
