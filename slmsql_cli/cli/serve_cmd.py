@@ -39,11 +39,12 @@ def serve(
         None,
         "--token",
         envvar="SLMSQL_TOKEN",
-        help="Require 'Authorization: Bearer TOKEN' on every API route (--http).",
+        help="Require 'Authorization: Bearer TOKEN' on every API route (--http); at least 16 characters.",
     ),
     allow_origin: list[str] = typer.Option(
         [],
         "--allow-origin",
+        metavar="ORIGIN",
         help="A web origin (e.g. http://localhost:3000) whose pages may call the API (--http). Repeatable.",
     ),
     queue: int = typer.Option(
