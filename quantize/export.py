@@ -190,11 +190,15 @@ def cached_export(
     path = family / checkpoint.identity(source) / _file_name(quant)
     if path.is_file():
         return path
+    from slmsql_cli.cache import private_mkdir
+
+    private_mkdir(path.parent)  # the cache is private: 0700 folders, 0600 files (cache.py)
     export(
         ExportConfig(checkpoint=str(source.path), out=path, quant=quant, force=True, verify=verify),
         on_tensor=on_tensor,
         on_stage=on_stage,
     )
+    path.chmod(0o600)
     for old in family.iterdir():
         if old.is_dir() and old != path.parent:
             shutil.rmtree(old, ignore_errors=True)

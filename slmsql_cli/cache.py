@@ -7,11 +7,22 @@ Writes go to a temporary file that is renamed into place, so a reader never sees
 even with two slmsql processes working on the same database; the temporary files of a killed
 process are removed by the next run. A cache root that cannot be written means working without
 a cache (one warning), and a damaged cache file is rebuilt (one warning, by its reader).
+
+Private: what the cache holds is derived from the user's data (an imported CSV is a readable
+copy of it), so every folder under the root is created 0700 and every file 0600, whatever the
+umask. A cache made looser by an older slmsql is tightened on first use, with one warning.
+
+Concurrency: a file is published atomically (written to a temporary file, fsync'ed, renamed into
+place, the folder fsync'ed). A process using a version folder holds a shared lock on its
+`.in-use` file for as long as it runs; an older version is removed only by a process that can
+take that lock exclusively, so a folder another live process uses is never deleted. `locked`
+lets processes take turns at building the same thing (an import).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,12 +35,60 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_PRIVATE_MARK = ".private-v1"  # in the root once every entry under it is 0600 / 0700
+_private_roots: set[Path] = set()
+
 
 def cache_dir() -> Path:
-    """slmsql's cache root: $SLMSQL_CACHE_DIR, else ~/.cache/slmsql (created on demand)."""
+    """slmsql's cache root: $SLMSQL_CACHE_DIR, else ~/.cache/slmsql (created 0700 on demand,
+    and made private once: see `make_private`)."""
     root = Path(os.environ.get("SLMSQL_CACHE_DIR") or Path.home() / ".cache" / "slmsql").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    if root not in _private_roots:
+        private_mkdir(root)
+        make_private(root)
+        _private_roots.add(root)
     return root
+
+
+def private_mkdir(folder: Path) -> None:
+    """`folder` and its missing parents, created 0700 whatever the umask (existing parents untouched)."""
+    missing = []
+    path = folder
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
+            os.chmod(path, 0o700)
+
+
+def make_private(root: Path) -> None:
+    """Tighten every folder under `root` to 0700 and every file to 0600 (one warning when any was
+    looser), once: a mark file records that the cache is private."""
+    if (root / _PRIVATE_MARK).exists() and _mode(root) == 0o700:
+        return
+    loose = 0
+    for folder, dirs, names in os.walk(root):
+        for path, wanted in [(folder, 0o700), *((os.path.join(folder, n), 0o600) for n in names)]:
+            with contextlib.suppress(OSError):
+                st = os.lstat(path)
+                if not os.path.islink(path) and st.st_uid == os.getuid() and st.st_mode & 0o777 & ~wanted:
+                    os.chmod(path, (st.st_mode & 0o777) & wanted if wanted == 0o600 else 0o700)
+                    loose += 1
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+    if loose:
+        warn(f"made the cache folder {root} private: {loose} file(s) and folder(s) others could read")
+    with contextlib.suppress(OSError):
+        fd = os.open(root / _PRIVATE_MARK, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+
+
+def _mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return -1
 
 
 def short_hash(text: str) -> str:
@@ -55,17 +114,80 @@ def versioned_dir(kind: str, name: str, version: str) -> Path | None:
     try:
         by_name = cache_dir() / kind / name
         folder = by_name / short_hash(version)
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in by_name.iterdir():  # earlier versions are never read again
-                if old != folder and old.is_dir():
-                    shutil.rmtree(old, ignore_errors=True)
+        _use(folder)
+        for old in by_name.iterdir():  # earlier versions are never read again
+            if old != folder and old.is_dir() and not old.name.startswith("."):
+                with contextlib.suppress(KeyError, OSError):
+                    os.close(_in_use.pop(old))  # this process has moved on to the new version
+                _remove_unused(old)
         _probe_writable(folder)
     except OSError as exc:
         warn(unwritable_message(exc))
         return None
     remove_orphans(folder)
     return folder
+
+
+_IN_USE = ".in-use"
+_in_use: dict[Path, int] = {}  # version folders this process uses → the fd holding a shared lock
+MAX_HELD = 256  # locks held at once (an eval over many databases): the oldest is let go beyond it
+
+
+def _use(folder: Path) -> None:
+    """Create `folder` if needed and hold a shared lock on it for the life of this process."""
+    if folder in _in_use:
+        return
+    for _ in range(10):
+        private_mkdir(folder)
+        try:
+            fd = os.open(folder / _IN_USE, os.O_RDONLY | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # removed by another process just now
+            continue
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.stat(folder / _IN_USE).st_ino == os.fstat(fd).st_ino:
+                _in_use[folder] = fd  # still the live folder's lock: nobody can remove it now
+                if len(_in_use) > MAX_HELD:
+                    with contextlib.suppress(OSError):
+                        os.close(_in_use.pop(next(iter(_in_use))))
+                return
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed between open and lock: make it again
+    raise OSError(f"{folder} keeps being removed")
+
+
+def _remove_unused(old: Path) -> None:
+    """Remove an old version folder unless a live process holds its lock (then it stays)."""
+    try:
+        fd = os.open(old / _IN_USE, os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return  # in use
+    try:
+        trash = old.with_name(f".removed-{old.name}-{os.getpid()}")
+        os.rename(old, trash)  # whoever opens old/.in-use from now on finds it gone and recreates it
+        shutil.rmtree(trash, ignore_errors=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (a file, created 0600) for the `with` block: processes
+    that build the same thing take turns."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def unwritable_message(exc: OSError) -> str:
@@ -148,16 +270,31 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     file another live process is still writing.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_mkdir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path, private=True)
         os.replace(tmp_path, target)
+        _fsync(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync(path: Path, private: bool = False) -> None:
+    """Flush a file (made 0600 when `private`: whatever wrote it may have replaced mkstemp's
+    file) or a folder's entries to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if private:
+            os.fchmod(fd, 0o600)
+        with contextlib.suppress(OSError):  # some file systems cannot sync a folder
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:

@@ -223,7 +223,7 @@ def open_target(spec: str | Path) -> Target | None:
 
     if isinstance(spec, str) and is_url(spec):
         return PostgresTarget(spec)
-    file = Path(spec).expanduser()
+    file = files.expand_user(spec)
     if not file.is_file():
         return None
     if is_duckdb_file(file) or (file.suffix.lower() in (".duckdb", ".ddb") and not _has_sqlite_header(file)):

@@ -284,7 +284,7 @@ class PromptStore:
         fixed = _FIXED.pack(MAGIC, FORMAT_VERSION, len(self.key_json), len(tokens), len(view), crc)
         target = self.folder / f"{hashlib.sha256(raw).hexdigest()[:32]}.kv"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            cache.private_mkdir(self.folder)
             cache.remove_orphans(self.folder)
             with cache.atomic_path(target) as tmp, tmp.open("wb") as fh:
                 for part in (fixed, self.key_json, raw, view):

@@ -26,7 +26,7 @@ from slmsql_cli.serve.registry import Registry
 from slmsql_cli.serve.service import MAX_QUESTION_CHARS, Cancelled, QueueFull, Service
 
 COUNT = "SELECT count(*) FROM pets"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` sends
+JSON = {"Content-Type": "application/json"}  # every POST must say so
 
 
 def said(sql: str) -> str:
@@ -59,7 +59,7 @@ def service(pets: Path, scripted_engine) -> Iterator[Service]:
 
 
 def client_for(service: Service, token: str | None = None) -> TestClient:
-    return TestClient(create_app(service, token=token), raise_server_exceptions=True)
+    return TestClient(create_app(service, token=token), raise_server_exceptions=True, headers=JSON)
 
 
 def script(service: Service, *texts: str) -> None:
@@ -69,7 +69,7 @@ def script(service: Service, *texts: str) -> None:
 def test_ask_answers_with_ask_json_document(service: Service, pets: Path, scripted_engine) -> None:
     script(service, said(COUNT), said(COUNT))
     response = client_for(service).post(
-        "/v1/ask", content=json.dumps({"database": "pets", "question": "How many pets?"}), headers=FORM
+        "/v1/ask", content=json.dumps({"database": "pets", "question": "How many pets?"}), headers=JSON
     )
     assert response.status_code == 200, response.text
     served = response.json()
@@ -128,7 +128,7 @@ def test_a_write_is_refused_and_the_file_unchanged(service: Service, pets: Path)
 )
 def test_bad_requests(service: Service, method: str, path: str, body: bytes | None, status: int) -> None:
     client = client_for(service)
-    response = client.post(path, content=body, headers=FORM) if method == "post" else client.get(path)
+    response = client.post(path, content=body, headers=JSON) if method == "post" else client.get(path)
     assert response.status_code == status, response.text
     assert response.json()["error"]
 

@@ -89,10 +89,10 @@ def server(
 
 
 def post_like_curl(srv: Server, path: str, body: dict) -> tuple[int, dict]:
-    """POST the way the README's curl line does (`curl -s URL -d JSON`: a form Content-Type)."""
+    """POST the way the README's curl line does (`curl -s URL --json JSON`)."""
     if shutil.which("curl"):
         out = subprocess.run(
-            ["curl", "-s", "-w", "\n%{http_code}", f"{srv.url}{path}", "-d", json.dumps(body)],
+            ["curl", "-s", "-w", "\n%{http_code}", f"{srv.url}{path}", "--json", json.dumps(body)],
             capture_output=True,
             text=True,
             timeout=ANSWER_TIMEOUT,
@@ -100,7 +100,7 @@ def post_like_curl(srv: Server, path: str, body: dict) -> tuple[int, dict]:
         ).stdout
         text, _, status = out.rpartition("\n")
         return int(status), json.loads(text)
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Content-Type": "application/json"}
     with srv.client() as c:
         r = c.post(path, content=json.dumps(body), headers=headers)
     return r.status_code, r.json()
@@ -161,7 +161,11 @@ def test_each_route_on_the_real_server(server: Server, dbs: dict[str, Path]) -> 
 def test_bad_input_on_the_real_server(server: Server) -> None:
     megabyte = "x" * (1024 * 1024)
     with server.client() as c:
-        assert c.post("/v1/ask", content=b'{"database": "pets", "question"').status_code == 400
+        as_json = {"Content-Type": "application/json"}
+        assert (
+            c.post("/v1/ask", content=b'{"database": "pets", "question"', headers=as_json).status_code == 400
+        )
+        assert c.post("/v1/ask", content=b'{"database": "pets", "question": "?"}').status_code == 415
         assert c.post("/v1/ask", json={"database": "zoo", "question": "How many?"}).status_code == 404
         assert c.post("/v1/ask", json={"database": "pets", "question": ""}).status_code == 400
         assert c.post("/v1/ask", json={"database": "pets", "question": megabyte}).status_code == 413
@@ -172,7 +176,7 @@ def test_bad_input_on_the_real_server(server: Server) -> None:
                 yield megabyte.encode()[: 64 * 1024]
             yield b'"}'
 
-        assert c.post("/v1/ask", content=chunks()).status_code == 413
+        assert c.post("/v1/ask", content=chunks(), headers=as_json).status_code == 413
         assert c.get("/healthz").status_code == 200  # still serving
 
 
@@ -248,14 +252,14 @@ def test_token_hang_up_and_sigterm_on_a_reachable_host(
         "--port",
         "0",
         "--token",
-        "s3cret",
+        "s3cret-s3cret-s3cret",
         "--db",
         f"pets={dbs['pets']}",
         "-m",
         str(gemma_gguf),
     ]
     srv = Server([*args, "-n", "2", "--max-tokens", "512", "--no-merge", "--json-logs"], tmp_path)
-    auth = {"Authorization": "Bearer s3cret"}
+    auth = {"Authorization": "Bearer s3cret-s3cret-s3cret"}
     body = {"database": "pets", "question": "Describe every pet in detail.", "stream": True}
     try:
         assert "bearer token is required" in srv.log()

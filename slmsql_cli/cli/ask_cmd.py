@@ -18,6 +18,7 @@ from slmsql_cli.cli.common import EXIT_NO_ANSWER, AskStatus, StatusLine, err, fa
 def ask(
     ctx: typer.Context,
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(
         ..., metavar="QUESTION", show_default=False, help="Your question, in any language."
     ),

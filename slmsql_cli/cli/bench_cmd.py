@@ -17,6 +17,7 @@ from slmsql_cli.cli.common import StatusLine, err, out, user_errors
 @user_errors
 def bench(
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     model: opt.Model = None,
     ns: str = typer.Option(
         "1,4,8",

@@ -29,6 +29,7 @@ _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 def chat(
     ctx: typer.Context,
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     model: opt.Model = None,
     merge_model: opt.MergeModel = None,
     no_merge: opt.NoMerge = False,

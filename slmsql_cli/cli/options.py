@@ -247,6 +247,32 @@ Timeout = Annotated[
         rich_help_panel=PERFORMANCE,
     ),
 ]
+
+
+def _import_budget(value: float | None) -> float | None:
+    """Option callback: the time budget of a data-file import (`files.BUDGET`), set for this run."""
+    bounded(1.0)(value)
+    if value is not None:
+        from slmsql_cli import files
+
+        files.BUDGET.timeout = value
+    return value
+
+
+IMPORT_TIMEOUT = 600.0
+ImportTimeout = Annotated[
+    float,
+    typer.Option(
+        "--import-timeout",
+        envvar="SLMSQL_IMPORT_TIMEOUT",
+        callback=_import_budget,
+        metavar="SECONDS",
+        show_default=False,
+        help="Seconds a data-file import (CSV, JSON, Parquet, Excel) may take before it is stopped "
+        "(default 600).",
+        rich_help_panel=DATA,
+    ),
+]
 NoValues = Annotated[
     bool,
     typer.Option(

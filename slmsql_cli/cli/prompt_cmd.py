@@ -17,6 +17,7 @@ from slmsql_cli.cli.common import StatusLine, err, user_errors
 @user_errors
 def prompt(
     db: opt.Db,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(
         ..., metavar="QUESTION", show_default=False, help="The question, in any language."
     ),

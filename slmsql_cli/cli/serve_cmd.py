@@ -55,7 +55,15 @@ def serve(
         "--token",
         envvar="SLMSQL_TOKEN",
         metavar="TOKEN",
-        help="Require 'Authorization: Bearer TOKEN' on every API route.",
+        help="Require 'Authorization: Bearer TOKEN' on every API route; at least 16 characters.",
+        rich_help_panel=SERVER,
+    ),
+    allow_origin: list[str] = typer.Option(
+        [],
+        "--allow-origin",
+        metavar="ORIGIN",
+        show_default=False,
+        help="A web origin (e.g. http://localhost:3000) whose pages may call the API. Repeatable.",
         rich_help_panel=SERVER,
     ),
     queue: int = typer.Option(
@@ -70,10 +78,12 @@ def serve(
     max_queries: int = typer.Option(
         4,
         "--max-queries",
-        min=1,
-        max=64,
-        help="SQL queries that may run at once across the server (each SQLite query in a worker "
-        "process of up to 2 GiB); more wait, up to --timeout, then get 503.",
+        callback=opt.bounded(1, 64),
+        metavar="N",
+        show_default=False,
+        help="SQL queries that may run at once across the server (default 4; a SQLite query runs "
+        "in a worker process of up to 2 GiB); more wait, up to --timeout, then get 503.",
+        rich_help_panel=SERVER,
     ),
     request_timeout: float = typer.Option(
         300.0,
@@ -105,6 +115,7 @@ def serve(
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
+    import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     no_prompt_cache: opt.NoPromptCache = False,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
@@ -119,7 +130,7 @@ def serve(
       slmsql serve --mcp -d shop=shop.sqlite
       slmsql serve --http -d books=slmsql_cli/data/bookshop.sqlite --port 8000
       curl -s localhost:8000/v1/ask \\
-          -d '{"database": "books", "question": "How many books are there?"}'
+          --json '{"database": "books", "question": "How many books are there?"}'
     """
     from slmsql_cli.errors import UserError
     from slmsql_cli.serve import require_extra
@@ -135,7 +146,9 @@ def serve(
     if http:
         from slmsql_cli.serve import http as http_front
 
+        origins = [http_front.check_origin(o) for o in allow_origin]
         sock = http_front.listen(host, port, token)
+        guard = http_front.Guard.for_server(host, sock.getsockname()[1], origins)
     registry = Registry.open(db)
     config = opt.ask_config(ctx.params)
     start = time.perf_counter()
@@ -152,7 +165,7 @@ def serve(
     try:
         if http:
             err.print(escape(http_front.banner(sock, service, token)), highlight=False)
-            http_front.serve(http_front.create_app(service, token=token, log=log), sock, service)
+            http_front.serve(http_front.create_app(service, token=token, log=log, guard=guard), sock, service)
         else:
             from slmsql_cli.serve import mcp_server
 

@@ -11,19 +11,32 @@ Formats, by file name: .csv, .tsv/.tab, .json, .jsonl/.ndjson (text.py, no extra
 after its file (or sheet) as written, and two sources that would make the same table are refused
 (names.py). Column types are inferred from every value (writer.py). An import of more than
 PROGRESS_MIN_BYTES shows a progress bar on stderr.
+
+A file is read through symbolic links: the link's target's suffix decides its format. An import
+runs in a worker process with a time and memory budget (`BUDGET`: `--import-timeout`,
+SLMSQL_IMPORT_MEMORY_MB), killed when it runs past either, so no file can exhaust the machine;
+the readers also refuse what SQLite cannot hold (column count, cell size) with one clear line.
+Two processes importing the same files at once take turns (a lock in the cache folder): the
+second finds the first one's import and reuses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.cache import (
     atomic_path,
+    locked,
     private_temp_dir,
     read_json,
     short_hash,
@@ -39,6 +52,17 @@ if TYPE_CHECKING:
 _FORMAT = 1  # the layout of imported databases; a new one re-imports everything
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 KINDS = "CSV, TSV, JSON, JSON Lines, Parquet or Excel (.xlsx)"
+
+
+@dataclass
+class Budget:
+    """What one import may take: seconds of wall time, bytes of address space in its worker."""
+
+    timeout: float = 600.0
+    memory: int = int(os.environ.get("SLMSQL_IMPORT_MEMORY_MB") or 4096) * 1024**2
+
+
+BUDGET = Budget()  # set once by the CLI (`--import-timeout`)
 
 # suffix → (module of this package, reader): imported when a file of that kind is read, so that
 # opening a SQLite file pays for none of them
@@ -67,10 +91,11 @@ def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     """The SQLite file that `--db` means: the path itself when it is one path that is not data
     files (a SQLite file; opening it reports anything wrong), else the data files' cached import."""
     paths = [Path(db)] if isinstance(db, str | os.PathLike) else [Path(p) for p in db]
-    paths = [p.expanduser() for p in paths]
+    paths = [expand_user(p) for p in paths]
     if not paths:
         raise UserError("no --db given", "pass a SQLite file, or data files, with --db")
-    if len(paths) == 1 and not (paths[0].is_dir() or _is_data_file(paths[0])):
+    if len(paths) == 1 and not (paths[0].is_dir() or _is_data_file(_target(paths[0]))):
+        _refuse_data_link(paths[0])
         return paths[0]
     files = _data_files(paths)
     label = clean(paths[0].name if paths[0].is_dir() else paths[0].stem) or "data"
@@ -79,8 +104,56 @@ def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     return _cached_import(files, label)
 
 
+# suffix → (the extra's package, what it reads): checked here, before the import worker starts
+EXTRAS = {
+    ".parquet": ("pyarrow", "Parquet files"),
+    ".xlsx": ("openpyxl", "Excel files"),
+    ".xlsm": ("openpyxl", "Excel files"),
+}
+
+
+def _require_extras(files: list[Path]) -> None:
+    from slmsql_cli.files.extras import require
+
+    for module, what in {EXTRAS[p.suffix.lower()] for p in files if p.suffix.lower() in EXTRAS}:
+        require(module, what)
+
+
+def expand_user(path: str | os.PathLike[str]) -> Path:
+    """`Path(path).expanduser()`, with `~nosuchuser/…` a UserError rather than a RuntimeError."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise UserError(
+            f"cannot find the home folder that {str(path).split('/', 1)[0]} names",
+            "write the path out in full, or ./~name for a file whose name starts with ~",
+        ) from None
+
+
 def _is_data_file(path: Path) -> bool:
     return path.suffix.lower() in READERS
+
+
+_DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".duckdb", ".ddb")
+
+
+def _refuse_data_link(path: Path) -> None:
+    """A link named like a data file (`x.csv`) whose target is neither data nor a database
+    (`/etc/passwd`): say so, rather than reading the target as SQLite."""
+    target = _target(path)
+    if target != path and _is_data_file(path) and target.suffix.lower() not in _DATABASE_SUFFIXES:
+        raise UserError(
+            f"{path} is a link to {target}, which is not a data file ({KINDS}): the target's suffix decides",
+            "link to the data file itself, or pass it with --db",
+        )
+
+
+def _target(path: Path) -> Path:
+    """What a path names once symbolic links are followed (itself when it is none)."""
+    try:
+        return path.resolve() if path.is_symlink() else path
+    except (OSError, RuntimeError):  # a loop of links: reported when the file is opened
+        return path
 
 
 def _data_files(paths: list[Path]) -> list[Path]:
@@ -100,16 +173,30 @@ def _data_files(paths: list[Path]) -> list[Path]:
                     else "pass a SQLite file or data files with --db",
                 )
             files.extend(found)
-        elif not _is_data_file(path):
+        elif not _is_data_file(target := _target(path)):
+            linked = f" (a link to {target})" if target != path else ""
             raise UserError(
-                f"{path} is not a data file ({KINDS})",
+                f"{path}{linked} is not a data file ({KINDS})",
                 "--db takes one SQLite database, or any number of data files and folders of them",
             )
         elif not path.is_file():
             raise UserError(f"file not found: {path}", "pass existing data files with --db")
         else:
             files.append(path)
-    return list(dict.fromkeys(p.resolve() for p in files))
+    resolved = list(dict.fromkeys(p.resolve() for p in files))
+    for path in resolved:
+        _check_readable(path)
+    return resolved
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot read {path}: {exc.strerror or exc}", "check the file's permissions"
+        ) from None
 
 
 _IMPORTED: dict[str, Path] = {}  # without a writable cache: this process's imports, by identity
@@ -128,35 +215,133 @@ def _cached_import(files: list[Path], label: str) -> Path:
         return _IMPORTED[key]
     database = folder / f"{label}.sqlite"
     source = folder / "source.json"
-    if database.is_file() and read_json(source) == {"files": identity}:
-        return database
-    with atomic_path(database) as tmp:
-        tmp.unlink()
-        _import(files, tmp)
-    write_json_atomic(source, {"files": identity})
+    with locked(folder / ".import.lock"):  # another process importing the same files: wait for it
+        if database.is_file() and read_json(source) == {"files": identity}:
+            return database
+        with atomic_path(database) as tmp:
+            _import(files, tmp)
+        write_json_atomic(source, {"files": identity})
     return database
 
 
 def _import(files: list[Path], out: Path) -> None:
+    """`import_files` in a worker process within BUDGET (a UserError when it runs past it); the
+    progress bar of a large import is drawn here, from what the worker writes to a report file."""
+    from slmsql_cli import worker
+
+    _require_extras(files)
+    what = files[0].name if len(files) == 1 else f"{len(files)} files"
+    total = sum(p.stat().st_size for p in files)
+    pool = worker.WorkerPool(BUDGET.memory, preload=("slmsql_cli.files.writer",))
+    try:
+        if total < PROGRESS_MIN_BYTES:
+            pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
+        else:
+            _import_with_progress(pool, files, out, total)
+    except worker.WorkerTimeout:
+        raise UserError(
+            f"importing {what} took longer than {BUDGET.timeout:g}s and was stopped",
+            "pass a larger --import-timeout, or import fewer or smaller files",
+        ) from None
+    except worker.WorkerOutOfMemory:
+        raise UserError(
+            f"importing {what} needed more than {BUDGET.memory // 1024**2} MB of memory and was stopped",
+            "set SLMSQL_IMPORT_MEMORY_MB higher, or split the file (a JSON array is read whole; JSON Lines streams)",
+        ) from None
+    except worker.WorkerDied as exc:
+        raise UserError(
+            f"importing {what} stopped: {exc}",
+            f"it may need more than {BUDGET.memory // 1024**2} MB of memory (SLMSQL_IMPORT_MEMORY_MB)",
+        ) from None
+    finally:
+        pool.close()
+
+
+def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> None:
+    fd, report_name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    report = Path(report_name)
+    pending = pool.submit(import_files, files, out, report, timeout=BUDGET.timeout)
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            pending.result()
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    waiter = threading.Thread(target=wait, name="slmsql-import", daemon=True)
+    waiter.start()
+    try:
+        with _progress(total, f"importing {files[0].name}") as (_advance, done, status):
+            while waiter.is_alive():
+                waiter.join(0.2)
+                with contextlib.suppress(OSError, ValueError):
+                    count, _, description = report.read_text(encoding="utf-8").partition("\t")
+                    done(int(count))
+                    status(description)
+    except BaseException:  # Ctrl-C: stop the worker
+        pending.cancel()
+        raise
+    finally:
+        report.unlink(missing_ok=True)
+    if outcome and outcome[0] is not None:
+        raise outcome[0]
+
+
+def import_files(files: list[Path], out: Path, report: Path | None) -> None:
+    """Read every file and write the SQLite database `out` (an empty file): in the import worker.
+    Progress (bytes read, what is happening) goes to the file `report`, for the parent to draw."""
     from slmsql_cli.files.writer import write_database
 
     sizes = [p.stat().st_size for p in files]
-    with _progress(sum(sizes)) as (advance, done, status):
-        table_names = TableNames()
+    progress = _Report(report)
+    table_names = TableNames()
 
-        def tables() -> Iterator[TableData]:
-            for i, path in enumerate(files):
-                status(f"importing {path.name}")
-                for data in _read(path, advance):
-                    table_names.claim(data.name, data.source)
-                    yield data
-                done(sum(sizes[: i + 1]))
+    def tables() -> Iterator[TableData]:
+        for i, path in enumerate(files):
+            progress.status(f"importing {path.name}")
+            for data in _read(path, progress.advance):
+                table_names.claim(data.name, data.source)
+                yield data
+            progress.done(sum(sizes[: i + 1]))
 
-        write_database(out, tables(), status)
+    write_database(out, tables(), progress.status)
+
+
+class _Report:
+    """The import's progress, written (at most every REPORT_EVERY seconds) to a file, or nowhere."""
+
+    REPORT_EVERY = 0.2
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.count, self.description, self.written = path, 0, "importing", 0.0
+
+    def advance(self, n: int) -> None:
+        self.done(self.count + n)
+
+    def done(self, n: int) -> None:
+        self.count = n
+        self._write()
+
+    def status(self, description: str) -> None:
+        self.description = description
+        self._write(now=True)
+
+    def _write(self, now: bool = False) -> None:
+        if self.path is None or (not now and time.monotonic() - self.written < self.REPORT_EVERY):
+            return
+        self.written = time.monotonic()
+        with contextlib.suppress(OSError):
+            self.path.write_text(f"{self.count}\t{self.description}", encoding="utf-8")
 
 
 @contextmanager
-def _progress(total: int) -> Iterator[tuple[Advance, Advance, Callable[[str], None]]]:
+def _progress(
+    total: int, description: str = "importing"
+) -> Iterator[tuple[Advance, Advance, Callable[[str], None]]]:
     """(advance by bytes, set bytes done, describe): a rich progress bar on stderr for large imports."""
     if total < PROGRESS_MIN_BYTES:
         yield (lambda _: None), (lambda _: None), (lambda _: None)
@@ -166,7 +351,7 @@ def _progress(total: int) -> Iterator[tuple[Advance, Advance, Callable[[str], No
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("importing", total=total)
+        task = bar.add_task(description, total=total)
         yield (
             lambda n: bar.advance(task, n),
             lambda n: bar.update(task, completed=n),

@@ -19,8 +19,10 @@ _SPACES = re.compile(r"\s+")
 
 
 def clean(raw: Any) -> str:
-    """A header cell or file stem as a name: text, trimmed, inner whitespace runs as one space."""
+    """A header cell or file stem as a name: text, trimmed, inner whitespace runs as one space, NUL
+    characters (which no SQL text can hold) dropped."""
     text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    text = text.replace("\x00", "")
     return _SPACES.sub(" ", text).strip()
 
 

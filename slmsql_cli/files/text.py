@@ -9,7 +9,10 @@ files are tab-separated. Streamed line by line: memory stays bounded however lar
 JSON: an array of records (`[{…}, {…}]`), read whole (for files larger than memory, use JSON
 Lines); a .json file whose first line is a whole object is read as JSON Lines. JSON Lines: one record per line,
 streamed. A record's keys are the columns, in the order first seen; a nested object becomes
-`parent.child` columns (as Parquet structs do); a list is stored as JSON text.
+`parent.child` columns (as Parquet structs do), down to FLATTEN_DEPTH levels (deeper objects are
+JSON text); a list is stored as JSON text. An integer of more than 18 digits is kept as its text
+(as `rows.sqlite_value` stores integers beyond 64 bits), however long; JSON nested deeper than
+Python's parser goes (about a thousand levels) is refused with one line.
 """
 
 from __future__ import annotations
@@ -29,6 +32,23 @@ from slmsql_cli.files.rows import Advance, TableData, sqlite_value
 _FIELD_LIMIT = 256 * 1024 * 1024  # csv's default, 128 KiB per field, refuses long text cells
 _DELIMITERS = ",;|\t"
 _REPORT_EVERY_ROWS = 10_000  # rows (lines) between progress updates
+FLATTEN_DEPTH = 32  # levels of nested objects made into parent.child columns
+
+
+def _parse_int(text: str) -> int | str:
+    """JSON integers: beyond 18 digits kept as text (Python refuses to parse over 4,300 digits)."""
+    return int(text) if len(text) <= 19 else text
+
+
+def _loads(text: str | bytes, path: Path, where: str) -> Any:
+    """json.loads with long integers kept as text, and too deep nesting a UserError."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise UserError(
+            f"{path}{where}: JSON nested too deeply to read",
+            "store deeply nested data as text, or flatten it before importing",
+        ) from None
 
 
 def read_csv(path: Path, name: str, advance: Advance) -> TableData:
@@ -60,7 +80,7 @@ def _starts_with_a_record_line(path: Path) -> bool:
         first = next((line for line in fh if line.strip()), b"")
     try:
         return isinstance(json.loads(first.decode("utf-8-sig")), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return False  # read as a whole: its error (or an object that is not records) is reported then
 
 
@@ -129,7 +149,7 @@ def _decodes(raw: bytes) -> bool:
 
 def _json_array_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+        data = _loads(path.read_bytes().decode("utf-8-sig"), path, "")
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
     except json.JSONDecodeError as exc:
@@ -149,7 +169,7 @@ def _json_array_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iter
                 f"{path}: item {number} of the array is {type(record).__name__}, not a record",
                 'every item of the array is an object: {"column": value, …}',
             )
-        yield _row(record, columns, positions)
+        yield _checked_row(record, columns, positions, path, f" item {number}")
 
 
 def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iterator[list[Any]]:
@@ -165,7 +185,7 @@ def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iter
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = _loads(line, path, f" line {number}")
                 except json.JSONDecodeError as exc:
                     raise UserError(
                         f"{path} line {number} column {exc.colno}: {exc.msg}",
@@ -176,11 +196,23 @@ def _json_lines_rows(path: Path, columns: ColumnNames, advance: Advance) -> Iter
                         f"{path} line {number} is {type(record).__name__}, not a record",
                         'JSON Lines holds one object per line: {"column": value, …}',
                     )
-                yield _row(record, columns, positions)
+                yield _checked_row(record, columns, positions, path, f" line {number}")
     except UnicodeDecodeError:
         raise _not_utf8(path) from None
     if not positions:
         raise UserError(f"{path} holds no records", "JSON Lines holds one JSON object per line")
+
+
+def _checked_row(
+    record: dict[str, Any], columns: ColumnNames, positions: dict[str, int], path: Path, where: str
+) -> list[Any]:
+    try:
+        return _row(record, columns, positions)
+    except RecursionError:  # json.dumps of a nested value deeper than the stack allows
+        raise UserError(
+            f"{path}{where}: JSON nested too deeply to store",
+            "store deeply nested data as text, or flatten it before importing",
+        ) from None
 
 
 def _row(record: dict[str, Any], columns: ColumnNames, positions: dict[str, int]) -> list[Any]:
@@ -196,9 +228,9 @@ def _row(record: dict[str, Any], columns: ColumnNames, positions: dict[str, int]
     return row
 
 
-def _flat_items(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def _flat_items(record: dict[str, Any], prefix: str = "", depth: int = 1) -> Iterator[tuple[str, Any]]:
     for key, value in record.items():
-        if isinstance(value, dict) and value:
-            yield from _flat_items(value, f"{prefix}{key}.")
+        if isinstance(value, dict) and value and depth < FLATTEN_DEPTH:
+            yield from _flat_items(value, f"{prefix}{key}.", depth + 1)
         else:
             yield f"{prefix}{key}", value

@@ -48,6 +48,8 @@ def kind(value: Any, blank_is_null: bool = False) -> int:
     if isinstance(value, str):
         if _INT_TEXT.fullmatch(value):
             digits = len(value.lstrip("+-"))
+            if digits > _INT64_DIGITS + 1:
+                return TEXT  # beyond 64 bits (and never parsed: Python refuses over 4,300 digits)
             return INTEGER if digits <= _INT64_DIGITS or -(2**63) <= int(value) < 2**63 else TEXT
         if _REAL_TEXT.fullmatch(value):
             return REAL
@@ -88,7 +90,19 @@ def write_database(
         conn.execute("BEGIN")
         names = []
         for data in tables:
-            _write_table(conn, data, status)
+            try:
+                _write_table(conn, data, status)
+            except UnicodeEncodeError:  # JSON's "\ud800": a lone surrogate, which UTF-8 cannot hold
+                raise UserError(
+                    f"{data.source} holds text with a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
+                    "fix the text: such an escape is only valid as half of a pair",
+                ) from None
+            except sqlite3.DataError:  # SQLITE_TOOBIG: a value over SQLite's length limit
+                limit = conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+                raise UserError(
+                    f"{data.source} has a cell over SQLite's limit of {limit:,} bytes",
+                    "split or shorten the oversized value",
+                ) from None
             names.append(data.name)
         conn.execute("COMMIT")
         return names
@@ -97,8 +111,18 @@ def write_database(
         os.unlink(scratch)
 
 
+def _check_width(conn: sqlite3.Connection, data: TableData, width: int) -> None:
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_COLUMN)
+    if width > limit:
+        raise UserError(
+            f"{data.source} has {width:,} columns; a SQLite table holds at most {limit:,}",
+            "keep only the columns you need, or split the file into several",
+        )
+
+
 def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[str], None]) -> None:
     target = f"main.{quote(data.name)}"
+    _check_width(conn, data, len(data.columns.names))
     if data.types is not None:
         _create(conn, target, data.columns.names, data.types)
         insert = _insert_sql(target, len(data.types))
@@ -111,6 +135,7 @@ def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[st
         names = data.columns.names
         if not names:
             raise UserError(f"{data.source}: its first records have no fields", "is it the right file?")
+        _check_width(conn, data, len(names))
         if not kinds:
             conn.execute(f"CREATE TABLE {staging} ({', '.join(map(quote, names))})")
         else:

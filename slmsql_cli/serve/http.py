@@ -24,9 +24,11 @@ import errno
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,17 @@ class SqlRequest(BaseModel):
     sql: str = Field(..., description="One read-only query in SQLite SQL (SELECT, WITH … SELECT, VALUES).")
 
 
-def create_app(service: Service, *, token: str | None = None, log: RequestLog | None = None) -> FastAPI:
-    """The ASGI app: API routes, OpenAPI docs and the static web app, with body limits and logs."""
+def create_app(
+    service: Service,
+    *,
+    token: str | None = None,
+    log: RequestLog | None = None,
+    guard: Guard | None = None,
+) -> FastAPI:
+    """The ASGI app: API routes, OpenAPI docs and the static web app, with body limits and logs.
+
+    `guard` checks Host and Origin (`Guard.for_server`; `serve` always passes one). Without it
+    (an in-process test client) nothing is checked but the JSON Content-Type of POSTs."""
     log = log or RequestLog()
     app = FastAPIOffline(
         title="slmsql",
@@ -106,6 +117,7 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
     @app.post("/v1/ask", dependencies=auth, summary="Answer a question (the document of `ask --json`)")
     async def ask(body: AskRequest, request: Request) -> Any:
         _note(request, database=body.database)
+        check_text(database=body.database, question=body.question, evidence=body.evidence)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -141,12 +153,14 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
     @app.get("/v1/databases/{name}/schema", dependencies=auth, summary="The schema as the model sees it")
     async def schema(name: str, request: Request) -> dict[str, Any]:
         _note(request, database=name)
+        check_text(database=name)
         return service.describe(name)
 
     @app.post("/v1/sql", dependencies=auth, summary="Run one read-only query")
     async def sql(body: SqlRequest, request: Request) -> dict[str, Any]:
         _note(request, database=body.database)
-        doc = await run_in_threadpool(service.run_sql, body.database, body.sql)
+        check_text(database=body.database, sql=body.sql)
+        doc = await run_sql_within(service, body.database, body.sql)
         _note(request, outcome="error" if doc["error"] or doc["timed_out"] else "ok", rows=doc["row_count"])
         return doc
 
@@ -156,7 +170,17 @@ def create_app(service: Service, *, token: str | None = None, log: RequestLog | 
 
     _add_error_handlers(app)
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
-    return _LogRequests(_LimitBody(_BodyIsJson(app), MAX_BODY_BYTES), log)  # type: ignore[return-value]
+    inner: ASGIApp = app
+    if guard is not None and guard.allow_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        inner = CORSMiddleware(
+            app,
+            allow_origins=list(guard.allow_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return _LogRequests(_Guarded(_LimitBody(inner, MAX_BODY_BYTES), guard), log)  # type: ignore[return-value]
 
 
 async def _stream(
@@ -220,6 +244,37 @@ class _Unauthorized(Exception):
     pass
 
 
+def check_text(**texts: str | None) -> None:
+    """A UserError (400) for text that cannot be encoded: JSON's `\\ud800` escapes decode to a
+    lone surrogate, which no database, prompt or log line can hold."""
+    for what, text in texts.items():
+        if text is not None and _SURROGATE.search(text):
+            raise UserError(
+                f"the {what} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
+                "send text that is valid Unicode",
+            )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+async def run_sql_within(service: Service, database: str, sql: str) -> dict[str, Any]:
+    """`service.run_sql` bounded by the server's --request-timeout too (RequestTimeout past it);
+    the query itself stops at --timeout, killed by the executor."""
+    try:
+        return await asyncio.wait_for(
+            run_in_threadpool(service.run_sql, database, sql), service.request_timeout
+        )
+    except TimeoutError:
+        raise RequestTimeout(f"no answer within the server's {service.request_timeout:g}s limit") from None
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """A RequestTimeout, or the job's own Cancelled("timeout"): the model thread can notice the
+    deadline a moment before the waiter does, and either way the request timed out (504)."""
+    return isinstance(exc, RequestTimeout) or (isinstance(exc, Cancelled) and str(exc) == "timeout")
+
+
 def _error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, body, headers) of an error: one mapping for plain and streamed responses."""
     if isinstance(exc, _Unauthorized):
@@ -237,17 +292,19 @@ def _error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, 
             {"error": str(exc), "hint": f"retry after {exc.retry_after}s"},
             {"Retry-After": str(exc.retry_after)},
         )
-    if isinstance(exc, ShuttingDown | Cancelled):
-        return 503, {"error": f"the request was cancelled: {exc}"}, {}
-    if isinstance(exc, RequestTimeout):
+    if is_timeout(exc):
         return (
             504,
             {
-                "error": str(exc),
+                "error": str(exc)
+                if isinstance(exc, RequestTimeout)
+                else "no answer within the server's time limit",
                 "hint": "ask something simpler, or start the server with a larger --request-timeout",
             },
             {},
         )
+    if isinstance(exc, ShuttingDown | Cancelled):
+        return 503, {"error": f"the request was cancelled: {exc}"}, {}
     if isinstance(exc, UserError):
         status = 404 if isinstance(exc, UnknownDatabase) else 413 if isinstance(exc, TooLarge) else 400
         return status, {"error": exc.message, "hint": exc.hint}, {}
@@ -325,17 +382,121 @@ class _LimitBody:
         await self.app(scope, limited, unless_refused)
 
 
-class _BodyIsJson:
-    """Every API body is JSON, whatever its Content-Type says: `curl -d '{...}'` labels it a form."""
+@dataclass(frozen=True)
+class Guard:
+    """Who may talk to the server from a browser: the `Host` values it answers to and the web
+    origins it trusts. A page on another site can make a browser send requests to a loopback
+    server; this is what refuses them (as Jupyter and Ollama do):
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    * DNS rebinding: a site that points its own name at 127.0.0.1 sends `Host: its.name`. Only the
+      names the server was started for pass (127.0.0.1, localhost, [::1] and `--host`, each with
+      the port); on a wildcard `--host` (0.0.0.0, ::) any IP-address Host passes too, since a
+      rebound name is never an address.
+    * Cross-site requests: a browser names the page's origin in `Origin` (and says `cross-site` in
+      `Sec-Fetch-Site`) on anything but a plain navigation. The server's own origin passes, and
+      so do the `--allow-origin` ones (they also get CORS headers, so their pages can read the
+      replies); anything else is refused on every route that holds data.
+    """
+
+    hosts: frozenset[str]
+    wildcard: bool = False
+    allow_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def for_server(cls, host: str, port: int, allow_origins: Sequence[str] = ()) -> Guard:
+        names = {"127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host}
+        hosts = {f"{name}:{port}".lower() for name in names}
+        if port == 80:
+            hosts |= {name.lower() for name in names}
+        wildcard = host in ("0.0.0.0", "::", "")
+        return cls(frozenset(hosts), wildcard, tuple(o.rstrip("/").lower() for o in allow_origins))
+
+    def host_ok(self, host: str) -> bool:
+        host = host.lower()
+        if host in self.hosts:
+            return True
+        if not self.wildcard:
+            return False
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name.strip("[]"))
+            return True
+        return False
+
+    def origin_ok(self, origin: str | None, host: str) -> bool:
+        return origin is None or origin.lower() in (f"http://{host.lower()}", *self.allow_origins)
+
+
+def check_origin(origin: str) -> str:
+    """An --allow-origin value: scheme://host[:port], nothing else (UserError otherwise)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
+        raise UserError(
+            f"--allow-origin {origin!r} is not a web origin",
+            "give scheme, host and port only, e.g. --allow-origin http://localhost:3000",
+        )
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+_DATA_PATHS = ("/v1/", "/healthz", "/openapi.json")
+
+
+class _Guarded:
+    """Refuses what `Guard` does not allow (403), and any POST whose body is not labelled
+    `application/json` (415): a cross-site form or `text/plain` POST never reaches a handler."""
+
+    def __init__(self, app: ASGIApp, guard: Guard | None) -> None:
+        self.app, self.guard = app, guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
-            scope["headers"] = [*headers, (b"content-type", b"application/json")]
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = _headers(scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            status, doc = refusal
+            scope.setdefault("slmsql_log", {})["outcome"] = f"refused {status}"
+            return await JSONResponse(doc, status_code=status)(scope, _no_receive, send)
         await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, dict[str, str]] | None:
+        guard = self.guard
+        data = scope["path"].startswith(_DATA_PATHS)
+        if guard is not None:
+            host = headers.get("host", "")
+            if not guard.host_ok(host):
+                return 403, {
+                    "error": f"this server does not answer to Host {host!r}",
+                    "hint": "use the address on the server's start line (e.g. http://127.0.0.1:PORT)",
+                }
+            origin = headers.get("origin")
+            site = headers.get("sec-fetch-site", "")
+            cross = not guard.origin_ok(origin, host) or (
+                data and origin is None and site in ("cross-site", "same-site")
+            )
+            if cross:
+                return 403, {
+                    "error": f"requests from the web page at {origin or 'another site'} are refused",
+                    "hint": "start the server with --allow-origin ORIGIN to let that page use it",
+                }
+        if scope["method"] == "POST":
+            kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if kind != "application/json":
+                return 415, {
+                    "error": f"the body must be JSON, sent as Content-Type: application/json (got {kind or 'none'!r})",
+                    "hint": "curl --json '{...}' URL, or curl -H 'Content-Type: application/json' -d '{...}' URL",
+                }
+        return None
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name (the first of repeated ones), decoded as Latin-1."""
+    found: dict[str, str] = {}
+    for key, value in scope.get("headers", []):
+        found.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+    return found
 
 
 async def _too_large(limit: int, send: Send) -> None:
@@ -392,9 +553,18 @@ def is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
+MIN_TOKEN_CHARS = 16
+
+
 def listen(host: str, port: int, token: str | None) -> socket.socket:
     """The listening socket, bound before the model loads so that a taken port fails at once.
-    A host other machines can reach needs a token; a taken port is a one-line UserError."""
+    A host other machines can reach needs a token; a token needs MIN_TOKEN_CHARS characters (not
+    counting surrounding spaces); a taken port is a one-line UserError."""
+    if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
+        raise UserError(
+            f"--token is too short to guess-proof: it needs at least {MIN_TOKEN_CHARS} characters",
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'",
+        )
     if not token and not is_loopback(host):
         raise UserError(
             f"--host {host} is reachable from other machines: it needs --token",

@@ -4,6 +4,12 @@ Tools: `ask`, `list_databases`, `describe_database`, `run_sql`. Each returns a J
 structured content); a failure (unknown database, a busy server, a refused or failing query) is a
 tool error whose text says why, so the assistant can correct itself. The `ask` answer is
 `ask --json`'s document without the candidates' completion text.
+
+The transport edge (`serve`): the SDK's stdio transport hands a line it cannot parse to the
+server as an exception, which the server drops, so the client would wait for its own timeout.
+Here such a line gets its JSON-RPC error at once: -32700 for a line that is not JSON, -32600
+(with the request's id) for JSON that is not a valid message, which includes a string holding a
+lone surrogate (`"\\ud800"`: valid JSON to Python, refused by the SDK's parser).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from starlette.concurrency import run_in_threadpool
@@ -103,4 +110,79 @@ def build(service: Service, log: RequestLog) -> MCPServer:
 def serve(service: Service, log: RequestLog) -> None:
     """Answer MCP requests on stdin/stdout until the client closes stdin."""
     log.say(f"MCP over stdio: {len(service.registry.names())} database(s), model {service.model_name}")
-    build(service, log).run("stdio")
+    anyio.run(run_stdio, build(service, log), log)
+
+
+async def run_stdio(server: MCPServer, log: RequestLog, stdin: Any = None, stdout: Any = None) -> None:
+    """`MCPServer.run("stdio")` with every unparsable line answered (see the module docstring);
+    `stdin`/`stdout` (anyio async text files) replace the process's own, as in the SDK.
+    Deviation: reaches the SDK's low-level server (`_lowlevel_server`) as its own `run_stdio_async` does."""
+    from mcp.server.stdio import stdio_server
+    from mcp.shared._context_streams import create_context_streams
+    from mcp.shared.message import SessionMessage
+
+    lowlevel = server._lowlevel_server
+    async with stdio_server(stdin, stdout) as (read_stream, write_stream):
+        send, receive = create_context_streams[SessionMessage | Exception](0)
+
+        async def forward() -> None:
+            async with send:
+                async for item in read_stream:
+                    if isinstance(item, Exception):
+                        error = protocol_error(item)
+                        log.write(tool=None, outcome=f"error {error.error.code}: {error.error.message}")
+                        await write_stream.send(SessionMessage(error))
+                    else:
+                        await send.send(item)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(forward)
+            await lowlevel.run(receive, write_stream, lowlevel.create_initialization_options())
+
+
+def protocol_error(exc: Exception) -> Any:
+    """The JSON-RPC error for a line the transport could not read as a message."""
+    import json
+
+    from mcp_types import ErrorData, JSONRPCError
+    from pydantic import ValidationError
+
+    given: Any = None
+    if isinstance(exc, ValidationError) and exc.errors():
+        given = exc.errors()[0].get("input")  # the line, or what it parsed to
+    unreadable = object()
+    request: Any = unreadable
+    if isinstance(given, str | bytes):
+        try:
+            request = json.loads(given)
+        except (ValueError, RecursionError):
+            pass
+    elif given is not None:
+        request = given
+    if request is unreadable:
+        return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=-32700, message="Parse error"))
+    found = request.get("id") if isinstance(request, dict) else None
+    request_id = found if isinstance(found, int | str) and not isinstance(found, bool) else None
+    if isinstance(request_id, str) and _has_surrogate(request_id):
+        request_id = None
+    why = (
+        "a string holds a lone UTF-16 surrogate" if _has_surrogate(request) else "not a JSON-RPC 2.0 message"
+    )
+    return JSONRPCError(
+        jsonrpc="2.0", id=request_id, error=ErrorData(code=-32600, message=f"Invalid Request: {why}")
+    )
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

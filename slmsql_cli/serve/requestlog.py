@@ -2,11 +2,18 @@
 
 Both front ends log through `RequestLog.write`; the fields are whatever the request knew (route,
 database, status, queue and run seconds, votes, prompt tokens evaluated, outcome).
+
+A log line cannot be forged by what a client sends: in the words format every text value is
+quoted (`path="/v1/ask"`) and escaped as a JSON string, and in both formats the characters a
+terminal or a log reader acts on (control characters, so ANSI escape sequences and line breaks;
+C1 controls; line and paragraph separators; bidirectional overrides) and lone surrogates are
+written as `\\uXXXX`. Numbers and booleans are written bare.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -24,7 +31,9 @@ class RequestLog:
     def write(self, **fields: Any) -> None:
         fields = {k: v for k, v in fields.items() if v is not None}
         if self.json_lines:
-            line = json.dumps({"time": round(time.time(), 3), **fields}, ensure_ascii=False, default=str)
+            line = _safe(
+                json.dumps({"time": round(time.time(), 3), **fields}, ensure_ascii=False, default=str)
+            )
         else:
             line = " ".join(f"{k}={_word(v)}" for k, v in fields.items())
         with self._lock:
@@ -51,8 +60,19 @@ def answer_fields(answer: Answer) -> dict[str, Any]:
     }
 
 
+# what a terminal or log viewer would act on, and what cannot be encoded: escaped as \uXXXX
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:.3f}"
-    text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (not text or any(c in text for c in ' "=')) else text
+    if isinstance(value, int):
+        return str(value)
+    return _safe(json.dumps(str(value), ensure_ascii=False))

@@ -1,0 +1,342 @@
+"""Hypothesis at every input edge: data files, HTTP requests, MCP lines and --db specs.
+
+Each property allows two outcomes only: a result, or the user's error — a `UserError` (the CLI's
+one `error:` line, exit 1 or 2), an HTTP 4xx with a JSON `{"error"}`, a JSON-RPC error — never
+another exception, a 500, or a hang past the budget (`anyio.fail_after`, subprocess timeouts).
+
+The example count is small in the default suite (FUZZ_EXAMPLES, default 20 per property) and can
+be raised for a longer hunt: `SLMSQL_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_edges.py`. Data
+files are imported in process (`files.import_files`, what the import worker runs) so that an
+example costs milliseconds; the worker itself is tested in test_import_edges.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import string
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from slmsql_cli import files
+from slmsql_cli.errors import UserError
+
+FUZZ_EXAMPLES = int(os.environ.get("SLMSQL_FUZZ_EXAMPLES") or 20)
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+    derandomize=FUZZ_EXAMPLES <= 20,  # the default suite is repeatable; a long hunt explores
+)
+
+# text that reaches the edges: control characters, quotes, separators, surrogates, astral planes
+edge_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list(",;|\t\"'\n\r\\{}[]=%\x00\x1b\x07\u202e\u2028\ufeff")),
+        st.characters(codec=None),  # anything, lone surrogates included
+    ),
+    max_size=40,
+)
+cell = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    edge_text,
+)
+json_value = st.recursive(
+    cell,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(edge_text, inner, max_size=4),
+    max_leaves=12,
+)
+names = st.lists(edge_text, min_size=1, max_size=6)
+
+
+def imports(path: Path) -> None:
+    """Import one file in process; a UserError is the allowed failure."""
+    out = path.with_suffix(".imported.sqlite")
+    out.unlink(missing_ok=True)
+    out.touch()
+    try:
+        files.import_files([path], out, None)
+    except UserError as exc:
+        assert exc.message
+
+
+@pytest.fixture()
+def folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="slmsql-fuzz-") as name:
+        yield Path(name)
+
+
+# ---- data files -------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(header=names, rows=st.lists(st.lists(edge_text, max_size=6), max_size=8), raw=st.binary(max_size=64))
+def test_csv_files(folder: Path, header: list[str], rows: list[list[str]], raw: bytes) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    for suffix, data in ((".csv", text.getvalue().encode("utf-8", "surrogatepass")), (".tsv", raw)):
+        path = folder / f"data{suffix}"
+        path.write_bytes(data)
+        imports(path)
+
+
+@FUZZ
+@given(records=st.lists(json_value, max_size=6), raw=st.binary(max_size=64))
+def test_json_and_json_lines_files(folder: Path, records: list[Any], raw: bytes) -> None:
+    array = json.dumps(records, ensure_ascii=True)  # lone surrogates become \ud800 escapes
+    lines = "\n".join(json.dumps(r, ensure_ascii=True) for r in records)
+    for name, data in (
+        ("a.json", array.encode()),
+        ("b.jsonl", lines.encode()),
+        ("c.json", raw),
+        ("d.ndjson", raw),
+    ):
+        path = folder / name
+        path.write_bytes(data)
+        imports(path)
+
+
+@FUZZ
+@given(header=names, rows=st.lists(st.lists(cell, max_size=5), max_size=6), merge=st.booleans())
+def test_xlsx_files(folder: Path, header: list[str], rows: list[list[Any]], merge: bool) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    from openpyxl.utils.exceptions import IllegalCharacterError
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    try:
+        for row in [header, *rows]:
+            sheet.append([_excel_value(v) for v in row])
+    except IllegalCharacterError:
+        return  # openpyxl cannot write such a workbook
+    if merge and len(header) > 1:
+        sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=2)
+    path = folder / "book.xlsx"
+    try:
+        book.save(path)
+    except (UnicodeEncodeError, ValueError):
+        return
+    imports(path)
+
+
+def _excel_value(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None  # Excel has no NaN
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
+
+
+@FUZZ
+@given(
+    columns=st.dictionaries(
+        st.text(string.ascii_letters + " ._", min_size=1, max_size=8),
+        st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=3, max_size=3)
+        | st.lists(
+            st.one_of(st.none(), edge_text.filter(lambda t: not any("\ud800" <= c <= "\udfff" for c in t))),
+            min_size=3,
+            max_size=3,
+        )
+        | st.lists(st.one_of(st.none(), st.floats()), min_size=3, max_size=3),
+        min_size=1,
+        max_size=5,
+    ),
+    raw=st.binary(max_size=64),
+)
+def test_parquet_files(folder: Path, columns: dict[str, list[Any]], raw: bytes) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = folder / "t.parquet"
+    pq.write_table(pa.table(columns), path)
+    imports(path)
+    path.write_bytes(raw)
+    imports(path)
+
+
+# ---- --db specs -------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(
+    spec=st.one_of(
+        edge_text,
+        st.sampled_from(
+            ["", "-", ".", "/", "//", "~", "/dev/null", "/etc/passwd", "postgresql://", "x.csv", "x.duckdb"]
+        ),
+        st.builds(lambda t: f"postgresql://127.0.0.1:9/{t}", st.text(string.printable, max_size=10)),
+        st.builds(lambda n, p: f"{n}={p}", edge_text, edge_text),
+    )
+)
+def test_db_specs(spec: str) -> None:
+    from typer.testing import CliRunner
+
+    from slmsql_cli.cli import app
+
+    if "\x00" in spec or any("\ud800" <= c <= "\udfff" for c in spec):
+        return  # no argv can hold these: the operating system refuses them
+    result = CliRunner().invoke(app, ["prompt", "--db", spec, "How many?"])
+    assert result.exit_code in (0, 1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if result.exit_code:
+        assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
+
+
+# ---- HTTP -------------------------------------------------------------------------------------------
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra")
+
+body_value = st.one_of(json_value, st.just("pets"), st.just("SELECT 1"), st.just("How many pets?"))
+bodies = st.one_of(
+    st.binary(max_size=80),
+    st.builds(
+        lambda d: json.dumps(d).encode(),
+        st.dictionaries(
+            st.sampled_from(["database", "sql", "question", "evidence", "stream", "x"]),
+            body_value,
+            max_size=5,
+        ),
+    ),
+)
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=30)
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "OPTIONS", "DELETE"]),
+    path=st.sampled_from(
+        ["/v1/ask", "/v1/sql", "/v1/databases", "/v1/databases/pets/schema", "/healthz", "/", "/x"]
+    )
+    | st.builds(lambda t: "/v1/databases/" + t + "/schema", st.text(string.printable.strip(), max_size=12)),
+    body=bodies,
+    content_type=st.sampled_from(["application/json", "text/plain", "", "application/json; charset=utf-8"])
+    | header_text,
+    host=st.sampled_from(["127.0.0.1:8000", "localhost:8000", "evil.example", ""]) | header_text,
+    origin=st.sampled_from([None, "http://127.0.0.1:8000", "http://evil.example", "null"]) | header_text,
+)
+def test_http_requests(
+    http_client: Any, method: str, path: str, body: bytes, content_type: str, host: str, origin: str | None
+) -> None:
+    headers = {"Content-Type": content_type, "Host": host}
+    if origin is not None:
+        headers["Origin"] = origin
+    raw = {name: value.encode("latin-1") for name, value in headers.items()}  # bytes: any octet goes
+    response = http_client.request(method, path, content=body, headers=raw)
+    assert response.status_code < 500, (response.status_code, response.text)
+    if response.status_code >= 400 and path.startswith("/v1"):
+        assert "error" in response.json()
+
+
+@pytest.fixture()
+def http_client(pets_db: Path, scripted_engine) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+    from test_serve_http import make_service
+
+    from slmsql_cli.serve.http import Guard, create_app
+
+    said = "<think>\nCount.\n</think>\n<answer>\nSELECT count(*) FROM pets\n</answer>"
+    engine = scripted_engine([said] * 10_000)
+    service = make_service(pets_db)
+    app = create_app(service, guard=Guard.for_server("127.0.0.1", 8000))
+    try:
+        yield TestClient(app, base_url="http://127.0.0.1:8000", raise_server_exceptions=False)
+    finally:
+        service.close()
+        engine.script.clear()  # what the fuzzed asks did not use
+
+
+# ---- MCP --------------------------------------------------------------------------------------------
+
+mcp_lines = st.one_of(
+    st.text(max_size=60).map(lambda t: t.replace("\n", " ")),
+    st.builds(json.dumps, json_value),
+    st.builds(
+        lambda rid, method, params: json.dumps(
+            {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
+        ),
+        st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans()),
+        st.sampled_from(["tools/call", "tools/list", "initialize", "ping", "nope"]),
+        st.one_of(
+            json_value,
+            st.builds(
+                lambda name, args: {"name": name, "arguments": args},
+                st.sampled_from(["run_sql", "describe_database", "list_databases", "ask", "x"]),
+                st.dictionaries(st.sampled_from(["database", "sql", "question"]), body_value, max_size=3),
+            ),
+        ),
+    ),
+)
+
+
+@FUZZ
+@given(lines=st.lists(mcp_lines, min_size=1, max_size=5))
+def test_mcp_lines(mcp_service: Any, lines: list[str]) -> None:
+    import anyio
+
+    from slmsql_cli.serve import mcp_server
+    from slmsql_cli.serve.requestlog import RequestLog
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": "init",
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "f", "version": "1"},
+        },
+    }
+    text = (
+        "\n".join([json.dumps(init), '{"jsonrpc": "2.0", "method": "notifications/initialized"}', *lines])
+        + "\n"
+    )
+    out = io.StringIO()
+
+    async def run() -> None:
+        server = mcp_server.build(mcp_service, RequestLog(stream=io.StringIO()))
+        with anyio.fail_after(60):
+            await mcp_server.run_stdio(
+                server,
+                RequestLog(stream=io.StringIO()),
+                anyio.wrap_file(io.StringIO(text)),
+                anyio.wrap_file(out),
+            )
+
+    anyio.run(run)
+    replies = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert replies and replies[0]["id"] == "init" and "result" in replies[0]
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            assert any(r.get("error", {}).get("code") == -32700 for r in replies), (line, replies)
+
+
+@pytest.fixture()
+def mcp_service(pets_db: Path, scripted_engine) -> Iterator[Any]:
+    from test_serve_http import make_service
+
+    said = "<think>\nCount.\n</think>\n<answer>\nSELECT count(*) FROM pets\n</answer>"
+    engine = scripted_engine([said] * 10_000)
+    service = make_service(pets_db)
+    try:
+        yield service
+    finally:
+        service.close()
+        engine.script.clear()
