@@ -122,10 +122,10 @@ def _clause_text(key: str, value: object) -> str:
     if isinstance(value, exp.Expr):
         return _sql(value)
     items = value if isinstance(value, list) else [value]
+    texts = [_sql(v) if isinstance(v, exp.Expr) else str(v) for v in items]
     if key == "windows":  # a named window prints as `w OVER (...)` on its own
-        return "WINDOW " + ", ".join(str(w.sql(dialect=DIALECT)).replace(" OVER ", " AS ", 1) for w in items)
-    text = ", ".join(_sql(v) if isinstance(v, exp.Expr) else str(v) for v in items)
-    return f"{key.rstrip('_').upper()} {text}"
+        return "WINDOW " + ", ".join(t.replace(" OVER ", " AS ", 1) for t in texts)
+    return f"{key.rstrip('_').upper()} {', '.join(texts)}"
 
 
 class _Explainer:
