@@ -14,7 +14,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from slmsql_cli.confidence import assess
 from slmsql_cli.executor import ExecResult
+from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
 from slmsql_cli.pipeline import Answer
 from slmsql_cli.vote import candidate_dicts
@@ -68,6 +70,8 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     doc["generation"] = generated.stats.as_dict()
     if revised:
         doc["merge_generation"] = revised.stats.as_dict()
+    doc["explanation"] = explain_sql(answer.sql).text if answer.sql else None
+    doc["confidence"] = assess(answer).as_dict()
     return doc
 
 
@@ -148,13 +152,17 @@ def summary_line(answer: Answer) -> Text:
     return Text(" · ".join(parts), style="dim")
 
 
-def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50) -> None:
+def print_answer(
+    console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50, explain: bool = False
+) -> None:
     if verbose:
         print_candidates(console, answer)
     if answer.sql:
         console.print(
             Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
         )
+        if explain:
+            console.print(Text(explain_sql(answer.sql).text), highlight=False)
     if answer.result is not None and answer.result.ok:
         console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
     elif answer.result is not None:
@@ -167,6 +175,13 @@ def print_answer(console: Console, answer: Answer, *, verbose: bool = False, max
             )
         )
     console.print(summary_line(answer))
+    console.print(confidence_line(answer))
+
+
+def confidence_line(answer: Answer) -> Text:
+    """The one line that says how sure the answer is (`confidence.assess`)."""
+    confidence = assess(answer)
+    return Text(confidence.line, style="yellow" if confidence.flags else "dim")
 
 
 def print_candidates(console: Console, answer: Answer) -> None:

@@ -57,6 +57,9 @@ def ask(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Show every candidate with its vote group or error."
     ),
+    explain: bool = typer.Option(
+        False, "--explain", help="Explain the SQL in plain sentences under it (made from the SQL, no model)."
+    ),
 ) -> None:
     """Answer a question about a database: sample SQL candidates, execute, vote, merge.
 
@@ -114,6 +117,6 @@ def ask(
     elif sql_only:
         sys.stdout.write((answer.sql or "") + "\n")
     else:
-        print_answer(out, answer, verbose=verbose, max_rows=max_rows)
+        print_answer(out, answer, verbose=verbose, max_rows=max_rows, explain=explain)
     if answer.result is None or not answer.result.ok:
         raise typer.Exit(1)
