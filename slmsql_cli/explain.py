@@ -21,9 +21,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp
+
+from slmsql_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from slmsql_cli.database import Database
 
 DIALECT = "sqlite"
 UNCOVERED = "and a part this explanation does not cover: "
@@ -239,7 +245,9 @@ class _Explainer:
         if order:
             keys = []
             for ordered in order.expressions:
-                key = self.value(ordered.this)
+                this = ordered.this
+                is_position = isinstance(this, exp.Literal) and this.is_int
+                key = f"its column {this.this}" if is_position else self.value(this)
                 keys.append(f"{key} in {'descending' if ordered.args.get('desc') else 'ascending'} order")
             sentences.append(f"It sorts the result by {', then by '.join(keys)}.")
         limit, offset = node.args.get("limit"), node.args.get("offset")
@@ -429,3 +437,31 @@ class _Explainer:
             joined = f" with {self.value(sep)} between them" if sep is not None else ""
             return f"the values of {of} joined into one text{joined}"
         return f"the {AGGREGATE_WORDS[type(node)]} of {of}"
+
+
+def explain_for(db: Database, sql: str) -> Explanation:
+    """`slmsql explain`: SQL a person wrote, checked as the model's is (one read-only statement,
+    `executor.check_sql`) and against the database's tables, then explained."""
+    from slmsql_cli.executor import check_sql
+
+    rejection = check_sql(sql)
+    if rejection:
+        raise UserError(
+            f"this SQL is not explained: {rejection}",
+            "give one SELECT, WITH … SELECT or VALUES statement",
+        )
+    tree = _parse(sql.strip())
+    if tree is not None:
+        named = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
+        known = {t.lower() for t in db.table_names()}
+        unknown = [
+            t.name
+            for t in tree.find_all(exp.Table)
+            if t.name and t.name.lower() not in named and t.name.lower() not in known
+        ]
+        if unknown:
+            raise UserError(
+                f"{db.name} has no table named {', '.join(dict.fromkeys(unknown))}",
+                f"its tables: {', '.join(db.table_names())}",
+            )
+    return explain_sql(sql)

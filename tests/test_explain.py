@@ -110,3 +110,33 @@ def test_golden_explanations() -> None:
     if os.environ.get("SLMSQL_UPDATE_GOLDEN"):
         GOLDEN.write_text(expected, encoding="utf-8")
     assert GOLDEN.read_text(encoding="utf-8") == expected
+
+
+BOOKSHOP = Path(__file__).resolve().parents[1] / "slmsql_cli" / "data" / "bookshop.sqlite"
+
+
+def test_explain_command_checks_then_explains(isolated_cache: Path) -> None:
+    from typer.testing import CliRunner
+
+    from slmsql_cli.cli import app
+
+    runner = CliRunner()
+    sql = "SELECT title FROM books WHERE price > 20 ORDER BY 1"
+    result = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), sql])
+    assert result.exit_code == 0, result.stderr
+    assert "It keeps only the rows where price is greater than 20." in result.stdout
+    assert "It sorts the result by its column 1 in ascending order." in result.stdout
+
+    result = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "--json", sql])
+    doc = json.loads(result.stdout)
+    assert doc["sql"] == sql and doc["database"] == "bookshop.sqlite" and doc["uncovered"] == []
+    assert doc["sentences"][0] == "It reads the table books." and doc["explanation"] == explain_sql(sql).text
+
+    refused = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "--json", "DELETE FROM books"])
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert "error: this SQL is not explained:" in refused.stderr and "DELETE" in refused.stderr
+    unknown = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "SELECT * FROM book"])
+    assert unknown.exit_code == 2 and "has no table named book" in unknown.stderr
+    assert "hint: its tables: authors" in unknown.stderr
+    with_cte = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "WITH b AS (SELECT 1) SELECT * FROM b"])
+    assert with_cte.exit_code == 0 and "the named result b" in with_cte.stdout

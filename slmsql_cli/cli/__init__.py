@@ -50,6 +50,7 @@ def _register() -> None:
         bench_cmd,
         chat_cmd,
         eval_cmd,
+        explain_cmd,
         export_cmd,
         models_cmd,
         prompt_cmd,
