@@ -62,5 +62,8 @@ def explain(
         }
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
         return
-    out.print(Syntax(sql.strip(), "sql", word_wrap=True, theme="ansi_dark", background_color="default"), soft_wrap=False)
+    out.print(
+        Syntax(sql.strip(), "sql", word_wrap=True, theme="ansi_dark", background_color="default"),
+        soft_wrap=False,
+    )
     out.print(Text(explanation.text), highlight=False)
