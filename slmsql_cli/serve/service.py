@@ -28,6 +28,7 @@ from typing import Any
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import execute
+from slmsql_cli.explain import explain_sql
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
@@ -272,7 +273,7 @@ class Service:
         )
         doc = result_dict(result)
         assert doc is not None
-        return {"database": entry.name, "sql": sql, **doc}
+        return {"database": entry.name, "sql": sql, **doc, "explanation": explain_sql(sql).text}
 
     def describe(self, database: str) -> dict[str, Any]:
         """The schema as the model sees it: the prompt's "Database Schema" block with sample values."""

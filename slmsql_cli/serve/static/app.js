@@ -220,11 +220,41 @@ function showSql(sql) {
   $("sql-edit").value = sql ?? "";
 }
 
+// The explanation is made by the server from the SQL's parse: one sentence per line, a
+// subquery's sentences indented by two spaces under their heading.
+function showExplanation(text) {
+  const list = $("explanation");
+  list.replaceChildren();
+  $("explain-box").hidden = !text;
+  for (const line of (text || "").split("\n")) {
+    const item = el("li", { textContent: line.trimStart() });
+    if (line.startsWith("  ")) item.className = "sub";
+    list.append(item);
+  }
+}
+
+// How sure the answer is: a badge, and the reasons to check it (the server's `confidence`).
+function showConfidence(confidence) {
+  const box = $("confidence");
+  box.replaceChildren();
+  box.hidden = !confidence;
+  if (!confidence) return;
+  const flagged = confidence.flags.length > 0;
+  box.className = `confidence ${flagged ? "check" : "ok"}`;
+  box.append(el("span", { className: "badge", textContent: flagged ? "Check this answer" : "No warning signs" }));
+  if (confidence.merged) {
+    box.append(el("span", { className: "note", textContent: confidence.merge_changed ? " The merge model changed the voted answer." : " The merge model kept the voted answer." }));
+  }
+  if (flagged) box.append(el("ul", {}, ...confidence.flags.map((f) => el("li", { textContent: f.reason }))));
+}
+
 function showAnswer(answer) {
   $("answer").hidden = false;
   $("answer-title").textContent = "Answer";
   showSql(answer.sql);
+  showExplanation(answer.explanation);
   $("summary").textContent = summaryText(answer);
+  showConfidence(answer.confidence);
   renderTable(answer);
   const list = $("candidates");
   list.replaceChildren();
@@ -332,6 +362,8 @@ async function runSql(database, sql) {
     const result = await (await api("/v1/sql", { method: "POST", body: { database, sql } })).json();
     $("answer-title").textContent = "Your SQL";
     showSql(sql);
+    showExplanation(result.explanation);
+    showConfidence(null);
     renderTable(result);
     const rows = `${result.row_count} row${result.row_count === 1 ? "" : "s"}`;
     $("summary").textContent = `your edit of the SQL · ${rows} · ${seconds(result.seconds)}`;
