@@ -41,6 +41,7 @@ class Confidence:
     merged: bool  # the answer is the merge model's revision
     merge_changed: bool  # ... and it returns other rows than the vote before the merge
     flags: list[Flag] = field(default_factory=list)
+    saved_id: int | None = None  # a saved answer's SQL, run again: no vote behind it
 
     @property
     def line(self) -> str:
@@ -52,6 +53,8 @@ class Confidence:
                 if self.merge_changed
                 else " · the merge model kept the voted answer"
             )
+        if self.saved_id is not None:
+            merge = f" · saved answer #{self.saved_id}, kept by a person"
         if not self.flags:
             return f"confidence: no warning signs{merge}"
         return f"check this answer: {'; '.join(f.reason for f in self.flags)}{merge}"
@@ -63,6 +66,7 @@ class Confidence:
             "merged": self.merged,
             "merge_changed": self.merge_changed,
             "flags": [{"code": f.code, "reason": f.reason} for f in self.flags],
+            "saved_answer": self.saved_id,
             "summary": self.line,
         }
 
@@ -95,7 +99,7 @@ def assess(answer: Answer) -> Confidence:
     if answer.unmatched_values:
         named = ", ".join(f"'{v}'" for v in answer.unmatched_values)
         flags.append(Flag("unmatched_values", f"the question names {named}, found nowhere in the database"))
-    return Confidence(votes, sampled, answer.merged, changed, flags)
+    return Confidence(votes, sampled, answer.merged, changed, flags, answer.saved_id)
 
 
 def has_limit(sql: str) -> bool:

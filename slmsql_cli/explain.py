@@ -440,28 +440,29 @@ class _Explainer:
 
 
 def explain_for(db: Database, sql: str) -> Explanation:
-    """`slmsql explain`: SQL a person wrote, checked as the model's is (one read-only statement,
-    `executor.check_sql`) and against the database's tables, then explained."""
+    """`slmsql explain`: SQL a person wrote, checked (`check_query`), then explained."""
+    check_query(db, sql)
+    return explain_sql(sql)
+
+
+def check_query(db: Database, sql: str) -> None:
+    """A UserError unless `sql` passes the model's read-only check (`executor.check_sql`: one
+    SELECT, WITH … SELECT or VALUES) and names only tables of `db` (or its own WITH names)."""
     from slmsql_cli.executor import check_sql
 
     rejection = check_sql(sql)
     if rejection:
         raise UserError(
-            f"this SQL is not explained: {rejection}",
-            "give one SELECT, WITH … SELECT or VALUES statement",
+            f"this SQL is refused: {rejection}", "give one SELECT, WITH … SELECT or VALUES statement"
         )
     tree = _parse(sql.strip())
-    if tree is not None:
-        named = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
-        known = {t.lower() for t in db.table_names()}
-        unknown = [
-            t.name
-            for t in tree.find_all(exp.Table)
-            if t.name and t.name.lower() not in named and t.name.lower() not in known
-        ]
-        if unknown:
-            raise UserError(
-                f"{db.name} has no table named {', '.join(dict.fromkeys(unknown))}",
-                f"its tables: {', '.join(db.table_names())}",
-            )
-    return explain_sql(sql)
+    if tree is None:
+        return
+    named = {cte.alias.lower() for cte in tree.find_all(exp.CTE)}
+    known = {t.lower() for t in db.table_names()}
+    unknown = [t.name for t in tree.find_all(exp.Table) if t.name and t.name.lower() not in named | known]
+    if unknown:
+        raise UserError(
+            f"{db.name} has no table named {', '.join(dict.fromkeys(unknown))}",
+            f"its tables: {', '.join(db.table_names())}",
+        )

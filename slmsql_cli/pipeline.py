@@ -90,6 +90,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
     unmatched_values: list[str] = field(default_factory=list)  # question values the database lacks
+    saved_id: int | None = None  # answered from the saved answers (saved.py), not by the model
 
     @property
     def final_round(self) -> SamplingRound:

@@ -70,6 +70,7 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     doc["generation"] = generated.stats.as_dict()
     if revised:
         doc["merge_generation"] = revised.stats.as_dict()
+    doc["saved_answer"] = answer.saved_id
     doc["explanation"] = explain_sql(answer.sql).text if answer.sql else None
     doc["confidence"] = assess(answer).as_dict()
     return doc
@@ -132,7 +133,9 @@ def summary_line(answer: Answer) -> Text:
     votes, total = answer.agreement
     t = answer.timings
     generated = answer.generation
-    if not generated.groups:
+    if answer.saved_id is not None:
+        parts = [f"saved answer #{answer.saved_id}: its SQL ran again on the current data"]
+    elif not generated.groups:
         parts = [f"none of the {len(generated.candidates)} candidates produced SQL that ran"]
     else:
         parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
@@ -140,7 +143,7 @@ def summary_line(answer: Answer) -> Text:
         parts.append(
             f"merge used on drafts with {generated.groups[0].votes} and {generated.groups[1].votes} of {len(generated.candidates)} votes"
         )
-    elif len(generated.groups) == 1:
+    elif len(generated.groups) == 1 and answer.saved_id is None:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]

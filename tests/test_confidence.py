@@ -42,6 +42,7 @@ def test_a_clean_answer_has_no_flags(pets_db: Path, scripted_engine) -> None:
         "merged": False,
         "merge_changed": False,
         "flags": [],
+        "saved_answer": None,
         "summary": "confidence: no warning signs",
     }
     assert doc["explanation"] == "It reads the table pets.\nIt returns the number of rows."

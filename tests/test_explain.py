@@ -134,7 +134,7 @@ def test_explain_command_checks_then_explains(isolated_cache: Path) -> None:
 
     refused = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "--json", "DELETE FROM books"])
     assert refused.exit_code == 2 and refused.stdout == ""
-    assert "error: this SQL is not explained:" in refused.stderr and "DELETE" in refused.stderr
+    assert "error: this SQL is refused:" in refused.stderr and "DELETE" in refused.stderr
     unknown = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "SELECT * FROM book"])
     assert unknown.exit_code == 2 and "has no table named book" in unknown.stderr
     assert "hint: its tables: authors" in unknown.stderr

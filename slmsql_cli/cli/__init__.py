@@ -54,6 +54,7 @@ def _register() -> None:
         export_cmd,
         models_cmd,
         prompt_cmd,
+        saved_cmd,
         serve_cmd,
         train_cmd,
     )

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from quantize import cached_gguf
 from slmsql_cli.cli import app
@@ -60,6 +61,12 @@ def ask(
     explain: bool = typer.Option(
         False, "--explain", help="Explain the SQL in plain sentences under it (made from the SQL, no model)."
     ),
+    save: bool = typer.Option(
+        False, "--save", help="Keep this question and its SQL: asked again, it is answered from them at once."
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Ask the model even when this question has a saved answer."
+    ),
 ) -> None:
     """Answer a question about a database: sample SQL candidates, execute, vote, merge.
 
@@ -87,29 +94,42 @@ def ask(
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
+    from slmsql_cli import saved as saved_answers
+
     config = opt.ask_config(ctx.params)
-    with (
-        err.status("loading the model…") as status,
-        Pipeline.load(
-            model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
-        ) as pipeline,
-    ):
-        generated = [0]
+    found = (
+        saved_answers.Lookup()
+        if fresh
+        else saved_answers.lookup(database, question, evidence, timeout=timeout)
+    )
+    for note in found.notes:
+        err.print(f"[yellow]{escape(note)}[/]", highlight=False)
+    answer = found.answer
+    if answer is None:
+        with (
+            err.status("loading the model…") as status,
+            Pipeline.load(
+                model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf
+            ) as pipeline,
+        ):
+            generated = [0]
 
-        def tick(_seq: int) -> None:
-            generated[0] += 1
-            if generated[0] % 16 == 0:
-                status.update(f"sampling: {generated[0]} tokens…")
+            def tick(_seq: int) -> None:
+                generated[0] += 1
+                if generated[0] % 16 == 0:
+                    status.update(f"sampling: {generated[0]} tokens…")
 
-        answer = pipeline.ask(
-            database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
-        )
+            answer = pipeline.ask(
+                database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
+            )
     if (as_csv or sql_only) and answer.failure:  # nothing usable to print: say why, not a blank line
         raise UserError(
             answer.failure,
             "-v shows what each candidate wrote; a larger -n or --max-tokens, or another model, may help",
             exit_code=1,
         )
+    if save and answer.saved_id is None:
+        err.print(escape(saved_answers.keep(database, question, evidence, answer)), highlight=False)
     if as_json:
         sys.stdout.write(to_json(answer) + "\n")
     elif as_csv:
