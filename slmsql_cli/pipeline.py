@@ -91,6 +91,7 @@ class Answer:
     schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
     unmatched_values: list[str] = field(default_factory=list)  # question values the database lacks
     saved_id: int | None = None  # answered from the saved answers (saved.py), not by the model
+    notes: list[str] = field(default_factory=list)  # said before answering: a similar saved question
 
     @property
     def final_round(self) -> SamplingRound:

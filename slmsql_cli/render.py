@@ -14,6 +14,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from slmsql_cli.chart import MAX_ROWS as MAX_CHART_ROWS
+from slmsql_cli.chart import chart_spec, terminal_bars
 from slmsql_cli.confidence import assess
 from slmsql_cli.executor import ExecResult
 from slmsql_cli.explain import explain_sql
@@ -71,6 +73,9 @@ def answer_dict(answer: Answer, *, texts: bool = True) -> dict[str, Any]:
     if revised:
         doc["merge_generation"] = revised.stats.as_dict()
     doc["saved_answer"] = answer.saved_id
+    spec = chart_spec(answer.result)
+    doc["chart"] = spec.as_dict() if spec else None
+    doc["notes"] = answer.notes
     doc["explanation"] = explain_sql(answer.sql).text if answer.sql else None
     doc["confidence"] = assess(answer).as_dict()
     return doc
@@ -156,7 +161,13 @@ def summary_line(answer: Answer) -> Text:
 
 
 def print_answer(
-    console: Console, answer: Answer, *, verbose: bool = False, max_rows: int = 50, explain: bool = False
+    console: Console,
+    answer: Answer,
+    *,
+    verbose: bool = False,
+    max_rows: int = 50,
+    explain: bool = False,
+    chart: bool = False,
 ) -> None:
     if verbose:
         print_candidates(console, answer)
@@ -168,6 +179,8 @@ def print_answer(
             console.print(Text(explain_sql(answer.sql).text), highlight=False)
     if answer.result is not None and answer.result.ok:
         console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
+        if chart:
+            print_chart(console, answer.result)
     elif answer.result is not None:
         console.print(Text(f"the query failed: {answer.result.error or 'timeout'}", style="red"))
     else:
@@ -179,6 +192,17 @@ def print_answer(
         )
     console.print(summary_line(answer))
     console.print(confidence_line(answer))
+
+
+def print_chart(console: Console, result: ExecResult) -> None:
+    """`ask --chart`: horizontal bars under the table, or why there are none."""
+    spec = chart_spec(result)
+    if spec is None:
+        note = f"no chart: it needs one label column and numeric columns, and at most {MAX_CHART_ROWS} rows"
+        console.print(Text(note, style="dim"))
+        return
+    for line in terminal_bars(result, spec, width=console.width):
+        console.print(Text(line), no_wrap=True, crop=False, soft_wrap=True)
 
 
 def confidence_line(answer: Answer) -> Text:

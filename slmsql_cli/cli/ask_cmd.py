@@ -61,6 +61,9 @@ def ask(
     explain: bool = typer.Option(
         False, "--explain", help="Explain the SQL in plain sentences under it (made from the SQL, no model)."
     ),
+    chart: bool = typer.Option(
+        False, "--chart", help="Draw the result as horizontal bars when it has a label and numeric columns."
+    ),
     save: bool = typer.Option(
         False, "--save", help="Keep this question and its SQL: asked again, it is answered from them at once."
     ),
@@ -137,6 +140,6 @@ def ask(
     elif sql_only:
         sys.stdout.write((answer.sql or "") + "\n")
     else:
-        print_answer(out, answer, verbose=verbose, max_rows=max_rows, explain=explain)
+        print_answer(out, answer, verbose=verbose, max_rows=max_rows, explain=explain, chart=chart)
     if answer.result is None or not answer.result.ok:
         raise typer.Exit(1)

@@ -25,10 +25,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from slmsql_cli import saved
+from slmsql_cli.chart import chart_spec
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.executor import execute
-from slmsql_cli.explain import explain_sql
+from slmsql_cli.explain import check_query, explain_sql
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
@@ -226,10 +228,17 @@ class Service:
 
     # ---- what clients can ask ----------------------------------------------------------------
     def ask(
-        self, database: str | None, question: str, evidence: str = "", events: Events | None = None
+        self,
+        database: str | None,
+        question: str,
+        evidence: str = "",
+        events: Events | None = None,
+        *,
+        fresh: bool = False,
     ) -> Job:
         """Check the request now (unknown database, empty or oversized question), then queue it.
-        The job's result is the pipeline's Answer; `events` gets progress as it happens."""
+        The job's result is the pipeline's Answer (a saved answer's for an exact repeat, unless
+        `fresh`); `events` gets progress as it happens."""
         entry = self.registry.get(database)
         for what, text in (("question", question), ("evidence", evidence)):
             if len(text) > MAX_QUESTION_CHARS:
@@ -253,7 +262,10 @@ class Service:
                 emit({"event": "round", "step": step, **round_dict(sampled)})
 
             emit({"event": "started", "queue_seconds": round(job.queue_seconds, 3)})
-            return self.pipeline.ask(
+            found = saved.Lookup() if fresh else saved.lookup(entry.database, question, evidence)
+            if found.answer is not None:
+                return found.answer
+            answer = self.pipeline.ask(
                 entry.database,
                 question,
                 evidence,
@@ -261,6 +273,8 @@ class Service:
                 on_token=on_token,
                 on_round=on_round,
             )
+            answer.notes = found.notes
+            return answer
 
         return self.submit(run)
 
@@ -273,7 +287,25 @@ class Service:
         )
         doc = result_dict(result)
         assert doc is not None
-        return {"database": entry.name, "sql": sql, **doc, "explanation": explain_sql(sql).text}
+        spec = chart_spec(result)
+        return {
+            "database": entry.name,
+            "sql": sql,
+            **doc,
+            "explanation": explain_sql(sql).text,
+            "chart": spec.as_dict() if spec else None,
+        }
+
+    def save(self, database: str | None, question: str, sql: str, evidence: str = "") -> dict[str, Any]:
+        """Keep `sql` as the answer to `question` (the web page's "Keep this answer"); the saved
+        entry. The SQL is checked as `slmsql saved import` checks it. Blocking: a worker thread."""
+        entry = self.registry.get(database)
+        check_query(entry.database, sql)
+        return saved.save(entry.database, question, sql, evidence).as_dict()
+
+    def keep(self, database: str | None, question: str, evidence: str, answer: Answer) -> str:
+        """The MCP `ask` tool's `save`: keep the answer's SQL; the line that says what happened."""
+        return saved.keep(self.registry.get(database).database, question, evidence, answer)
 
     def describe(self, database: str) -> dict[str, Any]:
         """The schema as the model sees it: the prompt's "Database Schema" block with sample values."""
