@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from slmsql_cli.cache import cache_dir, warn
 from slmsql_cli.engine import GenerationStats
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import check_sql
+from slmsql_cli.executor import check_sql, start_worker
 from slmsql_cli.vote import Candidate, vote
 
 if TYPE_CHECKING:
@@ -268,6 +268,8 @@ def lookup(db: Database, question: str, evidence: str = "", *, timeout: float = 
         warn(exc.message)
         return Lookup()
     start = time.perf_counter()
+    if db.target is None:
+        start_worker()  # the query worker boots while this process checks the SQL (sqlglot)
     (result,) = db.execute_many([entry.sql], timeout=timeout)
     if result is None or not result.ok:
         why = "it timed out" if result is None or result.timed_out else result.error
