@@ -130,3 +130,47 @@ def test_import_checks_every_sql_and_skips_what_fails(
     assert [json.loads(x)["sql"] for x in runner.invoke(app, ["saved", "export"]).stdout.splitlines()] == [
         COUNT
     ]
+
+
+def test_serve_saves_answers_from_repeats_and_refuses_writes(pets_db: Path, scripted_engine) -> None:
+    import asyncio
+
+    import pytest
+
+    pytest.importorskip("fastapi", reason="needs the [serve] extra")
+    from mcp import Client
+    from starlette.testclient import TestClient
+
+    from slmsql_cli.pipeline import AskConfig, Pipeline
+    from slmsql_cli.serve.http import create_app
+    from slmsql_cli.serve.mcp_server import build
+    from slmsql_cli.serve.registry import Registry
+    from slmsql_cli.serve.requestlog import RequestLog
+    from slmsql_cli.serve.service import Service
+
+    scripted_engine([said(COUNT)] * 2 + [said(AGES)] * 2)
+    pipeline = Pipeline.load("scripted", config=AskConfig(n=2, merge=False))
+    service = Service(pipeline, Registry.open([f"pets={pets_db}"]), model_name="scripted", load_seconds=0.0)
+    try:
+
+        async def mcp_ask(arguments: dict) -> dict:
+            async with Client(build(service, RequestLog())) as client:
+                result = await client.call_tool("ask", arguments)
+                assert not result.is_error, result.content
+                return result.structured_content
+
+        kept = asyncio.run(mcp_ask({"question": "How many pets?", "save": True}))
+        assert kept["saved_answer"] is None and kept["notes"][-1].startswith("saved as answer #1")
+        again = asyncio.run(mcp_ask({"question": "how many pets"}))
+        assert again["saved_answer"] == 1 and again["rows"] == [[2]]
+
+        client = TestClient(create_app(service))
+        refused = client.post("/v1/saved", json={"question": "Gone?", "sql": "DELETE FROM pets"})
+        assert refused.status_code == 400 and "refused" in refused.json()["error"]
+        saved = client.post("/v1/saved", json={"question": "Mean age?", "sql": AGES}).json()
+        assert (saved["id"], saved["sql"], saved["database"]) == (2, AGES, "pets")
+        assert client.post("/v1/ask", json={"question": "mean age?"}).json()["saved_answer"] == 2
+        fresh = client.post("/v1/ask", json={"question": "mean age?", "fresh": True}).json()
+        assert fresh["saved_answer"] is None and fresh["sql"] == AGES  # the model's own answer
+    finally:
+        service.close()

@@ -301,7 +301,7 @@ class Service:
         entry. The SQL is checked as `slmsql saved import` checks it. Blocking: a worker thread."""
         entry = self.registry.get(database)
         check_query(entry.database, sql)
-        return saved.save(entry.database, question, sql, evidence).as_dict()
+        return {**saved.save(entry.database, question, sql, evidence).as_dict(), "database": entry.name}
 
     def keep(self, database: str | None, question: str, evidence: str, answer: Answer) -> str:
         """The MCP `ask` tool's `save`: keep the answer's SQL; the line that says what happened."""
