@@ -59,6 +59,7 @@ def test_a_similar_question_is_only_suggested(pets_db: Path, scripted_engine) ->
     code, doc, err = ask(pets_db, "How many pets are there in total?")
     assert code == 0 and doc["saved_answer"] is None  # the model answered
     assert 'a saved question is similar: "How many pets are there?" (saved answer #1)' in err
+    assert doc["notes"] == [err.strip().splitlines()[-1]]  # the same line in --json
 
 
 def test_a_saved_sql_broken_by_a_schema_change_is_reported_and_skipped(

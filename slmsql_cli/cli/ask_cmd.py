@@ -89,6 +89,7 @@ def ask(
 
       slmsql ask --db orders.csv --db customers.parquet "Which customer placed the most orders?"
     """
+    from slmsql_cli import saved as saved_answers
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import print_answer, to_csv, to_json
@@ -97,8 +98,6 @@ def ask(
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
-    from slmsql_cli import saved as saved_answers
-
     config = opt.ask_config(ctx.params)
     found = (
         saved_answers.Lookup()
@@ -125,6 +124,7 @@ def ask(
             answer = pipeline.ask(
                 database, question, evidence, progress=lambda m: status.update(m + "…"), on_token=tick
             )
+        answer.notes = found.notes
     if (as_csv or sql_only) and answer.failure:  # nothing usable to print: say why, not a blank line
         raise UserError(
             answer.failure,
