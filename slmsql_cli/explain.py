@@ -248,14 +248,21 @@ class _Explainer:
                 this = ordered.this
                 is_position = isinstance(this, exp.Literal) and this.is_int
                 key = f"its column {this.this}" if is_position else self.value(this)
-                keys.append(f"{key} in {'descending' if ordered.args.get('desc') else 'ascending'} order")
+                desc = bool(ordered.args.get("desc"))
+                text = f"{key} in {'descending' if desc else 'ascending'} order"
+                nulls_first = ordered.args.get("nulls_first")
+                if nulls_first is not None and bool(nulls_first) == desc:  # SQLite: NULL sorts lowest
+                    text += f" with NULLs {'first' if nulls_first else 'last'}"
+                keys.append(text)
             sentences.append(f"It sorts the result by {', then by '.join(keys)}.")
         limit, offset = node.args.get("limit"), node.args.get("offset")
         if limit is not None:
             count = limit.expression
             if isinstance(limit.args.get("offset"), exp.Expr):  # LIMIT offset, count
                 offset = limit.args["offset"]
-            if isinstance(count, exp.Literal) and count.is_int:
+            if isinstance(count, exp.Neg) and isinstance(count.this, exp.Literal) and count.this.is_int:
+                text = "It keeps every row (a negative LIMIT is no limit)"
+            elif isinstance(count, exp.Literal) and count.is_int:
                 n = int(count.this)
                 what = "row" if n == 1 else f"{n} rows"
                 text = f"It keeps only the first {what}"
@@ -358,7 +365,12 @@ class _Explainer:
             return f"{self.subquery(node.this)} returns no row"
         if isinstance(node, exp.Like | exp.ILike):
             return self.like(node, negate=True)
-        return f"it is not true that {self.condition(node)}"
+        inner = self.condition(node)
+        return (
+            f"it is not true that ({inner})"
+            if isinstance(node, exp.And | exp.Or)
+            else f"it is not true that {inner}"
+        )
 
     def like(self, node: exp.Expr, *, escape: exp.Expr | None = None, negate: bool = False) -> str:
         negate = negate != bool(node.args.get("negate"))
@@ -408,6 +420,10 @@ class _Explainer:
         words = self.aggregate(node)
         if words is not None:
             return words
+        if isinstance(node, exp.Filter) and isinstance(node.expression, exp.Where):
+            words = self.aggregate(node.this)
+            if words is not None:
+                return f"{words} (only rows where {self.condition(node.expression.this)})"
         if isinstance(node, exp.Window) and self.aggregate(node.this) is not None:
             return f"{self.aggregate(node.this)} over each row's window ({_sql(node)})"
         inside = [a for a in node.find_all(exp.AggFunc) if a is not node and not a.find_ancestor(exp.Window)]
