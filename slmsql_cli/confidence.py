@@ -8,7 +8,8 @@ the answer, and a flag for each sign that the result deserves a second look:
 * `row_cap`: a query without LIMIT stopped at the row (or size) cap, so the rows are not all there;
 * `split_vote`: the winning group has no majority of the round that produced the answer;
 * `unmatched_values`: a value the question names (in quotes, or a capitalised name inside a
-  sentence) matches nothing in the database's value index.
+  sentence) matches nothing in the database's value index (which holds short values only, so
+  the reason names the index, not the whole database).
 
 The flags are hints for a person, not a verdict: the exit code does not change with them.
 """
@@ -98,7 +99,12 @@ def assess(answer: Answer) -> Confidence:
         flags.append(Flag("split_vote", f"the vote was split: only {votes} of {sampled} agreed"))
     if answer.unmatched_values:
         named = ", ".join(f"'{v}'" for v in answer.unmatched_values)
-        flags.append(Flag("unmatched_values", f"the question names {named}, found nowhere in the database"))
+        flags.append(
+            Flag(
+                "unmatched_values",
+                f"the question names {named}, which no value in the database's value index contains",
+            )
+        )
     return Confidence(votes, sampled, answer.merged, changed, flags, answer.saved_id)
 
 
@@ -131,16 +137,26 @@ def question_values(question: str) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in found if v.strip()))
 
 
+def _name_form(text: str) -> str:
+    """A name as a question may write it: `tv_channel` ~ "TV Channels", `Student_Club` ~ "student club"."""
+    return re.sub(r"[\s_]+", " ", text.casefold()).strip().rstrip("s")
+
+
 def unmatched_values(db: Database, question: str, matched: Values) -> list[str]:
-    """The values the question names that match no value of the database: not among the values
-    the question already matched (`matched`, from the value index), not contained in an indexed
-    value or containing one, and not a table or column name. Numbers are not indexed: skipped."""
-    names = {n.lower() for t in db.schema.tables for n in (t.name, *(c.name for c in t.columns))}
+    """The values the question names that no value in the database's value index contains: not
+    among the values the question already matched (`matched`, from the index), not contained in
+    an indexed value nor containing one, and not the name of the database, a table or a column.
+    Numbers (not indexed) and single characters are skipped. (The index holds values of at most 40 characters, and a
+    bounded number per column: `values.py`; the flag's reason says it is the index that lacks it.)"""
+    names = {db.db_id, db.path.stem} | {
+        n for t in db.schema.tables for n in (t.name, *(c.name for c in t.columns))
+    }
+    forms = {_name_form(n) for n in names if n}
     found = [str(v).lower() for values in matched.values() for v in values]
     missing = []
     for value in question_values(question):
         low = value.lower()
-        if not is_indexable(value) or low in names or low.rstrip("s") in names:
+        if len(value) < 2 or not is_indexable(value) or _name_form(value) in forms:
             continue
         hits = found + [hit[1].lower() for hit in db.index.search(value)]
         if any(low in v or (len(v) >= 3 and v in low) for v in hits):

@@ -158,3 +158,44 @@ def test_http_and_mcp_answers_carry_explanation_and_confidence(service) -> None:
 
     answer = asyncio.run(call())
     assert codes(answer) == ["empty"] and answer["explanation"] == doc["explanation"]
+
+
+@pytest.mark.parametrize(
+    "db, question, expected",
+    [
+        (
+            "spider_dev/database/world_1/world_1.sqlite",
+            "How much surface area do the countires in the Carribean cover together?",
+            ["Carribean"],
+        ),  # fmt: skip
+        (
+            "spider_dev/database/world_1/world_1.sqlite",
+            "How much surface area do the countries in the Caribbean cover?",
+            [],
+        ),  # fmt: skip
+        (
+            "spider_dev/database/tvshow/tvshow.sqlite",
+            "Which country has the most of TV Channels?",
+            [],
+        ),  # a table's name
+        (
+            "bird_dev/dev_databases/student_club/student_club.sqlite",
+            "How many students in the Student_Club are from the College of Engineering?",
+            [],
+        ),  # fmt: skip
+        (
+            "chinook/Chinook_Sqlite.sqlite",
+            'Find the artists that have "a" in their names.',
+            [],
+        ),  # one letter: a pattern
+        ("chinook/Chinook_Sqlite.sqlite", "How many albums did AC/DC release?", []),
+    ],
+)
+def test_unmatched_values_on_real_databases(
+    data_dir: Path, isolated_cache: Path, db: str, question: str, expected: list
+) -> None:
+    from slmsql_cli.confidence import unmatched_values
+    from slmsql_cli.database import open_database
+
+    database = open_database(data_dir / db)
+    assert unmatched_values(database, question, database.relevant_values(question)) == expected
