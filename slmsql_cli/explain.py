@@ -286,7 +286,12 @@ class _Explainer:
             return f"the {kind} {name}" + (f" (as {alias})" if alias and alias != node.name else "")
         if isinstance(node, exp.Subquery):
             return f"the result of {self.subquery(node)}" + (f" (as {alias})" if alias else "")
-        return f"the rows of {_sql(node)}"
+        named = f" (as {alias})" if alias else ""
+        bare = node.copy()
+        bare.set("alias", None)
+        if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):  # json_each(...), pragma_…(...)
+            return f"the table-valued function {_sql(bare)}{named}"
+        return f"the rows of {_sql(bare)}{named}"
 
     def sources(self, node: exp.Select) -> list[str]:
         from_ = node.args.get("from_")
