@@ -3,6 +3,7 @@
 Every surface shows the same thing: how many candidates agreed, whether the merge model changed
 the answer, and a flag for each sign that the result deserves a second look:
 
+* `no_result`: there is no result to trust at all (no SQL, or none that ran: `Answer.failure`);
 * `empty`: the query ran and returned no row;
 * `all_null`: every value of the result is NULL;
 * `row_cap`: a query without LIMIT stopped at the row (or size) cap, so the rows are not all there;
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from slmsql_cli.database import Database, Values
     from slmsql_cli.pipeline import Answer
 
-FLAG_CODES = ("empty", "all_null", "row_cap", "split_vote", "unmatched_values")
+FLAG_CODES = ("no_result", "empty", "all_null", "row_cap", "split_vote", "unmatched_values")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def assess(answer: Answer) -> Confidence:
     )
     flags: list[Flag] = []
     result = answer.result
+    if answer.failure:
+        flags.append(Flag("no_result", answer.failure))
     if result is not None and result.ok:
         if not result.rows:
             flags.append(Flag("empty", "the result is empty"))

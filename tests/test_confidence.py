@@ -99,6 +99,14 @@ def test_question_values_the_database_lacks_are_flagged(pets_db: Path, scripted_
     assert code == 0 and codes(doc) == []  # no value lookup, no claim about values
 
 
+def test_no_usable_sql_is_flagged_not_called_safe(pets_db: Path, scripted_engine) -> None:
+    scripted_engine(["I am not sure.", said("SELECT nope FROM pets")])
+    code, doc, _ = ask(pets_db, "How many pets are there?", "-n", "2", "--no-merge")
+    assert code == 1 and codes(doc) == ["no_result"]  # exit code as before
+    assert doc["confidence"]["flags"][0]["reason"].startswith("none of the 2 candidate(s) wrote SQL that ran")
+    assert doc["confidence"]["summary"].startswith("check this answer: none of the 2")
+
+
 def test_whether_the_merge_changed_the_answer(pets_db: Path, scripted_engine) -> None:
     count, names = "SELECT count(*) FROM pets", "SELECT name FROM pets"
     scripted_engine([said(count), said(names), said(names), said(names)])
