@@ -202,10 +202,14 @@ function drawChart(result) {
   const x = (v) => left + ((v - low) / (high - low)) * plot;
   let chart;
   if (spec.kind === "line") {
-    const height = 300, bottom = 40;
+    const height = 260, bottom = 40;
     const plotHeight = height - top - bottom;
     const y = (v) => top + plotHeight - ((v - low) / (high - low)) * plotHeight;
-    const step = labels.length > 1 ? plot / (labels.length - 1) : 0;
+    // x by value when the labels are numbers or dates (gaps show as gaps), else one step per row
+    const asNumbers = labels.map((l) => (typeof l === "number" ? l : Date.parse(String(l).length === 4 ? `${l}-01-01` : String(l))));
+    const spaced = asNumbers.every(Number.isFinite) && asNumbers[asNumbers.length - 1] > asNumbers[0];
+    const first = asNumbers[0], span = asNumbers[asNumbers.length - 1] - asNumbers[0];
+    const xAt = (i) => left + (spaced ? ((asNumbers[i] - first) / span) * plot : labels.length > 1 ? (i * plot) / (labels.length - 1) : 0);
     chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Line chart of ${series.map((s) => s.name).join(", ")} by ${result.columns[spec.label]}` });
     chart.append(svg("line", { x1: left, x2: left + plot, y1: y(0), y2: y(0), class: "axis" }));
     chart.append(svg("text", { x: left - 6, y: y(high) + 4, "text-anchor": "end", class: "tick" }, String(high)));
@@ -213,15 +217,15 @@ function drawChart(result) {
     const every = Math.max(1, Math.ceil(labels.length / 10));
     labels.forEach((label, i) => {
       if (i % every === 0 || i === labels.length - 1) {
-        chart.append(svg("text", { x: left + i * step, y: height - bottom + 18, "text-anchor": "middle", class: "tick" }, shortLabel(label, 12)));
+        chart.append(svg("text", { x: xAt(i), y: height - bottom + 18, "text-anchor": "middle", class: "tick" }, shortLabel(label, 12)));
       }
     });
     series.forEach((s, k) => {
-      const points = s.values.map((v, i) => (v === null ? null : `${left + i * step},${y(v)}`)).filter(Boolean);
+      const points = s.values.map((v, i) => (v === null ? null : `${xAt(i)},${y(v)}`)).filter(Boolean);
       chart.append(svg("polyline", { points: points.join(" "), fill: "none", stroke: SERIES_COLOURS[k % SERIES_COLOURS.length], "stroke-width": 2, class: "series" }));
       s.values.forEach((v, i) => {
         if (v === null) return;
-        const dot = svg("circle", { cx: left + i * step, cy: y(v), r: 3, fill: SERIES_COLOURS[k % SERIES_COLOURS.length] });
+        const dot = svg("circle", { cx: xAt(i), cy: y(v), r: 3, fill: SERIES_COLOURS[k % SERIES_COLOURS.length] });
         dot.append(svg("title", {}, `${shortLabel(labels[i], 60)} · ${s.name}: ${v}`));
         chart.append(dot);
       });
