@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slmsql_cli.confidence import unmatched_values
 from slmsql_cli.database import Database, Values, check_question
 from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
 from slmsql_cli.engine_protocol import Engine
@@ -89,6 +90,9 @@ class Answer:
     merged: bool = False  # the answer is the revision's winner
     timings: dict[str, float] = field(default_factory=dict)
     schema_tables: tuple[int, int] | None = None  # (kept, total) when the schema was pruned to fit
+    unmatched_values: list[str] = field(default_factory=list)  # question values the database lacks
+    saved_id: int | None = None  # answered from the saved answers (saved.py), not by the model
+    notes: list[str] = field(default_factory=list)  # said before answering: a similar saved question
 
     @property
     def final_round(self) -> SamplingRound:
@@ -386,6 +390,8 @@ class Pipeline:
             first = next((c for c in generated.candidates if c.sql), None)
             if first is not None:
                 answer.sql, answer.result = first.sql, first.result
+        if cfg.use_values:
+            answer.unmatched_values = unmatched_values(db, question, matched)
         timings["total"] = time.perf_counter() - t_start
         answer.timings = timings
         return answer

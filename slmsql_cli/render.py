@@ -14,7 +14,11 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from slmsql_cli.chart import MAX_ROWS as MAX_CHART_ROWS
+from slmsql_cli.chart import chart_spec, terminal_bars
+from slmsql_cli.confidence import assess
 from slmsql_cli.executor import ExecResult
+from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
 from slmsql_cli.pipeline import Answer
 from slmsql_cli.vote import candidate_dicts
@@ -79,6 +83,12 @@ def answer_dict(answer: Answer, *, texts: bool = True, hint: str = NO_ANSWER_HIN
     doc["generation"] = generated.stats.as_dict()
     if revised:
         doc["merge_generation"] = revised.stats.as_dict()
+    doc["saved_answer"] = answer.saved_id
+    spec = chart_spec(answer.result)
+    doc["chart"] = spec.as_dict() if spec else None
+    doc["notes"] = answer.notes
+    doc["explanation"] = explain_sql(answer.sql).text if answer.sql else None
+    doc["confidence"] = assess(answer).as_dict()
     return doc
 
 
@@ -147,7 +157,9 @@ def summary_line(answer: Answer) -> Text:
     votes, total = answer.agreement
     t = answer.timings
     generated = answer.generation
-    if not generated.groups:
+    if answer.saved_id is not None:
+        parts = [f"saved answer #{answer.saved_id}: its SQL ran again on the current data"]
+    elif not generated.groups:
         parts = [f"none of the {len(generated.candidates)} candidates produced SQL that ran"]
     else:
         parts = [f"{votes}/{total} {'revisions' if answer.merged else 'candidates'} agreed"]
@@ -155,7 +167,7 @@ def summary_line(answer: Answer) -> Text:
         parts.append(
             f"merge used on drafts with {generated.groups[0].votes} and {generated.groups[1].votes} of {len(generated.candidates)} votes"
         )
-    elif len(generated.groups) == 1:
+    elif len(generated.groups) == 1 and answer.saved_id is None:
         parts.append("no merge needed")
     timing = f"{t.get('total', 0):.1f}s"
     detail = [f"{k} {t[k]:.1f}s" for k in ("generate", "execute", "merge") if k in t]
@@ -167,13 +179,20 @@ def summary_line(answer: Answer) -> Text:
     return Text(" · ".join(parts), style="dim")
 
 
-def print_answer(console: Console, answer: Answer, *, max_rows: int = 50) -> None:
-    """The answer, for people: its SQL and the result table. Only an answer whose SQL ran is
-    printed; why there is none is the caller's error line (`Answer.failure`, NO_ANSWER_HINT)."""
+def print_answer(
+    console: Console, answer: Answer, *, max_rows: int = 50, explain: bool = False, chart: bool = False
+) -> None:
+    """The answer, for people: its SQL (explained in sentences with `explain`) and the result table
+    (with bars under it with `chart`). Only an answer whose SQL ran is printed; why there is none
+    is the caller's error line (`Answer.failure`, NO_ANSWER_HINT)."""
     if answer.failure is not None or answer.sql is None or answer.result is None:
         return
     console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+    if explain:
+        console.print(Text(explain_sql(answer.sql).text), highlight=False)
     console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
+    if chart:
+        print_chart(console, answer.result)
 
 
 def text_excerpt(text: str, limit: int) -> str:
@@ -184,6 +203,23 @@ def text_excerpt(text: str, limit: int) -> str:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
     return f"{cut} [+{len(flat) - len(cut)} characters; --json has the whole text]"
+
+
+def print_chart(console: Console, result: ExecResult) -> None:
+    """`ask --chart`: horizontal bars under the table, or why there are none."""
+    spec = chart_spec(result)
+    if spec is None:
+        note = f"no chart: it needs one label column and numeric columns, and at most {MAX_CHART_ROWS} rows"
+        console.print(Text(note, style="dim"))
+        return
+    for line in terminal_bars(result, spec, width=console.width):
+        console.print(Text(line), no_wrap=True, crop=False, soft_wrap=True)
+
+
+def confidence_line(answer: Answer) -> Text:
+    """The one line that says how sure the answer is (`confidence.assess`)."""
+    confidence = assess(answer)
+    return Text(confidence.line, style="yellow" if confidence.flags else "dim")
 
 
 def print_candidates(console: Console, answer: Answer) -> None:

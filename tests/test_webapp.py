@@ -114,6 +114,8 @@ def test_ask_in_the_browser(server: str, page: playwright.Page) -> None:
     assert re.search(rf"(\d+/{N} candidates agreed|none of the {N} candidates)", summary), summary
     page.get_by_text(f"Candidates ({N})").click()  # the candidates, on demand
     expect(page.locator("#candidates > li")).to_have_count(N)
+    if page.locator("#view-toggle").is_visible():  # a chartable result shows its chart first
+        page.get_by_role("button", name="Table").click()
     if page.locator("#result table").count():  # the model's SQL ran: its table is there
         expect(page.locator("#result table thead th").first).to_be_visible()
     else:

@@ -77,9 +77,11 @@ def _register() -> None:
         chat_cmd,
         doctor_cmd,
         eval_cmd,
+        explain_cmd,
         export_cmd,
         models_cmd,
         prompt_cmd,
+        saved_cmd,
         serve_cmd,
         train_cmd,
     )

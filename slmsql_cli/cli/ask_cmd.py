@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from quantize import cached_gguf
 from slmsql_cli.cli import app
@@ -83,6 +84,34 @@ def ask(
         rich_help_panel=opt.OUTPUT,
     ),
     verbose: opt.Verbose = False,
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        metavar="",
+        help="Explain the SQL in plain sentences under it (from the SQL itself, no model).",
+        rich_help_panel=opt.OUTPUT,
+    ),
+    chart: bool = typer.Option(
+        False,
+        "--chart",
+        metavar="",
+        help="Draw the result as horizontal bars (a label column and numeric columns).",
+        rich_help_panel=opt.OUTPUT,
+    ),
+    save: bool = typer.Option(
+        False,
+        "--save",
+        metavar="",
+        help="Keep the question and its SQL: asked again, it is answered from them at once.",
+        rich_help_panel=opt.OUTPUT,
+    ),
+    fresh: bool = typer.Option(
+        False,
+        "--fresh",
+        metavar="",
+        help="Ask the model even when the question has a saved answer.",
+        rich_help_panel=opt.MODEL,
+    ),
 ) -> None:
     """Answer a question about a database: sample SQL candidates, run them, vote, merge.
 
@@ -100,11 +129,13 @@ def ask(
       slmsql ask -d postgresql://reader@localhost/shop "Which product sells best?"
       slmsql ask -d orders.csv -d customers.parquet "Who ordered the most?"
     """
+    from slmsql_cli import saved as saved_answers
     from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import (
         NO_ANSWER_HINT,
+        confidence_line,
         print_answer,
         print_candidates,
         summary_line,
@@ -117,24 +148,41 @@ def ask(
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
     config = opt.ask_config(ctx.params)
-    with StatusLine("loading the model…") as status:
-        steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
-        with Pipeline.load(
-            model, merge_model, config, progress=steps.progress, export=cached_gguf
-        ) as pipeline:
-            if verbose:
-                err.print(f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False)
-            answer = pipeline.ask(database, question, evidence, progress=steps.progress, on_token=steps.token)
+    found = (
+        saved_answers.Lookup()
+        if fresh
+        else saved_answers.lookup(database, question, evidence, timeout=timeout)
+    )
+    for note in found.notes:
+        err.print(f"[yellow]{escape(note)}[/]", highlight=False)
+    answer = found.answer
+    if answer is None:
+        with StatusLine("loading the model…") as status:
+            steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
+            with Pipeline.load(
+                model, merge_model, config, progress=steps.progress, export=cached_gguf
+            ) as pipeline:
+                if verbose:
+                    err.print(
+                        f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False
+                    )
+                answer = pipeline.ask(
+                    database, question, evidence, progress=steps.progress, on_token=steps.token
+                )
+        answer.notes = found.notes
     if verbose:
         print_candidates(err, answer)
     if as_json:  # the document says everything, a failure included (its "error" and "hint")
         sys.stdout.write(to_json(answer) + "\n")
     if answer.failure is not None:  # the same two lines in every mode, and the same exit code
         raise fail(answer.failure, NO_ANSWER_HINT, EXIT_NO_ANSWER)
+    if save and answer.saved_id is None:
+        err.print(escape(saved_answers.keep(database, question, evidence, answer)), highlight=False)
     if as_csv:
         sys.stdout.write(to_csv(answer))
     elif sql_only:
         sys.stdout.write((answer.sql or "") + "\n")
     elif not as_json:
-        print_answer(out, answer, max_rows=max_rows)
+        print_answer(out, answer, max_rows=max_rows, explain=explain, chart=chart)
         err.print(summary_line(answer))
+        err.print(confidence_line(answer))

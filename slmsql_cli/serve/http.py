@@ -8,6 +8,8 @@ Routes (JSON in, JSON out; errors are {"error": ..., "hint": ...}):
     GET  /v1/databases               {"databases": [{"name", "tables"}]}
     GET  /v1/databases/{name}/schema {"name", "tables", "schema"}: the schema as the model sees it
     POST /v1/sql                     {"database", "sql"} → the result (read-only, as candidates run)
+    POST /v1/saved                   {"database", "question", "sql", "evidence"?} → the saved answer
+                                     (asked again exactly, /v1/ask answers from it; "fresh": true does not)
     GET  /healthz                    model, load time, queue length
     GET  /docs, /openapi.json        OpenAPI docs (Swagger UI served by the package, no CDN)
     GET  /                           the web app (files in slmsql_cli/serve/static/)
@@ -78,6 +80,14 @@ class AskRequest(BaseModel):
     question: str = Field(..., description="The question in plain language.")
     evidence: str = Field("", description="Optional hints (BIRD's 'evidence'), e.g. what a term means.")
     stream: bool = Field(False, description="Answer with server-sent events: progress, then the answer.")
+    fresh: bool = Field(False, description="Ask the model even when the question has a saved answer.")
+
+
+class SaveRequest(BaseModel):
+    database: str | None = Field(None, description="A name from GET /v1/databases.")
+    question: str = Field(..., description="The question the SQL answers.")
+    evidence: str = Field("", description="The evidence asked with it, if any.")
+    sql: str = Field(..., description="The SQL to keep for the question (one read-only statement).")
 
 
 class SqlRequest(BaseModel):
@@ -125,7 +135,9 @@ def create_app(
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = service.ask(body.database, body.question, body.evidence, emit if body.stream else None)
+        job = service.ask(
+            body.database, body.question, body.evidence, emit if body.stream else None, fresh=body.fresh
+        )
         if body.stream:
             # on SIGTERM the stream ends by itself (the service cancels the job after SHUTDOWN_GRACE);
             # sse-starlette would otherwise cut it at once
@@ -163,6 +175,11 @@ def create_app(
         doc = await run_sql_within(service, body.database, body.sql)
         _note(request, outcome="error" if doc["error"] or doc["timed_out"] else "ok", rows=doc["row_count"])
         return doc
+
+    @app.post("/v1/saved", dependencies=auth, summary="Keep a question's SQL as its saved answer")
+    async def save(body: SaveRequest, request: Request) -> dict[str, Any]:
+        _note(request, database=body.database)
+        return await run_in_threadpool(service.save, body.database, body.question, body.sql, body.evidence)
 
     @app.get("/healthz", dependencies=auth, summary="Model, load time, queue length")
     async def healthz() -> dict[str, Any]:

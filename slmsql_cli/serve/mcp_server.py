@@ -55,17 +55,25 @@ def build(service: Service, log: RequestLog) -> MCPServer:
         return doc
 
     @server.tool()
-    async def ask(question: str, database: str | None = None, evidence: str = "") -> dict[str, Any]:
+    async def ask(
+        question: str, database: str | None = None, evidence: str = "", save: bool = False
+    ) -> dict[str, Any]:
         """Answer a question in plain language about one database: the SQL the model wrote, the
-        result's columns and rows, and how many of the sampled candidates agreed (votes).
+        result's columns and rows, how many of the sampled candidates agreed (votes), the SQL
+        explained in sentences (explanation) and how sure the answer is (confidence, with flags).
         `database` is a name from list_databases (optional when there is only one); `evidence`
-        is an optional hint such as what a term means."""
+        is an optional hint such as what a term means. `save` keeps the question and its SQL:
+        asked again exactly, it is answered from them without the model (saved_answer)."""
 
         async def call(fields: dict[str, Any]) -> dict[str, Any]:
             job = service.ask(database, question, evidence)
             answer = await service.wait(job)
             fields.update(queue_s=job.queue_seconds, run_s=job.run_seconds, **answer_fields(answer))
-            return answer_dict(answer, texts=False)
+            doc = answer_dict(answer, texts=False)
+            if save and answer.saved_id is None:
+                note = await run_in_threadpool(service.keep, database, question, evidence, answer)
+                doc["notes"] = [*doc["notes"], note]
+            return doc
 
         return await logged("ask", database, call)
 

@@ -31,9 +31,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmsql_cli import worker
+from slmsql_cli import saved, worker
+from slmsql_cli.chart import chart_spec
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
+from slmsql_cli.explain import check_query, explain_sql
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
@@ -246,10 +248,17 @@ class Service:
 
     # ---- what clients can ask ----------------------------------------------------------------
     def ask(
-        self, database: str | None, question: str, evidence: str = "", events: Events | None = None
+        self,
+        database: str | None,
+        question: str,
+        evidence: str = "",
+        events: Events | None = None,
+        *,
+        fresh: bool = False,
     ) -> Job:
         """Check the request now (unknown database, empty or oversized question), then queue it.
-        The job's result is the pipeline's Answer; `events` gets progress as it happens."""
+        The job's result is the pipeline's Answer (a saved answer's for an exact repeat, unless
+        `fresh`); `events` gets progress as it happens."""
         entry = self.registry.get(database)
         for what, text in (("question", question), ("evidence", evidence)):
             if len(text) > MAX_QUESTION_CHARS:
@@ -273,8 +282,11 @@ class Service:
                 emit({"event": "round", "step": step, **round_dict(sampled)})
 
             emit({"event": "started", "queue_seconds": round(job.queue_seconds, 3)})
+            found = saved.Lookup() if fresh else saved.lookup(entry.database, question, evidence)
+            if found.answer is not None:
+                return found.answer
             with self._queries():
-                return self.pipeline.ask(
+                answer = self.pipeline.ask(
                     entry.database,
                     question,
                     evidence,
@@ -282,6 +294,8 @@ class Service:
                     on_token=on_token,
                     on_round=on_round,
                 )
+            answer.notes = found.notes
+            return answer
 
         return self.submit(run)
 
@@ -294,7 +308,25 @@ class Service:
             result = entry.database.run(sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS)
         doc = result_dict(result)
         assert doc is not None
-        return {"database": entry.name, "sql": sql, **doc}
+        spec = chart_spec(result)
+        return {
+            "database": entry.name,
+            "sql": sql,
+            **doc,
+            "explanation": explain_sql(sql).text,
+            "chart": spec.as_dict() if spec else None,
+        }
+
+    def save(self, database: str | None, question: str, sql: str, evidence: str = "") -> dict[str, Any]:
+        """Keep `sql` as the answer to `question` (the web page's "Keep this answer"); the saved
+        entry. The SQL is checked as `slmsql saved import` checks it. Blocking: a worker thread."""
+        entry = self.registry.get(database)
+        check_query(entry.database, sql)
+        return {**saved.save(entry.database, question, sql, evidence).as_dict(), "database": entry.name}
+
+    def keep(self, database: str | None, question: str, evidence: str, answer: Answer) -> str:
+        """The MCP `ask` tool's `save`: keep the answer's SQL; the line that says what happened."""
+        return saved.keep(self.registry.get(database).database, question, evidence, answer)
 
     @contextmanager
     def _queries(self) -> Iterator[None]:

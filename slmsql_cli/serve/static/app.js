@@ -167,6 +167,110 @@ function renderTable(answer) {
   box.append(table);
 }
 
+// ---- charts ------------------------------------------------------------------------------------
+// The server says whether and how a result can be charted (`chart`: kind, label column, numeric
+// columns; slmsql_cli/chart.py). Drawn here as SVG built with DOM calls: a few dozen lines, where
+// a chart library would mean a CDN or a vendored file, and a build step.
+
+const SVG = "http://www.w3.org/2000/svg";
+const SERIES_COLOURS = ["#0b5cad", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989"];
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function shortLabel(value, max = 18) {
+  const text = value === null ? "NULL" : String(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function drawChart(result) {
+  const box = $("chart");
+  box.replaceChildren();
+  const spec = result.chart;
+  if (!spec) return false;
+  const labels = result.rows.map((row) => row[spec.label]);
+  const series = spec.values.map((i) => ({ name: result.columns[i], values: result.rows.map((row) => row[i]) }));
+  const all = series.flatMap((s) => s.values.filter((v) => v !== null));
+  const low = Math.min(0, ...all);
+  const high = Math.max(0, ...all) || 1;
+  const left = 150, right = 20, top = 10, width = 760;
+  const plot = width - left - right;
+  const x = (v) => left + ((v - low) / (high - low)) * plot;
+  let chart;
+  if (spec.kind === "line") {
+    const height = 260, bottom = 40;
+    const plotHeight = height - top - bottom;
+    const y = (v) => top + plotHeight - ((v - low) / (high - low)) * plotHeight;
+    // x by value when the labels are numbers or dates (gaps show as gaps), else one step per row
+    const asNumbers = labels.map((l) => (typeof l === "number" ? l : Date.parse(String(l).length === 4 ? `${l}-01-01` : String(l))));
+    const spaced = asNumbers.every(Number.isFinite) && asNumbers[asNumbers.length - 1] > asNumbers[0];
+    const first = asNumbers[0], span = asNumbers[asNumbers.length - 1] - asNumbers[0];
+    const xAt = (i) => left + (spaced ? ((asNumbers[i] - first) / span) * plot : labels.length > 1 ? (i * plot) / (labels.length - 1) : 0);
+    chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Line chart of ${series.map((s) => s.name).join(", ")} by ${result.columns[spec.label]}` });
+    chart.append(svg("line", { x1: left, x2: left + plot, y1: y(0), y2: y(0), class: "axis" }));
+    chart.append(svg("text", { x: left - 6, y: y(high) + 4, "text-anchor": "end", class: "tick" }, String(high)));
+    chart.append(svg("text", { x: left - 6, y: y(low) + 4, "text-anchor": "end", class: "tick" }, String(low)));
+    const every = Math.max(1, Math.ceil(labels.length / 10));
+    labels.forEach((label, i) => {
+      if (i % every === 0 || i === labels.length - 1) {
+        chart.append(svg("text", { x: xAt(i), y: height - bottom + 18, "text-anchor": "middle", class: "tick" }, shortLabel(label, 12)));
+      }
+    });
+    series.forEach((s, k) => {
+      const points = s.values.map((v, i) => (v === null ? null : `${xAt(i)},${y(v)}`)).filter(Boolean);
+      chart.append(svg("polyline", { points: points.join(" "), fill: "none", stroke: SERIES_COLOURS[k % SERIES_COLOURS.length], "stroke-width": 2, class: "series" }));
+      s.values.forEach((v, i) => {
+        if (v === null) return;
+        const dot = svg("circle", { cx: xAt(i), cy: y(v), r: 3, fill: SERIES_COLOURS[k % SERIES_COLOURS.length] });
+        dot.append(svg("title", {}, `${shortLabel(labels[i], 60)} · ${s.name}: ${v}`));
+        chart.append(dot);
+      });
+    });
+  } else {
+    const bar = 16, gap = 6, group = series.length * bar + gap;
+    const height = top + labels.length * group + 10;
+    chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Bar chart of ${series.map((s) => s.name).join(", ")} by ${result.columns[spec.label]}` });
+    labels.forEach((label, i) => {
+      const y0 = top + i * group;
+      chart.append(svg("text", { x: left - 8, y: y0 + (series.length * bar) / 2 + 4, "text-anchor": "end", class: "tick" }, shortLabel(label)));
+      series.forEach((s, k) => {
+        const v = s.values[i];
+        if (v === null) return;
+        const rect = svg("rect", { x: Math.min(x(0), x(v)), y: y0 + k * bar, width: Math.max(Math.abs(x(v) - x(0)), 1), height: bar - 2, fill: SERIES_COLOURS[k % SERIES_COLOURS.length], class: "bar" });
+        rect.append(svg("title", {}, `${shortLabel(label, 60)} · ${s.name}: ${v}`));
+        chart.append(rect);
+      });
+    });
+    chart.append(svg("line", { x1: x(0), x2: x(0), y1: top, y2: height - 10, class: "axis" }));
+  }
+  const legend = el("figcaption", {}, ...series.map((s, k) => el("span", { className: "legend" },
+    el("span", { className: "swatch", style: `background:${SERIES_COLOURS[k % SERIES_COLOURS.length]}` }),
+    `${s.name}`)));
+  legend.append(` by ${result.columns[spec.label]}`);
+  box.append(chart, legend);
+  return true;
+}
+
+// Chart or table: the chart first when the result has one, a toggle back to the table.
+function showView(view) {
+  const chart = view === "chart" && !$("view-toggle").hidden;
+  $("chart").hidden = !chart;
+  $("result").hidden = chart;
+  $("show-chart").setAttribute("aria-pressed", String(chart));
+  $("show-table").setAttribute("aria-pressed", String(!chart));
+}
+
+function renderResult(result) {
+  renderTable(result);
+  const charted = drawChart(result);
+  $("view-toggle").hidden = !charted;
+  showView(charted ? "chart" : "table");
+}
+
 function seconds(value) {
   return `${Number(value).toFixed(1)} s`;
 }
@@ -174,7 +278,9 @@ function seconds(value) {
 function summaryText(answer) {
   const parts = [];
   const inGroup = (g) => answer.candidates.filter((c) => c.group === g).length;
-  if (!answer.candidates.some((c) => c.group !== null)) {
+  if (answer.saved_answer !== null && answer.saved_answer !== undefined) {
+    parts.push(`saved answer #${answer.saved_answer}: its SQL ran again on the current data`);
+  } else if (!answer.candidates.some((c) => c.group !== null)) {
     parts.push(`none of the ${answer.candidates.length} candidates produced SQL that ran`);
   } else {
     parts.push(`${answer.votes}/${answer.candidates_sampled} ${answer.merged ? "revisions" : "candidates"} agreed`);
@@ -182,7 +288,7 @@ function summaryText(answer) {
   if (answer.merged) {
     parts.push(`merge used on drafts with ${inGroup(0)} and ${inGroup(1)} of ${answer.candidates.length} votes`);
   }
-  else if (inGroup(0) && answer.candidates.every((c) => c.group === 0 || c.group === null)) {
+  else if (answer.saved_answer == null && inGroup(0) && answer.candidates.every((c) => c.group === 0 || c.group === null)) {
     parts.push("no merge needed");
   }
   const t = answer.timings || {};
@@ -220,12 +326,44 @@ function showSql(sql) {
   $("sql-edit").value = sql ?? "";
 }
 
+// The explanation is made by the server from the SQL's parse: one sentence per line, a
+// subquery's sentences indented by two spaces under their heading.
+function showExplanation(text) {
+  const list = $("explanation");
+  list.replaceChildren();
+  $("explain-box").hidden = !text;
+  for (const line of (text || "").split("\n")) {
+    const item = el("li", { textContent: line.trimStart() });
+    if (line.startsWith("  ")) item.className = "sub";
+    list.append(item);
+  }
+}
+
+// How sure the answer is: a badge, and the reasons to check it (the server's `confidence`).
+function showConfidence(confidence) {
+  const box = $("confidence");
+  box.replaceChildren();
+  box.hidden = !confidence;
+  if (!confidence) return;
+  const flagged = confidence.flags.length > 0;
+  box.className = `confidence ${flagged ? "check" : "ok"}`;
+  box.append(el("span", { className: "badge", textContent: flagged ? "Check this answer" : "No warning signs" }));
+  if (confidence.merged) {
+    box.append(el("span", { className: "note", textContent: confidence.merge_changed ? " The merge model changed the voted answer." : " The merge model kept the voted answer." }));
+  }
+  if (flagged) box.append(el("ul", {}, ...confidence.flags.map((f) => el("li", { textContent: f.reason }))));
+}
+
 function showAnswer(answer) {
   $("answer").hidden = false;
   $("answer-title").textContent = "Answer";
   showSql(answer.sql);
+  showExplanation(answer.explanation);
   $("summary").textContent = summaryText(answer);
-  renderTable(answer);
+  showConfidence(answer.confidence);
+  renderResult(answer);
+  shown = { question: answeredQuestion, sql: answer.sql, evidence: "" };
+  $("keep").hidden = !answer.sql || !!answer.error;
   const list = $("candidates");
   list.replaceChildren();
   renderCandidates(list, answer.candidates, answer.merge_candidates.length ? "drafts" : "");
@@ -251,6 +389,8 @@ function setStatus(text) {
 
 let running = null; // the AbortController of the question being answered
 let answeredDatabase = ""; // the database the shown answer is about: an edited SQL runs there
+let answeredQuestion = ""; // the question it answers: "Keep this answer" saves it with the SQL shown
+let shown = null; // {question, sql, evidence} that "Keep this answer" would save
 
 function setBusy(busy) {
   $("ask").disabled = busy;
@@ -307,6 +447,7 @@ async function ask(database, question) {
       answer = await response.json();
     }
     answeredDatabase = database;
+    answeredQuestion = question;
     showAnswer(answer);
     setStatus(`Answered in ${seconds((performance.now() - started) / 1000)}.`);
   } catch (error) {
@@ -332,7 +473,11 @@ async function runSql(database, sql) {
     const result = await (await api("/v1/sql", { method: "POST", body: { database, sql } })).json();
     $("answer-title").textContent = "Your SQL";
     showSql(sql);
-    renderTable(result);
+    showExplanation(result.explanation);
+    showConfidence(null);
+    renderResult(result);
+    shown = { question: answeredQuestion, sql, evidence: "" };
+    $("keep").hidden = !answeredQuestion || !!result.error;
     const rows = `${result.row_count} row${result.row_count === 1 ? "" : "s"}`;
     $("summary").textContent = `your edit of the SQL · ${rows} · ${seconds(result.seconds)}`;
     setStatus("");
@@ -342,6 +487,22 @@ async function runSql(database, sql) {
     showError(error);
   } finally {
     $("run-sql").disabled = false;
+  }
+}
+
+// "Keep this answer": the question with the SQL on screen (the model's, or the user's edit),
+// saved on the server; asked again exactly, the question is answered from it without the model.
+async function keepAnswer() {
+  if (!shown || !shown.sql) return;
+  $("keep").disabled = true;
+  try {
+    const body = { database: answeredDatabase, question: shown.question, sql: shown.sql, evidence: shown.evidence };
+    const saved = await (await api("/v1/saved", { method: "POST", body })).json();
+    setStatus(`Kept as saved answer #${saved.id}: asking this question again answers with this SQL, without the model.`);
+  } catch (error) {
+    showError(error);
+  } finally {
+    $("keep").disabled = false;
   }
 }
 
@@ -417,6 +578,9 @@ function start() {
   $("sql-edit").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("sql-form").requestSubmit();
   });
+  $("keep").addEventListener("click", keepAnswer);
+  $("show-chart").addEventListener("click", () => showView("chart"));
+  $("show-table").addEventListener("click", () => showView("table"));
   $("schema-box").addEventListener("toggle", loadSchema);
   $("database").addEventListener("change", loadSchema);
   loadDatabases();

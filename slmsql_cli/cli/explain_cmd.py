@@ -1,0 +1,69 @@
+"""`slmsql explain`: any SQL in plain sentences, made from its parse (no model)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from slmsql_cli.cli import app
+from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.common import out, user_errors
+
+
+@app.command("explain")
+@user_errors
+def explain(
+    db: opt.Db,
+    sql: str = typer.Argument(
+        ..., help="One read-only statement (SELECT, WITH … SELECT, VALUES), in SQLite's SQL."
+    ),
+    tables: Path | None = typer.Option(
+        None, "--tables", help="Spider/BIRD tables.json describing the database."
+    ),
+    db_id: str | None = typer.Option(
+        None, "--db-id", help="The database's id in --tables (default: the file name)."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print one JSON object: the SQL, the explanation, its sentences and what it does not cover.",
+    ),
+) -> None:
+    """Explain a SQL query in plain sentences: tables and joins, every filter with its values,
+    grouping, aggregates, order, limit, subqueries and set operations.
+
+    The SQL goes through the same read-only check as the model's and must name tables of the
+    database; nothing is run. A part the explanation has no words for is quoted at the end.
+
+    Examples:
+
+      slmsql explain --db slmsql_cli/data/bookshop.sqlite "SELECT count(*) FROM books"
+
+      slmsql explain --db shop.sqlite --json "SELECT name FROM customers WHERE city = 'Oslo'"
+    """
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    from slmsql_cli.database import open_database
+    from slmsql_cli.explain import explain_for
+
+    database = open_database(db, tables_json=tables, db_id=db_id)
+    explanation = explain_for(database, sql)
+    if as_json:
+        doc = {
+            "database": database.name,
+            "sql": sql,
+            "explanation": explanation.text,
+            "sentences": explanation.sentences,
+            "uncovered": explanation.uncovered,
+        }
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
+        return
+    out.print(
+        Syntax(sql.strip(), "sql", word_wrap=True, theme="ansi_dark", background_color="default"),
+        soft_wrap=False,
+    )
+    out.print(Text(explanation.text), highlight=False)

@@ -1,0 +1,300 @@
+"""Saved answers: questions with the SQL a person kept for them, answered again without a model.
+
+The store is one small SQLite file in the cache folder (`<cache>/saved/answers.sqlite`). Each
+answer is keyed by the database's identity (`identity`): the resolved path of a SQLite file or
+of a data-file import, or a live target's cache key. The identity does not include the data or
+the schema, so a saved answer survives changes to the rows; a schema change that breaks its SQL
+is found when it runs (`lookup` reports it and the model answers instead).
+
+Only an exact repeat is answered from the store: the question (and its evidence) compared after
+case folding, collapsing whitespace and dropping trailing punctuation. A merely similar saved
+question (token overlap) is offered as a suggestion, never used: pandas-ai's maintainers chose
+exact matching because a similarity match "could lead to wrong results", and so does this.
+
+The saved SQL runs again on the current data, through the same guarded executor as the model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmsql_cli.cache import cache_dir, warn
+from slmsql_cli.engine import GenerationStats
+from slmsql_cli.errors import UserError
+from slmsql_cli.executor import check_sql
+from slmsql_cli.vote import Candidate, vote
+
+if TYPE_CHECKING:
+    from slmsql_cli.database import Database
+    from slmsql_cli.pipeline import Answer
+
+SIMILAR = 0.5  # share of the two questions' words they have in common, to be offered as a suggestion
+_TRAILING = re.compile(r"[\s.?!;:,。？！…]+$")
+_WORDS = re.compile(r"\w+")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS saved (
+    id INTEGER PRIMARY KEY,
+    db_key TEXT NOT NULL,
+    db_name TEXT NOT NULL,
+    question TEXT NOT NULL,
+    evidence TEXT NOT NULL DEFAULT '',
+    normalized TEXT NOT NULL,
+    sql TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (db_key, normalized)
+)
+"""
+
+
+def normalize(question: str, evidence: str = "") -> str:
+    """The form two questions must share to be the same: case folded, whitespace collapsed,
+    trailing punctuation dropped (evidence likewise, after a separator)."""
+
+    def one(text: str) -> str:
+        return _TRAILING.sub("", " ".join(text.split()).casefold())
+
+    return one(question) + ("\x1f" + one(evidence) if evidence.strip() else "")
+
+
+def identity(db: Database) -> str:
+    """What names a database across runs and data changes (not its schema or rows)."""
+    if db.file is not None:  # a SQLite file (data files: their cached SQLite copy)
+        return f"sqlite:{db.file.resolve()}"
+    return f"target:{db.target.cache_key}"
+
+
+@dataclass
+class Saved:
+    id: int
+    database: str  # the name the database had when the answer was kept
+    question: str
+    evidence: str
+    sql: str
+    created: float  # seconds since the epoch
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "database": self.database,
+            "question": self.question,
+            "evidence": self.evidence,
+            "sql": self.sql,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+        }
+
+
+def store_path() -> Path:
+    return cache_dir() / "saved" / "answers.sqlite"
+
+
+@contextlib.contextmanager
+def _connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
+    path = path or store_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10)
+    except (OSError, sqlite3.Error) as exc:
+        raise UserError(
+            f"cannot open the saved answers at {path}: {exc}", "set SLMSQL_CACHE_DIR to a writable folder"
+        ) from None
+    try:
+        with conn:
+            conn.execute(_SCHEMA)
+            yield conn
+    finally:
+        conn.close()
+
+
+_COLUMNS = "id, db_name, question, evidence, sql, created"
+
+
+def _row(row: tuple) -> Saved:
+    return Saved(*row)
+
+
+def save(db: Database, question: str, sql: str, evidence: str = "") -> Saved:
+    """Keep `sql` as the answer to `question` on `db` (replacing an earlier one for the same
+    question), after the read-only check every SQL gets."""
+    rejection = check_sql(sql)
+    if rejection:
+        raise UserError(f"this SQL cannot be saved: {rejection}", "save one read-only query")
+    if not question.strip():
+        raise UserError("the question to save is empty", "give the question the SQL answers")
+    with _connect() as conn:
+        row = conn.execute(
+            "INSERT INTO saved (db_key, db_name, question, evidence, normalized, sql, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db_key, normalized) DO UPDATE SET "
+            "question = excluded.question, sql = excluded.sql, created = excluded.created, "
+            f"db_name = excluded.db_name RETURNING {_COLUMNS}",
+            (
+                identity(db),
+                db.name,
+                question,
+                evidence,
+                normalize(question, evidence),
+                sql.strip(),
+                time.time(),
+            ),
+        ).fetchone()
+    return _row(row)
+
+
+def find(db: Database, question: str, evidence: str = "") -> Saved | None:
+    """The saved answer to exactly this question (after `normalize`), or None."""
+    with _connect() as conn:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM saved WHERE db_key = ? AND normalized = ?",
+            (identity(db), normalize(question, evidence)),
+        ).fetchone()
+    return _row(row) if row else None
+
+
+def similar(db: Database, question: str) -> Saved | None:
+    """The saved question of `db` sharing the most words with `question` (at least SIMILAR of
+    the two questions' words together), or None. A suggestion only, never an answer."""
+    words = set(_WORDS.findall(question.casefold()))
+    best: tuple[float, Saved] | None = None
+    for entry in entries(db):
+        theirs = set(_WORDS.findall(entry.question.casefold()))
+        overlap = len(words & theirs) / max(len(words | theirs), 1)
+        if overlap >= SIMILAR and (best is None or overlap > best[0]):
+            best = (overlap, entry)
+    return best[1] if best else None
+
+
+def entries(db: Database | None = None) -> list[Saved]:
+    """The saved answers of `db` (all databases when None), oldest first."""
+    with _connect() as conn:
+        if db is None:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM saved ORDER BY id").fetchall()
+        else:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM saved WHERE db_key = ? ORDER BY id", (identity(db),)
+            ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def get(entry_id: int) -> Saved:
+    with _connect() as conn:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM saved WHERE id = ?", (entry_id,)).fetchone()
+    if row is None:
+        raise UserError(f"there is no saved answer #{entry_id}", "see `slmsql saved list`")
+    return _row(row)
+
+
+def remove(entry_id: int) -> Saved:
+    entry = get(entry_id)
+    with _connect() as conn:
+        conn.execute("DELETE FROM saved WHERE id = ?", (entry_id,))
+    return entry
+
+
+def export_lines(db: Database | None = None) -> Iterator[str]:
+    """JSON Lines: one {"question", "evidence", "sql", "database", "created"} per saved answer."""
+    for entry in entries(db):
+        doc = entry.as_dict()
+        doc.pop("id")
+        yield json.dumps(doc, ensure_ascii=False)
+
+
+@dataclass
+class ImportReport:
+    imported: list[Saved]
+    skipped: list[str]  # "line N: why"
+
+
+def import_lines(db: Database, lines: Iterable[str]) -> ImportReport:
+    """Save each JSON Lines record's question and SQL for `db`; a record that is not JSON, lacks
+    a question or SQL, or whose SQL fails the read-only check or names a table `db` lacks is
+    skipped and reported."""
+    from slmsql_cli.explain import check_query
+
+    report = ImportReport([], [])
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            question, sql = doc["question"], doc["sql"]
+            evidence = doc.get("evidence") or ""
+            if not all(isinstance(v, str) for v in (question, sql, evidence)):
+                raise TypeError("question, evidence and sql must be text")
+            check_query(db, sql)  # the read-only check and the database's tables
+            report.imported.append(save(db, question, sql, evidence))
+        except UserError as exc:
+            report.skipped.append(f"line {number}: {exc.message}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            report.skipped.append(f"line {number}: not a saved answer ({why})")
+    return report
+
+
+@dataclass
+class Lookup:
+    """What the store says about a question before the model is asked."""
+
+    answer: Answer | None = None  # an exact repeat whose SQL ran again
+    broken: str | None = None  # an exact repeat whose SQL no longer runs: why
+    suggestion: Saved | None = None  # a similar saved question, to mention only
+
+    @property
+    def notes(self) -> list[str]:
+        """What to tell the person before the model answers (nothing for an exact repeat)."""
+        notes = [self.broken] if self.broken else []
+        if self.suggestion is not None:
+            notes.append(
+                f'a saved question is similar: "{self.suggestion.question}" (saved answer '
+                f"#{self.suggestion.id}); only the same question is answered from it"
+            )
+        return notes
+
+
+def lookup(db: Database, question: str, evidence: str = "", *, timeout: float = 10.0) -> Lookup:
+    """An answer from the store for an exact repeat (its SQL run on the current data), or why
+    the saved SQL failed, or a similar saved question to suggest."""
+    try:
+        entry = find(db, question, evidence)
+        if entry is None:
+            return Lookup(suggestion=similar(db, question))
+    except UserError as exc:  # a cache that cannot be written: no saved answers, one warning
+        warn(exc.message)
+        return Lookup()
+    start = time.perf_counter()
+    db.target.prepare()  # a SQLite query worker boots while this process checks the SQL (sqlglot)
+    result = db.run(entry.sql, timeout=timeout)
+    if result is None or not result.ok:
+        why = "it timed out" if result is None or result.timed_out else result.error
+        return Lookup(broken=f"saved answer #{entry.id} no longer runs ({why}); it was skipped")
+    return Lookup(answer=as_answer(entry, question, result, time.perf_counter() - start))
+
+
+def keep(db: Database, question: str, evidence: str, answer: Answer) -> str:
+    """`ask --save`: keep the answer's SQL for this question; the line that says what happened."""
+    if answer.sql is None or answer.result is None or not answer.result.ok:
+        return "not saved: the answer's SQL did not run"
+    entry = save(db, question, answer.sql, evidence)
+    return f"saved as answer #{entry.id}: asked again, this question is answered from it (--fresh asks the model)"
+
+
+def as_answer(entry: Saved, question: str, result: Any, seconds: float) -> Answer:
+    """A saved answer in the Answer shape every surface renders: one candidate, its own vote."""
+    from slmsql_cli.pipeline import Answer, SamplingRound
+
+    candidates = [Candidate(text="", sql=entry.sql, result=result)]
+    generation = SamplingRound(candidates, vote(candidates), GenerationStats())
+    return Answer(
+        question=question,
+        sql=entry.sql,
+        result=result,
+        generation=generation,
+        timings={"execute": seconds, "total": seconds},
+        saved_id=entry.id,
+    )
