@@ -36,6 +36,11 @@ def chat(
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every candidate."),
 ) -> None:
     """Ask question after question with the model kept loaded.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +65,11 @@ def eval_command(
     gpu_layers: opt.GpuLayers = None,
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
     context: opt.Context = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     predictions: Path | None = typer.Option(
@@ -98,6 +104,14 @@ def eval_command(
         callback=_engine,
         help="sqlite, duckdb or postgres. Run the predictions in DuckDB or PostgreSQL: each database is copied there and each "
         "predicted SQL transpiled from SQLite; the gold still runs on SQLite.",
+    ),
+    concurrency: int = typer.Option(
+        1,
+        "--concurrency",
+        min=1,
+        max=256,
+        metavar="K",
+        help="Questions in flight at once (needs --endpoint: the server batches them). Resume and --out work as with 1.",
     ),
     pg_url: str | None = typer.Option(
         None,
@@ -138,6 +152,11 @@ def eval_command(
             "pass either --model (run a model) or --predictions (score given SQL)",
             "--predictions takes one SQL per line, in the order of the questions",
         )
+    if concurrency > 1 and not (model is not None and endpoint):
+        raise UserError(
+            "--concurrency above 1 needs a model served with --endpoint",
+            "the in-process model answers one question at a time; serve it (vLLM, llama-server) and pass --endpoint URL",
+        )
     if not db_dir.exists():
         raise UserError(
             f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
@@ -174,6 +193,11 @@ def eval_command(
     }
     if engine != "sqlite":  # absent for SQLite, so that results files of earlier versions resume
         run["engine"] = engine
+    if model and endpoint:  # absent in-process, likewise; never a key or user:password@
+        from slmsql_cli.remote_engine import public_url
+
+        run["endpoint"] = public_url(endpoint)
+        run["served_model"] = served_model
 
     store = ev.ResultsFile(results, run, qs) if results else None
     records: list[dict[str, Any]] = [store.done[q.index] for q in qs if store and q.index in store.done]
@@ -202,13 +226,26 @@ def eval_command(
                 store,
                 len(qs),
                 targets,
+                concurrency,
             )
         elif pending:  # the model is loaded only when there is work left
             from slmsql_cli.evaluation import model_predictor
 
             with _load_pipeline(model, merge_model, opt.ask_config(ctx.params)) as pipeline:
                 predict = model_predictor(pipeline, databases)
-                _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), targets)
+                _run(
+                    pending,
+                    records,
+                    db_paths,
+                    predict,
+                    fmt,
+                    timeout,
+                    run,
+                    store,
+                    len(qs),
+                    targets,
+                    concurrency,
+                )
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
@@ -249,7 +286,7 @@ def _load_pipeline(model: str | None, merge_model: str | None, config: AskConfig
         )
 
 
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, targets):
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, targets, concurrency=1):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -260,6 +297,7 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, t
     )
 
     from slmsql_cli.evaluation import evaluate_question
+    from slmsql_cli.inflight import in_flight
 
     def ex_text() -> str:
         done = len(records)
@@ -276,12 +314,22 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, t
     )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
-        for q in pending:
-            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id))
+        started = time.perf_counter()
+
+        def evaluate(q):
+            return evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, targets.get(q.db_id))
+
+        for record in in_flight(pending, evaluate, concurrency):
             if store:
                 store.append(record)
             records.append(record)
             progress.update(task, advance=1, ex=ex_text())
+    seconds = max(time.perf_counter() - started, 1e-9)
+    err.print(
+        f"throughput: {len(pending)} question(s) in {seconds:.1f}s, {60 * len(pending) / seconds:.2f} "
+        f"per minute, {concurrency} in flight",
+        highlight=False,
+    )
 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:

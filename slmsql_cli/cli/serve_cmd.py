@@ -73,6 +73,11 @@ def serve(
     timeout: opt.Timeout = opt.DEFAULTS.timeout,
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
 
