@@ -152,7 +152,7 @@ def test_chat_and_eval_through_the_server_never_show_the_key(
     gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     env = {"SLMSQL_API_KEY": KEY}
-    remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "8", "--no-merge"]
+    remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "16", "--no-merge"]
     chat = slmsql("chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env)
     assert chat.returncode == 0, chat.stderr
     assert "prompt " in chat.stderr and "Traceback" not in chat.stderr
@@ -179,7 +179,7 @@ def test_serve_http_answers_through_the_server(
 
     pytest.importorskip("fastapi")
     args = ["--db", f"pets={pets_db}", "--endpoint", llama_server, "-m", str(gemma_gguf)]
-    args += ["-n", "1", "--max-tokens", "8", "--no-merge", "--json-logs"]
+    args += ["-n", "1", "--max-tokens", "16", "--no-merge", "--json-logs"]
     log = tmp_path / "serve.log"
     with ServerProcess(args, log, env={"SLMSQL_API_KEY": KEY}, cwd=REPO, start_timeout=120) as server:
         reply = httpx.post(
