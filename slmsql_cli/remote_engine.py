@@ -305,7 +305,11 @@ class RemoteEngine:
         if listed:
             names = {self.path.name.lower(), self.path.stem.lower()}
             if name:
-                names |= {name.lower(), name.lower().rsplit("/", 1)[-1]}
+                from slmsql_cli.models import lookup
+
+                known = lookup(name)  # an alias also goes by its Hub repo's name (what vLLM serves)
+                for spec in (name, known.repo if known else name):
+                    names |= {spec.lower(), spec.lower().split(":", 1)[0].rsplit("/", 1)[-1]}
             for model in listed:
                 low = model.lower()
                 if low in names or low.rsplit("/", 1)[-1] in names or Path(low).stem in names:
