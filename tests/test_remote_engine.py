@@ -152,7 +152,8 @@ def test_chat_and_eval_through_the_server_never_show_the_key(
     gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     env = {"SLMSQL_API_KEY": KEY}
-    remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "16", "--no-merge"]
+    remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "16"]
+    remote.append("--no-merge")
     chat = slmsql("chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env)
     assert chat.returncode == 0, chat.stderr
     assert "prompt " in chat.stderr and "Traceback" not in chat.stderr
