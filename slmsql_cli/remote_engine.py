@@ -221,9 +221,15 @@ class RemoteEngine:
         key = os.environ.get(endpoint.api_key_env, "").strip()
         self._key = key or None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        parts = urlsplit(endpoint.url)  # user:password@ in the URL becomes Basic auth, out of the URL
+        auth = (parts.username or "", parts.password or "") if parts.username and not key else None
+        base = urlunsplit(
+            (parts.scheme, public_url(endpoint.url).split("/", 3)[2], parts.path, parts.query, "")
+        )
         self._client = httpx.Client(
-            base_url=endpoint.url.rstrip("/") + "/",
+            base_url=base.rstrip("/") + "/",
             headers=headers,
+            auth=auth,
             timeout=httpx.Timeout(endpoint.timeout, connect=min(endpoint.timeout, 10.0)),
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT * 4, max_keepalive_connections=MAX_IN_FLIGHT),
             follow_redirects=False,

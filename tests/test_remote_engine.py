@@ -157,6 +157,11 @@ def test_chat_and_eval_through_the_server_never_show_the_key(
     chat = slmsql("chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env)
     assert chat.returncode == 0, chat.stderr
     assert "prompt " in chat.stderr and "Traceback" not in chat.stderr
+    bench = slmsql("bench", "--db", str(pets_db), *remote[:4], "-n", "1,2", "--max-tokens", "4", env=env)
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads(bench.stdout.strip().splitlines()[-1])
+    assert report["device"] == f"server {llama_server} ({ALIAS})"
+    assert [r["n"] for r in report["results"]] == [1, 2] and report["results"][1]["generated_tokens"] > 0
 
     out = tmp_path / "eval.jsonl"
     args = ["eval", "-q", str(SPIDER / "dev.json"), "--db-dir", str(SPIDER / "database"), "--limit", "4"]
@@ -192,8 +197,8 @@ def test_serve_http_answers_through_the_server(
     assert KEY not in log.read_text() + reply.text
 
 
-def test_a_wrong_model_name_or_key_is_one_line(
-    gemma_gguf: Path, llama_server: str, pets_db: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_wrong_model_name_key_or_merge_model_is_one_line(
+    gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     args = ["ask", "--db", str(pets_db), "-m", str(gemma_gguf), "--endpoint", llama_server, "How many?"]
     wrong = slmsql(*args, "--served-model", "qwen-7b", env={"SLMSQL_API_KEY": KEY})
@@ -201,6 +206,13 @@ def test_a_wrong_model_name_or_key_is_one_line(
     lines = wrong.stderr.strip().splitlines()
     assert lines[0] == f"error: the model server at {llama_server} has no model 'qwen-7b'; it serves: {ALIAS}"
     assert lines[1].startswith("hint: ") and len(lines) == 2
+    other = tmp_path / "other-merge-model.gguf"  # another file name: another --merge-model
+    os.link(gemma_gguf, other)
+    merge = slmsql(*args[:-1], "--merge-model", str(other), "How many?", env={"SLMSQL_API_KEY": KEY})
+    assert merge.returncode == 2
+    assert merge.stderr.startswith(f"error: the merge model {other} would be answered by '{ALIAS}'"), (
+        merge.stderr
+    )
     no_key = slmsql(*args, env={"SLMSQL_API_KEY": "wrong-key"})
     assert no_key.returncode == 2
     assert "refused the request (HTTP 401): the API key in SLMSQL_API_KEY was not accepted" in no_key.stderr
