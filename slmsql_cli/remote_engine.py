@@ -74,9 +74,10 @@ MAX_IN_FLIGHT = 16  # single-candidate requests one `sample` keeps in flight
 @dataclass(frozen=True)
 class Endpoint:
     """Where a model generates: the server's OpenAI base URL (…/v1) and, optionally, the served
-    model's name; the API key is read from `api_key_env` when a request is made."""
+    model's name; the engine reads the API key from the environment variable `api_key_env`. The
+    URL stays out of the repr (it may hold user:password@); `shown` is the printable form."""
 
-    url: str
+    url: str = field(repr=False)
     served_model: str | None = None
     api_key_env: str = API_KEY_ENV
     timeout: float = DEFAULT_TIMEOUT
@@ -90,7 +91,7 @@ class Endpoint:
         api_key_env: str = API_KEY_ENV,
         timeout: float | None = None,
     ) -> Endpoint:
-        """Check and normalize a --endpoint URL: http(s) only; a bare host gets `/v1`."""
+        """Check and normalize a --endpoint URL: http(s) only; a bare host gets `/v1`; a query is dropped."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(
@@ -98,11 +99,12 @@ class Endpoint:
                 "e.g. --endpoint http://127.0.0.1:8000/v1 (the server's OpenAI base URL)",
             )
         path = parts.path.rstrip("/") or "/v1"
-        normalized = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        normalized = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         return cls(normalized, served_model or None, api_key_env, timeout or DEFAULT_TIMEOUT)
 
     @property
     def shown(self) -> str:
+        """The URL to print and record: without user:password@."""
         return public_url(self.url)
 
 
@@ -169,7 +171,8 @@ class RemoteStats(GenerationStats):
 
 @dataclass
 class _Reply:
-    """One parsed response: its choices (index, text, finish_reason, stop_reason, has stop_reason) and usage."""
+    """One parsed response: its choices (OpenAI's dicts: index, text, finish_reason, maybe
+    stop_reason), the usage counts it gave, and whether it was usable at all."""
 
     choices: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int | None = None
@@ -223,11 +226,8 @@ class RemoteEngine:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         parts = urlsplit(endpoint.url)  # user:password@ in the URL becomes Basic auth, out of the URL
         auth = (parts.username or "", parts.password or "") if parts.username and not key else None
-        base = urlunsplit(
-            (parts.scheme, public_url(endpoint.url).split("/", 3)[2], parts.path, parts.query, "")
-        )
         self._client = httpx.Client(
-            base_url=base.rstrip("/") + "/",
+            base_url=public_url(endpoint.url).rstrip("/") + "/",
             headers=headers,
             auth=auth,
             timeout=httpx.Timeout(endpoint.timeout, connect=min(endpoint.timeout, 10.0)),
