@@ -57,7 +57,10 @@ def run_bench(
             BenchRow(
                 n=n,
                 prompt_tokens=stats.prompt_tokens,
-                prompt_tokens_per_s=stats.prompt_tokens_evaluated / max(stats.prompt_seconds, 1e-9),
+                # 0 where the prompt's time is not measured here (a server generates: remote_engine.py)
+                prompt_tokens_per_s=stats.prompt_tokens_evaluated / stats.prompt_seconds
+                if stats.prompt_seconds
+                else 0.0,
                 generated_tokens=stats.generated_tokens,
                 generated_tokens_per_s=stats.generated_tokens / gen_seconds,
                 seconds_per_question=stats.wall_seconds,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ from slmsql_cli.vote import Candidate, Group, vote
 
 if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
+    from slmsql_cli.remote_engine import Endpoint
 
 Progress = Callable[[str], None]
 RoundDone = Callable[[str, "SamplingRound"], None]  # ("generation" | "merge", the round), as each ends
@@ -63,6 +64,8 @@ class AskConfig:
     prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables
     gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
     prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (kv_cache.py)
+    endpoint: Endpoint | None = None  # generate on an OpenAI-compatible server (remote_engine.py)
+    merge_endpoint: Endpoint | None = None  # the merge model's server (remote_engine.endpoints)
 
 
 @dataclass
@@ -166,11 +169,17 @@ class Pipeline:
         merge_engine: Engine | None = None
         if config.merge:
             merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
-            if merge_spec is None or _same_model(merge_spec, spec):
+            same_server = config.merge_endpoint == config.endpoint
+            if same_server and (merge_spec is None or _same_model(merge_spec, spec)):
                 merge_engine = engine
             else:
-                say(f"loading merge model {merge_spec}")
-                merge_engine = load_engine(merge_spec, config, export)
+                say(f"loading merge model {merge_spec or spec}")
+                merge_config = replace(config, endpoint=config.merge_endpoint)
+                merge_engine = load_engine(merge_spec or spec, merge_config, export)
+                if config.endpoint is not None or config.merge_endpoint is not None:
+                    from slmsql_cli.remote_engine import check_distinct
+
+                    check_distinct(engine, merge_engine, spec, merge_spec or spec)
         return cls(engine, merge_engine, config)
 
     def _sample(
@@ -411,10 +420,17 @@ class Pipeline:
 
 def load_engine(spec: str, config: AskConfig, export: Exporter | None = None) -> Engine:
     """Resolve a --model spec and load it: the one place a model becomes an engine (the tests'
-    scripted engine, `scripted.ScriptedEngine`, is put in here; a remote engine would be too)."""
+    scripted engine, `scripted.ScriptedEngine`, is put in here). With `config.endpoint` the server
+    generates and the local GGUF is read vocab-only (`remote_engine.RemoteEngine`)."""
     from slmsql_cli import models
     from slmsql_cli.engine import Engine as LlamaEngine
 
+    if config.endpoint is not None:  # the local GGUF gives the template and tokenizer only
+        from slmsql_cli.remote_engine import RemoteEngine
+
+        return RemoteEngine(
+            models.resolve(spec, export=export), config.endpoint, name=spec, n_ctx=config.context
+        )
     engine = LlamaEngine(
         models.resolve(spec, export=export),
         threads=config.threads,

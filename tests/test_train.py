@@ -20,7 +20,7 @@ if find_spec("trl") is None:  # not importorskip: importing trl at collection pu
     pytest.skip("needs the [train] extra (trl)", allow_module_level=True)
 
 from slmsql_cli.errors import UserError
-from training.config import build_config, load_config
+from training.config import build_config, config_path, load_config
 
 pytestmark = pytest.mark.train
 
@@ -143,6 +143,48 @@ def test_builtin_recipes_load_for_both_stages() -> None:
 def test_bad_settings_are_refused(values: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         build_config({"stage": "sft", "base": "m", "data": "d.json", **values})
+
+
+@pytest.mark.parametrize("recipe", ["generate-0.5b", "merge-0.5b", "tiny-cpu"])
+def test_vllm_settings_reach_trls_grpo_config(recipe: str, tmp_path: Path) -> None:
+    """The recipes' vLLM generation settings become TRL's GRPOConfig fields (on the CPU: vLLM
+    itself, colocated or as a server, is not run here; no GPU)."""
+    from trl import GRPOConfig
+
+    from training.config import read_yaml
+    from training.grpo import grpo_settings
+    from training.runner import Device, trainer_args
+
+    cfg = load_config(
+        recipe, {"base": "m", "data": "d.json", "vllm_server_base_url": "http://node:8000"}, "grpo"
+    )
+    section = read_yaml(config_path(recipe))["grpo"]
+    if recipe == "tiny-cpu":
+        assert section["use_vllm"] is False and cfg.use_vllm is False
+    else:
+        assert section["use_vllm"] == "auto" and section["vllm_mode"] == "colocate"
+        assert section["vllm_gpu_memory_utilization"] == cfg.vllm_gpu_memory_utilization
+    device = Device(use_cpu=True, bf16=False, gradient_checkpointing=False, use_vllm=True, note="")
+    args = trainer_args(cfg, device, tmp_path)
+    weights = [1.0, 0.1, 0.0]
+    config = GRPOConfig(**grpo_settings(cfg, args, weights, use_vllm=device.use_vllm))
+    assert config.use_vllm is True and config.vllm_mode == cfg.vllm_mode
+    assert config.vllm_gpu_memory_utilization == cfg.vllm_gpu_memory_utilization
+    assert config.vllm_tensor_parallel_size == cfg.vllm_tensor_parallel_size
+    assert config.vllm_enable_sleep_mode == cfg.vllm_enable_sleep_mode
+    assert config.vllm_max_model_length == cfg.max_prompt_length + cfg.max_completion_length
+    assert config.vllm_server_base_url == "http://node:8000"
+    assert config.num_generations == cfg.num_generations and config.temperature == cfg.temperature
+    # `trl:` in a recipe still wins over the named settings
+    args["vllm_gpu_memory_utilization"] = 0.55
+    assert GRPOConfig(**grpo_settings(cfg, args, weights, True)).vllm_gpu_memory_utilization == 0.55
+
+
+def test_vllm_settings_are_checked() -> None:
+    with pytest.raises(UserError, match="vllm_gpu_memory_utilization"):
+        build_config({"stage": "grpo", "base": "m", "data": "d.json", "vllm_gpu_memory_utilization": 1.5})
+    with pytest.raises(UserError, match="`vllm_mode` must be"):
+        build_config({"stage": "grpo", "base": "m", "data": "d.json", "vllm_mode": "remote"})
 
 
 def test_stage_is_required() -> None:

@@ -23,6 +23,7 @@ from slmsql_cli.errors import UserError
 Stage = Literal["sft", "grpo"]
 Task = Literal["generate", "merge"]
 DataFormat = Literal["auto", "think", "spider", "candidates"]
+VllmMode = Literal["colocate", "server"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 REWARD_NAMES = ("execution", "format", "atomic")
@@ -97,8 +98,17 @@ class TrainConfig:
     atomic_gamma: float = 0.20
     exec_timeout: float = 10.0  # seconds per query (OmniSQL's voting/eval timeout)
     reward_workers: int | None = None  # processes executing SQL; None: min(8, CPUs)
+    # GRPO generation with vLLM (TRL's GRPOConfig fields of the same names); untested here (no GPU)
     use_vllm: bool | Literal["auto"] = "auto"  # auto: when vllm is installed and a GPU is used
-    vllm_mode: str = "colocate"
+    vllm_mode: VllmMode = "colocate"  # colocate: in the training processes; server: `trl vllm-serve`
+    vllm_gpu_memory_utilization: float = 0.3  # colocate: the GPU memory share vLLM takes (TRL's default)
+    vllm_tensor_parallel_size: int = 1  # colocate: GPUs one vLLM instance spans
+    vllm_max_model_length: int | None = None  # colocate: None = max_prompt_length + max_completion_length
+    vllm_enable_sleep_mode: bool = False  # colocate: free vLLM's memory during the optimizer step
+    vllm_server_base_url: str | None = None  # server: e.g. http://gpu-node:8000 (else host/port below)
+    vllm_server_host: str = "0.0.0.0"  # server (TRL's defaults)
+    vllm_server_port: int = 8000
+    vllm_server_timeout: float = 240.0  # server: seconds to wait for it at start
 
     # bookkeeping
     logging_steps: int = 1
@@ -269,6 +279,10 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
         raise UserError(f"{source}: bf16 on CPU is not supported here", "drop --cpu or set bf16: false")
     if cfg.use_vllm is True and cfg.cpu:
         raise UserError(f"{source}: vLLM needs a GPU", "drop use_vllm or --cpu")
+    if not 0 < cfg.vllm_gpu_memory_utilization <= 1:
+        raise UserError(f"{source}: `vllm_gpu_memory_utilization` is a share of the GPU memory, in (0, 1]")
+    if cfg.vllm_tensor_parallel_size < 1:
+        raise UserError(f"{source}: `vllm_tensor_parallel_size` must be at least 1")
     if cfg.name is not None and not re.fullmatch(r"[\w.-]+", cfg.name):
         raise UserError(f"{source}: run name `{cfg.name}` must be letters, digits, '.', '_' or '-'")
 

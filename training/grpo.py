@@ -73,20 +73,7 @@ def grpo_trainer(
     extra: dict[str, Any] = {}
     if model_init_kwargs:  # the KL reference model is reloaded by TRL from the same (GGUF) file
         extra["model_init_kwargs"] = model_init_kwargs
-    settings = {
-        "num_generations": cfg.num_generations,
-        "max_completion_length": cfg.max_completion_length,
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "beta": cfg.beta,
-        "loss_type": cfg.loss_type,
-        "reward_weights": weights,
-        "use_vllm": use_vllm,
-        "vllm_mode": cfg.vllm_mode,
-        **extra,
-        **args,  # `trl:` settings from the recipe come last and win
-    }
-    config = GRPOConfig(**settings)
+    config = GRPOConfig(**grpo_settings(cfg, args, weights, use_vllm, extra))
     return GRPOTrainer(
         model=model,
         reward_funcs=funcs,  # type: ignore[arg-type]  # TRL's hint forgets that list is invariant
@@ -96,3 +83,39 @@ def grpo_trainer(
         peft_config=lora_config(cfg),
         callbacks=callbacks,
     )
+
+
+def grpo_settings(
+    cfg: TrainConfig,
+    args: dict[str, Any],
+    weights: list[float],
+    use_vllm: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """GRPOConfig's arguments: the recipe's GRPO and vLLM settings, then `args` (the shared trainer
+    arguments, with the recipe's `trl:` mapping, which wins)."""
+    vllm = {
+        "use_vllm": use_vllm,
+        "vllm_mode": cfg.vllm_mode,
+        "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        "vllm_tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+        "vllm_max_model_length": cfg.vllm_max_model_length
+        or cfg.max_prompt_length + cfg.max_completion_length,
+        "vllm_enable_sleep_mode": cfg.vllm_enable_sleep_mode,
+        "vllm_server_base_url": cfg.vllm_server_base_url,
+        "vllm_server_host": cfg.vllm_server_host,
+        "vllm_server_port": cfg.vllm_server_port,
+        "vllm_server_timeout": cfg.vllm_server_timeout,
+    }
+    return {
+        "num_generations": cfg.num_generations,
+        "max_completion_length": cfg.max_completion_length,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "beta": cfg.beta,
+        "loss_type": cfg.loss_type,
+        "reward_weights": weights,
+        **vllm,
+        **(extra or {}),
+        **args,  # `trl:` settings from the recipe come last and win
+    }

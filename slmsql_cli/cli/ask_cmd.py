@@ -61,6 +61,11 @@ def ask(
     ),
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
     as_json: bool = typer.Option(
         False,
         "--json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import cast
 
 import typer
 
@@ -39,6 +40,9 @@ def bench(
     threads: opt.Threads = None,
     gpu_layers: opt.GpuLayers = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
     question: str = typer.Option(
         "How many rows does the largest table have?",
         "--question",
@@ -52,8 +56,9 @@ def bench(
     """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.
 
     Every N evaluates the prompt from scratch and generates exactly --max-tokens per candidate, so
-    rows compare. It says on stderr how many threads run and why. The last line printed is one
-    JSON object with the same figures, for scripts.
+    rows compare. It says on stderr how many threads run and why. With --endpoint the server is
+    timed from here (wall clock; prompt tok/s n/a, and a server that ignores ignore_eos stops
+    early). The last line printed is one JSON object with the same figures, for scripts.
 
     Example:
 
@@ -78,7 +83,14 @@ def bench(
     database = open_database(db)
     with StatusLine("loading the model…"):
         path = models.resolve(model or models.default_model(), export=cached_gguf)
-        engine = Engine(path, threads=threads, gpu_layers=gpu_layers)
+        if endpoint:  # the server generates; the GGUF here gives the template and tokenizer
+            from slmsql_cli.remote_engine import Endpoint, RemoteEngine
+
+            where = Endpoint.parse(endpoint, served_model, timeout=endpoint_timeout)
+            # stands where Engine stands: the same methods, the server generating
+            engine = cast(Engine, RemoteEngine(path, where, name=model or models.default_model()))
+        else:
+            engine = Engine(path, threads=threads, gpu_layers=gpu_layers)
     err.print(f"{engine.device}; threads: {explain_threads(engine.threads, threads)}", highlight=False)
     with engine, StatusLine(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
         config = AskConfig(max_tokens=max_tokens, prompt_budget=prompt_budget)
@@ -91,7 +103,7 @@ def bench(
     for r in rows:
         table.add_row(
             str(r.n),
-            f"{r.prompt_tokens_per_s:.0f}",
+            f"{r.prompt_tokens_per_s:.0f}" if r.prompt_tokens_per_s else "n/a",
             f"{r.generated_tokens_per_s:.1f}",
             f"{r.seconds_per_question:.1f}",
             f"{r.overhead_fraction:.1%}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,11 @@ def eval_command(
     gpu_layers: opt.GpuLayers = None,
     no_values: opt.NoValues = False,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
     context: opt.Context = None,
     prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
     predictions: Path | None = typer.Option(
@@ -140,6 +146,14 @@ def eval_command(
         "there, the SQL transpiled; the gold runs on SQLite.",
         rich_help_panel=opt.DATA,
     ),
+    concurrency: int = typer.Option(
+        1,
+        "--concurrency",
+        min=1,
+        max=256,
+        metavar="K",
+        help="Questions in flight at once (needs --endpoint: the server batches them). Resume and --out work as with 1.",
+    ),
     pg_url: str | None = typer.Option(
         None,
         "--pg-url",
@@ -182,6 +196,11 @@ def eval_command(
             "pass either --model (run a model) or --predictions (score given SQL)",
             "--predictions takes one SQL per line, in the order of the questions",
         )
+    if concurrency > 1 and not (model is not None and endpoint):
+        raise UserError(
+            "--concurrency above 1 needs a model served with --endpoint",
+            "the in-process model answers one question at a time; serve it (vLLM, llama-server) and pass --endpoint URL",
+        )
     if not db_dir.exists():
         raise UserError(
             f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
@@ -220,6 +239,8 @@ def eval_command(
         merge_model=merge_model,
         config=config,
         engine=engine,
+        endpoint=endpoint if model else None,
+        served_model=served_model,
     )
     store = result_files.ResultsFile(results, run, qs) if results else None
     records, pending = ev.resume(qs, store)
@@ -247,11 +268,24 @@ def eval_command(
                 store,
                 len(qs),
                 copies,
+                concurrency,
             )
         elif pending:  # the model is loaded only when there is work left
             with load_pipeline(model, merge_model, config) as pipeline:
                 predict = ev.model_predictor(pipeline, databases)
-                _run(pending, records, db_paths, predict, fmt, timeout, run, store, len(qs), copies)
+                _run(
+                    pending,
+                    records,
+                    db_paths,
+                    predict,
+                    fmt,
+                    timeout,
+                    run,
+                    store,
+                    len(qs),
+                    copies,
+                    concurrency,
+                )
     except KeyboardInterrupt:
         err.print(
             f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
@@ -282,7 +316,7 @@ def _sibling_tables(questions: Path) -> Path | None:
     return found
 
 
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, copies):
+def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, copies, concurrency=1):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -309,6 +343,7 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, c
     )
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
+        started = time.perf_counter()
         evaluate(
             pending,
             db_paths,
@@ -320,7 +355,14 @@ def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, c
             store=store,
             copies=copies,
             on_record=lambda _record: progress.update(task, advance=1, ex=ex_text()),
+            concurrency=concurrency,
         )
+    seconds = max(time.perf_counter() - started, 1e-9)
+    err.print(
+        f"throughput: {len(pending)} question(s) in {seconds:.1f}s, {60 * len(pending) / seconds:.2f} "
+        f"per minute, {concurrency} in flight",
+        highlight=False,
+    )
 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:

@@ -38,7 +38,8 @@ _SAME_NAME = (
 
 def ask_config(params: Mapping[str, Any]) -> AskConfig:
     """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
-    `--no-merge`, `--no-values` and `--no-prompt-cache` turned around; AskConfig's defaults for the rest."""
+    `--no-merge`, `--no-values` and `--no-prompt-cache` turned around, the --endpoint options made
+    into `remote_engine.Endpoint`s; AskConfig's defaults for the rest."""
     values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
     if "no_merge" in params:
         values["merge"] = not params["no_merge"]
@@ -46,6 +47,16 @@ def ask_config(params: Mapping[str, Any]) -> AskConfig:
         values["use_values"] = not params["no_values"]
     if "no_prompt_cache" in params:
         values["prompt_cache"] = not params["no_prompt_cache"]
+    if params.get("endpoint") or params.get("merge_endpoint"):
+        from slmsql_cli.remote_engine import endpoints
+
+        values["endpoint"], values["merge_endpoint"] = endpoints(
+            params.get("endpoint"),
+            params.get("served_model"),
+            params.get("merge_endpoint"),
+            params.get("merge_served_model"),
+            params.get("endpoint_timeout"),
+        )
     return AskConfig(**values)
 
 
@@ -299,5 +310,60 @@ Verbose = Annotated[
         help="Threads, and each candidate: SQL, vote, what it wrote.",
         metavar="",
         rich_help_panel=OUTPUT,
+    ),
+]
+# An OpenAI-compatible server that generates instead of the in-process llama.cpp (remote_engine.py).
+Endpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        envvar="SLMSQL_ENDPOINT",
+        metavar="URL",
+        help="Generate on an OpenAI-compatible server (vLLM, llama-server, llama_cpp.server, Ollama) at this "
+        "base URL, e.g. http://127.0.0.1:8000/v1. --model still names the model's GGUF here: its chat "
+        "template and tokenizer (no weights are loaded) render the prompt. API key: SLMSQL_API_KEY.",
+        show_default=False,
+    ),
+]
+ServedModel = Annotated[
+    str | None,
+    typer.Option(
+        "--served-model",
+        envvar="SLMSQL_SERVED_MODEL",
+        metavar="NAME",
+        help="The model's name on the --endpoint server. Default: the one named like --model, else its only model.",
+        show_default=False,
+    ),
+]
+MergeEndpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--merge-endpoint",
+        envvar="SLMSQL_MERGE_ENDPOINT",
+        metavar="URL",
+        help="A server of its own for the merge model (API key: SLMSQL_MERGE_API_KEY). Default: --endpoint.",
+        show_default=False,
+    ),
+]
+MergeServedModel = Annotated[
+    str | None,
+    typer.Option(
+        "--merge-served-model",
+        envvar="SLMSQL_MERGE_SERVED_MODEL",
+        metavar="NAME",
+        help="The merge model's name on its server. Default: the one named like --merge-model.",
+        show_default=False,
+    ),
+]
+EndpointTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--endpoint-timeout",
+        envvar="SLMSQL_ENDPOINT_TIMEOUT",
+        min=1.0,
+        callback=finite,
+        metavar="SECONDS",
+        help="Seconds one request to the --endpoint server may take (default 600).",
+        show_default=False,
     ),
 ]

@@ -117,6 +117,11 @@ def serve(
     no_values: opt.NoValues = False,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     no_prompt_cache: opt.NoPromptCache = False,
+    endpoint: opt.Endpoint = None,
+    served_model: opt.ServedModel = None,
+    merge_endpoint: opt.MergeEndpoint = None,
+    merge_served_model: opt.MergeServedModel = None,
+    endpoint_timeout: opt.EndpointTimeout = None,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
 

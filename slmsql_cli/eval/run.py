@@ -206,7 +206,8 @@ def _error_text(result: ExecResult | None) -> str | None:
 
 
 # Settings that change how fast an answer comes, not what it is: a run may resume with others.
-_SPEED_ONLY = ("threads", "gpu_layers", "prompt_cache")
+# speed only; the endpoints are recorded as their public URLs (never a key or user:password@)
+_SPEED_ONLY = ("threads", "gpu_layers", "prompt_cache", "endpoint", "merge_endpoint")
 
 
 def run_record(
@@ -218,6 +219,8 @@ def run_record(
     merge_model: str | None = None,
     config: AskConfig | None = None,
     engine: str = "sqlite",
+    endpoint: str | None = None,
+    served_model: str | None = None,
 ) -> dict[str, Any]:
     """What makes a run: written into every record of its results file, and compared on resume.
 
@@ -237,6 +240,11 @@ def run_record(
     record["timeout"] = timeout  # the gold's and prediction's query timeout
     if engine != "sqlite":  # absent for SQLite, so that SQLite records compare as they did
         record["engine"] = engine
+    if endpoint:  # absent in-process, likewise
+        from slmsql_cli.remote_engine import public_url
+
+        record["endpoint"] = public_url(endpoint)
+        record["served_model"] = served_model
     return record
 
 
@@ -260,12 +268,19 @@ def evaluate(
     store: ResultsFile | None = None,
     copies: dict[str, EngineCopy] | None = None,
     on_record: Callable[[dict], None] = lambda _record: None,
+    concurrency: int = 1,
 ) -> list[dict]:
-    """Each pending question predicted and scored, in order: its record appended to `store` (as
-    soon as it is scored: Ctrl-C loses at most the question in progress) and to `records`."""
+    """Each pending question predicted and scored, `concurrency` at a time (`inflight.in_flight`:
+    in order when 1, else as they finish): its record appended to `store` (as soon as it is
+    scored: Ctrl-C loses at most the questions in progress) and to `records`."""
+    from slmsql_cli.inflight import in_flight
+
     copies = copies or {}
-    for q in pending:
-        record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, copies.get(q.db_id))
+
+    def one(q: Question) -> dict:
+        return evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, copies.get(q.db_id))
+
+    for record in in_flight(pending, one, concurrency):
         if store:
             store.append(record)
         records.append(record)
