@@ -100,11 +100,21 @@ def reflow(doc: str) -> str:
     )
 
 
-for _command in app.registered_commands:
-    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
-        _command.help = reflow(_command.callback.__doc__)
-    if _command.cls in (None, TyperCommand):
-        _command.cls = _Command
+def _plain_commands(typer_app: typer.Typer) -> None:
+    """Every command of `typer_app` (and of its sub-apps, such as `saved`) reflowed and with a plain --help."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflow(command.callback.__doc__)
+        if command.cls in (None, TyperCommand):
+            command.cls = _Command
+    for group in typer_app.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            sub.info.cls = _Group  # the sub-app's own setting is a placeholder until set
+            _plain_commands(sub)
+
+
+_plain_commands(app)
 
 
 def main() -> None:

@@ -42,21 +42,21 @@ def ask(
         "-e",
         metavar="TEXT",
         show_default=False,
-        help="Extra knowledge (BIRD's evidence), put before the question.",
+        help="BIRD-style evidence for the question.",
         rich_help_panel=opt.DATA,
     ),
     tables: Path | None = typer.Option(
         None,
         "--tables",
         metavar="FILE",
-        help="Spider/BIRD tables.json for the database (adds column comments).",
+        help="Spider/BIRD tables.json (comments).",
         rich_help_panel=opt.DATA,
     ),
     db_id: str | None = typer.Option(
         None,
         "--db-id",
         metavar="ID",
-        help="The database's id in --tables (default: the file name).",
+        help="Id in --tables (default: file name).",
         rich_help_panel=opt.DATA,
     ),
     no_values: opt.NoValues = False,
@@ -93,46 +93,41 @@ def ask(
         False,
         "--explain",
         metavar="",
-        help="Explain the SQL in plain sentences under it (from the SQL itself, no model).",
+        help="Explain the SQL in plain sentences (no model).",
         rich_help_panel=opt.OUTPUT,
     ),
     chart: bool = typer.Option(
         False,
         "--chart",
         metavar="",
-        help="Draw the result as horizontal bars (a label column and numeric columns).",
+        help="Bars for a label column and numeric columns.",
         rich_help_panel=opt.OUTPUT,
     ),
     save: bool = typer.Option(
         False,
         "--save",
         metavar="",
-        help="Keep the question and its SQL: asked again, it is answered from them at once.",
+        help="Keep the question and SQL for an instant repeat.",
         rich_help_panel=opt.OUTPUT,
     ),
     fresh: bool = typer.Option(
         False,
         "--fresh",
         metavar="",
-        help="Ask the model even when the question has a saved answer.",
+        help="Ignore a saved answer for the question.",
         rich_help_panel=opt.MODEL,
     ),
 ) -> None:
     """Answer a question about a database: sample SQL candidates, run them, vote, merge.
 
-    The database is opened read-only. DuckDB and PostgreSQL run the model's SQL translated from
-    SQLite; data files are imported once into a cached SQLite copy, one table per file.
-
-    The answer (SQL and rows, or --json, --csv, --sql-only) goes to stdout; progress, the vote
-    summary and -v to stderr. Exit 0: an answer. 1: none of the model's SQL ran (error and hint
-    on stderr, and in --json). 2: bad input. 70: llama.cpp crashed. 130: interrupted.
+    The database is opened read-only. The answer goes to stdout; progress, the vote summary and -v
+    to stderr. Exit 0: an answer. 1: none of the model's SQL ran. 2: bad input. 70: llama.cpp
+    crashed. 130: interrupted.
 
     Examples:
 
       slmsql ask -d slmsql_cli/data/bookshop.sqlite "Who wrote the most books?"
-      slmsql ask -d shop.duckdb -n 8 --json "Total sales per month in 2024"
-      slmsql ask -d postgresql://reader@localhost/shop "Which product sells best?"
-      slmsql ask -d orders.csv -d customers.parquet "Who ordered the most?"
+      slmsql ask -d orders.csv -d customers.parquet -n 8 --json "Top customer?"
     """
     from slmsql_cli import saved as saved_answers
     from slmsql_cli.cpu import explain_threads

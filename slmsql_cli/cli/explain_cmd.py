@@ -18,18 +18,33 @@ from slmsql_cli.cli.common import out, user_errors
 def explain(
     db: opt.Db,
     sql: str = typer.Argument(
-        ..., help="One read-only statement (SELECT, WITH … SELECT, VALUES), in SQLite's SQL."
+        ...,
+        metavar="SQL",
+        show_default=False,
+        help="One read-only statement (SELECT, WITH, VALUES), in SQLite's SQL.",
     ),
     tables: Path | None = typer.Option(
-        None, "--tables", help="Spider/BIRD tables.json describing the database."
+        None,
+        "--tables",
+        metavar="FILE",
+        show_default=False,
+        help="Spider/BIRD tables.json describing the database.",
+        rich_help_panel=opt.DATA,
     ),
     db_id: str | None = typer.Option(
-        None, "--db-id", help="The database's id in --tables (default: the file name)."
+        None,
+        "--db-id",
+        metavar="ID",
+        show_default=False,
+        help="Id in --tables (default: file name).",
+        rich_help_panel=opt.DATA,
     ),
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print one JSON object: the SQL, the explanation, its sentences and what it does not cover.",
+        metavar="",
+        help="One JSON object: the SQL, the explanation, its sentences, what it does not cover.",
+        rich_help_panel=opt.OUTPUT,
     ),
 ) -> None:
     """Explain a SQL query in plain sentences: tables and joins, every filter with its values,

@@ -211,7 +211,7 @@ Threads = Annotated[
         "--threads",
         callback=bounded(1, 512),
         metavar="N",
-        help="CPU threads (default: the physical cores other programs leave idle).",
+        help="CPU threads (default: idle cores).",
         rich_help_panel=PERFORMANCE,
     ),
 ]
@@ -254,7 +254,7 @@ Timeout = Annotated[
         callback=bounded(0.1),
         metavar="SECONDS",
         show_default=False,
-        help=f"Seconds one candidate query may run (default {DEFAULTS.timeout:g}).",
+        help=f"Query time limit (default {DEFAULTS.timeout:g} s).",
         rich_help_panel=PERFORMANCE,
     ),
 ]
@@ -276,11 +276,11 @@ ImportTimeout = Annotated[
     typer.Option(
         "--import-timeout",
         envvar="SLMSQL_IMPORT_TIMEOUT",
+        show_envvar=False,
         callback=_import_budget,
         metavar="SECONDS",
         show_default=False,
-        help="Seconds a data-file import (CSV, JSON, Parquet, Excel) may take before it is stopped "
-        "(default 600).",
+        help="Import time limit (default 600 s).",
         rich_help_panel=DATA,
     ),
 ]
@@ -288,7 +288,7 @@ NoValues = Annotated[
     bool,
     typer.Option(
         "--no-values",
-        help="Don't look up database values the question mentions.",
+        help="Skip the values the question names.",
         metavar="",
         rich_help_panel=DATA,
     ),
@@ -307,22 +307,25 @@ Verbose = Annotated[
     typer.Option(
         "--verbose",
         "-v",
-        help="Threads, and each candidate: SQL, vote, what it wrote.",
+        help="Threads and each candidate's SQL, vote and text.",
         metavar="",
         rich_help_panel=OUTPUT,
     ),
 ]
 # An OpenAI-compatible server that generates instead of the in-process llama.cpp (remote_engine.py).
+# A model server instead of llama.cpp here (remote_engine.py). Each option also reads its SLMSQL_*
+# variable (not shown in --help, to keep it short: the README's scale-out section lists them).
+SERVER_ENGINE = "Model server"
 Endpoint = Annotated[
     str | None,
     typer.Option(
         "--endpoint",
         envvar="SLMSQL_ENDPOINT",
+        show_envvar=False,
         metavar="URL",
-        help="Generate on an OpenAI-compatible server (vLLM, llama-server, llama_cpp.server, Ollama) at this "
-        "base URL, e.g. http://127.0.0.1:8000/v1. --model still names the model's GGUF here: its chat "
-        "template and tokenizer (no weights are loaded) render the prompt. API key: SLMSQL_API_KEY.",
+        help="OpenAI-compatible server (its /v1 URL) to generate on; key: SLMSQL_API_KEY.",
         show_default=False,
+        rich_help_panel=SERVER_ENGINE,
     ),
 ]
 ServedModel = Annotated[
@@ -330,9 +333,11 @@ ServedModel = Annotated[
     typer.Option(
         "--served-model",
         envvar="SLMSQL_SERVED_MODEL",
+        show_envvar=False,
         metavar="NAME",
-        help="The model's name on the --endpoint server. Default: the one named like --model, else its only model.",
+        help="Its model name (default: like --model).",
         show_default=False,
+        rich_help_panel=SERVER_ENGINE,
     ),
 ]
 MergeEndpoint = Annotated[
@@ -340,9 +345,11 @@ MergeEndpoint = Annotated[
     typer.Option(
         "--merge-endpoint",
         envvar="SLMSQL_MERGE_ENDPOINT",
+        show_envvar=False,
         metavar="URL",
-        help="A server of its own for the merge model (API key: SLMSQL_MERGE_API_KEY). Default: --endpoint.",
+        help="The merge model's server.",
         show_default=False,
+        rich_help_panel=SERVER_ENGINE,
     ),
 ]
 MergeServedModel = Annotated[
@@ -350,9 +357,11 @@ MergeServedModel = Annotated[
     typer.Option(
         "--merge-served-model",
         envvar="SLMSQL_MERGE_SERVED_MODEL",
+        show_envvar=False,
         metavar="NAME",
-        help="The merge model's name on its server. Default: the one named like --merge-model.",
+        help="The merge model's name on its server.",
         show_default=False,
+        rich_help_panel=SERVER_ENGINE,
     ),
 ]
 EndpointTimeout = Annotated[
@@ -360,10 +369,11 @@ EndpointTimeout = Annotated[
     typer.Option(
         "--endpoint-timeout",
         envvar="SLMSQL_ENDPOINT_TIMEOUT",
-        min=1.0,
-        callback=finite,
+        show_envvar=False,
+        callback=bounded(1.0),
         metavar="SECONDS",
-        help="Seconds one request to the --endpoint server may take (default 600).",
+        help="Request time limit (default 600 s).",
         show_default=False,
+        rich_help_panel=SERVER_ENGINE,
     ),
 ]
