@@ -399,3 +399,17 @@ def test_a_query_round_under_a_cap_of_one_finishes(shops: dict[str, str]) -> Non
         assert pool.busy == 0
     finally:
         pool.limit(None)
+
+
+def test_serve_takes_data_files_and_folders(tmp_path: Path, isolated_cache: Path) -> None:
+    """`serve --db` takes what `ask --db` takes: a folder of data files becomes one database."""
+    folder = tmp_path / "sales"
+    folder.mkdir()
+    (folder / "customers.csv").write_text("id,name,city\n1,Ada Lovelace,London\n2,Grace Hopper,New York\n")
+    registry = Registry.open([f"crm={folder}", str(folder / "customers.csv")])
+    assert registry.names() == ["crm", "customers"]
+    for name in registry.names():
+        db = registry.get(name).database
+        assert db.run("SELECT name FROM customers WHERE city = 'London'", timeout=5).rows == [
+            ("Ada Lovelace",)
+        ]
