@@ -96,8 +96,9 @@ class Database:
         return serialize_schema(self.schema, self.samples)
 
     def relevant_values(self, question: str, evidence: str = "") -> Values:
-        """Values of the database that the question (with its evidence) mentions, best first."""
-        return self.index.retrieve(prompts.question_text(check_question(question, evidence), evidence))
+        """Values of the database that the question (with its evidence) mentions, best first. The
+        question was checked where it came in (`Pipeline.ask`, `generation_prompt`)."""
+        return self.index.retrieve(prompts.question_text(question, evidence))
 
     def db_details(
         self,
@@ -126,8 +127,7 @@ class Database:
         matched_values: Values | None = None,
     ) -> Values:
         """The example values a prompt shows: the question's matched values first (when use_values),
-        then the sampled ones. Arguments as for `db_details`. The question was checked where it came
-        in (`Pipeline.ask`, `generation_prompt`, `relevant_values`)."""
+        then the sampled ones. Arguments as for `db_details`."""
         if not use_values:
             return self.samples
         if matched_values is None:

@@ -227,9 +227,7 @@ class Pipeline:
     def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
         """The database values the question mentions, shown in every prompt built for it (none
         with use_values off): looked up once per question (`ask` checked the question)."""
-        if not self.config.use_values:
-            return {}
-        return db.index.retrieve(question_text(question, evidence))
+        return db.relevant_values(question, evidence) if self.config.use_values else {}
 
     def generation_message(
         self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None

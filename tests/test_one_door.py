@@ -385,3 +385,31 @@ def test_ask_and_sql_documents_carry_the_same_result_fields(pets_db: Path, scrip
         result_fields - set(asked)
     )
     assert (asked["rows"], asked["row_count"], asked["timed_out"]) == (ran["rows"], 1, False)
+
+
+def test_a_query_round_under_a_cap_of_one_finishes(shops: dict[str, str]) -> None:
+    """The executor runs two queries at once; under a cap of one it collects its own running query
+    before it starts the next, instead of waiting for a worker it holds (no deadlock)."""
+    pool = worker.default_pool()
+    pool.limit(1, busy_wait=5)
+    try:
+        db = open_database(shops["lite"])
+        results = db.run_many([f"SELECT {i}, count(*) FROM customers" for i in range(3)], timeout=5)
+        assert [r.rows if r else None for r in results] == [[(i, 4)] for i in range(3)]
+        assert pool.busy == 0
+    finally:
+        pool.limit(None)
+
+
+def test_serve_takes_data_files_and_folders(tmp_path: Path, isolated_cache: Path) -> None:
+    """`serve --db` takes what `ask --db` takes: a folder of data files becomes one database."""
+    folder = tmp_path / "sales"
+    folder.mkdir()
+    (folder / "customers.csv").write_text("id,name,city\n1,Ada Lovelace,London\n2,Grace Hopper,New York\n")
+    registry = Registry.open([f"crm={folder}", str(folder / "customers.csv")])
+    assert registry.names() == ["crm", "customers"]
+    for name in registry.names():
+        db = registry.get(name).database
+        assert db.run("SELECT name FROM customers WHERE city = 'London'", timeout=5).rows == [
+            ("Ada Lovelace",)
+        ]

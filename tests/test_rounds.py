@@ -1,4 +1,7 @@
-"""Typed sampling rounds, and a question's database values looked up once however many prompts it needs."""
+"""Typed sampling rounds, and a question's database values looked up once however many prompts it needs.
+
+Pipeline logic, so the scripted engine (one token per byte) drives it, not a model.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from slmsql_cli.database import Database, open_database
-from slmsql_cli.engine import Engine
-from slmsql_cli.executor import execute
 from slmsql_cli.pipeline import AskConfig, Pipeline, SamplingRound
 from slmsql_cli.render import answer_dict
+from slmsql_cli.scripted import ScriptedEngine
 from slmsql_cli.vote import Candidate, vote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,12 +20,17 @@ DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 QUESTION = "How many books did each author write?"
 
 
-@pytest.fixture(scope="module")
-def small_context_engine(gemma_gguf: Path) -> Engine:
-    # 1,024 tokens: the bookshop prompt (over 1,000 tokens) plus 24 new ones does not fit, so the
-    # pipeline prunes the schema, trying several table subsets for the same question.
-    with Engine(gemma_gguf, threads=2, n_ctx=1024) as engine:
-        yield engine
+def said(sql: str) -> str:
+    return f"<think>\nCount them.\n</think>\n<answer>\n{sql}\n</answer>"
+
+
+@pytest.fixture()
+def small_context_engine() -> ScriptedEngine:
+    # One token per byte: the bookshop prompt (about 4,800) plus 24 new ones does not fit in
+    # 3,224, so the pipeline prunes the schema, trying several table subsets for the same question.
+    engine = ScriptedEngine([said("SELECT count(*) FROM books")] * 8)
+    engine.n_ctx_limit = 3200 + 24
+    return engine
 
 
 def _count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -39,7 +46,7 @@ def _count_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_values_are_looked_up_once_per_question(
-    small_context_engine: Engine, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+    small_context_engine: ScriptedEngine, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = open_database(DEMO)
     calls = _count_lookups(monkeypatch)
@@ -50,7 +57,7 @@ def test_values_are_looked_up_once_per_question(
 
     # The merge prompt of the same question reuses them as well.
     drafts = ["SELECT COUNT(*) FROM books", "SELECT COUNT(*) FROM authors"]
-    groups = vote([Candidate(s, s, execute(DEMO, s)) for s in drafts])
+    groups = vote([Candidate(s, s, db.run(s, timeout=10)) for s in drafts])
     calls.clear()
     matched = pipeline.matched_values(db, QUESTION)
     revised = pipeline.revise(db, QUESTION, "", groups, matched_values=matched)
@@ -58,7 +65,7 @@ def test_values_are_looked_up_once_per_question(
 
 
 def test_no_values_means_no_lookup(
-    small_context_engine: Engine, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+    small_context_engine: ScriptedEngine, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = open_database(DEMO)
     calls = _count_lookups(monkeypatch)
@@ -67,10 +74,12 @@ def test_no_values_means_no_lookup(
     assert calls == []
 
 
-def test_an_answer_holds_one_round_per_step(gemma_gguf: Path, isolated_cache: Path) -> None:
+def test_an_answer_holds_one_round_per_step(isolated_cache: Path) -> None:
     db = open_database(DEMO)
-    with Engine(gemma_gguf, threads=2) as engine:
-        answer = Pipeline(engine, None, AskConfig(n=3, max_tokens=24, merge=False)).ask(db, QUESTION)
+    engine = ScriptedEngine(
+        ["I cannot tell.", said("SELECT count(*) FROM books"), said("SELECT count(*) FROM books")]
+    )
+    answer = Pipeline(engine, None, AskConfig(n=3, max_tokens=24, merge=False)).ask(db, QUESTION)
     generated = answer.generation
     assert isinstance(generated, SamplingRound) and answer.revision is None and not answer.merged
     assert len(generated.candidates) == 3 and answer.final_round is generated
