@@ -57,7 +57,7 @@ def test_empty_result_is_flagged_and_shown_in_the_table_view(pets_db: Path, scri
         app, ["ask", "--db", str(pets_db), "-m", "scripted", "-n", "2", "--no-merge", "Which pets are old?"]
     )
     assert table.exit_code == 0  # exit codes do not change with a flag
-    assert "check this answer: the result is empty" in table.stdout
+    assert "check this answer: the result is empty" in table.stderr  # beside the vote summary
 
 
 def test_all_null_result_is_flagged(pets_db: Path, scripted_engine) -> None:
@@ -130,7 +130,7 @@ def test_ask_explain_prints_the_sentences_under_the_sql(pets_db: Path, scripted_
     lines = result.stdout.splitlines()
     where = lines.index("It keeps only the rows where kind equals 'dog'.")
     assert lines[where - 1] == "It reads the table pets." and lines[where + 1] == "It returns name."
-    assert "confidence: no warning signs" in result.stdout
+    assert "confidence: no warning signs" in result.stderr
 
 
 @pytest.fixture()

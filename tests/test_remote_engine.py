@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -203,16 +204,16 @@ def test_a_wrong_model_name_key_or_merge_model_is_one_line(
     args = ["ask", "--db", str(pets_db), "-m", str(gemma_gguf), "--endpoint", llama_server, "How many?"]
     wrong = slmsql(*args, "--served-model", "qwen-7b", env={"SLMSQL_API_KEY": KEY})
     assert wrong.returncode == 2
-    lines = wrong.stderr.strip().splitlines()
+    lines = _diagnostics(wrong.stderr)
     assert lines[0] == f"error: the model server at {llama_server} has no model 'qwen-7b'; it serves: {ALIAS}"
     assert lines[1].startswith("hint: ") and len(lines) == 2
     other = tmp_path / "other-merge-model.gguf"  # another file name: another --merge-model
     os.link(gemma_gguf, other)
     merge = slmsql(*args[:-1], "--merge-model", str(other), "How many?", env={"SLMSQL_API_KEY": KEY})
     assert merge.returncode == 2
-    assert merge.stderr.startswith(f"error: the merge model {other} would be answered by '{ALIAS}'"), (
-        merge.stderr
-    )
+    assert _diagnostics(merge.stderr)[0].startswith(
+        f"error: the merge model {other} would be answered by '{ALIAS}'"
+    ), merge.stderr
     no_key = slmsql(*args, env={"SLMSQL_API_KEY": "wrong-key"})
     assert no_key.returncode == 2
     assert "refused the request (HTTP 401): the API key in SLMSQL_API_KEY was not accepted" in no_key.stderr
@@ -297,8 +298,13 @@ def _ask(gemma_vocab: Path, db: Path, url: str, *extra: str, env: dict[str, str]
     )  # fmt: skip
 
 
+def _diagnostics(stderr: str) -> list[str]:
+    """stderr less the progress lines a command prints off a terminal ("loading the model…")."""
+    return [line for line in stderr.strip().splitlines() if not re.search(r"…( \(\d+s\))?$", line)]
+
+
 def _one_error(proc: subprocess.CompletedProcess, start: str) -> None:
-    lines = proc.stderr.strip().splitlines()
+    lines = _diagnostics(proc.stderr)
     assert proc.returncode == 2, proc.stderr
     assert lines[0].startswith(f"error: {start}"), proc.stderr
     assert len(lines) == 2 and lines[1].startswith("hint: "), proc.stderr
