@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -123,11 +124,19 @@ def ask(
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], list[str]]:
+    """The answer document and stderr's other lines: the warnings. Progress lines (printed off a
+    terminal, "sampling 1 candidate(s)…") and the answer's own error and hint are not warnings."""
     out, err = proc.communicate(timeout=900)
     assert "Traceback" not in err, err
     assert out, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    return json.loads(out), lines
+    doc = json.loads(out)
+    outcome = {f"error: {doc.get('error')}", f"hint: {doc.get('hint')}"}
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.strip() and line not in outcome and not re.search(r"…( \(\d+s\))?$", line)
+    ]
+    return doc, lines
 
 
 def answer(doc: dict[str, Any]) -> tuple[Any, ...]:
