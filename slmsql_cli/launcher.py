@@ -12,9 +12,11 @@ through unchanged.
 The child notes what it is about to run natively (`note`: the llama.cpp features and weight
 placement) in that report file, so the parent can name it without importing llama.cpp itself.
 
-Signals: Ctrl-C reaches the child directly (same process group and terminal), so the parent
-ignores SIGINT; SIGTERM, SIGHUP and SIGQUIT sent to the parent (a supervisor stopping `serve`)
-are passed on to the child. `SLMSQL_NO_SUPERVISOR=1` runs the command in this process instead.
+Signals: Ctrl-C at a terminal reaches the child directly (same process group), so the parent
+passes on only a SIGINT that a program sent to it alone (`kill -INT`, a test, a supervisor): it
+waits with SIGINT blocked (`sigtimedwait`) and reads who sent it (si_code: the terminal's is
+SI_KERNEL, a process's SI_USER). SIGTERM, SIGHUP and SIGQUIT sent to the parent are passed on.
+`SLMSQL_NO_SUPERVISOR=1` runs the command in this process instead.
 """
 
 from __future__ import annotations
@@ -91,10 +93,22 @@ def supervise(argv: list[str]) -> int:
     fd, report_path = tempfile.mkstemp(prefix="slmsql-crash-", suffix=".txt")
     os.close(fd)
     env = dict(os.environ, **{_REPORT_ENV: report_path})
+    waited = {signal.SIGINT, signal.SIGCHLD}
+    can_wait = hasattr(signal, "sigtimedwait")  # Linux; elsewhere Ctrl-C from a terminal only
+    if can_wait:
+        signal.pthread_sigmask(signal.SIG_BLOCK, waited)  # this process has no other thread
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def unblock() -> None:  # in the child, before the command starts: its own Ctrl-C as usual
+        if can_wait:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, waited)
+
     child = subprocess.Popen(
         [sys.executable, "-c", "from slmsql_cli.launcher import _child_main; _child_main()", *argv],
         env=env,
         close_fds=False,  # every open descriptor too: `--db <(cmd)` names /dev/fd/63
+        preexec_fn=unblock,  # safe: the parent has no other thread
     )
 
     def forward(signum: int, _frame: object) -> None:
@@ -103,9 +117,12 @@ def supervise(argv: list[str]) -> int:
         except ProcessLookupError:
             pass
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
+    while can_wait and child.poll() is None:
+        info = signal.sigtimedwait(waited, 1.0)  # SIGCHLD ends the wait when the child exits
+        if info is not None and info.si_signo == signal.SIGINT and info.si_code <= 0:
+            forward(signal.SIGINT, None)  # sent by a process to `slmsql` alone, not by the terminal
     code = child.wait()
     if code >= 0 or -code not in _SIGNALS:
         os.unlink(report_path)

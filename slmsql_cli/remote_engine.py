@@ -209,6 +209,7 @@ class RemoteEngine:
             ) from None
         self.llm = llm
         self._lock = threading.Lock()  # one tokenizer call at a time (eval --concurrency)
+        self._texts: dict[tuple[int, ...], str] = {}  # recent prompts' tokens -> their text (tokenize)
         self.metadata: dict[str, str] = dict(llm.metadata)
         self.architecture = self.metadata.get("general.architecture", "")
         # a vocab-only model has no hyperparameters loaded: the context length is read from the metadata
@@ -253,7 +254,14 @@ class RemoteEngine:
     def tokenize(self, text: str) -> list[int]:
         self._check_open()
         with self._lock:
-            return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            # The pipeline counts a prompt's tokens and then samples those tokens: the server is
+            # sent the text they came from (not every server takes token arrays; llama_cpp.server
+            # refuses them), so recent texts are kept by their tokens (a few: K questions in flight).
+            if len(self._texts) >= 64:
+                self._texts.pop(next(iter(self._texts)))
+            self._texts[tuple(tokens)] = text
+            return tokens
 
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
@@ -478,7 +486,12 @@ class RemoteEngine:
             if self._adds_bos and self._bos_text and prompt.startswith(self._bos_text):
                 sent = prompt[len(self._bos_text) :]
         else:
-            local_tokens, sent = len(prompt), list(prompt)
+            local_tokens = len(prompt)
+            with self._lock:
+                text = self._texts.get(tuple(prompt))
+            if text is not None:
+                return self.sample(text, params, on_token)  # the text those tokens came from
+            sent = list(prompt)  # a server that takes token arrays (vLLM does)
         if not local_tokens:
             raise UserError("empty prompt")
         stats = RemoteStats(endpoint=self.endpoint.shown, served_model=self.served_model)

@@ -366,18 +366,29 @@ def test_ctrl_c_during_a_query_exits_130(tmp_path: Path, db: Path) -> None:
     assert _cmdline(busy) == b""
 
 
-def _wait_for_busy_worker(parent: int) -> int:
-    """The pid of `parent`'s query worker once it has spent a second of CPU on the query."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for task in Path(f"/proc/{parent}/task").glob("*"):
+def _descendants(parent: int) -> list[int]:
+    """Every process below `parent` (the `slmsql` launcher's command, and its query workers)."""
+    found: list[int] = []
+    todo = [parent]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
                 children = [int(p) for p in (task / "children").read_text().split()]
             except OSError:
                 continue
-            for pid in children:
-                if b"slmsql_cli.worker" in _cmdline(pid) and _cpu_seconds(pid) > 1.0:
-                    return pid
+            found += children
+            todo += children
+    return found
+
+
+def _wait_for_busy_worker(parent: int) -> int:
+    """The pid of a query worker below `parent` once it has spent a second of CPU on the query."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in _descendants(parent):
+            if b"slmsql_cli.worker" in _cmdline(pid) and _cpu_seconds(pid) > 1.0:
+                return pid
         time.sleep(0.05)
     raise AssertionError("the query worker never got busy")
 
