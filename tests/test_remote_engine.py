@@ -156,7 +156,8 @@ def test_chat_and_eval_through_the_server_never_show_the_key(
     remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "16"]
     remote.append("--no-merge")
     chat = slmsql("chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env)
-    assert chat.returncode == 0, chat.stderr
+    # chat exits 1 when a question got no answer (the Gemma test model is a base model)
+    assert chat.returncode == (1 if "error: the model wrote no SQL" in chat.stderr else 0), chat.stderr
     assert "prompt " in chat.stderr and "Traceback" not in chat.stderr
     bench = slmsql("bench", "--db", str(pets_db), *remote[:4], "-n", "1,2", "--max-tokens", "4", env=env)
     assert bench.returncode == 0, bench.stderr
