@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,52 @@ def test_doctor_names_the_fault_on_a_broken_install(inject: dict[str, str]) -> N
     assert "SLMSQL_WEIGHT_BUFFERS=plain" in decode["fix"]
     text = slmsql(["doctor"], inject)
     assert "FAIL decode: llama.cpp crashed with SIGSEGV" in " ".join(text.stdout.split())
+
+
+def test_ctrl_c_at_a_terminal_ends_the_command(inject: dict[str, str], gemma_gguf: Path) -> None:
+    """A real terminal (a pty): `chat` waits at its prompt under the launcher; the terminal's
+    Ctrl-C reaches the command (its SIGINT is not blocked or ignored there) and chat ends as it
+    does without the launcher: exit 130, no traceback."""
+    import pty
+    import select
+
+    argv = [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(BOOKSHOP), "-m", str(gemma_gguf)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session leader on the pty, as a shell starts slmsql
+        os.chdir(REPO)
+        os.execve(sys.executable, argv, inject)
+    output = b""
+    deadline = time.monotonic() + 120
+
+    def read_until(marker: bytes) -> bool:
+        nonlocal output
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:  # the pty closed: the process ended
+                    return False
+                output += chunk
+                if marker in output:
+                    return True
+        return False
+
+    try:
+        assert read_until(b"Ctrl-D to leave"), output.decode("utf-8", "replace")
+        time.sleep(0.5)  # at the prompt
+        os.write(fd, b"\x03")  # the terminal's Ctrl-C: SIGINT to the foreground process group
+        deadline = time.monotonic() + 30
+        read_until(b"__the end__")  # until the pty closes (the command ended) or 30 s
+        done, status = os.waitpid(pid, os.WNOHANG)
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:  # still waiting at its prompt: the Ctrl-C never arrived
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("Ctrl-C did not end chat: " + output.decode("utf-8", "replace"))
+    finally:
+        os.close(fd)
+    text = output.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 130, text
+    assert "Traceback" not in text and "crashed" not in text, text
