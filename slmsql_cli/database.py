@@ -17,10 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import files, pipe_copy, prompts, targets
+from slmsql_cli import files, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import MAX_ROWS, ExecResult
 from slmsql_cli.schema import (
     Schema,
     combine_values,
@@ -29,8 +28,9 @@ from slmsql_cli.schema import (
     schema_from_tables_json,
     serialize_schema,
 )
-from slmsql_cli.sqlite_open import SQLITE_HEADER
-from slmsql_cli.targets import Target
+from slmsql_cli.targets import Target, pipe_copy
+from slmsql_cli.targets.executor import MAX_ROWS, ExecResult
+from slmsql_cli.targets.sqlite_open import SQLITE_HEADER
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from slmsql_cli.executor import ExecResult
 from slmsql_cli.prompts import merge_prompt
 from slmsql_cli.schema import Schema
+from slmsql_cli.targets.executor import ExecResult
 from slmsql_cli.vote import Group
 
 if TYPE_CHECKING:

@@ -18,7 +18,6 @@ from slmsql_cli.database import Database, Values, check_question
 from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
 from slmsql_cli.engine_protocol import Engine
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompts import (
@@ -30,6 +29,7 @@ from slmsql_cli.prompts import (
 )
 from slmsql_cli.prune import choose_tables, keep_tables
 from slmsql_cli.schema import Schema, serialize_tables
+from slmsql_cli.targets.executor import ExecResult
 from slmsql_cli.vote import Candidate, Group, vote
 
 if TYPE_CHECKING:

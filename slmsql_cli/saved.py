@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from slmsql_cli.cache import cache_dir, warn
 from slmsql_cli.engine import GenerationStats
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import check_sql
+from slmsql_cli.targets.executor import check_sql
 from slmsql_cli.vote import Candidate, vote
 
 if TYPE_CHECKING:

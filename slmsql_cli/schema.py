@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.errors import UserError
-from slmsql_cli.sqlite_open import open_readonly
 
 ValuesDict = Mapping[tuple[str, str], Sequence[Any]]
 
@@ -258,6 +257,8 @@ def _value_type(conn: sqlite3.Connection, view: str, column: str) -> str:
 
 def schema_from_sqlite(db_path: str | Path) -> Schema:
     """Introspect a SQLite file (read-only): its tables, then its views. Plain SQLite has no column comments."""
+    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
+
     conn = open_readonly(db_path)
     try:
         # Views and virtual tables (FTS5: always untyped) get their untyped columns' types from values.
@@ -354,6 +355,8 @@ def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[t
     columns too), so a
     tables.json that spells a column differently still gets values (matched case-insensitively).
     """
+    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
+
     values: dict[tuple[str, str], list[Any]] = {}
     conn = open_readonly(db_path)
     try:

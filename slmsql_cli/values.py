@@ -25,7 +25,6 @@ from pathlib import Path
 
 from slmsql_cli.cache import atomic_path, db_cache_dir, private_temp_dir, short_hash, warn
 from slmsql_cli.schema import Schema, list_views, quote, table_columns
-from slmsql_cli.sqlite_open import SQLITE_HEADER, open_readonly
 
 MAX_VALUE_CHARS = 40  # only values of 1..40 characters are indexed
 MAX_NGRAM = 8
@@ -191,6 +190,10 @@ class ValueIndex:
 
 
 def _open_index(path: Path) -> tuple[sqlite3.Connection, dict[int, str]]:
+    from slmsql_cli.targets.sqlite_open import (  # local: targets imports this module
+        open_readonly,
+    )
+
     conn = open_readonly(path)
     try:
         columns = dict(conn.execute("SELECT id, tbl || char(0) || col FROM columns").fetchall())
@@ -202,6 +205,10 @@ def _open_index(path: Path) -> tuple[sqlite3.Connection, dict[int, str]]:
 
 def _damage(path: Path) -> str | None:
     """What is wrong with an index file that a glance at its header shows, or None."""
+    from slmsql_cli.targets.sqlite_open import (  # local: targets imports this module
+        SQLITE_HEADER,
+    )
+
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
@@ -239,6 +246,8 @@ def _column_values(conn: sqlite3.Connection, table: str, column: str, limit: int
 
 
 def _build(db_path: Path, tables: list[str], target: Path) -> None:
+    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
+
     source = open_readonly(db_path)
     try:
         views = {v.lower() for v in list_views(source)}

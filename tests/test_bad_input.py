@@ -479,7 +479,7 @@ def test_pipe_copy_is_bounded_in_size_and_in_waiting(tmp_path: Path) -> None:
     """The two bounds of `pipe_copy` with small limits: too many bytes, and a writer that stalls."""
     from slmsql_cli.database import SQLITE_HEADER
     from slmsql_cli.errors import UserError
-    from slmsql_cli.pipe_copy import copy_stream
+    from slmsql_cli.targets.pipe_copy import copy_stream
 
     r = _pipe_from(SQLITE_HEADER + bytes(64 * 1024))
     try:

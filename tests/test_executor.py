@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slmsql_cli import executor
 from slmsql_cli.errors import UserError
-from slmsql_cli.executor import ExecResult, execute, execute_many
+from slmsql_cli.targets import executor
+from slmsql_cli.targets.executor import ExecResult, execute, execute_many
 
 WRITES = [
     "INSERT INTO singer (Singer_ID, Name) VALUES (99, 'x')",

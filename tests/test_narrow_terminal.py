@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from slmsql_cli.executor import execute
 from slmsql_cli.models import REGISTRY
 from slmsql_cli.render import rows_table
+from slmsql_cli.targets.executor import execute
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"

@@ -27,12 +27,12 @@ psycopg = pytest.importorskip("psycopg", reason="the [targets] extra is not inst
 from starlette.testclient import TestClient
 from test_targets import SHOP
 
-from slmsql_cli import worker
 from slmsql_cli.database import open_database
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.serve.http import create_app
 from slmsql_cli.serve.registry import Registry, parse_spec
 from slmsql_cli.serve.service import QueriesBusy, Service
+from slmsql_cli.targets import worker
 
 LONDON = "SELECT name FROM customers WHERE city = 'London' ORDER BY name"
 LONDONERS = [["Ada Lovelace"], ["Alan Turing"]]

@@ -21,7 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
-from slmsql_cli.executor import execute
+from slmsql_cli.targets.executor import execute
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = "Which customers live in Zanzibar?"
@@ -322,7 +322,7 @@ def test_authorizer_refusal_names_the_action(rich_db: Path) -> None:
 
 
 def test_one_private_copy_per_version_of_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slmsql_cli.sqlite_open import open_readonly
+    from slmsql_cli.targets.sqlite_open import open_readonly
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")

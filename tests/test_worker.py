@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from slmsql_cli import executor, worker
-from slmsql_cli.executor import execute, execute_many
 from slmsql_cli.render import result_dict, rows_table
+from slmsql_cli.targets import executor, worker
+from slmsql_cli.targets.executor import execute, execute_many
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 1.0
@@ -82,7 +82,7 @@ def _worker_pids() -> list[int]:
             pids += [int(p) for p in (task / "children").read_text().split()]
         except OSError:
             continue
-    return [p for p in pids if b"slmsql_cli.worker" in _cmdline(p)]
+    return [p for p in pids if b"slmsql_cli.targets.worker" in _cmdline(p)]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -322,7 +322,9 @@ def test_the_worker_runs_this_copy_of_slmsql_cli(tmp_path: Path, db: Path) -> No
     imports the parent's copy."""
     (tmp_path / "slmsql_cli").mkdir()
     (tmp_path / "slmsql_cli" / "__init__.py").write_text("raise ImportError('the wrong copy')\n")
-    code = f"from slmsql_cli.executor import execute; print(execute({str(db)!r}, 'SELECT 41 + 1').rows)"
+    code = (
+        f"from slmsql_cli.targets.executor import execute; print(execute({str(db)!r}, 'SELECT 41 + 1').rows)"
+    )
     run = subprocess.run(
         [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
         cwd=tmp_path,
@@ -387,7 +389,7 @@ def _wait_for_busy_worker(parent: int) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for pid in _descendants(parent):
-            if b"slmsql_cli.worker" in _cmdline(pid) and _cpu_seconds(pid) > 1.0:
+            if b"slmsql_cli.targets.worker" in _cmdline(pid) and _cpu_seconds(pid) > 1.0:
                 return pid
         time.sleep(0.05)
     raise AssertionError("the query worker never got busy")

@@ -318,7 +318,7 @@ def check_gold(sql: str) -> str | None:
     import sqlglot
     from sqlglot.errors import SqlglotError
 
-    from slmsql_cli.executor import check_sql
+    from slmsql_cli.targets.executor import check_sql
 
     try:
         sqlglot.parse(sql, read="sqlite")

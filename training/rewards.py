@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli.executor import MAX_ROWS, check_sql
 from slmsql_cli.extract import extract_sql
+from slmsql_cli.targets.executor import MAX_ROWS, check_sql
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from training.atomic import FINER_BETA, FINER_E, FINER_GAMMA, shaped, similarity
 

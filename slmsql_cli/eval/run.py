@@ -20,9 +20,9 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.eval.metrics import bird_match, rounded, spider_match, spider_order_matters, spider_sql
 from slmsql_cli.eval.questions import Question
 from slmsql_cli.eval.results import ResultsFile
-from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets import Target, run_many
+from slmsql_cli.targets.executor import ExecResult
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.vote import candidate_dicts
 

@@ -227,7 +227,7 @@ def _cached_import(files: list[Path], label: str) -> Path:
 def _import(files: list[Path], out: Path) -> None:
     """`import_files` in a worker process within BUDGET (a UserError when it runs past it); the
     progress bar of a large import is drawn here, from what the worker writes to a report file."""
-    from slmsql_cli import worker
+    from slmsql_cli.targets import worker
 
     _require_extras(files)
     what = files[0].name if len(files) == 1 else f"{len(files)} files"

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmsql_cli import saved, worker
+from slmsql_cli import saved
 from slmsql_cli.chart import chart_spec
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
@@ -39,6 +39,7 @@ from slmsql_cli.explain import check_query, explain_sql
 from slmsql_cli.pipeline import Answer, Pipeline, SamplingRound
 from slmsql_cli.render import result_dict
 from slmsql_cli.serve.registry import Registry
+from slmsql_cli.targets import worker
 from slmsql_cli.vote import candidate_dicts
 
 MAX_QUESTION_CHARS = 4_000  # question and evidence each; longer is refused (HTTP 413)

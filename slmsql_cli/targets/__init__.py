@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slmsql_cli.cache import short_hash, versioned_dir
-from slmsql_cli.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
 from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema
 from slmsql_cli.targets.dialect import TranspileError, for_target
+from slmsql_cli.targets.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
 from slmsql_cli.values import ValueIndex, is_indexable, write_index
 
 SAMPLE_SCAN_ROWS = 1000  # sample values come from a column's first 1000 non-null rows

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 
 from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import first_line
-from slmsql_cli.executor import check_sql
 from slmsql_cli.schema import Schema
+from slmsql_cli.targets.executor import check_sql
 
 # Exact names, lower case. PostgreSQL: adminpack/dblink/large objects/configuration/sequences/
 # signals/notifications/WAL and dynamic SQL; DuckDB: file readers (also blocked by

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import executor
 from slmsql_cli.cache import file_version
-from slmsql_cli.executor import ExecResult
 from slmsql_cli.schema import Schema, deadline, quote, schema_from_sqlite
-from slmsql_cli.sqlite_open import open_readonly
+from slmsql_cli.targets import executor
+from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.sqlite_open import open_readonly
 from slmsql_cli.values import ValueIndex
 
 SAMPLE_SECONDS = 5.0  # one first_rows query

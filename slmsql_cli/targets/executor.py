@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import sqlglot_log, worker
+from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import UserError
-from slmsql_cli.sqlite_open import open_readonly
+from slmsql_cli.targets import worker
+from slmsql_cli.targets.sqlite_open import open_readonly
 
 # Functions that reach outside the database; none are in stock SQLite, but a build or an
 # extension could add them.

@@ -53,7 +53,7 @@ _HEADER = struct.Struct(">Q")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 # The worker imports this very copy of slmsql_cli: its folder replaces the current directory that
 # `-c` (and `-m`) would put first on sys.path, where another checkout may sit.
-_BOOT = "import sys; sys.path[0] = sys.argv[1]; from slmsql_cli.worker import _serve; _serve(sys.argv[2:])"
+_BOOT = "import sys; sys.path[0] = sys.argv[1]; from slmsql_cli.targets.worker import _serve; _serve(sys.argv[2:])"
 
 
 class WorkerError(Exception):
@@ -446,7 +446,7 @@ def default_pool() -> WorkerPool:
     global _default
     with _default_lock:
         if _default is None:
-            _default = WorkerPool(preload=("slmsql_cli.executor",))
+            _default = WorkerPool(preload=("slmsql_cli.targets.executor",))
         return _default
 
 
@@ -454,7 +454,7 @@ def configure(memory_cap: int = DEFAULT_MEMORY_CAP) -> WorkerPool:
     """Replace the default pool with one whose workers have `memory_cap` bytes of address space."""
     global _default
     with _default_lock:
-        old, _default = _default, WorkerPool(memory_cap, preload=("slmsql_cli.executor",))
+        old, _default = _default, WorkerPool(memory_cap, preload=("slmsql_cli.targets.executor",))
     if old is not None:
         old.close()
     return _default
