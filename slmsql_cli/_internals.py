@@ -39,6 +39,7 @@ def _ggml() -> Any:
     return lib
 
 
+@functools.cache
 def extra_buffer_types() -> dict[str, int]:
     """The CPU device's extra buffer types by name ("AMX", "CPU_REPACK", ...) and their handles.
 

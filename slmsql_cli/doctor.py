@@ -57,15 +57,10 @@ def check_llama() -> Check:
 
 
 def check_threads() -> Check:
-    from slmsql_cli.cpu import cpu_name, default_threads, idle_share, physical_cores
+    """The threads `ask` would use now, and why (`cpu.choose_threads`: one measurement for both)."""
+    from slmsql_cli.cpu import choose_threads, cpu_name
 
-    cores = physical_cores()
-    threads = default_threads()
-    idle = idle_share()
-    why = f"{cores} physical core(s) in this process's affinity set"
-    if idle is not None:
-        why += f", {idle:.0%} idle just now"
-    return Check("threads", "ok", f"{threads} thread(s) on {cpu_name()} ({why}); --threads overrides")
+    return Check("threads", "ok", f"{choose_threads().reason()} on {cpu_name()}; --threads overrides")
 
 
 def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
@@ -91,8 +86,7 @@ def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
             )
         if proc.returncode < 0:
             report = Path(report_path).read_text(encoding="utf-8", errors="replace")
-            message, hint = launcher.describe_crash(-proc.returncode, report, "(doctor's own report)")
-            fix = hint.split("; details in")[0]
+            message, fix = launcher.describe_crash(-proc.returncode, report)  # its report is removed below
             return Check("decode", "fail", message, fix)
         if proc.returncode != 0:
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]

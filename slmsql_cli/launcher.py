@@ -62,8 +62,9 @@ def _child_main() -> None:
     cli_main()
 
 
-def describe_crash(signum: int, report: str, report_path: str) -> tuple[str, str]:
-    """The error line and the hint for a child killed by `signum`, from its report text."""
+def describe_crash(signum: int, report: str, report_path: str | None = None) -> tuple[str, str]:
+    """The error line and the hint for a child killed by `signum`, from its report text; the hint
+    names the report file when there is one to keep."""
     what = _SIGNALS.get(signal.Signals(signum), signal.Signals(signum).name) if signum > 0 else "a signal"
     features = ""
     placement = ""
@@ -85,7 +86,7 @@ def describe_crash(signum: int, report: str, report_path: str) -> tuple[str, str
         way = "the llama-cpp-python wheel was built for another CPU: run 'bash scripts/setup.sh' again to rebuild it here"
     else:
         way = "try SLMSQL_WEIGHT_BUFFERS=plain (no optional llama.cpp kernels) and run 'slmsql doctor'"
-    return message, f"{way}; details in {report_path}"
+    return message, (f"{way}; details in {report_path}" if report_path else way)
 
 
 def supervise(argv: list[str]) -> int:
