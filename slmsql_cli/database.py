@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,14 +19,7 @@ from typing import Any
 from slmsql_cli import files, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
-from slmsql_cli.schema import (
-    Schema,
-    combine_values,
-    sample_values,
-    schema_from_sqlite,
-    schema_from_tables_json,
-    serialize_schema,
-)
+from slmsql_cli.schema import Schema, combine_values, schema_from_tables_json, serialize_schema
 from slmsql_cli.targets import Target, pipe_copy
 from slmsql_cli.targets.executor import MAX_ROWS, ExecResult
 from slmsql_cli.targets.sqlite_open import SQLITE_HEADER
@@ -266,7 +258,7 @@ def _load_live(target: Target, tables_json: str | Path | None, db_id: str | None
     if isinstance(cached, list):
         samples = {(t, c): [_decode(v) for v in vals] for t, c, vals in cached}
     else:
-        samples = targets.samples(target, schema)
+        samples = target.samples(schema)
         if cache_file is not None:
             with contextlib.suppress(OSError):
                 write_json_atomic(
@@ -305,19 +297,12 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
         if cached is not None:
             return cached
 
-    try:
-        schema = schema_from_tables_json(tables_json, db_id) if tables_json else schema_from_sqlite(db_path)
-        schema.db_id = db_id
-        if not schema.tables:
-            raise UserError(f"database has no tables: {db_path}", "is this the right file?")
-        samples = sample_values(db_path, schema)
-    except sqlite3.DatabaseError as exc:
-        hint = (
-            "another program is writing it; try again when it is done"
-            if "locked" in str(exc)
-            else "is the file a complete, unencrypted SQLite database?"
-        )
-        raise UserError(f"cannot read database {db_path}: {exc}", hint) from None
+    target = SQLiteTarget(db_path)
+    schema = schema_from_tables_json(tables_json, db_id) if tables_json else target.schema()
+    schema.db_id = db_id
+    if not schema.tables:
+        raise UserError(f"database has no tables: {db_path}", "is this the right file?")
+    samples = target.samples(schema)
     if cache_file is not None:
         data = {
             "version": _CACHE_VERSION,
@@ -330,7 +315,7 @@ def _load(db_path: Path, source: str, tables_json: str | Path | None, db_id: str
             warn(
                 f"cannot write the schema cache {cache_file} ({exc.strerror or exc}); it is rebuilt next time"
             )
-    return Database(schema, samples, SQLiteTarget(db_path), db_id)
+    return Database(schema, samples, target, db_id)
 
 
 def _from_cache(cache_file: Path, db_path: Path, db_id: str) -> Database | None:

@@ -3,8 +3,9 @@
 The SLM-SQL / CSC-SQL models were trained on OmniSQL's prompts (`process_dataset.py`,
 `obtain_db_details`), so `serialize_schema` reproduces that text byte for byte: one
 `CREATE TABLE` per table, a `-- comment, example: [...]` tail per column, PRIMARY KEY and
-`CONSTRAINT fk_...` lines. A schema comes either from the SQLite file itself or from a
-Spider/BIRD `tables.json` (which adds natural-language column names as comments).
+`CONSTRAINT fk_...` lines. A schema comes either from the database itself (read by its
+target: `targets/sqlite_catalog.py` for a SQLite file) or from a Spider/BIRD `tables.json`
+(which adds natural-language column names as comments). This module runs no SQL.
 
 Beyond OmniSQL (whose databases have neither): views are queryable like tables, so a SQLite
 file's views follow its tables, each serialized as a `CREATE TABLE` of its columns (the only
@@ -15,14 +16,10 @@ FTS and R*Tree shadow tables stay out.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import re
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,22 +120,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# --- reading a schema -------------------------------------------------------------------------
-
-# Shadow tables that FTS3/4/5 and R*Tree virtual tables keep behind the scenes.
-_SHADOW_SUFFIXES = (
-    "_content",
-    "_data",
-    "_idx",
-    "_docsize",
-    "_config",
-    "_segments",
-    "_segdir",
-    "_stat",
-    "_node",
-    "_parent",
-    "_rowid",
-)
+# --- types and key order, for the readers in targets/ -----------------------------------------
 
 
 def sqlite_affinity_type(declared: str) -> str:
@@ -165,117 +147,11 @@ def sqlite_affinity_type(declared: str) -> str:
     return "numeric"
 
 
-def list_tables(conn: sqlite3.Connection) -> list[str]:
-    """User tables in sqlite_master order, then views; without sqlite_* internals and FTS/R*Tree shadow tables."""
-    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
-    virtual = [name.lower() for name, sql in rows if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")]
-    shadow = {f"{v}{suffix}" for v in virtual for suffix in _SHADOW_SUFFIXES}
-    tables = [
-        name for name, _ in rows if not name.lower().startswith("sqlite_") and name.lower() not in shadow
-    ]
-    return tables + list_views(conn)
-
-
-def list_views(conn: sqlite3.Connection) -> list[str]:
-    return [name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")]
-
-
-def table_columns(conn: sqlite3.Connection, name: str) -> list[tuple[Any, ...]]:
-    """`PRAGMA table_info` rows (cid, name, type, notnull, default, pk), generated columns included.
-
-    `table_xinfo` adds a `hidden` field: 0 for ordinary columns, 2 and 3 for generated ones, 1
-    for a virtual table's hidden columns (FTS5's rank), which stay out.
-    """
-    rows = conn.execute(f"PRAGMA table_xinfo({quote(name)})").fetchall()
-    return [tuple(row[:6]) for row in rows if row[6] in (0, 2, 3)]
-
-
-_VIEW_SECONDS = 1.0  # a view can hide an expensive query: reading it for the prompt gets this long
-
-
-@contextmanager
-def deadline(conn: sqlite3.Connection, seconds: float) -> Iterator[None]:
-    """Interrupt `conn`'s queries (sqlite3.OperationalError) once `seconds` have passed.
-
-    A Ctrl-C that lands in the handler also ends the query as "interrupted"; it is raised again.
-    """
-    end = time.monotonic() + seconds
-    conn.set_progress_handler(lambda: int(time.monotonic() > end), 1000)
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if str(exc) == "interrupted" and time.monotonic() <= end:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        conn.set_progress_handler(None, 0)
-
-
-def _table_from_sqlite(conn: sqlite3.Connection, name: str, infer_types: bool = False) -> Table:
-    info = table_columns(conn, name)
-    columns = [Column(name=row[1], type=sqlite_affinity_type(row[2] or "")) for row in info]
-    if infer_types:
-        for column, row in zip(columns, info):
-            if not row[2]:
-                column.type = _value_type(conn, name, column.name)
-    primary_key = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-    foreign_keys = []
-    fk_rows = conn.execute(f"PRAGMA foreign_key_list({quote(name)})").fetchall()
-    for _id, seq, ref_table, column, ref_column, *_ in sorted(fk_rows, key=lambda r: (-r[0], r[1])):
-        if ref_column is None:  # REFERENCES parent without a column list: the parent's primary key
-            parent = conn.execute(f"PRAGMA table_info({quote(ref_table)})").fetchall()
-            parent_pk = [r[1] for r in sorted((r for r in parent if r[5]), key=lambda r: r[5])]
-            ref_column = parent_pk[seq] if seq < len(parent_pk) else "rowid"
-        foreign_keys.append(ForeignKey(column=column, ref_table=ref_table, ref_column=ref_column))
-    # PRAGMA lists the newest constraint first (hence -id above); OmniSQL lists FK lines in column order.
-    return order_foreign_keys(
-        Table(name=name, columns=columns, primary_key=primary_key, foreign_keys=foreign_keys)
-    )
-
-
 def order_foreign_keys(table: Table) -> Table:
     """Sort `table`'s foreign keys by their column's position (OmniSQL's FK line order), in place."""
     position = {c.name.lower(): i for i, c in enumerate(table.columns)}
     table.foreign_keys.sort(key=lambda fk: position.get(fk.column.lower(), len(table.columns)))
     return table
-
-
-def _value_type(conn: sqlite3.Connection, view: str, column: str) -> str:
-    """The type of a view or virtual-table column without a declared type: that of its first value."""
-    c = quote(column)
-    try:
-        with deadline(conn, _VIEW_SECONDS):
-            row = conn.execute(
-                f"SELECT typeof({c}) FROM {quote(view)} WHERE {c} IS NOT NULL LIMIT 1"
-            ).fetchone()
-    except sqlite3.Error:
-        row = None
-    return {"integer": "integer", "real": "real", "text": "text", "blob": "blob"}.get(
-        row[0] if row else "", "text"
-    )
-
-
-def schema_from_sqlite(db_path: str | Path) -> Schema:
-    """Introspect a SQLite file (read-only): its tables, then its views. Plain SQLite has no column comments."""
-    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
-
-    conn = open_readonly(db_path)
-    try:
-        # Views and virtual tables (FTS5: always untyped) get their untyped columns' types from values.
-        untyped = {v.lower() for v in list_views(conn)} | {
-            name.lower()
-            for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-            if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")
-        }
-        tables = []
-        for name in list_tables(conn):
-            try:
-                tables.append(_table_from_sqlite(conn, name, infer_types=name.lower() in untyped))
-            except sqlite3.OperationalError:  # a virtual table whose module this SQLite lacks, a broken view
-                continue
-        return Schema(db_id=Path(db_path).stem, tables=tables)
-    finally:
-        conn.close()
 
 
 def load_tables_json(path: str | Path) -> list[dict[str, Any]]:
@@ -346,44 +222,6 @@ def _schema_from_entry(info: dict[str, Any], db_id: str) -> Schema:
 
 
 # --- values ------------------------------------------------------------------------------------
-
-
-def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
-    """The first `limit` distinct non-empty values of every column, in SQLite's order (OmniSQL's query).
-
-    Columns are read from the database itself (PRAGMA table_info), as OmniSQL does (and generated
-    columns too), so a
-    tables.json that spells a column differently still gets values (matched case-insensitively).
-    """
-    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
-
-    values: dict[tuple[str, str], list[Any]] = {}
-    conn = open_readonly(db_path)
-    try:
-        views = {v.lower() for v in list_views(conn)}
-        for table in schema.tables:
-            try:
-                columns = [row[1] for row in table_columns(conn, table.name)]
-            except sqlite3.Error:
-                continue
-            budget = _VIEW_SECONDS if table.name.lower() in views else None
-            for col in columns:
-                c, t = quote(col), quote(table.name)
-                sql = (
-                    f"SELECT {c} FROM (SELECT DISTINCT {c} FROM {t} "
-                    f"WHERE {c} IS NOT NULL and {c} != '') LIMIT {int(limit)}"
-                )
-                try:
-                    with deadline(conn, budget) if budget else contextlib.nullcontext():
-                        rows = conn.execute(sql).fetchall()
-                except sqlite3.Error:
-                    continue
-                found = [v[:SAMPLE_VALUE_CHARS] if isinstance(v, (str, bytes)) else v for (v,) in rows]
-                if found:
-                    values[(table.name, col)] = found
-    finally:
-        conn.close()
-    return values
 
 
 def combine_values(*sources: ValuesDict) -> dict[tuple[str, str], list[Any]]:

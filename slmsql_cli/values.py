@@ -19,12 +19,10 @@ import re
 import shutil
 import sqlite3
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from functools import partial
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from slmsql_cli.cache import atomic_path, db_cache_dir, private_temp_dir, short_hash, warn
-from slmsql_cli.schema import Schema, list_views, quote, table_columns
+from slmsql_cli.cache import atomic_path, private_temp_dir, short_hash, warn
 
 MAX_VALUE_CHARS = 40  # only values of 1..40 characters are indexed
 MAX_NGRAM = 8
@@ -115,15 +113,6 @@ class ValueIndex:
             self._conn, self._columns = _open_index(path)
         except sqlite3.DatabaseError as exc:
             self._heal(exc)
-
-    @classmethod
-    def open(cls, db_path: str | Path, schema: Schema) -> ValueIndex:
-        """The index for `schema`'s tables in the SQLite file `db_path`, from the cache or built now (once)."""
-        tables = [t.name for t in schema.tables]
-        folder = db_cache_dir(db_path)
-        return cls.in_folder(
-            folder, chr(0).join(tables), str(db_path), partial(_build, Path(db_path), tables)
-        )
 
     @classmethod
     def in_folder(
@@ -228,40 +217,6 @@ def _damage(path: Path) -> str | None:
 def is_indexable(value: object) -> bool:
     """A value the index keeps: a string of 1-MAX_VALUE_CHARS characters that is not a number."""
     return isinstance(value, str) and 0 < len(value) <= MAX_VALUE_CHARS and not _is_number(value)
-
-
-def _column_values(conn: sqlite3.Connection, table: str, column: str, limit: int) -> Iterator[str]:
-    """The first `limit` distinct short, non-numeric strings of a column, in SQLite's order."""
-    t, c = quote(table), quote(column)
-    rows = conn.execute(
-        f"SELECT DISTINCT {c} FROM {t} WHERE typeof({c}) = 'text' AND length({c}) BETWEEN 1 AND {MAX_VALUE_CHARS}"
-    )
-    kept = 0
-    for (value,) in rows:  # streamed: SQLite hands rows over one at a time, and stops when we do
-        if kept >= limit:
-            return
-        if is_indexable(value):
-            kept += 1
-            yield value
-
-
-def _build(db_path: Path, tables: list[str], target: Path) -> None:
-    from slmsql_cli.targets.sqlite_open import open_readonly  # local: targets imports this module
-
-    source = open_readonly(db_path)
-    try:
-        views = {v.lower() for v in list_views(source)}
-        columns: list[tuple[str, str]] = []
-        for table in tables:
-            if table.lower() in views:  # a view's values are its tables' values
-                continue
-            try:
-                columns.extend((table, row[1]) for row in table_columns(source, table))
-            except sqlite3.Error:
-                continue
-        write_index(target, columns, lambda t, c, limit: _column_values(source, t, c, limit))
-    finally:
-        source.close()
 
 
 ColumnValues = Callable[[str, str, int], Iterable[str]]  # (table, column, limit) -> distinct strings

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli.schema import schema_from_sqlite
-from slmsql_cli.values import MAX_INDEXED_PER_COLUMN, ValueIndex
+from slmsql_cli.targets.sqlite_catalog import schema_from_sqlite
+from slmsql_cli.targets.sqlite_target import SQLiteTarget
+from slmsql_cli.values import MAX_INDEXED_PER_COLUMN
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
@@ -193,7 +194,7 @@ def test_value_index_is_bounded_per_column(tmp_path: Path, monkeypatch: pytest.M
     conn.commit()
     conn.close()
 
-    index = ValueIndex.open(db, schema_from_sqlite(db))
+    index = SQLiteTarget(db).value_index(schema_from_sqlite(db), None)
     try:
         counts = dict(
             sqlite3.connect(index.path).execute(

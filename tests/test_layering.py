@@ -120,3 +120,26 @@ def test_the_commands_pass_the_quantize_exporter(command: str, tmp_path: Path, i
     assert result.exit_code == 2, result.output
     # quantize's exporter looked at the checkpoint (and refused its architecture): it was passed
     assert "not a GGUF file" not in result.stderr and "NoSuchForCausalLM" in result.stderr
+
+
+# Outside slmsql_cli/targets/, only these modules talk to a database driver, each to a file
+# slmsql writes itself; every query on a user's database goes through a target (issue 18).
+OWN_FILES = {
+    "slmsql_cli/values.py": "the value index, an FTS5 file in the cache",
+    "slmsql_cli/saved.py": "the saved-answers store",
+    "slmsql_cli/files/writer.py": "the SQLite file that data files are imported into",
+}
+DRIVERS = {"sqlite3", "duckdb", "psycopg", "psycopg2", "apsw"}
+
+
+def test_sql_on_a_users_database_runs_only_in_targets() -> None:
+    files = [f for package in ("slmsql_cli", "training", "quantize") for f in _modules(package)]
+    wrong = {
+        rel: sorted(_imported(f) & DRIVERS)
+        for f in files
+        if (rel := str(f.relative_to(REPO))) not in OWN_FILES
+        and not rel.startswith("slmsql_cli/targets/")
+        and _imported(f) & DRIVERS
+    }
+    assert not wrong, f"a database driver outside targets/ (run SQL through Database.run): {wrong}"
+    assert all((REPO / rel).is_file() for rel in OWN_FILES), "OWN_FILES names a file that moved"

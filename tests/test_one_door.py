@@ -313,7 +313,9 @@ def test_query_workers_are_capped_across_the_server(
     """Six clients at once, `max_queries=2`: never more than two SQLite workers busy, every query
     answered; with the cap held and a short wait, the next request gets 503 (QueriesBusy)."""
     scripted_engine([])
-    pipeline = Pipeline.load("scripted", config=AskConfig(n=1, merge=False, timeout=2))
+    # A request waits up to the query timeout for a worker: 10 s lets the six finish on a busy
+    # machine too (each takes well under a second on a quiet one).
+    pipeline = Pipeline.load("scripted", config=AskConfig(n=1, merge=False, timeout=10))
     registry = Registry.open([f"lite={shops['lite']}"])
     service = Service(pipeline, registry, model_name="scripted", load_seconds=0.0, max_queries=2)
     pool = worker.default_pool()

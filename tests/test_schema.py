@@ -12,13 +12,12 @@ from slmsql_cli.errors import UserError
 from slmsql_cli.schema import (
     Schema,
     format_identifier,
-    sample_values,
-    schema_from_sqlite,
     schema_from_tables_json,
     serialize_schema,
     sqlite_affinity_type,
     subset,
 )
+from slmsql_cli.targets.sqlite_catalog import sample_values, schema_from_sqlite
 
 DEMO = Path(__file__).resolve().parents[1] / "slmsql_cli" / "data"
 

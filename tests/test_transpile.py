@@ -1,4 +1,4 @@
-"""SQLite SQL → DuckDB / PostgreSQL (slmsql_cli/transpile.py), the SQLite copier (sqlite_copy.py)
+"""SQLite SQL → DuckDB / PostgreSQL (slmsql_cli/transpile.py), the SQLite copier (targets/sqlite_copy.py)
 and `slmsql eval --engine duckdb|postgres`.
 
 Each rewrite has a pair (SQLite in, target SQL out), sqlglot's fixture style; the same SQL also
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from slmsql_cli import sqlite_copy
 from slmsql_cli.cli import app
 from slmsql_cli.schema import Column, Schema, Table
+from slmsql_cli.targets import sqlite_copy
 from slmsql_cli.transpile import REWRITES, transpile
 
 pytest.importorskip("duckdb")

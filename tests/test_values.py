@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slmsql_cli.database import open_database
-from slmsql_cli.schema import schema_from_sqlite
+from slmsql_cli.targets.sqlite_catalog import schema_from_sqlite
+from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex, fts_query, ngram_queries, substring_match
 
 DEMO_DB = Path(__file__).resolve().parents[1] / "slmsql_cli" / "data" / "bookshop.sqlite"
@@ -62,10 +63,10 @@ def test_index_is_built_once_and_rebuilt_when_the_file_changes(
     schema = schema_from_sqlite(db)
 
     builds = ValueIndex.builds
-    first = ValueIndex.open(db, schema)
+    first = SQLiteTarget(db).value_index(schema, None)
     assert first.built and ValueIndex.builds == builds + 1
     stamp = first.path.stat().st_mtime_ns
-    again = ValueIndex.open(db, schema)
+    again = SQLiteTarget(db).value_index(schema, None)
     assert not again.built and again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert ValueIndex.builds == builds + 1
     assert again.retrieve("Songs by Zappa Quintet?") == {}
@@ -77,7 +78,7 @@ def test_index_is_built_once_and_rebuilt_when_the_file_changes(
     conn.commit()
     conn.close()
 
-    rebuilt = ValueIndex.open(db, schema)
+    rebuilt = SQLiteTarget(db).value_index(schema, None)
     assert rebuilt.built and rebuilt.path != first.path
     assert not first.path.exists()  # the old version's folder is gone
     assert rebuilt.retrieve("Songs by Zappa Quintet?") == {("Artist", "Name"): ["Zappa Quintet"]}
@@ -102,7 +103,8 @@ def test_open_database_caches_schema_and_samples_on_disk(
     def no_sampling(*_args: object) -> None:
         raise AssertionError("schema and samples should come from the cache")
 
-    monkeypatch.setattr(database, "sample_values", no_sampling)
+    monkeypatch.setattr(SQLiteTarget, "samples", no_sampling)
+    monkeypatch.setattr(SQLiteTarget, "schema", no_sampling)
     second = open_database(db)
     assert second is not first and second.schema == first.schema and second.samples == first.samples
     assert cached[0].stat().st_mtime_ns == stamp
@@ -113,7 +115,7 @@ def test_open_database_caches_schema_and_samples_on_disk(
 def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValueIndex]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLMSQL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        index = ValueIndex.open(DEMO_DB, schema_from_sqlite(DEMO_DB))
+        index = SQLiteTarget(DEMO_DB).value_index(schema_from_sqlite(DEMO_DB), None)
     yield index
     index.close()
 

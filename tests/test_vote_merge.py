@@ -163,7 +163,7 @@ def test_merge_prompt_matches_reference_byte_for_byte(reference_dir: Path, car_1
 
 
 def test_prune_ddl_with_schema_dataclass(car_1: Path, details: str) -> None:
-    from slmsql_cli.schema import schema_from_sqlite
+    from slmsql_cli.targets.sqlite_catalog import schema_from_sqlite
 
     assert prune_ddl(details, [BY_NAME, BY_ID], schema_from_sqlite(car_1)) == prune_ddl(
         details, [BY_NAME, BY_ID]

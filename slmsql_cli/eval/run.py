@@ -162,7 +162,7 @@ def load_copies(
 ) -> dict[str, EngineCopy]:
     """Each benchmark database in `engine`, open for queries ("duckdb": cached files; "postgres":
     scratch databases on the server at `pg_url`); closed and dropped when `stack` closes. {} for "sqlite"."""
-    from slmsql_cli import sqlite_copy
+    from slmsql_cli.targets import sqlite_copy
     from slmsql_cli.targets.duckdb_target import DuckDBTarget
     from slmsql_cli.targets.postgres_target import PostgresTarget
 

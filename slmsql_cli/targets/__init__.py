@@ -42,6 +42,10 @@ class Target(Protocol):
     version: str  # what changes with its data, when the engine can tell cheaply ("" for a server)
 
     def schema(self) -> Schema: ...
+    def samples(self, schema: Schema) -> dict[tuple[str, str], list[Any]]:
+        """The first two distinct non-empty values of every column, for the prompt."""
+        ...
+
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]: ...
     def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex: ...
     def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
@@ -62,6 +66,9 @@ class LiveTarget:
 
     def run_many(self: Target, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
         return [self.run(sql, timeout, max_rows) for sql in sqls]
+
+    def samples(self: Target, schema: Schema) -> dict[tuple[str, str], list[Any]]:
+        return samples(self, schema)
 
     def value_index(self: Target, schema: Schema, folder: Path | None) -> ValueIndex:
         return value_index(self, schema, folder)
@@ -109,7 +116,7 @@ def fetch(rows: Iterable[Sequence[Any]], max_rows: int) -> tuple[list[tuple], bo
 
 def samples(target: Target, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
     """The first `limit` distinct non-empty values of every column (OmniSQL's rule, as
-    `schema.sample_values` applies it to SQLite), read from each column's first rows only."""
+    `sqlite_catalog.sample_values` applies it to SQLite), read from each column's first rows only."""
     out: dict[tuple[str, str], list[Any]] = {}
     for table in schema.tables:
         for column in table.columns:

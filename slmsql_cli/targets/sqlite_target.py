@@ -12,14 +12,18 @@ file by a name it was not given, and the name it shows (`name`) is only a label.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli.cache import file_version
-from slmsql_cli.schema import Schema, deadline, quote, schema_from_sqlite
-from slmsql_cli.targets import executor
+from slmsql_cli.cache import db_cache_dir, file_version
+from slmsql_cli.errors import UserError
+from slmsql_cli.schema import Schema, quote
+from slmsql_cli.targets import executor, sqlite_catalog
 from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.sqlite_catalog import deadline
 from slmsql_cli.targets.sqlite_open import open_readonly
 from slmsql_cli.values import ValueIndex
 
@@ -40,7 +44,26 @@ class SQLiteTarget:
         self.views: set[str] = set()
 
     def schema(self) -> Schema:
-        return schema_from_sqlite(self.path)
+        with self._reading():
+            return sqlite_catalog.schema_from_sqlite(self.path)
+
+    def samples(self, schema: Schema) -> dict[tuple[str, str], list[Any]]:
+        """Two values per column by OmniSQL's own query (DISTINCT over the whole column)."""
+        with self._reading():
+            return sqlite_catalog.sample_values(self.path, schema)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A file SQLite cannot read (locked, damaged, encrypted) as a UserError."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            hint = (
+                "another program is writing it; try again when it is done"
+                if "locked" in str(exc)
+                else "is the file a complete, unencrypted SQLite database?"
+            )
+            raise UserError(f"cannot read database {self.path}: {exc}", hint) from None
 
     def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
         """The first `limit` non-null values of a column in SQLite's order; [] when that fails."""
@@ -58,8 +81,15 @@ class SQLiteTarget:
         return [r[0] for r in rows]
 
     def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
-        """The value index of the file's tables, in the file's own cache folder."""
-        return ValueIndex.open(self.path, schema)
+        """The value index of the file's tables, in the file's own cache folder (`folder`, the
+        live targets' schema-keyed folder, is not used: the file's version keys its folder)."""
+        tables = [t.name for t in schema.tables]
+        return ValueIndex.in_folder(
+            db_cache_dir(self.path),
+            chr(0).join(tables),
+            str(self.path),
+            partial(sqlite_catalog.write_value_index, self.path, tables),
+        )
 
     def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
         return self.run_many([sql], timeout, max_rows)[0]

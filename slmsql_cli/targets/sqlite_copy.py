@@ -33,7 +33,8 @@ from pathlib import Path
 
 from slmsql_cli.cache import atomic_path, db_cache_dir, read_json, write_json_atomic
 from slmsql_cli.errors import UserError, require
-from slmsql_cli.schema import Column, Schema, Table, list_tables, quote, sqlite_affinity_type, table_columns
+from slmsql_cli.schema import Column, Schema, Table, quote, sqlite_affinity_type
+from slmsql_cli.targets.sqlite_catalog import list_tables, table_columns
 from slmsql_cli.targets.sqlite_open import open_readonly
 
 KINDS = ("integer", "real", "text", "blob")  # the neutral column types of a copy's Schema
