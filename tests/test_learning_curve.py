@@ -1,0 +1,69 @@
+"""benchmarks/learning_curve.py (issue 23): the split by database and the interval it reports.
+
+The benchmark itself trains and evaluates for hours; its numbers are in docs/ACCURACY.md. What
+can be wrong in a way no number would show is checked here: that no training database reaches
+evaluation, and that the interval is the Wilson interval.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lc() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("learning_curve", REPO / "benchmarks" / "learning_curve.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_split_is_by_database(lc: ModuleType, data_dir: Path, tmp_path: Path) -> None:
+    train_path, held_path = lc.write_split(tmp_path, data_dir / "spider_dev", None)
+    train = json.loads(train_path.read_text())
+    held = json.loads(held_path.read_text())
+    everything = json.loads((data_dir / "spider_dev" / "dev.json").read_text())
+    assert {q["db_id"] for q in held} == set(lc.HELD_OUT)
+    assert not {q["db_id"] for q in train} & set(lc.HELD_OUT)
+    assert len(train) + len(held) == len(everything)
+
+
+def test_a_limited_split_spans_every_held_out_database(
+    lc: ModuleType, data_dir: Path, tmp_path: Path
+) -> None:
+    _, held_path = lc.write_split(tmp_path, data_dir / "spider_dev", 8)
+    held = json.loads(held_path.read_text())
+    assert len(held) == 8 and {q["db_id"] for q in held} == set(lc.HELD_OUT)
+
+
+def test_wilson_interval(lc: ModuleType) -> None:
+    assert lc.wilson(20, 100) == pytest.approx((0.1333, 0.2888), abs=5e-4)
+    low, high = lc.wilson(0, 229)
+    assert low == 0.0 and high == pytest.approx(0.0165, abs=5e-4)
+    assert lc.wilson(0, 0) == (0.0, 0.0)
+
+
+def test_table_lists_the_rows_that_ran(lc: ModuleType) -> None:
+    doc = {
+        "stages": {"eval-base": {"wall_s": 120.0}, "train-sft": {"wall_s": 600.0}},
+        "rows": {
+            "base": {
+                "ex": 0.1,
+                "correct": 2,
+                "total": 20,
+                "ci95": list(lc.wilson(2, 20)),
+                "by_level": {"easy": {"correct": 2, "total": 5}},
+            }
+        },
+    }
+    text = lc.table(doc)
+    assert "| base, N=1 greedy | **2/20 (10.0%)** | 2.8–30.1% | 2/5 | - | - | - | 2.0 min |" in text
+    assert "SFT" not in text.splitlines()[-3] and "train-sft 10.0 min" in text
