@@ -147,11 +147,25 @@ def check_extras() -> Check:
     )
 
 
+def postgres_bin_dir() -> Path | None:
+    """The newest PostgreSQL server binaries: Debian's /usr/lib/postgresql/N/bin (N compared as a
+    number), else initdb's folder on PATH; tests/pg_server.py starts its server from here."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: _version(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _version(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (-1, name)
+
+
 def check_test_tools() -> Check:
     """What the test suite needs beyond Python: Chromium (web page test) and PostgreSQL's server."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    on_path = shutil.which("initdb")
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([on_path] if on_path else [])
+    bin_dir = postgres_bin_dir()
+    initdb = [str(bin_dir / "initdb")] if bin_dir else []
     parts = [
         f"chromium: {chromium or 'missing'}",
         f"PostgreSQL initdb: {initdb[-1] if initdb else 'missing'}",

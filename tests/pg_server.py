@@ -10,7 +10,6 @@ server cannot start is returned as text, for the test to skip with.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pwd
 import shutil
@@ -46,12 +45,10 @@ class Server:
 
 
 def find_bin_dir() -> Path | None:
-    """The newest PostgreSQL server binaries: Debian's /usr/lib/postgresql/N/bin, or initdb on PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+    """The newest PostgreSQL server binaries, found as `slmsql doctor` finds them."""
+    from slmsql_cli.doctor import postgres_bin_dir
+
+    return postgres_bin_dir()
 
 
 def _run_as() -> dict[str, int]:
