@@ -323,6 +323,16 @@ def test_cli_predictions_json_and_resume(data_dir: Path, tmp_path: Path) -> None
     )
     assert clash.exit_code == 2 and "another run" in clash.stderr
 
+    # a file from a slmsql whose run record had other fields is named as such, and still compares
+    old = tmp_path / "old.jsonl"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for record in records:
+        record["run"] = {**record["run"], "a_setting_since_removed": 1}
+    old.write_text("".join(json.dumps(r) + "\n" for r in records))
+    upgraded = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", old)
+    assert upgraded.exit_code == 2 and "another version of slmsql" in upgraded.stderr
+    assert _invoke("--compare", old, out).exit_code == 0
+
 
 def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
     questions_file, db_dir = _sets(data_dir)["bird"]

@@ -73,8 +73,14 @@ class ResultsFile:
             if not isinstance(rec, dict) or not isinstance(rec.get("index"), int):
                 raise not_ours
             if rec.get("run") != run:
+                theirs = rec.get("run")
+                if isinstance(theirs, dict) and theirs.keys() != run.keys():  # fields added or gone
+                    raise UserError(
+                        f"{self.path} holds results of another run, written by another version of slmsql",
+                        "pass a new --out file; `slmsql eval --compare` still reads the old one",
+                    )
                 raise UserError(
-                    f"{self.path} holds results of another run ({_describe_run(rec.get('run'))})",
+                    f"{self.path} holds results of another run ({_describe_run(theirs)})",
                     "pass a new --out file, or the same options as that run to resume it",
                 )
             q = by_index.get(rec["index"])
