@@ -218,7 +218,7 @@ def table(doc: dict) -> str:
         wall = doc["stages"].get(f"eval-{row}", {}).get("wall_s", 0)
         lo, hi = r["ci95"]
         lines.append(
-            f"| {label} | **{r['correct']}/{r['total']} ({100 * r['ex']:.1f}%)** | "
+            f"| {label} | **{r['correct']}/{r['total']} ({100 * r['correct'] / r['total']:.1f}%)** | "
             f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min |"
         )
     stages = ", ".join(
@@ -238,7 +238,7 @@ def chart(doc: dict, png: Path) -> Path | None:
     rows = [r for r in LABELS if r in doc["rows"]]
     if not rows:
         return None
-    ex = [100 * doc["rows"][r]["ex"] for r in rows]
+    ex = [100 * doc["rows"][r]["correct"] / doc["rows"][r]["total"] for r in rows]  # eval's "ex" is a percent
     lo = [ex[i] - 100 * doc["rows"][r]["ci95"][0] for i, r in enumerate(rows)]
     hi = [100 * doc["rows"][r]["ci95"][1] - ex[i] for i, r in enumerate(rows)]
     fig, ax = plt.subplots(figsize=(9, 4.5))

@@ -56,7 +56,7 @@ def test_table_lists_the_rows_that_ran(lc: ModuleType) -> None:
         "stages": {"eval-base": {"wall_s": 120.0}, "train-sft": {"wall_s": 600.0}},
         "rows": {
             "base": {
-                "ex": 0.1,
+                "ex": 10.0,
                 "correct": 2,
                 "total": 20,
                 "ci95": list(lc.wilson(2, 20)),
@@ -67,3 +67,13 @@ def test_table_lists_the_rows_that_ran(lc: ModuleType) -> None:
     text = lc.table(doc)
     assert "| base, N=1 greedy | **2/20 (10.0%)** | 2.8–30.1% | 2/5 | - | - | - | 2.0 min |" in text
     assert "SFT" not in text.splitlines()[-3] and "train-sft 10.0 min" in text
+
+
+def test_chart_draws_the_rows(lc: ModuleType, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    rows = {
+        name: {"ex": 100 * c / 229, "correct": c, "total": 229, "ci95": list(lc.wilson(c, 229))}
+        for name, c in (("base", 0), ("sft", 20), ("sft-n8", 31))
+    }
+    png = lc.chart({"rows": rows, "setup": {"heldout_questions": 229}}, tmp_path / "lc.png")
+    assert png is not None and png.read_bytes().startswith(b"\x89PNG")
