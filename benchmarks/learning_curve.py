@@ -7,14 +7,19 @@ package) through the user's own commands, `slmsql train`, `slmsql export` and `s
   base            the GGUF as shipped           greedy, N=1
   sft             + SFT (tiny-real-cpu recipe)  greedy, N=1
   sft-n8          + SFT                         N=8 at T=0.8, vote
+  sft-n8-merge    + SFT                         N=8, vote, the model revising its own top two
   grpo            + SFT + GRPO                  greedy, N=1
   grpo-n8         + SFT + GRPO                  N=8, vote
-  grpo-n8-merge   + SFT + GRPO                  N=8, vote, the model revising its own top two
+
+The merge is measured on the SFT model: with the same seed its candidates are sft-n8's, so the
+pair (sft-n8, sft-n8-merge) differs only by the merge step.
 
 The split is by database and fixed (HELD_OUT below): the shared data holds 10 of Spider dev's 20
 databases (546 questions); 4 of them are held out for evaluation (229 questions, every
 difficulty) and the other 6 (317 questions) are the only ones training ever sees, in SFT and in
-GRPO. EX is Spider's test-suite execution match, with a 95% Wilson interval.
+GRPO. EX is Spider's test-suite execution match, with a 95% Wilson interval; each step of the
+ablation is also compared question by question (the same questions, so a paired test: how many
+each side alone got right, and McNemar's exact p-value).
 
 Every stage is resumable: rerun the same command and finished stages are skipped (training
 resumes from its last checkpoint, eval from its --out file). Results go to <work>/results.json,
@@ -51,18 +56,26 @@ ROWS = {
     "base": ("base", 1, False),
     "sft": ("sft", 1, False),
     "sft-n8": ("sft", 8, False),
+    "sft-n8-merge": ("sft", 8, True),
     "grpo": ("grpo", 1, False),
     "grpo-n8": ("grpo", 8, False),
-    "grpo-n8-merge": ("grpo", 8, True),
 }
 LABELS = {
     "base": "base, N=1 greedy",
     "sft": "+ SFT, N=1 greedy",
     "sft-n8": "+ SFT, N=8 vote",
+    "sft-n8-merge": "+ SFT, N=8 vote + merge",
     "grpo": "+ SFT + GRPO, N=1 greedy",
     "grpo-n8": "+ SFT + GRPO, N=8 vote",
-    "grpo-n8-merge": "+ SFT + GRPO, N=8 vote + merge",
 }
+# Each step of the ablation: (before, after), compared on the same questions.
+PAIRS = (
+    ("base", "sft"),
+    ("sft", "sft-n8"),
+    ("sft-n8", "sft-n8-merge"),
+    ("sft", "grpo"),
+    ("sft-n8", "grpo-n8"),
+)
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -73,6 +86,36 @@ def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar(only_a: int, only_b: int) -> float:
+    """McNemar's exact two-sided p-value for paired right/wrong outcomes: of the questions exactly
+    one side got right, how unlikely a split this uneven is if both sides were equally good."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
+    """Questions only `a` got right, only `b` got right, and McNemar's p, from the two JSONL files."""
+    runs = []
+    for row in (a, b):
+        path = work / f"{row}.jsonl"
+        if not path.is_file():
+            return None
+        runs.append({r["index"]: bool(r["correct"]) for r in map(json.loads, path.read_text().splitlines())})
+    common = runs[0].keys() & runs[1].keys()
+    only_a = sum(runs[0][i] and not runs[1][i] for i in common)
+    only_b = sum(runs[1][i] and not runs[0][i] for i in common)
+    return {
+        "questions": len(common),
+        "only_before": only_a,
+        "only_after": only_b,
+        "p": mcnemar(only_a, only_b),
+    }
 
 
 def smollm_gguf() -> Path:
@@ -196,6 +239,9 @@ def main() -> None:
         runner.doc["rows"][row] = {**summary, "ci95": [round(lo, 4), round(hi, 4)], "done": True}
         runner.save()
 
+    runner.doc["pairs"] = {f"{a} -> {b}": p for a, b in PAIRS if (p := paired(work, a, b))}
+    runner.save()
+
     print(table(runner.doc))
     png = chart(runner.doc, work / "learning_curve.png")
     if png:
@@ -224,7 +270,16 @@ def table(doc: dict) -> str:
     stages = ", ".join(
         f"{k} {v['wall_s'] / 60:.1f} min" for k, v in doc["stages"].items() if not k.startswith("eval-")
     )
-    return "\n".join(lines) + (f"\n\nTraining and export: {stages}." if stages else "")
+    text = "\n".join(lines) + (f"\n\nTraining and export: {stages}." if stages else "")
+    if doc.get("pairs"):
+        text += "\n\n| step | questions | right only before | right only after | McNemar p |"
+        text += "\n|---|---|---|---|---|"
+        for name, p in doc["pairs"].items():
+            a, b = name.split(" -> ")
+            text += (
+                f"\n| {a} → {b} | {p['questions']} | {p['only_before']} | {p['only_after']} | {p['p']:.3g} |"
+            )
+    return text
 
 
 def chart(doc: dict, png: Path) -> Path | None:

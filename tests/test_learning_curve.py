@@ -77,3 +77,10 @@ def test_chart_draws_the_rows(lc: ModuleType, tmp_path: Path) -> None:
     }
     png = lc.chart({"rows": rows, "setup": {"heldout_questions": 229}}, tmp_path / "lc.png")
     assert png is not None and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_mcnemar_exact(lc: ModuleType) -> None:
+    assert lc.mcnemar(0, 0) == 1.0
+    assert lc.mcnemar(3, 3) == 1.0
+    assert lc.mcnemar(0, 6) == pytest.approx(2 / 64)  # six discordant, all one way
+    assert lc.mcnemar(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)
