@@ -239,7 +239,9 @@ def main() -> None:
         runner.doc["rows"][row] = {**summary, "ci95": [round(lo, 4), round(hi, 4)], "done": True}
         runner.save()
 
-    runner.doc["pairs"] = {f"{a} -> {b}": p for a, b in PAIRS if (p := paired(work, a, b))}
+    done = runner.doc["rows"]
+    pairs = [(a, b) for a, b in PAIRS if a in done and b in done]  # finished rows only
+    runner.doc["pairs"] = {f"{a} -> {b}": p for a, b in pairs if (p := paired(work, a, b))}
     runner.save()
 
     print(table(runner.doc))
@@ -302,6 +304,7 @@ def chart(doc: dict, png: Path) -> Path | None:
     ax.invert_yaxis()
     for i, v in enumerate(ex):
         ax.text(v + hi[i] + 0.5, i, f"{v:.1f}%", va="center")
+    ax.set_xlim(0, max(v + h for v, h in zip(ex, hi)) + 4)  # room for the last label
     setup = doc.get("setup", {})
     ax.set_xlabel(
         f"execution accuracy on {setup.get('heldout_questions', '?')} held-out Spider questions (95% interval)"
