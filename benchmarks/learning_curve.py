@@ -26,7 +26,7 @@ resumes from its last checkpoint, eval from its --out file). Results go to <work
 a chart to <work>/learning_curve.png (and GRPO's reward curve to <work>/grpo/reward.png); the
 Markdown table printed at the end is what docs/ACCURACY.md holds.
 
-  python benchmarks/learning_curve.py                       # everything, ~2.5 h on 2 cores
+  python benchmarks/learning_curve.py                       # everything, ~3 h on 2 cores
   python benchmarks/learning_curve.py --rows base,sft       # just the first two rows
   python benchmarks/learning_curve.py --work runs/lc-quick --limit 40 --sft-steps 20 --grpo-steps 4
 """
@@ -176,7 +176,7 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"rows to run, of {','.join(ROWS)}")
     ap.add_argument("--limit", type=int, default=None, help="held-out questions (default: all 229)")
     ap.add_argument("--sft-steps", type=int, default=300)
-    ap.add_argument("--grpo-steps", type=int, default=20)
+    ap.add_argument("--grpo-steps", type=int, default=12)
     ap.add_argument("--max-tokens", type=int, default=160, help="tokens per candidate")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
