@@ -473,9 +473,10 @@ def test_plot_without_matplotlib_says_which_extra(monkeypatch: pytest.MonkeyPatc
 def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -> None:
     """SIGINT a real run mid-way: exit 130, every line is a whole record, a rerun finishes the rest."""
     questions_file, db_dir = _sets(data_dir)["chinook"]
-    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 400000) SELECT count(*) FROM c"  # ~0.2 s each
+    # ~0.5 s each; each text its own, since identical SQL on the same file runs once (executor's cache)
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT {}) SELECT count(*) FROM c"
     preds = tmp_path / "slow.sql"
-    preds.write_text((slow + "\n") * 84)
+    preds.write_text("".join(slow.format(2_000_000 + i) + "\n" for i in range(84)))
     out = tmp_path / "r.jsonl"
     cmd = [
         sys.executable,
