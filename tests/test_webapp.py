@@ -1,8 +1,7 @@
 """The web app in a real headless browser against a real `slmsql serve --http` process.
 
-Chromium is the Debian package (`scripts/setup.sh` installs it), driven by Playwright through
-`executable_path`: Playwright's own browser download is never used. The server runs the real
-Gemma 3 270M test model on a tiny database, on a free loopback port it picks itself (`--port 0`).
+Chromium comes from tests/browser.py. The server runs the real Gemma 3 270M test model on a tiny
+database, on a free loopback port it picks itself (`--port 0`).
 
 Gemma 270M is a base model and rarely writes SQL, so the model's answer is checked for what the
 page must show either way (the SQL or the plain statement that there is none, the vote summary,
@@ -15,7 +14,6 @@ screenshots (the model's answer, then the edited SQL's table) are saved in tests
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,31 +22,17 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
 
 import playwright.sync_api as playwright
+from browser import ARTIFACTS, chromium_page, needs_chromium
 from conftest import REPO, make_pets_db
 
 from slmsql_cli.serve.process import ServerProcess
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = REPO / "tests" / "artifacts"
 START_TIMEOUT = 300.0  # seconds for the server to load the model on a busy machine
 ANSWER_TIMEOUT_MS = 600_000
-# Chromium must neither reach out (updates, sync, QUIC probes) nor need a GPU or a sandbox.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 N = 2
 TOKEN = "webapp-test-token"
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="Chromium is not installed (scripts/setup.sh installs Debian's `chromium`)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture()
@@ -68,21 +52,8 @@ def server(gemma_gguf: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture()
 def page(tmp_path: Path) -> Iterator[playwright.Page]:
-    with playwright.sync_playwright() as p:
-        # A persistent context is how Playwright takes a --user-data-dir: a fresh one per test.
-        context = p.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1100, "height": 1000},
-        )
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(tmp_path / "chromium-profile", height=1000) as page:
         yield page
-        context.close()
-        assert not errors, f"the page raised: {errors}"
 
 
 def open_app(page: playwright.Page, url: str) -> None:

@@ -20,14 +20,14 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
 
 import playwright.sync_api as playwright
-from test_webapp import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from browser import ARTIFACTS, chromium_page, needs_chromium
 
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.serve.http import create_app, listen
 from slmsql_cli.serve.registry import Registry
 from slmsql_cli.serve.service import Service
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+pytestmark = needs_chromium
 AGES = "SELECT age, count(*) AS pets FROM pets GROUP BY age ORDER BY age"
 
 
@@ -63,20 +63,8 @@ def server(pets_db: Path, scripted_engine) -> Iterator[str]:
 
 @pytest.fixture()
 def page(tmp_path: Path) -> Iterator[playwright.Page]:
-    with playwright.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tmp_path / "chromium-profile",
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1100, "height": 1200},
-        )
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_page(tmp_path / "chromium-profile", height=1200) as page:
         yield page
-        context.close()
-        assert not errors, f"the page raised: {errors}"
 
 
 def test_chart_explanation_confidence_and_keep(server: str, page: playwright.Page) -> None:

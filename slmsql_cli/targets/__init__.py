@@ -17,6 +17,7 @@ import decimal
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,6 @@ class Target(Protocol):
         """The first two distinct non-empty values of every column, for the prompt."""
         ...
 
-    def first_rows(self, table: str, column: str, limit: int) -> list[Any]: ...
     def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex: ...
     def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
         """One statement in the target's own dialect, already checked (`dialect.for_target`)."""
@@ -60,21 +60,33 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
-class LiveTarget:
+class LiveTarget(ABC):
     """What the DuckDB and PostgreSQL targets share: queries run in this process, one after another
-    on the target's one connection; the value index is built from `first_rows` (`value_index`)."""
+    on the target's one connection; sample values and the value index are read from each column's
+    `first_rows` (`samples`, `value_index`). SQLite has its own: OmniSQL's sample query and an
+    index written in the query worker's way (`sqlite_catalog`)."""
 
-    def run_many(self: Target, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
+    name: str
+    views: set[str]
+
+    @abstractmethod
+    def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
+        """A column's first `limit` non-null values in the engine's order; [] when that fails."""
+
+    @abstractmethod
+    def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult: ...
+
+    def run_many(self, sqls: Sequence[str], timeout: float, max_rows: int) -> list[ExecResult]:
         return [self.run(sql, timeout, max_rows) for sql in sqls]
 
-    def samples(self: Target, schema: Schema) -> dict[tuple[str, str], list[Any]]:
+    def samples(self, schema: Schema) -> dict[tuple[str, str], list[Any]]:
         return samples(self, schema)
 
-    def value_index(self: Target, schema: Schema, folder: Path | None) -> ValueIndex:
+    def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
         return value_index(self, schema, folder)
 
-    def prepare(self) -> None:
-        pass
+    def prepare(self) -> None:  # noqa: B027 (deliberately empty: the connection is open already)
+        """Nothing to start: the connection opened with the target."""
 
 
 def plain(value: Any) -> Any:
@@ -114,7 +126,7 @@ def fetch(rows: Iterable[Sequence[Any]], max_rows: int) -> tuple[list[tuple], bo
     return fetch_capped((tuple(plain(v) for v in row) for row in rows), max_rows, MAX_RESULT_BYTES)
 
 
-def samples(target: Target, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
+def samples(target: LiveTarget, schema: Schema, limit: int = 2) -> dict[tuple[str, str], list[Any]]:
     """The first `limit` distinct non-empty values of every column (OmniSQL's rule, as
     `sqlite_catalog.sample_values` applies it to SQLite), read from each column's first rows only."""
     out: dict[tuple[str, str], list[Any]] = {}
@@ -128,7 +140,7 @@ def samples(target: Target, schema: Schema, limit: int = 2) -> dict[tuple[str, s
     return out
 
 
-def index_values(target: Target, table: str, column: str, limit: int) -> Iterator[str]:
+def index_values(target: LiveTarget, table: str, column: str, limit: int) -> Iterator[str]:
     """A column's first `limit` distinct indexable strings, from its first INDEX_SCAN_ROWS rows."""
     kept: dict[str, None] = {}
     for value in target.first_rows(table, column, INDEX_SCAN_ROWS):
@@ -147,7 +159,7 @@ def cache_folder(target: Target, schema: Schema) -> Path | None:
     return versioned_dir("db", name, f"{target.version}|{fingerprint}")
 
 
-def value_index(target: Target, schema: Schema, folder: Path | None) -> ValueIndex:
+def value_index(target: LiveTarget, schema: Schema, folder: Path | None) -> ValueIndex:
     """The value index of the target's text columns (tables only, as for SQLite), built once."""
     text_columns = {(t.name, c.name) for t in schema.tables for c in t.columns if is_text_type(c.type)}
     tables = [t for t in schema.tables if t.name not in target.views]

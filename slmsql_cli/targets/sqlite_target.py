@@ -20,14 +20,10 @@ from typing import Any
 
 from slmsql_cli.cache import db_cache_dir, file_version
 from slmsql_cli.errors import UserError
-from slmsql_cli.schema import Schema, quote
+from slmsql_cli.schema import Schema
 from slmsql_cli.targets import executor, sqlite_catalog
 from slmsql_cli.targets.executor import ExecResult
-from slmsql_cli.targets.sqlite_catalog import deadline
-from slmsql_cli.targets.sqlite_open import open_readonly
 from slmsql_cli.values import ValueIndex
-
-SAMPLE_SECONDS = 5.0  # one first_rows query
 
 
 class SQLiteTarget:
@@ -64,21 +60,6 @@ class SQLiteTarget:
                 else "is the file a complete, unencrypted SQLite database?"
             )
             raise UserError(f"cannot read database {self.path}: {exc}", hint) from None
-
-    def first_rows(self, table: str, column: str, limit: int) -> list[Any]:
-        """The first `limit` non-null values of a column in SQLite's order; [] when that fails."""
-        c = quote(column)
-        conn = open_readonly(self.path)
-        try:
-            with deadline(conn, SAMPLE_SECONDS):
-                rows = conn.execute(
-                    f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
-                ).fetchall()
-        except sqlite3.Error:
-            return []
-        finally:
-            conn.close()
-        return [r[0] for r in rows]
 
     def value_index(self, schema: Schema, folder: Path | None) -> ValueIndex:
         """The value index of the file's tables, in the file's own cache folder (`folder`, the
