@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from slmsql_cli.eval.results import compare, load_records
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "spider_dev"
 
@@ -100,21 +102,17 @@ def mcnemar(only_a: int, only_b: int) -> float:
 
 
 def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
-    """Questions only `a` got right, only `b` got right, and McNemar's p, from the two JSONL files."""
-    runs = []
-    for row in (a, b):
-        path = work / f"{row}.jsonl"
-        if not path.is_file():
-            return None
-        runs.append({r["index"]: bool(r["correct"]) for r in map(json.loads, path.read_text().splitlines())})
-    common = runs[0].keys() & runs[1].keys()
-    only_a = sum(runs[0][i] and not runs[1][i] for i in common)
-    only_b = sum(runs[1][i] and not runs[0][i] for i in common)
+    """Questions only `a` got right, only `b` got right (`slmsql eval --compare`'s counts), and
+    McNemar's p, from the two results files."""
+    paths = [work / f"{row}.jsonl" for row in (a, b)]
+    if not all(path.is_file() for path in paths):
+        return None
+    diff = compare(load_records(paths[0]), load_records(paths[1]))
     return {
-        "questions": len(common),
-        "only_before": only_a,
-        "only_after": only_b,
-        "p": mcnemar(only_a, only_b),
+        "questions": diff["common"],
+        "only_before": diff["only_a"],
+        "only_after": diff["only_b"],
+        "p": mcnemar(diff["only_a"], diff["only_b"]),
     }
 
 

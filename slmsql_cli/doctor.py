@@ -165,11 +165,8 @@ def check_test_tools() -> Check:
     """What the test suite needs beyond Python: Chromium (web page test) and PostgreSQL's server."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     bin_dir = postgres_bin_dir()
-    initdb = [str(bin_dir / "initdb")] if bin_dir else []
-    parts = [
-        f"chromium: {chromium or 'missing'}",
-        f"PostgreSQL initdb: {initdb[-1] if initdb else 'missing'}",
-    ]
+    initdb = bin_dir / "initdb" if bin_dir else None
+    parts = [f"chromium: {chromium or 'missing'}", f"PostgreSQL initdb: {initdb or 'missing'}"]
     if chromium and initdb:
         return Check("test tools", "ok", "; ".join(parts))
     return Check(

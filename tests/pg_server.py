@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmsql_cli.doctor import postgres_bin_dir
+
 USER = "slmsql"
 PASSWORD = "test-only-password"
 
@@ -44,13 +46,6 @@ class Server:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def find_bin_dir() -> Path | None:
-    """The newest PostgreSQL server binaries, found as `slmsql doctor` finds them."""
-    from slmsql_cli.doctor import postgres_bin_dir
-
-    return postgres_bin_dir()
-
-
 def _run_as() -> dict[str, int]:
     if os.geteuid() != 0:
         return {}
@@ -69,7 +64,7 @@ def _free_port() -> int:
 
 def start() -> Server | str:
     """A running server, or why none could start."""
-    bin_dir = find_bin_dir()
+    bin_dir = postgres_bin_dir()  # the newest server binaries, found as `slmsql doctor` finds them
     if bin_dir is None:
         return "no PostgreSQL server binaries (initdb): install the Debian package postgresql (scripts/setup.sh does)"
     try:

@@ -5,8 +5,8 @@ two values of every column (`sample_values`, OmniSQL's query), and the strings o
 index (`write_value_index`). All of it read through `sqlite_open.open_readonly`, as the queries
 are; a view can hide an expensive query, so reading one for the prompt has a deadline.
 
-The DuckDB and PostgreSQL targets read the same things from their own catalogs; `SQLiteTarget`
-is the only caller here.
+The DuckDB and PostgreSQL targets read the same things from their own catalogs. `SQLiteTarget`
+calls this module for the prompt; `sqlite_copy` lists tables and columns with it.
 """
 
 from __future__ import annotations
@@ -51,12 +51,18 @@ _SHADOW_SUFFIXES = (
 def list_tables(conn: sqlite3.Connection) -> list[str]:
     """User tables in sqlite_master order, then views; without sqlite_* internals and FTS/R*Tree shadow tables."""
     rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
-    virtual = [name.lower() for name, sql in rows if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")]
-    shadow = {f"{v}{suffix}" for v in virtual for suffix in _SHADOW_SUFFIXES}
+    shadow = {
+        f"{name.lower()}{suffix}" for name, sql in rows if is_virtual(sql) for suffix in _SHADOW_SUFFIXES
+    }
     tables = [
         name for name, _ in rows if not name.lower().startswith("sqlite_") and name.lower() not in shadow
     ]
     return tables + list_views(conn)
+
+
+def is_virtual(create_sql: str | None) -> bool:
+    """Whether sqlite_master's `sql` creates a virtual table (FTS, R*Tree, ...)."""
+    return (create_sql or "").upper().startswith("CREATE VIRTUAL TABLE")
 
 
 def list_views(conn: sqlite3.Connection) -> list[str]:
@@ -139,7 +145,7 @@ def schema_from_sqlite(db_path: str | Path) -> Schema:
         untyped = {v.lower() for v in list_views(conn)} | {
             name.lower()
             for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
-            if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")
+            if is_virtual(sql)
         }
         tables = []
         for name in list_tables(conn):
@@ -156,8 +162,8 @@ def sample_values(db_path: str | Path, schema: Schema, limit: int = 2) -> dict[t
     """The first `limit` distinct non-empty values of every column, in SQLite's order (OmniSQL's query).
 
     Columns are read from the database itself (PRAGMA table_info), as OmniSQL does (and generated
-    columns too), so a
-    tables.json that spells a column differently still gets values (matched case-insensitively).
+    columns too), so a tables.json that spells a column differently still gets values (matched
+    case-insensitively).
     """
     values: dict[tuple[str, str], list[Any]] = {}
     conn = open_readonly(db_path)
