@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import launcher, llama_build
+from slmsql_cli import crash_report, llama_build
 
 _CPU_DEVICE = 0  # GGML_BACKEND_DEVICE_TYPE_CPU
 
@@ -73,7 +73,7 @@ def build_info() -> llama_build.BuildInfo:
     llama_cpp.llama_backend_init()
     text = (llama_cpp.llama_print_system_info() or b"").decode("utf-8", "replace")
     info = llama_build.parse_system_info(text, extra_buffer_types())
-    launcher.note(f"llama.cpp: {info.describe()}")
+    crash_report.note(f"llama.cpp: {info.describe()}")
     return info
 
 
@@ -127,7 +127,7 @@ class Model:
                 rows = [_BuftOverride(p, repack) for p in self._patterns]
                 self._overrides = (_BuftOverride * (len(rows) + 1))(*rows)  # zeroed last row ends it
                 params.tensor_buft_overrides = ctypes.cast(self._overrides, ctypes.c_void_p)
-        launcher.note(f"placement: {self.placement.reason or 'llama.cpp defaults'}")
+        crash_report.note(f"placement: {self.placement.reason or 'llama.cpp defaults'}")
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not model:
             raise ValueError(f"failed to load model from file: {path}")

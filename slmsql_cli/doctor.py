@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slmsql_cli import launcher
+from slmsql_cli import crash_report
 
 # What each extra brings, by the modules slmsql imports from it.
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -68,7 +68,7 @@ def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
     fd, report_path = tempfile.mkstemp(prefix="slmsql-doctor-", suffix=".txt")
     os.close(fd)
     try:
-        env = dict(os.environ, SLMSQL_CRASH_REPORT=report_path)
+        env = dict(os.environ, **{crash_report.REPORT_ENV: report_path})
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "slmsql_cli.selfcheck"],
@@ -86,7 +86,7 @@ def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
             )
         if proc.returncode < 0:
             report = Path(report_path).read_text(encoding="utf-8", errors="replace")
-            message, fix = launcher.describe_crash(-proc.returncode, report)  # its report is removed below
+            message, fix = crash_report.describe_crash(-proc.returncode, report)  # its report is removed below
             return Check("decode", "fail", message, fix)
         if proc.returncode != 0:
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]

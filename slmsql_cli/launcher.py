@@ -9,8 +9,8 @@ crashed and the CPU features in use, a `hint:` with the way around it, and exits
 from `faulthandler`) are kept in a report file that the hint names. Any other exit status is passed
 through unchanged.
 
-The child notes what it is about to run natively (`note`: the llama.cpp features and weight
-placement) in that report file, so the parent can name it without importing llama.cpp itself.
+The child notes what it is about to run natively (`crash_report.note`: the llama.cpp features and
+weight placement) in that report file, so the parent can name it without importing llama.cpp itself.
 
 Signals: Ctrl-C at a terminal reaches the child directly (same process group), so the parent
 passes on only a SIGINT that a program sent to it alone (`kill -INT`, a test, a supervisor): it
@@ -27,33 +27,13 @@ import subprocess
 import sys
 import tempfile
 
-NATIVE_CRASH_EXIT = 70
-_REPORT_ENV = "SLMSQL_CRASH_REPORT"
-_SIGNALS = {
-    signal.SIGSEGV: "SIGSEGV (segmentation fault)",
-    signal.SIGILL: "SIGILL (an instruction this CPU does not have)",
-    signal.SIGABRT: "SIGABRT (abort)",
-    signal.SIGBUS: "SIGBUS (bus error)",
-    signal.SIGFPE: "SIGFPE (arithmetic fault)",
-}
-
-
-def note(line: str) -> None:
-    """Record, in the child, what native code is about to run (read back only after a crash)."""
-    path = os.environ.get(_REPORT_ENV)
-    if not path:
-        return
-    try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line.rstrip("\n") + "\n")
-    except OSError:
-        pass
+from slmsql_cli.crash_report import NATIVE_CRASH_EXIT, REPORT_ENV, SIGNALS, describe_crash
 
 
 def _child_main() -> None:
     import faulthandler
 
-    path = os.environ.get(_REPORT_ENV)
+    path = os.environ.get(REPORT_ENV)
     if path:
         # Python's stack of every thread at the moment of a fatal signal, then the default action.
         faulthandler.enable(file=open(path, "a", encoding="utf-8"), all_threads=True)
@@ -62,38 +42,11 @@ def _child_main() -> None:
     cli_main()
 
 
-def describe_crash(signum: int, report: str, report_path: str | None = None) -> tuple[str, str]:
-    """The error line and the hint for a child killed by `signum`, from its report text; the hint
-    names the report file when there is one to keep."""
-    what = _SIGNALS.get(signal.Signals(signum), signal.Signals(signum).name) if signum > 0 else "a signal"
-    features = ""
-    placement = ""
-    for line in report.splitlines():
-        if line.startswith("llama.cpp: "):
-            features = line.removeprefix("llama.cpp: ")
-        elif line.startswith("placement: "):
-            placement = line.removeprefix("placement: ")
-    in_llama = (
-        "llama_cpp" in report or "slmsql_cli/engine.py" in report or "slmsql_cli/_internals.py" in report
-    )
-    who = "llama.cpp" if (in_llama or features) else "slmsql (in native code)"
-    message = f"{who} crashed with {what}"
-    if features:
-        message += f"; CPU features in use: {features}"
-    if placement:
-        message += f"; weights: {placement}"
-    if signum == signal.SIGILL:
-        way = "the llama-cpp-python wheel was built for another CPU: run 'bash scripts/setup.sh' again to rebuild it here"
-    else:
-        way = "try SLMSQL_WEIGHT_BUFFERS=plain (no optional llama.cpp kernels) and run 'slmsql doctor'"
-    return message, (f"{way}; details in {report_path}" if report_path else way)
-
-
 def supervise(argv: list[str]) -> int:
     """Run `slmsql argv` in a child process; its exit status, or NATIVE_CRASH_EXIT after a crash report."""
     fd, report_path = tempfile.mkstemp(prefix="slmsql-crash-", suffix=".txt")
     os.close(fd)
-    env = dict(os.environ, **{_REPORT_ENV: report_path})
+    env = dict(os.environ, **{REPORT_ENV: report_path})
     waited = {signal.SIGINT, signal.SIGCHLD}
     can_wait = hasattr(signal, "sigtimedwait")  # Linux; elsewhere Ctrl-C from a terminal only
     if can_wait:
@@ -125,7 +78,7 @@ def supervise(argv: list[str]) -> int:
         if info is not None and info.si_signo == signal.SIGINT and info.si_code <= 0:
             forward(signal.SIGINT, None)  # sent by a process to `slmsql` alone, not by the terminal
     code = child.wait()
-    if code >= 0 or -code not in _SIGNALS:
+    if code >= 0 or -code not in SIGNALS:
         os.unlink(report_path)
         return code if code >= 0 else 128 - code
     with open(report_path, encoding="utf-8", errors="replace") as fh:
@@ -138,7 +91,7 @@ def supervise(argv: list[str]) -> int:
 
 
 def main() -> None:
-    if os.environ.get("SLMSQL_NO_SUPERVISOR") == "1" or os.environ.get(_REPORT_ENV):
+    if os.environ.get("SLMSQL_NO_SUPERVISOR") == "1" or os.environ.get(REPORT_ENV):
         _child_main()
         return
     sys.exit(supervise(sys.argv[1:]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli import launcher, selfcheck
+from slmsql_cli import crash_report, selfcheck
 
 REPO = Path(__file__).resolve().parents[1]
 BOOKSHOP = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
@@ -70,7 +70,7 @@ def test_segfault_in_llama_cpp_is_one_error_line(
 ) -> None:
     inject["SLMSQL_TEST_INJECT"] = "segv"
     proc = slmsql(["ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?"], inject)
-    assert proc.returncode == launcher.NATIVE_CRASH_EXIT == 70
+    assert proc.returncode == crash_report.NATIVE_CRASH_EXIT == 70
     lines = proc.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
@@ -130,7 +130,7 @@ def test_sigterm_reaches_the_command(inject: dict[str, str]) -> None:
 
 
 def test_describe_crash_without_llama_notes() -> None:
-    message, hint = launcher.describe_crash(
+    message, hint = crash_report.describe_crash(
         signal.SIGBUS, "Fatal Python error: Bus error\n  File x.py", "/r.txt"
     )
     assert message == "slmsql (in native code) crashed with SIGBUS (bus error)"
