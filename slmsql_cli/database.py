@@ -1,5 +1,8 @@
 """A database ready for prompting: checked, its schema and sample values read once and cached.
 
+It answers questions about the data (schema, samples, the values a question mentions, `run`);
+the prompt text is written by `prompt_builder` from them.
+
 Reading the schema and sampling two values per column touches every column, and the value index
 touches every string, so both are cached in the database's cache folder (and in memory): the
 second question about the same file pays nothing. The value index is built on first use, so
@@ -19,10 +22,10 @@ from typing import Any
 from slmsql_cli import files, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
-from slmsql_cli.schema import Schema, combine_values, schema_from_tables_json, serialize_schema
+from slmsql_cli.schema import Schema, schema_from_tables_json
 from slmsql_cli.targets import Target, pipe_copy
-from slmsql_cli.targets.executor import MAX_ROWS, ExecResult
-from slmsql_cli.targets.sqlite_open import SQLITE_HEADER
+from slmsql_cli.targets.result import MAX_ROWS, ExecResult
+from slmsql_cli.sqlite_header import SQLITE_HEADER
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex
 
@@ -82,60 +85,15 @@ class Database:
     def table_names(self) -> list[str]:
         return [t.name for t in self.schema.tables]
 
-    def schema_details(self) -> str:
-        """The "Database Schema" block with the sampled values only: what every prompt shows of
-        the database before the question's own values are added (`serve`'s describe_database)."""
-        return serialize_schema(self.schema, self.samples)
-
     def relevant_values(self, question: str, evidence: str = "") -> Values:
         """Values of the database that the question (with its evidence) mentions, best first. The
-        question was checked where it came in (`Pipeline.ask`, `generation_prompt`)."""
+        question was checked where it came in (`check_question`, at each front end)."""
         return self.index.retrieve(prompts.question_text(question, evidence))
-
-    def db_details(
-        self,
-        question: str,
-        evidence: str = "",
-        *,
-        use_values: bool = True,
-        matched_values: Values | None = None,
-        schema: Schema | None = None,
-    ) -> str:
-        """The "Database Schema" block for this question: relevant values first when use_values.
-
-        `matched_values` is `relevant_values(question, evidence)` when the caller has it already
-        (a question's prompts all show the same values: look them up once). `schema` replaces the
-        full schema when it had to be pruned to fit the model's context.
-        """
-        values = self.prompt_values(question, evidence, use_values=use_values, matched_values=matched_values)
-        return serialize_schema(schema or self.schema, values)
-
-    def prompt_values(
-        self,
-        question: str,
-        evidence: str = "",
-        *,
-        use_values: bool = True,
-        matched_values: Values | None = None,
-    ) -> Values:
-        """The example values a prompt shows: the question's matched values first (when use_values),
-        then the sampled ones. Arguments as for `db_details`."""
-        if not use_values:
-            return self.samples
-        if matched_values is None:
-            matched_values = self.relevant_values(question, evidence)
-        return combine_values(matched_values, self.samples)
-
-    def generation_prompt(self, question: str, evidence: str = "", *, use_values: bool = True) -> str:
-        """The exact generation user message the model reads, with the full schema. (`ask` builds it
-        from `db_details` itself, to reuse the question's values and prune the schema to fit.)"""
-        check_question(question, evidence)
-        details = self.db_details(question, evidence, use_values=use_values)
-        return prompts.generation_prompt(details, question, evidence)
 
 
 def check_question(question: str, evidence: str = "") -> str:
-    """The question, or a UserError when it is empty or not text (bytes that are not UTF-8)."""
+    """The question, or a UserError when it is empty or not text (bytes that are not UTF-8): called
+    once, where a question comes in (ask, chat, prompt, serve, eval's and training's rows)."""
     if not question or not question.strip():
         raise UserError("the question is empty", 'ask something, e.g. "How many customers are there?"')
     for what, text in (("question", question), ("evidence", evidence)):

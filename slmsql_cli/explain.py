@@ -467,9 +467,9 @@ def explain_for(db: Database, sql: str) -> Explanation:
 
 
 def check_query(db: Database, sql: str) -> None:
-    """A UserError unless `sql` passes the model's read-only check (`executor.check_sql`: one
+    """A UserError unless `sql` passes the model's read-only check (`sqlcheck.check_sql`: one
     SELECT, WITH … SELECT or VALUES) and names only tables of `db` (or its own WITH names)."""
-    from slmsql_cli.targets.executor import check_sql
+    from slmsql_cli.targets.sqlcheck import check_sql
 
     rejection = check_sql(sql)
     if rejection:

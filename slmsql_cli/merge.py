@@ -22,15 +22,11 @@ without naming a column (`SELECT count(*) FROM t`) is kept whole (the reference 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from slmsql_cli.prompts import merge_prompt
 from slmsql_cli.schema import Schema
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.vote import Group
-
-if TYPE_CHECKING:
-    from slmsql_cli.database import Database, Values
 
 RESULT_CHARS = 1000  # normal_execute_result: longer results are cut here
 RESULT_ROWS = 20
@@ -43,20 +39,13 @@ def needs_merge(groups: Sequence[Group]) -> bool:
 
 
 def merge_message(
-    db: Database,
-    question: str,
-    evidence: str,
-    groups: Sequence[Group],
-    *,
-    use_values: bool = True,
-    matched_values: Values | None = None,
+    db_details: str, schema: Schema, question: str, evidence: str, groups: Sequence[Group]
 ) -> str:
     """The merge user message for the two largest groups, as `ask` sends it and `train` trains on it:
-    schema pruned to what the two drafts use, both drafts with their results. `matched_values`
-    as for `Database.db_details`."""
+    `db_details` (the whole schema's block with the question's values, `prompt_builder.schema_block`)
+    pruned to what the two drafts use (`schema` resolves their columns), both drafts with their results."""
     drafts = top_drafts(groups)
-    details = db.db_details(question, evidence, use_values=use_values, matched_values=matched_values)
-    return merge_prompt(prune_ddl(details, [sql for sql, _ in drafts], db.schema), question, evidence, drafts)
+    return merge_prompt(prune_ddl(db_details, [sql for sql, _ in drafts], schema), question, evidence, drafts)
 
 
 def top_drafts(groups: Sequence[Group]) -> list[tuple[str, str]]:

@@ -19,8 +19,8 @@ from slmsql_cli.chart import chart_spec, terminal_bars
 from slmsql_cli.confidence import assess
 from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
-from slmsql_cli.pipeline import Answer
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.answer import Answer
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.vote import candidate_dicts
 
 

@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.cache import cache_dir, warn
-from slmsql_cli.engine import GenerationStats
+from slmsql_cli.answer import Answer, SamplingRound
+from slmsql_cli.engine_protocol import GenerationStats
 from slmsql_cli.errors import UserError
-from slmsql_cli.targets.executor import check_sql
+from slmsql_cli.targets.sqlcheck import check_sql
 from slmsql_cli.vote import Candidate, vote
 
 if TYPE_CHECKING:
     from slmsql_cli.database import Database
-    from slmsql_cli.pipeline import Answer
 
 SIMILAR = 0.5  # share of the two questions' words they have in common, to be offered as a suggestion
 _TRAILING = re.compile(r"[\s.?!;:,。？！…]+$")
@@ -286,8 +286,6 @@ def keep(db: Database, question: str, evidence: str, answer: Answer) -> str:
 
 def as_answer(entry: Saved, question: str, result: Any, seconds: float) -> Answer:
     """A saved answer in the Answer shape every surface renders: one candidate, its own vote."""
-    from slmsql_cli.pipeline import Answer, SamplingRound
-
     candidates = [Candidate(text="", sql=entry.sql, result=result)]
     generation = SamplingRound(candidates, vote(candidates), GenerationStats())
     return Answer(

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from slmsql_cli import sqlite_header
 from slmsql_cli.cache import atomic_path, private_temp_dir, short_hash, warn
 
 MAX_VALUE_CHARS = 40  # only values of 1..40 characters are indexed
@@ -106,7 +107,7 @@ class ValueIndex:
         self._healed = False
         if private:
             weakref.finalize(self, shutil.rmtree, path.parent, ignore_errors=True)
-        damage = _damage(path) if path.exists() else None
+        damage = sqlite_header.damage(path) if path.exists() else None
         if damage or not path.exists():
             self._build(damage)
         try:
@@ -179,39 +180,19 @@ class ValueIndex:
 
 
 def _open_index(path: Path) -> tuple[sqlite3.Connection, dict[int, str]]:
-    from slmsql_cli.targets.sqlite_open import (  # local: targets imports this module
-        open_readonly,
+    """A read-only connection to an index file. The index is slmsql's own file, published whole
+    by a rename and written without a journal, so plain `mode=ro` reads all of it and creates
+    nothing beside it (the user's databases need `targets/sqlite_open`'s care; this file does not)."""
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
     )
-
-    conn = open_readonly(path)
+    conn.text_factory = lambda raw: raw.decode("utf-8", errors="replace")
     try:
         columns = dict(conn.execute("SELECT id, tbl || char(0) || col FROM columns").fetchall())
     except BaseException:
         conn.close()
         raise
     return conn, columns
-
-
-def _damage(path: Path) -> str | None:
-    """What is wrong with an index file that a glance at its header shows, or None."""
-    from slmsql_cli.targets.sqlite_open import (  # local: targets imports this module
-        SQLITE_HEADER,
-    )
-
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            header = fh.read(100)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
-        return "not a SQLite file"
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    if header[24:28] == header[92:96] and size < page_size * pages:  # the page count is valid
-        return f"truncated to {size} of {page_size * pages} bytes"
-    return None
 
 
 def is_indexable(value: object) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 
 
 @dataclass

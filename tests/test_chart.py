@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from slmsql_cli.chart import MAX_ROWS, chart_spec, terminal_bars
 from slmsql_cli.cli import app, ask_cmd
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 
 DEMO = Path(__file__).resolve().parents[1] / "slmsql_cli" / "data" / "bookshop.sqlite"
 PER_AUTHOR = (

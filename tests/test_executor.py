@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from slmsql_cli.errors import UserError
 from slmsql_cli.targets import executor
-from slmsql_cli.targets.executor import ExecResult, execute, execute_many
+from slmsql_cli.targets.executor import execute, execute_many
+from slmsql_cli.targets.result import ExecResult
+from slmsql_cli.targets.sqlcheck import check_sql
 
 WRITES = [
     "INSERT INTO singer (Singer_ID, Name) VALUES (99, 'x')",
@@ -170,7 +172,7 @@ def test_fuzz_injection_strings(db: Path, injection: str, noise: str, template: 
     sql = template.replace("{i}", injection).replace("{n}", noise)
     result = _hostile(db, sql)
     if result.ok:  # whatever ran was a plain read
-        assert executor.check_sql(sql) is None
+        assert check_sql(sql) is None
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

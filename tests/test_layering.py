@@ -4,11 +4,17 @@ only the command line (`slmsql_cli/cli/`) sits on top of all three.
 
 Checked twice: statically, every import statement in the source (the lazy ones inside functions
 included), and by importing each package's modules alone in a fresh interpreter.
+
+Module by module, too (issue 28): no import cycle between any two modules, and no import from a
+floor to a higher one, by the floors written in docs/ARCHITECTURE.md (read from the doc here, so
+the doc and the check cannot disagree).
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +149,190 @@ def test_sql_on_a_users_database_runs_only_in_targets() -> None:
     }
     assert not wrong, f"a database driver outside targets/ (run SQL through Database.run): {wrong}"
     assert all((REPO / rel).is_file() for rel in OWN_FILES), "OWN_FILES names a file that moved"
+
+
+# --- module by module: no cycles, no import up a floor (issue 28) ---------------------------------
+
+PACKAGES = ("slmsql_cli", "training", "quantize")
+
+
+def _module_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of `packages` under `root` (a package is its
+    `__init__.py`)."""
+    found: dict[str, Path] = {}
+    for package in packages:
+        for f in sorted((root / package).rglob("*.py")):
+            parts = f.relative_to(root).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return found
+
+
+def import_edges(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """Module -> the modules of `packages` it imports: every import statement, at the top, inside
+    a function or under TYPE_CHECKING. `from pkg import name` is an edge to the submodule
+    `pkg.name` when there is one, else to `pkg` (a name its `__init__` defines); `import a.b.c`
+    is an edge to the deepest of those that is a module of ours."""
+    modules = _module_files(root, packages)
+
+    def ours(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(here[: len(here) - node.level + 1] + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            edges[module].update(t for n in names if (t := ours(n)) is not None and t != module)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, todo = work[-1]
+            nxt = next(todo, None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(edges.get(nxt, ())))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def floors(doc: str) -> list[tuple[str, list[str]]]:
+    """The floors of the ```floors block in `doc`, ground floor first: (name, module patterns).
+    A pattern is a dotted module name or an fnmatch glob (`targets.*`), under `slmsql_cli` unless
+    it starts with another top-level package."""
+    block = re.search(r"^```floors\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    assert block, "docs/ARCHITECTURE.md has no ```floors block"
+    found = []
+    for line in block.group(1).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, patterns = line.partition(":")
+        full = [p if p.split(".")[0] in PACKAGES else f"slmsql_cli.{p}" for p in patterns.split()]
+        found.append((name.strip(), full))
+    return found
+
+
+def floor_of(modules: list[str], plan: list[tuple[str, list[str]]]) -> dict[str, int]:
+    """Each module's floor: the floor that names it exactly, else the one whose matching glob is
+    the longest (`serve.*` places serve's modules; `serve.registry` elsewhere would win)."""
+    placed: dict[str, int] = {}
+    for module in modules:
+        best: tuple[int, int] | None = None  # (specificity, floor)
+        for number, (_name, patterns) in enumerate(plan):
+            for pattern in patterns:
+                if pattern == module:
+                    score = 1_000
+                elif fnmatch.fnmatchcase(module, pattern):
+                    score = len(pattern)
+                else:
+                    continue
+                if best is None or score > best[0]:
+                    best = (score, number)
+        if best is not None:
+            placed[module] = best[1]
+    return placed
+
+
+def upward(edges: dict[str, set[str]], plan: list[tuple[str, list[str]]]) -> list[str]:
+    """Every import from a floor to a higher one, in words."""
+    placed = floor_of(sorted(edges), plan)
+    return [
+        f"{a} ({plan[placed[a]][0]}) imports {b} ({plan[placed[b]][0]})"
+        for a in sorted(edges)
+        for b in sorted(edges[a])
+        if placed[b] > placed[a]
+    ]
+
+
+def test_no_import_cycle_between_modules() -> None:
+    found = cycles(import_edges(REPO))
+    assert not found, "import cycles (each a set of modules that import each other): " + "; ".join(
+        " <-> ".join(c) for c in found
+    )
+
+
+def _architecture() -> list[tuple[str, list[str]]]:
+    return floors((REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8"))
+
+
+def test_every_module_has_a_floor_and_every_pattern_a_module() -> None:
+    plan = _architecture()
+    modules = sorted(_module_files(REPO))
+    placed = floor_of(modules, plan)
+    assert not [m for m in modules if m not in placed], "modules on no floor of docs/ARCHITECTURE.md"
+    unused = [p for _, patterns in plan for p in patterns if not any(fnmatch.fnmatchcase(m, p) for m in modules)]
+    assert not unused, f"the floors name modules that do not exist: {unused}"
+    exact = [p for _, patterns in plan for p in patterns if not any(c in p for c in "*?[")]
+    assert len(exact) == len(set(exact)), "a module is named on two floors"
+
+
+def test_no_import_from_a_lower_floor_to_a_higher_one() -> None:
+    wrong = upward(import_edges(REPO), _architecture())
+    assert not wrong, "imports up a floor (docs/ARCHITECTURE.md, Layers):\n" + "\n".join(wrong)
+
+
+def test_the_checkers_see_a_planted_cycle_and_an_import_up(tmp_path: Path) -> None:
+    pkg = tmp_path / "slmsql_cli"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low.py").write_text("def f():\n    from slmsql_cli.sub import high  # lazy: still an edge\n")
+    (pkg / "sub" / "__init__.py").write_text("from slmsql_cli.sub.high import NAME\n")
+    (pkg / "sub" / "high.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .. import low\n")
+    (pkg / "sub" / "leaf.py").write_text("from slmsql_cli.sub import NAME  # a name of the package\n")
+    edges = import_edges(tmp_path, ("slmsql_cli",))
+    assert edges["slmsql_cli.low"] == {"slmsql_cli.sub.high"}  # `from pkg import submodule`
+    assert edges["slmsql_cli.sub.leaf"] == {"slmsql_cli.sub"}  # `from pkg import name`
+    assert cycles(edges) == [["slmsql_cli.low", "slmsql_cli.sub.high"]]
+
+    plan = floors("```floors\nground: low  # a comment\nup: slmsql_cli sub sub.*\n```\n")
+    assert plan == [
+        ("ground", ["slmsql_cli.low"]),
+        ("up", ["slmsql_cli", "slmsql_cli.sub", "slmsql_cli.sub.*"]),
+    ]
+    assert upward(edges, plan) == ["slmsql_cli.low (ground) imports slmsql_cli.sub.high (up)"]
+    (pkg / "low.py").write_text("")
+    assert cycles(import_edges(tmp_path, ("slmsql_cli",))) == []
+    assert upward(import_edges(tmp_path, ("slmsql_cli",)), plan) == []

@@ -13,7 +13,8 @@ import pytest
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import format_result, needs_merge, prune_ddl, referenced_columns, top_drafts
 from slmsql_cli.prompts import merge_prompt
-from slmsql_cli.targets.executor import ExecResult, execute
+from slmsql_cli.targets.executor import execute
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.vote import Candidate, Group, vote
 
 QUESTION = "How many car makers are there in each continents? List the continent name and the count."

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from slmsql_cli.render import result_dict, rows_table
 from slmsql_cli.targets import executor, worker
 from slmsql_cli.targets.executor import execute, execute_many
+from slmsql_cli.targets.result import MAX_RESULT_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 1.0
@@ -200,7 +201,7 @@ def test_a_result_past_the_byte_cap_is_truncated(db: Path) -> None:
     )
     result = execute(db, sql, timeout=20)
     assert result.ok and result.truncated
-    assert len(result.rows) == executor.MAX_RESULT_BYTES // 10_000_000
+    assert len(result.rows) == MAX_RESULT_BYTES // 10_000_000
     doc = result_dict(result)
     assert doc is not None and doc["truncated"] is True  # what `ask --json` reports
     assert "cut" in str(rows_table(result).caption)

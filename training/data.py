@@ -5,7 +5,9 @@
   local JSON/JSONL/parquet/CSV file or the Hub (`datasets`).
 * **spider** - Spider/BIRD rows: `question`, gold SQL (`query`/`SQL`), `db_id`, optional
   `evidence`, with `--db-dir` (and `--tables`). The prompt comes from the same builder `ask` uses
-  (`open_database(...).generation_prompt(...)`), so a model is trained on the text it will see.
+  (`prompt_builder.generation_message`), counted with the training tokenizer under the run's chat
+  template: a schema over `prompt_budget` is cut to the question's tables exactly as `ask` cuts
+  it, so a model is trained on the text it will see.
 * **candidates** - merge-revision rows: Spider/BIRD columns plus `candidates`, SQL drafts sampled
   by a generation model (`python -m training.sample` writes them). The drafts are executed and
   voted on as `ask` does; the two largest disagreeing groups go into `ask`'s merge prompt and the
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmsql_cli import hub
+from slmsql_cli import hub, prompt_builder
 from slmsql_cli.benchmark_data import (
     GOLD_COLUMNS,
     BenchmarkDatabases,
@@ -36,6 +38,7 @@ from slmsql_cli.benchmark_data import (
     question_row,
     sibling_tables_json,
 )
+from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.prompts import SYSTEM_PROMPT
@@ -318,7 +321,7 @@ def check_gold(sql: str) -> str | None:
     import sqlglot
     from sqlglot.errors import SqlglotError
 
-    from slmsql_cli.targets.executor import check_sql
+    from slmsql_cli.targets.sqlcheck import check_sql
 
     try:
         sqlglot.parse(sql, read="sqlite")
@@ -367,6 +370,11 @@ def _usable_row(
     if not fields.question or not fields.gold or not ok:
         report.skip("empty question, gold SQL or candidates" if not ok else "empty question or gold SQL")
         return None
+    try:
+        check_question(fields.question, fields.evidence)  # once, here: the prompt builder does not
+    except UserError as exc:
+        report.skip(exc.message)
+        return None
     problem = check_gold(fields.gold)
     if problem:
         report.skip(problem)
@@ -378,16 +386,34 @@ def _usable_row(
     return fields.question, fields.evidence, fields.gold, db
 
 
-def spider_examples(records: list[dict[str, Any]], cfg: TrainConfig, report: DataReport) -> Iterator[Example]:
-    """Spider/BIRD rows with `ask`'s generation prompt; the target is the gold SQL with an empty thought."""
+def spider_examples(
+    records: list[dict[str, Any]],
+    cfg: TrainConfig,
+    report: DataReport,
+    counter: prompt_builder.TokenCounter | None = None,
+) -> Iterator[Example]:
+    """Spider/BIRD rows with `ask`'s generation prompt; the target is the gold SQL with an empty thought.
+
+    `counter` counts as the model will (`ChatFormat.counter`: the training tokenizer under the
+    run's chat template), so a schema over `cfg.prompt_budget` is cut to the question's tables as
+    `ask` cuts it (with a context that holds the budget and the answer, the usual case). Without
+    one the whole schema: for looking at data only, `train` always passes its tokenizer's."""
     dbs = Databases(cfg, report)
+    budget = prompt_builder.Budget(cfg.prompt_budget)
     for row in records:
         usable = _usable_row(row, dbs, report)
         if usable is None:
             continue
         question, evidence, gold, db = usable
-        prompt = db.generation_prompt(question, evidence, use_values=cfg.use_values)
-        yield Example(prompt, answer_target(gold), str(db.file), gold)
+        matched = prompt_builder.matched_values(db, question, evidence, use_values=cfg.use_values)
+        try:
+            built = prompt_builder.generation_message(
+                db, question, evidence, matched=matched, counter=counter, budget=budget
+            )
+        except prompt_builder.OverBudget:
+            report.skip(f"prompt over prompt_budget ({cfg.prompt_budget} tokens) even with one table")
+            continue
+        yield Example(built.text, answer_target(gold), str(db.file), gold)
 
 
 # ---- merge-revision rows ---------------------------------------------------------------------
@@ -423,7 +449,9 @@ def candidate_examples(
         top2 = list(groups[:2])
         if all(g.result.key() != gold_result.key() for g in top2):
             top2[rng.randrange(2)] = Group(sql=gold, result=gold_result, members=[])
-        prompt = merge_message(db, question, evidence, top2, use_values=cfg.use_values)
+        matched = prompt_builder.matched_values(db, question, evidence, use_values=cfg.use_values)
+        details = prompt_builder.schema_block(db, matched)
+        prompt = merge_message(details, db.schema, question, evidence, top2)
         yield Example(prompt, answer_target(gold), str(db.file), gold)
 
 
@@ -453,9 +481,12 @@ def check_inputs(cfg: TrainConfig, fmt: str) -> None:
 
 
 def load_examples(
-    cfg: TrainConfig, records: list[dict[str, Any]] | None = None
+    cfg: TrainConfig,
+    records: list[dict[str, Any]] | None = None,
+    counter: prompt_builder.TokenCounter | None = None,
 ) -> tuple[list[Example], DataReport, str]:
-    """Read, recognise and convert the data of `cfg`: (examples, report, format)."""
+    """Read, recognise and convert the data of `cfg`: (examples, report, format). `counter`: how the
+    model counts tokens, for Spider/BIRD prompts over the budget (`spider_examples`)."""
     records = read_records(cfg.data, cfg.data_split) if records is None else records
     if not records:
         raise UserError(f"no rows in {cfg.data}")
@@ -467,6 +498,9 @@ def load_examples(
     if cfg.max_samples is not None:
         records = records[: cfg.max_samples]
     report = DataReport()
-    loader = {"think": think_examples, "spider": spider_examples, "candidates": candidate_examples}[fmt]
-    examples = list(loader(records, cfg, report))
+    if fmt == "spider":
+        examples = list(spider_examples(records, cfg, report, counter))
+    else:
+        loader = {"think": think_examples, "candidates": candidate_examples}[fmt]
+        examples = list(loader(records, cfg, report))
     return examples, report, fmt

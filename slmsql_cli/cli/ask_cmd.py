@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from quantize import cached_gguf
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import EXIT_NO_ANSWER, AskStatus, StatusLine, err, fail, out, user_errors
 

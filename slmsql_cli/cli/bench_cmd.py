@@ -9,7 +9,7 @@ from typing import cast
 import typer
 
 from quantize import cached_gguf
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import StatusLine, err, out, user_errors
 
@@ -94,8 +94,8 @@ def bench(
     err.print(f"{engine.device}; threads: {explain_threads(engine.threads, threads)}", highlight=False)
     with engine, StatusLine(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
         config = AskConfig(max_tokens=max_tokens, prompt_budget=prompt_budget)
-        message, _pruned = Pipeline(engine, None, config).generation_message(database, question)
-        prompt_text = chat_text(engine, message)
+        message = Pipeline(engine, None, config).generation_message(database, question)
+        prompt_text = chat_text(engine, message.text)
         rows = run_bench(engine, prompt_text, counts, max_tokens)
     table = Table(title=Text(f"{path.name} · {engine.device} · {rows[0].prompt_tokens}-token prompt"))
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import (
     EXIT_NO_ANSWER,
@@ -66,7 +66,7 @@ def chat(
       slmsql chat -d shop.sqlite < questions.txt > answers.txt
     """
     from slmsql_cli.cpu import explain_threads
-    from slmsql_cli.database import open_database
+    from slmsql_cli.database import check_question, open_database
     from slmsql_cli.errors import UserError
     from slmsql_cli.render import NO_ANSWER_HINT, print_answer, print_candidates, summary_line
 
@@ -98,6 +98,7 @@ def chat(
             if not interactive:  # the transcript says which answer belongs to which question
                 out.print(f"> {question}", markup=False, highlight=False)
             try:
+                check_question(question)
                 with StatusLine("thinking…") as status:
                     steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
                     answer = pipeline.ask(database, question, progress=steps.progress, on_token=steps.token)

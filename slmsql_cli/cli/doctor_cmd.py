@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import out, user_errors
 

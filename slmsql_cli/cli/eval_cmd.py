@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
 from slmsql_cli.errors import UserError

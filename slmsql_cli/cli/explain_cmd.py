@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import out, user_errors
 

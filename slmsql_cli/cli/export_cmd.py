@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from quantize.quantizer import ALIASES, FTYPES, RECIPES
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.cli.options import OUTPUT, PERFORMANCE, bounded
 from slmsql_cli.errors import UserError

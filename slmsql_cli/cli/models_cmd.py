@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import out, user_errors
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import StatusLine, err, user_errors
 
@@ -52,7 +52,8 @@ def prompt(
             "-m",
             metavar="MODEL",
             help="Count tokens with this model's tokenizer and cut a schema over --prompt-budget as "
-            "`ask` does (the model is loaded, nothing is generated). Without it: the whole schema.",
+            "`ask` does (the model is loaded, nothing is generated). Without it: the whole schema, "
+            "with a note on stderr when it may be over --prompt-budget (only the model can count).",
             rich_help_panel=opt.MODEL,
         ),
     ] = None,
@@ -64,7 +65,9 @@ def prompt(
     (with example values, and the values your question mentions listed first), the question, and
     CSC-SQL's output instructions. Use it to see what the model sees, to debug a wrong answer, or
     to build training and evaluation data. No model is loaded unless --model is given; with it,
-    a schema cut to fit --prompt-budget is said on stderr.
+    a schema cut to fit --prompt-budget is said on stderr. Without it nothing can count tokens:
+    the whole schema is printed, and stderr says when it may be over the budget (`ask` would
+    then cut it; `train` cuts it the same way with its tokenizer).
 
     Examples:
 
@@ -72,22 +75,36 @@ def prompt(
       slmsql prompt -d car_1.sqlite --tables tables.json "How many makers?" > p.txt
       slmsql prompt -d sales.csv "What were the total sales in March?"
     """
-    from slmsql_cli.database import open_database
+    from slmsql_cli import prompt_builder
+    from slmsql_cli.database import check_question, open_database
 
+    check_question(question, evidence)
     database = open_database(db, tables_json=tables, db_id=db_id)
-    if model is None:
-        text = database.generation_prompt(question, evidence, use_values=not no_values)
+    if model is None:  # no tokenizer to count with: the whole schema, and a word when it may not fit
+        matched = prompt_builder.matched_values(database, question, evidence, use_values=not no_values)
+        text = prompt_builder.generation_message(database, question, evidence, matched=matched).text
+        if prompt_builder.may_exceed(text, prompt_builder.Budget(prompt_budget)):
+            err.print(
+                f"note: this prompt shows the whole schema ({len(text.encode('utf-8')):,} bytes) and may be "
+                f"over the {prompt_budget}-token prompt budget, where `ask` cuts the schema to the "
+                "question's tables; counting tokens takes the model's tokenizer: pass --model to see "
+                "the prompt `ask` sends",
+                markup=False,
+                highlight=False,
+            )
     else:
         from quantize import cached_gguf
-        from slmsql_cli.pipeline import AskConfig, Pipeline, load_engine
+        from slmsql_cli.engines import load_engine
+        from slmsql_cli.pipeline import AskConfig, Pipeline
 
         config = AskConfig(use_values=not no_values, prompt_budget=prompt_budget)
         with (
             StatusLine("loading the model…"),
             Pipeline(load_engine(model, config, cached_gguf), None, config) as p,
         ):
-            text, pruned = p.generation_message(database, question, evidence)
-            room = p.prompt_room
+            built = p.generation_message(database, question, evidence)
+            room = p.budget.room
+        text, pruned = built.text, built.pruned
         if pruned is not None:
             kept, total = len(pruned.tables), len(database.schema.tables)
             err.print(

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 

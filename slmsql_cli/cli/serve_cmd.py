@@ -7,7 +7,7 @@ import time
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli import app
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.common import err, load_pipeline, user_errors
 

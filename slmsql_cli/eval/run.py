@@ -22,7 +22,7 @@ from slmsql_cli.eval.questions import Question
 from slmsql_cli.eval.results import ResultsFile
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets import Target, run_many
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.vote import candidate_dicts
 

@@ -47,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmsql_cli import __version__
 from slmsql_cli.errors import UserError
-from slmsql_cli.pipeline import Answer
+from slmsql_cli.answer import Answer
 from slmsql_cli.render import answer_dict
 from slmsql_cli.serve.registry import UnknownDatabase
 from slmsql_cli.serve.requestlog import RequestLog, answer_fields

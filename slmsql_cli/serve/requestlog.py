@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from slmsql_cli.pipeline import Answer
+from slmsql_cli.answer import Answer
 
 
 class RequestLog:

@@ -6,7 +6,7 @@ client sends to `serve`. A target gives the pipeline, through the same dataclass
 as a `schema.Schema` (serialized exactly as for SQLite, so the model reads the prompt form it
 was trained on; a live engine's column types are its own names, lower-cased), sample values,
 the strings for the value index, and execution of SQLite SQL (transpiled for DuckDB and
-PostgreSQL by `dialect.for_target`) as `executor.ExecResult`s, under the engine's own read-only
+PostgreSQL by `dialect.for_target`) as `result.ExecResult`s, under the engine's own read-only
 guarantees. `database.open_database` picks the target from the `--db` text.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from slmsql_cli.cache import short_hash, versioned_dir
 from slmsql_cli.schema import SAMPLE_VALUE_CHARS, Schema
 from slmsql_cli.targets.dialect import TranspileError, for_target
-from slmsql_cli.targets.executor import MAX_RESULT_BYTES, ExecResult, fetch_capped
+from slmsql_cli.targets.result import MAX_RESULT_BYTES, ExecResult, fetch_capped
 from slmsql_cli.values import ValueIndex, is_indexable, write_index
 
 SAMPLE_SCAN_ROWS = 1000  # sample values come from a column's first 1000 non-null rows

@@ -3,7 +3,7 @@
 The models write SQLite SQL (they were trained on it), so a candidate for DuckDB or PostgreSQL
 goes through three gates before it runs, and one that fails any of them gets no vote:
 
-1. `executor.check_sql`, the same allow-list the SQLite executor uses: one statement, a query.
+1. `sqlcheck.check_sql`, the same allow-list the SQLite executor uses: one statement, a query.
 2. `transpile`: sqlglot rewrites it for the target; SQL that sqlglot cannot parse or express
    there is refused with the reason (the SQLite executor lets SQLite judge such SQL; a target
    cannot run what was never translated).
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import first_line
 from slmsql_cli.schema import Schema
-from slmsql_cli.targets.executor import check_sql
+from slmsql_cli.targets.sqlcheck import check_sql
 
 # Exact names, lower case. PostgreSQL: adminpack/dblink/large objects/configuration/sequences/
 # signals/notifications/WAL and dynamic SQL; DuckDB: file readers (also blocked by

@@ -26,7 +26,7 @@ from slmsql_cli.cache import file_version
 from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
 from slmsql_cli.targets import LiveTarget, batches, fetch
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {

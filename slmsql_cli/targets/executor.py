@@ -5,9 +5,9 @@ main database, so `ATTACH '/tmp/x.db' AS x; CREATE TABLE x.t(...)` would still c
 `PRAGMA query_only=OFF` undoes a query_only guard. The layers here follow SQLite's own advice for
 untrusted SQL (sqlite.org/security.html, "Defense Against the Dark Arts"; sqlite.org/c3ref/set_authorizer.html):
 
-1. sqlglot allow-list: exactly one statement, a SELECT / set operation / VALUES (a WITH is part
-   of its SELECT). This only gives a fast, clear error; SQL that sqlglot cannot parse goes on to
-   SQLite, which is guarded anyway.
+1. sqlglot allow-list (`sqlcheck.check_sql`): exactly one statement, a SELECT / set operation /
+   VALUES (a WITH is part of its SELECT). This only gives a fast, clear error; SQL that sqlglot
+   cannot parse goes on to SQLite, which is guarded anyway.
 2. A read-only connection from `sqlite_open.open_readonly` (`mode=ro`, `immutable=1`, or a
    recovered private copy: nothing is created beside the database), `PRAGMA query_only=ON`,
    attach limit 0, extension loading off.
@@ -29,19 +29,17 @@ untrusted SQL (sqlite.org/security.html, "Defense Against the Dark Arts"; sqlite
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import UserError
 from slmsql_cli.targets import worker
+from slmsql_cli.targets.result import MAX_RESULT_BYTES, MAX_ROWS, ExecResult, fetch_capped, row_bytes
+from slmsql_cli.targets.sqlcheck import check_sql
 from slmsql_cli.targets.sqlite_open import open_readonly
 
 # Functions that reach outside the database; none are in stock SQLite, but a build or an
@@ -71,29 +69,9 @@ _ACTION_NAMES = {
 }
 _MAX_VALUE_BYTES = 100_000_000  # no string or blob above 100 MB (zeroblob(1e10) and friends)
 _PROGRESS_OPS = 1000  # check the clock every 1000 virtual-machine instructions
-MAX_ROWS = 100_000  # rows a query returns by default; the result says when it was cut
-MAX_RESULT_BYTES = 64_000_000  # a result is cut (truncated) past this many bytes of values
 KILL_GRACE = 0.5  # seconds past the timeout before a busy worker is killed
 PARALLEL = 2  # queries of one execute_all running at once (each in its own worker)
 _OUT_OF_MEMORY = frozenset({"MemoryError", "out of memory"})
-
-
-@dataclass
-class ExecResult:
-    columns: list[str] = field(default_factory=list)
-    rows: list[tuple] = field(default_factory=list)
-    error: str | None = None  # None when the query ran (a timeout sets timed_out, not error)
-    timed_out: bool = False
-    truncated: bool = False  # cut at max_rows rows or MAX_RESULT_BYTES bytes; `rows` holds what fits
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.timed_out
-
-    def key(self) -> frozenset:
-        """The vote key: the set of rows (CSC-SQL). Row order and duplicates don't count; column order does."""
-        return frozenset(self.rows)
 
 
 def execute(db_path: str | Path, sql: str, *, timeout: float = 10.0, max_rows: int = MAX_ROWS) -> ExecResult:
@@ -222,62 +200,6 @@ def run_query(
         conn.close()
 
 
-def check_sql(sql: str) -> str | None:
-    """Why `sql` is refused before it reaches SQLite, or None. An allow-list, never a deny-list."""
-    if not isinstance(sql, str) or not sql.strip():
-        return "empty SQL"
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        with sqlglot_log.quiet():
-            trees = [
-                t
-                for t in sqlglot.parse(sql, read="sqlite")
-                if t is not None and not isinstance(t, exp.Semicolon)
-            ]
-    except Exception:  # sqlglot's parser is not SQLite's: let SQLite judge (and the authorizer guard)
-        return None
-    if len(trees) > 1:
-        return f"only one SQL statement is allowed, found {len(trees)}"
-    if not trees:
-        return "empty SQL"
-    tree = trees[0]
-    if isinstance(tree, (exp.Select, exp.SetOperation, exp.Values)):
-        return None
-    if isinstance(tree, exp.Subquery) and isinstance(
-        tree.unnest(), (exp.Select, exp.SetOperation, exp.Values)
-    ):
-        return None
-    return (
-        f"only read-only queries (SELECT, WITH … SELECT, VALUES) may run (got {_statement_name(sql, tree)})"
-    )
-
-
-_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$)|\()*", re.DOTALL)
-_WORD = re.compile(r"[A-Za-z_]+")
-_OBJECT_KINDS = ("TABLE", "VIEW", "INDEX", "TRIGGER")
-
-
-def _statement_name(sql: str, tree: Any) -> str:
-    """The statement's own keyword(s): SAVEPOINT, REINDEX, CREATE TEMP TABLE, INSERT (for WITH … INSERT).
-
-    sqlglot's node type is no name for it: it parses `SAVEPOINT x` as an alias and `REINDEX` as
-    a column.
-    """
-    words = _WORD.findall(sql[_LEADING_NOISE.match(sql).end() :][:200])  # type: ignore[union-attr]
-    if not words:
-        return tree.key.upper()
-    first = words[0].upper()
-    if first == "WITH":
-        return tree.key.upper() if tree.key in ("insert", "update", "delete") else "WITH"
-    if first in ("CREATE", "DROP", "ALTER"):
-        upper = [w.upper() for w in words[:5]]
-        end = next((i for i, w in enumerate(upper) if w in _OBJECT_KINDS), 0)
-        return " ".join(upper[: end + 1]) if end else " ".join(upper[:2])
-    return first
-
-
 def _connect(path: Path) -> tuple[sqlite3.Connection, _Authorizer]:
     conn = open_readonly(path)
     conn.execute("PRAGMA query_only=ON")
@@ -327,24 +249,6 @@ def _action_name(action: int, arg1: str | None, arg2: str | None) -> str:
     return _ACTION_NAMES.get(action, f"action {action}")
 
 
-def fetch_capped(cursor: Iterable[tuple], max_rows: int, max_bytes: int) -> tuple[list[tuple], bool]:
-    """Rows until `max_rows` rows or `max_bytes` bytes (text and blob lengths, 8 per other value);
-    one row at a time, so a cut result never holds more than one row past the cap. (The live
-    targets cut their results with it too.)"""
-    rows: list[tuple] = []
-    total = 0
-    for row in cursor:
-        total += _row_bytes(row)
-        if len(rows) == max_rows or total > max_bytes:
-            return rows, True
-        rows.append(row)
-    return rows, False
-
-
-def _row_bytes(row: tuple) -> int:
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in row)
-
-
 def _describe(exc: BaseException, denied: str | None = None) -> str:
     message = str(exc) or type(exc).__name__
     if "not authorized" in message:
@@ -390,7 +294,7 @@ def execute_many(
     ran = execute_all(path, [str(k[3]) for k in missing], timeout=timeout, max_rows=max_rows)
     for key, result in zip(missing, ran):
         found[key] = result
-        if len(result.rows) <= _CACHE_MAX_ROWS and sum(map(_row_bytes, result.rows)) <= _CACHE_MAX_BYTES:
+        if len(result.rows) <= _CACHE_MAX_ROWS and sum(map(row_bytes, result.rows)) <= _CACHE_MAX_BYTES:
             with _cache_lock:
                 _CACHE[key] = result
                 while len(_CACHE) > _CACHE_SIZE:

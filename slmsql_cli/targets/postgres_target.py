@@ -39,7 +39,7 @@ from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
 from slmsql_cli.targets import FETCH_BATCH, LiveTarget, fetch
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is an error this soon

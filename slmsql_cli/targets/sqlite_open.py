@@ -38,8 +38,8 @@ from pathlib import Path
 
 from slmsql_cli.cache import private_temp_dir
 from slmsql_cli.errors import UserError
+from slmsql_cli.sqlite_header import is_wal
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 _SNAPSHOT_PREFIX = "slmsql-snapshot"
 _COPY_TRIES = 3
 _PROBE = "SELECT count(*) FROM sqlite_master"  # reading the schema is SQLite's first real access
@@ -69,7 +69,7 @@ def open_readonly(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
     connection may be used from any thread and is in autocommit mode.
     """
     path = Path(db_path).resolve()
-    wal_mode = _is_wal(path)
+    wal_mode = is_wal(path)
     wal, shm, journal = (Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal"))
     if wal_mode:
         if not wal.exists() or (_size(wal) == 0 and not shm.exists()):
@@ -109,16 +109,6 @@ def _probed(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def _is_wal(path: Path) -> bool:
-    """Whether the database header says WAL mode (file format read/write versions 2, bytes 18-19)."""
-    try:
-        with path.open("rb") as fh:
-            header = fh.read(20)
-    except OSError:
-        return False  # let SQLite report it
-    return len(header) == 20 and header.startswith(SQLITE_HEADER) and 2 in (header[18], header[19])
 
 
 def _size(path: Path) -> int:

@@ -1,7 +1,7 @@
 """A SQLite file as a `--db` target: the guarded executor behind the same `Target` protocol.
 
 SQLite is the models' own dialect, so a candidate runs as written (`dialect.for_target` leaves
-SQLite SQL alone); the executor applies its own checks (`executor.check_sql`, the authorizer,
+SQLite SQL alone); the executor applies its own checks (`sqlcheck.check_sql`, the authorizer,
 a read-only connection in a worker process that is killed at the deadline). Identical SQL on
 an unchanged file runs once (`executor.execute_many` remembers recent results).
 
@@ -22,7 +22,7 @@ from slmsql_cli.cache import db_cache_dir, file_version
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets import executor, sqlite_catalog
-from slmsql_cli.targets.executor import ExecResult
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.values import ValueIndex
 
 

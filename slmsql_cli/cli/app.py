@@ -1,0 +1,93 @@
+"""The `slmsql` Typer app: its name, root help, `--version`, and how every command's --help looks.
+
+The command modules (`*_cmd.py`) import `app` from here and register themselves on it;
+`cli/__init__.py` imports them all (that order is the order in --help), then calls
+`finish_help`, and holds the entry point. Nothing here imports a command module, so a command
+module and the app never import each other.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from slmsql_cli import __version__
+
+
+def _plain_help_option(option: Any, panel: str | None) -> Any:
+    """--help as a flag with no `<bool>` label, in `panel` (a command's Output panel)."""
+    if option is not None:
+        option.metavar = ""
+        option.rich_help_panel = panel
+    return option
+
+
+class _Command(TyperCommand):
+    def get_help_option(self, ctx: Any) -> Any:
+        panels = {getattr(p, "rich_help_panel", None) for p in self.params}
+        return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _plain_help_option(super().get_help_option(ctx), None)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="slmsql",
+    help=(
+        "Ask your database questions in plain language.\n\n"
+        "A small Text-to-SQL model (SLM-SQL, 0.5B-1.5B parameters) runs on your CPU through "
+        "llama.cpp: it samples several SQL candidates, runs them read-only, votes by result and "
+        "lets a merge model revise the top two.\n\n"
+        "Start with the database that comes with slmsql:\n\n"
+        '  slmsql ask -d slmsql_cli/data/bookshop.sqlite "How many books are there?"'
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"slmsql {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."
+    ),
+) -> None:
+    pass
+
+
+def reflow(doc: str) -> str:
+    """A docstring as --help shows it: each prose paragraph on one line, so that rich wraps it to
+    the terminal's width (typer's rich mode keeps the source's line breaks, which wrap raggedly
+    in a terminal narrower than the source), and indented paragraphs (examples) line by line."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if all(line.startswith(" ") for line in p.splitlines()) else " ".join(p.split()) for p in paragraphs
+    )
+
+
+def finish_help(typer_app: typer.Typer) -> None:
+    """Every command of `typer_app` (and of its sub-apps, such as `saved`) reflowed and with a plain --help."""
+    for command in typer_app.registered_commands:
+        if command.help is None and command.callback is not None and command.callback.__doc__:
+            command.help = reflow(command.callback.__doc__)
+        if command.cls in (None, TyperCommand):
+            command.cls = _Command
+    for group in typer_app.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            sub.info.cls = _Group  # the sub-app's own setting is a placeholder until set
+            finish_help(sub)
