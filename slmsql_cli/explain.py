@@ -19,6 +19,7 @@ The SQL is read as SQLite, the dialect the model writes (and `ask` translates fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -461,9 +462,82 @@ class _Explainer:
 
 
 def explain_for(db: Database, sql: str) -> Explanation:
-    """`slmsql explain`: SQL a person wrote, checked (`check_query`), then explained."""
+    """`slmsql explain`: SQL a person wrote, checked (`check_query`), refused when SQLite cannot
+    parse it (a misspelt keyword would otherwise be "a part this explanation does not cover"),
+    then explained."""
     check_query(db, sql)
+    problem = _sqlite_problems(db, sql)
+    if problem.syntax:
+        raise UserError(
+            f"this SQL does not parse: {problem.syntax}",
+            "check the spelling near the place SQLite names; explain reads SQLite's SQL",
+        )
     return explain_sql(sql)
+
+
+def missing_names(db: Database, sql: str) -> list[str]:
+    """The tables and columns `sql` names that `db` lacks, as SQLite resolves them against an
+    empty copy of the schema ("column b.titel"); [] when it names only what exists. Aliases,
+    WITH names and subqueries resolve as they would when the query runs."""
+    return _sqlite_problems(db, sql).missing
+
+
+_MAX_MISSING = 20  # names looked up, one SQLite compile each
+
+
+@dataclass
+class _Problems:
+    syntax: str | None = None  # SQLite's parse error
+    missing: list[str] = field(default_factory=list)  # "table t", "column b.titel"
+
+
+def _sqlite_problems(db: Database, sql: str) -> _Problems:
+    """Compile (EXPLAIN, never run) `sql` in an in-memory SQLite holding `db`'s tables with their
+    columns and no rows. SQLite names one missing column per compile: each one found is added
+    to every table and the SQL compiled again, so that all of them are named."""
+    import sqlite3
+
+    from slmsql_cli.schema import quote
+
+    found = _Problems()
+    conn = sqlite3.connect(":memory:")
+    try:
+        tables = {}
+        for table in db.schema.tables:
+            if table.name.lower() not in tables:
+                tables[table.name.lower()] = table.name
+                columns = (
+                    ", ".join(quote(c.name) for c in table.columns) or '" "'
+                )  # no columns: one blank name
+                conn.execute(f"CREATE TABLE {quote(table.name)} ({columns})")
+        for _ in range(_MAX_MISSING):
+            try:
+                conn.execute("EXPLAIN " + sql.strip())
+                break
+            except sqlite3.Warning:  # more than one statement: check_query refused it already
+                break
+            except sqlite3.Error as exc:
+                message = str(exc)
+            kind, _, name = message.partition(": ")
+            if kind == "no such column" and name and f"column {name}" not in found.missing:
+                found.missing.append(f"column {name}")
+                column = quote(name.rsplit(".", 1)[-1])
+                for table_name in tables.values():
+                    with contextlib.suppress(sqlite3.Error):  # a table that has it under another case
+                        conn.execute(f"ALTER TABLE {quote(table_name)} ADD COLUMN {column}")
+            elif kind == "no such table" and name:
+                found.missing.append(f"table {name}")
+                break
+            elif (
+                "syntax error" in message or message in ("incomplete input",) or kind == "unrecognized token"
+            ):
+                found.syntax = message
+                break
+            else:  # no such function, ambiguous column, …: what the query run would say
+                break
+    finally:
+        conn.close()
+    return found
 
 
 def check_query(db: Database, sql: str) -> None:

@@ -14,12 +14,12 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from slmsql_cli.answer import Answer
 from slmsql_cli.chart import MAX_ROWS as MAX_CHART_ROWS
 from slmsql_cli.chart import chart_spec, terminal_bars
 from slmsql_cli.confidence import assess
 from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
-from slmsql_cli.answer import Answer
 from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.vote import candidate_dicts
 
@@ -122,9 +122,17 @@ def fits(console: Console, table: Table) -> bool:
 _MIN_CELL = 8  # below this many characters a folded value no longer reads as a value
 
 
-def rows_table(result: ExecResult, max_rows: int = 50, width: int | None = None) -> Table:
+# What `ask` adds to the "… more rows" caption: the flags that show the rest.
+MORE_ROWS_HINT = "--max-rows N shows more, --csv or --json all"
+
+
+def rows_table(
+    result: ExecResult, max_rows: int = 50, width: int | None = None, more_hint: str | None = None
+) -> Table:
     """The result rows as a table; when `width` cannot hold one column per field with its header
-    whole, one record per block instead (field | value), as psql's expanded display does."""
+    whole, one record per block instead (field | value), as psql's expanded display does. Long
+    values wrap inside their cells; rows past `max_rows` are counted in the caption, with
+    `more_hint` (how to see them) after the count."""
     cells = [
         [Text("NULL" if v is None else str(_jsonable(v))) for v in row] for row in result.rows[:max_rows]
     ]
@@ -147,9 +155,9 @@ def rows_table(result: ExecResult, max_rows: int = 50, width: int | None = None)
             table.add_row(*row)
     if len(result.rows) > max_rows or result.truncated:
         more = f"{len(result.rows) - max_rows} more rows" if len(result.rows) > max_rows else "more rows"
-        table.caption = (
-            f"… {more}{' (the result was cut at its row or size limit)' if result.truncated else ''}"
-        )
+        cut = " (the result was cut at its row or size limit)" if result.truncated else ""
+        shown_all = len(result.rows) <= max_rows  # only the executor's cap hid rows: no flag shows them
+        table.caption = f"… {more}{cut}" + (f"; {more_hint}" if more_hint and not shown_all else "")
     return table
 
 
@@ -180,19 +188,39 @@ def summary_line(answer: Answer) -> Text:
 
 
 def print_answer(
-    console: Console, answer: Answer, *, max_rows: int = 50, explain: bool = False, chart: bool = False
+    console: Console,
+    answer: Answer,
+    *,
+    max_rows: int = 50,
+    explain: bool = False,
+    chart: bool = False,
+    more_hint: str | None = None,
 ) -> None:
     """The answer, for people: its SQL (explained in sentences with `explain`) and the result table
-    (with bars under it with `chart`). Only an answer whose SQL ran is printed; why there is none
-    is the caller's error line (`Answer.failure`, NO_ANSWER_HINT)."""
+    (with bars under it with `chart`; `more_hint` says how to see rows past `max_rows`). Only an
+    answer whose SQL ran is printed; why there is none is the caller's error line
+    (`Answer.failure`, NO_ANSWER_HINT)."""
     if answer.failure is not None or answer.sql is None or answer.result is None:
         return
-    console.print(Syntax(answer.sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default"))
+    print_sql(console, answer.sql)
     if explain:
         console.print(Text(explain_sql(answer.sql).text), highlight=False)
-    console.print(rows_table(answer.result, max_rows, width=console.width), soft_wrap=False)
+    table = rows_table(answer.result, max_rows, width=console.width, more_hint=more_hint)
+    console.print(table, soft_wrap=False)
     if chart:
         print_chart(console, answer.result)
+
+
+def print_sql(console: Console, sql: str) -> None:
+    """SQL, always whole: on a terminal highlighted and wrapped at word boundaries; in a pipe or a
+    file plain, as written, never wrapped or cut (`ask ... > answer.txt` holds the query that ran).
+    (`out` soft-wraps, and rich crops a Syntax it soft-wraps at the console's width: 80 in a pipe.)"""
+    sql = sql.strip()
+    if console.is_terminal:
+        syntax = Syntax(sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
+        console.print(syntax, soft_wrap=False)
+    else:
+        console.print(Text(sql), soft_wrap=True, highlight=False)
 
 
 def text_excerpt(text: str, limit: int) -> str:

@@ -140,3 +140,51 @@ def test_explain_command_checks_then_explains(isolated_cache: Path) -> None:
     assert "hint: its tables: authors" in unknown.stderr
     with_cte = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "WITH b AS (SELECT 1) SELECT * FROM b"])
     assert with_cte.exit_code == 0 and "the named result b" in with_cte.stdout
+
+
+def test_explain_refuses_sql_that_does_not_parse(isolated_cache: Path) -> None:
+    """`SELEC 1` is a typo, not "a part this explanation does not cover" with exit 0 (issue 27)."""
+    from typer.testing import CliRunner
+
+    from slmsql_cli.cli import app
+
+    runner = CliRunner()
+    for sql, near in [
+        ("SELEC 1", 'near "SELEC"'),
+        ("SELECT title FORM books", 'near "books"'),  # FORM reads as an alias
+        ("SELECT title FROM books WHERE", "incomplete input"),
+    ]:
+        result = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), sql])
+        assert result.exit_code == 2 and result.stdout == "", (sql, result.stdout)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: this SQL does not parse: {near}" + (": syntax error" if "near" in near else "")
+        ]
+        assert "hint: check the spelling" in result.stderr
+
+
+def test_explain_warns_about_columns_the_database_lacks(isolated_cache: Path) -> None:
+    from typer.testing import CliRunner
+
+    from slmsql_cli.cli import app
+
+    runner = CliRunner()
+    sql = "SELECT b.titel, a.name FROM books AS b JOIN authors AS a ON a.author_id = b.author_id WHERE pricee > 2"
+    result = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), sql])
+    assert result.exit_code == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warning == (
+        "warning: bookshop.sqlite has no column b.titel, column pricee; the explanation reads the SQL as written"
+    )
+    assert "It keeps only the rows where pricee is greater than 2." in result.stdout
+    doc = json.loads(runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "--json", sql]).stdout)
+    assert doc["missing"] == ["column b.titel", "column pricee"]
+    # names the query defines itself are not missing: an alias in ORDER BY, a WITH's columns
+    for fine in [
+        "SELECT title AS t FROM books ORDER BY t",
+        "WITH cheap AS (SELECT title, price FROM books WHERE price < 10) SELECT title FROM cheap",
+        "SELECT name FROM books JOIN authors USING (author_id)",
+    ]:
+        ok = runner.invoke(app, ["explain", "--db", str(BOOKSHOP), "--json", fine])
+        assert ok.exit_code == 0 and "warning" not in ok.stderr, (fine, ok.stderr)
+        assert json.loads(ok.stdout)["missing"] == []

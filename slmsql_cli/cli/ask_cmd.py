@@ -134,6 +134,7 @@ def ask(
     from slmsql_cli.database import check_question, open_database
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import (
+        MORE_ROWS_HINT,
         NO_ANSWER_HINT,
         confidence_line,
         print_answer,
@@ -183,6 +184,6 @@ def ask(
     elif sql_only:
         sys.stdout.write((answer.sql or "") + "\n")
     elif not as_json:
-        print_answer(out, answer, max_rows=max_rows, explain=explain, chart=chart)
+        print_answer(out, answer, max_rows=max_rows, explain=explain, chart=chart, more_hint=MORE_ROWS_HINT)
         err.print(summary_line(answer))
         err.print(confidence_line(answer))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
-from slmsql_cli.cli.common import out, user_errors
+from slmsql_cli.cli.app import app
+from slmsql_cli.cli.common import err, out, user_errors
 
 
 @app.command("explain")
@@ -50,8 +50,9 @@ def explain(
     """Explain a SQL query in plain sentences: tables and joins, every filter with its values,
     grouping, aggregates, order, limit, subqueries and set operations.
 
-    The SQL goes through the same read-only check as the model's and must name tables of the
-    database; nothing is run. A part the explanation has no words for is quoted at the end.
+    The SQL goes through the same read-only check as the model's, must parse as SQLite's SQL and
+    must name tables of the database; a column the database lacks is a warning. Nothing is run.
+    A part the explanation has no words for is quoted at the end.
 
     Examples:
 
@@ -59,14 +60,22 @@ def explain(
 
       slmsql explain --db shop.sqlite --json "SELECT name FROM customers WHERE city = 'Oslo'"
     """
-    from rich.syntax import Syntax
+    from rich.markup import escape
     from rich.text import Text
 
     from slmsql_cli.database import open_database
-    from slmsql_cli.explain import explain_for
+    from slmsql_cli.explain import explain_for, missing_names
+    from slmsql_cli.render import print_sql
 
     database = open_database(db, tables_json=tables, db_id=db_id)
     explanation = explain_for(database, sql)
+    missing = missing_names(database, sql)
+    if missing:  # explained as written; running it would fail
+        err.print(
+            f"[yellow]warning: {escape(database.name)} has no {escape(', '.join(missing))}; "
+            "the explanation reads the SQL as written[/]",
+            highlight=False,
+        )
     if as_json:
         doc = {
             "database": database.name,
@@ -74,11 +83,9 @@ def explain(
             "explanation": explanation.text,
             "sentences": explanation.sentences,
             "uncovered": explanation.uncovered,
+            "missing": missing,
         }
         sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
         return
-    out.print(
-        Syntax(sql.strip(), "sql", word_wrap=True, theme="ansi_dark", background_color="default"),
-        soft_wrap=False,
-    )
+    print_sql(out, sql)
     out.print(Text(explanation.text), highlight=False)

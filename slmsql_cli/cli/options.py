@@ -307,7 +307,7 @@ Verbose = Annotated[
     typer.Option(
         "--verbose",
         "-v",
-        help="Threads and each candidate's SQL, vote and text.",
+        help="Threads and each candidate's SQL, vote and text (cut; --json has it whole).",
         metavar="",
         rich_help_panel=OUTPUT,
     ),

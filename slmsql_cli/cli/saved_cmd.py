@@ -67,6 +67,7 @@ def show_saved(
 ) -> None:
     """One saved answer: its question, evidence, SQL and when it was kept."""
     from slmsql_cli import saved
+    from slmsql_cli.render import print_sql
 
     entry = saved.get(entry_id)
     if as_json:
@@ -76,7 +77,7 @@ def show_saved(
     for key in ("id", "database", "question", "evidence", "created"):
         if doc[key] != "":
             out.print(f"[bold]{key}:[/] {escape(str(doc[key]))}", highlight=False)
-    out.print(Text(entry.sql), highlight=False)
+    print_sql(out, entry.sql)
 
 
 @saved_app.command("rm")
