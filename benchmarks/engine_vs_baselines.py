@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from slmsql_cli.cpu import physical_cores  # noqa: E402
-from slmsql_cli.engine import Engine, SamplingParams  # noqa: E402
+from slmsql_cli.engine import Engine  # noqa: E402
+from slmsql_cli.engine_protocol import SamplingParams  # noqa: E402
+from slmsql_cli.prompt_builder import generation_message  # noqa: E402
 
 
 def benchmark_question(engine: Engine, min_tokens: int):
@@ -65,7 +67,7 @@ def benchmark_question(engine: Engine, min_tokens: int):
             db = open_database(
                 db_dir / q["db_id"] / f"{q['db_id']}.sqlite", tables_json=tables, db_id=q["db_id"]
             )
-            text = chat_text(engine, db.generation_prompt(q["question"], q.get("evidence", "")))
+            text = chat_text(engine, generation_message(db, q["question"], q.get("evidence", "")).text)
             count = len(engine.tokenize(text))
             if count >= min_tokens:
                 return db, q, text, count
@@ -183,7 +185,8 @@ def peak_memory(gguf: Path, n: int, max_tokens: int, threads: int, prompt_file: 
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
         "from slmsql_cli.bench import peak_rss_mb\n"
-        "from slmsql_cli.engine import Engine, SamplingParams\n"
+        "from slmsql_cli.engine import Engine\n"
+        "from slmsql_cli.engine_protocol import SamplingParams\n"
         f"e = Engine({str(gguf)!r}, threads={threads})\n"
         f"e.sample(open({str(prompt_file)!r}).read(), "
         f"SamplingParams(n={n}, max_tokens={max_tokens}, ignore_eos=True, stop=()))\n"

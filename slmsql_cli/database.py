@@ -23,9 +23,9 @@ from slmsql_cli import files, prompts, targets
 from slmsql_cli.cache import db_cache_dir, file_version, read_json, short_hash, warn, write_json_atomic
 from slmsql_cli.errors import UserError
 from slmsql_cli.schema import Schema, schema_from_tables_json
+from slmsql_cli.sqlite_header import SQLITE_HEADER
 from slmsql_cli.targets import Target, pipe_copy
 from slmsql_cli.targets.result import MAX_ROWS, ExecResult
-from slmsql_cli.sqlite_header import SQLITE_HEADER
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex
 

@@ -89,19 +89,23 @@ class Pipeline:
         progress: Progress | None = None,
         export: Exporter | None = None,
     ) -> Pipeline:
-        """Resolve and load the models. With the default generator the default merge model is used;
-        with a model of your own and no --merge-model, the generator revises its own drafts.
-        `export` turns a checkpoint into a GGUF (`models.resolve`)."""
+        """Resolve and load the models (`models.choose`: --model, SLMSQL_MODEL, `slmsql models
+        default`, built in). With the built-in generator the built-in merge model is used; with a
+        model of your own and no --merge-model, the generator revises its own drafts. Models not
+        downloaded while offline fail before anything loads, all in one error. `export` turns a
+        checkpoint into a GGUF (`models.resolve`)."""
         from slmsql_cli import models
 
         config = config or AskConfig()
         say = progress or (lambda _msg: None)
-        spec = model or models.default_model()
+        choice = models.choose(model, merge_model)
+        models.check_downloaded(choice, merge=config.merge)
+        spec = choice.model
         say(f"loading model {spec}")
         engine = engines.load_engine(spec, config, export)
         merge_engine: Engine | None = None
         if config.merge:
-            merge_spec = merge_model or (models.DEFAULT_MERGE_MODEL if model is None else None)
+            merge_spec = choice.merge
             same_server = config.merge_endpoint == config.endpoint
             if same_server and (merge_spec is None or _same_model(merge_spec, spec)):
                 merge_engine = engine
@@ -215,7 +219,9 @@ class Pipeline:
         cfg = self.config
         if matched_values is None:
             matched_values = self.matched_values(db, question, evidence)
-        message = merge_message(prompt_builder.schema_block(db, matched_values), db.schema, question, evidence, groups)
+        message = merge_message(
+            prompt_builder.schema_block(db, matched_values), db.schema, question, evidence, groups
+        )
         return self._round(db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token, progress)
 
     def ask(

@@ -62,6 +62,13 @@ _THINK_SUFFIX = "\n\nOutput Format:\n" + _THINK_OUTPUT + " \n\nLet me solve this
 
 MERGE_SQL_CHARS = 500  # each draft SQL is cut to 500 characters in the merge prompt
 
+# OmniSQL's inference cut prompts at 6,144 tokens of an 8,192-token window (`max_input_len` in
+# train_and_evaluate/infer.py; 8,192 is also its SFT block size), and CSC-SQL/SLM-SQL ran vLLM with
+# max_model_len 8,192 and 1,024 new tokens: their models never saw a longer prompt. A larger schema
+# is pruned to the question's tables (prompt_builder.py) rather than filling a 32k context (slow,
+# and out of training).
+PROMPT_BUDGET = 6144
+
 
 def question_text(question: str, evidence: str = "") -> str:
     """OmniSQL's question field: BIRD evidence, a newline, then the question (evidence only if non-blank)."""

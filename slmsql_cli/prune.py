@@ -1,7 +1,7 @@
 """Shrink a schema that does not fit the prompt budget to the tables the question is about.
 
 The full schema is always preferred (the models were trained on full schemas); this runs only
-when the prompt would exceed the prompt budget (`pipeline.PROMPT_BUDGET`) or the context. Tables
+when the prompt would exceed the prompt budget (`prompts.PROMPT_BUDGET`) or the context. Tables
 are ranked by how much of the question's wording they share (table and column names, column
 comments) and by the values the question mentions. The question's tables are those whose name
 shares a word with it or that hold a value it mentions (failing any, those sharing any word, even

@@ -18,6 +18,7 @@ from slmsql_cli.benchmark_data import (
 )
 from slmsql_cli.cli import app
 from slmsql_cli.errors import UserError
+from slmsql_cli.prompt_builder import generation_message
 from training.config import build_config
 from training.data import load_examples
 
@@ -103,9 +104,9 @@ def test_tables_json_names_the_schema_of_databases_found_by_db_id(tmp_path: Path
         )
     )
     db = BenchmarkDatabases(tmp_path / "dbs", tables).open("concert")
-    assert "stage name" in db.generation_prompt(QUESTION)
+    assert "stage name" in generation_message(db, QUESTION).text
     single = BenchmarkDatabases(tmp_path / "dbs" / "concert" / "concert.sqlite", tables).open("x")
-    assert "stage name" not in single.generation_prompt(QUESTION)  # a file for every row describes itself
+    assert "stage name" not in generation_message(single, QUESTION).text  # a file for every row describes itself
 
 
 def test_question_rows() -> None:

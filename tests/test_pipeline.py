@@ -10,6 +10,7 @@ from slmsql_cli.database import open_database
 from slmsql_cli.engine import Engine
 from slmsql_cli.merge import merge_message
 from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
+from slmsql_cli.prompt_builder import matched_values, schema_block
 from slmsql_cli.prompts import SYSTEM_PROMPT
 from slmsql_cli.vote import Candidate, vote
 
@@ -47,7 +48,7 @@ def test_merge_sees_both_drafts_and_revises(pipeline: Pipeline, isolated_cache: 
     groups = vote(candidates)
     assert [g.votes for g in groups] == [2, 1]
 
-    message = merge_message(db, question, "", groups)
+    message = merge_message(schema_block(db, matched_values(db, question)), db.schema, question, "", groups)
     assert "1. SELECT COUNT(*) FROM books\n【Execution result】\n[(" in message
     assert "2. SELECT COUNT(DISTINCT author_id) FROM books\n【Execution result】" in message
     assert (

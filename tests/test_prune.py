@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 from slmsql_cli.database import open_database
 from slmsql_cli.engine import Engine
 from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
+from slmsql_cli.prompt_builder import generation_message
 from slmsql_cli.prune import choose_tables, keep_tables, rank_tables
 
 QUESTION = "How many albums does AC/DC have?"
@@ -52,26 +52,13 @@ def test_question_tables_rank_first_and_keep_their_references(wide_db: Path, iso
 
 
 def test_ask_prunes_only_when_the_schema_does_not_fit(
-    wide_db: Path, gemma_gguf: Path, tmp_path: Path
+    slmsql: Slmsql, wide_db: Path, gemma_gguf: Path, tmp_path: Path
 ) -> None:
-    base = [
-        sys.executable,
-        "-m",
-        "slmsql_cli",
-        "ask",
-        "--db",
-        str(wide_db),
-        "-m",
-        str(gemma_gguf),
-        "-n",
-        "1",
-        "--max-tokens",
-        "16",
-        "--json",
-        "How many albums does AC/DC have?",
-    ]
-    env = {"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    small = subprocess.run(base + ["--context", "1024"], capture_output=True, text=True, env=env, timeout=600)
+    small = slmsql(
+        "ask", "--db", wide_db, "-m", gemma_gguf, "-n", "1", "--max-tokens", "16", "--json",
+        "How many albums does AC/DC have?", "--context", "1024",
+        cache=tmp_path / "cache", env={"PATH": "/usr/bin:/bin"}, inherit=False, timeout=600,
+    )  # fmt: skip
     doc = json.loads(small.stdout.strip().splitlines()[-1])
     assert doc["schema_pruned"]["total_tables"] == 63
     assert 2 <= doc["schema_pruned"]["kept_tables"] < 63
@@ -132,12 +119,14 @@ def test_the_prompt_stays_within_the_budget_and_tokenizes_no_whole_schema(
 ) -> None:
     engine = scripted_engine([])  # one token per byte
     db = open_database(wide_db)
-    full = len(engine.tokenize(chat_text(engine, db.generation_prompt(QUESTION))))
+    full = len(engine.tokenize(chat_text(engine, generation_message(db, QUESTION).text)))
     assert full > 20_000  # the whole schema is far over every budget here
     tokenized: list[int] = []
     real = engine.tokenize
     engine.tokenize = lambda text: tokenized.append(len(text.encode())) or real(text)
-    message, schema = Pipeline(engine, None, AskConfig(prompt_budget=budget)).generation_message(db, QUESTION)
+    built = Pipeline(engine, None, AskConfig(prompt_budget=budget)).generation_message(db, QUESTION)
+    message, schema = built.text, built.pruned
+    assert built.tokens == len(real(chat_text(engine, message)))
     assert len(real(chat_text(engine, message))) <= budget
     assert schema is not None and {"albums", "artists"} <= {t.name for t in schema.tables}
     assert "CREATE TABLE albums" in message and "CREATE TABLE reviews" not in message
@@ -150,8 +139,21 @@ def test_a_schema_within_the_budget_is_shown_whole(
 ) -> None:
     engine = scripted_engine([])
     db = open_database(wide_db)
-    message, schema = Pipeline(engine, None, AskConfig(prompt_budget=30_000)).generation_message(db, QUESTION)
-    assert schema is None and message == db.generation_prompt(QUESTION)
+    built = Pipeline(engine, None, AskConfig(prompt_budget=30_000)).generation_message(db, QUESTION)
+    assert built.pruned is None and built.text == generation_message(db, QUESTION).text
+
+
+def test_prompt_without_a_model_shows_the_whole_schema_and_says_it_may_not_fit(
+    wide_db: Path, isolated_cache: Path
+) -> None:
+    # No tokenizer, no count: stdout is the whole schema as before, and stderr says that `ask`
+    # may see another prompt (pass --model to see it); a schema surely within the budget gets no word.
+    result = CliRunner().invoke(app, ["prompt", "--db", str(wide_db), QUESTION])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("CREATE TABLE") == 63
+    assert "may be over the 6144-token prompt budget" in result.stderr and "--model" in result.stderr
+    roomy = CliRunner().invoke(app, ["prompt", "--db", str(wide_db), "--prompt-budget", "100000", QUESTION])
+    assert roomy.exit_code == 0 and roomy.stdout == result.stdout and roomy.stderr == ""
 
 
 def test_ask_json_reports_the_tables_kept(wide_db: Path, isolated_cache: Path, scripted_engine) -> None:

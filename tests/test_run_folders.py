@@ -11,17 +11,17 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 
 from quantize.checkpoint import resolve
 from slmsql_cli.runs import run_checkpoint
 
 pytestmark = pytest.mark.train
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS = [
     {"db_id": "shop", "question": "How many items are there?", "query": "SELECT count(*) FROM item"},
     {
@@ -91,24 +91,33 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.chdir(old)
 
 
-def train(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "train", "--cpu", "--data", "train.json", "--db-dir", "db",
-         "--set", "reward_workers=0", "--set", "per_device_train_batch_size=2", "--set", "num_generations=2",
-         "--set", "max_completion_length=8", "--set", "gradient_accumulation_steps=1", *args],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+Train = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def sft_run(workdir: Path) -> Path:
+def train(slmsql: Slmsql, workdir: Path) -> Train:
+    """`train(*args)`: `slmsql train --cpu` on workdir's data, every setting as small as a run can be."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return slmsql(
+            "train", "--cpu", "--data", "train.json", "--db-dir", "db",
+            "--set", "reward_workers=0", "--set", "per_device_train_batch_size=2", "--set", "num_generations=2",
+            "--set", "max_completion_length=8", "--set", "gradient_accumulation_steps=1", *args,
+            cwd=workdir, timeout=900,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def sft_run(train: Train, workdir: Path) -> Path:
     from slmsql_cli.database import open_database
+    from slmsql_cli.prompt_builder import generation_message
     from training.tiny import build_tiny_qwen2
 
     db = open_database(workdir / "db" / "shop" / "shop.sqlite")
     model = build_tiny_qwen2(
-        workdir / "tiny", [db.generation_prompt(r["question"]) + r["query"] for r in ROWS]
+        workdir / "tiny", [generation_message(db, r["question"]).text + r["query"] for r in ROWS]
     )
     proc = train("--stage", "sft", "--base", str(model), "--max-steps", "1", "--out", "runs/sft-run")
     assert proc.returncode == 0, proc.stderr
@@ -116,23 +125,16 @@ def sft_run(workdir: Path) -> Path:
     return workdir / "runs" / "sft-run"
 
 
-def test_grpo_from_a_run_folder(sft_run: Path) -> None:
+def test_grpo_from_a_run_folder(train: Train, sft_run: Path) -> None:
     proc = train("--stage", "grpo", "--base", "runs/sft-run", "--max-steps", "1", "--out", "runs/grpo-run")
     assert proc.returncode == 0, proc.stderr
     assert "base: runs/sft-run/final (the checkpoint of training run runs/sft-run)" in proc.stderr
     assert (sft_run.parent / "grpo-run" / "final" / "config.json").is_file()
 
 
-def test_export_a_run_folder_says_which_checkpoint(sft_run: Path, workdir: Path) -> None:
-    hide_torch = "import sys\nsys.modules['torch'] = None\n"  # so the export cannot verify, and says so
-    code = hide_torch + "from slmsql_cli.cli import main\nsys.argv = ['slmsql', *sys.argv[1:]]\nmain()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "export", "runs/sft-run", "--q8"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+def test_export_a_run_folder_says_which_checkpoint(slmsql: Slmsql, sft_run: Path, workdir: Path) -> None:
+    hide_torch = "import sys\nsys.modules['torch'] = None"  # so the export cannot verify, and says so
+    proc = slmsql("export", "runs/sft-run", "--q8", code=hide_torch, cwd=workdir, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "runs/sft-run is a training run: exporting its checkpoint runs/sft-run/final" in proc.stderr
     out = workdir / "sft-run-Q8_0.gguf"  # named after the run, not "final"
@@ -141,14 +143,8 @@ def test_export_a_run_folder_says_which_checkpoint(sft_run: Path, workdir: Path)
     assert "install slmsql[train]" in proc.stderr  # brackets of the note survive rich
 
 
-def test_export_of_a_folder_without_a_model(workdir: Path) -> None:
+def test_export_of_a_folder_without_a_model(slmsql: Slmsql, workdir: Path) -> None:
     (workdir / "not-a-run").mkdir(exist_ok=True)
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "export", "not-a-run"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = slmsql("export", "not-a-run", cwd=workdir, timeout=300)
     assert proc.returncode == 2
     assert "not a Hugging Face model folder (no config.json) nor a training run holding one" in proc.stderr

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from slmsql_cli.cli import app
 from slmsql_cli.database import open_database
 from slmsql_cli.merge import merge_message
+from slmsql_cli.prompt_builder import generation_message, matched_values, schema_block
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 from slmsql_cli.vote import Candidate, vote
 
@@ -69,7 +70,7 @@ def test_ask_majority_wins_without_merge(spider: dict[str, Path], scripted_engin
     assert [c["votes"] for c in doc["candidates"]] == [3, 1, 3, 3]
     # the model was given exactly the generation prompt of `slmsql prompt`, in the chat template
     db = open_database(spider["db"], spider["tables"], "concert_singer")
-    assert engine.prompts == [chat_text(db.generation_prompt(QUESTION))]
+    assert engine.prompts == [chat_text(generation_message(db, QUESTION).text)]
 
 
 def test_ask_agreement_needs_no_merge(spider: dict[str, Path], scripted_engine) -> None:
@@ -82,10 +83,10 @@ def test_ask_agreement_needs_no_merge(spider: dict[str, Path], scripted_engine) 
 def test_ask_split_vote_is_merged_by_the_merge_model(spider: dict[str, Path], scripted_engine) -> None:
     generator = scripted_engine([said(STADIUMS), said(COUNT), said(COUNT_IDS), said(STADIUMS)])
     merger = scripted_engine(
-        [said(COUNT_IDS), said("SELECT nonsense FROM nowhere"), said(COUNT_IDS)], "merger"
+        [said(COUNT_IDS), said("SELECT nonsense FROM nowhere"), said(COUNT_IDS)], "scripted:merger"
     )
     code, doc, err = ask(
-        spider, "--model", "scripted", "--merge-model", "merger", "-n", "4", "--merge-n", "3"
+        spider, "--model", "scripted", "--merge-model", "scripted:merger", "-n", "4", "--merge-n", "3"
     )
     assert code == 0, err
     assert (doc["sql"], doc["rows"], doc["merged"]) == (COUNT_IDS, [[6]], True)
@@ -96,7 +97,8 @@ def test_ask_split_vote_is_merged_by_the_merge_model(spider: dict[str, Path], sc
     candidates = [
         Candidate(said(s), s, db.run(s, timeout=10)) for s in (STADIUMS, COUNT, COUNT_IDS, STADIUMS)
     ]
-    assert merger.prompts == [chat_text(merge_message(db, QUESTION, "", vote(candidates)))]
+    details = schema_block(db, matched_values(db, QUESTION))
+    assert merger.prompts == [chat_text(merge_message(details, db.schema, QUESTION, "", vote(candidates)))]
     assert len(generator.prompts) == 1
 
 

@@ -52,6 +52,7 @@ def spider(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tiny_model(workdir: Path, spider: dict[str, str]) -> Path:
     from slmsql_cli.database import open_database
+    from slmsql_cli.prompt_builder import generation_message
     from slmsql_cli.prompts import SYSTEM_PROMPT
     from training.tiny import build_tiny_qwen2
 
@@ -66,7 +67,7 @@ def tiny_model(workdir: Path, spider: dict[str, str]) -> Path:
         "concert_singer",
     )
     corpus = [SYSTEM_PROMPT, "<think>\n\n</think>\n<answer>\n</answer>"]
-    corpus += [db.generation_prompt(r["question"]) + r["query"] for r in rows]
+    corpus += [generation_message(db, r["question"]).text + r["query"] for r in rows]
     return build_tiny_qwen2(workdir / "tiny-qwen2", corpus)
 
 
@@ -255,6 +256,7 @@ def test_help_does_not_import_torch() -> None:
 
 def test_bird_rows_use_the_ask_prompt_builder(data_dir: Path, tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
+    from slmsql_cli.prompt_builder import generation_message
     from training.data import load_examples
 
     bird = data_dir / "bird_dev"
@@ -278,11 +280,90 @@ def test_bird_rows_use_the_ask_prompt_builder(data_dir: Path, tmp_path: Path) ->
         tmp_path / "dev_tables.json",
         "student_club",
     )
-    assert examples[0].prompt == db.generation_prompt(
-        rows[0]["question"], rows[0]["evidence"], use_values=True
-    )
+    assert examples[0].prompt == generation_message(db, rows[0]["question"], rows[0]["evidence"]).text
     assert rows[0]["evidence"] in examples[0].prompt
     assert examples[0].target == f"<think>\n\n</think>\n<answer>\n{rows[0]['SQL']}\n</answer>"
+
+
+def _wide_database(path: Path) -> Path:
+    """60 sensor tables and a small music schema: far over the 6,144-token budget as a whole."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    for t in range(60):
+        cols = ", ".join(f"reading_{j} real, unit_{j} text" for j in range(10))
+        conn.execute(f"CREATE TABLE sensor_{t} (id integer PRIMARY KEY, {cols})")
+    conn.execute("CREATE TABLE artists (artist_id integer PRIMARY KEY, name text)")
+    conn.execute(
+        "CREATE TABLE albums (album_id integer PRIMARY KEY, title text, artist_id integer REFERENCES artists(artist_id))"
+    )
+    conn.execute("INSERT INTO artists VALUES (1, 'AC/DC')")
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_training_example_is_the_prompt_ask_sends_on_a_schema_over_the_budget(
+    data_dir: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    """A model sees exactly what it was trained on, also when the schema does not fit. The question
+    names all 60 sensor tables, so where the cut falls depends on the token counts alone: `train`
+    counts with its tokenizer under the run's chat template (`ChatFormat.counter`), `ask` with the
+    engine's tokenizer through `chat_text` and `Pipeline.counter`; both must cut at the same table."""
+    from transformers import AutoTokenizer
+
+    from slmsql_cli.database import open_database
+    from slmsql_cli.engine_protocol import SamplingParams
+    from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
+    from slmsql_cli.prompt_builder import generation_message
+    from slmsql_cli.prompts import PROMPT_BUDGET
+    from slmsql_cli.scripted import ScriptedEngine
+    from training.data import load_examples
+    from training.model import ChatFormat
+
+    tokenizer = AutoTokenizer.from_pretrained(data_dir / "vocab" / "qwen2")  # the test tokenizer
+
+    class QwenEngine(ScriptedEngine):
+        """Scripted completions, with the Qwen2 tokenizer and chat template where a GGUF has them."""
+
+        def tokenize(self, text: str) -> list[int]:
+            return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        def chat_template(self) -> str | None:
+            return tokenizer.chat_template
+
+        def special_token_text(self, which: str) -> str:
+            return (tokenizer.bos_token if which == "bos" else tokenizer.eos_token) or ""
+
+        def sample(self, prompt, params: SamplingParams, on_token=None):
+            text = prompt if isinstance(prompt, str) else tokenizer.decode(prompt)
+            return super().sample(text, params, on_token)
+
+    path = _wide_database(tmp_path / "wide.sqlite")
+    question = "What is the latest reading of each sensor?"
+    gold = "SELECT max(reading_0) FROM sensor_0"
+    cfg = build_config({"stage": "sft", "base": "m", "data": "x", "db_dir": str(path), "shuffle": False})
+    chat = ChatFormat.for_tokenizer(tokenizer.chat_template, tokenizer)
+    [example], report, fmt = load_examples(
+        cfg, [{"db_id": "wide", "question": question, "query": gold}], chat.counter(tokenizer)
+    )
+    assert fmt == "spider" and report.kept == 1
+
+    engine = QwenEngine([f"<answer>{gold}</answer>"])
+    db = open_database(path)
+    answer = Pipeline(engine, None, AskConfig(n=1, merge=False)).ask(db, question)
+    assert engine.prompts == [chat.prompt(example.prompt)]  # the same text, chat template and all
+    assert engine.prompts == [chat_text(engine, example.prompt)]
+    whole = generation_message(db, question).text
+    assert len(engine.tokenize(chat_text(engine, whole))) > PROMPT_BUDGET  # the schema was over the budget
+    assert answer.schema_tables is not None
+    kept, total = answer.schema_tables
+    assert total == 62 and 1 < kept < 60  # cut by the budget among the 60 tables the question names
+    assert (
+        f"CREATE TABLE sensor_{kept - 1} " in example.prompt
+        and f"CREATE TABLE sensor_{kept} " not in example.prompt
+    )
+    assert answer.generation.stats.prompt_tokens <= PROMPT_BUDGET
 
 
 def test_think_rows(tmp_path: Path) -> None:
@@ -314,6 +395,7 @@ def test_think_rows(tmp_path: Path) -> None:
 def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
     from slmsql_cli.merge import format_result, prune_ddl
+    from slmsql_cli.prompt_builder import matched_values, schema_block
     from slmsql_cli.prompts import merge_prompt
     from training.data import load_examples
 
@@ -356,7 +438,10 @@ def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], 
     top = ["SELECT count(*) FROM singer", "SELECT count(*) FROM stadium"]
     drafts = [(s, format_result(db.run(s, timeout=10))) for s in top]
     expected = merge_prompt(
-        prune_ddl(db.db_details(QUESTION["question"], use_values=True), top), QUESTION["question"], "", drafts
+        prune_ddl(schema_block(db, matched_values(db, QUESTION["question"])), top),
+        QUESTION["question"],
+        "",
+        drafts,
     )
     assert examples[0].prompt == expected
     assert gold in examples[1].prompt and examples[1].target.endswith(f"<answer>\n{gold}\n</answer>")

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from slmsql_cli.database import open_database
+from slmsql_cli.prompt_builder import generation_message, matched_values, schema_block
 from slmsql_cli.targets.sqlite_catalog import schema_from_sqlite
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import ValueIndex, fts_query, ngram_queries, substring_match
@@ -41,12 +42,12 @@ def test_chinook_finds_acdc_first(data_dir: Path, isolated_cache: Path) -> None:
     db = open_database(data_dir / "chinook/Chinook_Sqlite.sqlite")
     question = "How many albums does AC/DC have?"
     assert "AC/DC" in db.relevant_values(question)[("Artist", "Name")]
-    assert "    Name text, -- example: ['AC/DC', 'Accept']" in db.db_details(question)
+    assert "    Name text, -- example: ['AC/DC', 'Accept']" in schema_block(db, matched_values(db, question))
 
     # A value that is not among the sampled ones is put in front of them.
-    ddl = db.db_details("How many albums does Aerosmith have?")
+    ddl = schema_block(db, matched_values(db, "How many albums does Aerosmith have?"))
     assert "    Name text, -- example: ['Aerosmith', 'AC/DC', 'Accept']" in ddl
-    assert "'Aerosmith'" not in db.db_details("How many albums does Aerosmith have?", use_values=False)
+    assert "'Aerosmith'" not in schema_block(db, {})  # --no-values: the sampled values only
 
 
 def test_bird_evidence_is_searched_too(data_dir: Path, isolated_cache: Path) -> None:
@@ -108,7 +109,10 @@ def test_open_database_caches_schema_and_samples_on_disk(
     second = open_database(db)
     assert second is not first and second.schema == first.schema and second.samples == first.samples
     assert cached[0].stat().st_mtime_ns == stamp
-    assert second.generation_prompt("How many books?") == first.generation_prompt("How many books?")
+    assert (
+        generation_message(second, "How many books?").text
+        == generation_message(first, "How many books?").text
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import format_result, needs_merge, prune_ddl, referenced_columns, top_drafts
+from slmsql_cli.prompt_builder import schema_block
 from slmsql_cli.prompts import merge_prompt
 from slmsql_cli.targets.executor import execute
 from slmsql_cli.targets.result import ExecResult
@@ -215,7 +216,7 @@ def test_merge_prompt_from_the_real_database(
     )
     groups = vote(_candidates(db.file, [_completion(BY_NAME), _completion(BY_ID), _completion(BY_NAME)]))
     drafts = top_drafts(groups)
-    pruned = prune_ddl(db.db_details(QUESTION, use_values=False), [sql for sql, _ in drafts], db.schema)
+    pruned = prune_ddl(schema_block(db, {}), [sql for sql, _ in drafts], db.schema)
     assert (
         merge_prompt(pruned, QUESTION, "", drafts) == (reference_dir / "merge_prompt.example.txt").read_text()
     )

@@ -19,6 +19,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from slmsql_cli.errors import UserError
+from slmsql_cli.prompts import PROMPT_BUDGET
 
 Stage = Literal["sft", "grpo"]
 Task = Literal["generate", "merge"]
@@ -51,6 +52,7 @@ class TrainConfig:
     )
     tables: str | None = None  # Spider/BIRD tables.json (natural-language column names in the prompt)
     use_values: bool = True  # question-matched values in the schema, as `ask` does by default
+    prompt_budget: int = PROMPT_BUDGET  # tokens: a larger schema is cut as `ask --prompt-budget` cuts it
     max_samples: int | None = None  # use only the first N rows (quick runs)
     shuffle: bool = True
 
@@ -252,6 +254,7 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
             f"{source}: every reward weight is 0", "give execution (or another reward) a positive weight"
         )
     for key in (
+        "prompt_budget",
         "max_length",
         "max_prompt_length",
         "max_completion_length",

@@ -17,6 +17,7 @@ from typing import Any
 
 from slmsql_cli import hub
 from slmsql_cli.errors import UserError
+from slmsql_cli.prompt_builder import TokenCounter
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 
 # transformers `model_type` → GGUF `general.architecture`, the key of slmsql's fallback templates.
@@ -85,7 +86,7 @@ def _gguf_metadata(path: Path) -> tuple[str, str | None]:
     import llama_cpp
 
     from slmsql_cli import llama_logs
-    from slmsql_cli.engine import check_gguf_file
+    from slmsql_cli._internals import check_gguf_file
 
     check_gguf_file(path)
     llama_logs.silence()
@@ -262,6 +263,16 @@ class ChatFormat:
         marker = tail[tail.rfind("ANSWER") + len("ANSWER") :]
         ids = tokenizer(marker, add_special_tokens=False)["input_ids"] if marker else []
         return ids[0] if ids else None
+
+    def counter(self, tokenizer: Any) -> TokenCounter:
+        """How the model counts tokens, for `prompt_builder`: a user message as `prompt` renders it,
+        and plain text, both tokenized as llama.cpp does at inference (special tokens in the text
+        parsed, nothing added), so training data is cut to the prompt budget exactly as `ask` cuts it."""
+
+        def count(text: str) -> int:
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        return TokenCounter(message=lambda user: count(self.prompt(user)), text=count)
 
     def generation_text(self, user: str, system: str = SYSTEM_PROMPT) -> str:
         """The prompt for TRL's generation, which tokenizes with special tokens: no BOS twice."""

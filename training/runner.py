@@ -32,7 +32,8 @@ from typing import Any
 from slmsql_cli.errors import UserError
 from slmsql_cli.runs import LATEST, read_latest, run_checkpoint, write_latest
 from training.config import TrainConfig
-from training.data import DataReport, check_inputs, detect_format, load_examples, read_records
+from training.data import DataReport, check_inputs, load_examples
+from training.records import detect_format, read_records
 from training.estimate import estimate, parameter_count
 
 Say = Callable[[str], None]
@@ -223,7 +224,7 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
 def _dataset(
     cfg: TrainConfig, records: list[dict[str, Any]], chat: Any, tokenizer: Any, judge: Any, say: Say
 ) -> tuple[Any, DataReport]:
-    examples, report, fmt = load_examples(cfg, records)
+    examples, report, fmt = load_examples(cfg, records, chat.counter(tokenizer))  # ask's prompt budget
     if cfg.stage == "sft":
         from training.sft import sft_dataset
 

@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from slmsql_cli.engine import SamplingParams
+from slmsql_cli.engine_protocol import SamplingParams
 from slmsql_cli.errors import UserError
 
 
@@ -41,9 +41,11 @@ def sample_candidates(
 ) -> Path:
     from quantize import cached_gguf
     from slmsql_cli.benchmark_data import question_row
+    from slmsql_cli.database import check_question
     from slmsql_cli.pipeline import AskConfig, Pipeline
     from training.config import build_config
-    from training.data import Databases, DataReport, detect_format, read_records
+    from training.data import Databases, DataReport
+    from training.records import detect_format, read_records
 
     rows = read_records(data)
     if not rows:
@@ -94,6 +96,7 @@ def sample_candidates(
                 if isinstance(db, str):
                     record["error"] = db  # kept, so line numbers stay aligned with the data for resuming
                 else:
+                    check_question(fields.question, fields.evidence)
                     answer = pipeline.ask(db, fields.question, fields.evidence)
                     record["candidates"] = [c.sql for c in answer.generation.candidates if c.sql]
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")

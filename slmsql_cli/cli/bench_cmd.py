@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import cast
 
 import typer
 
 from quantize import cached_gguf
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import StatusLine, err, out, user_errors
+from slmsql_cli.config import AskConfig, ModelSource
 
 
 @app.command("bench")
 @user_errors
+@opt.ask_options(
+    only=("model", "endpoint", "served_model", "endpoint_timeout", "threads", "gpu_layers", "prompt_budget")
+)
 def bench(
+    *,
     db: opt.Db,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
-    model: opt.Model = None,
     ns: str = typer.Option(
         "1,4,8",
         "-n",
@@ -37,12 +42,8 @@ def bench(
         help="Tokens generated per candidate, a fixed length (default 256).",
         rich_help_panel=opt.SAMPLING,
     ),
-    threads: opt.Threads = None,
-    gpu_layers: opt.GpuLayers = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
-    endpoint: opt.Endpoint = None,
-    served_model: opt.ServedModel = None,
-    endpoint_timeout: opt.EndpointTimeout = None,
+    source: ModelSource,
+    config: AskConfig,
     question: str = typer.Option(
         "How many rows does the largest table have?",
         "--question",
@@ -72,7 +73,7 @@ def bench(
     from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import open_database
     from slmsql_cli.engine import Engine
-    from slmsql_cli.pipeline import AskConfig, Pipeline, chat_text
+    from slmsql_cli.pipeline import Pipeline, chat_text
 
     try:
         counts = sorted({int(x) for x in ns.split(",") if x.strip()})
@@ -82,18 +83,19 @@ def bench(
         raise typer.BadParameter("-n takes counts from 1 to 64, as ask's -n does")
     database = open_database(db)
     with StatusLine("loading the model…"):
-        path = models.resolve(model or models.default_model(), export=cached_gguf)
-        if endpoint:  # the server generates; the GGUF here gives the template and tokenizer
-            from slmsql_cli.remote_engine import Endpoint, RemoteEngine
+        path = models.resolve(source.model or models.default_model(), export=cached_gguf)
+        if config.endpoint:  # the server generates; the GGUF here gives the template and tokenizer
+            from slmsql_cli.remote_engine import RemoteEngine
 
-            where = Endpoint.parse(endpoint, served_model, timeout=endpoint_timeout)
             # stands where Engine stands: the same methods, the server generating
-            engine = cast(Engine, RemoteEngine(path, where, name=model or models.default_model()))
+            engine = cast(
+                Engine, RemoteEngine(path, config.endpoint, name=source.model or models.default_model())
+            )
         else:
-            engine = Engine(path, threads=threads, gpu_layers=gpu_layers)
-    err.print(f"{engine.device}; threads: {explain_threads(engine.threads, threads)}", highlight=False)
+            engine = Engine(path, threads=config.threads, gpu_layers=config.gpu_layers)
+    err.print(f"{engine.device}; threads: {explain_threads(engine.threads, config.threads)}", highlight=False)
     with engine, StatusLine(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
-        config = AskConfig(max_tokens=max_tokens, prompt_budget=prompt_budget)
+        config = replace(config, max_tokens=max_tokens)
         message = Pipeline(engine, None, config).generation_message(database, question)
         prompt_text = chat_text(engine, message.text)
         rows = run_bench(engine, prompt_text, counts, max_tokens)

@@ -8,8 +8,8 @@ import sys
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import (
     EXIT_NO_ANSWER,
     AskStatus,
@@ -20,36 +20,20 @@ from slmsql_cli.cli.common import (
     out,
     user_errors,
 )
+from slmsql_cli.config import AskConfig, ModelSource
 
 _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
 
 
 @app.command("chat")
 @user_errors
+@opt.ask_options()
 def chat(
-    ctx: typer.Context,
+    *,
     db: opt.Db,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
-    model: opt.Model = None,
-    merge_model: opt.MergeModel = None,
-    no_merge: opt.NoMerge = False,
-    n: opt.Samples = opt.DEFAULTS.n,
-    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
-    temperature: opt.Temperature = opt.DEFAULTS.temperature,
-    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
-    seed: opt.Seed = opt.DEFAULTS.seed,
-    threads: opt.Threads = None,
-    gpu_layers: opt.GpuLayers = None,
-    context: opt.Context = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
-    timeout: opt.Timeout = opt.DEFAULTS.timeout,
-    no_values: opt.NoValues = False,
-    no_prompt_cache: opt.NoPromptCache = False,
-    endpoint: opt.Endpoint = None,
-    served_model: opt.ServedModel = None,
-    merge_endpoint: opt.MergeEndpoint = None,
-    merge_served_model: opt.MergeServedModel = None,
-    endpoint_timeout: opt.EndpointTimeout = None,
+    source: ModelSource,
+    config: AskConfig,
     verbose: opt.Verbose = False,
 ) -> None:
     """Ask question after question with the model kept loaded.
@@ -71,8 +55,7 @@ def chat(
     from slmsql_cli.render import NO_ANSWER_HINT, print_answer, print_candidates, summary_line
 
     database = open_database(db)
-    config = opt.ask_config(ctx.params)
-    pipeline = load_pipeline(model, merge_model, config)
+    pipeline = load_pipeline(source.model, source.merge_model, config)
     # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
     # rather than ending the session with a UnicodeDecodeError.
     if isinstance(sys.stdin, io.TextIOWrapper):
@@ -85,7 +68,7 @@ def chat(
             "Type 'exit' or Ctrl-D to leave."
         )
         if verbose:
-            err.print(f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False)
+            err.print(f"threads: {explain_threads(pipeline.engine.threads, config.threads)}", highlight=False)
         while True:
             try:
                 question = input("? " if interactive else "").strip()

@@ -8,14 +8,17 @@ from typing import Annotated
 
 import typer
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import StatusLine, err, user_errors
+from slmsql_cli.config import AskConfig
 
 
 @app.command("prompt")
 @user_errors
+@opt.ask_options(only=("use_values", "prompt_budget"))
 def prompt(
+    *,
     db: opt.Db,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(
@@ -44,7 +47,6 @@ def prompt(
         help="Extra knowledge (BIRD's evidence), put before the question.",
         rich_help_panel=opt.DATA,
     ),
-    no_values: opt.NoValues = False,
     model: Annotated[
         str | None,
         typer.Option(
@@ -57,7 +59,7 @@ def prompt(
             rich_help_panel=opt.MODEL,
         ),
     ] = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
+    config: AskConfig,
 ) -> None:
     """Print the generation prompt (the user message) for a question, byte for byte, and nothing else.
 
@@ -81,12 +83,12 @@ def prompt(
     check_question(question, evidence)
     database = open_database(db, tables_json=tables, db_id=db_id)
     if model is None:  # no tokenizer to count with: the whole schema, and a word when it may not fit
-        matched = prompt_builder.matched_values(database, question, evidence, use_values=not no_values)
+        matched = prompt_builder.matched_values(database, question, evidence, use_values=config.use_values)
         text = prompt_builder.generation_message(database, question, evidence, matched=matched).text
-        if prompt_builder.may_exceed(text, prompt_builder.Budget(prompt_budget)):
+        if prompt_builder.may_exceed(text, prompt_builder.Budget(config.prompt_budget)):
             err.print(
                 f"note: this prompt shows the whole schema ({len(text.encode('utf-8')):,} bytes) and may be "
-                f"over the {prompt_budget}-token prompt budget, where `ask` cuts the schema to the "
+                f"over the {config.prompt_budget}-token prompt budget, where `ask` cuts the schema to the "
                 "question's tables; counting tokens takes the model's tokenizer: pass --model to see "
                 "the prompt `ask` sends",
                 markup=False,
@@ -95,9 +97,8 @@ def prompt(
     else:
         from quantize import cached_gguf
         from slmsql_cli.engines import load_engine
-        from slmsql_cli.pipeline import AskConfig, Pipeline
+        from slmsql_cli.pipeline import Pipeline
 
-        config = AskConfig(use_values=not no_values, prompt_budget=prompt_budget)
         with (
             StatusLine("loading the model…"),
             Pipeline(load_engine(model, config, cached_gguf), None, config) as p,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.benchmark_data import question_row
+from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.eval.hardness import spider_level
 
@@ -73,6 +74,10 @@ def load_questions(path: Path, fmt: str | None = None) -> tuple[list[Question], 
         row = question_row(item, (gold_key,))
         if not row.question:
             raise UserError(f"question {i} in {path} is empty", "every question needs its text")
+        try:
+            check_question(row.question, row.evidence)  # once, here: `pipeline.ask` does not check again
+        except UserError as exc:
+            raise UserError(f"question {i} in {path}: {exc.message}", exc.hint) from None
         level = item.get("difficulty") if fmt == "bird" else spider_level(item.get("sql"))
         questions.append(
             Question(i, row.question, row.gold, row.db_id, row.evidence, level, item.get("question_id"))

@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmsql_cli import saved
+from slmsql_cli.answer import Answer, SamplingRound
 from slmsql_cli.chart import chart_spec
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.explain import check_query, explain_sql
-from slmsql_cli.answer import Answer, SamplingRound
 from slmsql_cli.pipeline import Pipeline
 from slmsql_cli.prompt_builder import schema_block
 from slmsql_cli.render import result_dict
@@ -342,7 +342,7 @@ class Service:
     def describe(self, database: str) -> dict[str, Any]:
         """The schema as the model sees it: the prompt's "Database Schema" block with sample values."""
         entry = self.registry.get(database)
-        return {**entry.summary(), "schema": schema_block(entry.database)}
+        return {**entry.summary(), "schema": schema_block(entry.database, {})}
 
     def databases(self) -> list[dict[str, Any]]:
         return [e.summary() for e in self.registry.entries()]
