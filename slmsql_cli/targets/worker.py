@@ -30,6 +30,7 @@ its private database copies (`sqlite_open`); a killed one leaves them to the nex
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import os
 import pickle
@@ -367,13 +368,29 @@ class Pending:
 
 
 def _serve(argv: list[str]) -> None:
-    """The worker's main loop: `argv` is the memory cap in bytes, then modules to import first."""
+    """The worker's main loop: `argv` is the memory cap in bytes, then modules to import first.
+    A parent that has gone (exited, killed, or closed its end of the pipe) ends the worker
+    quietly: its answer has nobody to read it, which is no error of the worker's."""
     memory_cap, preload = int(argv[0]), argv[1:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the real stdout; anything printed by the called code goes to stderr.
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
+    try:
+        _answer(requests, replies, memory_cap, preload)
+    except _ParentGone:  # return normally: exit handlers still run (private copies removed)
+        with contextlib.suppress(OSError):
+            replies.close()
+
+
+class _ParentGone(BaseException):
+    """A reply could not be written: nobody reads the pipe any more. A BaseException, so that the
+    loop's `except Exception` (the called function's errors, sent back) never takes it for one."""
+
+
+def _answer(requests: IO[bytes], replies: IO[bytes], memory_cap: int, preload: list[str]) -> None:
+    """Say "ready", then answer each request until the parent closes its pipe."""
     for name in preload:
         importlib.import_module(name)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -430,11 +447,14 @@ def _read(stream: IO[bytes], n: int) -> bytes | None:
 
 def _send(stream: IO[bytes], reply: tuple[str, Any]) -> None:
     data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(data) < 1 << 16:  # one write, so that the parent wakes once
-        stream.write(_HEADER.pack(len(data)) + data)
-    else:
-        stream.write(_HEADER.pack(len(data)))
-        stream.write(data)
+    try:
+        if len(data) < 1 << 16:  # one write, so that the parent wakes once
+            stream.write(_HEADER.pack(len(data)) + data)
+        else:
+            stream.write(_HEADER.pack(len(data)))
+            stream.write(data)
+    except BrokenPipeError:
+        raise _ParentGone from None
 
 
 _default: WorkerPool | None = None
