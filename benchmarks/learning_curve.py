@@ -102,7 +102,7 @@ def mcnemar(only_a: int, only_b: int) -> float:
 
 
 def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
-    """Questions only `a` got right, only `b` got right (`slmsql eval --compare`'s counts), and
+    """Questions only `a` got right, only `b` got right (`slmsql eval compare`'s counts), and
     McNemar's p, from the two results files."""
     paths = [work / f"{row}.jsonl" for row in (a, b)]
     if not all(path.is_file() for path in paths):

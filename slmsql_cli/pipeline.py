@@ -8,49 +8,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmsql_cli import engines, prompt_builder
 from slmsql_cli.answer import Answer, SamplingRound
+from slmsql_cli.config import AskConfig
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine_protocol import Completion, Engine, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompt_builder import Budget, GenerationMessage, TokenCounter
-from slmsql_cli.prompts import PROMPT_BUDGET, SYSTEM_PROMPT, fallback_template, render_chat
+from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
 from slmsql_cli.unmatched import unmatched_values
 from slmsql_cli.vote import Candidate, Group, vote
 
 if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
-    from slmsql_cli.remote_engine import Endpoint
 
 Progress = Callable[[str], None]
 RoundDone = Callable[[str, SamplingRound], None]  # ("generation" | "merge", the round), as each ends
-
-
-@dataclass
-class AskConfig:
-    """Sampling and execution settings. Papers used N=8-64 on GPUs; 4 keeps a laptop answer under a minute."""
-
-    n: int = SamplingParams.n
-    temperature: float = SamplingParams.temperature
-    max_tokens: int = SamplingParams.max_tokens
-    seed: int = SamplingParams.seed
-    merge: bool = True
-    merge_n: int = 4
-    timeout: float = 10.0
-    use_values: bool = True
-    threads: int | None = None
-    context: int | None = None  # cap on the context window (tokens); default: the model's own
-    prompt_budget: int = PROMPT_BUDGET  # larger schemas are pruned to the question's tables (prompt_builder)
-    gpu_layers: int | None = None  # layers offloaded to a GPU; default all where llama.cpp has one
-    prompt_cache: bool = True  # reuse prompts evaluated by earlier processes (kv_cache.py)
-    endpoint: Endpoint | None = None  # generate on an OpenAI-compatible server (remote_engine.py)
-    merge_endpoint: Endpoint | None = None  # the merge model's server (remote_engine.endpoints)
 
 
 def chat_text(engine: Engine, user_message: str) -> str:

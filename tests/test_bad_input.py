@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -30,34 +28,6 @@ def make_db(path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
-
-
-def slmsql(
-    *args: str | bytes,
-    tmp_path: Path,
-    stdin: bytes | None = None,
-    pass_fds: tuple[int, ...] = (),
-    timeout: float = 300,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "SLMSQL_CACHE_DIR": str(tmp_path / "cache"),
-        "PYTHONPATH": str(REPO),
-        **(env or {}),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=tmp_path,
-        env=env,
-        pass_fds=pass_fds,
-        timeout=timeout,  # a hang fails the test instead of stalling the suite
-    )
-    return subprocess.CompletedProcess(
-        proc.args, proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-    )
 
 
 def invoke(*args: object, tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -91,21 +61,39 @@ def assert_usage_error(result, option: str) -> None:  # type: ignore[no-untyped-
 
 
 @pytest.mark.parametrize("command", ["ask", "prompt"])
-def test_question_that_is_not_utf8(command: str, tmp_path: Path) -> None:
+def test_question_that_is_not_utf8(slmsql: Slmsql, command: str, tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
-    proc = slmsql(command, "--db", str(db), b"how many \xff\xfe albums", tmp_path=tmp_path)
+    proc = slmsql(
+        command,
+        "--db",
+        str(db),
+        b"how many \xff\xfe albums",
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=300,
+    )
     assert_one_line(proc.returncode, proc.stderr, "question is not valid UTF-8")
     assert proc.stdout == ""
 
 
-def test_evidence_that_is_not_utf8(tmp_path: Path) -> None:
+def test_evidence_that_is_not_utf8(slmsql: Slmsql, tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
-    proc = slmsql("prompt", "--db", str(db), "-e", b"blue = \xe9", "how many albums", tmp_path=tmp_path)
+    proc = slmsql(
+        "prompt",
+        "--db",
+        str(db),
+        "-e",
+        b"blue = \xe9",
+        "how many albums",
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=300,
+    )
     assert_one_line(proc.returncode, proc.stderr, "evidence is not valid UTF-8")
 
 
 @pytest.mark.slow
-def test_chat_input_that_is_not_utf8(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_chat_input_that_is_not_utf8(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
     proc = slmsql(
         "chat",
@@ -116,7 +104,9 @@ def test_chat_input_that_is_not_utf8(gemma_gguf: Path, tmp_path: Path) -> None:
         "-n",
         "1",
         stdin=b"how many \xff albums\n",
-        tmp_path=tmp_path,
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -124,14 +114,16 @@ def test_chat_input_that_is_not_utf8(gemma_gguf: Path, tmp_path: Path) -> None:
     assert "1 question(s) failed" in proc.stderr
 
 
-def test_database_name_that_is_not_utf8_still_opens(tmp_path: Path) -> None:
+def test_database_name_that_is_not_utf8_still_opens(slmsql: Slmsql, tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
     odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.sqlite")
     try:
         os.rename(os.fsencode(db), odd)
     except OSError:
         pytest.skip("this file system refuses names that are not UTF-8")
-    proc = slmsql("prompt", "--db", odd, "how many albums", tmp_path=tmp_path)
+    proc = slmsql(
+        "prompt", "--db", odd, "how many albums", cwd=tmp_path, cache=tmp_path / "cache", timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "CREATE TABLE albums" in proc.stdout
 
@@ -154,7 +146,7 @@ def _pipe_from(data: bytes) -> int:
     return r
 
 
-def test_process_substitution_is_read_into_a_temporary_copy(tmp_path: Path) -> None:
+def test_process_substitution_is_read_into_a_temporary_copy(slmsql: Slmsql, tmp_path: Path) -> None:
     db = make_db(tmp_path / "music.sqlite")
     r = _pipe_from(db.read_bytes())
     tmp = tmp_path / "tmp"
@@ -162,7 +154,7 @@ def test_process_substitution_is_read_into_a_temporary_copy(tmp_path: Path) -> N
     try:
         proc = slmsql(
             "prompt", "--db", f"/dev/fd/{r}", "how many albums",
-            tmp_path=tmp_path, pass_fds=(r,), env={"TMPDIR": str(tmp)},
+            cwd=tmp_path, cache=tmp_path / "cache", timeout=300, pass_fds=(r,), env={"TMPDIR": str(tmp)},
         )  # fmt: skip
     finally:
         os.close(r)
@@ -171,26 +163,39 @@ def test_process_substitution_is_read_into_a_temporary_copy(tmp_path: Path) -> N
     assert list(tmp.iterdir()) == []  # the copy is gone
 
 
-def test_pipe_that_does_not_carry_sqlite(tmp_path: Path) -> None:
+def test_pipe_that_does_not_carry_sqlite(slmsql: Slmsql, tmp_path: Path) -> None:
     r = _pipe_from(b"id,title\n1,Blue\n")
     try:
-        proc = slmsql("prompt", "--db", f"/dev/fd/{r}", "how many", tmp_path=tmp_path, pass_fds=(r,))
+        proc = slmsql(
+            "prompt",
+            "--db",
+            f"/dev/fd/{r}",
+            "how many",
+            cwd=tmp_path,
+            cache=tmp_path / "cache",
+            timeout=300,
+            pass_fds=(r,),
+        )
     finally:
         os.close(r)
     assert_one_line(proc.returncode, proc.stderr, "does not carry a SQLite database")
 
 
-def test_endless_device_is_refused_at_its_first_bytes(tmp_path: Path) -> None:
-    proc = slmsql("prompt", "--db", "/dev/zero", "how many", tmp_path=tmp_path, timeout=60)
+def test_endless_device_is_refused_at_its_first_bytes(slmsql: Slmsql, tmp_path: Path) -> None:
+    proc = slmsql(
+        "prompt", "--db", "/dev/zero", "how many", cwd=tmp_path, cache=tmp_path / "cache", timeout=60
+    )
     assert_one_line(proc.returncode, proc.stderr, "/dev/zero does not carry a SQLite database")
 
 
 @pytest.mark.slow  # waits out the 10 s idle bound
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
-def test_named_pipe_without_a_writer_does_not_hang(tmp_path: Path) -> None:
+def test_named_pipe_without_a_writer_does_not_hang(slmsql: Slmsql, tmp_path: Path) -> None:
     fifo = tmp_path / "db.fifo"
     os.mkfifo(fifo)
-    proc = slmsql("prompt", "--db", str(fifo), "how many", tmp_path=tmp_path, timeout=120)
+    proc = slmsql(
+        "prompt", "--db", str(fifo), "how many", cwd=tmp_path, cache=tmp_path / "cache", timeout=120
+    )
     assert_one_line(proc.returncode, proc.stderr, "nothing was written to", "db.fifo")
 
 
@@ -300,7 +305,7 @@ def test_eval_db_dir_that_is_a_text_file(bench: dict[str, Path], tmp_path: Path)
 
 
 def test_eval_compare_of_files_that_are_not_results(bench: dict[str, Path], tmp_path: Path) -> None:
-    result = invoke("eval", "--compare", bench["q"], bench["binary"], tmp_path=tmp_path)
+    result = invoke("eval", "compare", bench["q"], bench["binary"], tmp_path=tmp_path)
     assert_one_line(result.exit_code, result.stderr, "is not a result of slmsql eval")
 
 
@@ -395,13 +400,13 @@ def test_tables_json_of_the_wrong_shape(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["--csv", "--sql-only"])
-def test_ask_without_usable_sql_says_why(mode: str, gemma_gguf: Path, tmp_path: Path) -> None:
+def test_ask_without_usable_sql_says_why(slmsql: Slmsql, mode: str, gemma_gguf: Path, tmp_path: Path) -> None:
     # Gemma 270M is a base model: in 16 tokens it writes no <answer>SQL</answer>.
     db = make_db(tmp_path / "music.sqlite")
     proc = slmsql(
         "ask", "--db", str(db), "--model", str(gemma_gguf), "-n", "1", "--no-merge",
         "--max-tokens", "16", "--temperature", "0", mode, "How many albums are there?",
-        tmp_path=tmp_path,
+        cwd=tmp_path, cache=tmp_path / "cache", timeout=300,
     )  # fmt: skip
     assert_one_line(proc.returncode, proc.stderr, "the model wrote no SQL")
     assert proc.stdout == ""  # no blank line pretending to be an answer
@@ -515,9 +520,15 @@ def test_train_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
     assert "Hub" not in result.stderr
 
 
-def test_models_with_a_hugging_face_cache_that_is_a_file(tmp_path: Path) -> None:
+def test_models_with_a_hugging_face_cache_that_is_a_file(slmsql: Slmsql, tmp_path: Path) -> None:
     cache = tmp_path / "hub"
     cache.write_text("not a folder")
     # A fresh interpreter: huggingface-hub reads HF_HUB_CACHE once, when it is first imported.
-    proc = slmsql("models", tmp_path=tmp_path, env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+    proc = slmsql(
+        "models",
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=300,
+        env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+    )
     assert_one_line(proc.returncode, proc.stderr, "is a file, not a folder")

@@ -8,7 +8,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -16,6 +15,7 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -28,7 +28,6 @@ from slmsql_cli.eval import questions as qfile
 from slmsql_cli.eval import results as resfile
 from slmsql_cli.eval import run as evrun
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -331,7 +330,7 @@ def test_cli_predictions_json_and_resume(data_dir: Path, tmp_path: Path) -> None
     old.write_text("".join(json.dumps(r) + "\n" for r in records))
     upgraded = _invoke("-q", questions_file, "--db-dir", db_dir, "--predictions", preds, "--out", old)
     assert upgraded.exit_code == 2 and "another version of slmsql" in upgraded.stderr
-    assert _invoke("--compare", old, out).exit_code == 0
+    assert _invoke("compare", old, out).exit_code == 0
 
 
 def test_cli_bird_json_predictions(data_dir: Path, tmp_path: Path) -> None:
@@ -372,7 +371,7 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
             == 0
         )
     png = tmp_path / "chart.png"
-    result = _invoke("--compare", tmp_path / "a.jsonl", tmp_path / "b.jsonl", "--plot", png, "--json")
+    result = _invoke("compare", tmp_path / "a.jsonl", tmp_path / "b.jsonl", "--plot", png, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout.strip().splitlines()[-1])
     wrong = len([q for q in questions if q.index % 4 == 0])
@@ -384,7 +383,7 @@ def test_cli_compare_and_plot(data_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "b_partial.jsonl").write_text(
         "".join((tmp_path / "b.jsonl").read_text().splitlines(True)[:-2])
     )
-    text = _invoke("--compare", tmp_path / "a.jsonl", tmp_path / "b_partial.jsonl").stdout
+    text = _invoke("compare", tmp_path / "a.jsonl", tmp_path / "b_partial.jsonl").stdout
     assert f"#{questions[0].index} right in a, wrong in b:" in " ".join(text.split())
     assert "not compared: 2 question(s) scored only in a, 0 only in b" in " ".join(text.split())
     assert "only in b:" not in text and "only a right" not in text
@@ -423,7 +422,7 @@ def test_predictions_for_some_questions_score_those_and_say_how_many_are_missing
             ["-q", "{q}", "--db-dir", "{d}", "--predictions", "{p}", "--format", "bird"],
             "expects question, db_id and SQL",
         ),
-        (["--compare", "x.jsonl", "y.jsonl"], "results file not found"),
+        (["compare", "x.jsonl", "y.jsonl"], "results file not found"),
     ],
 )
 def test_cli_user_errors(data_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -470,7 +469,7 @@ def test_plot_without_matplotlib_says_which_extra(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.slow  # waits for queries to be under way, then interrupts
-def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -> None:
+def test_ctrl_c_leaves_whole_lines_and_resumes(slmsql: Slmsql, data_dir: Path, tmp_path: Path) -> None:
     """SIGINT a real run mid-way: exit 130, every line is a whole record, a rerun finishes the rest."""
     questions_file, db_dir = _sets(data_dir)["chinook"]
     # ~0.5 s each; each text its own, since identical SQL on the same file runs once (executor's cache)
@@ -478,31 +477,21 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -
     preds = tmp_path / "slow.sql"
     preds.write_text("".join(slow.format(2_000_000 + i) + "\n" for i in range(84)))
     out = tmp_path / "r.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "slmsql_cli",
+    args = [
         "eval",
         "-q",
-        str(questions_file),
+        questions_file,
         "--db-dir",
-        str(db_dir),
+        db_dir,
         "--predictions",
-        str(preds),
+        preds,
         "--out",
-        str(out),
+        out,
         "--limit",
         "8",
     ]
     # SIG_DFL in the child, as from a terminal, even when these tests run as a background job (SIGINT ignored).
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = slmsql.start(*args, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 2):
         time.sleep(0.01)
@@ -512,47 +501,22 @@ def test_ctrl_c_leaves_whole_lines_and_resumes(data_dir: Path, tmp_path: Path) -
     done = [json.loads(line)["index"] for line in out.read_text().splitlines()]
     assert done == list(range(len(done))) and 2 <= len(done) < 8
     assert "resume" in stderr and "Traceback" not in stderr
-    rerun = subprocess.run(cmd + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    rerun = slmsql(*args, "--json", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == list(range(8))
     assert json.loads(rerun.stdout.strip().splitlines()[-1])["total"] == 8
 
 
 @pytest.mark.slow
-def test_cli_with_a_real_model(data_dir: Path, gemma_gguf: Path, tmp_path: Path) -> None:
+def test_cli_with_a_real_model(slmsql: Slmsql, data_dir: Path, gemma_gguf: Path, tmp_path: Path) -> None:
     """The --model path end to end with the Gemma test GGUF (a base model: its SQL may well be wrong)."""
     questions_file, db_dir = _sets(data_dir)["spider"]
     out = tmp_path / "gemma.jsonl"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slmsql_cli",
-            "eval",
-            "-q",
-            str(questions_file),
-            "--db-dir",
-            str(db_dir),
-            "--model",
-            str(gemma_gguf),
-            "-n",
-            "2",
-            "--max-tokens",
-            "32",
-            "--no-merge",
-            "--no-values",
-            "--limit",
-            "2",
-            "--out",
-            str(out),
-            "--json",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
-    )
+    proc = slmsql(
+        "eval", "-q", questions_file, "--db-dir", db_dir, "--model", gemma_gguf, "-n", "2", "--max-tokens", "32",
+        "--no-merge", "--no-values", "--limit", "2", "--out", out, "--json",
+        cache=tmp_path / "cache", timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["total"] == 2 and 0 <= doc["correct"] <= 2

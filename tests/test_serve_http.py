@@ -8,6 +8,7 @@ server process with the real model is tested in test_serve_process.py.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from slmsql_cli.cli import app as cli_app
 from slmsql_cli.pipeline import AskConfig, Pipeline
-from slmsql_cli.serve.http import create_app
+from slmsql_cli.serve.http import STATIC_DIR, create_app
 from slmsql_cli.serve.registry import Registry
 from slmsql_cli.serve.service import MAX_QUESTION_CHARS, Cancelled, QueueFull, Service
 
@@ -156,6 +157,27 @@ def test_token_is_required_on_every_api_route(service: Service) -> None:
     assert client.get("/openapi.json").status_code == 200  # the docs hold no data
 
 
+def test_the_web_app_and_every_module_it_imports_are_served(service: Service) -> None:
+    """The page's scripts are ES modules: each one app.js imports, and each they import, is served
+    without a token, as JavaScript (a browser refuses to run a module of another type); and
+    every script in static/ is reached that way."""
+    client = client_for(service, token="s3cret")
+    page = client.get("/")
+    assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
+    pending, served = ["app.js"], set()
+    while pending:
+        name = pending.pop()
+        if name in served:
+            continue
+        response = client.get(f"/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript"), (name, response.headers)
+        served.add(name)
+        pending += re.findall(r'from "\./([\w-]+\.js)";', response.text)
+    assert served == {path.name for path in STATIC_DIR.glob("*.js")}
+    assert client.get("/no-such-module.js").status_code == 404
+
+
 def test_streamed_ask_sends_rounds_then_the_answer(service: Service) -> None:
     script(service, said(COUNT), said("SELECT count(name) FROM pets"))
     body = {"database": "pets", "question": "How many pets?", "stream": True}
@@ -246,10 +268,11 @@ def test_serve_takes_every_model_and_sampling_option_of_ask() -> None:
     import typer.main
 
     from slmsql_cli.cli import app
-    from slmsql_cli.cli import options as opt
+    from slmsql_cli.cli.options import option_fields
+    from slmsql_cli.config import AskConfig
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-    config_options = set(opt._SAME_NAME) | {"no_merge", "no_values", "no_prompt_cache"}
+    config_options = {f.name for f in option_fields(AskConfig)}
     ask = {p.name for p in commands["ask"].params} & config_options
     serve = {p.name for p in commands["serve"].params}
     assert ask and ask <= serve, sorted(ask - serve)

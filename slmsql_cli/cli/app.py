@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.models import DefaultPlaceholder
 
 from slmsql_cli import __version__
 
@@ -31,9 +32,10 @@ class _Command(TyperCommand):
         return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
 
 
-class _Group(TyperGroup):
+class _Group(TyperGroup):  # a group with options of its own (`eval`) shows --help as a command does
     def get_help_option(self, ctx: Any) -> Any:
-        return _plain_help_option(super().get_help_option(ctx), None)
+        panels = {getattr(p, "rich_help_panel", None) for p in self.params}
+        return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
 
 
 app = typer.Typer(
@@ -90,4 +92,8 @@ def finish_help(typer_app: typer.Typer) -> None:
         sub = group.typer_instance
         if sub is not None:
             sub.info.cls = _Group  # the sub-app's own setting is a placeholder until set
+            callback = sub.registered_callback  # a group that does something itself (`models`)
+            if callback is not None and isinstance(callback.help, (DefaultPlaceholder, type(None))):
+                if callback.callback is not None and callback.callback.__doc__:
+                    callback.help = reflow(callback.callback.__doc__)
             finish_help(sub)

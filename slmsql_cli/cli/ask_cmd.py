@@ -9,33 +9,24 @@ import typer
 from rich.markup import escape
 
 from quantize import cached_gguf
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import EXIT_NO_ANSWER, AskStatus, StatusLine, err, fail, out, user_errors
+from slmsql_cli.config import AskConfig, ModelSource
 
 
 @app.command("ask")
 @user_errors
+@opt.ask_options()
 def ask(
-    ctx: typer.Context,
+    *,
     db: opt.Db,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
     question: str = typer.Argument(
         ..., metavar="QUESTION", show_default=False, help="Your question, in any language."
     ),
-    model: opt.Model = None,
-    merge_model: opt.MergeModel = None,
-    no_merge: opt.NoMerge = False,
-    n: opt.Samples = opt.DEFAULTS.n,
-    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
-    temperature: opt.Temperature = opt.DEFAULTS.temperature,
-    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
-    seed: opt.Seed = opt.DEFAULTS.seed,
-    threads: opt.Threads = None,
-    gpu_layers: opt.GpuLayers = None,
-    context: opt.Context = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
-    timeout: opt.Timeout = opt.DEFAULTS.timeout,
+    source: ModelSource,
+    config: AskConfig,
     evidence: str = typer.Option(
         "",
         "--evidence",
@@ -59,13 +50,6 @@ def ask(
         help="Id in --tables (default: file name).",
         rich_help_panel=opt.DATA,
     ),
-    no_values: opt.NoValues = False,
-    no_prompt_cache: opt.NoPromptCache = False,
-    endpoint: opt.Endpoint = None,
-    served_model: opt.ServedModel = None,
-    merge_endpoint: opt.MergeEndpoint = None,
-    merge_served_model: opt.MergeServedModel = None,
-    endpoint_timeout: opt.EndpointTimeout = None,
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -148,11 +132,10 @@ def ask(
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
     database = open_database(db, tables_json=tables, db_id=db_id)
-    config = opt.ask_config(ctx.params)
     found = (
         saved_answers.Lookup()
         if fresh
-        else saved_answers.lookup(database, question, evidence, timeout=timeout)
+        else saved_answers.lookup(database, question, evidence, timeout=config.timeout)
     )
     for note in found.notes:
         err.print(f"[yellow]{escape(note)}[/]", highlight=False)
@@ -161,11 +144,12 @@ def ask(
         with StatusLine("loading the model…") as status:
             steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
             with Pipeline.load(
-                model, merge_model, config, progress=steps.progress, export=cached_gguf
+                source.model, source.merge_model, config, progress=steps.progress, export=cached_gguf
             ) as pipeline:
                 if verbose:
                     err.print(
-                        f"threads: {explain_threads(pipeline.engine.threads, threads)}", highlight=False
+                        f"threads: {explain_threads(pipeline.engine.threads, config.threads)}",
+                        highlight=False,
                     )
                 answer = pipeline.ask(
                     database, question, evidence, progress=steps.progress, on_token=steps.token

@@ -1,26 +1,43 @@
-"""`slmsql eval`: execution accuracy on Spider / BIRD style question files."""
+"""`slmsql eval`: execution accuracy on Spider / BIRD style question files; `eval compare`: two runs side by side.
+
+This module parses the options, calls `eval.run` (prepare, execute) and renders: the progress
+bar, the summary table, the comparison.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
-from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app, reflow
 from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
+from slmsql_cli.config import AskConfig, ModelSource
 from slmsql_cli.errors import UserError
-from slmsql_cli.eval.run import ENGINES
+from slmsql_cli.eval.run import DEFAULT_TIMEOUT, ENGINES
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from slmsql_cli.eval.run import Plan
+
+eval_app = typer.Typer()
+
+PlotFile = typer.Option(
+    None,
+    "--plot",
+    metavar="PNG",
+    help="Chart EX overall and by difficulty (needs matplotlib).",
+    rich_help_panel=opt.OUTPUT,
+)
 
 
 def _engine(value: str) -> str:
@@ -29,9 +46,10 @@ def _engine(value: str) -> str:
     return value
 
 
-@app.command("eval")
 @user_errors
+@opt.ask_options(skip=("timeout",))  # eval's --timeout is the queries' (BIRD's 30 s)
 def eval_command(
+    *,
     ctx: typer.Context,
     questions: Path | None = typer.Option(
         None,
@@ -62,25 +80,8 @@ def eval_command(
         help="Spider's test-suite match or BIRD's set EX (default: from the file).",
         rich_help_panel=opt.DATA,
     ),
-    model: opt.Model = None,
-    n: opt.Samples = opt.DEFAULTS.n,
-    merge_model: opt.MergeModel = None,
-    no_merge: opt.NoMerge = False,
-    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
-    temperature: opt.Temperature = opt.DEFAULTS.temperature,
-    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
-    seed: opt.Seed = opt.DEFAULTS.seed,
-    threads: opt.Threads = None,
-    gpu_layers: opt.GpuLayers = None,
-    no_values: opt.NoValues = False,
-    no_prompt_cache: opt.NoPromptCache = False,
-    endpoint: opt.Endpoint = None,
-    served_model: opt.ServedModel = None,
-    merge_endpoint: opt.MergeEndpoint = None,
-    merge_served_model: opt.MergeServedModel = None,
-    endpoint_timeout: opt.EndpointTimeout = None,
-    context: opt.Context = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
+    source: ModelSource,
+    config: AskConfig,
     predictions: Path | None = typer.Option(
         None,
         "--predictions",
@@ -107,7 +108,7 @@ def eval_command(
         rich_help_panel=opt.DATA,
     ),
     timeout: float = typer.Option(
-        30.0,
+        DEFAULT_TIMEOUT,
         "--timeout",
         callback=opt.bounded(0.1),
         metavar="SECONDS",
@@ -122,20 +123,7 @@ def eval_command(
         help="End with one JSON object: ex, correct, total, by_level.",
         rich_help_panel=opt.OUTPUT,
     ),
-    compare_files: tuple[Path, Path] | None = typer.Option(
-        None,
-        "--compare",
-        metavar="A B",
-        help="Show where two --out files differ (no evaluation runs).",
-        rich_help_panel=opt.OUTPUT,
-    ),
-    plot_file: Path | None = typer.Option(
-        None,
-        "--plot",
-        metavar="PNG",
-        help="Chart EX overall and by difficulty (needs matplotlib).",
-        rich_help_panel=opt.OUTPUT,
-    ),
+    plot_file: Path | None = PlotFile,
     engine: str = typer.Option(
         "sqlite",
         "--engine",
@@ -166,203 +154,130 @@ def eval_command(
 ) -> None:
     """Score a model (or given SQL) by execution accuracy, the way BIRD and Spider do.
 
-    --format bird: a prediction is right when its set of rows equals the gold's. --format spider (test-suite execution match): rows compare as multisets, in order only when the gold has ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
+    --format bird: a prediction is right when its set of rows equals the gold's. --format spider
+    (test-suite execution match): rows compare as multisets, in order only when the gold has
+    ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
 
-    Results go to --out as one JSON line per question; rerun the same command to resume after Ctrl-C.
+    Results go to --out as one JSON line per question; rerun the same command to resume after
+    Ctrl-C. `slmsql eval compare A B` shows where two such files differ.
 
     Examples (tests/data holds a subset of BIRD and Spider dev):
 
       slmsql eval -q tests/data/bird_dev/dev.json \\
           --db-dir tests/data/bird_dev/dev_databases -m slm-sql-0.5b -o n8.jsonl
       slmsql eval -q spider/dev.json --db-dir spider/database -p pred.sql
-      slmsql eval --compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
+      slmsql eval compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
       slmsql eval -q dev.json --db-dir dbs/ -p gold.sql --engine duckdb
     """
     from slmsql_cli.eval import chart
-    from slmsql_cli.eval import questions as question_files
     from slmsql_cli.eval import results as result_files
     from slmsql_cli.eval import run as ev
 
-    if compare_files:
-        _compare(compare_files, plot_file, as_json)
+    if ctx.invoked_subcommand is not None:  # `eval compare`: its own options, its own function
         return
     if questions is None or db_dir is None:
         raise UserError(
             "--questions and --db-dir are required",
             "e.g. slmsql eval -q dev.json --db-dir dev_databases --predictions pred.sql",
         )
-    if (model is None) == (predictions is None):
-        raise UserError(
-            "pass either --model (run a model) or --predictions (score given SQL)",
-            "--predictions takes one SQL per line, in the order of the questions",
-        )
-    if concurrency > 1 and not (model is not None and endpoint):
-        raise UserError(
-            "--concurrency above 1 needs a model served with --endpoint",
-            "the in-process model answers one question at a time; serve it (vLLM, llama-server) and pass --endpoint URL",
-        )
-    if not db_dir.exists():
-        raise UserError(
-            f"database folder not found: {db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
-        )
-    qs, fmt = question_files.load_questions(questions, fmt)
-    all_count = len(qs)
-    qs = qs[:limit] if limit else qs
-    tables = tables or (_sibling_tables(questions) if model is not None else None)
-    databases = BenchmarkDatabases(db_dir, tables)
-    db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in qs)}
-
-    preds: list[str] | None = None
-    unscored = 0
-    if predictions is not None:
-        preds = question_files.read_predictions(predictions)
-        if len(preds) > all_count:
-            raise UserError(
-                f"{predictions} has {len(preds)} predictions for {all_count} questions",
-                "one SQL per line, in the order of the questions (write an empty line for no answer)",
-            )
-        if len(preds) < len(qs):  # answers for the first questions only: score those, say so
-            unscored = len(qs) - len(preds)
-            qs = qs[: len(preds)]
-            err.print(
-                f"{predictions} has predictions for the first {len(preds)} of {len(preds) + unscored} "
-                f"questions: {unscored} without one are not scored",
-                markup=False,
-                highlight=False,
-            )
-    config = opt.ask_config(ctx.params)
-    run = ev.run_record(
-        fmt,
-        timeout,
+    run = ev.EvalRun(
+        questions,
+        db_dir,
+        fmt=fmt,
+        tables=tables,
         predictions=predictions,
-        model=model,
-        merge_model=merge_model,
-        config=config,
+        source=source,
+        config=replace(config, timeout=timeout),
+        out=results,
+        limit=limit,
         engine=engine,
-        endpoint=endpoint if model else None,
-        served_model=served_model,
+        pg_url=pg_url,
+        concurrency=concurrency,
     )
-    store = result_files.ResultsFile(results, run, qs) if results else None
-    records, pending = ev.resume(qs, store)
-    if store and records:
-        err.print(f"resuming {results}: {len(records)} of {len(qs)} question(s) already scored", markup=False)
-    stack = contextlib.ExitStack()  # scratch PostgreSQL databases, dropped at the end
+    plan = ev.prepare(run, note=lambda text: err.print(text, markup=False, highlight=False))
     try:
-        with err.status(f"copying the databases into {engine}…") as status:
-            copies = ev.load_copies(
-                engine,
-                {q.db_id: db_paths[q.db_id] for q in pending},
-                stack,
-                pg_url,
-                progress=lambda m: status.update(escape(m) + "…"),
-            )
-        if pending and preds is not None:
-            _run(
-                pending,
-                records,
-                db_paths,
-                ev.file_predictor(preds),
-                fmt,
-                timeout,
-                run,
-                store,
-                len(qs),
-                copies,
-                concurrency,
-            )
-        elif pending:  # the model is loaded only when there is work left
-            with load_pipeline(model, merge_model, config) as pipeline:
-                predict = ev.model_predictor(pipeline, databases)
-                _run(
-                    pending,
-                    records,
-                    db_paths,
-                    predict,
-                    fmt,
-                    timeout,
-                    run,
-                    store,
-                    len(qs),
-                    copies,
-                    concurrency,
-                )
+        seconds = ev.execute(plan, _Screen(), _load)
     except KeyboardInterrupt:
         err.print(
-            f"[yellow]stopped after {len(records)} of {len(qs)} question(s)[/]"
+            f"[yellow]stopped after {len(plan.records)} of {len(plan.questions)} question(s)[/]"
             + (f"; rerun the same command to resume from {escape(str(results))}" if results else "")
         )
-        _print_summary(result_files.summarize(records, fmt), fmt, err)
+        _print_summary(result_files.summarize(plan.records, plan.fmt), plan.fmt, err)
         raise
-    finally:
-        stack.close()
-        if store:
-            store.close()
-
-    summary = result_files.summarize(records, fmt)
-    _print_summary(summary, fmt, err if as_json else out)
-    if plot_file:
-        label = result_files.run_label(records, str(predictions or model))
-        err.print(f"chart written to {chart.plot([(label, records)], plot_file, fmt)}", markup=False)
-    if as_json:
-        doc = {**summary, "format": fmt, "out": str(results) if results else None, "unscored": unscored}
-        sys.stdout.write(json.dumps(doc) + "\n")
-    ev.check_gold_ran(records)
-
-
-def _sibling_tables(questions: Path) -> Path | None:
-    found = sibling_tables_json(questions)
-    if found is not None:
-        err.print(f"using {found} for the schema (pass --tables to choose another)", markup=False)
-    return found
-
-
-def _run(pending, records, db_paths, predict, fmt, timeout, run, store, total, copies, concurrency=1):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from slmsql_cli.eval.run import evaluate
-
-    def ex_text() -> str:
-        done = len(records)
-        return f"EX {100.0 * sum(bool(r['correct']) for r in records) / done:5.1f}%" if done else "EX   -  "
-
-    columns = (
-        TextColumn("[bold]eval"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[ex]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("eval", total=total, completed=len(records), ex=ex_text())
-        started = time.perf_counter()
-        evaluate(
-            pending,
-            db_paths,
-            predict,
-            fmt,
-            timeout,
-            run,
-            records=records,
-            store=store,
-            copies=copies,
-            on_record=lambda _record: progress.update(task, advance=1, ex=ex_text()),
-            concurrency=concurrency,
+    if plan.pending:
+        n = len(plan.pending)
+        err.print(
+            f"throughput: {n} question(s) in {seconds:.1f}s, {60 * n / seconds:.2f} per minute, "
+            f"{concurrency} in flight",
+            highlight=False,
         )
-    seconds = max(time.perf_counter() - started, 1e-9)
-    err.print(
-        f"throughput: {len(pending)} question(s) in {seconds:.1f}s, {60 * len(pending) / seconds:.2f} "
-        f"per minute, {concurrency} in flight",
-        highlight=False,
-    )
+    summary = result_files.summarize(plan.records, plan.fmt)
+    _print_summary(summary, plan.fmt, err if as_json else out)
+    if plot_file:
+        label = result_files.run_label(plan.records, str(predictions or source.model))
+        err.print(
+            f"chart written to {chart.plot([(label, plan.records)], plot_file, plan.fmt)}", markup=False
+        )
+    if as_json:
+        doc = {
+            **summary,
+            "format": plan.fmt,
+            "out": str(results) if results else None,
+            "unscored": plan.unscored,
+        }
+        sys.stdout.write(json.dumps(doc) + "\n")
+    ev.check_gold_ran(plan.records)
+
+
+eval_app.callback(invoke_without_command=True)(eval_command)
+app.add_typer(eval_app, name="eval", help=reflow(eval_command.__doc__ or ""))
+
+
+def _load(source: ModelSource, config: AskConfig) -> Any:
+    """The model, loaded under eval's spinner (`common.load_pipeline`)."""
+    return load_pipeline(source.model, source.merge_model, config)
+
+
+class _Screen:
+    """`eval.run.Display` on stderr: a spinner while databases are copied, then a progress bar
+    with the EX so far."""
+
+    @contextlib.contextmanager
+    def copying(self, engine: str) -> Iterator[Callable[[str], None]]:
+        with err.status(f"copying the databases into {engine}…") as status:
+            yield lambda m: status.update(escape(m) + "…")
+
+    @contextlib.contextmanager
+    def scoring(self, plan: Plan) -> Iterator[Callable[[dict], None]]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        records = plan.records
+
+        def ex_text() -> str:
+            done = len(records)
+            return (
+                f"EX {100.0 * sum(bool(r['correct']) for r in records) / done:5.1f}%" if done else "EX   -  "
+            )
+
+        columns = (
+            TextColumn("[bold]eval"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[ex]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("eval", total=len(plan.questions), completed=len(records), ex=ex_text())
+            yield lambda _record: progress.update(task, advance=1, ex=ex_text())
 
 
 def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:
@@ -386,13 +301,36 @@ def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:
         )
 
 
-def _compare(files: tuple[Path, Path], plot_file: Path | None, as_json: bool) -> None:
+@eval_app.command("compare")
+@user_errors
+def compare_command(
+    a_file: Path = typer.Argument(..., metavar="A", show_default=False, help="One run's --out file."),
+    b_file: Path = typer.Argument(..., metavar="B", show_default=False, help="The other's."),
+    plot_file: Path | None = PlotFile,
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        metavar="",
+        help="End with one JSON object: both runs' EX and every question that differs.",
+        rich_help_panel=opt.OUTPUT,
+    ),
+) -> None:
+    """Show where two `slmsql eval --out` files differ (no evaluation runs).
+
+    EX overall and by difficulty side by side, on the questions both files scored; then each
+    question one run got right and the other wrong, and how many questions only one of them scored.
+
+    Example:
+
+      slmsql eval compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
+    """
     from rich.table import Table
     from rich.text import Text
 
     from slmsql_cli.eval import chart
     from slmsql_cli.eval import results as ev
 
+    files = (a_file, b_file)
     a, b = (ev.load_records(f) for f in files)
     fmt = next((r["run"].get("format") for r in a if isinstance(r.get("run"), dict)), None)
     result = ev.compare(a, b, fmt)

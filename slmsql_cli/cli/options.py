@@ -1,7 +1,11 @@
-"""Options that `prompt`, `ask`, `chat`, `eval` and `bench` share, defined once so their names, defaults and help agree.
+"""The options several commands share, and how a command takes the model and sampling options.
 
-The defaults come from `AskConfig` (and through it `SamplingParams`): a command writes
-`n: opt.Samples = opt.DEFAULTS.n` and builds its config with `opt.ask_config(ctx.params)`.
+The model and sampling options are declared once, as field metadata of `config.ModelSource` and
+`config.AskConfig` (flags, help, panel, metavar, range). A command takes them by naming a
+parameter of either type and decorating itself with `ask_options()`: the decorator puts those
+fields' options in the command's signature where the parameter stands, and hands the command the
+built dataclass. The options that are not settings of an answer (--db, --import-timeout, -v)
+are the `Annotated` types below.
 
 `--help` is written for an 80-column terminal: options sit in panels (MODEL, SAMPLING, DATA,
 OUTPUT, PERFORMANCE), a value is a short metavar (a flag has none, not `<bool>`), a range is
@@ -11,61 +15,137 @@ metavar and leave the help column 24 characters wide), and a default is part of 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import math
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+import typing
+from collections.abc import Callable, Collection
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from slmsql_cli.models import DEFAULT_MERGE_MODEL, DEFAULT_MODEL
-from slmsql_cli.pipeline import AskConfig
-
-DEFAULTS = AskConfig()
-# AskConfig fields that the commands' options carry under the same name
-_SAME_NAME = (
-    "n",
-    "temperature",
-    "max_tokens",
-    "seed",
-    "merge_n",
-    "timeout",
-    "threads",
-    "context",
-    "prompt_budget",
-    "gpu_layers",
+from slmsql_cli.config import (
+    DATA,
+    MODEL,
+    OUTPUT,
+    PANELS,
+    PERFORMANCE,
+    SAMPLING,
+    SERVER_ENGINE,
+    AskConfig,
+    ModelSource,
 )
 
+__all__ = ["DATA", "MODEL", "OUTPUT", "PERFORMANCE", "SAMPLING", "SERVER_ENGINE"]
 
-def ask_config(params: Mapping[str, Any]) -> AskConfig:
-    """The AskConfig of a command's options (`typer.Context.params`): the options it has, by name,
-    `--no-merge`, `--no-values` and `--no-prompt-cache` turned around, the --endpoint options made
-    into `remote_engine.Endpoint`s; AskConfig's defaults for the rest."""
-    values: dict[str, Any] = {k: params[k] for k in _SAME_NAME if k in params}
-    if "no_merge" in params:
-        values["merge"] = not params["no_merge"]
-    if "no_values" in params:
-        values["use_values"] = not params["no_values"]
-    if "no_prompt_cache" in params:
-        values["prompt_cache"] = not params["no_prompt_cache"]
-    if params.get("endpoint") or params.get("merge_endpoint"):
-        from slmsql_cli.remote_engine import endpoints
-
-        values["endpoint"], values["merge_endpoint"] = endpoints(
-            params.get("endpoint"),
-            params.get("served_model"),
-            params.get("merge_endpoint"),
-            params.get("merge_served_model"),
-            params.get("endpoint_timeout"),
-        )
-    return AskConfig(**values)
+F = TypeVar("F", bound=Callable[..., Any])
+SETTINGS = (ModelSource, AskConfig)  # the dataclasses whose fields are options
 
 
-# --help panels, in the order commands list their options
-MODEL = "Model"
-SAMPLING = "Sampling"
-DATA = "Data"
-OUTPUT = "Output"
-PERFORMANCE = "Performance"
+def option_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The fields of `cls` that are command-line options (those with `config.option` metadata)."""
+    return [f for f in dataclasses.fields(cls) if "flags" in f.metadata]
+
+
+def option_parameter(f: dataclasses.Field[Any]) -> inspect.Parameter:
+    """A field's option as a parameter typer reads: `name: Annotated[type, typer.Option(...)] = default`.
+
+    A bool field is a flag that turns its default around (`merge` is `--no-merge`): the flag's own
+    default is False."""
+    meta = f.metadata
+    low, high = meta["low"], meta["high"]
+    info = typer.Option(
+        *meta["flags"],
+        help=meta["help"].format(default=f.default),
+        metavar=meta["metavar"],
+        show_default=False,
+        rich_help_panel=meta["panel"],
+        callback=bounded(low, high) if (low, high) != (None, None) else None,
+        envvar=meta["env"],
+        show_envvar=False,
+    )
+    default = False if f.type is bool else f.default
+    return inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[f.type, info]
+    )
+
+
+def _build(cls: type, names: list[str], values: dict[str, Any], **extra: Any) -> Any:
+    """`cls` from its options' values (a flag turned back into its field), the rest its defaults."""
+    kinds = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {
+        n: (kinds[n].default != v if kinds[n].type is bool else v) for n, v in values.items() if n in names
+    }
+    return cls(**fields, **extra)
+
+
+def ask_options(*, only: Collection[str] | None = None, skip: Collection[str] = ()) -> Callable[[F], F]:
+    """Give a command the model and sampling options: a parameter typed `ModelSource` or `AskConfig`
+    stands for its class's options, and receives the dataclass built from them.
+
+    The options of both stand together where the first of them stands, panel by panel in the
+    order of `config.PANELS` (each panel's options in field order: ModelSource's, then
+    AskConfig's), so every command lists them alike. `only` keeps some of them, `skip` leaves
+    some out (a command with an option of its own by that name). A command's parameters are
+    keyword-only (`*,`), since these two have no default. With both, the AskConfig's endpoints
+    are the ModelSource's (`ModelSource.endpoints`)."""
+    known = {f.name for cls in SETTINGS for f in option_fields(cls)}
+    unknown = set(only or ()) | set(skip)
+    if unknown - known:
+        raise ValueError(f"not an option of ModelSource or AskConfig: {sorted(unknown - known)}")
+
+    def wanted(f: dataclasses.Field[Any]) -> bool:
+        return f.name not in skip and (only is None or f.name in only)
+
+    def decorate(func: F) -> F:
+        hints = typing.get_type_hints(func, include_extras=True)
+        params: list[inspect.Parameter] = []
+        taken: dict[str, tuple[type, list[str]]] = {}  # parameter -> (its class, its options)
+        shared: list[inspect.Parameter] = []
+        for p in inspect.signature(func).parameters.values():
+            kind = hints.get(p.name, p.annotation)
+            if kind in SETTINGS:
+                mine = [option_parameter(f) for f in option_fields(kind) if wanted(f)]
+                taken[p.name] = (kind, [o.name for o in mine])
+                if not shared:
+                    params.append(p)  # a marker: the shared options go here
+                shared += mine
+            else:
+                params.append(p.replace(annotation=kind))
+        at = next(i for i, p in enumerate(params) if p.name in taken)
+        shared.sort(key=lambda o: PANELS.index(_panel(o)))
+        params[at : at + 1] = shared
+        names = [p.name for p in params]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{func.__name__} has a parameter named like a shared option: skip that option")
+        source_name = next((n for n, (cls, _) in taken.items() if cls is ModelSource), None)
+
+        @functools.wraps(func)
+        def command(**kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for _, options in taken.values() for n in options}
+            source = ModelSource()
+            if source_name is not None:
+                source = kwargs[source_name] = _build(ModelSource, taken[source_name][1], values)
+            for name, (cls, options) in taken.items():
+                if cls is AskConfig:
+                    endpoint, merge_endpoint = source.endpoints()
+                    kwargs[name] = _build(
+                        AskConfig, options, values, endpoint=endpoint, merge_endpoint=merge_endpoint
+                    )
+            return func(**kwargs)
+
+        signature = inspect.Signature(params, return_annotation=hints.get("return", inspect.Signature.empty))
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command  # type: ignore[return-value]
+
+    return decorate
+
+
+def _panel(parameter: inspect.Parameter) -> str:
+    """The --help panel of an `option_parameter`."""
+    return str(typing.get_args(parameter.annotation)[1].rich_help_panel)
 
 
 def finite(value: float | None) -> float | None:
@@ -122,142 +202,6 @@ ServeDb = Annotated[
         rich_help_panel=DATA,
     ),
 ]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help=f"A .gguf file, Hugging Face repo or `slmsql models` alias (default {DEFAULT_MODEL}).",
-        metavar="MODEL",
-        rich_help_panel=MODEL,
-    ),
-]
-MergeModel = Annotated[
-    str | None,
-    typer.Option(
-        "--merge-model",
-        help=f"Revises a split vote (default {DEFAULT_MERGE_MODEL}, or --model when given).",
-        metavar="MODEL",
-        rich_help_panel=MODEL,
-    ),
-]
-NoMerge = Annotated[
-    bool,
-    typer.Option(
-        "--no-merge", help="Skip the merge step (faster, less accurate).", metavar="", rich_help_panel=MODEL
-    ),
-]
-Samples = Annotated[
-    int,
-    typer.Option(
-        "-n",
-        "--samples",
-        callback=bounded(1, 64),
-        metavar="N",
-        show_default=False,
-        help=f"SQL candidates to vote on, 1-64 (default {DEFAULTS.n}).",
-        rich_help_panel=SAMPLING,
-    ),
-]
-MergeSamples = Annotated[
-    int,
-    typer.Option(
-        "--merge-n",
-        callback=bounded(1, 64),
-        metavar="N",
-        show_default=False,
-        help=f"Revisions the merge model samples (default {DEFAULTS.merge_n}).",
-        rich_help_panel=SAMPLING,
-    ),
-]
-Temperature = Annotated[
-    float,
-    typer.Option(
-        "--temperature",
-        "-t",
-        callback=bounded(0.0),
-        metavar="T",
-        show_default=False,
-        help=f"Sampling temperature; 0 = greedy (default {DEFAULTS.temperature}).",
-        rich_help_panel=SAMPLING,
-    ),
-]
-MaxTokens = Annotated[
-    int,
-    typer.Option(
-        "--max-tokens",
-        callback=bounded(16),
-        metavar="N",
-        show_default=False,
-        help=f"Most tokens per candidate (default {DEFAULTS.max_tokens}).",
-        rich_help_panel=SAMPLING,
-    ),
-]
-Seed = Annotated[
-    int,
-    typer.Option(
-        "--seed",
-        callback=bounded(0),
-        metavar="N",
-        show_default=False,
-        help=f"Same seed, same candidates (default {DEFAULTS.seed}).",
-        rich_help_panel=SAMPLING,
-    ),
-]
-Threads = Annotated[
-    int | None,
-    # 512 is ggml's GGML_MAX_N_THREADS; more aborts llama.cpp with std::bad_alloc.
-    typer.Option(
-        "--threads",
-        callback=bounded(1, 512),
-        metavar="N",
-        help="CPU threads (default: idle cores).",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
-GpuLayers = Annotated[
-    int | None,
-    typer.Option(
-        "--gpu-layers",
-        callback=bounded(0),
-        metavar="N",
-        help="Layers to offload to a GPU; 0 = CPU only (default: all, if llama.cpp has a GPU).",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
-Context = Annotated[
-    int | None,
-    typer.Option(
-        "--context",
-        callback=bounded(512),
-        metavar="TOKENS",
-        help="Cap the context window (less memory); it must hold the prompt and --max-tokens.",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
-PromptBudget = Annotated[
-    int,
-    typer.Option(
-        "--prompt-budget",
-        callback=bounded(256),
-        metavar="TOKENS",
-        show_default=False,
-        help=f"Longest prompt (default {DEFAULTS.prompt_budget}); a larger schema is cut to the "
-        "question's tables.",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
-Timeout = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        callback=bounded(0.1),
-        metavar="SECONDS",
-        show_default=False,
-        help=f"Query time limit (default {DEFAULTS.timeout:g} s).",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
 
 
 def _import_budget(value: float | None) -> float | None:
@@ -284,24 +228,6 @@ ImportTimeout = Annotated[
         rich_help_panel=DATA,
     ),
 ]
-NoValues = Annotated[
-    bool,
-    typer.Option(
-        "--no-values",
-        help="Skip the values the question names.",
-        metavar="",
-        rich_help_panel=DATA,
-    ),
-]
-NoPromptCache = Annotated[
-    bool,
-    typer.Option(
-        "--no-prompt-cache",
-        help="Don't load or save evaluated prompts on disk (SLMSQL_KV_CACHE_MB sizes the cache).",
-        metavar="",
-        rich_help_panel=PERFORMANCE,
-    ),
-]
 Verbose = Annotated[
     bool,
     typer.Option(
@@ -310,70 +236,5 @@ Verbose = Annotated[
         help="Threads and each candidate's SQL, vote and text (cut; --json has it whole).",
         metavar="",
         rich_help_panel=OUTPUT,
-    ),
-]
-# An OpenAI-compatible server that generates instead of the in-process llama.cpp (remote_engine.py).
-# A model server instead of llama.cpp here (remote_engine.py). Each option also reads its SLMSQL_*
-# variable (not shown in --help, to keep it short: the README's scale-out section lists them).
-SERVER_ENGINE = "Model server"
-Endpoint = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint",
-        envvar="SLMSQL_ENDPOINT",
-        show_envvar=False,
-        metavar="URL",
-        help="OpenAI-compatible server (its /v1 URL) to generate on; key: SLMSQL_API_KEY.",
-        show_default=False,
-        rich_help_panel=SERVER_ENGINE,
-    ),
-]
-ServedModel = Annotated[
-    str | None,
-    typer.Option(
-        "--served-model",
-        envvar="SLMSQL_SERVED_MODEL",
-        show_envvar=False,
-        metavar="NAME",
-        help="Its model name (default: like --model).",
-        show_default=False,
-        rich_help_panel=SERVER_ENGINE,
-    ),
-]
-MergeEndpoint = Annotated[
-    str | None,
-    typer.Option(
-        "--merge-endpoint",
-        envvar="SLMSQL_MERGE_ENDPOINT",
-        show_envvar=False,
-        metavar="URL",
-        help="The merge model's server.",
-        show_default=False,
-        rich_help_panel=SERVER_ENGINE,
-    ),
-]
-MergeServedModel = Annotated[
-    str | None,
-    typer.Option(
-        "--merge-served-model",
-        envvar="SLMSQL_MERGE_SERVED_MODEL",
-        show_envvar=False,
-        metavar="NAME",
-        help="The merge model's name on its server.",
-        show_default=False,
-        rich_help_panel=SERVER_ENGINE,
-    ),
-]
-EndpointTimeout = Annotated[
-    float | None,
-    typer.Option(
-        "--endpoint-timeout",
-        envvar="SLMSQL_ENDPOINT_TIMEOUT",
-        show_envvar=False,
-        callback=bounded(1.0),
-        metavar="SECONDS",
-        help="Request time limit (default 600 s).",
-        show_default=False,
-        rich_help_panel=SERVER_ENGINE,
     ),
 ]

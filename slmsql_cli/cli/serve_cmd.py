@@ -7,17 +7,19 @@ import time
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, load_pipeline, user_errors
+from slmsql_cli.config import AskConfig, ModelSource
 
 SERVER = "Server"
 
 
 @app.command("serve")
 @user_errors
+@opt.ask_options()
 def serve(
-    ctx: typer.Context,
+    *,
     db: opt.ServeDb,
     mcp: bool = typer.Option(
         False,
@@ -101,27 +103,9 @@ def serve(
         help="Log one JSON object per request (default: key=value words).",
         rich_help_panel=SERVER,
     ),
-    model: opt.Model = None,
-    merge_model: opt.MergeModel = None,
-    no_merge: opt.NoMerge = False,
-    n: opt.Samples = opt.DEFAULTS.n,
-    merge_n: opt.MergeSamples = opt.DEFAULTS.merge_n,
-    temperature: opt.Temperature = opt.DEFAULTS.temperature,
-    max_tokens: opt.MaxTokens = opt.DEFAULTS.max_tokens,
-    seed: opt.Seed = opt.DEFAULTS.seed,
-    threads: opt.Threads = None,
-    gpu_layers: opt.GpuLayers = None,
-    context: opt.Context = None,
-    prompt_budget: opt.PromptBudget = opt.DEFAULTS.prompt_budget,
-    timeout: opt.Timeout = opt.DEFAULTS.timeout,
-    no_values: opt.NoValues = False,
+    source: ModelSource,
+    config: AskConfig,
     import_timeout: opt.ImportTimeout = opt.IMPORT_TIMEOUT,
-    no_prompt_cache: opt.NoPromptCache = False,
-    endpoint: opt.Endpoint = None,
-    served_model: opt.ServedModel = None,
-    merge_endpoint: opt.MergeEndpoint = None,
-    merge_served_model: opt.MergeServedModel = None,
-    endpoint_timeout: opt.EndpointTimeout = None,
 ) -> None:
     """Keep the model loaded and answer questions from MCP clients or over HTTP.
 
@@ -150,14 +134,14 @@ def serve(
     log = RequestLog(json_lines=json_logs)
     if http:
         from slmsql_cli.serve import http as http_front
+        from slmsql_cli.serve.guard import Guard, check_origin
 
-        origins = [http_front.check_origin(o) for o in allow_origin]
+        origins = [check_origin(o) for o in allow_origin]
         sock = http_front.listen(host, port, token)
-        guard = http_front.Guard.for_server(host, sock.getsockname()[1], origins)
+        guard = Guard.for_server(host, sock.getsockname()[1], origins)
     registry = Registry.open(db)
-    config = opt.ask_config(ctx.params)
     start = time.perf_counter()
-    pipeline = load_pipeline(model, merge_model, config)
+    pipeline = load_pipeline(source.model, source.merge_model, config)
     service = Service(
         pipeline,
         registry,

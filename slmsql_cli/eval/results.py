@@ -77,7 +77,7 @@ class ResultsFile:
                 if isinstance(theirs, dict) and theirs.keys() != run.keys():  # fields added or gone
                     raise UserError(
                         f"{self.path} holds results of another run, written by another version of slmsql",
-                        "pass a new --out file; `slmsql eval --compare` still reads the old one",
+                        "pass a new --out file; `slmsql eval compare` still reads the old one",
                     )
                 raise UserError(
                     f"{self.path} holds results of another run ({_describe_run(theirs)})",

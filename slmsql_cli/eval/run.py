@@ -1,5 +1,8 @@
 """`slmsql eval`'s run: predict each question, run gold and prediction, score, record, resume.
 
+`EvalRun` is the run as its options give it; `prepare` checks it and finds what is left to do
+(`Plan`), `execute` scores that; the command only parses, calls these and renders.
+
 Every gold and predicted SQL runs through `targets.run_many` (read-only, time-limited), so a
 prediction that tries to write scores 0 and changes nothing. `--engine duckdb|postgres` runs the
 predictions on copies of the databases in that engine (`load_copies`) while the gold runs on the
@@ -11,23 +14,22 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from slmsql_cli.benchmark_data import BenchmarkDatabases
+from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
+from slmsql_cli.config import AskConfig, ModelSource
 from slmsql_cli.errors import UserError
 from slmsql_cli.eval.metrics import bird_match, rounded, spider_match, spider_order_matters, spider_sql
-from slmsql_cli.eval.questions import Question
+from slmsql_cli.eval.questions import Question, load_questions, read_predictions
 from slmsql_cli.eval.results import ResultsFile
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets import Target, run_many
 from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.vote import candidate_dicts
-
-if TYPE_CHECKING:
-    from slmsql_cli.pipeline import AskConfig
 
 ENGINES = ("sqlite", "duckdb", "postgres")  # where eval --engine runs the predictions
 DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
@@ -286,3 +288,167 @@ def evaluate(
         records.append(record)
         on_record(record)
     return records
+
+
+@dataclass
+class EvalRun:
+    """One `slmsql eval`, as its options give it: what to score, with what, and where it goes."""
+
+    questions: Path  # Spider's or BIRD's dev.json: questions with gold SQL
+    db_dir: Path  # a folder of <db_id>/<db_id>.sqlite, or one database or data file
+    fmt: str | None = None  # "spider" or "bird"; None: as the questions file says
+    tables: Path | None = None  # tables.json for the prompts; None: the one beside the questions
+    predictions: Path | None = None  # SQL to score instead of a model's answers
+    source: ModelSource = field(default_factory=ModelSource)  # the model, when no predictions
+    # the model's settings; its timeout is each gold and predicted query's
+    config: AskConfig = field(default_factory=lambda: AskConfig(timeout=DEFAULT_TIMEOUT))
+    out: Path | None = None  # the resumable JSONL file, one record per question
+    limit: int | None = None  # only the first questions
+    engine: str = "sqlite"  # where predictions run (ENGINES); the gold runs on SQLite
+    pg_url: str | None = None  # the server for engine "postgres"
+    concurrency: int = 1  # questions in flight (a model server only)
+
+    def check(self) -> None:
+        """The user errors a run's options can hold, before anything is read."""
+        if (self.source.model is None) == (self.predictions is None):
+            raise UserError(
+                "pass either --model (run a model) or --predictions (score given SQL)",
+                "--predictions takes one SQL per line, in the order of the questions",
+            )
+        if self.concurrency > 1 and not (self.source.model is not None and self.source.endpoint):
+            raise UserError(
+                "--concurrency above 1 needs a model served with --endpoint",
+                "the in-process model answers one question at a time; serve it (vLLM, llama-server) and pass --endpoint URL",
+            )
+        if not self.db_dir.exists():
+            raise UserError(
+                f"database folder not found: {self.db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
+            )
+
+
+@dataclass
+class Plan:
+    """What `prepare` found for a run: the questions it scores, its record, and what is done."""
+
+    run: EvalRun
+    fmt: str
+    questions: list[Question]  # those scored: after --limit, and no further than the predictions
+    databases: BenchmarkDatabases
+    db_paths: dict[str, Path]
+    predictions: list[str] | None
+    unscored: int  # questions past the last prediction, not scored
+    record: dict[str, Any]  # run_record: written into every record, compared on resume
+    store: ResultsFile | None
+    records: list[dict]  # the scored records, in question order as they come; resumed ones first
+    pending: list[Question]  # still to score
+
+
+def prepare(run: EvalRun, note: Callable[[str], None] = lambda _: None) -> Plan:
+    """Check `run`, read its questions and predictions, and open its results file: what is left.
+
+    `note` hears what the user should know (the tables.json chosen, predictions that stop short,
+    a resumed file)."""
+    run.check()
+    questions, fmt = load_questions(run.questions, run.fmt)
+    all_count = len(questions)
+    questions = questions[: run.limit] if run.limit else questions
+    tables = run.tables
+    if tables is None and run.source.model is not None:
+        tables = sibling_tables_json(run.questions)
+        if tables is not None:
+            note(f"using {tables} for the schema (pass --tables to choose another)")
+    databases = BenchmarkDatabases(run.db_dir, tables)
+    db_paths = {db_id: databases.resolve(db_id) for db_id in dict.fromkeys(q.db_id for q in questions)}
+
+    predictions: list[str] | None = None
+    unscored = 0
+    if run.predictions is not None:
+        predictions = read_predictions(run.predictions)
+        if len(predictions) > all_count:
+            raise UserError(
+                f"{run.predictions} has {len(predictions)} predictions for {all_count} questions",
+                "one SQL per line, in the order of the questions (write an empty line for no answer)",
+            )
+        if len(predictions) < len(questions):  # answers for the first questions only: score those, say so
+            unscored = len(questions) - len(predictions)
+            questions = questions[: len(predictions)]
+            note(
+                f"{run.predictions} has predictions for the first {len(predictions)} of "
+                f"{len(predictions) + unscored} questions: {unscored} without one are not scored"
+            )
+    source = run.source
+    record = run_record(
+        fmt,
+        run.config.timeout,
+        predictions=run.predictions,
+        model=source.model,
+        merge_model=source.merge_model,
+        config=run.config,
+        engine=run.engine,
+        endpoint=source.endpoint if source.model else None,
+        served_model=source.served_model,
+    )
+    store = ResultsFile(run.out, record, questions) if run.out else None
+    records, pending = resume(questions, store)
+    if store and records:
+        note(f"resuming {run.out}: {len(records)} of {len(questions)} question(s) already scored")
+    return Plan(
+        run, fmt, questions, databases, db_paths, predictions, unscored, record, store, records, pending
+    )
+
+
+class Display(Protocol):
+    """How a run shows its progress (eval_cmd draws it on stderr); each step a context manager
+    that yields its callback."""
+
+    def copying(self, engine: str) -> AbstractContextManager[Callable[[str], None]]:
+        """While the databases are copied into `engine`: the callback hears each step."""
+        ...
+
+    def scoring(self, plan: Plan) -> AbstractContextManager[Callable[[dict], None]]:
+        """While questions are scored: the callback hears each record as it is written."""
+        ...
+
+
+# How the caller loads a model: a context manager of a `pipeline.Pipeline` (eval_cmd shows it loading).
+PipelineLoader = Callable[[ModelSource, AskConfig], AbstractContextManager[Any]]
+
+
+def execute(plan: Plan, display: Display, load: PipelineLoader) -> float:
+    """Score the plan's pending questions into `plan.records` (and its results file), predicting
+    with the given SQL or with the model `load` gives (loaded only when there is work left);
+    the seconds the scoring took. Scratch databases are dropped and the file closed at the end,
+    Ctrl-C included (`plan.records` then holds what was scored)."""
+    run = plan.run
+    with contextlib.ExitStack() as stack:  # scratch PostgreSQL databases, dropped at the end
+        if plan.store is not None:
+            stack.callback(plan.store.close)  # last: after the databases
+        with display.copying(run.engine) as step:
+            copies = load_copies(
+                run.engine, {q.db_id: plan.db_paths[q.db_id] for q in plan.pending}, stack, run.pg_url, step
+            )
+        if not plan.pending:
+            return 0.0
+        if plan.predictions is not None:
+            return _score(plan, file_predictor(plan.predictions), copies, display)
+        with load(run.source, run.config) as pipeline:
+            return _score(plan, model_predictor(pipeline, plan.databases), copies, display)
+
+
+def _score(plan: Plan, predict: Predictor, copies: dict[str, EngineCopy], display: Display) -> float:
+    with display.scoring(plan) as on_record:
+        started = time.perf_counter()
+        evaluate(
+            plan.pending,
+            plan.db_paths,
+            predict,
+            plan.fmt,
+            plan.run.config.timeout,
+            plan.record,
+            records=plan.records,
+            store=plan.store,
+            copies=copies,
+            on_record=on_record,
+            concurrency=plan.run.concurrency,
+        )
+    return max(time.perf_counter() - started, 1e-9)
