@@ -278,7 +278,7 @@ def print_candidates(console: Console, answer: Answer) -> None:
         console.print(table, soft_wrap=False)
 
 
-_MODEL_COLUMNS = ("alias", "role", "Hugging Face repo", "base model", "cached", "note")
+_MODEL_COLUMNS = ("alias", "role", "Hugging Face repo", "base model", "download", "cached", "note")
 
 
 def models_tables(console: Console, statuses: list[ModelStatus], defaults: set[str]) -> list[Table]:
@@ -291,6 +291,7 @@ def models_tables(console: Console, statuses: list[ModelStatus], defaults: set[s
             "role": s.model.role,
             "Hugging Face repo": s.model.repo,
             "base model": s.model.base,
+            "download": s.model.download,
             "cached": "GGUF" if s.cached_gguf else ("checkpoint" if s.cached_checkpoint else "-"),
             "note": s.model.note,
         }
@@ -309,7 +310,7 @@ def models_tables(console: Console, statuses: list[ModelStatus], defaults: set[s
     full = table(_MODEL_COLUMNS, title)
     if fits(console, full):
         return [full]
-    main = table(("alias", "role", "cached", "note", "base model"), title)
+    main = table(("alias", "role", "download", "cached", "note", "base model"), title)
     if not fits(console, main):
-        main = table(("alias", "role", "cached", "note"), title)
+        main = table(("alias", "role", "download", "cached", "note"), title)
     return [main, table(("alias", "Hugging Face repo"))]

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmsql_cli.cache import cache_dir, warn
 from slmsql_cli.answer import Answer, SamplingRound
+from slmsql_cli.cache import cache_dir, warn
 from slmsql_cli.engine_protocol import GenerationStats
 from slmsql_cli.errors import UserError
 from slmsql_cli.targets.sqlcheck import check_sql

@@ -202,8 +202,8 @@ def test_http_and_mcp_answers_carry_explanation_and_confidence(service) -> None:
 def test_unmatched_values_on_real_databases(
     data_dir: Path, isolated_cache: Path, db: str, question: str, expected: list
 ) -> None:
-    from slmsql_cli.unmatched import unmatched_values
     from slmsql_cli.database import open_database
+    from slmsql_cli.unmatched import unmatched_values
 
     database = open_database(data_dir / db)
     assert unmatched_values(database, question, database.relevant_values(question)) == expected

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli.database import Database, open_database
 from slmsql_cli.answer import SamplingRound
+from slmsql_cli.database import Database, open_database
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.render import answer_dict
 from slmsql_cli.scripted import ScriptedEngine

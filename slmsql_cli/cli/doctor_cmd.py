@@ -8,8 +8,8 @@ import sys
 import typer
 from rich.markup import escape
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import out, user_errors
 
 _MARK = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
@@ -45,7 +45,8 @@ def doctor_cmd(
     else:
         for check in checks:
             out.print(f"{_MARK[check.status]} [bold]{check.name}[/]: {escape(check.detail)}", highlight=False)
-            if check.fix:
-                out.print(f"     [dim]fix: {escape(check.fix)}[/]", highlight=False)
+            if check.fix:  # a fix of several lines (commands to copy) stays lined up under "fix:"
+                fix = "\n          ".join(check.fix.splitlines())
+                out.print(f"     [dim]fix: {escape(fix)}[/]", highlight=False)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)

@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from slmsql_cli.cli.app import app
 from slmsql_cli.cli import options as opt
+from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, user_errors
 from slmsql_cli.errors import UserError
 

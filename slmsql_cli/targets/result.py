@@ -33,8 +33,6 @@ class ExecResult:
         return frozenset(self.rows)
 
 
-
-
 def fetch_capped(cursor: Iterable[tuple], max_rows: int, max_bytes: int) -> tuple[list[tuple], bool]:
     """Rows until `max_rows` rows or `max_bytes` bytes (text and blob lengths, 8 per other value);
     one row at a time, so a cut result never holds more than one row past the cap. (The live

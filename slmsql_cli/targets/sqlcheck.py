@@ -68,5 +68,3 @@ def _statement_name(sql: str, tree: Any) -> str:
         end = next((i for i, w in enumerate(upper) if w in _OBJECT_KINDS), 0)
         return " ".join(upper[: end + 1]) if end else " ".join(upper[:2])
     return first
-
-
