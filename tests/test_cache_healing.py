@@ -11,32 +11,35 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 
 from slmsql_cli.targets.sqlite_catalog import schema_from_sqlite
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
 from slmsql_cli.values import MAX_INDEXED_PER_COLUMN
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 QUESTION = "Which books did Flann O'Brien write?"
 
 
-def prompt(
-    cache: Path | str, db: Path = DEMO_DB, tmp: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
-    if tmp is not None:
-        env["TMPDIR"] = str(tmp)
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "prompt", "--db", str(db), QUESTION],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+Prompt = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def prompt(slmsql: Slmsql) -> Prompt:
+    """`prompt(cache, db=DEMO_DB, tmp=None)`: a fresh `slmsql prompt` process with that cache
+    folder (and that temporary folder)."""
+
+    def run(
+        cache: Path | str, db: Path = DEMO_DB, tmp: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {"TMPDIR": str(tmp)} if tmp is not None else None
+        return slmsql("prompt", "--db", db, QUESTION, cache=cache, env=env, timeout=120)
+
+    return run
 
 
 def warnings(stderr: str) -> list[str]:
@@ -44,7 +47,7 @@ def warnings(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def expected(tmp_path_factory: pytest.TempPathFactory) -> str:
+def expected(prompt: Prompt, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The prompt from an empty cache: what every healed run must print."""
     first = prompt(tmp_path_factory.mktemp("cache"))
     assert first.returncode == 0 and not first.stderr, first.stderr
@@ -52,7 +55,7 @@ def expected(tmp_path_factory: pytest.TempPathFactory) -> str:
     return first.stdout
 
 
-def filled_cache(tmp_path: Path, expected: str) -> Path:
+def filled_cache(prompt: Prompt, tmp_path: Path, expected: str) -> Path:
     cache = tmp_path / "cache"
     done = prompt(cache)
     assert done.returncode == 0 and done.stdout == expected and not done.stderr
@@ -71,8 +74,10 @@ SLOW = pytest.mark.slow
 @pytest.mark.parametrize(
     "damage", ["truncated", pytest.param("zeroed", marks=SLOW), pytest.param("garbage page", marks=SLOW)]
 )
-def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expected: str, damage: str) -> None:
-    cache = filled_cache(tmp_path, expected)
+def test_damaged_value_index_is_rebuilt_with_one_warning(
+    prompt: Prompt, tmp_path: Path, expected: str, damage: str
+) -> None:
+    cache = filled_cache(prompt, tmp_path, expected)
     index = only(cache, "values-*.fts.sqlite")
     data = index.read_bytes()
     if damage == "truncated":
@@ -111,9 +116,9 @@ def test_damaged_value_index_is_rebuilt_with_one_warning(tmp_path: Path, expecte
     ],
 )
 def test_damaged_schema_cache_is_rebuilt_with_one_warning(
-    tmp_path: Path, expected: str, content: str
+    prompt: Prompt, tmp_path: Path, expected: str, content: str
 ) -> None:
-    cache = filled_cache(tmp_path, expected)
+    cache = filled_cache(prompt, tmp_path, expected)
     schema_file = only(cache, "schema-*.json")
     assert json.loads(schema_file.read_text())["version"] == 2
     schema_file.write_text(content)
@@ -129,7 +134,7 @@ def test_damaged_schema_cache_is_rebuilt_with_one_warning(
 
 @pytest.mark.parametrize("where", ["a file", "below a file"])
 def test_unwritable_cache_folder_means_no_cache_and_one_warning(
-    tmp_path: Path, expected: str, where: str
+    prompt: Prompt, tmp_path: Path, expected: str, where: str
 ) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
@@ -148,7 +153,7 @@ def test_unwritable_cache_folder_means_no_cache_and_one_warning(
     assert list(tmp.iterdir()) == []  # the private index went with its process, the orphan too
 
 
-def test_read_only_cache_folder_means_no_cache(tmp_path: Path, expected: str) -> None:
+def test_read_only_cache_folder_means_no_cache(prompt: Prompt, tmp_path: Path, expected: str) -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     cache = tmp_path / "cache"
@@ -162,8 +167,8 @@ def test_read_only_cache_folder_means_no_cache(tmp_path: Path, expected: str) ->
     assert len(warnings(done.stderr)) == 1
 
 
-def test_temporary_files_of_killed_runs_are_removed(tmp_path: Path, expected: str) -> None:
-    cache = filled_cache(tmp_path, expected)
+def test_temporary_files_of_killed_runs_are_removed(prompt: Prompt, tmp_path: Path, expected: str) -> None:
+    cache = filled_cache(prompt, tmp_path, expected)
     folder = only(cache, "schema-*.json").parent
     dead = int(
         subprocess.run([sys.executable, "-c", "print(__import__('os').getpid())"], capture_output=True).stdout

@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, Slmsql
+
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 
 
-def test_second_question_reuses_the_cached_prompt(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_second_question_reuses_the_cached_prompt(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     questions = "How many books are there?\nHow many customers are there?\nexit\n"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slmsql_cli",
-            "chat",
-            "--db",
-            str(DEMO),
-            "-m",
-            str(gemma_gguf),
-            "-n",
-            "2",
-            "--max-tokens",
-            "16",
-            "--no-merge",
-            "--no-values",
-        ],
-        input=questions,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
-    )
+    proc = slmsql(
+        "chat", "--db", DEMO, "-m", gemma_gguf, "-n", "2", "--max-tokens", "16", "--no-merge", "--no-values",
+        stdin=questions, cache=tmp_path / "cache", env={"PATH": "/usr/bin:/bin"}, inherit=False, timeout=600,
+    )  # fmt: skip
     # Gemma 270M may write no SQL in 16 tokens: that question has no answer, which exits 1
     assert proc.returncode in (0, 1), proc.stderr
     stats = [tuple(map(int, m)) for m in re.findall(r"prompt (\d+) tokens, (\d+) evaluated", proc.stderr)]

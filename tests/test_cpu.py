@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 
 from slmsql_cli import cpu
 from slmsql_cli.cpu import ThreadChoice, cpu_name, default_threads, idle_share, physical_cores
 from slmsql_cli.engine import Engine
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 
 
@@ -70,11 +70,11 @@ def test_threads_and_gpu_layers_given_are_used(gemma_gguf: Path) -> None:
             assert engine.gpu_layers == -1 and engine.device.startswith("GPU (")
 
 
-def test_bench_says_which_device_ran(gemma_gguf: Path, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "slmsql_cli", "bench", "--db", str(DEMO), "-m", str(gemma_gguf)]
-    cmd += ["-n", "1", "--max-tokens", "4", "--threads", "1", "--gpu-layers", "0"]
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+def test_bench_says_which_device_ran(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
+    proc = slmsql(
+        "bench", "--db", DEMO, "-m", gemma_gguf, "-n", "1", "--max-tokens", "4", "--threads", "1",
+        "--gpu-layers", "0", cache=tmp_path / "cache", env={"COLUMNS": "200"}, timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     assert doc["device"] == f"CPU {cpu_name()}, 1 thread" and doc["threads"] == 1

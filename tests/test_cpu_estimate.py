@@ -4,19 +4,16 @@ way to a quick run (`--config tiny-cpu`) when that is hours."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 
 from training.config import load_config
 from training.estimate import duration, estimate, parameter_count
 
 pytestmark = pytest.mark.train
 
-REPO = Path(__file__).resolve().parents[1]
 # Qwen/Qwen2.5-Coder-0.5B-Instruct's config.json (the base of the shipped recipes): 494M parameters.
 QWEN25_05B = {
     "model_type": "qwen2",
@@ -67,17 +64,15 @@ def test_durations_read_as_words() -> None:
 
 
 @pytest.mark.slow  # the train command itself: torch, datasets and the recipe load
-def test_cli_warns_before_loading_anything(shaped_base: Path, tmp_path: Path) -> None:
+def test_cli_warns_before_loading_anything(slmsql: Slmsql, shaped_base: Path, tmp_path: Path) -> None:
     """The full-size recipe on the CPU: the warning comes first; the run then stops (this base has
     no tokenizer), so nothing trains here."""
     data = tmp_path / "think.jsonl"
     row = {"prompt": "How many singers?", "completion": "<think>\n</think>\n<answer>\nSELECT 1\n</answer>"}
     data.write_text("\n".join(json.dumps(row) for _ in range(2000)) + "\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "train", "--config", "generate-0.5b", "--stage", "sft", "--cpu",
-         "--base", str(shaped_base), "--data", str(data), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+    proc = slmsql(
+        "train", "--config", "generate-0.5b", "--stage", "sft", "--cpu", "--base", shaped_base,
+        "--data", data, "--out", tmp_path / "run", cwd=tmp_path, timeout=600,
     )  # fmt: skip
     lines = proc.stderr.splitlines()
     warning = next(

@@ -8,32 +8,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 
 
-def slmsql(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The real command line in a fresh interpreter; `code` runs first (to hide a package)."""
-    prelude = (
-        code or ""
-    ) + "\nimport sys\nfrom slmsql_cli.cli import main\nsys.argv = ['slmsql', *sys.argv[1:]]\nmain()"
-    return subprocess.run(
-        [sys.executable, "-c", prelude, *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env={**os.environ, "COLUMNS": "200", "TERMINAL_WIDTH": "200", "NO_COLOR": "1"},
-    )
+WIDE = {"COLUMNS": "200", "TERMINAL_WIDTH": "200", "NO_COLOR": "1"}  # help panels on one line each
 
 
 def readme_commands() -> dict[str, set[str]]:
@@ -50,40 +35,42 @@ def readme_commands() -> dict[str, set[str]]:
     return table
 
 
-def help_commands() -> set[str]:
+def help_commands(slmsql: Slmsql) -> set[str]:
     """The commands in the Commands panel of `slmsql --help`."""
-    proc = slmsql("--help")
+    proc = slmsql("--help", env=WIDE, timeout=300)
     assert proc.returncode == 0, proc.stderr
     panel = proc.stdout.split("Commands", 1)[1]
     return set(re.findall(r"^│ (\w+) {2,}", panel, flags=re.MULTILINE))
 
 
-def test_readme_table_lists_exactly_the_cli_commands() -> None:
+def test_readme_table_lists_exactly_the_cli_commands(slmsql: Slmsql) -> None:
     documented = readme_commands()
     assert len(documented) >= 8, "the README's command table was not found or not parsed"
-    assert set(documented) == help_commands()
+    assert set(documented) == help_commands(slmsql)
 
 
 @pytest.mark.parametrize("command", sorted(readme_commands()))
-def test_readme_options_exist_in_the_command_help(command: str) -> None:
+def test_readme_options_exist_in_the_command_help(slmsql: Slmsql, command: str) -> None:
     options = readme_commands()[command]
-    proc = slmsql(command, "--help")
+    proc = slmsql(command, "--help", env=WIDE, timeout=300)
     assert proc.returncode == 0, proc.stderr
     missing = {o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", proc.stdout)}
     assert not missing, f"README mentions {sorted(missing)} for `slmsql {command}`, which its --help lacks"
 
 
-def test_hint_keeps_the_pip_extra_in_brackets() -> None:
+def test_hint_keeps_the_pip_extra_in_brackets(slmsql: Slmsql) -> None:
     """Without torch, `train` says how to install it, `[train]` included."""
-    proc = slmsql("train", "--stage", "sft", code="import sys\nsys.modules['torch'] = None")
+    proc = slmsql(
+        "train", "--stage", "sft", code="import sys\nsys.modules['torch'] = None", env=WIDE, timeout=300
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "needs packages that are not installed: torch" in proc.stderr
     assert "pip install 'slmsql[train]'" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_user_text_in_an_error_is_not_markup(tmp_path: Path) -> None:
+def test_user_text_in_an_error_is_not_markup(slmsql: Slmsql, tmp_path: Path) -> None:
     missing = tmp_path / "[bold]sales[/bold].sqlite"
-    proc = slmsql("prompt", "--db", str(missing), "How many?")
+    proc = slmsql("prompt", "--db", str(missing), "How many?", env=WIDE, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "[bold]sales[/bold].sqlite" in proc.stderr

@@ -19,13 +19,13 @@ import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import REPO, Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli import files
 from slmsql_cli.cli import app
 from slmsql_cli.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -400,17 +400,12 @@ def test_wrong_db_arguments(make: Any, message: str, tmp_path: Path, isolated_ca
 
 
 @pytest.mark.parametrize("module, suffix", [("pyarrow", ".parquet"), ("openpyxl", ".xlsx")])
-def test_a_missing_extra_is_named(module: str, suffix: str, tmp_path: Path) -> None:
+def test_a_missing_extra_is_named(slmsql: Slmsql, module: str, suffix: str, tmp_path: Path) -> None:
     data = tmp_path / f"data{suffix}"
     data.write_bytes(b"anything")
-    code = f"import sys\nsys.modules[{module!r}] = None\nfrom slmsql_cli.cli import main\nmain()"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "prompt", "--db", str(data), "q?"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200"},
-        timeout=120,
+    hide = f"import sys\nsys.modules[{module!r}] = None"
+    proc = slmsql(
+        "prompt", "--db", data, "q?", code=hide, cache=tmp_path / "cache", env={"COLUMNS": "200"}, timeout=120
     )
     assert proc.returncode == 2
     assert f"needs the {module} package" in proc.stderr and "slmsql[files]" in proc.stderr
@@ -462,16 +457,11 @@ def test_a_large_csv_is_imported_in_bounded_memory(tmp_path: Path) -> None:
 # ---- the real model (slow through the gemma_gguf fixture) ---------------------------------------
 
 
-def test_ask_and_bench_with_the_test_model_on_a_csv(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_ask_and_bench_with_the_test_model_on_a_csv(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     books = write(
         tmp_path / "books.csv", "id,title,author,year\n1,Dubliners,Joyce,1914\n2,Ulysses,Joyce,1922\n"
     )
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache")}
-
-    def slmsql(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "slmsql_cli", *args]
-        return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
-
+    cache = tmp_path / "cache"
     proc = slmsql(
         "ask",
         "--db",
@@ -485,6 +475,7 @@ def test_ask_and_bench_with_the_test_model_on_a_csv(gemma_gguf: Path, tmp_path: 
         "--no-merge",
         "--json",
         "How many books are there?",
+        cache=cache,
     )
     # Gemma 270M is a base model: it may or may not write SQL. Exit 0 with an answer, 1 without one.
     assert proc.returncode in (0, 1), proc.stderr
@@ -493,7 +484,7 @@ def test_ask_and_bench_with_the_test_model_on_a_csv(gemma_gguf: Path, tmp_path: 
     for candidate in doc["candidates"]:  # every SQL the model wrote was executed on the imported table
         assert (candidate["sql"] is None) == (candidate["error"] == "no SQL")
 
-    proc = slmsql("bench", "--db", str(books), "--model", str(gemma_gguf), "-n", "1", "--max-tokens", "4")
+    proc = slmsql("bench", "--db", books, "--model", gemma_gguf, "-n", "1", "--max-tokens", "4", cache=cache)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])
 

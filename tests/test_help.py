@@ -12,31 +12,21 @@ option of that command (or, when it names no command, of some command).
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import typer.main
+from conftest import REPO, Slmsql
 
 from slmsql_cli.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 BORDERS = "│╭╮╰╯─┃"
 
 
-def help_text(*args: str, width: int) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, "COLUMNS": str(width), "NO_COLOR": "1", "TERMINAL_WIDTH": str(width)},
-    )
+def help_text(slmsql: Slmsql, *args: str, width: int) -> str:
+    env = {"COLUMNS": str(width), "NO_COLOR": "1", "TERMINAL_WIDTH": str(width)}
+    proc = slmsql(*args, "--help", env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -46,9 +36,9 @@ def words(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("command", ["", *COMMANDS])
-def test_help_reads_well_at_80_columns(command: str) -> None:
+def test_help_reads_well_at_80_columns(slmsql: Slmsql, command: str) -> None:
     args = (command,) if command else ()
-    narrow, wide = help_text(*args, width=80), help_text(*args, width=1000)
+    narrow, wide = help_text(slmsql, *args, width=80), help_text(slmsql, *args, width=1000)
     too_wide = [line for line in narrow.splitlines() if len(line) > 80]
     assert not too_wide, too_wide
     assert "…" not in narrow and "<bool>" not in narrow, narrow
@@ -59,10 +49,8 @@ def test_help_reads_well_at_80_columns(command: str) -> None:
         assert len(narrow.splitlines()) <= 80, narrow
 
 
-def test_bare_slmsql_prints_the_help_once() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli"], capture_output=True, text=True, timeout=120, cwd=REPO
-    )
+def test_bare_slmsql_prints_the_help_once(slmsql: Slmsql) -> None:
+    proc = slmsql(timeout=120)
     assert proc.stdout.count("Usage: slmsql") == 1, proc.stdout
     assert "music.sqlite" not in proc.stdout and "bookshop.sqlite" in proc.stdout
 

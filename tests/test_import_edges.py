@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 
 openpyxl = pytest.importorskip("openpyxl", reason="needs the [files] extra")
 
-REPO = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")
 
 
@@ -47,24 +47,7 @@ def python_for(user: str) -> str:
     pytest.skip(f"no Python that {user} can run")
 
 
-def slmsql(
-    *args: str | Path, cache: Path, user: str | None = None, timeout: float = 300, umask: int | None = None
-) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "slmsql_cli", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache), "COLUMNS": "300"}
-    if user is not None:
-        python = python_for(user)
-        cmd = [*as_user(user), python, *cmd[1:]]
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *(p for p in sys.path if p and os.path.isdir(p))])
-    return subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=timeout,
-        preexec_fn=(lambda: os.umask(umask)) if umask is not None else None,
-    )
+WIDE = {"COLUMNS": "300"}  # an error line whole, however long its path
 
 
 def one_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -89,33 +72,46 @@ def shared(tmp_path: Path) -> Iterator[Path]:
 # ---- shapes SQLite or Python cannot hold ------------------------------------------------------------
 
 
-def test_too_many_columns_is_one_line(tmp_path: Path) -> None:
+def test_too_many_columns_is_one_line(slmsql: Slmsql, tmp_path: Path) -> None:
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(5000)) + "\n" + ",".join("1" * 5000) + "\n")
     one_error(
-        slmsql("prompt", "--db", wide, "q?", cache=tmp_path / "cache"), "5,000 columns", "at most 2,000"
+        slmsql("prompt", "--db", wide, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300),
+        "5,000 columns",
+        "at most 2,000",
     )
     keys = tmp_path / "keys.jsonl"
     keys.write_text('{"a": 1}\n' + "{" + ", ".join(f'"k{i}": {i}' for i in range(5000)) + "}\n")
-    one_error(slmsql("prompt", "--db", keys, "q?", cache=tmp_path / "cache"), "keys.jsonl", "columns")
+    one_error(
+        slmsql("prompt", "--db", keys, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300),
+        "keys.jsonl",
+        "columns",
+    )
 
 
-def test_json_nested_ten_thousand_deep_is_one_line(tmp_path: Path) -> None:
+def test_json_nested_ten_thousand_deep_is_one_line(slmsql: Slmsql, tmp_path: Path) -> None:
     deep = tmp_path / "deep.json"
     deep.write_text('[{"a": ' + "[" * 10_000 + "]" * 10_000 + "}]")
-    one_error(slmsql("prompt", "--db", deep, "q?", cache=tmp_path / "cache"), "nested too deeply")
+    one_error(
+        slmsql("prompt", "--db", deep, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300),
+        "nested too deeply",
+    )
     lines = tmp_path / "deep.jsonl"
     lines.write_text('{"a": ' + '{"b": ' * 10_000 + "1" + "}" * 10_000 + "}\n")
-    one_error(slmsql("prompt", "--db", lines, "q?", cache=tmp_path / "cache"), "deep.jsonl line 1", "nested")
+    one_error(
+        slmsql("prompt", "--db", lines, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300),
+        "deep.jsonl line 1",
+        "nested",
+    )
 
 
-def test_a_hundred_thousand_digit_integer_is_kept_as_text(tmp_path: Path) -> None:
+def test_a_hundred_thousand_digit_integer_is_kept_as_text(slmsql: Slmsql, tmp_path: Path) -> None:
     digits = "7" * 100_000
     (tmp_path / "big.json").write_text(f'[{{"n": {digits}, "m": 5}}]')
     (tmp_path / "big.csv").write_text(f"n,m\n{digits},5\n")
     cache = tmp_path / "cache"
     for name in ("big.json", "big.csv"):
-        proc = slmsql("prompt", "--db", tmp_path / name, "q?", cache=cache)
+        proc = slmsql("prompt", "--db", tmp_path / name, "q?", cache=cache, env=WIDE, timeout=300)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     imported = next(cache.glob("files/big-*/*/big.sqlite"))
     con = sqlite3.connect(imported)
@@ -126,33 +122,41 @@ def test_a_hundred_thousand_digit_integer_is_kept_as_text(tmp_path: Path) -> Non
 # ---- files that are not what they seem ---------------------------------------------------------------
 
 
-def test_a_symlink_is_followed_and_its_target_decides(tmp_path: Path) -> None:
+def test_a_symlink_is_followed_and_its_target_decides(slmsql: Slmsql, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     (tmp_path / "passwd.csv").symlink_to("/etc/passwd")  # a .csv name, a file that is not CSV data
     one_error(
-        slmsql("prompt", "--db", tmp_path / "passwd.csv", "q?", cache=cache), "/etc/passwd", "not a data file"
+        slmsql("prompt", "--db", tmp_path / "passwd.csv", "q?", cache=cache, env=WIDE, timeout=300),
+        "/etc/passwd",
+        "not a data file",
     )
     real = tmp_path / "real.csv"
     real.write_text("pet,age\nRex,3\n")
     (tmp_path / "pets.dat").symlink_to(real)  # the target's suffix says CSV
-    proc = slmsql("prompt", "--db", tmp_path / "pets.dat", "How old is Rex?", cache=cache)
+    proc = slmsql(
+        "prompt", "--db", tmp_path / "pets.dat", "How old is Rex?", cache=cache, env=WIDE, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "CREATE TABLE" in proc.stdout and "pet" in proc.stdout
 
 
 @pytest.mark.skipif(SETPRIV is None, reason="needs setpriv to run as another user")
-def test_an_unreadable_file_is_one_line(shared: Path) -> None:
+def test_an_unreadable_file_is_one_line(slmsql: Slmsql, shared: Path) -> None:
     secret = shared / "secret.csv"
     secret.write_text("ssn\n078-05-1120\n")
     secret.chmod(0o600)
     cache = shared / "cache"
     cache.mkdir(mode=0o777)
     cache.chmod(0o777)
-    proc = slmsql("prompt", "--db", secret, "q?", cache=cache, user="nobody")
+    packages = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))  # this interpreter's
+    proc = slmsql(
+        "prompt", "--db", secret, "q?", cache=cache, env={**WIDE, "PYTHONPATH": packages},
+        through=as_user("nobody"), python=python_for("nobody"), timeout=300,
+    )  # fmt: skip
     one_error(proc, "cannot read", "secret.csv", "Permission denied")
 
 
-def test_an_xlsx_with_a_dtd_entity_is_one_line_or_harmless(tmp_path: Path) -> None:
+def test_an_xlsx_with_a_dtd_entity_is_one_line_or_harmless(slmsql: Slmsql, tmp_path: Path) -> None:
     book = openpyxl.Workbook()
     book.active.append(["name"])
     book.active.append(["x"])
@@ -173,12 +177,12 @@ def test_an_xlsx_with_a_dtd_entity_is_one_line_or_harmless(tmp_path: Path) -> No
 
     undefined = hostile("undefined.xlsx", b"<!DOCTYPE x []>", b"&nowhere;")
     one_error(
-        slmsql("prompt", "--db", undefined, "q?", cache=tmp_path / "cache"),
+        slmsql("prompt", "--db", undefined, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300),
         "undefined.xlsx",
         "Excel workbook",
     )
     system = hostile("system.xlsx", b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>', b"&e;")
-    proc = slmsql("prompt", "--db", system, "q?", cache=tmp_path / "cache")
+    proc = slmsql("prompt", "--db", system, "q?", cache=tmp_path / "cache", env=WIDE, timeout=300)
     assert "Traceback" not in proc.stderr and "root:" not in proc.stdout + proc.stderr  # never resolved
     assert proc.returncode == 0 or proc.stderr.count("error:") == 1, proc.stderr
 
@@ -230,7 +234,9 @@ def one_huge_cell(megabytes: int) -> Iterator[bytes]:
     yield b"</t></is></c></row>" + TAIL
 
 
-def peak_rss_mb(*args: str | Path, cache: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+def peak_rss_mb(
+    slmsql: Slmsql, *args: str | Path, cache: Path
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run the CLI under a fresh Python whose children's peak RSS (the CLI and its import
     worker, whichever was largest) is the second result, in MB."""
     probe = (
@@ -240,9 +246,7 @@ def peak_rss_mb(*args: str | Path, cache: Path) -> tuple[subprocess.CompletedPro
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
         "sys.exit(proc.returncode)\n"
     )
-    cmd = [sys.executable, "-c", probe, sys.executable, "-m", "slmsql_cli", *map(str, args)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache), "COLUMNS": "300"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    proc = slmsql(*args, cache=cache, env=WIDE, through=[sys.executable, "-c", probe], timeout=600)
     *lines, rss = proc.stderr.rstrip("\n").split("\n")
     result = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, "\n".join(lines) + "\n")
     return result, int(rss) / 1024
@@ -254,25 +258,27 @@ def peak_rss_mb(*args: str | Path, cache: Path) -> tuple[subprocess.CompletedPro
     [("rows.xlsx", lambda: many_rows(393), 3_000_000), ("cell.xlsx", lambda: one_huge_cell(1024), 3_000_000)],
 )
 def test_xlsx_bombs_end_in_one_line_within_512_mb(
-    name: str, xml, compressed_max: int, tmp_path: Path
+    slmsql: Slmsql, name: str, xml, compressed_max: int, tmp_path: Path
 ) -> None:
     bomb = xlsx_with_sheet(tmp_path / name, xml())
     assert bomb.stat().st_size < compressed_max
     proc, rss_mb = peak_rss_mb(
-        "prompt", "--db", bomb, "--import-timeout", "120", "q?", cache=tmp_path / "cache"
+        slmsql, "prompt", "--db", bomb, "--import-timeout", "120", "q?", cache=tmp_path / "cache"
     )
     one_error(proc, name, "zip bomb")
     assert rss_mb < 512, rss_mb
 
 
 @pytest.mark.slow  # waits out the import budget on purpose
-def test_an_import_past_its_budget_is_stopped(tmp_path: Path) -> None:
+def test_an_import_past_its_budget_is_stopped(slmsql: Slmsql, tmp_path: Path) -> None:
     big = tmp_path / "big.csv"
     with big.open("w") as fh:
         fh.write("a,b,c\n")
         for i in range(600_000):
             fh.write(f"{i},text {i},{i * 0.5}\n")
-    proc = slmsql("prompt", "--db", big, "--import-timeout", "1", "q?", cache=tmp_path / "cache")
+    proc = slmsql(
+        "prompt", "--db", big, "--import-timeout", "1", "q?", cache=tmp_path / "cache", env=WIDE, timeout=300
+    )
     one_error(proc, "big.csv", "longer than 1s", "--import-timeout")
     assert not list((tmp_path / "cache").glob("files/*/*/big.sqlite"))
 
@@ -281,17 +287,15 @@ def test_an_import_past_its_budget_is_stopped(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # four CLI processes at once
-def test_four_processes_importing_one_file_all_succeed(tmp_path: Path) -> None:
+def test_four_processes_importing_one_file_all_succeed(slmsql: Slmsql, tmp_path: Path) -> None:
     data = tmp_path / "shop.csv"
     with data.open("w") as fh:
         fh.write("item,colour,price\n")
         for i in range(60_000):
             fh.write(f"item {i},colour {i % 97},{i % 13}.5\n")
     cache = tmp_path / "cache"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache)}
-    cmd = [sys.executable, "-m", "slmsql_cli", "prompt", "--db", str(data), "Which items are in colour 5?"]
     procs = [
-        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        slmsql.start("prompt", "--db", data, "Which items are in colour 5?", cache=cache, text=True)
         for _ in range(4)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -309,12 +313,21 @@ def modes(root: Path) -> dict[str, int]:
     return found
 
 
-def test_the_cache_is_private_whatever_the_umask(shared: Path) -> None:
+def test_the_cache_is_private_whatever_the_umask(slmsql: Slmsql, shared: Path) -> None:
     secret = shared / "secret.csv"
     secret.write_text("name,ssn\nAnn,078-05-1120\n")
     secret.chmod(0o600)
     cache = shared / "cache"
-    proc = slmsql("prompt", "--db", secret, "Whose ssn is 078-05-1120?", cache=cache, umask=0o000)
+    proc = slmsql(
+        "prompt",
+        "--db",
+        secret,
+        "Whose ssn is 078-05-1120?",
+        cache=cache,
+        preexec_fn=lambda: os.umask(0o000),
+        env=WIDE,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     found = modes(cache)
     assert any(p.endswith("secret.sqlite") for p in found) and any("values" in p for p in found), found
@@ -331,7 +344,7 @@ def test_the_cache_is_private_whatever_the_umask(shared: Path) -> None:
         assert peek.returncode != 0 and b"078-05-1120" not in peek.stdout
 
 
-def test_a_loose_cache_is_tightened_once_with_one_warning(tmp_path: Path) -> None:
+def test_a_loose_cache_is_tightened_once_with_one_warning(slmsql: Slmsql, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     old = cache / "files" / "old-1234" / "abcd"
     old.mkdir(parents=True)
@@ -341,11 +354,11 @@ def test_a_loose_cache_is_tightened_once_with_one_warning(tmp_path: Path) -> Non
     (old / "old.sqlite").chmod(0o644)
     data = tmp_path / "stock.csv"
     data.write_text("item\npen\n")
-    first = slmsql("prompt", "--db", data, "q?", cache=cache)
+    first = slmsql("prompt", "--db", data, "q?", cache=cache, env=WIDE, timeout=300)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("warning: made the cache folder") == 1, first.stderr
     assert all(m in (0o600, 0o700) for m in modes(cache).values()), modes(cache)
-    second = slmsql("prompt", "--db", data, "q?", cache=cache)
+    second = slmsql("prompt", "--db", data, "q?", cache=cache, env=WIDE, timeout=300)
     assert "warning" not in second.stderr
 
 

@@ -14,18 +14,17 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, Slmsql
 
 from slmsql_cli import kv_cache
 from slmsql_cli.kv_cache import PromptStore
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_DB = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 FIRST = "How many books are there?"
 SECOND = "Which author wrote the most books?"  # no matched values: shares the schema with FIRST
@@ -104,23 +103,30 @@ def test_size_setting(monkeypatch: pytest.MonkeyPatch, model_file: Path, capsys:
 # ---- real processes, real model ---------------------------------------------------------------
 
 
-def ask(
-    cache: Path,
-    model: Path,
-    question: str,
-    *extra: str,
-    env: dict[str, str] | None = None,
-    preexec: Callable[[], None] | None = None,
-    wait: bool = True,
-) -> Any:
-    args = [sys.executable, "-m", "slmsql_cli", "ask", "--db", str(DEMO_DB), "-m", str(model)]
-    args += ["-n", "1", "--max-tokens", "16", "--temperature", "0", "--no-merge", "--json", *extra]
-    args.append(question)
-    environ = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ, preexec_fn=preexec
-    )
-    return finish(proc) if wait else proc
+Ask = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def ask(slmsql: Slmsql) -> Ask:
+    """`ask(cache, model, question, *extra, env=None, preexec=None, wait=True)`: `slmsql ask --json`
+    on the demo database at temperature 0 in a fresh process; its answer and warnings (`finish`),
+    or the running process when wait=False."""
+
+    def run(
+        cache: Path,
+        model: Path,
+        question: str,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        preexec: Callable[[], None] | None = None,
+        wait: bool = True,
+    ) -> Any:
+        args = ["ask", "--db", DEMO_DB, "-m", model, "-n", "1", "--max-tokens", "16", "--temperature", "0"]
+        args += ["--no-merge", "--json", *extra, question]
+        proc = slmsql.start(*args, cache=cache, env=env, text=True, preexec_fn=preexec)
+        return finish(proc) if wait else proc
+
+    return run
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], list[str]]:
@@ -145,7 +151,7 @@ def answer(doc: dict[str, Any]) -> tuple[Any, ...]:
 
 
 @pytest.fixture(scope="module")
-def runs(gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def runs(ask: Ask, gemma_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Without a cache: both questions; with one: the first question fills it."""
     cache = tmp_path_factory.mktemp("kv") / "cache"
     plain = {q: ask(cache, gemma_gguf, q, "--no-prompt-cache")[0] for q in (FIRST, SECOND)}
@@ -166,7 +172,7 @@ def entries(cache: Path) -> list[Path]:
 
 
 def test_a_new_process_evaluates_only_what_differs(
-    runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
+    ask: Ask, runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
 ) -> None:
     first = runs["first"]["generation"]
     assert first["prompt_tokens_evaluated"] == first["prompt_tokens"] > 1024
@@ -211,7 +217,7 @@ def damage_mismatched(cache: Path, model: Path) -> None:
     ids=["truncated", "flipped bytes", "foreign", "other key"],
 )
 def test_damaged_entry_is_ignored_with_one_warning_and_rebuilt(
-    runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path, damage: Callable[[Path, Path], None]
+    ask: Ask, runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path, damage: Callable[[Path, Path], None]
 ) -> None:
     cache = filled(runs, tmp_path)
     damage(cache, gemma_gguf)
@@ -223,7 +229,7 @@ def test_damaged_entry_is_ignored_with_one_warning_and_rebuilt(
 
 
 def test_a_model_replaced_under_the_same_name_misses(
-    runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
+    ask: Ask, runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
 ) -> None:
     """Same path, size and mtime; different content (as `cp -p` of another model would leave)."""
     model = tmp_path / gemma_gguf.name
@@ -249,7 +255,7 @@ def limit_file_size() -> None:
 
 @pytest.mark.parametrize("fault", ["unwritable", "full"])
 def test_unwritable_or_full_cache_folder_means_one_warning(
-    runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path, fault: str
+    ask: Ask, runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path, fault: str
 ) -> None:
     cache = filled(runs, tmp_path)
     shutil.rmtree(cache / "kv")
@@ -264,7 +270,7 @@ def test_unwritable_or_full_cache_folder_means_one_warning(
 
 
 def test_two_processes_writing_the_same_entries_at_once(
-    runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
+    ask: Ask, runs: dict[str, Any], gemma_gguf: Path, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
     both = [ask(cache, gemma_gguf, FIRST, wait=False) for _ in range(2)]

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 
 from slmsql_cli.errors import UserError
 from slmsql_cli.models import REGISTRY, lookup, pick_gguf, resolve
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-        env={**os.environ, **env},
-    )
 
 
 @pytest.fixture()
@@ -108,8 +94,8 @@ def test_cached_repo_needs_no_network_even_when_not_told_offline(
     assert "Retrying" in caplog.text
 
 
-def test_ask_with_a_cached_hub_repo(offline_hub: dict[str, str]) -> None:
-    proc = run(
+def test_ask_with_a_cached_hub_repo(slmsql: Slmsql, offline_hub: dict[str, str]) -> None:
+    proc = slmsql(
         "ask",
         "--db",
         str(DEMO),
@@ -122,23 +108,24 @@ def test_ask_with_a_cached_hub_repo(offline_hub: dict[str, str]) -> None:
         "--json",
         "How many books are there?",
         env=offline_hub,
+        timeout=600,
     )
     assert proc.returncode in (0, 1), proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["candidates"]
 
 
-def test_models_command_lists_the_registry(offline_hub: dict[str, str]) -> None:
-    proc = run("models", "--json", env=offline_hub)
+def test_models_command_lists_the_registry(slmsql: Slmsql, offline_hub: dict[str, str]) -> None:
+    proc = slmsql("models", "--json", env=offline_hub, timeout=600)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert [m["alias"] for m in doc] == [m.alias for m in REGISTRY]
     assert all(m["gguf"] is None and not m["checkpoint_cached"] for m in doc)
-    table = run("models", env=offline_hub)
+    table = slmsql("models", env=offline_hub, timeout=600)
     assert "slm-sql-0.5b" in table.stdout and "cycloneboy/SLM-SQL-0.5B" in table.stdout
 
 
-def test_bench_prints_one_json_line_per_run(gemma_gguf: Path, tmp_path: Path) -> None:
-    proc = run(
+def test_bench_prints_one_json_line_per_run(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
+    proc = slmsql(
         "bench",
         "--db",
         str(DEMO),
@@ -149,6 +136,7 @@ def test_bench_prints_one_json_line_per_run(gemma_gguf: Path, tmp_path: Path) ->
         "--max-tokens",
         "8",
         env={"SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,5 +144,5 @@ def test_bench_prints_one_json_line_per_run(gemma_gguf: Path, tmp_path: Path) ->
     for r in doc["results"]:
         assert r["generated_tokens"] == 8 * r["n"]
         assert r["prompt_tokens_per_s"] > 0 and r["generated_tokens_per_s"] > 0 and r["peak_rss_mb"] > 0
-    bad = run("bench", "--db", str(DEMO), "-m", str(gemma_gguf), "-n", "1,x", env={})
+    bad = slmsql("bench", "--db", str(DEMO), "-m", str(gemma_gguf), "-n", "1,x", env={}, timeout=600)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

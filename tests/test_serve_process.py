@@ -26,7 +26,7 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="needs the [serve] extra")
 pytest.importorskip("mcp", reason="needs the [serve] extra")
 
-from conftest import REPO, make_pets_db
+from conftest import REPO, Slmsql, make_pets_db
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app as cli_app
@@ -215,27 +215,14 @@ def test_one_json_log_line_per_request(server: Server) -> None:
     assert any(r.get("path") == "/v1/databases" for r in records)
 
 
-def test_second_server_on_the_same_port_is_one_clear_line(server: Server, gemma_gguf: Path, dbs) -> None:
+def test_second_server_on_the_same_port_is_one_clear_line(
+    slmsql: Slmsql, server: Server, gemma_gguf: Path, dbs
+) -> None:
     port = server.url.rsplit(":", 1)[1]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slmsql_cli",
-            "serve",
-            "--http",
-            "--port",
-            port,
-            "--db",
-            str(dbs["pets"]),
-            "-m",
-            str(gemma_gguf),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=server_env(server.log_path.parent / "cache"),
-    )
+    out = slmsql(
+        "serve", "--http", "--port", port, "--db", dbs["pets"], "-m", gemma_gguf,
+        cache=server.log_path.parent / "cache", timeout=120,
+    )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.startswith("error:") and "already in use" in out.stderr
     assert "Traceback" not in out.stderr

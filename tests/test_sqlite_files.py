@@ -18,28 +18,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 from slmsql_cli.targets.executor import execute
 
-REPO = Path(__file__).resolve().parents[1]
 QUESTION = "Which customers live in Zanzibar?"
 
 
-def slmsql(*args: str | Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    """A fresh slmsql process whose temporary folder is `cache`'s sibling `tmp` (to see what it leaves)."""
+def scratch(cache: Path) -> dict[str, str]:
+    """The child's temporary folder: `cache`'s sibling `tmp` (to see what it leaves there)."""
     tmp = cache.parent / "tmp"
     tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO), "TMPDIR": str(tmp)}
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
+    return {"TMPDIR": str(tmp)}
 
 
 def make_db(folder: Path, journal_mode: str) -> Path:
@@ -88,10 +80,20 @@ def eval_questions(tmp_path: Path, db: Path, items: list[tuple[str, str]]) -> tu
     return questions, db.parent, predictions
 
 
-def eval_ex(tmp_path: Path, db: Path, items: list[tuple[str, str]], cache: Path) -> float:
+def eval_ex(slmsql: Slmsql, tmp_path: Path, db: Path, items: list[tuple[str, str]], cache: Path) -> float:
     questions, db_dir, predictions = eval_questions(tmp_path, db, items)
     done = slmsql(
-        "eval", "-q", questions, "--db-dir", db_dir, "--predictions", predictions, "--json", cache=cache
+        "eval",
+        "-q",
+        questions,
+        "--db-dir",
+        db_dir,
+        "--predictions",
+        predictions,
+        "--json",
+        cache=cache,
+        env=scratch(cache),
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return float(json.loads(done.stdout.strip().splitlines()[-1])["ex"])
@@ -121,12 +123,12 @@ def zanzibar_db(tmp_path: Path, case: str) -> Path:
         pytest.param("-wal and -shm", marks=pytest.mark.slow),
     ],
 )
-def test_wal_database_reads_newest_rows_and_leaves_no_file(tmp_path: Path, case: str) -> None:
+def test_wal_database_reads_newest_rows_and_leaves_no_file(slmsql: Slmsql, tmp_path: Path, case: str) -> None:
     db = zanzibar_db(tmp_path, case)
     before = listing(db.parent)
     cache = tmp_path / "cache"
 
-    prompt = slmsql("prompt", "--db", db, QUESTION, cache=cache)
+    prompt = slmsql("prompt", "--db", db, QUESTION, cache=cache, env=scratch(cache), timeout=120)
     assert prompt.returncode == 0, prompt.stderr
     assert "'Zanzibar'" in prompt.stdout  # the committed value, found by the value index
     assert listing(db.parent) == before
@@ -135,32 +137,51 @@ def test_wal_database_reads_newest_rows_and_leaves_no_file(tmp_path: Path, case:
         ("SELECT 3", "SELECT count(*) FROM customers"),
         ("SELECT 'Chloe'", "SELECT name FROM customers WHERE city = 'Zanzibar'"),
     ]
-    assert eval_ex(tmp_path, db, items, cache) == 100.0
+    assert eval_ex(slmsql, tmp_path, db, items, cache) == 100.0
     assert listing(db.parent) == before
     assert list((tmp_path / "tmp").iterdir()) == []  # private copies removed
 
 
-def test_a_new_commit_in_the_wal_is_seen_by_the_next_run(tmp_path: Path) -> None:
+def test_a_new_commit_in_the_wal_is_seen_by_the_next_run(slmsql: Slmsql, tmp_path: Path) -> None:
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")
     cache = tmp_path / "cache"
-    assert "'Zanzibar'" in slmsql("prompt", "--db", db, QUESTION, cache=cache).stdout
+    assert (
+        "'Zanzibar'"
+        in slmsql("prompt", "--db", db, QUESTION, cache=cache, env=scratch(cache), timeout=120).stdout
+    )
     stamp = db.stat().st_mtime_ns
     write_after_crash(db, "INSERT INTO customers (name, city) VALUES ('Dev', 'Timbuktu');", commit=True)
     Path(f"{db}-shm").unlink()
     assert db.stat().st_mtime_ns == stamp  # only the -wal changed: the cache must notice anyway
     before = listing(db.parent)
-    done = slmsql("prompt", "--db", db, "Which customers live in Timbuktu?", cache=cache)
+    done = slmsql(
+        "prompt",
+        "--db",
+        db,
+        "Which customers live in Timbuktu?",
+        cache=cache,
+        env=scratch(cache),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "'Timbuktu'" in done.stdout
     assert listing(db.parent) == before
 
 
-def test_wal_database_in_a_read_only_folder_is_read(tmp_path: Path) -> None:
+def test_wal_database_in_a_read_only_folder_is_read(slmsql: Slmsql, tmp_path: Path) -> None:
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")
     before = listing(db.parent)
     db.parent.chmod(0o555)
     try:
-        prompt = slmsql("prompt", "--db", db, QUESTION, cache=tmp_path / "cache")
+        prompt = slmsql(
+            "prompt",
+            "--db",
+            db,
+            QUESTION,
+            cache=tmp_path / "cache",
+            env=scratch(tmp_path / "cache"),
+            timeout=120,
+        )
     finally:
         db.parent.chmod(0o755)
     assert prompt.returncode == 0, prompt.stderr
@@ -187,7 +208,7 @@ def test_wal_database_that_cannot_be_read_without_writing_says_what_to_do(
     assert listing(db.parent) == before
 
 
-def test_hot_journal_is_rolled_back_in_a_private_copy(tmp_path: Path) -> None:
+def test_hot_journal_is_rolled_back_in_a_private_copy(slmsql: Slmsql, tmp_path: Path) -> None:
     db = make_db(tmp_path / "data", "delete")
     write_after_crash(
         db,
@@ -203,17 +224,19 @@ def test_hot_journal_is_rolled_back_in_a_private_copy(tmp_path: Path) -> None:
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     cache = tmp_path / "cache"
 
-    prompt = slmsql("prompt", "--db", db, "Which customers live in Oslo?", cache=cache)
+    prompt = slmsql(
+        "prompt", "--db", db, "Which customers live in Oslo?", cache=cache, env=scratch(cache), timeout=120
+    )
     assert prompt.returncode == 0, prompt.stderr
     assert "CREATE TABLE customers" in prompt.stdout and "scratch" not in prompt.stdout  # never committed
     assert "'Oslo'" in prompt.stdout
 
-    assert eval_ex(tmp_path, db, [("SELECT 2", "SELECT count(*) FROM customers")], cache) == 100.0
+    assert eval_ex(slmsql, tmp_path, db, [("SELECT 2", "SELECT count(*) FROM customers")], cache) == 100.0
     assert listing(db.parent) == before
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest  # rolled back in the copy only
 
 
-def test_stale_private_copies_of_dead_processes_are_removed(tmp_path: Path) -> None:
+def test_stale_private_copies_of_dead_processes_are_removed(slmsql: Slmsql, tmp_path: Path) -> None:
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
@@ -221,7 +244,18 @@ def test_stale_private_copies_of_dead_processes_are_removed(tmp_path: Path) -> N
     stale.mkdir(parents=True)
     (stale / "shop.sqlite").write_bytes(b"left by a killed run")
     db = zanzibar_db(tmp_path, "leftover -wal, no -shm")  # read through a private copy
-    assert slmsql("prompt", "--db", db, QUESTION, cache=tmp_path / "cache").returncode == 0
+    assert (
+        slmsql(
+            "prompt",
+            "--db",
+            db,
+            QUESTION,
+            cache=tmp_path / "cache",
+            env=scratch(tmp_path / "cache"),
+            timeout=120,
+        ).returncode
+        == 0
+    )
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -254,9 +288,17 @@ def rich_db(tmp_path: Path) -> Path:
 
 
 def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(
-    rich_db: Path, tmp_path: Path
+    slmsql: Slmsql, rich_db: Path, tmp_path: Path
 ) -> None:
-    done = slmsql("prompt", "--db", rich_db, "Who spent the most?", cache=tmp_path / "cache")
+    done = slmsql(
+        "prompt",
+        "--db",
+        rich_db,
+        "Who spent the most?",
+        cache=tmp_path / "cache",
+        env=scratch(tmp_path / "cache"),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "    euros real, -- example: [12.5, 3.0]" in out
@@ -273,14 +315,14 @@ def test_prompt_shows_views_and_generated_columns_but_no_fts_shadow_tables(
     assert "notes_data" not in out and "notes_idx" not in out and "notes_config" not in out
 
 
-def test_fts5_match_reads_work_and_writes_stay_refused(rich_db: Path, tmp_path: Path) -> None:
+def test_fts5_match_reads_work_and_writes_stay_refused(slmsql: Slmsql, rich_db: Path, tmp_path: Path) -> None:
     items = [
         ("SELECT 2", "SELECT count(*) FROM notes WHERE notes MATCH 'hello'"),
         ("SELECT 'goodbye moon'", "SELECT body FROM notes('moon')"),
         ("SELECT 'Ada', 1349", "SELECT customer, total FROM big_spenders ORDER BY total DESC LIMIT 1"),
         ("SELECT 12.5, 'Ada #1'", "SELECT euros, label FROM orders WHERE id = 1"),
     ]
-    assert eval_ex(tmp_path, rich_db, items, tmp_path / "cache") == 100.0
+    assert eval_ex(slmsql, tmp_path, rich_db, items, tmp_path / "cache") == 100.0
 
     digest = hashlib.sha256(rich_db.read_bytes()).hexdigest()
     for sql in (

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Any
 
 import pg_server
 import pytest
+from conftest import Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
@@ -30,7 +28,6 @@ from slmsql_cli.errors import UserError
 duckdb = pytest.importorskip("duckdb", reason="the [targets] extra is not installed")
 psycopg = pytest.importorskip("psycopg", reason="the [targets] extra is not installed")
 
-REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 # Portable DDL: the same data in SQLite, DuckDB and PostgreSQL.
@@ -395,12 +392,10 @@ def test_empty_target_is_refused(pg: pg_server.Server, tmp_path: Path) -> None:
 # ---- the real model --------------------------------------------------------------------------
 
 
-def test_ask_json_with_the_test_model(target: str, gemma_gguf: Path, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", "ask", "--db", target, "--model", str(gemma_gguf),
-         "-n", "1", "--max-tokens", "24", "--no-merge", "--json", "How many customers are there?"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-        env={**os.environ, "SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+def test_ask_json_with_the_test_model(slmsql: Slmsql, target: str, gemma_gguf: Path, tmp_path: Path) -> None:
+    proc = slmsql(
+        "ask", "--db", target, "--model", gemma_gguf, "-n", "1", "--max-tokens", "24", "--no-merge", "--json",
+        "How many customers are there?", cache=tmp_path / "cache", timeout=600,
     )  # fmt: skip
     assert proc.returncode in (0, 1), proc.stderr  # a base model may or may not write SQL
     doc = json.loads(proc.stdout)
@@ -412,13 +407,11 @@ def test_ask_json_with_the_test_model(target: str, gemma_gguf: Path, tmp_path: P
 @pytest.mark.parametrize(
     "module, spec", [("duckdb", "duckdb_shop"), ("psycopg", "postgresql://me@127.0.0.1:1/x")]
 )
-def test_missing_driver_names_the_extra(module: str, spec: str, request: pytest.FixtureRequest) -> None:
+def test_missing_driver_names_the_extra(
+    slmsql: Slmsql, module: str, spec: str, request: pytest.FixtureRequest
+) -> None:
     db = str(request.getfixturevalue(spec)) if spec == "duckdb_shop" else spec
-    hide = f"import sys; sys.modules[{module!r}] = None\nfrom slmsql_cli.cli import main\n"
-    proc = subprocess.run(
-        [sys.executable, "-c", hide + "sys.argv = ['slmsql', 'prompt', '--db', sys.argv[1], 'q?']\nmain()", db],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
-    )  # fmt: skip
+    proc = slmsql("prompt", "--db", db, "q?", code=f"import sys; sys.modules[{module!r}] = None", timeout=120)
     assert proc.returncode != 0
     assert "slmsql[targets]" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from conftest import Slmsql
 
 pytestmark = [
     pytest.mark.slow,
@@ -21,19 +19,7 @@ QUESTION = "How many singers do we have?"
 GOLD = "SELECT count(*) FROM singer"
 
 
-def slmsql(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SLMSQL_CACHE_DIR": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
+def test_train_then_export_then_ask(slmsql: Slmsql, data_dir: Path, tmp_path: Path) -> None:
     from training.tiny import build_tiny_qwen2
 
     spider = data_dir / "spider_dev"
@@ -42,7 +28,6 @@ def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
     data.write_text(json.dumps([{"db_id": "concert_singer", "question": QUESTION, "query": GOLD}]))
 
     train = slmsql(
-        tmp_path,
         "train",
         "--stage",
         "sft",
@@ -69,17 +54,21 @@ def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
         "per_device_train_batch_size=1",
         "--set",
         "gradient_accumulation_steps=1",
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=900,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     assert (tmp_path / "runs" / "latest").exists()
 
-    export = slmsql(tmp_path, "export", "--q8", "--out", "tiny.gguf")  # no CHECKPOINT: runs/latest
+    export = slmsql(
+        "export", "--q8", "--out", "tiny.gguf", cwd=tmp_path, cache=tmp_path / "cache", timeout=900
+    )  # no CHECKPOINT: runs/latest
     assert export.returncode == 0, export.stderr[-3000:]
     assert (tmp_path / "tiny.gguf").read_bytes()[:4] == b"GGUF"
 
     db = spider / "database" / "concert_singer" / "concert_singer.sqlite"
     ask = slmsql(
-        tmp_path,
         "ask",
         "--db",
         str(db),
@@ -94,6 +83,9 @@ def test_train_then_export_then_ask(data_dir: Path, tmp_path: Path) -> None:
         "64",
         "--json",
         QUESTION,
+        cwd=tmp_path,
+        cache=tmp_path / "cache",
+        timeout=900,
     )
     assert ask.returncode == 0, ask.stderr[-3000:]
     answer = json.loads(ask.stdout.strip().splitlines()[-1])

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import REPO, Slmsql
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = str(REPO / "slmsql_cli" / "data" / "bookshop.sqlite")
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "slmsql_cli", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.parametrize(
@@ -28,8 +18,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         (["no-such-command"], "No such command 'no-such-command'"),
     ],
 )
-def test_usage_error_is_one_line_and_a_hint(args: list[str], message: str) -> None:
-    proc = run(*args)
+def test_usage_error_is_one_line_and_a_hint(slmsql: Slmsql, args: list[str], message: str) -> None:
+    proc = slmsql(*args, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2, proc.stderr
@@ -38,7 +28,7 @@ def test_usage_error_is_one_line_and_a_hint(args: list[str], message: str) -> No
     assert proc.stdout == ""
 
 
-def test_no_arguments_prints_the_help() -> None:
-    proc = run()
+def test_no_arguments_prints_the_help(slmsql: Slmsql) -> None:
+    proc = slmsql(timeout=120)
     assert proc.returncode == 2
     assert "Usage: slmsql" in proc.stdout and "ask" in proc.stdout

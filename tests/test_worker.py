@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import REPO, Slmsql
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from slmsql_cli.targets import executor, worker
 from slmsql_cli.targets.executor import execute, execute_many
 from slmsql_cli.targets.result import MAX_RESULT_BYTES
 
-REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 1.0
 MARGIN = 1.0
 TEST_CAP = 256 * 1024**2
@@ -338,19 +338,17 @@ def test_the_worker_runs_this_copy_of_slmsql_cli(tmp_path: Path, db: Path) -> No
 
 @pytest.mark.slow
 @needs_proc
-def test_ctrl_c_during_a_query_exits_130(tmp_path: Path, db: Path) -> None:
+def test_ctrl_c_during_a_query_exits_130(slmsql: Slmsql, tmp_path: Path, db: Path) -> None:
     """The real CLI, no model: `eval --predictions` with a prediction that never finishes in time.
     SIGINT goes to the whole process group, as a terminal's Ctrl-C does."""
     questions = tmp_path / "dev.json"
     questions.write_text(json.dumps([{"question": "how many?", "query": "SELECT 1", "db_id": "w"}]))
     predictions = tmp_path / "pred.sql"
     predictions.write_text(QUADRATIC_INSTR.replace("4000000", "40000000") + "\n")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "slmsql_cli", "eval", "-q", str(questions), "--db-dir", str(db.parent)]
-    cmd += ["--predictions", str(predictions), "--timeout", "120"]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
+    proc = slmsql.start(
+        "eval", "-q", questions, "--db-dir", db.parent, "--predictions", predictions, "--timeout", "120",
+        start_new_session=True,
+    )  # fmt: skip
     try:
         busy = _wait_for_busy_worker(proc.pid)
         t = time.perf_counter()
