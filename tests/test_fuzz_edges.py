@@ -248,7 +248,8 @@ def http_client(pets_db: Path, scripted_engine) -> Iterator[Any]:
     from starlette.testclient import TestClient
     from test_serve_http import make_service
 
-    from slmsql_cli.serve.http import Guard, create_app
+    from slmsql_cli.serve.guard import Guard
+    from slmsql_cli.serve.http import create_app
 
     said = "<think>\nCount.\n</think>\n<answer>\nSELECT count(*) FROM pets\n</answer>"
     engine = scripted_engine([said] * 10_000)

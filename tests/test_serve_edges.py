@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import select
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +23,13 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="needs the [serve] extra")
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
 
-from conftest import REPO, make_pets_db
+from conftest import REPO, Slmsql, make_pets_db
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app as cli_app
-from slmsql_cli.serve.http import Guard, create_app
+from slmsql_cli.serve.guard import Guard
+from slmsql_cli.serve.http import create_app
 from slmsql_cli.serve.process import ServerDidNotStart, ServerProcess
 from slmsql_cli.serve.requestlog import RequestLog
 
@@ -190,14 +189,17 @@ def test_every_timeout_is_504_and_sql_keeps_the_request_timeout(server: Server) 
 # ---- MCP: a line that is not a message gets an error, not silence ----------------------------------
 
 
-def test_mcp_answers_unparsable_lines(gemma_gguf: Path, tmp_path: Path) -> None:
+def test_mcp_answers_unparsable_lines(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
     db = make_pets_db(tmp_path / "pets.sqlite")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slmsql_cli", "serve", "--mcp", "--db", f"pets={db}", "-m", str(gemma_gguf)],
+    proc = slmsql.start(
+        "serve",
+        "--mcp",
+        "--db",
+        f"pets={db}",
+        "-m",
+        gemma_gguf,
         stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(tmp_path / "cache")},
+        cache=tmp_path / "cache",
     )
     assert proc.stdin is not None and proc.stdout is not None
 
