@@ -12,7 +12,8 @@ import resource
 import sys
 from dataclasses import asdict, dataclass
 
-from slmsql_cli.engine import Engine, SamplingParams
+from slmsql_cli.engine import Engine
+from slmsql_cli.engine_protocol import SamplingParams
 
 
 @dataclass

@@ -25,12 +25,12 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slmsql_cli import _internals, kv_cache, llama_logs
+from slmsql_cli import _internals, engine_protocol, kv_cache, llama_logs
 from slmsql_cli.cpu import cpu_name, default_threads
+from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
 
 _THREADS_RECHECK_SECONDS = 60.0
@@ -40,121 +40,11 @@ _CHUNK = 512
 _KV_BUDGET_BYTES = int(os.environ.get("SLMSQL_KV_BUDGET_MB", "1024")) * 1024 * 1024
 
 
-@dataclass
-class SamplingParams:
-    """How to draw candidates. Defaults follow CSC-SQL: T=0.8, up to 1024 new tokens, stop at `</answer>`."""
-
-    n: int = 4
-    temperature: float = 0.8
-    max_tokens: int = 1024
-    seed: int = 42
-    stop: tuple[str, ...] = ("</answer>",)
-    top_p: float = 1.0
-    ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
-
-
-@dataclass
-class Completion:
-    text: str
-    tokens: int
-    finish_reason: str  # "stop" (a stop string), "eog" (end of turn) or "length"
-
-
-@dataclass
-class GenerationStats:
-    """What one `sample` call cost; llama.cpp's own counters next to the wall clock."""
-
-    prompt_tokens: int = 0
-    prompt_tokens_evaluated: int = 0  # after reusing the cached prefix
-    prompt_tokens_from_disk: int = 0  # of the reused prefix, loaded from the on-disk prompt cache
-    generated_tokens: int = 0
-    prompt_seconds: float = 0.0  # evaluating the (uncached part of the) prompt
-    decode_seconds: float = 0.0  # llama.cpp's compute for the generated tokens
-    wall_seconds: float = 0.0
-    rounds: int = 0  # > 1 when N did not fit in one batch
-
-    @property
-    def overhead_seconds(self) -> float:
-        """Everything that is not llama.cpp compute: sampling, detokenizing, Python."""
-        return max(self.wall_seconds - self.prompt_seconds - self.decode_seconds, 0.0)
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
-            "prompt_tokens_from_disk": self.prompt_tokens_from_disk,
-            "generated_tokens": self.generated_tokens,
-            "prompt_seconds": round(self.prompt_seconds, 4),
-            "decode_seconds": round(self.decode_seconds, 4),
-            "wall_seconds": round(self.wall_seconds, 4),
-            "overhead_seconds": round(self.overhead_seconds, 4),
-            "rounds": self.rounds,
-        }
-
-
 def gpu_backend(ll: Any) -> str:
     """The GPU backend this llama.cpp build was compiled with, from its system info line."""
     info = (ll.llama_print_system_info() or b"").decode("utf-8", "replace")
     names = ("CUDA", "Metal", "Vulkan", "ROCm", "HIP", "SYCL", "OpenCL", "MUSA", "CANN")
     return ", ".join(n for n in names if n in info) or "GPU"
-
-
-def check_gguf_file(path: Path) -> None:
-    """Fail with a clear message before llama.cpp prints pages of logs about a bad file."""
-    if not path.exists():
-        raise UserError(
-            f"model file not found: {path}",
-            "pass a .gguf file, a Hugging Face repo id or an alias from `slmsql models`",
-        )
-    if path.is_dir():
-        raise UserError(
-            f"model path is a folder, not a GGUF file: {path}",
-            "to use a Hugging Face checkpoint folder, run `slmsql export` on it first",
-        )
-    with path.open("rb") as fh:
-        magic = fh.read(4)
-    if magic != b"GGUF":
-        raise UserError(
-            f"not a GGUF model file: {path}",
-            "slmsql runs llama.cpp GGUF models; convert safetensors with `slmsql export`",
-        )
-
-
-class _Context:
-    """A llama.cpp context and its batch, freed together (batch, then context) by `close`."""
-
-    def __init__(self, ll: Any, model: Any, params: Any, seqs: int) -> None:
-        with ExitStack() as stack:  # a failure half-way frees what was made
-            ctx = ll.llama_init_from_model(model, params)
-            if not ctx:
-                raise UserError(
-                    f"llama.cpp could not create a context of {params.n_ctx} tokens x {seqs} sequences",
-                    "lower -n or --max-tokens",
-                )
-            stack.callback(ll.llama_free, ctx)
-            self.batch = ll.llama_batch_init(512, 0, max(seqs, 1))
-            stack.callback(ll.llama_batch_free, self.batch)
-            self._stack = stack.pop_all()
-        self.ctx = ctx
-        self.cells = int(params.n_ctx)
-        self.seqs = seqs
-        self.store: kv_cache.PromptStore | None = None  # the on-disk prompt cache for these settings
-        self.exact = 0  # leading cells of sequence 0 computed in the chunks a fresh evaluation uses
-
-    def close(self) -> None:
-        self._stack.close()
-
-
-class _ContextSlot:
-    """The engine's current context; replacing or closing it frees the one before."""
-
-    def __init__(self) -> None:
-        self.current: _Context | None = None
-
-    def replace(self, context: _Context | None) -> None:
-        old, self.current = self.current, context
-        if old is not None:
-            old.close()
 
 
 class Engine:
@@ -187,7 +77,7 @@ class Engine:
 
         self._ll = llama_cpp
         self.path = Path(model_path)
-        check_gguf_file(self.path)
+        _internals.check_gguf_file(self.path)
         self._auto_threads = threads is None
         self.threads = threads or default_threads()
         self._threads_checked = time.monotonic()
@@ -212,7 +102,7 @@ class Engine:
             ) from None
         self._model = model
         self._native.callback(model.close)
-        self._slot = _ContextSlot()
+        self._slot = _internals.ContextSlot()
         self._native.callback(self._slot.replace, None)
         self._np = numpy
         self.model = model.model
@@ -263,10 +153,7 @@ class Engine:
 
     def special_token_text(self, which: str) -> str:
         self._check_open()
-        token = {"bos": self._ll.llama_vocab_bos, "eos": self._ll.llama_vocab_eos}[which](self.vocab)
-        if token < 0:
-            return ""
-        return (self._ll.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8", errors="replace")
+        return self._model.special_token_text(which)
 
     def _piece(self, token: int) -> bytes:
         self._check_open()
@@ -308,7 +195,7 @@ class Engine:
     def closed(self) -> bool:
         return not self._finalizer.alive
 
-    def _context(self) -> _Context:
+    def _context(self) -> _internals.Context:
         """The current sampling context (a RuntimeError once the engine is closed)."""
         self._check_open()
         if self._slot.current is None:
@@ -339,7 +226,7 @@ class Engine:
         params.n_threads = self.threads
         params.n_threads_batch = self.threads
         params.no_perf = False
-        context = _Context(ll, self.model, params, seqs)
+        context = _internals.Context(ll, self.model, params, seqs)
         self._slot.replace(context)
         self._cached = []
         if self.prompt_cache and not (
@@ -424,7 +311,9 @@ class Engine:
         """The model's sliding attention window (0 without one)."""
         return int(self._ll.llama_model_n_swa(self.model))
 
-    def _restore(self, context: _Context, store: kv_cache.PromptStore, tokens: list[int], keep: int) -> int:
+    def _restore(
+        self, context: _internals.Context, store: kv_cache.PromptStore, tokens: list[int], keep: int
+    ) -> int:
         """Load the stored prompt that gives a longer reusable prefix than `keep` into sequence 0, if any.
 
         Returns the prefix now reusable: `keep` when nothing better was found; 0 when llama.cpp
@@ -454,7 +343,7 @@ class Engine:
         self._cached, context.exact = entry.tokens, usable
         return usable
 
-    def _save(self, context: _Context, store: kv_cache.PromptStore, tokens: list[int]) -> None:
+    def _save(self, context: _internals.Context, store: kv_cache.PromptStore, tokens: list[int]) -> None:
         """Write sequence 0's state (holding `tokens`) to the disk cache."""
         ll = self._ll
         size = ll.llama_state_seq_get_size(context.ctx, 0)
@@ -601,3 +490,7 @@ class Engine:
         stats.decode_seconds = max(compute - stats.prompt_seconds, 0.0)
         stats.wall_seconds = time.perf_counter() - t0
         return completions, stats
+
+
+if TYPE_CHECKING:  # mypy: every member of the `engine_protocol.Engine` protocol, with compatible types
+    _IS_AN_ENGINE: type[engine_protocol.Engine] = Engine

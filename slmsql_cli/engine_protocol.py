@@ -1,18 +1,73 @@
-"""What the pipeline needs of a model: the `Engine` protocol.
+"""What the pipeline needs of a model: the `Engine` protocol, and the types it speaks in.
 
-`engine.Engine` (llama.cpp in this process) and `scripted.ScriptedEngine` (fixed completions, for
-fast tests of the pipeline's logic) implement it, and mypy checks that they do (the
-`_IMPLEMENTATIONS` below); a remote engine implements the same methods. The pipeline is typed
-against this protocol only, never against a concrete engine.
+`SamplingParams` (how to draw), `Completion` (one candidate's text) and `GenerationStats` (what a
+draw cost) live here, beside the protocol, so that every engine and every caller takes them from
+the contract rather than from one implementation. `engine.Engine` (llama.cpp in this process),
+`remote_engine.RemoteEngine` (an OpenAI-compatible server) and `scripted.ScriptedEngine` (fixed
+completions, for fast tests of the pipeline's logic) implement the protocol, and mypy checks that
+they do (each module's `_IS_AN_ENGINE`: this module imports none of them). The pipeline is typed
+against this protocol only, never against a concrete engine; `engines.load_engine` is where a
+--model spec becomes one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+
+@dataclass
+class SamplingParams:
+    """How to draw candidates. Defaults follow CSC-SQL: T=0.8, up to 1024 new tokens, stop at `</answer>`."""
+
+    n: int = 4
+    temperature: float = 0.8
+    max_tokens: int = 1024
+    seed: int = 42
+    stop: tuple[str, ...] = ("</answer>",)
+    top_p: float = 1.0
+    ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: int
+    finish_reason: str  # "stop" (a stop string), "eog" (end of turn) or "length"
+
+
+@dataclass
+class GenerationStats:
+    """What one `sample` call cost; llama.cpp's own counters next to the wall clock."""
+
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0  # after reusing the cached prefix
+    prompt_tokens_from_disk: int = 0  # of the reused prefix, loaded from the on-disk prompt cache
+    generated_tokens: int = 0
+    prompt_seconds: float = 0.0  # evaluating the (uncached part of the) prompt
+    decode_seconds: float = 0.0  # llama.cpp's compute for the generated tokens
+    wall_seconds: float = 0.0
+    rounds: int = 0  # > 1 when N did not fit in one batch
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Everything that is not llama.cpp compute: sampling, detokenizing, Python."""
+        return max(self.wall_seconds - self.prompt_seconds - self.decode_seconds, 0.0)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_evaluated": self.prompt_tokens_evaluated,
+            "prompt_tokens_from_disk": self.prompt_tokens_from_disk,
+            "generated_tokens": self.generated_tokens,
+            "prompt_seconds": round(self.prompt_seconds, 4),
+            "decode_seconds": round(self.decode_seconds, 4),
+            "wall_seconds": round(self.wall_seconds, 4),
+            "overhead_seconds": round(self.overhead_seconds, 4),
+            "rounds": self.rounds,
+        }
 
 
 class Engine(Protocol):
@@ -46,9 +101,3 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free what it holds; closing twice is harmless."""
         ...
-
-
-if TYPE_CHECKING:  # mypy: each implementation has every member above, with compatible types
-    from slmsql_cli import engine, scripted
-
-    _IMPLEMENTATIONS: tuple[type[Engine], ...] = (engine.Engine, scripted.ScriptedEngine)

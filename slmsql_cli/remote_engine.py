@@ -4,13 +4,14 @@ llama-cpp-python's `python -m llama_cpp.server`, Ollama. It stands where `engine
 Design: the server generates, this machine keeps the tokenizer and the chat template.
 
 * `--model` still names the model, as a GGUF on this machine (a path, an alias or a repo id, as
-  always). It is loaded *vocab-only*: llama.cpp reads the tokenizer and the metadata, no weights
-  (a few MB, well under a second). That is all the pipeline needs locally: the chat template and
-  the BOS/EOS text to render the prompt exactly as the in-process engine does (`pipeline.chat_text`),
-  and the tokenizer for the prompt budget and schema pruning. `--endpoint URL` says where to
-  generate, `--served-model NAME` which of the server's models (default: the one whose name matches
-  the local model's, else the server's only model). The merge model may have its own
-  (`--merge-endpoint`, `--merge-served-model`); without them it is looked for on the same server.
+  always). It is loaded *vocab-only* by the in-process engine's own reader (`_internals.Model`):
+  llama.cpp reads the tokenizer and the metadata, no weights (a few MB, well under a second).
+  That is all the pipeline needs locally: the chat template and the BOS/EOS text to render the
+  prompt exactly as the in-process engine does (`pipeline.chat_text`), and the tokenizer for the
+  prompt budget and schema pruning. `--endpoint URL` says where to generate, `--served-model
+  NAME` which of the server's models (default: the one whose name matches the local model's, else
+  the server's only model). The merge model may have its own (`--merge-endpoint`,
+  `--merge-served-model`); without them it is looked for on the same server.
 * The rendered text goes to `/v1/completions` (not `/v1/chat/completions`: the server's template
   could differ from the one the model was trained with). Where the vocabulary says its tokenizer
   adds BOS itself (Gemma, Llama; not Qwen), the rendered leading BOS is left off the text, because
@@ -50,16 +51,17 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from slmsql_cli import llama_logs
+from slmsql_cli import _internals, engine_protocol, llama_logs
 from slmsql_cli.cache import warn
-from slmsql_cli.engine import Completion, GenerationStats, SamplingParams, check_gguf_file
+from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
 from slmsql_cli.errors import UserError
 
 API_KEY_ENV = "SLMSQL_API_KEY"
@@ -194,32 +196,31 @@ class RemoteEngine:
         model by name). Asks the server for its models now: an unreachable server or an unknown
         --served-model fails here, before any question."""
         import httpx
-        import llama_cpp
 
         self.path = Path(model_path)
-        check_gguf_file(self.path)
+        _internals.check_gguf_file(self.path)
         self.endpoint = endpoint
         llama_logs.silence()
         try:
-            llm = llama_cpp.Llama(model_path=str(self.path), vocab_only=True, n_ctx=64, verbose=False)
+            vocab = _internals.Model(self.path, vocab_only=True)
         except (ValueError, RuntimeError) as exc:
             raise UserError(
                 f"llama.cpp could not read the vocabulary of {self.path.name}: {exc}",
                 "the file may be truncated or corrupt; download or export it again",
             ) from None
-        self.llm = llm
+        self._vocab = vocab
+        self._free_vocab = weakref.finalize(self, vocab.close)  # an engine nobody closes: when collected
         self._lock = threading.Lock()  # one tokenizer call at a time (eval --concurrency)
         self._texts: dict[tuple[int, ...], str] = {}  # recent prompts' tokens -> their text (tokenize)
-        self.metadata: dict[str, str] = dict(llm.metadata)
+        self.metadata: dict[str, str] = vocab.metadata()
         self.architecture = self.metadata.get("general.architecture", "")
         # a vocab-only model has no hyperparameters loaded: the context length is read from the metadata
         trained = self.metadata.get(f"{self.architecture}.context_length", "")
         self.n_ctx_train = int(trained) if trained.isdigit() else 4096
         self.n_ctx_limit = min(n_ctx or self.n_ctx_train, self.n_ctx_train)
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._bos_text = self._special(llama_cpp.llama_vocab_bos(vocab))
-        self._eos_text = self._special(llama_cpp.llama_vocab_eos(vocab))
-        self._adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+        self._bos_text = vocab.special_token_text("bos")
+        self._eos_text = vocab.special_token_text("eos")
+        self._adds_bos = vocab.adds_bos()
         self._single = False  # the server ignores `n`: N single requests
         self._checked_count = False
         key = os.environ.get(endpoint.api_key_env, "").strip()
@@ -254,7 +255,7 @@ class RemoteEngine:
     def tokenize(self, text: str) -> list[int]:
         self._check_open()
         with self._lock:
-            tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            tokens = self._vocab.tokenize(text.encode("utf-8"), add_special=False, parse_special=True)
             # The pipeline counts a prompt's tokens and then samples those tokens: the server is
             # sent the text they came from (not every server takes token arrays; llama_cpp.server
             # refuses them), so recent texts are kept by their tokens (a few: K questions in flight).
@@ -276,21 +277,13 @@ class RemoteEngine:
         if not self._closed:
             self._closed = True
             self._client.close()
-            self.llm.close()
+            self._free_vocab()
 
     def __enter__(self) -> RemoteEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _special(self, token: int) -> str:
-        if token < 0:
-            return ""
-        import llama_cpp
-
-        vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        return (llama_cpp.llama_vocab_get_text(vocab, token) or b"").decode("utf-8", errors="replace")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -607,3 +600,7 @@ def check_distinct(generator: Any, merge: Any, generator_spec: str, merge_spec: 
             "serve the merge model too and pass --merge-served-model NAME (or --merge-endpoint URL), "
             "or use --no-merge, or --merge-model the same as --model",
         )
+
+
+if TYPE_CHECKING:  # mypy: every member of the `engine_protocol.Engine` protocol, with compatible types
+    _IS_AN_ENGINE: type[engine_protocol.Engine] = RemoteEngine

@@ -2,17 +2,20 @@
 
 It implements the `engine_protocol.Engine` protocol (mypy checks it), so `ask`, `chat`, `eval` and
 `serve` run every step but sampling for real with it: prompts are built, candidates executed on
-the database, voted and merged. Tests put it in through `pipeline.load_engine` (see the
-`scripted_engine` fixture in tests/conftest.py); it never stands in for the model in a test
-about the model itself.
+the database, voted and merged. Tests put it in through the engine registry: the
+`scripted_engine` fixture in tests/conftest.py registers the "scripted" kind
+(`engines.register`), so `--model scripted` loads it; it never stands in for the model in a
+test about the model itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+from slmsql_cli import engine_protocol
+from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
 
 
 class ScriptedEngine:
@@ -71,3 +74,7 @@ class ScriptedEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+if TYPE_CHECKING:  # mypy: every member of the `engine_protocol.Engine` protocol, with compatible types
+    _IS_AN_ENGINE: type[engine_protocol.Engine] = ScriptedEngine

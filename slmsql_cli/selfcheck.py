@@ -80,7 +80,8 @@ def make_tiny_gguf(path: Path, seed: int = 0) -> Path:
 def run(threads: int = 1) -> dict[str, object]:
     """Make the tiny model, load it as `ask` loads a model, sample 2 x 8 tokens; what happened, as a dict."""
     from slmsql_cli import _internals
-    from slmsql_cli.engine import Engine, SamplingParams
+    from slmsql_cli.engine import Engine
+    from slmsql_cli.engine_protocol import SamplingParams
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slmsql-selfcheck-") as tmp:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from slmsql_cli._internals import check_gguf_file
 from slmsql_cli.cpu import physical_cores
-from slmsql_cli.engine import Engine, SamplingParams, check_gguf_file
+from slmsql_cli.engine import Engine
+from slmsql_cli.engine_protocol import SamplingParams
 from slmsql_cli.errors import UserError
 
 PROMPT = "<bos><start_of_turn>user\nWrite one SQL query that counts the rows of table albums.<end_of_turn>\n<start_of_turn>model\n"

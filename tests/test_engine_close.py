@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from slmsql_cli.engine import Engine, SamplingParams
+from slmsql_cli.engine import Engine
+from slmsql_cli.engine_protocol import SamplingParams
 
 PROMPT = "<bos><start_of_turn>user\nCount the rows of table albums.<end_of_turn>\n<start_of_turn>model\n"
 PARAMS = SamplingParams(n=2, max_tokens=4, ignore_eos=True, stop=())

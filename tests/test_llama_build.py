@@ -130,7 +130,8 @@ def _greedy(model_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> tup
 
     import llama_cpp
 
-    from slmsql_cli.engine import Engine, SamplingParams
+    from slmsql_cli.engine import Engine
+    from slmsql_cli.engine_protocol import SamplingParams
 
     log: list[str] = []
 

@@ -46,7 +46,8 @@ def _tensor_types(path: Path) -> dict[str, str]:
 def test_quant_type_exports_with_its_tensor_types_and_runs(
     quant: str, small_qwen2: Path, tmp_path: Path
 ) -> None:
-    from slmsql_cli.engine import Engine, SamplingParams
+    from slmsql_cli.engine import Engine
+    from slmsql_cli.engine_protocol import SamplingParams
 
     out = tmp_path / "m.gguf"
     result = CliRunner().invoke(

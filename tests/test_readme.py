@@ -26,9 +26,9 @@ import pytest
 from conftest import ScriptedEngine
 from typer.testing import CliRunner
 
-from slmsql_cli import pipeline as pipeline_module
+from slmsql_cli import engines
 from slmsql_cli.cli import app
-from slmsql_cli.engine import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -137,9 +137,15 @@ def test_the_readme_blocks_were_read() -> None:
     ), skipped
 
 
-def test_readme_ask_prompt_and_eval_run(clone_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture()
+def reader() -> Iterator[Reader]:
+    """The Reader in place of every model on this machine: the engine registry's "local" kind."""
     reader = Reader([])
-    monkeypatch.setattr(pipeline_module, "load_engine", lambda spec, config, export=None: reader)
+    with engines.registered(engines.LOCAL, lambda spec, config, export: reader):
+        yield reader
+
+
+def test_readme_ask_prompt_and_eval_run(clone_dir: Path, reader: Reader) -> None:
     ran = []
     readme = README.read_text(encoding="utf-8")
     for block in blocks():
