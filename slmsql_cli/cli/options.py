@@ -71,13 +71,15 @@ def option_parameter(f: dataclasses.Field[Any]) -> inspect.Parameter:
     )
 
 
-def _build(cls: type, names: list[str], values: dict[str, Any], **extra: Any) -> Any:
-    """`cls` from its options' values (a flag turned back into its field), the rest its defaults."""
-    kinds = {f.name: f for f in dataclasses.fields(cls)}
-    fields = {
-        n: (kinds[n].default != v if kinds[n].type is bool else v) for n, v in values.items() if n in names
+def _build(cls: type, given: dict[str, Any], **extra: Any) -> Any:
+    """`cls` from the values of those of its options a command has (a flag turned back into its
+    field), its defaults for the rest."""
+    values = {
+        f.name: (f.default != given[f.name] if f.type is bool else given[f.name])
+        for f in option_fields(cls)
+        if f.name in given
     }
-    return cls(**fields, **extra)
+    return cls(**values, **extra)
 
 
 def ask_options(*, only: Collection[str] | None = None, skip: Collection[str] = ()) -> Callable[[F], F]:
@@ -88,51 +90,46 @@ def ask_options(*, only: Collection[str] | None = None, skip: Collection[str] = 
     order of `config.PANELS` (each panel's options in field order: ModelSource's, then
     AskConfig's), so every command lists them alike. `only` keeps some of them, `skip` leaves
     some out (a command with an option of its own by that name). A command's parameters are
-    keyword-only (`*,`), since these two have no default. With both, the AskConfig's endpoints
-    are the ModelSource's (`ModelSource.endpoints`)."""
+    keyword-only (`*,`), since these two have no default. The AskConfig's endpoints are the
+    ModelSource's (`ModelSource.endpoints`)."""
     known = {f.name for cls in SETTINGS for f in option_fields(cls)}
     unknown = set(only or ()) | set(skip)
     if unknown - known:
         raise ValueError(f"not an option of ModelSource or AskConfig: {sorted(unknown - known)}")
 
-    def wanted(f: dataclasses.Field[Any]) -> bool:
-        return f.name not in skip and (only is None or f.name in only)
-
     def decorate(func: F) -> F:
         hints = typing.get_type_hints(func, include_extras=True)
         params: list[inspect.Parameter] = []
-        taken: dict[str, tuple[type, list[str]]] = {}  # parameter -> (its class, its options)
+        taken: dict[str, type] = {}  # parameter -> ModelSource or AskConfig
         shared: list[inspect.Parameter] = []
+        at = 0  # where the shared options go: where the first such parameter stands
         for p in inspect.signature(func).parameters.values():
             kind = hints.get(p.name, p.annotation)
             if kind in SETTINGS:
-                mine = [option_parameter(f) for f in option_fields(kind) if wanted(f)]
-                taken[p.name] = (kind, [o.name for o in mine])
-                if not shared:
-                    params.append(p)  # a marker: the shared options go here
-                shared += mine
+                if not taken:
+                    at = len(params)
+                taken[p.name] = kind
+                shared += [
+                    option_parameter(f)
+                    for f in option_fields(kind)
+                    if f.name not in skip and (only is None or f.name in only)
+                ]
             else:
                 params.append(p.replace(annotation=kind))
-        at = next(i for i, p in enumerate(params) if p.name in taken)
-        shared.sort(key=lambda o: PANELS.index(_panel(o)))
-        params[at : at + 1] = shared
+        params[at:at] = sorted(shared, key=lambda o: PANELS.index(_panel(o)))
         names = [p.name for p in params]
         if len(names) != len(set(names)):
             raise ValueError(f"{func.__name__} has a parameter named like a shared option: skip that option")
-        source_name = next((n for n, (cls, _) in taken.items() if cls is ModelSource), None)
+        options = [o.name for o in shared]
 
         @functools.wraps(func)
         def command(**kwargs: Any) -> Any:
-            values = {n: kwargs.pop(n) for _, options in taken.values() for n in options}
-            source = ModelSource()
-            if source_name is not None:
-                source = kwargs[source_name] = _build(ModelSource, taken[source_name][1], values)
-            for name, (cls, options) in taken.items():
-                if cls is AskConfig:
-                    endpoint, merge_endpoint = source.endpoints()
-                    kwargs[name] = _build(
-                        AskConfig, options, values, endpoint=endpoint, merge_endpoint=merge_endpoint
-                    )
+            given = {n: kwargs.pop(n) for n in options}
+            source = _build(ModelSource, given)
+            endpoint, merge_endpoint = source.endpoints()
+            config = _build(AskConfig, given, endpoint=endpoint, merge_endpoint=merge_endpoint)
+            for name, kind in taken.items():
+                kwargs[name] = source if kind is ModelSource else config
             return func(**kwargs)
 
         signature = inspect.Signature(params, return_annotation=hints.get("return", inspect.Signature.empty))
