@@ -106,7 +106,8 @@ def test_tables_json_names_the_schema_of_databases_found_by_db_id(tmp_path: Path
     db = BenchmarkDatabases(tmp_path / "dbs", tables).open("concert")
     assert "stage name" in generation_message(db, QUESTION).text
     single = BenchmarkDatabases(tmp_path / "dbs" / "concert" / "concert.sqlite", tables).open("x")
-    assert "stage name" not in generation_message(single, QUESTION).text  # a file for every row describes itself
+    # a file for every row describes itself
+    assert "stage name" not in generation_message(single, QUESTION).text
 
 
 def test_question_rows() -> None:
