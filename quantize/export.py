@@ -164,9 +164,10 @@ def export(
 
 
 def _exports_root() -> Path:
-    from slmsql_cli.cache import cache_dir
+    """Where exports are kept (nothing created: `find_cached_export` only looks)."""
+    from slmsql_cli.cache import cache_path
 
-    return cache_dir() / "exports"
+    return cache_path() / "exports"
 
 
 def cached_export(
@@ -190,9 +191,16 @@ def cached_export(
     path = family / checkpoint.identity(source) / _file_name(quant)
     if path.is_file():
         return path
-    from slmsql_cli.cache import private_mkdir
+    from slmsql_cli.cache import cache_dir, private_mkdir, private_temp_dir, unwritable_message, warn
 
-    private_mkdir(path.parent)  # the cache is private: 0700 folders, 0600 files (cache.py)
+    try:
+        cache_dir()
+        private_mkdir(path.parent)  # the cache is private: 0700 folders, 0600 files (cache.py)
+    except OSError as exc:  # no cache: exported for this run only, into a private temporary folder
+        warn(unwritable_message(exc))
+        family = private_temp_dir("slmsql-export")
+        path = family / checkpoint.identity(source) / _file_name(quant)
+        private_mkdir(path.parent)
     export(
         ExportConfig(checkpoint=str(source.path), out=path, quant=quant, force=True, verify=verify),
         on_tensor=on_tensor,

@@ -39,10 +39,16 @@ _PRIVATE_MARK = ".private-v1"  # in the root once every entry under it is 0600 /
 _private_roots: set[Path] = set()
 
 
+def cache_path() -> Path:
+    """Where slmsql's cache root is: $SLMSQL_CACHE_DIR, else ~/.cache/slmsql. Nothing is created:
+    for code that only looks (`slmsql models`, a reader of the saved answers)."""
+    return Path(os.environ.get("SLMSQL_CACHE_DIR") or Path.home() / ".cache" / "slmsql").expanduser()
+
+
 def cache_dir() -> Path:
-    """slmsql's cache root: $SLMSQL_CACHE_DIR, else ~/.cache/slmsql (created 0700 on demand,
-    and made private once: see `make_private`)."""
-    root = Path(os.environ.get("SLMSQL_CACHE_DIR") or Path.home() / ".cache" / "slmsql").expanduser()
+    """slmsql's cache root (`cache_path`), created 0700 on demand and made private once (see
+    `make_private`). OSError when it cannot be made: callers go on without it (`unwritable_message`)."""
+    root = cache_path()
     if root not in _private_roots:
         private_mkdir(root)
         make_private(root)
@@ -190,13 +196,20 @@ def locked(lock_path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+_unwritable_reason: list[str] = []  # the first fault's words, kept for every later one
+
+
 def unwritable_message(exc: OSError) -> str:
-    """The one warning for a cache that cannot be written (the same text for every cache, so a
-    process that meets it twice prints it once)."""
+    """The one warning for a cache that cannot be written, saying what is lost. The same text for
+    every cache and every later fault (the first one's reason), so a process prints it once
+    however many parts of it meet the fault (`warn` drops repeats)."""
+    if not _unwritable_reason:
+        _unwritable_reason.append(str(exc.strerror or exc))
     root = os.environ.get("SLMSQL_CACHE_DIR") or "~/.cache/slmsql"
     return (
-        f"cannot write the cache folder {root} ({exc.strerror or exc}); running without a cache "
-        "(set SLMSQL_CACHE_DIR to a writable folder)"
+        f"cannot write the cache folder {root} ({_unwritable_reason[0]}); running without a cache: "
+        "schemas, value indexes and imported files are rebuilt (in a temporary folder) on every run, "
+        "the prompt cache is off and --save is refused (set SLMSQL_CACHE_DIR to a writable folder)"
     )
 
 

@@ -164,11 +164,11 @@ def search_places() -> list[tuple[str, str]]:
     """Where `--model` looks, as (what, folder): `slmsql models` prints them."""
     from huggingface_hub import constants
 
-    from slmsql_cli.cache import cache_dir
+    from slmsql_cli.cache import cache_path
 
     return [
         ("the Hugging Face cache (HF_HUB_CACHE or HF_HOME moves it)", str(constants.HF_HUB_CACHE)),
-        ("GGUF exports of checkpoints (SLMSQL_CACHE_DIR moves it)", str(cache_dir() / "exports")),
+        ("GGUF exports of checkpoints (SLMSQL_CACHE_DIR moves it)", str(cache_path() / "exports")),
     ]
 
 

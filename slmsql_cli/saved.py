@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.answer import Answer, SamplingRound
-from slmsql_cli.cache import cache_dir, warn
+from slmsql_cli.cache import cache_dir, cache_path, private_mkdir, unwritable_message, warn
 from slmsql_cli.engine_protocol import GenerationStats
 from slmsql_cli.errors import UserError
 from slmsql_cli.targets.sqlcheck import check_sql
@@ -92,25 +93,84 @@ class Saved:
 
 
 def store_path() -> Path:
-    return cache_dir() / "saved" / "answers.sqlite"
+    """Where the store is (created on the first save, never by a reader)."""
+    return cache_path() / "saved" / "answers.sqlite"
 
 
-@contextlib.contextmanager
-def _connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
-    path = path or store_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=10)
-    except (OSError, sqlite3.Error) as exc:
-        raise UserError(
-            f"cannot open the saved answers at {path}: {exc}", "set SLMSQL_CACHE_DIR to a writable folder"
-        ) from None
+def _open() -> sqlite3.Connection:
+    """The store, created where missing: the folder 0700 and the file 0600 whatever the umask
+    (saved questions and SQL say what the user asked of their data)."""
+    path = store_path()
+    cache_dir()  # the cache root, made private
+    private_mkdir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # before SQLite would make it 0644
+    os.chmod(path, 0o600)
+    conn = sqlite3.connect(path, timeout=10)
     try:
         with conn:
             conn.execute(_SCHEMA)
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def _writer() -> Iterator[sqlite3.Connection]:
+    """The store to change; a UserError when it cannot be written (`--save` is refused)."""
+    try:
+        conn = _open()
+    except (OSError, sqlite3.Error) as exc:
+        raise UserError(
+            f"cannot keep saved answers: {store_path()} cannot be written ({_reason(exc)})",
+            "set SLMSQL_CACHE_DIR to a writable folder",
+        ) from None
+    try:
+        with conn:
             yield conn
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _reader() -> Iterator[sqlite3.Connection | None]:
+    """The store to read, or None when there is nothing to read. A cache that cannot be written
+    is one warning (what exists is still read, read-only), never an error."""
+    try:
+        conn: sqlite3.Connection | None = _open()
+    except OSError as exc:
+        warn(unwritable_message(exc))
+        conn = _read_only(store_path())
+    except sqlite3.Error as exc:
+        warn(f"cannot read the saved answers at {store_path()} ({exc}): none are used")
+        conn = None
+    try:
+        yield conn
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _read_only(path: Path) -> sqlite3.Connection | None:
+    """The store opened read-only (a read-only home), or None when there is none to read."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'saved'").fetchone():
+            return conn
+        conn.close()
+    except (OSError, sqlite3.Error):
+        pass
+    return None
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def check_writable() -> None:
+    """A UserError now, rather than after the model has answered, when `--save` cannot keep it."""
+    with _writer():
+        pass
 
 
 _COLUMNS = "id, db_name, question, evidence, sql, created"
@@ -128,7 +188,7 @@ def save(db: Database, question: str, sql: str, evidence: str = "") -> Saved:
         raise UserError(f"this SQL cannot be saved: {rejection}", "save one read-only query")
     if not question.strip():
         raise UserError("the question to save is empty", "give the question the SQL answers")
-    with _connect() as conn:
+    with _writer() as conn:
         row = conn.execute(
             "INSERT INTO saved (db_key, db_name, question, evidence, normalized, sql, created) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (db_key, normalized) DO UPDATE SET "
@@ -149,7 +209,9 @@ def save(db: Database, question: str, sql: str, evidence: str = "") -> Saved:
 
 def find(db: Database, question: str, evidence: str = "") -> Saved | None:
     """The saved answer to exactly this question (after `normalize`), or None."""
-    with _connect() as conn:
+    with _reader() as conn:
+        if conn is None:
+            return None
         row = conn.execute(
             f"SELECT {_COLUMNS} FROM saved WHERE db_key = ? AND normalized = ?",
             (identity(db), normalize(question, evidence)),
@@ -172,7 +234,9 @@ def similar(db: Database, question: str) -> Saved | None:
 
 def entries(db: Database | None = None) -> list[Saved]:
     """The saved answers of `db` (all databases when None), oldest first."""
-    with _connect() as conn:
+    with _reader() as conn:
+        if conn is None:
+            return []
         if db is None:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM saved ORDER BY id").fetchall()
         else:
@@ -183,8 +247,12 @@ def entries(db: Database | None = None) -> list[Saved]:
 
 
 def get(entry_id: int) -> Saved:
-    with _connect() as conn:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM saved WHERE id = ?", (entry_id,)).fetchone()
+    with _reader() as conn:
+        row = (
+            None
+            if conn is None
+            else conn.execute(f"SELECT {_COLUMNS} FROM saved WHERE id = ?", (entry_id,)).fetchone()
+        )
     if row is None:
         raise UserError(f"there is no saved answer #{entry_id}", "see `slmsql saved list`")
     return _row(row)
@@ -192,7 +260,7 @@ def get(entry_id: int) -> Saved:
 
 def remove(entry_id: int) -> Saved:
     entry = get(entry_id)
-    with _connect() as conn:
+    with _writer() as conn:
         conn.execute("DELETE FROM saved WHERE id = ?", (entry_id,))
     return entry
 
@@ -214,9 +282,10 @@ class ImportReport:
 def import_lines(db: Database, lines: Iterable[str]) -> ImportReport:
     """Save each JSON Lines record's question and SQL for `db`; a record that is not JSON, lacks
     a question or SQL, or whose SQL fails the read-only check or names a table `db` lacks is
-    skipped and reported."""
+    skipped and reported. A store that cannot be written is one UserError, before any line."""
     from slmsql_cli.explain import check_query
 
+    check_writable()
     report = ImportReport([], [])
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -260,13 +329,9 @@ class Lookup:
 def lookup(db: Database, question: str, evidence: str = "", *, timeout: float = 10.0) -> Lookup:
     """An answer from the store for an exact repeat (its SQL run on the current data), or why
     the saved SQL failed, or a similar saved question to suggest."""
-    try:
-        entry = find(db, question, evidence)
-        if entry is None:
-            return Lookup(suggestion=similar(db, question))
-    except UserError as exc:  # a cache that cannot be written: no saved answers, one warning
-        warn(exc.message)
-        return Lookup()
+    entry = find(db, question, evidence)  # a cache that cannot be written: one warning, read-only
+    if entry is None:
+        return Lookup(suggestion=similar(db, question))
     start = time.perf_counter()
     db.target.prepare()  # a SQLite query worker boots while this process checks the SQL (sqlglot)
     result = db.run(entry.sql, timeout=timeout)

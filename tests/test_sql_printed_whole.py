@@ -3,7 +3,7 @@
 the console's width, 80 in a pipe).
 
 Each case runs the real CLI in a child process whose stdout is a pipe or a pseudo-terminal, with
-the scripted engine (`scripted.ScriptedEngine`) writing one long query on the demo database.
+the scripted engine (tests/scripted_cli.py) writing one long query on the demo database.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import re
 import sqlite3
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
+
+import scripted_cli
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
@@ -28,38 +29,19 @@ LONG_SQL = (
 )
 QUESTION = "How many books are there per genre?"
 
-# The CLI in this process, with `--model scripted` answering LONG_SQL (argv[1]) every time.
-DRIVER = """
-import sys
-from slmsql_cli import engines
-from slmsql_cli.scripted import ScriptedEngine
-
-said = "<think>\\nCount per genre.\\n</think>\\n<answer>\\n" + sys.argv[1] + "\\n</answer>"
-engines.register("scripted", lambda spec, config, export=None: ScriptedEngine([said] * 8, name=spec))
-sys.argv = ["slmsql", *sys.argv[2:]]
-from slmsql_cli.cli import main
-main()
-"""
 ASK = ["ask", "--db", str(DEMO), "-m", "scripted", "-n", "1", "--no-merge", QUESTION]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def env(cache: Path, **extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
-    return {**base, "PYTHONPATH": str(REPO), "SLMSQL_CACHE_DIR": str(cache), "TERM": "xterm", **extra}
+def env(cache: Path, **extra: str) -> dict[str, str | None]:
+    unset: dict[str, str | None] = dict.fromkeys(("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR"))
+    return {**unset, "SLMSQL_CACHE_DIR": str(cache), "TERM": "xterm", **extra}
 
 
 def in_a_pipe(
     args: list[str], cache: Path, sql: str = LONG_SQL, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", DRIVER, sql, *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env(cache, **extra),
-        timeout=300,
-    )
+    return scripted_cli.run(sql, *args, env=env(cache, **extra))
 
 
 def on_a_terminal(args: list[str], cache: Path, columns: int = 80) -> tuple[int, str]:
@@ -67,12 +49,12 @@ def on_a_terminal(args: list[str], cache: Path, columns: int = 80) -> tuple[int,
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, LONG_SQL, *args],
+        scripted_cli.argv(LONG_SQL, *args),
         stdin=subprocess.DEVNULL,
         stdout=slave,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
-        env=env(cache),
+        env=scripted_cli.environ(env(cache)),
     )
     os.close(slave)
     shown = bytearray()

@@ -131,6 +131,8 @@ def ask(
     if sum([as_json, as_csv, sql_only]) > 1:
         raise typer.BadParameter("choose one of --json, --csv, --sql-only")
     check_question(question, evidence)  # before the model loads
+    if save:  # a store that cannot be written: the error now, not after the answer
+        saved_answers.check_writable()
     database = open_database(db, tables_json=tables, db_id=db_id)
     found = (
         saved_answers.Lookup()
