@@ -86,7 +86,8 @@ def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
             )
         if proc.returncode < 0:
             report = Path(report_path).read_text(encoding="utf-8", errors="replace")
-            message, fix = crash_report.describe_crash(-proc.returncode, report)  # its report is removed below
+            # its report is removed below
+            message, fix = crash_report.describe_crash(-proc.returncode, report)
             return Check("decode", "fail", message, fix)
         if proc.returncode != 0:
             last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
@@ -108,27 +109,29 @@ def check_decode(timeout: float = SELFCHECK_TIMEOUT) -> Check:
 
 
 def check_models() -> Check:
-    from slmsql_cli.hub import cached_repos
-    from slmsql_cli.models import default_model, lookup
+    """The models `ask` runs without --model (`models.choose`) and whether they are here; when
+    not, the fix `ask` and `models` give too (`models.first_run_fix`), word for word."""
+    from slmsql_cli import hub, models
+    from slmsql_cli.errors import UserError
 
-    cache = (
-        os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or str(Path.home() / ".cache/huggingface")
-    )
-    repos = cached_repos()
-    default = default_model()
-    known = lookup(default)
-    repo = known.repo if known else default
-    if repo in repos:
+    choice = models.choose()
+    detail = f"default: {choice.describe()}"
+    where = f"{len(hub.cached_repos())} repo(s) under {hub.cache_folder()}"
+    missing = models.not_downloaded(choice.specs())
+    if missing:
+        them = "it" if len(missing) == 1 else "them"
         return Check(
-            "models", "ok", f"the default model {default} is cached ({len(repos)} repo(s) under {cache})"
+            "models",
+            "warn",
+            f"{detail}; not downloaded yet: {', '.join(missing)} ({where}); the first ask downloads "
+            f"{them} when online",
+            models.first_run_fix(missing).text(),
         )
-    return Check(
-        "models",
-        "warn",
-        f"the default model {default} is not cached yet ({len(repos)} repo(s) under {cache}); "
-        "the first ask downloads it",
-        f"hf download {repo}   (or pass --model path/to/model.gguf)",
-    )
+    try:
+        models.check_downloaded(choice)
+    except UserError as exc:  # the file SLMSQL_MODEL or the setting names is gone
+        return Check("models", "fail", f"{detail}; {exc.message}", exc.hint or "")
+    return Check("models", "ok", f"{detail}; on this machine ({where})")
 
 
 def check_extras() -> Check:

@@ -48,8 +48,16 @@ def cached_files(repo_id: str) -> list[str]:
     return cached_repos().get(repo_id, [])
 
 
-def is_offline() -> bool:
-    """`HF_HUB_OFFLINE` (read now, not at import), or no network: the Hub's host name does not resolve."""
+def cache_folder() -> Path:
+    """The Hugging Face cache folder models are read from (HF_HUB_CACHE, or HF_HOME/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def offline_reason() -> str | None:
+    """Why the Hub cannot be reached, in words, or None when it may be: `HF_HUB_OFFLINE` (read
+    now, not at import), or no network (the Hub's host name does not resolve)."""
     import socket
     from urllib.parse import urlparse
 
@@ -61,12 +69,16 @@ def is_offline() -> bool:
         "YES",
         "TRUE",
     }:
-        return True
+        return "HF_HUB_OFFLINE is set"
     try:
         socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
     except (OSError, UnicodeError):
-        return True
-    return False
+        return "no network"
+    return None
+
+
+def is_offline() -> bool:
+    return offline_reason() is not None
 
 
 def list_files(repo_id: str) -> list[str]:
@@ -79,31 +91,35 @@ def list_files(repo_id: str) -> list[str]:
         return list_repo_files(repo_id)
 
 
-def download_file(repo_id: str, filename: str, *, hint: str = "") -> Path:
-    """One file of a repo, from the cache when it is there."""
+def download_file(repo_id: str, filename: str, *, hint: str = "", fix: str = "") -> Path:
+    """One file of a repo, from the cache when it is there (`hint`, `fix`: see `hub_errors`)."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename, cache_dir=constants.HF_HUB_CACHE)
     if isinstance(cached, str):  # one path lookup, no scan of the whole cache
         return Path(cached)
-    with hub_errors(repo_id, hint):
+    with hub_errors(repo_id, hint, fix=fix):
         return Path(hf_hub_download(repo_id, filename, local_files_only=is_offline()))
 
 
-def download_snapshot(repo_id: str, patterns: list[str] | None = None, *, hint: str = "") -> Path:
+def download_snapshot(
+    repo_id: str, patterns: list[str] | None = None, *, hint: str = "", fix: str = ""
+) -> Path:
     """A checkpoint folder (config, safetensors, tokenizer), from the cache when it holds the weights."""
     from huggingface_hub import snapshot_download
 
     local = any(f.endswith(".safetensors") for f in cached_files(repo_id)) or is_offline()
-    with hub_errors(repo_id, hint):
+    with hub_errors(repo_id, hint, fix=fix):
         return Path(
             snapshot_download(repo_id, allow_patterns=patterns or WEIGHT_PATTERNS, local_files_only=local)
         )
 
 
 @contextmanager
-def hub_errors(repo_id: str, hint: str = "") -> Iterator[None]:
-    """Turn whatever a Hub call raises for a missing repo or a missing network into one clear line."""
+def hub_errors(repo_id: str, hint: str = "", *, fix: str = "") -> Iterator[None]:
+    """Turn whatever a Hub call raises for a missing repo or a missing network into one clear line,
+    in words (never an exception's class name). Without the network the hint says to `hf download`
+    the repo, then `hint`; `fix` replaces all of that (`models.first_run_fix`)."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
@@ -113,11 +129,13 @@ def hub_errors(repo_id: str, hint: str = "") -> Iterator[None]:
             f"no such model on Hugging Face: {repo_id}",
             "check the repo id (owner/name), or run `slmsql models` for the known aliases",
         ) from None
-    except _network_errors() as exc:
+    except _network_errors():
         raise UserError(
-            f"{repo_id} is not cached and Hugging Face cannot be reached ({type(exc).__name__})",
-            f"on a connected machine run `hf download {repo_id}` and copy its Hugging Face cache "
-            "folder here" + (f"; {hint}" if hint else ""),
+            f"{repo_id} is not cached and Hugging Face cannot be reached ({offline_reason() or 'the download failed'})",
+            fix
+            or f"on a connected machine run `hf download {repo_id}` and copy its Hugging Face cache "
+            "folder here"
+            + (f"; {hint}" if hint else ""),
         ) from None
 
 

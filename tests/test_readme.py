@@ -138,8 +138,12 @@ def test_the_readme_blocks_were_read() -> None:
 
 
 @pytest.fixture()
-def reader() -> Iterator[Reader]:
-    """The Reader in place of every model on this machine: the engine registry's "local" kind."""
+def reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reader]:
+    """The Reader in place of every model on this machine: the engine registry's "local" kind,
+    and every model counted as downloaded (the README's commands name no model: the defaults)."""
+    from slmsql_cli import models
+
+    monkeypatch.setattr(models, "not_downloaded", lambda specs: [])
     reader = Reader([])
     with engines.registered(engines.LOCAL, lambda spec, config, export: reader):
         yield reader

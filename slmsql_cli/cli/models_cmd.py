@@ -97,7 +97,10 @@ def models_cmd(
 @user_errors
 def default_cmd(
     model: str | None = typer.Argument(
-        None, metavar="[NAME|PATH]", help="An alias, a Hugging Face repo id or a .gguf file.", show_default=False
+        None,
+        metavar="[NAME|PATH]",
+        help="An alias, a Hugging Face repo id or a .gguf file.",
+        show_default=False,
     ),
     clear: bool = typer.Option(
         False, "--clear", metavar="", help="Forget the setting: back to the built-in model."
