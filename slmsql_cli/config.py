@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.engine_protocol import SamplingParams
-from slmsql_cli.models import DEFAULT_MERGE_MODEL, DEFAULT_MODEL
+from slmsql_cli.models import DEFAULT_MERGE_MODEL
 from slmsql_cli.prompts import PROMPT_BUDGET  # one home (why 6,144: prompts.py); train's budget too
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class ModelSource:
             "--model",
             "-m",
             metavar="MODEL",
-            help=f"A .gguf file, Hugging Face repo or `slmsql models` alias (default {DEFAULT_MODEL}).",
+            help="A .gguf file, Hugging Face repo or alias (default: `slmsql models default`).",
             panel=MODEL,
         ),
     )
@@ -80,7 +80,7 @@ class ModelSource:
         metadata=option(
             "--merge-model",
             metavar="MODEL",
-            help=f"Revises a split vote (default {DEFAULT_MERGE_MODEL}, or --model when given).",
+            help=f"Revises a split vote ({DEFAULT_MERGE_MODEL} for the built-in model, else the model itself).",
             panel=MODEL,
         ),
     )
