@@ -5,6 +5,8 @@ The files become one SQLite file with one table per file (per sheet for an Excel
 several), written once into slmsql's cache and reused while the files are unchanged (same paths,
 sizes and modification times; a file added to a folder counts as a change). Everything after that
 is the ordinary SQLite path: `database.open_database` receives the cached file from `as_sqlite`.
+A folder's import says on stderr what it took (file → table, rows) and what it skipped and why:
+only regular data files directly inside it are read, a link only to a file inside it.
 
 Formats, by file name: .csv, .tsv/.tab, .json, .jsonl/.ndjson (text.py, no extra), .parquet
 (parquet.py) and .xlsx/.xlsm (excel.py), the last two with the `files` extra. A table is named
@@ -25,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import stat
+import sys
 import tempfile
 import threading
 import time
@@ -97,11 +101,12 @@ def as_sqlite(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> 
     if len(paths) == 1 and not (paths[0].is_dir() or _is_data_file(_target(paths[0]))):
         _refuse_data_link(paths[0])
         return paths[0]
-    files = _data_files(paths)
+    files, skipped = _data_files(paths)
     label = clean(paths[0].name if paths[0].is_dir() else paths[0].stem) or "data"
     if len(paths) > 1:
         label += f"+{len(paths) - 1}"
-    return _cached_import(files, label)
+    folders = [p for p in paths if p.is_dir()]
+    return _cached_import(files, label, _Listing(folders, skipped) if folders else None)
 
 
 # suffix → (the extra's package, what it reads): checked here, before the import worker starts
@@ -156,23 +161,24 @@ def _target(path: Path) -> Path:
         return path
 
 
-def _data_files(paths: list[Path]) -> list[Path]:
-    """The data files that the --db paths name, resolved, each once, folders expanded."""
+def _data_files(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The data files that the --db paths name, resolved, each once, folders expanded; and what
+    the folders held that was skipped ("name: why")."""
     files: list[Path] = []
+    skipped: list[str] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if _is_data_file(p) and p.is_file() and not p.name.startswith(".")
-            )
+            found, passed = _folder_files(path)
             if not found:
-                sqlite = any(p.suffix.lower() in (".sqlite", ".db", ".sqlite3") for p in path.iterdir())
+                databases = [name for name in passed if name.endswith(_A_DATABASE)]
                 raise UserError(
                     f"{path} holds no data files ({KINDS})",
-                    "pass the SQLite file inside it with --db"
-                    if sqlite
+                    "pass the database inside it with --db"
+                    if databases
                     else "pass a SQLite file or data files with --db",
                 )
             files.extend(found)
+            skipped.extend(passed)
         elif not _is_data_file(target := _target(path)):
             linked = f" (a link to {target})" if target != path else ""
             raise UserError(
@@ -186,7 +192,45 @@ def _data_files(paths: list[Path]) -> list[Path]:
     resolved = list(dict.fromkeys(p.resolve() for p in files))
     for path in resolved:
         _check_readable(path)
-    return resolved
+    return resolved, skipped
+
+
+_A_DATABASE = ": a database; pass it on its own with --db"
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The data files directly inside `folder`, in name order, and the other entries with why
+    each was skipped. Hidden files are passed over in silence. A link is followed only to a file
+    inside the folder (a link out of it, or to /proc, is not data the folder holds), and only a
+    regular file is read (not a pipe, a socket or a device)."""
+    inside = folder.resolve()
+    found: list[Path] = []
+    skipped: list[str] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        why = None
+        try:
+            target = entry.resolve(strict=True)
+            mode = target.stat().st_mode
+        except (OSError, RuntimeError):
+            why = "a broken link" if entry.is_symlink() else "cannot be read"
+        else:
+            if entry.is_symlink() and not target.is_relative_to(inside):
+                why = f"a link out of the folder (to {target}); pass the file itself with --db"
+            elif stat.S_ISDIR(mode):
+                why = "a folder (only the files directly inside are read)"
+            elif not stat.S_ISREG(mode):
+                why = "not a regular file"
+            elif target.suffix.lower() in _DATABASE_SUFFIXES:
+                why = _A_DATABASE.removeprefix(": ")
+            elif not _is_data_file(target):
+                why = f"not a data file ({KINDS})"
+        if why is None:
+            found.append(entry)
+        else:
+            skipped.append(f"{entry.name}: {why}")
+    return found, skipped
 
 
 def _check_readable(path: Path) -> None:
@@ -199,10 +243,47 @@ def _check_readable(path: Path) -> None:
         ) from None
 
 
+@dataclass
+class _Listing:
+    """What `--db FOLDER` took and skipped, told on stderr when the folder is imported (so a
+    database or a stray file beside the data is never passed over in silence)."""
+
+    folders: list[Path]
+    skipped: list[str]  # "name: why"
+
+    def tell(self, files: list[Path], made: list[tuple[str, str]], database: Path) -> None:
+        import sqlite3
+
+        from slmsql_cli.schema import quote
+
+        conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            counts = {t: conn.execute(f"SELECT count(*) FROM {quote(t)}").fetchone()[0] for t, _ in made}
+        finally:
+            conn.close()
+        where = ", ".join(f"{f}{os.sep}" for f in self.folders)
+        lines = [f"imported {where} ({len(made)} table(s), reused until a file changes):"]
+        for table, source in made:
+            rows = counts[table]
+            lines.append(
+                f"  {_shown(source, files)} → table {table} ({rows:,} row{'' if rows == 1 else 's'})"
+            )
+        lines += [f"  skipped {line}" for line in self.skipped]
+        print("\n".join(lines), file=sys.stderr)
+
+
+def _shown(source: str, files: list[Path]) -> str:
+    """A table's source as the person knows it: the file's name (and sheet), not its full path."""
+    for path in files:
+        if source == str(path) or source.startswith(f"{path} "):
+            return path.name + source[len(str(path)) :]
+    return source
+
+
 _IMPORTED: dict[str, Path] = {}  # without a writable cache: this process's imports, by identity
 
 
-def _cached_import(files: list[Path], label: str) -> Path:
+def _cached_import(files: list[Path], label: str, listing: _Listing | None = None) -> Path:
     identity = [[str(p), (st := p.stat()).st_size, st.st_mtime_ns] for p in files]
     folder = versioned_dir(
         "files", f"{label[:40]}-{short_hash('|'.join(map(str, files)))}", f"format-{_FORMAT}"
@@ -211,7 +292,9 @@ def _cached_import(files: list[Path], label: str) -> Path:
         key = repr(identity)
         if key not in _IMPORTED:
             _IMPORTED[key] = private_temp_dir("slmsql-files") / f"{label}.sqlite"
-            _import(files, _IMPORTED[key])
+            made = _import(files, _IMPORTED[key])
+            if listing is not None:
+                listing.tell(files, made, _IMPORTED[key])
         return _IMPORTED[key]
     database = folder / f"{label}.sqlite"
     source = folder / "source.json"
@@ -219,14 +302,17 @@ def _cached_import(files: list[Path], label: str) -> Path:
         if database.is_file() and read_json(source) == {"files": identity}:
             return database
         with atomic_path(database) as tmp:
-            _import(files, tmp)
+            made = _import(files, tmp)
         write_json_atomic(source, {"files": identity})
+    if listing is not None:
+        listing.tell(files, made, database)
     return database
 
 
-def _import(files: list[Path], out: Path) -> None:
+def _import(files: list[Path], out: Path) -> list[tuple[str, str]]:
     """`import_files` in a worker process within BUDGET (a UserError when it runs past it); the
-    progress bar of a large import is drawn here, from what the worker writes to a report file."""
+    progress bar of a large import is drawn here, from what the worker writes to a report file.
+    The tables made, as (table, source)."""
     from slmsql_cli.targets import worker
 
     _require_extras(files)
@@ -235,9 +321,9 @@ def _import(files: list[Path], out: Path) -> None:
     pool = worker.WorkerPool(BUDGET.memory, preload=("slmsql_cli.files.writer",))
     try:
         if total < PROGRESS_MIN_BYTES:
-            pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
+            made: list[tuple[str, str]] = pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
         else:
-            _import_with_progress(pool, files, out, total)
+            made = _import_with_progress(pool, files, out, total)
     except worker.WorkerTimeout:
         raise UserError(
             f"importing {what} took longer than {BUDGET.timeout:g}s and was stopped",
@@ -255,18 +341,20 @@ def _import(files: list[Path], out: Path) -> None:
         ) from None
     finally:
         pool.close()
+    return made
 
 
-def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> None:
+def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> list[tuple[str, str]]:
     fd, report_name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     report = Path(report_name)
     pending = pool.submit(import_files, files, out, report, timeout=BUDGET.timeout)
     outcome: list[BaseException | None] = []
+    made: list[list[tuple[str, str]]] = []
 
     def wait() -> None:
         try:
-            pending.result()
+            made.append(pending.result())
         except BaseException as exc:
             outcome.append(exc)
         else:
@@ -289,26 +377,31 @@ def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -
         report.unlink(missing_ok=True)
     if outcome and outcome[0] is not None:
         raise outcome[0]
+    return made[0]
 
 
-def import_files(files: list[Path], out: Path, report: Path | None) -> None:
+def import_files(files: list[Path], out: Path, report: Path | None) -> list[tuple[str, str]]:
     """Read every file and write the SQLite database `out` (an empty file): in the import worker.
-    Progress (bytes read, what is happening) goes to the file `report`, for the parent to draw."""
+    Progress (bytes read, what is happening) goes to the file `report`, for the parent to draw.
+    The tables made, in order, as (table, source: the file, and the sheet of a workbook)."""
     from slmsql_cli.files.writer import write_database
 
     sizes = [p.stat().st_size for p in files]
     progress = _Report(report)
     table_names = TableNames()
+    made: list[tuple[str, str]] = []
 
     def tables() -> Iterator[TableData]:
         for i, path in enumerate(files):
             progress.status(f"importing {path.name}")
             for data in _read(path, progress.advance):
                 table_names.claim(data.name, data.source)
+                made.append((data.name, data.source))
                 yield data
             progress.done(sum(sizes[: i + 1]))
 
     write_database(out, tables(), progress.status)
+    return made
 
 
 class _Report:
