@@ -1,7 +1,7 @@
 """The user's settings folder, and the one setting it holds: the default model.
 
-`slmsql models default NAME|PATH` writes it once, so `ask`, `chat`, `serve`, `eval` and `bench`
-use that model without `--model` (as `llm models default` does). The folder is
+`slmsql models default NAME|PATH` writes it once, so `ask`, `chat`, `serve` and `bench` use
+that model without `--model` (as `llm models default` does). The folder is
 $XDG_CONFIG_HOME/slmsql, else ~/.config/slmsql, created 0700; the setting is one line of text in
 `default-model` (0600), so it can be read and edited by hand. What the line means (an alias, a
 Hub repo, a file) is `models.choose`'s business; this module only keeps it.

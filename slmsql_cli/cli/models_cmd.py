@@ -106,7 +106,7 @@ def default_cmd(
         False, "--clear", metavar="", help="Forget the setting: back to the built-in model."
     ),
 ) -> None:
-    """Set once the model that ask, chat, serve, eval and bench use without --model.
+    """Set once the model that ask, chat, serve and bench use without --model.
 
     Without NAME|PATH it prints the default model and what set it. --model overrides the setting
     for one command and SLMSQL_MODEL for one shell: --model, then SLMSQL_MODEL, then this
