@@ -56,7 +56,18 @@ if [ "${1:-}" = "--print-wheel-dir" ]; then  # where this recipe's wheel is (or 
   echo "$WHEEL_DIR"
   exit 0
 fi
-mkdir -p "$WHEEL_DIR"
+# slmsql's cache is private (folders 0700, files 0600: slmsql_cli/cache.py), and the wheels live in
+# it by default: made so here too, or the first command after set-up would warn that it had to make
+# the cache private because of set-up's own files. Wheels an older set-up left open are tightened.
+SLMSQL_WHEELS="$HOME/.cache/slmsql/wheels"
+private_wheel_dir() {
+  (umask 077 && mkdir -p "$WHEEL_DIR")
+  if [[ "$WHEEL_DIR/" == "$SLMSQL_WHEELS/"* ]]; then
+    chmod u+rwx,go-rwx "$(dirname "$SLMSQL_WHEELS")"
+    chmod -R u+rwX,go-rwx "$SLMSQL_WHEELS"
+  fi
+}
+private_wheel_dir
 
 # Chromium from the distribution drives the web app's browser test (tests/test_webapp.py, through
 # Playwright, whose own browser download is not used). Only with the dev extra, only when missing.
@@ -85,8 +96,8 @@ build_wheel() {
   # LLAVA_BUILD=OFF skips the multimodal library slmsql never uses (about a third of the build).
   # --no-cache-dir: pip's own wheel cache is keyed by the source archive alone and would hand back
   # a wheel built with other flags.
-  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$PY" -m pip wheel --no-deps --no-cache-dir \
-    "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEEL_DIR"
+  (umask 077 && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$PY" -m pip wheel --no-deps --no-cache-dir \
+    "llama-cpp-python==$LLAMA_CPP_VERSION" -w "$WHEEL_DIR")
 }
 if ! ls "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
   build_wheel
@@ -155,7 +166,7 @@ if ! selfcheck; then
   echo "==> rebuilding llama-cpp-python without native CPU features (GGML_NATIVE=OFF)"
   SLMSQL_PORTABLE_BUILD=1 LLAMA_CMAKE_ARGS="$LLAMA_CMAKE_ARGS -DGGML_NATIVE=OFF" BUILD_RECIPE="$BUILD_RECIPE-portable"
   WHEEL_DIR="$WHEEL_DIR-portable-$(build_key)"
-  mkdir -p "$WHEEL_DIR"
+  private_wheel_dir
   ls "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1 || build_wheel
   "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEEL_DIR"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl
   if ! selfcheck; then

@@ -84,3 +84,74 @@ def test_setup_stops_on_a_wheel_that_crashes(tmp_path: Path) -> None:
     )
     assert proc.stderr.splitlines()[-1].startswith("hint: delete that folder")
     assert "==> done" not in proc.stdout
+
+
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for python3 and the .venv's python: pip "builds" an empty wheel (written as pip would,
+# under the caller's umask), every other step succeeds at once.
+case "$*" in
+  "--version") echo "Python 3.11.0" ;;
+  "-m venv .venv") mkdir -p .venv/bin && cp "$0" .venv/bin/python ;;
+  *"pip wheel"*)
+    for last; do :; done
+    : > "$last/llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl" ;;
+  *"slmsql_cli.selfcheck"*) echo "ok" ;;
+esac
+exit 0
+"""
+
+
+def test_the_wheel_cache_is_as_private_as_the_rest_of_the_cache(tmp_path: Path) -> None:
+    """The first command after set-up says nothing (issue 27: it warned that it had made the cache
+    private, because of set-up's own wheel files): set-up runs with a fake Python, as a user whose
+    umask is 022 and whose home has no cache yet, then `slmsql prompt` runs for real there."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy2(SETUP, repo / "scripts" / "setup.sh")
+    fake = tmp_path / "python3"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLMSQL_", "VIRTUAL_ENV"))}
+    env.update(HOME=str(home), SLMSQL_EXTRAS="", SLMSQL_NO_APT="1", PYTHON=str(fake))
+
+    def setup() -> None:
+        proc = subprocess.run(
+            ["bash", str(repo / "scripts" / "setup.sh")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            preexec_fn=lambda: os.umask(0o022),
+        )
+        assert proc.returncode == 0 and "==> done" in proc.stdout, proc.stdout + proc.stderr
+
+    def loose() -> list[str]:
+        found = []
+        for folder, _dirs, names in os.walk(home / ".cache"):
+            for path, wanted in [(folder, 0o700), *((os.path.join(folder, n), 0o600) for n in names)]:
+                if os.stat(path).st_mode & 0o777 != wanted:
+                    found.append(f"{path}: {os.stat(path).st_mode & 0o777:o}")
+        return found
+
+    setup()
+    (wheel,) = (home / ".cache" / "slmsql" / "wheels").glob("*/llama_cpp_python-*.whl")
+    assert loose() == []
+
+    demo = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
+    first = subprocess.run(
+        [sys.executable, "-m", "slmsql_cli", "prompt", "--db", str(demo), "How many books?"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=120,
+    )
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+
+    for folder in (wheel.parent, wheel.parent.parent, wheel.parent.parent.parent):
+        folder.chmod(0o755)  # as an older set-up left them: tightened by the next one
+    wheel.chmod(0o644)
+    setup()
+    assert loose() == []
