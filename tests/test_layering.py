@@ -133,6 +133,7 @@ def test_the_commands_pass_the_quantize_exporter(command: str, tmp_path: Path, i
 OWN_FILES = {
     "slmsql_cli/values.py": "the value index, an FTS5 file in the cache",
     "slmsql_cli/saved.py": "the saved-answers store",
+    "slmsql_cli/explain.py": "an empty in-memory copy of the schema, to compile (never run) SQL a person wrote",
     "slmsql_cli/files/writer.py": "the SQLite file that data files are imported into",
 }
 DRIVERS = {"sqlite3", "duckdb", "psycopg", "psycopg2", "apsw"}

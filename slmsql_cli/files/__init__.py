@@ -243,6 +243,9 @@ def _check_readable(path: Path) -> None:
         ) from None
 
 
+Made = tuple[str, str, int]  # an imported table: (name, source: the file and a workbook's sheet, rows)
+
+
 @dataclass
 class _Listing:
     """What `--db FOLDER` took and skipped, told on stderr when the folder is imported (so a
@@ -251,20 +254,10 @@ class _Listing:
     folders: list[Path]
     skipped: list[str]  # "name: why"
 
-    def tell(self, files: list[Path], made: list[tuple[str, str]], database: Path) -> None:
-        import sqlite3
-
-        from slmsql_cli.schema import quote
-
-        conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            counts = {t: conn.execute(f"SELECT count(*) FROM {quote(t)}").fetchone()[0] for t, _ in made}
-        finally:
-            conn.close()
+    def tell(self, files: list[Path], made: list[Made]) -> None:
         where = ", ".join(f"{f}{os.sep}" for f in self.folders)
         lines = [f"imported {where} ({len(made)} table(s), reused until a file changes):"]
-        for table, source in made:
-            rows = counts[table]
+        for table, source, rows in made:
             lines.append(
                 f"  {_shown(source, files)} → table {table} ({rows:,} row{'' if rows == 1 else 's'})"
             )
@@ -294,7 +287,7 @@ def _cached_import(files: list[Path], label: str, listing: _Listing | None = Non
             _IMPORTED[key] = private_temp_dir("slmsql-files") / f"{label}.sqlite"
             made = _import(files, _IMPORTED[key])
             if listing is not None:
-                listing.tell(files, made, _IMPORTED[key])
+                listing.tell(files, made)
         return _IMPORTED[key]
     database = folder / f"{label}.sqlite"
     source = folder / "source.json"
@@ -305,14 +298,14 @@ def _cached_import(files: list[Path], label: str, listing: _Listing | None = Non
             made = _import(files, tmp)
         write_json_atomic(source, {"files": identity})
     if listing is not None:
-        listing.tell(files, made, database)
+        listing.tell(files, made)
     return database
 
 
-def _import(files: list[Path], out: Path) -> list[tuple[str, str]]:
+def _import(files: list[Path], out: Path) -> list[Made]:
     """`import_files` in a worker process within BUDGET (a UserError when it runs past it); the
     progress bar of a large import is drawn here, from what the worker writes to a report file.
-    The tables made, as (table, source)."""
+    The tables made (`Made`)."""
     from slmsql_cli.targets import worker
 
     _require_extras(files)
@@ -321,7 +314,7 @@ def _import(files: list[Path], out: Path) -> list[tuple[str, str]]:
     pool = worker.WorkerPool(BUDGET.memory, preload=("slmsql_cli.files.writer",))
     try:
         if total < PROGRESS_MIN_BYTES:
-            made: list[tuple[str, str]] = pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
+            made: list[Made] = pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
         else:
             made = _import_with_progress(pool, files, out, total)
     except worker.WorkerTimeout:
@@ -344,13 +337,13 @@ def _import(files: list[Path], out: Path) -> list[tuple[str, str]]:
     return made
 
 
-def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> list[tuple[str, str]]:
+def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> list[Made]:
     fd, report_name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     report = Path(report_name)
     pending = pool.submit(import_files, files, out, report, timeout=BUDGET.timeout)
     outcome: list[BaseException | None] = []
-    made: list[list[tuple[str, str]]] = []
+    made: list[list[Made]] = []
 
     def wait() -> None:
         try:
@@ -380,16 +373,16 @@ def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -
     return made[0]
 
 
-def import_files(files: list[Path], out: Path, report: Path | None) -> list[tuple[str, str]]:
+def import_files(files: list[Path], out: Path, report: Path | None) -> list[Made]:
     """Read every file and write the SQLite database `out` (an empty file): in the import worker.
     Progress (bytes read, what is happening) goes to the file `report`, for the parent to draw.
-    The tables made, in order, as (table, source: the file, and the sheet of a workbook)."""
-    from slmsql_cli.files.writer import write_database
+    The tables made, in order (`Made`)."""
+    from slmsql_cli.files.writer import row_counts, write_database
 
     sizes = [p.stat().st_size for p in files]
     progress = _Report(report)
     table_names = TableNames()
-    made: list[tuple[str, str]] = []
+    made: list[tuple[str, str]] = []  # (table, source)
 
     def tables() -> Iterator[TableData]:
         for i, path in enumerate(files):
@@ -401,7 +394,9 @@ def import_files(files: list[Path], out: Path, report: Path | None) -> list[tupl
             progress.done(sum(sizes[: i + 1]))
 
     write_database(out, tables(), progress.status)
-    return made
+    return [
+        (table, source, rows) for (table, source), rows in zip(made, row_counts(out, [t for t, _ in made]))
+    ]
 
 
 class _Report:

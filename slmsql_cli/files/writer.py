@@ -111,6 +111,15 @@ def write_database(
         os.unlink(scratch)
 
 
+def row_counts(path: Path, names: Sequence[str]) -> list[int]:
+    """The rows of each named table of the written file `path` (what a folder's import reports)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [conn.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0] for name in names]
+    finally:
+        conn.close()
+
+
 def _check_width(conn: sqlite3.Connection, data: TableData, width: int) -> None:
     limit = conn.getlimit(sqlite3.SQLITE_LIMIT_COLUMN)
     if width > limit:
