@@ -11,6 +11,7 @@ refused with one error line instead.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -187,3 +188,48 @@ def test_the_saved_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
     listed = slmsql("saved", "list", env={"SLMSQL_CACHE_DIR": str(cache)})
     assert listed.returncode == 0 and "How many books?" in listed.stdout
     assert not list(cache.rglob("*-journal")) and not list(cache.rglob("*-wal"))
+
+
+def test_a_read_only_cache_still_answers_from_its_saved_answers(tmp_path: Path) -> None:
+    """A read-only home (EACCES, not ENOTDIR): what the store holds is read, nothing is written.
+    Root is run without the capabilities that let it write anywhere, so it meets the fault too."""
+    through: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root writes into read-only folders; dropping that needs setpriv (util-linux)")
+        through = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    cache = tmp_path / "cache"
+    env: dict[str, str | None] = {"SLMSQL_CACHE_DIR": str(cache), "COLUMNS": "200"}
+    ask = ["ask", "--db", DEMO, "-m", "scripted", "-n", "1", "--no-merge"]
+    kept = scripted_cli.run(COUNT, *ask, "--save", "How many books?", env=env)
+    assert kept.returncode == 0 and "saved as answer #1" in kept.stderr, kept.stderr
+    for folder, _dirs, names in os.walk(cache):
+        os.chmod(folder, 0o500)
+        for name in names:
+            os.chmod(os.path.join(folder, name), 0o400)
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*through, *scripted_cli.argv(COUNT, *args)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=scripted_cli.environ(env),
+            timeout=300,
+        )
+
+    try:
+        listed = run("saved", "list")
+        again = run(*ask, "How many books?")
+        refused = run(*ask, "--save", "How many authors?")
+    finally:
+        for folder, _dirs, _names in os.walk(cache):
+            os.chmod(folder, 0o700)
+    for proc in (listed, again):
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        (warning,) = lines(proc, "warning:")
+        assert "cannot write the cache folder" in warning and "Permission denied" in warning
+    assert "How many books?" in listed.stdout
+    assert "saved answer #1" in again.stderr  # answered from the store, read-only
+    assert refused.returncode == 2 and len(lines(refused, "error:")) == 1, refused.stderr
