@@ -7,37 +7,73 @@ COPY, INSTALL, httpfs); extensions are neither auto-installed nor auto-loaded; a
 table would live only in this connection's memory, and `dialect.for_target` admits queries only.
 The deadline is DuckDB's `interrupt()`, called by a timer thread.
 
-A query learns nothing about where files are: the catalog functions that show the database
-file's path, settings holding folders (`temp_directory`, `allowed_directories`) or the extension
-folder under the home folder are refused by name (`dialect.check_target_sql`), as functions and
-as tables (`FROM pragma_database_list`), and an error message has those folders replaced.
+Nothing is written anywhere: `temp_directory` is empty, so DuckDB never spills to disk (by
+default a read-only file still spills beside itself, into `shop.duckdb.tmp/`, with no size cap).
+A query that needs more than the memory limit is an error instead. Spilling into slmsql's cache
+with a size cap was the other choice; measured on a GROUP BY that spills (docs/PERFORMANCE.md),
+both stay within the memory limit, and no spilling also leaves nothing on disk after a crash and
+nothing for two processes to share.
+
+What a query may call is an allow-list, checked on DuckDB's own parse of the statement
+(`json_serialize_sql`, before it runs): the scalar and aggregate functions, window functions and
+macros built into DuckDB (read from `duckdb_functions()`), less the deny-list of
+`dialect.denied_function` (settings, variables, logs); in FROM only the table functions that make
+rows from values (TABLE_FUNCTIONS: no catalog, files, or SQL given as text, such as `query`,
+`query_table` and `json_execute_serialized_sql`); of DuckDB's own views only the
+information_schema and sqlite_master; no SHOW, DESCRIBE or SUMMARIZE. So a query learns nothing
+about where files are (`duckdb_databases`, `pragma_database_list`, `current_setting`), and an
+error message has the file's folder and the home folder replaced (`dialect.hide_folders`).
+
+A query runs inside `dialect.capped`: DuckDB keeps a running sum of the bytes of the values (a
+streaming window) and leaves out every value past the result cap, so none reaches Python (DuckDB
+itself still makes each value: a 600 MB string takes 600 MB of its memory while it is checked).
+A query holds one of `serve --max-queries`' slots
+while it waits for and runs on the connection (`worker.WorkerPool.held`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from slmsql_cli.cache import file_version
 from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import LiveTarget, batches, fetch
+from slmsql_cli.targets import LiveTarget, batches, fetch, result, worker
+from slmsql_cli.targets.dialect import CappedRows, capped, denied_function, hide_folders, too_large
 from slmsql_cli.targets.result import ExecResult
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
     "enable_external_access": False,
     "memory_limit": "2GB",  # as the SQLite query worker's cap
+    "temp_directory": "",  # never spill to disk (see above)
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
     "lock_configuration": True,
 }
 SAMPLE_SECONDS = 5.0  # one sample or index query
 _HERE = "database_name = current_database() AND schema_name = current_schema()"
+# Table functions a query may call in FROM: rows made from values.
+TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest", "json_each", "json_tree"})
+# Names DuckDB's binder reads itself (not in duckdb_functions()); they call nothing.
+_BINDER_FORMS = frozenset({"unnest", "unlist", "grouping", "grouping_id", "columns", "*columns"})
+# Kinds of table reference a query may hold (no SHOW_REF: SHOW, DESCRIBE, SUMMARIZE).
+_REFERENCES = frozenset({"BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EMPTY", "EXPRESSION_LIST"})
+# DuckDB's own views a query may read: the information_schema, and SQLite's names for the catalog.
+_VIEWS_ALLOWED = "schema_name = 'information_schema' OR view_name LIKE 'sqlite%'"
+# Type ids of fixed size: not counted against the result cap (the row cap bounds them).
+_FIXED_TYPES = frozenset(
+    """boolean tinyint smallint integer bigint hugeint utinyint usmallint uinteger ubigint uhugeint
+    float double decimal date time time_ns timestamp timestamp_s timestamp_ms timestamp_ns interval
+    uuid null""".split()
+) | {"time with time zone", "timestamp with time zone"}
 
 
 def is_duckdb_file(path: Path) -> bool:
@@ -72,6 +108,7 @@ class DuckDBTarget(LiveTarget):
             )
             raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
         self._lock = threading.Lock()  # one query at a time on the connection
+        self._callable: _Callable | None = None  # read from the catalog on the first query
 
     def schema(self) -> Schema:
         """Tables (in creation order), then views, of the current schema, from DuckDB's catalog."""
@@ -127,32 +164,58 @@ class DuckDBTarget(LiveTarget):
         return [r[0] for r in rows]
 
     def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
-        """One checked statement on the read-only connection, interrupted at `timeout` seconds."""
+        """One checked statement on the read-only connection, interrupted at `timeout` seconds:
+        refused unless the allow-list admits it, its rows cut by DuckDB at the result cap."""
         duckdb = _driver()
         start = time.perf_counter()
-        with self._lock, self._deadline(timeout) as expired:
+        with worker.default_pool().held(), self._lock, self._deadline(timeout) as expired:
             try:
-                if len(self._conn.extract_statements(sql)) != 1:  # the driver would run them all
-                    return ExecResult(
-                        error="only one SQL statement is allowed", seconds=time.perf_counter() - start
-                    )
-                cursor = self._conn.execute(sql)
-                columns = [d[0] for d in cursor.description or []]
-                rows, truncated = fetch(batches(cursor.fetchmany), max_rows)  # DuckDB streams
-                return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
+                why = self._refusal(sql)
+                if why:
+                    return ExecResult(error=why, seconds=time.perf_counter() - start)
+                bound = self._conn.sql(sql)  # bound, not run: a checked SELECT
+                columns, kinds = list(bound.columns), [t.id for t in bound.types]
+                max_bytes = result.MAX_RESULT_BYTES
+                sizes = [_size(kind, f"c{i}") for i, kind in enumerate(kinds, 1)]
+                query = capped(sql, sizes, max_bytes, running=True)
+                cursor = self._conn.execute(query or sql)
+                kept = CappedRows(batches(cursor.fetchmany), marked=query is not None)
+                rows, truncated = fetch(kept, max_rows)  # DuckDB streams
+                if kept.cut and not rows:
+                    return ExecResult(error=too_large(max_bytes), seconds=time.perf_counter() - start)
+                return ExecResult(
+                    columns, rows, truncated=truncated or kept.cut, seconds=time.perf_counter() - start
+                )
             except duckdb.Error as exc:
                 if expired.is_set():
                     return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
-                return ExecResult(
-                    error=self._hide_paths(first_line(exc)), seconds=time.perf_counter() - start
-                )
+                return ExecResult(error=self._error_text(exc), seconds=time.perf_counter() - start)
 
-    def _hide_paths(self, text: str) -> str:
-        """An error message without the file's folder or the home folder (the catalog functions
-        that show them are refused; an error can still name one, e.g. the extension folder)."""
-        for folder, shown in ((self.path.parent, "."), (Path.home(), "~")):
-            if str(folder) not in ("", "/", "."):
-                text = text.replace(str(folder), shown)
+    def _refusal(self, sql: str) -> str | None:
+        """Why `sql` must not run (see the module doc), from DuckDB's own parse of it; or None."""
+        if len(self._conn.extract_statements(sql)) != 1:  # the driver would run them all
+            return "only one SQL statement is allowed"
+        parsed = self._conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        try:
+            tree = json.loads(parsed[0])
+        except RecursionError:
+            return "the statement is nested too deeply to be checked"
+        if tree.get("error"):
+            if tree.get("error_type") == "parser":
+                return hide_folders(first_line(tree.get("error_message", "")), {str(self.path.parent): "."})
+            return "only a query (SELECT) may run on duckdb: the database is read-only"
+        if self._callable is None:
+            self._callable = _Callable.read(self._conn)
+        return self._callable.refusal(tree["statements"])
+
+    def _error_text(self, exc: Exception) -> str:
+        """DuckDB's error, one line, without the file's folder or the home folder (an error can
+        name one, e.g. the extension folder); running out of memory says why it cannot spill."""
+        text = hide_folders(first_line(exc), {str(self.path.parent): "."})
+        if text.startswith("Out of Memory"):
+            text += (
+                f" (the {_CONFIG['memory_limit']} memory limit: slmsql lets DuckDB write no temporary files)"
+            )
         return text
 
     @contextmanager
@@ -173,3 +236,74 @@ class DuckDBTarget(LiveTarget):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _size(kind: str, column: str) -> str | None:
+    """An SQL expression of the bytes a value of DuckDB type `kind` (a type id) takes in Python
+    (`dialect.capped`): text and blobs their length; lists, structs, maps and the rest four bytes
+    per character of their text (Python's lists and dicts take more than their text); None for
+    fixed sizes."""
+    if kind in _FIXED_TYPES:
+        return None
+    if kind == "varchar":
+        return f"strlen({column})"
+    if kind == "blob":
+        return f"octet_length({column})"
+    return f"4 * strlen(CAST({column} AS VARCHAR))"
+
+
+@dataclass(frozen=True)
+class _Callable:
+    """What a query on this connection may call and read (the module doc's allow-list)."""
+
+    functions: frozenset[str]  # built-in scalar, aggregate and window functions and macros, allowed
+    views: frozenset[str]  # DuckDB's own views that are not allowed (duckdb_databases, pg_settings…)
+    own: frozenset[str]  # the database's own tables and views: a name they share is theirs
+
+    @classmethod
+    def read(cls, conn: Any) -> _Callable:
+        def names(sql: str) -> frozenset[str]:
+            return frozenset(str(r[0]).lower() for r in conn.execute(sql).fetchall())
+
+        functions = names(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE internal "
+            "AND function_type IN ('scalar', 'aggregate', 'window', 'macro')"
+        )
+        return cls(
+            functions=frozenset(f for f in functions if not denied_function(f, "duckdb")) | _BINDER_FORMS,
+            views=names(f"SELECT view_name FROM duckdb_views() WHERE internal AND NOT ({_VIEWS_ALLOWED})"),
+            own=names("SELECT table_name FROM duckdb_tables() WHERE NOT internal")
+            | names("SELECT view_name FROM duckdb_views() WHERE NOT internal"),
+        )
+
+    def refusal(self, statements: Any) -> str | None:
+        """Why a statement parsed by `json_serialize_sql` must not run, or None. The parse tree is
+        walked whole: expressions (`function_name`), table references (those with a `sample`
+        field, unlike query nodes), subqueries, CTEs and set operations alike."""
+        stack: list[tuple[Any, bool]] = [(statements, False)]
+        while stack:
+            node, in_from = stack.pop()
+            if isinstance(node, list):
+                stack.extend((item, False) for item in node)
+                continue
+            if not isinstance(node, dict):
+                continue
+            kind = node.get("type")
+            if "function_name" in node:
+                name = str(node["function_name"]).lower()
+                if in_from and name not in TABLE_FUNCTIONS:
+                    listed = ", ".join(sorted(TABLE_FUNCTIONS))
+                    return f"the table function {name}() is not allowed on duckdb (only {listed})"
+                if not in_from and name not in self.functions:
+                    return f"the function {name}() is not allowed on duckdb (it is not one of its built-in functions a read-only query may call)"
+            elif (
+                "sample" in node and "class" not in node and not str(kind).endswith("_NODE")
+            ):  # a table reference
+                if kind not in _REFERENCES:
+                    return f"{str(kind).replace('_REF', '')} is not allowed on duckdb: only queries of tables may run"
+                table = str(node.get("table_name", "")).lower()
+                if kind == "BASE_TABLE" and table in self.views and table not in self.own:
+                    return f"{node['table_name']} is not allowed on duckdb (it shows the catalog's settings or where files are)"
+            for key, value in node.items():
+                stack.append((value, key == "function" and kind == "TABLE_FUNCTION"))
+        return None

@@ -8,12 +8,19 @@ not only by slmsql's checks (`dialect.for_target`):
   `BEGIN TRANSACTION READ ONLY` … `ROLLBACK`, so INSERT/UPDATE/DELETE/DDL, `nextval` and
   `SELECT … INTO` fail in the server even if a check missed them;
 - `statement_timeout` is the `--timeout`, set per transaction (`SET LOCAL`);
-- one statement: the query goes through the extended protocol (psycopg's `stream`), which the
-  server refuses for text holding several statements (psycopg's plain `execute` without
-  parameters would use the simple protocol, which runs them all); rows stream in, so the row
-  and byte caps bound the client's memory too;
-- the function deny-list of `dialect.check_target_sql` (file, large-object, dblink,
-  configuration, dynamic SQL);
+- one statement: the query is prepared first (the server refuses text holding several
+  statements in a prepared statement, and describes the columns it returns), then runs through
+  the extended protocol (psycopg's `stream`; psycopg's plain `execute` without parameters would
+  use the simple protocol, which runs them all);
+- bounded memory: the query runs inside `dialect.capped`, so the server leaves out (sends NULLs
+  for) a row whose values are over the result cap: no such value reaches the client (a first row
+  over it alone is an error); rows stream in one at a time when values vary in size, so the
+  client holds at most one row past the cap;
+- the deny-list of `dialect.denied_names`, for any role: file, large-object, dblink,
+  configuration and dynamic-SQL functions, and the views that read configuration files or show
+  paths (`pg_hba_file_rules`, `pg_ident_file_mappings`, `pg_file_settings`, `pg_settings`,
+  `pg_config`, `current_setting('data_directory')`); an error message has the server's data
+  folder (when the role may read it) and the home folder taken out;
 - read-only by rule, not by list: a read-only transaction does not stop a function that changes
   state outside the table heap (`brin_summarize_new_values` rewrites index pages for the table's
   owner; a superuser's `pg_create_physical_replication_slot` keeps a slot, and WAL, after the
@@ -21,7 +28,9 @@ not only by slmsql's checks (`dialect.for_target`):
   and one that PostgreSQL marks volatile (`provolatile = 'v'`) is refused, unless it is on the
   short ALLOWED_VOLATILE list (random values, the clock, `pg_sleep`, which `statement_timeout`
   ends like any slow query);
-- a connection the server closed (a restart, `pg_terminate_backend`) is opened again, once.
+- a connection the server closed (a restart, `pg_terminate_backend`) is opened again, once;
+- each query holds one of `serve --max-queries`' slots while it waits for and runs on the
+  connection (`worker.WorkerPool.held`), as a SQLite query holds a worker.
 
 For the strongest guarantee, connect as a role that can only read (see the README).
 """
@@ -38,7 +47,8 @@ from typing import Any, TypeVar
 from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
-from slmsql_cli.targets import FETCH_BATCH, LiveTarget, fetch
+from slmsql_cli.targets import FETCH_BATCH, LiveTarget, fetch, result, worker
+from slmsql_cli.targets.dialect import CappedRows, capped, denied_names, hide_folders, too_large
 from slmsql_cli.targets.result import ExecResult
 
 SCHEMES = ("postgresql", "postgres")
@@ -96,6 +106,19 @@ class PostgresTarget(LiveTarget):
         )
         self._conn = self._connect()
         self._lock = threading.Lock()
+        self._folders = self._server_folders()
+
+    def _server_folders(self) -> dict[str, str]:
+        """The server's data folder and configuration files (when the role may read those
+        settings: a superuser may), to take out of error messages; {} otherwise."""
+        try:
+            rows = self._catalog(
+                "SELECT name, setting FROM pg_catalog.pg_settings WHERE name IN "
+                "('data_directory', 'config_file', 'hba_file', 'ident_file') AND setting LIKE '/%'"
+            )
+        except _driver().Error:
+            return {}
+        return {setting: f"<{name}>" for name, setting in rows}
 
     def _connect(self) -> Any:
         psycopg = _driver()
@@ -141,29 +164,47 @@ class PostgresTarget(LiveTarget):
 
     def _query(self, sql: str, timeout_ms: int, max_rows: int) -> tuple[list[str], list[tuple], bool]:
         """Run one statement in a read-only transaction with a statement timeout; always rolled back.
-        Rows are `plain` values, cut as the SQLite executor cuts them. A statement that calls a
-        volatile function is refused (`_Refused`) before it runs."""
+        Rows are `plain` values, cut as the SQLite executor cuts them, and by the server past the
+        result cap (`dialect.capped`). A statement that calls a volatile or denied function or
+        reads a denied view is refused (`_Refused`) before it runs, and so is a first row over
+        the cap."""
         with self._transaction(timeout_ms) as cursor:
             why = _refusal(cursor, sql)
             if why:
                 raise _Refused(why)
+            columns, types = self._describe(sql)
+            max_bytes = result.MAX_RESULT_BYTES
+            sizes = [_size(oid, f"c{i}") for i, oid in enumerate(types, 1)]
+            query = capped(sql, sizes, max_bytes, running=False, fence=" OFFSET 0")
             # stream(): the extended protocol (exactly one statement) and rows as they come, so
-            # a huge result is cut at the cap instead of first filling the client's memory.
-            stream = cursor.stream(sql, size=FETCH_BATCH)
+            # a long result is cut at the cap instead of first filling the client's memory: one
+            # row at a time when values vary in size (each is under the cap, but FETCH_BATCH of
+            # them need not be; 100,000 rows take 0.7 s instead of 0.1 s), else FETCH_BATCH.
+            stream = cursor.stream(query or sql, size=1 if query else FETCH_BATCH)
             try:
-                rows, truncated = fetch(stream, max_rows)
+                kept = CappedRows(stream, marked=query is not None)
+                rows, truncated = fetch(kept, max_rows)
             finally:
                 stream.close()  # an unfinished result is cancelled
-            columns = [d.name for d in cursor.description] if cursor.description else self._columns(sql)
-            return columns, rows, truncated
+            if kept.cut and not rows:
+                raise _Refused(too_large(max_bytes))
+            return columns, rows, truncated or kept.cut
 
-    def _columns(self, sql: str) -> list[str]:
-        """The column names of a query that returned no rows (stream() leaves no description then):
-        prepared and described by the server, not run again."""
+    def _describe(self, sql: str) -> tuple[list[str], list[int]]:
+        """The names and type OIDs of the columns `sql` returns: prepared and described by the
+        server, not run (the server refuses several statements in one prepared statement)."""
         pgconn = self._conn.pgconn
-        pgconn.prepare(b"", sql.encode("utf-8"))
-        described = pgconn.describe_prepared(b"")
-        return [(described.fname(i) or b"").decode("utf-8") for i in range(described.nfields)]
+        self._check(pgconn.prepare(b"", sql.encode("utf-8")))
+        described = self._check(pgconn.describe_prepared(b""))
+        names = [(described.fname(i) or b"").decode("utf-8") for i in range(described.nfields)]
+        return names, [described.ftype(i) for i in range(described.nfields)]
+
+    def _check(self, answer: Any) -> Any:
+        """A libpq result that succeeded, or the psycopg error it holds, raised."""
+        psycopg = _driver()
+        if answer.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(answer, encoding=self._conn.info.encoding)
+        return answer
 
     def _catalog(self, sql: str) -> list[tuple]:
         return self._live(lambda: self._catalog_once(sql))
@@ -256,13 +297,14 @@ class PostgresTarget(LiveTarget):
         psycopg = _driver()
         start = time.perf_counter()
         timeout_ms = max(1, round(timeout * 1000))
-        with self._lock:
+        with worker.default_pool().held(), self._lock:
             try:
                 columns, rows, truncated = self._live(lambda: self._query(sql, timeout_ms, max_rows))
             except psycopg.errors.QueryCanceled:
                 return ExecResult(timed_out=True, seconds=time.perf_counter() - start)
             except psycopg.Error as exc:
-                return ExecResult(error=_error_text(exc), seconds=time.perf_counter() - start)
+                error = hide_folders(_error_text(exc), self._folders)
+                return ExecResult(error=error, seconds=time.perf_counter() - start)
             except (_Refused, UserError) as exc:  # UserError: the server went away for good
                 return ExecResult(error=str(exc), seconds=time.perf_counter() - start)
         return ExecResult(columns, rows, truncated=truncated, seconds=time.perf_counter() - start)
@@ -294,15 +336,21 @@ _VOLATILE = (
 
 
 def _refusal(cursor: Any, sql: str) -> str | None:
-    """Why `sql` must not run: it calls a function that PostgreSQL marks volatile (any overload
-    of that name), which may change state that a read-only transaction does not protect (index
-    pages, replication slots, statistics), unless ALLOWED_VOLATILE names it; or it cannot be
-    parsed, so its calls cannot be known. The names are looked up in the server's own pg_proc,
-    so a function added by a later PostgreSQL or an extension is judged by the same rule."""
-    names = called_functions(sql)
-    if names is None:
+    """Why `sql` must not run: it calls a function or reads a view of `dialect.denied_names`
+    (files, configuration, paths: for any role); it calls a function that PostgreSQL marks
+    volatile (any overload of that name), which may change state that a read-only transaction
+    does not protect (index pages, replication slots, statistics), unless ALLOWED_VOLATILE names
+    it; or it cannot be parsed, so its calls cannot be known. The volatile names are looked up in
+    the server's own pg_proc, so a function added by a later PostgreSQL or an extension is judged
+    by the same rule."""
+    trees = _parse(sql)
+    if trees is None:
         return "the statement cannot be checked (sqlglot cannot parse it as PostgreSQL)"
-    names -= ALLOWED_VOLATILE
+    for tree in trees:
+        why = denied_names(tree, "postgres")
+        if why:
+            return why
+    names = called_functions(trees) - ALLOWED_VOLATILE
     if not names:
         return None
     volatile = [row[0] for row in cursor.execute(_VOLATILE, [sorted(names)]).fetchall()]
@@ -314,18 +362,23 @@ def _refusal(cursor: Any, sql: str) -> str | None:
     return None
 
 
-def called_functions(sql: str) -> set[str] | None:
-    """The names of the functions a PostgreSQL statement calls, as written and lower-cased (and
-    as PostgreSQL spells the ones sqlglot knows by another name); None when it does not parse."""
+def _parse(sql: str) -> list[Any] | None:
+    """A PostgreSQL statement's sqlglot trees; None when it does not parse."""
     import sqlglot
-    from sqlglot import exp
     from sqlglot.errors import SqlglotError
 
     try:
         with sqlglot_log.quiet():
-            trees = [t for t in sqlglot.parse(sql, read="postgres") if t is not None]
-    except SqlglotError:
+            return [t for t in sqlglot.parse(sql, read="postgres") if t is not None]
+    except (SqlglotError, RecursionError):
         return None
+
+
+def called_functions(trees: list[Any]) -> set[str]:
+    """The names of the functions parsed statements call, as written and lower-cased (and as
+    PostgreSQL spells the ones sqlglot knows by another name)."""
+    from sqlglot import exp
+
     names: set[str] = set()
     for tree in trees:
         for func in tree.find_all(exp.Func):
@@ -337,6 +390,25 @@ def called_functions(sql: str) -> set[str] | None:
             if head.isidentifier():
                 names.add(head)
     return names
+
+
+# Type OIDs of fixed size: not counted against the result cap (the row cap bounds them).
+_FIXED_TYPES = frozenset(
+    {16, 20, 21, 23, 26, 28, 700, 701, 790, 1082, 1083, 1114, 1184, 1186, 1266, 2950, 3220}
+)
+# Text and bytes, counted as they are: text, varchar, bpchar, name, "char", bytea.
+_TEXT_TYPES = frozenset({25, 1043, 1042, 19, 18, 17})
+
+
+def _size(oid: int, column: str) -> str | None:
+    """An SQL expression of the bytes a value of type `oid` takes in the client (`dialect.capped`):
+    text and bytes their length; other types four bytes per character of their text (json and
+    arrays become dicts and lists, which take more than their text); None for fixed sizes."""
+    if oid in _FIXED_TYPES:
+        return None
+    if oid in _TEXT_TYPES:
+        return f"octet_length({column})::bigint"
+    return f"4 * octet_length({column}::text)::bigint"
 
 
 def _error_text(exc: Any) -> str:

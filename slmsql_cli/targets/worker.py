@@ -41,7 +41,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -218,6 +219,19 @@ class WorkerPool:
         if not wait:
             return False, None
         raise PoolBusy(f"all {self.max_busy} query workers stayed busy for {self.busy_wait:g} s")
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """One of the `max_busy` slots, held by a query that runs outside the workers (a DuckDB or
+        PostgreSQL query on its connection), so that every engine's queries count against
+        `serve --max-queries`: over the cap it waits as `submit` does, then PoolBusy."""
+        _, slot = self._take_slot(wait=True)
+        with self._lock:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            self._done(slot)
 
     def call(self, func: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
         """`func(*args)` in a worker; `func` must be importable by name (a module-level function).
