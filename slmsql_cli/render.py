@@ -92,16 +92,24 @@ def answer_dict(answer: Answer, *, texts: bool = True, hint: str = NO_ANSWER_HIN
     return doc
 
 
-# What `ask` says after "error:" when the model's SQL gave no answer (Answer.failure), in every mode.
-NO_ANSWER_HINT = (
-    "-v shows what each candidate wrote and why it got no vote (--json has the whole text); "
-    "a larger -n or --max-tokens, or another --model, may help"
-)
+def no_answer_hint(*, verbose: bool = False, as_json: bool = False, has_json: bool = True) -> str:
+    """What `ask` and `chat` say after "error:" when the model's SQL gave no answer
+    (Answer.failure), naming only what is not in use already: `-v` unless the candidates are
+    shown (`verbose`: above the error; `as_json`: in the document), and `--json` for their whole
+    text only where the command has it (`has_json`; `chat` has not) and it is off."""
+    whole = " (--json has the whole text)" if has_json and not as_json else ""
+    if as_json:
+        shown = "the JSON's candidates show what each wrote and why it got no vote"
+    elif verbose:
+        shown = f"the candidates above show what each wrote and why it got no vote{whole}"
+    else:
+        shown = f"-v shows what each candidate wrote and why it got no vote{whole}"
+    return f"{shown}; a larger -n or --max-tokens, or another --model, may help"
 
 
 def to_json(answer: Answer) -> str:
-    """`ask --json`: the answer document, with the hint `ask` prints when it has no answer."""
-    return json.dumps(answer_dict(answer, hint=NO_ANSWER_HINT), ensure_ascii=False, default=str)
+    """`ask --json`: the answer document, with the hint `ask --json` prints when it has no answer."""
+    return json.dumps(answer_dict(answer, hint=no_answer_hint(as_json=True)), ensure_ascii=False, default=str)
 
 
 def to_csv(answer: Answer) -> str:
@@ -199,7 +207,7 @@ def print_answer(
     """The answer, for people: its SQL (explained in sentences with `explain`) and the result table
     (with bars under it with `chart`; `more_hint` says how to see rows past `max_rows`). Only an
     answer whose SQL ran is printed; why there is none is the caller's error line
-    (`Answer.failure`, NO_ANSWER_HINT)."""
+    (`Answer.failure`, `no_answer_hint`)."""
     if answer.failure is not None or answer.sql is None or answer.result is None:
         return
     print_sql(console, answer.sql)
@@ -223,14 +231,16 @@ def print_sql(console: Console, sql: str) -> None:
         console.print(Text(sql), soft_wrap=True, highlight=False)
 
 
-def text_excerpt(text: str, limit: int) -> str:
+def text_excerpt(text: str, limit: int, has_json: bool = True) -> str:
     """A completion on one line (runs of white space made one space), cut after `limit`
-    characters with a note of how much is left; never cut with "…", which reads as part of it."""
+    characters with a note of how much is left (and that --json has it, where the command has
+    --json); never cut with "…", which reads as part of it."""
     flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
     cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
-    return f"{cut} [+{len(flat) - len(cut)} characters; --json has the whole text]"
+    where = "; --json has the whole text" if has_json else ""
+    return f"{cut} [+{len(flat) - len(cut)} characters{where}]"
 
 
 def print_chart(console: Console, result: ExecResult) -> None:
@@ -250,9 +260,9 @@ def confidence_line(answer: Answer) -> Text:
     return Text(confidence.line, style="yellow" if confidence.flags else "dim")
 
 
-def print_candidates(console: Console, answer: Answer) -> None:
+def print_candidates(console: Console, answer: Answer, *, has_json: bool = True) -> None:
     """`-v`: every candidate with its vote group, its SQL, why it got no vote, and what it wrote
-    (about three lines of it; `--json` has the whole text)."""
+    (about three lines of it; `--json` has the whole text, where the command has --json)."""
     rounds = [("candidates", answer.generation)]
     if answer.revision is not None:
         rounds.append(("merge revisions", answer.revision))
@@ -273,7 +283,7 @@ def print_candidates(console: Console, answer: Answer) -> None:
                 parts.append(Syntax(c.sql, "sql", word_wrap=True, background_color="default"))
             if voted["error"]:
                 parts.append(Text(voted["error"], style="red"))
-            parts.append(Text("wrote: " + text_excerpt(c.text, limit), style="dim"))
+            parts.append(Text("wrote: " + text_excerpt(c.text, limit, has_json), style="dim"))
             table.add_row(str(i + 1), label, RichGroup(*parts))
         console.print(table, soft_wrap=False)
 

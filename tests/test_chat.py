@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from click.testing import Result
 from conftest import REPO, Slmsql
+from typer.testing import CliRunner
+
+from slmsql_cli.cli import app
 
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 
@@ -25,3 +29,63 @@ def test_second_question_reuses_the_cached_prompt(slmsql: Slmsql, gemma_gguf: Pa
     # Second question: the schema prefix comes from the KV cache; only the question onwards is new.
     assert 0 < evaluated2 < total2 // 4
     assert "Traceback" not in proc.stderr
+
+
+# ---- saved answers: chat answers an exact repeat from the store, as ask does (scripted engine) ----
+
+runner = CliRunner()
+COUNT = "SELECT count(*) FROM pets"
+AGES = "SELECT avg(age) FROM pets"
+
+
+def said(sql: str) -> str:
+    return f"<think>\nWrite it.\n</think>\n<answer>\n{sql}\n</answer>"
+
+
+def chat(db: Path, questions: str, *args: str) -> Result:
+    argv = ["chat", "--db", str(db), "-m", "scripted", "-n", "2", "--no-merge", *args]
+    return runner.invoke(app, argv, input=questions)
+
+
+def test_chat_answers_a_saved_question_without_the_model(pets_db: Path, scripted_engine) -> None:
+    scripted_engine([said(COUNT)] * 2)
+    first = chat(pets_db, "How many pets are there?\n", "--save")
+    assert first.exit_code == 0, first.stderr
+    assert "saved as answer #1" in first.stderr and "tokens generated" in first.stderr
+
+    model = scripted_engine([])  # nothing to say: a question put to the model fails the test
+    again = chat(pets_db, "how many PETS are there\nHow many pets are there?!\n")
+    assert again.exit_code == 0, again.stderr
+    assert model.prompts == []
+    assert again.stdout.count(COUNT) == 2 and again.stdout.count("│ 2 ") == 2, again.stdout
+    assert again.stderr.count("saved answer #1: its SQL ran again on the current data") == 2
+    assert "tokens generated" not in again.stderr  # no model ran: no timings of one
+
+    # ask answers what chat saved (one store), and chat --fresh asks the model anyway
+    asked = runner.invoke(app, ["ask", "--db", str(pets_db), "-m", "scripted", "How many pets are there"])
+    assert asked.exit_code == 0 and "saved answer #1" in asked.stderr, asked.stderr
+    model = scripted_engine([said(AGES)] * 2)
+    fresh = chat(pets_db, "How many pets are there?\n", "--fresh")
+    assert fresh.exit_code == 0, fresh.stderr
+    assert AGES in fresh.stdout and "saved answer" not in fresh.stderr and len(model.prompts) == 1
+
+
+def test_chat_names_a_similar_saved_question_and_asks_the_model(pets_db: Path, scripted_engine) -> None:
+    scripted_engine([said(COUNT)] * 4)
+    assert chat(pets_db, "How many pets are there?\n", "--save").exit_code == 0
+    result = chat(pets_db, "How many pets are there in total?\n")
+    assert result.exit_code == 0, result.stderr
+    assert 'a saved question is similar: "How many pets are there?" (saved answer #1)' in result.stderr
+    assert "saved answer #1: its SQL ran again" not in result.stderr and "tokens generated" in result.stderr
+
+
+def test_chat_save_stops_before_the_model_loads_when_the_store_cannot_be_written(
+    pets_db: Path, scripted_engine, isolated_cache: Path
+) -> None:
+    scripted_engine([])
+    isolated_cache.mkdir(parents=True, exist_ok=True)
+    (isolated_cache / "saved").write_text("not a folder")
+    result = chat(pets_db, "How many pets are there?\n", "--save")
+    assert result.exit_code == 2, result.stderr
+    assert "cannot be written (Not a directory)" in result.stderr
+    assert "loading" not in result.stderr and "Ctrl-D to leave" not in result.stderr

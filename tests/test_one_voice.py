@@ -1,9 +1,11 @@
 """What `ask`, `chat` and `prompt` say, and where: the answer on stdout, everything else on stderr.
 
-A failed ask (the model wrote no SQL, or none of it ran) gives the same `error:` and `hint:`
-lines and the same exit code in table, CSV, SQL-only and JSON modes, and the JSON document has
-the same words; `-v` shows what each candidate wrote; when stderr is not a terminal, a slow ask
-still says what it is doing every few seconds. The scripted engine stands in for the model.
+A failed ask (the model wrote no SQL, or none of it ran) gives the same `error:` line and the
+same exit code in table, CSV, SQL-only and JSON modes, and the JSON document has the same words;
+its `hint:` names only what is not in use already (no `-v` under -v, no `--json` under --json or
+in `chat`, which has none); `-v` shows what each candidate wrote; when stderr is not a terminal,
+a slow ask still says what it is doing every few seconds. The scripted engine stands in for the
+model.
 """
 
 from __future__ import annotations
@@ -18,11 +20,31 @@ import typer.main
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
-from slmsql_cli.render import NO_ANSWER_HINT
+from slmsql_cli.render import no_answer_hint
 
 runner = CliRunner()
 QUESTION = "How many singers do we have?"
-MODES = {"table": [], "csv": ["--csv"], "sql-only": ["--sql-only"], "json": ["--json"]}
+MODES = {
+    "table": [],
+    "csv": ["--csv"],
+    "sql-only": ["--sql-only"],
+    "json": ["--json"],
+    "verbose": ["-v"],
+    "verbose json": ["-v", "--json"],
+}
+# The hint for each mode, word for word (`no_answer_hint` builds it from the options in use).
+SEE_WHAT_THEY_WROTE = "-v shows what each candidate wrote and why it got no vote"
+MORE = "; a larger -n or --max-tokens, or another --model, may help"
+HINTS = {
+    ("ask", ""): f"{SEE_WHAT_THEY_WROTE} (--json has the whole text){MORE}",
+    (
+        "ask",
+        "-v",
+    ): f"the candidates above show what each wrote and why it got no vote (--json has the whole text){MORE}",
+    ("ask", "--json"): f"the JSON's candidates show what each wrote and why it got no vote{MORE}",
+    ("chat", ""): f"{SEE_WHAT_THEY_WROTE}{MORE}",
+    ("chat", "-v"): f"the candidates above show what each wrote and why it got no vote{MORE}",
+}
 
 
 def said(sql: str) -> str:
@@ -59,20 +81,50 @@ def test_a_failed_ask_says_the_same_in_every_mode(
     completions: list[str], words: str, singers: Path, scripted_engine
 ) -> None:
     scripted_engine(completions * len(MODES))
-    said_in: dict[str, tuple[list[str], list[str]]] = {}
     for mode, flags in MODES.items():
         result = ask(singers, *flags)
         assert result.exit_code == 1, (mode, result.stdout, result.stderr)
-        errors, hints = lines_starting(result.stderr, "error:"), lines_starting(result.stderr, "hint:")
-        said_in[mode] = (errors, hints)
-        if mode == "json":
+        hint = HINTS["ask", "--json" if "--json" in flags else "-v" if "-v" in flags else ""]
+        assert lines_starting(result.stderr, "error:") == [f"error: {words}"], mode
+        assert lines_starting(result.stderr, "hint:") == [f"hint: {hint}"], mode
+        if "--json" in flags:
             doc = json.loads(result.stdout)
-            assert (doc["error"], doc["hint"]) == (words, NO_ANSWER_HINT)
+            assert (doc["error"], doc["hint"]) == (words, hint)
         else:
             assert result.stdout == "", (mode, result.stdout)  # no blank line posing as an answer
-    assert all(found == ([f"error: {words}"], [f"hint: {NO_ANSWER_HINT}"]) for found in said_in.values()), (
-        said_in
-    )
+
+
+def options_of(command: str) -> set[str]:
+    return {o for p in typer.main.get_command(app).commands[command].params for o in p.opts}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "command, flags",
+    [("ask", flags) for flags in MODES.values()] + [("chat", []), ("chat", ["-v"])],
+    ids=[f"ask {mode}" for mode in MODES] + ["chat", "chat -v"],
+)
+def test_the_hint_names_only_options_the_command_has_and_does_not_use(
+    command: str, flags: list[str], singers: Path, scripted_engine
+) -> None:
+    scripted_engine(
+        ["Let me think about the singers. " * 20, "Maybe count them?"]
+    )  # the first is cut under -v
+    if command == "ask":
+        result = ask(singers, *flags)
+    else:
+        argv = ["chat", "--db", str(singers), "--model", "scripted", "--no-merge", "-n", "2", *flags]
+        result = runner.invoke(app, argv, input=QUESTION + "\n")
+    assert result.exit_code == 1, result.stderr
+    [hint] = lines_starting(result.stderr, "hint:")
+    named = set(re.findall(r"(?<![\w-])--?[a-z][a-z-]*", hint))
+    assert named and named <= options_of(command), hint  # chat has no --json
+    assert not set(flags) & {"-v", "--json"} & named, hint  # nothing to turn on that is on
+    if "-v" in flags and "--json" not in flags:  # the candidates are printed just above
+        assert "the candidates above show" in hint
+    if command == "chat":
+        assert "--json" not in result.stderr  # neither in the hint nor in -v's cut texts
+        assert "-v" not in flags or "characters]" in result.stderr  # a text was cut, and said so
+        assert hint == "hint: " + HINTS["chat", "-v" if "-v" in flags else ""]
 
 
 def test_an_answer_goes_to_stdout_and_the_vote_summary_to_stderr(singers: Path, scripted_engine) -> None:
@@ -104,7 +156,7 @@ def test_a_slow_ask_reports_progress_when_stderr_is_not_a_terminal(
     engine = scripted_engine([said("SELECT count(*) FROM singer")] * 2)
     plain_sample = engine.sample
 
-    def slow_sample(prompt, params, on_token=None):  # type: ignore[no-untyped-def]
+    def slow_sample(prompt, params, on_token=None, on_prompt=None):  # type: ignore[no-untyped-def]
         for i in range(64):  # 64 tokens over about 0.6 s
             time.sleep(0.01)
             if on_token:
@@ -145,7 +197,7 @@ def test_piped_chat_echoes_each_question_and_says_failures_like_ask(singers: Pat
     assert lines_starting(result.stderr, "error:") == [
         "error: the model wrote no SQL in any of its 2 candidate(s)"
     ]
-    assert lines_starting(result.stderr, "hint:") == [f"hint: {NO_ANSWER_HINT}"]
+    assert lines_starting(result.stderr, "hint:") == [f"hint: {no_answer_hint(has_json=False)}"]
 
 
 # ---- prompt: a cut schema is said, and a hint names only prompt's options ---------------------------

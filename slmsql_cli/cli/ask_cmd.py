@@ -87,20 +87,8 @@ def ask(
         help="Bars for a label column and numeric columns.",
         rich_help_panel=opt.OUTPUT,
     ),
-    save: bool = typer.Option(
-        False,
-        "--save",
-        metavar="",
-        help="Keep the question and SQL for an instant repeat.",
-        rich_help_panel=opt.OUTPUT,
-    ),
-    fresh: bool = typer.Option(
-        False,
-        "--fresh",
-        metavar="",
-        help="Ignore a saved answer for the question.",
-        rich_help_panel=opt.MODEL,
-    ),
+    save: opt.Save = False,
+    fresh: opt.Fresh = False,
 ) -> None:
     """Answer a question about a database: sample SQL candidates, run them, vote, merge.
 
@@ -119,8 +107,8 @@ def ask(
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.render import (
         MORE_ROWS_HINT,
-        NO_ANSWER_HINT,
         confidence_line,
+        no_answer_hint,
         print_answer,
         print_candidates,
         summary_line,
@@ -154,7 +142,12 @@ def ask(
                         highlight=False,
                     )
                 answer = pipeline.ask(
-                    database, question, evidence, progress=steps.progress, on_token=steps.token
+                    database,
+                    question,
+                    evidence,
+                    progress=steps.progress,
+                    on_token=steps.token,
+                    on_prompt=steps.prompt,
                 )
         answer.notes = found.notes
     if verbose:
@@ -162,7 +155,7 @@ def ask(
     if as_json:  # the document says everything, a failure included (its "error" and "hint")
         sys.stdout.write(to_json(answer) + "\n")
     if answer.failure is not None:  # the same two lines in every mode, and the same exit code
-        raise fail(answer.failure, NO_ANSWER_HINT, EXIT_NO_ANSWER)
+        raise fail(answer.failure, no_answer_hint(verbose=verbose, as_json=as_json), EXIT_NO_ANSWER)
     if save and answer.saved_id is None:
         err.print(escape(saved_answers.keep(database, question, evidence, answer)), highlight=False)
     if as_csv:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -22,7 +28,60 @@ from slmsql_cli.cli.common import (
 )
 from slmsql_cli.config import AskConfig, ModelSource
 
+if TYPE_CHECKING:
+    from slmsql_cli.answer import Answer
+    from slmsql_cli.database import Database
+    from slmsql_cli.pipeline import Pipeline
+    from slmsql_cli.saved import Lookup
+
 _EXIT_WORDS = {"exit", "quit", ":q", "\\q"}
+
+
+class Interrupts:
+    """Ctrl-C in an interactive chat: the first one during a question cancels that question and
+    the session goes on; a second one before the cancel is done ends the session (exit 130), as
+    Ctrl-C at the prompt does.
+
+    The model is never stopped in the middle of a step. While it reads the prompt or samples, a
+    Ctrl-C only marks the question, and the next callback (`on_prompt` between chunks, `on_token`
+    after each token, `progress` at each step: `check`) raises KeyboardInterrupt there, the way
+    `serve` cancels a request, so the KV cache stays consistent for the next question. Ctrl-C
+    raises at once (`at_once`) only where nothing is left half-done: while SQL runs (the saved
+    answer's, the candidates'), in query workers made to be killed at any moment, and while the
+    answer is printed."""
+
+    def __init__(self) -> None:
+        self.pressed = 0
+        self.at_once = False
+
+    @contextmanager
+    def question(self) -> Iterator[None]:
+        """Ctrl-C handled as above for the length of one question."""
+        self.pressed, self.at_once = 0, False
+        previous = signal.signal(signal.SIGINT, self._pressed)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @property
+    def ends_session(self) -> bool:
+        return self.pressed > 1
+
+    def _pressed(self, _signum: int, _frame: FrameType | None) -> None:
+        self.pressed += 1
+        if self.pressed > 1 or self.at_once:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C was pressed during the question (a safe point)."""
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def step(self, message: str) -> None:
+        """`Pipeline.ask`'s progress: a safe point, and which step runs now."""
+        self.check()
+        self.at_once = message.startswith("executing")
 
 
 @app.command("chat")
@@ -35,13 +94,16 @@ def chat(
     source: ModelSource,
     config: AskConfig,
     verbose: opt.Verbose = False,
+    save: opt.Save = False,
+    fresh: opt.Fresh = False,
 ) -> None:
     """Ask question after question with the model kept loaded.
 
     The schema part of the prompt stays in llama.cpp's KV cache, so after the first question only
-    the tokens that differ are evaluated. Each answer ends with its timings. Type 'exit' or press
-    Ctrl-D to leave. Questions can also come from a pipe, one per line; each answer then follows
-    its question, echoed as "> question".
+    the tokens that differ are evaluated. Each answer ends with its timings. A question asked
+    before with --save is answered from its saved SQL, as ask does. Ctrl-C cancels the question
+    being answered; at the prompt it leaves, as do 'exit' and Ctrl-D. Questions can also come from
+    a pipe, one per line; each answer then follows its question, echoed as "> question".
 
     Examples:
 
@@ -49,11 +111,12 @@ def chat(
       slmsql chat -d exports/      (every data file in the folder)
       slmsql chat -d shop.sqlite < questions.txt > answers.txt
     """
+    from slmsql_cli import saved as saved_answers
     from slmsql_cli.cpu import explain_threads
-    from slmsql_cli.database import check_question, open_database
-    from slmsql_cli.errors import UserError
-    from slmsql_cli.render import NO_ANSWER_HINT, print_answer, print_candidates, summary_line
+    from slmsql_cli.database import open_database
 
+    if save:  # a store that cannot be written: the error now, not after the first answer
+        saved_answers.check_writable()
     database = open_database(db)
     pipeline = load_pipeline(source.model, source.merge_model, config)
     # Bytes that are not UTF-8 become lone surrogates (as in argv) and are refused per question,
@@ -61,6 +124,8 @@ def chat(
     if isinstance(sys.stdin, io.TextIOWrapper):
         sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty()
+    session = _Session(pipeline, database, config, verbose, save, fresh)
+    interrupts = Interrupts()
     failed = 0
     with pipeline:
         err.print(
@@ -80,29 +145,113 @@ def chat(
                 break
             if not interactive:  # the transcript says which answer belongs to which question
                 out.print(f"> {question}", markup=False, highlight=False)
-            try:
-                check_question(question)
-                with StatusLine("thinking…") as status:
-                    steps = AskStatus(status, config.n, config.merge_n, config.max_tokens)
-                    answer = pipeline.ask(database, question, progress=steps.progress, on_token=steps.token)
-            except UserError as exc:
-                failed += 1
-                fail(exc.message, exc.hint)
-                continue
-            if verbose:
-                print_candidates(err, answer)
-            if answer.failure is not None:
-                failed += 1
-                fail(answer.failure, NO_ANSWER_HINT)
-            else:
-                print_answer(out, answer)
-                err.print(summary_line(answer))
-            g = answer.generation.stats
-            err.print(
-                f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
-                f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
-                f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
-            )
+                answered = session.answer(question, None)
+            else:  # at a terminal Ctrl-C cancels this question only; in a pipe it ends the session
+                try:
+                    with interrupts.question():
+                        answered = session.answer(question, interrupts)
+                except KeyboardInterrupt:
+                    if interrupts.ends_session:
+                        raise
+                    err.print("[yellow]cancelled[/] [dim](Ctrl-C at the prompt leaves)[/]")
+                    continue
+            failed += not answered
     if failed:  # like `sqlite3 < script`: keep going, but tell a script that something failed
         err.print(f"{failed} question(s) failed")
         raise typer.Exit(EXIT_NO_ANSWER)
+
+
+@dataclass
+class _Session:
+    """What every question of one chat shares: the loaded pipeline, the database, the options."""
+
+    pipeline: Pipeline
+    database: Database
+    config: AskConfig
+    verbose: bool
+    save: bool
+    fresh: bool
+
+    def answer(self, question: str, interrupts: Interrupts | None) -> bool:
+        """One question, answered and printed as `ask` does (an exact repeat of a saved question
+        from its saved SQL, unless --fresh); whether it has an answer. `interrupts` watches Ctrl-C
+        at a terminal (None in a pipe)."""
+        from slmsql_cli import saved as saved_answers
+        from slmsql_cli.database import check_question
+        from slmsql_cli.errors import UserError
+        from slmsql_cli.render import no_answer_hint, print_answer, print_candidates, summary_line
+
+        try:
+            check_question(question)
+            found = saved_answers.Lookup() if self.fresh else self._lookup(question, interrupts)
+            for note in found.notes:
+                err.print(f"[yellow]{escape(note)}[/]", highlight=False)
+            answer = found.answer or self._ask(question, interrupts)
+            if interrupts is not None:  # a Ctrl-C after the last safe point cancels it too, and
+                interrupts.check()  # one while it is printed or saved stops that at once
+                interrupts.at_once = True
+        except UserError as exc:
+            fail(exc.message, exc.hint)
+            return False
+        answer.notes = found.notes
+        if self.verbose:
+            print_candidates(err, answer, has_json=False)
+        if answer.failure is not None:
+            fail(answer.failure, no_answer_hint(verbose=self.verbose, has_json=False))
+            return False
+        print_answer(out, answer)
+        err.print(summary_line(answer))
+        if answer.saved_id is not None:  # no model ran: no timings to show
+            return True
+        if self.save:
+            err.print(escape(saved_answers.keep(self.database, question, "", answer)), highlight=False)
+        g = answer.generation.stats
+        err.print(
+            f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
+            f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
+            f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
+        )
+        return True
+
+    def _lookup(self, question: str, interrupts: Interrupts | None) -> Lookup:
+        """The saved-answer store's word on the question: a saved SQL runs in a query worker, so
+        Ctrl-C stops it at once."""
+        from slmsql_cli import saved as saved_answers
+
+        if interrupts is not None:
+            interrupts.at_once = True
+        found = saved_answers.lookup(self.database, question, timeout=self.config.timeout)
+        if interrupts is not None:
+            interrupts.at_once = False
+        return found
+
+    def _ask(self, question: str, interrupts: Interrupts | None) -> Answer:
+        """The model's answer, its steps on the status line; Ctrl-C (`interrupts`) seen at safe points."""
+        cfg = self.config
+        with StatusLine("thinking…") as status:
+            steps = AskStatus(status, cfg.n, cfg.merge_n, cfg.max_tokens)
+            if interrupts is None:
+                return self.pipeline.ask(
+                    self.database,
+                    question,
+                    progress=steps.progress,
+                    on_token=steps.token,
+                    on_prompt=steps.prompt,
+                )
+            watch = interrupts
+
+            def progress(message: str) -> None:
+                watch.step(message)
+                steps.progress(message)
+
+            def on_token(candidate: int) -> None:
+                watch.check()
+                steps.token(candidate)
+
+            def on_prompt(read: int, total: int, cached: int) -> None:
+                watch.check()
+                steps.prompt(read, total, cached)
+
+            return self.pipeline.ask(
+                self.database, question, progress=progress, on_token=on_token, on_prompt=on_prompt
+            )

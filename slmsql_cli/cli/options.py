@@ -235,3 +235,22 @@ Verbose = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+# The saved answers (saved.py), for ask and chat alike.
+Save = Annotated[
+    bool,
+    typer.Option(
+        "--save",
+        metavar="",
+        help="Keep the question and SQL for an instant repeat.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Fresh = Annotated[
+    bool,
+    typer.Option(
+        "--fresh",
+        metavar="",
+        help="Ignore a saved answer for the question.",
+        rich_help_panel=MODEL,
+    ),
+]
