@@ -280,9 +280,9 @@ class ImportReport:
 
 
 def import_lines(db: Database, lines: Iterable[str]) -> ImportReport:
-    """Save each JSON Lines record's question and SQL for `db`; a record that is not JSON, lacks
-    a question or SQL, or whose SQL fails the read-only check or names a table `db` lacks is
-    skipped and reported. A store that cannot be written is one UserError, before any line."""
+    """Save each JSON Lines record's question and SQL for `db`; a record that is not JSON (or
+    nested too deeply to read), lacks a question or SQL, or whose SQL fails the read-only check
+    (nesting included) or names a table `db` lacks is skipped and reported. A store that cannot be written is one UserError, before any line."""
     from slmsql_cli.explain import check_query
 
     check_writable()
@@ -300,6 +300,8 @@ def import_lines(db: Database, lines: Iterable[str]) -> ImportReport:
             report.imported.append(save(db, question, sql, evidence))
         except UserError as exc:
             report.skipped.append(f"line {number}: {exc.message}")
+        except RecursionError:  # JSON nested deeper than the parser's stack: that line only
+            report.skipped.append(f"line {number}: not a saved answer (nested too deeply to read)")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
             report.skipped.append(f"line {number}: not a saved answer ({why})")

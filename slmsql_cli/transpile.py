@@ -27,6 +27,7 @@ from sqlglot.optimizer.qualify import qualify
 from slmsql_cli import sqlglot_log
 from slmsql_cli.errors import first_line
 from slmsql_cli.schema import Schema
+from slmsql_cli.targets.sqlcheck import NESTED_TOO_DEEPLY, too_deep
 
 DIALECTS = ("duckdb", "postgres")
 
@@ -54,6 +55,16 @@ def transpile(sql: str, dialect: str, schema: Schema | None = None) -> Transpile
     their column types) lets the rewrites see types and the exact spelling of names."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown dialect {dialect!r}")
+    deep = too_deep(sql)  # before sqlglot: its parser and rewrites recurse once per level
+    if deep:
+        return Transpiled(None, deep)
+    try:
+        return _transpile(sql, dialect, schema)
+    except RecursionError:  # deep without parentheses (a long chain of NOT or unary minus)
+        return Transpiled(None, NESTED_TOO_DEEPLY)
+
+
+def _transpile(sql: str, dialect: str, schema: Schema | None) -> Transpiled:
     with sqlglot_log.quiet():
         try:
             tree = sqlglot.parse_one(sql, read="sqlite")

@@ -4,6 +4,12 @@ and a query (SELECT, a set operation, VALUES; a WITH is part of its SELECT).
 The SQLite executor checks each candidate here, then runs it under its own guards; `dialect`
 checks here before it transpiles for DuckDB and PostgreSQL; `explain`, saved answers and the
 training rewards refuse what would not run. Only sqlglot: no database driver, no query runs.
+
+Nesting is capped before sqlglot sees the text (`too_deep`, also called by `transpile`): sqlglot
+parses, rewrites and prints recursively, about 25 Python frames per level of parentheses, so a
+statement nested a few dozen levels deep would end in a RecursionError (20,000 parentheses
+crashed `ask` on DuckDB). A cheap scan counts the depth of parentheses and CASE … END outside
+strings, quoted names and comments; over `MAX_NESTING` the statement is refused with a reason.
 """
 
 from __future__ import annotations
@@ -13,11 +19,60 @@ from typing import Any
 
 from slmsql_cli import sqlglot_log
 
+# The deepest nesting of parentheses and CASE … END a statement may have (docs/TRANSPILE.md).
+# Real queries stay far below it (the Spider and BIRD dev gold SQL in ../shared/data: at most 4).
+# sqlglot's whole path (the check, the rewrites, the target's parse, the explanation) takes 29
+# levels of nested function calls with 230 frames already on the stack (the CLI has about 20, a
+# test about 35): 25 leaves room below Python's recursion limit (tests/test_nesting.py).
+MAX_NESTING = 25
+NESTED_TOO_DEEPLY = "the statement is nested too deeply to be checked"
+
+_NESTING_MARK = re.compile(r"""['"`\[()]|--|/\*|\b(?:case|end)\b""", re.IGNORECASE)
+_CLOSING = {"'": "'", '"': '"', "`": "`", "[": "]", "--": "\n", "/*": "*/"}
+
+
+def nesting_depth(sql: str, stop_above: int | None = None) -> int:
+    """The deepest nesting of parentheses and CASE … END in `sql`, outside strings, quoted names
+    and comments: one pass over the text, no parse (a quote or comment left open runs to the end).
+    With `stop_above`, the scan ends as soon as the depth passes it."""
+    depth = deepest = cases = 0
+    pos = 0
+    while match := _NESTING_MARK.search(sql, pos):
+        mark = match.group().lower()
+        pos = match.end()
+        if mark in _CLOSING:
+            end = sql.find(_CLOSING[mark], pos)
+            if end < 0:
+                break
+            pos = end + len(_CLOSING[mark])
+            continue
+        if mark in ("(", "case"):
+            depth += 1
+            cases += mark == "case"
+            deepest = max(deepest, depth)
+            if stop_above is not None and deepest > stop_above:
+                break
+        elif mark == ")" or cases:
+            depth = max(depth - 1, 0)
+            cases -= mark == "end"
+    return deepest
+
+
+def too_deep(sql: str) -> str | None:
+    """Why `sql` is nested too deeply for sqlglot (more than MAX_NESTING levels), or None. Every
+    path to sqlglot with SQL from outside goes through here first: `check_sql` and `transpile`."""
+    if nesting_depth(sql, stop_above=MAX_NESTING) > MAX_NESTING:
+        return f"the statement is nested more than {MAX_NESTING} levels deep (parentheses and CASE)"
+    return None
+
 
 def check_sql(sql: str) -> str | None:
     """Why `sql` is refused before it reaches SQLite, or None. An allow-list, never a deny-list."""
     if not isinstance(sql, str) or not sql.strip():
         return "empty SQL"
+    deep = too_deep(sql)
+    if deep:
+        return deep
     import sqlglot
     from sqlglot import exp
 
@@ -28,6 +83,8 @@ def check_sql(sql: str) -> str | None:
                 for t in sqlglot.parse(sql, read="sqlite")
                 if t is not None and not isinstance(t, exp.Semicolon)
             ]
+    except RecursionError:  # deep without parentheses (a long chain of NOT): refused all the same
+        return NESTED_TOO_DEEPLY
     except Exception:  # sqlglot's parser is not SQLite's: let SQLite judge (and the authorizer guard)
         return None
     if len(trees) > 1:
