@@ -94,10 +94,12 @@ class Explanation:
 
 def explain_sql(sql: str) -> Explanation:
     """The explanation of one SQLite statement (never raises: unparseable SQL is 'not covered')."""
+    from slmsql_cli.targets.sqlcheck import too_deep
+
     text = (sql or "").strip()
     if not text:
         return Explanation(["The SQL is empty."])
-    tree = _parse(text)
+    tree = None if too_deep(text) else _parse(text)  # sqlglot recurses once per level
     if tree is None or not isinstance(tree.unnest(), exp.Select | exp.SetOperation | exp.Values):
         return Explanation([UNCOVERED + text], [text])
     return _Explainer().explain(tree)
