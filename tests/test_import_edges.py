@@ -9,13 +9,16 @@ file at once, and the modes of everything in the cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +273,167 @@ def test_an_import_past_its_budget_is_stopped(slmsql: Slmsql, tmp_path: Path) ->
     )
     one_error(proc, "big.csv", "longer than 1s", "--import-timeout")
     assert not list((tmp_path / "cache").glob("files/*/*/big.sqlite"))
+
+
+# ---- disk bombs: the bytes written are capped while they are written (issue 31) -------------------------
+
+SMALL_DISK = {**WIDE, "SLMSQL_IMPORT_DISK_MB": "5"}
+LARGE_DISK = {**WIDE, "SLMSQL_IMPORT_DISK_MB": "100000"}
+CELL = 4000  # characters in the one value the bombs repeat
+
+
+def parquet_dictionary_bomb(path: Path, rows: int = 10_000) -> Path:
+    """One dictionary-encoded column holding one 4,000-character word `rows` times: a few KB
+    of Parquet, rows × 4 KB of SQLite."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    indices = pa.array([0] * rows, pa.int32())
+    column = pa.DictionaryArray.from_arrays(indices, pa.array(["x" * CELL]))
+    pq.write_table(pa.table({"word": column}), path, compression="zstd")
+    return path
+
+
+def xlsx_shared_string_bomb(path: Path, rows: int = 10_000) -> Path:
+    """A workbook whose every row points at the same 4,000-character shared string (openpyxl
+    writes inline strings, so the string table and the references are written here)."""
+    sheet = [HEAD, b'<row r="1"><c r="A1" t="inlineStr"><is><t>word</t></is></c></row>']
+    sheet += [f'<row r="{r}"><c r="A{r}" t="s"><v>0</v></c></row>'.encode() for r in range(2, rows + 2)]
+    xlsx_with_sheet(path, iter([*sheet, TAIL]))
+    strings = (
+        '<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+        f'spreadsheetml/2006/main" count="{rows}" uniqueCount="1"><si><t>{"y" * CELL}</t></si></sst>'
+    )
+    main = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+    relation = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+    added = {
+        "[Content_Types].xml": f'<Override PartName="/xl/sharedStrings.xml" ContentType="{main}.sharedStrings+xml"/></Types>',
+        "xl/_rels/workbook.xml.rels": f'<Relationship Id="rIdS" Type="{relation}" Target="sharedStrings.xml"/></Relationships>',
+    }
+    plain = path.with_suffix(".inline.xlsx")
+    path.rename(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            data = src.read(info.filename).decode()
+            if info.filename in added:
+                closing = added[info.filename].rsplit("<", 1)[1]
+                data = data.replace(f"<{closing}", added[info.filename])
+            out.writestr(info.filename, data)
+        out.writestr("xl/sharedStrings.xml", strings)
+    plain.unlink()
+    return path
+
+
+def jsonl_padding_bomb(path: Path, rows: int = 10_000) -> Path:
+    """JSON Lines whose first record has 2,000 keys and every later one a single key: a line of
+    ten bytes becomes a row of 2,000 columns (about 2 KB of SQLite, staged and then copied)."""
+    with path.open("w") as fh:
+        fh.write("{" + ",".join(f'"k{i}": null' for i in range(2000)) + "}\n")
+        for i in range(rows):
+            fh.write(f'{{"k0": {i}}}\n')
+    return path
+
+
+def leftovers(cache: Path) -> list[str]:
+    """Files an import left in the cache beyond its locks and marks: none after a failed one."""
+    marks = {".import.lock", ".in-use", ".private-v1"}
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file() and p.name not in marks)
+
+
+@pytest.mark.parametrize(
+    "make", [parquet_dictionary_bomb, xlsx_shared_string_bomb, jsonl_padding_bomb], ids=lambda f: f.__name__
+)
+def test_a_disk_bomb_stops_at_the_disk_cap_with_one_line(slmsql: Slmsql, tmp_path: Path, make) -> None:
+    suffix = {"parquet_dictionary_bomb": ".parquet", "xlsx_shared_string_bomb": ".xlsx"}.get(
+        make.__name__, ".jsonl"
+    )
+    bomb = make(tmp_path / f"bomb{suffix}")
+    assert bomb.stat().st_size < 250_000  # under 250 KB that would write 20-40 MB
+    cache = tmp_path / "cache"
+    proc = slmsql("prompt", "--db", bomb, "q?", cache=cache, env=SMALL_DISK, timeout=300)
+    one_error(proc, bomb.name, "more than 5 MB", "SLMSQL_IMPORT_DISK_MB=5")
+    assert leftovers(cache) == []
+
+
+def test_the_disk_cap_holds_inside_the_final_copy(tmp_path: Path) -> None:
+    """Staging fits under the cap; the one INSERT … SELECT into the typed table passes it and is
+    stopped inside SQLite. The staging file the writer made is gone."""
+    from slmsql_cli.errors import UserError
+    from slmsql_cli.files.names import ColumnNames
+    from slmsql_cli.files.rows import TableData
+    from slmsql_cli.files.writer import write_database
+
+    columns = ColumnNames()
+    columns.add("text")
+    rows = iter([(f"{i:04d}" + "z" * 1000,) for i in range(3000)])  # 3 MB staged, 3 MB more copied
+    out = tmp_path / "out.sqlite"
+    out.touch()
+    heard: list[str] = []
+    with pytest.raises(UserError, match="more than 5 MB in SQLite") as raised:
+        write_database(out, [TableData("t", "t.csv", columns, rows)], heard.append, max_bytes=5 * 1024**2)
+    assert heard == ["t: setting column types"]  # the rows were all staged: the copy was stopped
+    assert "SLMSQL_IMPORT_DISK_MB" in raised.value.hint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.sqlite"]
+
+
+def test_a_bad_disk_cap_is_one_line(slmsql: Slmsql, tmp_path: Path) -> None:
+    data = tmp_path / "stock.csv"
+    data.write_text("item\npen\n")
+    proc = slmsql(
+        "prompt", "--db", data, "q?", cache=tmp_path / "cache", env={"SLMSQL_IMPORT_DISK_MB": "5GB"}
+    )
+    one_error(proc, "SLMSQL_IMPORT_DISK_MB=5GB")
+
+
+# ---- killed imports leave no staging file ------------------------------------------------------------
+
+
+def test_an_import_stopped_at_its_timeout_leaves_no_staging_file(slmsql: Slmsql, tmp_path: Path) -> None:
+    """The worker is killed mid-write (its own cleanup never runs): the parent removes the files."""
+    bomb = jsonl_padding_bomb(tmp_path / "slow.jsonl", rows=2_000_000)  # 4 GB if left to run
+    cache = tmp_path / "cache"
+    proc = slmsql(
+        "prompt", "--db", bomb, "--import-timeout", "1", "q?", cache=cache, env=LARGE_DISK, timeout=300
+    )
+    one_error(proc, "slow.jsonl", "longer than 1s")
+    assert leftovers(cache) == []
+
+
+def staging_file(cache: Path, timeout: float = 120) -> Path:
+    """The staging file of the import running in `cache`, once it holds a MB."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in cache.glob("files/*/*/.*.stage.*.tmp"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_size > 1024**2:
+                    return path
+        time.sleep(0.05)
+    raise AssertionError(f"no staging file grew in {cache}: {leftovers(cache)}")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
+def test_a_killed_run_leaves_no_staging_file(slmsql: Slmsql, tmp_path: Path, how: signal.Signals) -> None:
+    """Ctrl-C: the run removes its own files on the way out. kill -9: nothing runs in it, so the
+    next import (of any files) sweeps what a dead process left in every import folder."""
+    bomb = jsonl_padding_bomb(tmp_path / "slow.jsonl", rows=2_000_000)
+    cache = tmp_path / "cache"
+    run = slmsql.start("prompt", "--db", bomb, "q?", cache=cache, env=LARGE_DISK)
+    try:
+        stage = staging_file(cache)
+        assert f".stage.{run.pid}." in stage.name  # named for the process that removes it
+        run.send_signal(how)
+        run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    if how == signal.SIGKILL:
+        assert stage.exists()  # nothing ran in the killed process
+        other = tmp_path / "other.csv"
+        other.write_text("item\npen\n")
+        done = slmsql("prompt", "--db", other, "q?", cache=cache, env=WIDE, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert not stage.exists()
+    assert not [p for p in leftovers(cache) if "slow" in p]
 
 
 # ---- the cache: concurrent and private ------------------------------------------------------------------

@@ -18,13 +18,22 @@ A file is read through symbolic links: the link's target's suffix decides its fo
 runs in a worker process with a time and memory budget (`BUDGET`: `--import-timeout`,
 SLMSQL_IMPORT_MEMORY_MB), killed when it runs past either, so no file can exhaust the machine;
 the readers also refuse what SQLite cannot hold (column count, cell size) with one clear line.
+The bytes it writes are capped while they are written (`disk_limit`, SLMSQL_IMPORT_DISK_MB: a
+small Parquet or Excel file can expand a thousandfold), and its staging file is removed by this
+process whatever happens to the worker (a killed run's are swept by the next import).
 Two processes importing the same files at once take turns (a lock in the cache folder): the
 second finds the first one's import and reuses it.
+
+A cached import is used only while its record (`source.json`) matches both the files (paths,
+sizes, modification times and a digest of each file's first and last MB) and the import itself
+(a regular file, not a link, whose header is whole and whose size, modification time and first
+64 KB are those it was written with); otherwise it is imported again, with one warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import os
 import stat
@@ -38,13 +47,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slmsql_cli import sqlite_header
 from slmsql_cli.cache import (
     atomic_path,
     locked,
     private_temp_dir,
     read_json,
+    remove_orphans,
     short_hash,
     versioned_dir,
+    warn,
     write_json_atomic,
 )
 from slmsql_cli.errors import UserError
@@ -67,6 +79,41 @@ class Budget:
 
 
 BUDGET = Budget()  # set once by the CLI (`--import-timeout`)
+
+DISK_FACTOR = 10  # the default disk cap: this many times the input files' size,
+DISK_MIN_MB = 1024  # at least this (a CSV takes about 2.2 times its size: staging and output),
+DISK_MAX_MB = 10 * 1024  # and at most this
+_MB = 1024**2
+
+
+@dataclass(frozen=True)
+class DiskLimit:
+    """The bytes one import may write (its output and staging files together), and how the cap
+    was set (said in the error, so the person knows what to change)."""
+
+    max_bytes: int
+    how: str
+
+
+def disk_limit(input_bytes: int) -> DiskLimit:
+    """SLMSQL_IMPORT_DISK_MB, or by default DISK_FACTOR times the input, within DISK_MIN_MB and
+    DISK_MAX_MB: a file whose import would pass it is stopped with one line, not left to fill
+    the disk."""
+    raw = os.environ.get("SLMSQL_IMPORT_DISK_MB", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) <= 0:
+            raise UserError(
+                f"SLMSQL_IMPORT_DISK_MB={raw} is not a positive whole number of megabytes",
+                "set it to the megabytes an import may write (e.g. 20000), or unset it for the default",
+            )
+        return DiskLimit(int(raw) * _MB, f"SLMSQL_IMPORT_DISK_MB={int(raw)}")
+    cap = min(max(DISK_FACTOR * input_bytes, DISK_MIN_MB * _MB), DISK_MAX_MB * _MB)
+    return DiskLimit(
+        cap,
+        f"by default {DISK_FACTOR} times the input, at least {DISK_MIN_MB // 1024} GB and at most "
+        f"{DISK_MAX_MB // 1024} GB; SLMSQL_IMPORT_DISK_MB sets it",
+    )
+
 
 # suffix → (module of this package, reader): imported when a file of that kind is read, so that
 # opening a SQLite file pays for none of them
@@ -274,74 +321,158 @@ def _shown(source: str, files: list[Path]) -> str:
 
 
 _IMPORTED: dict[str, Path] = {}  # without a writable cache: this process's imports, by identity
+_DIGEST_BYTES = 1024 * 1024  # a data file's digest covers its first and last MB
+_HEAD_BYTES = 64 * 1024  # an import's fingerprint covers its header and first page(s)
+
+
+def _identity(files: list[Path]) -> list[list[Any]]:
+    """What the cached import was made from: each file's path, size, modification time and a
+    digest of its first and last MB (an edit that keeps the size and time is still seen; a whole
+    digest would read the file on every run: 0.1 s per 100 MB, against 15 ms for these two MB)."""
+    found = []
+    for path in files:
+        st = path.stat()
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            digest.update(fh.read(_DIGEST_BYTES))
+            if st.st_size > 2 * _DIGEST_BYTES:
+                fh.seek(-_DIGEST_BYTES, os.SEEK_END)
+            digest.update(fh.read(_DIGEST_BYTES))
+        found.append([str(path), st.st_size, st.st_mtime_ns, digest.hexdigest()])
+    return found
+
+
+def _fingerprint(database: Path) -> dict[str, Any]:
+    """What an import is, recorded when it is written: size, modification time, first 64 KB."""
+    st = database.stat()
+    with database.open("rb") as fh:
+        head = hashlib.sha256(fh.read(_HEAD_BYTES)).hexdigest()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "head": head}
+
+
+def _unusable(database: Path, recorded: Any) -> str | None:
+    """Why the cached import cannot be used as it stands (None: it can)."""
+    try:
+        st = os.lstat(database)
+    except FileNotFoundError:
+        return "was removed"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISLNK(st.st_mode):
+        return "was replaced by a link"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    damage = sqlite_header.damage(database)
+    if damage is not None:
+        return f"was damaged ({damage})"
+    try:
+        same = _fingerprint(database) == recorded
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return None if same else "was changed or replaced after it was written"
+
+
+def _sweep(root: Path) -> None:
+    """Remove the staging and output files of imports whose process died (a kill -9, a crash),
+    in every import folder: a killed import's gigabytes do not wait for the same files' next run."""
+    with contextlib.suppress(OSError):
+        for folder in root.glob("*/*"):
+            if folder.is_dir() and not folder.is_symlink():
+                remove_orphans(folder)
 
 
 def _cached_import(files: list[Path], label: str, listing: _Listing | None = None) -> Path:
-    identity = [[str(p), (st := p.stat()).st_size, st.st_mtime_ns] for p in files]
+    identity = _identity(files)
     folder = versioned_dir(
         "files", f"{label[:40]}-{short_hash('|'.join(map(str, files)))}", f"format-{_FORMAT}"
     )
     if folder is None:  # no cache: import into a private folder, once per process
         key = repr(identity)
         if key not in _IMPORTED:
-            _IMPORTED[key] = private_temp_dir("slmsql-files") / f"{label}.sqlite"
-            made = _import(files, _IMPORTED[key])
+            database = private_temp_dir("slmsql-files") / f"{label}.sqlite"
+            made = _import(files, database)
+            _IMPORTED[key] = database
             if listing is not None:
                 listing.tell(files, made)
         return _IMPORTED[key]
+    _sweep(folder.parents[1])
     database = folder / f"{label}.sqlite"
     source = folder / "source.json"
     with locked(folder / ".import.lock"):  # another process importing the same files: wait for it
-        if database.is_file() and read_json(source) == {"files": identity}:
-            return database
+        recorded = read_json(source) if not source.is_symlink() else None
+        if isinstance(recorded, dict) and recorded.get("files") == identity:
+            why = _unusable(database, recorded.get("database"))
+            if why is None:
+                return database
+            what = files[0].name if len(files) == 1 else f"{label} ({len(files)} files)"
+            warn(f"the cached import of {what} {why}; importing it again")
+        for stale in (source, database):  # a link is removed, never what it points to
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         with atomic_path(database) as tmp:
             made = _import(files, tmp)
-        write_json_atomic(source, {"files": identity})
+        write_json_atomic(source, {"files": identity, "database": _fingerprint(database)})
     if listing is not None:
         listing.tell(files, made)
     return database
 
 
 def _import(files: list[Path], out: Path) -> list[Made]:
-    """`import_files` in a worker process within BUDGET (a UserError when it runs past it); the
-    progress bar of a large import is drawn here, from what the worker writes to a report file.
-    The tables made (`Made`)."""
+    """`import_files` in a worker process within BUDGET and `disk_limit` (a UserError when it
+    runs past either); the progress bar of a large import is drawn here, from what the worker
+    writes to a report file. The staging file is made and removed here, so that a killed worker
+    leaves nothing behind; on failure `out` is removed too. The tables made (`Made`)."""
     from slmsql_cli.targets import worker
 
     _require_extras(files)
     what = files[0].name if len(files) == 1 else f"{len(files)} files"
     total = sum(p.stat().st_size for p in files)
+    limit = disk_limit(total)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.stage.{os.getpid()}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    scratch = Path(name)
     pool = worker.WorkerPool(BUDGET.memory, preload=("slmsql_cli.files.writer",))
     try:
         if total < PROGRESS_MIN_BYTES:
-            made: list[Made] = pool.call(import_files, files, out, None, timeout=BUDGET.timeout)
+            made: list[Made] = pool.call(
+                import_files, files, out, None, scratch, limit, timeout=BUDGET.timeout
+            )
         else:
-            made = _import_with_progress(pool, files, out, total)
+            made = _import_with_progress(pool, files, out, total, scratch, limit)
     except worker.WorkerTimeout:
+        out.unlink(missing_ok=True)
         raise UserError(
             f"importing {what} took longer than {BUDGET.timeout:g}s and was stopped",
             "pass a larger --import-timeout, or import fewer or smaller files",
         ) from None
     except worker.WorkerOutOfMemory:
+        out.unlink(missing_ok=True)
         raise UserError(
             f"importing {what} needed more than {BUDGET.memory // 1024**2} MB of memory and was stopped",
             "set SLMSQL_IMPORT_MEMORY_MB higher, or split the file (a JSON array is read whole; JSON Lines streams)",
         ) from None
     except worker.WorkerDied as exc:
+        out.unlink(missing_ok=True)
         raise UserError(
             f"importing {what} stopped: {exc}",
             f"it may need more than {BUDGET.memory // 1024**2} MB of memory (SLMSQL_IMPORT_MEMORY_MB)",
         ) from None
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     finally:
         pool.close()
+        scratch.unlink(missing_ok=True)
     return made
 
 
-def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -> list[Made]:
+def _import_with_progress(
+    pool: Any, files: list[Path], out: Path, total: int, scratch: Path, limit: DiskLimit
+) -> list[Made]:
     fd, report_name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     report = Path(report_name)
-    pending = pool.submit(import_files, files, out, report, timeout=BUDGET.timeout)
+    pending = pool.submit(import_files, files, out, report, scratch, limit, timeout=BUDGET.timeout)
     outcome: list[BaseException | None] = []
     made: list[list[Made]] = []
 
@@ -373,10 +504,17 @@ def _import_with_progress(pool: Any, files: list[Path], out: Path, total: int) -
     return made[0]
 
 
-def import_files(files: list[Path], out: Path, report: Path | None) -> list[Made]:
+def import_files(
+    files: list[Path],
+    out: Path,
+    report: Path | None,
+    scratch: Path | None = None,
+    limit: DiskLimit | None = None,
+) -> list[Made]:
     """Read every file and write the SQLite database `out` (an empty file): in the import worker.
     Progress (bytes read, what is happening) goes to the file `report`, for the parent to draw.
-    The tables made, in order (`Made`)."""
+    `scratch`: the staging file (the parent's, which removes it); `limit`: the disk cap (None:
+    none). The tables made, in order (`Made`)."""
     from slmsql_cli.files.writer import row_counts, write_database
 
     sizes = [p.stat().st_size for p in files]
@@ -393,7 +531,14 @@ def import_files(files: list[Path], out: Path, report: Path | None) -> list[Made
                 yield data
             progress.done(sum(sizes[: i + 1]))
 
-    write_database(out, tables(), progress.status)
+    write_database(
+        out,
+        tables(),
+        progress.status,
+        scratch=scratch,
+        max_bytes=None if limit is None else limit.max_bytes,
+        cap_how="" if limit is None else limit.how,
+    )
     return [
         (table, source, rows) for (table, source), rows in zip(made, row_counts(out, [t for t, _ in made]))
     ]

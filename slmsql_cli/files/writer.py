@@ -14,12 +14,21 @@ value stored as given) in a scratch file beside the output, while their kinds ar
 the table is created with the inferred types and filled by one INSERT … SELECT, in which SQLite's
 column affinity turns numeric text into numbers. One pass over the source in batches (bounded
 memory), and the staging pages never enter the output file.
+
+Bounded on disk. A file can expand far beyond its own size (a Parquet dictionary, an Excel
+shared string or a short CSV row under a wide header repeated a million times), so the bytes
+written are capped while they are written (`DiskCap`): before each statement that adds rows,
+each of the two files may grow by what is left of the cap and no more (SQLite's
+`max_page_count`), so the statement that would pass it fails inside SQLite (SQLITE_FULL) and the
+import ends with one line. The staging file is the caller's (the import worker's parent makes
+it and removes it, even when the worker is killed).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,27 +80,44 @@ def declared_type(kinds: int) -> str:
 
 
 def write_database(
-    path: Path, tables: Iterable[TableData], status: Callable[[str], None] = lambda _: None
+    path: Path,
+    tables: Iterable[TableData],
+    status: Callable[[str], None] = lambda _: None,
+    *,
+    scratch: Path | None = None,
+    max_bytes: int | None = None,
+    cap_how: str = "",
 ) -> list[str]:
     """Fill the new SQLite file `path` with every table; their names, in order.
 
     `status` hears what is happening between rows (the final copy of a large table takes a while).
+    `scratch`: the (empty) staging file, left for the caller to remove; None makes one beside
+    `path` and removes it. `max_bytes`: at most this much in both files together (None: no cap),
+    past it a UserError saying `cap_how` (how the cap was set, so the person knows what to change).
     """
-    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    own = scratch is None
+    if scratch is None:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        scratch = Path(name)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         # The file is private until renamed into place, and deleted if anything fails: no journal.
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("ATTACH DATABASE ? AS stage", (scratch,))
+        conn.execute("ATTACH DATABASE ? AS stage", (str(scratch),))
         conn.execute("PRAGMA stage.journal_mode = OFF")
         conn.execute("PRAGMA stage.synchronous = OFF")
         conn.execute("BEGIN")
+        cap = DiskCap(conn, max_bytes)
         names = []
         for data in tables:
             try:
-                _write_table(conn, data, status)
+                _write_table(conn, data, status, cap)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                    raise
+                raise cap.stopped(data.source, cap_how, path.parent) from None
             except UnicodeEncodeError:  # JSON's "\ud800": a lone surrogate, which UTF-8 cannot hold
                 raise UserError(
                     f"{data.source} holds text with a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
@@ -108,7 +134,54 @@ def write_database(
         return names
     finally:
         conn.close()
-        os.unlink(scratch)
+        if own:
+            scratch.unlink(missing_ok=True)
+
+
+class DiskCap:
+    """At most `max_bytes` in the output and staging files together, enforced by SQLite: `arm`,
+    called before each statement that adds rows, lets each file grow by what is left of the cap
+    (`max_page_count`: the pages it has plus the pages left), so the statement that would pass
+    the cap fails with SQLITE_FULL, even in the middle of one INSERT … SELECT. Only one of the
+    two files grows in any one statement, so the sum stays within the cap."""
+
+    def __init__(self, conn: sqlite3.Connection, max_bytes: int | None) -> None:
+        self.conn, self.max_bytes = conn, max_bytes
+        self.left = max_bytes  # what the last statement was allowed to add
+
+    def arm(self) -> None:
+        if self.max_bytes is None:
+            return
+        pages = {
+            db: (
+                self.conn.execute(f"PRAGMA {db}.page_count").fetchone()[0],
+                self.conn.execute(f"PRAGMA {db}.page_size").fetchone()[0],
+            )
+            for db in ("main", "stage")
+        }
+        self.left = max(self.max_bytes - sum(n * size for n, size in pages.values()), 0)
+        for db, (n, size) in pages.items():
+            self.conn.execute(f"PRAGMA {db}.max_page_count = {max(n + self.left // size, 1)}")
+
+    def stopped(self, source: str, how: str, folder: Path) -> UserError:
+        """The error for a statement that failed with SQLITE_FULL: the cap, unless the disk
+        holding `folder` has less room than the statement was allowed (then the disk is full).
+        (After SQLITE_FULL without a journal the files are past reading: nothing is asked of them.)"""
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = 0
+        if self.max_bytes is not None and self.left is not None and free >= self.left:
+            mb = self.max_bytes / 1024**2
+            return UserError(
+                f"{source} expands to more than {mb:,.0f} MB in SQLite, the import's disk cap "
+                f"({how or 'set by the caller'}); the import was stopped",
+                "set SLMSQL_IMPORT_DISK_MB higher if the data really is that large, or import a part of it",
+            )
+        return UserError(
+            f"the disk holding slmsql's cache is full (importing {source})",
+            "free some space, or set SLMSQL_CACHE_DIR to a folder on a larger disk",
+        )
 
 
 def row_counts(path: Path, names: Sequence[str]) -> list[int]:
@@ -129,13 +202,16 @@ def _check_width(conn: sqlite3.Connection, data: TableData, width: int) -> None:
         )
 
 
-def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[str], None]) -> None:
+def _write_table(
+    conn: sqlite3.Connection, data: TableData, status: Callable[[str], None], cap: DiskCap
+) -> None:
     target = f"main.{quote(data.name)}"
     _check_width(conn, data, len(data.columns.names))
     if data.types is not None:
         _create(conn, target, data.columns.names, data.types)
         insert = _insert_sql(target, len(data.types))
         for batch in _batches(data.rows):
+            cap.arm()
             conn.executemany(insert, batch)
         return
     staging = f"stage.{quote(data.name)}"
@@ -153,6 +229,7 @@ def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[st
         width = len(names)
         kinds.extend([0] * (width - len(kinds)))
         rows = [row if len(row) == width else (*row, *[None] * (width - len(row))) for row in batch]
+        cap.arm()
         conn.executemany(_insert_sql(staging, width), rows)
         for i, column in enumerate(zip(*rows)):
             if not kinds[i] & TEXT:  # TEXT is final: nothing more to learn about the column
@@ -166,6 +243,7 @@ def _write_table(conn: sqlite3.Connection, data: TableData, status: Callable[[st
     if staged:
         status(f"{data.name}: setting column types")
         select = ", ".join(f"NULLIF({quote(n)}, '')" if data.blank_is_null else quote(n) for n in names)
+        cap.arm()
         conn.execute(f"INSERT INTO {target} SELECT {select} FROM {staging}")
         conn.execute(f"DROP TABLE {staging}")
 
