@@ -30,11 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from slmsql_cli import _internals, engine_protocol, kv_cache, llama_logs
 from slmsql_cli.cpu import cpu_name, default_threads
-from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
 
 _THREADS_RECHECK_SECONDS = 60.0
 # Prompt tokens per llama_decode; chunks start at multiples of it, which the disk cache relies on.
+# Between two chunks the reading is reported (`on_prompt`) and Ctrl-C is seen; one llama_decode of
+# the whole prompt (llama.cpp splits it into the same 512-token micro-batches) is no faster:
+# docs/PERFORMANCE.md, "Reading the prompt".
 _CHUNK = 512
 # Leave this much of the KV budget unused for the graph's own buffers.
 _KV_BUDGET_BYTES = int(os.environ.get("SLMSQL_KV_BUDGET_MB", "1024")) * 1024 * 1024
@@ -268,8 +271,10 @@ class Engine:
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
 
-    def _load_prompt(self, tokens: list[int]) -> tuple[int, int]:
-        """Make sequence 0 hold `tokens` with fresh logits for the last one.
+    def _load_prompt(self, tokens: list[int], on_prompt: PromptProgress | None = None) -> tuple[int, int]:
+        """Make sequence 0 hold `tokens` with fresh logits for the last one, a chunk per llama_decode,
+        `on_prompt` told after each (an exception there, Ctrl-C included, stops between chunks and
+        leaves the cache holding the chunks read).
 
         Returns (tokens evaluated, tokens of the reused prefix that came from the disk cache)."""
         ll = self._ll
@@ -292,6 +297,11 @@ class Engine:
         saving = store if canonical and keep < kv_cache.STORE_IF_REUSED_BELOW * len(tokens) else None
         last_boundary = kv_cache.reusable_length(len(tokens), _CHUNK)
         rest = tokens[keep:]
+        # What sequence 0 holds, kept true at every step: a reading stopped half-way (an exception
+        # from on_prompt, Ctrl-C) must not let the next call reuse cells it never computed.
+        self._cached = tokens[:keep]
+        report = on_prompt or _ignore
+        report(keep, len(tokens), keep)
         for start in range(0, len(rest), _CHUNK):
             chunk = rest[start : start + _CHUNK]
             last_chunk = start + _CHUNK >= len(rest)
@@ -299,11 +309,12 @@ class Engine:
                 [(t, keep + start + j, 0, last_chunk and j == len(chunk) - 1) for j, t in enumerate(chunk)]
             )
             end = keep + start + len(chunk)
+            self._cached = tokens[:end]
             # Sliding-window models keep only the window's cells in a saved state, so they are saved
             # at every boundary (each usable only whole); the others once, at the last boundary.
             if saving and end % _CHUNK == 0 and end <= last_boundary and (self._swa or end == last_boundary):
                 self._save(context, saving, tokens[:end])
-        self._cached = list(tokens)
+            report(end, len(tokens), keep)
         return len(rest), from_disk
 
     @property
@@ -404,8 +415,11 @@ class Engine:
         prompt: str | list[int],
         params: SamplingParams,
         on_token: Callable[[int], None] | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
-        """Draw `params.n` completions of `prompt`; candidate i always uses seed `params.seed + i`."""
+        """Draw `params.n` completions of `prompt`; candidate i always uses seed `params.seed + i`.
+        `on_prompt` hears each round's reading of the prompt (the rounds after the first find it
+        cached)."""
         ll = self._ll
         t0 = time.perf_counter()
         self._refresh_threads()
@@ -427,7 +441,7 @@ class Engine:
         for first in range(0, params.n, per_round):
             k = min(per_round, params.n - first)
             tp = time.perf_counter()
-            evaluated, from_disk = self._load_prompt(tokens)
+            evaluated, from_disk = self._load_prompt(tokens, on_prompt)
             stats.prompt_seconds += time.perf_counter() - tp
             stats.prompt_tokens_evaluated += evaluated
             stats.prompt_tokens_from_disk += from_disk
@@ -490,6 +504,10 @@ class Engine:
         stats.decode_seconds = max(compute - stats.prompt_seconds, 0.0)
         stats.wall_seconds = time.perf_counter() - t0
         return completions, stats
+
+
+def _ignore(_read: int, _total: int, _cached: int) -> None:
+    pass
 
 
 if TYPE_CHECKING:  # mypy: every member of the `engine_protocol.Engine` protocol, with compatible types

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+# on_prompt(read, total, cached): the prompt is being read (evaluated into the KV cache); `read` of
+# its `total` tokens are in, `cached` of them reused rather than computed (the engine's cache of the
+# last prompt, or the prompt cache on disk). Called once the reused prefix is in place and after
+# each chunk; an exception raised there stops the reading.
+PromptProgress = Callable[[int, int, int], None]
+
 
 @dataclass
 class SamplingParams:
@@ -93,9 +99,11 @@ class Engine(Protocol):
         prompt: str | list[int],
         params: SamplingParams,
         on_token: Callable[[int], None] | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
         """`params.n` completions of `prompt` (text, or its tokens when the caller has them);
-        `on_token(i)` after each token of completion i (an exception there stops decoding)."""
+        `on_token(i)` after each token of completion i (an exception there stops decoding);
+        `on_prompt` while the prompt is read (see PromptProgress), by an engine that can tell."""
         ...
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from slmsql_cli import engines, prompt_builder
 from slmsql_cli.answer import Answer, SamplingRound
 from slmsql_cli.config import AskConfig
 from slmsql_cli.database import Database, Values
-from slmsql_cli.engine_protocol import Completion, Engine, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Completion, Engine, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
@@ -99,7 +99,13 @@ class Pipeline:
         return cls(engine, merge_engine, config)
 
     def _sample(
-        self, engine: Engine, user_message: str, n: int, seed: int, on_token: Callable[[int], None] | None
+        self,
+        engine: Engine,
+        user_message: str,
+        n: int,
+        seed: int,
+        on_token: Callable[[int], None] | None,
+        on_prompt: PromptProgress | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
         params = SamplingParams(
             n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
@@ -107,7 +113,7 @@ class Pipeline:
         text = chat_text(engine, user_message)
         counted = self._counted  # the prompt as generation_message counted it: not tokenized again
         prompt = counted[1] if engine is self.engine and counted is not None and counted[0] == text else text
-        return engine.sample(prompt, params, on_token=on_token)
+        return engine.sample(prompt, params, on_token=on_token, on_prompt=on_prompt)
 
     def _round(
         self,
@@ -118,8 +124,9 @@ class Pipeline:
         seed: int,
         on_token: Callable[[int], None] | None,
         progress: Progress | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> SamplingRound:
-        completions, stats = self._sample(engine, user_message, n, seed, on_token)
+        completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt)
         sqls = [extract_sql(c.text) for c in completions]
         if progress is not None:
             progress(f"executing {sum(sql is not None for sql in sqls)} of {n} candidate(s)")
@@ -170,6 +177,7 @@ class Pipeline:
         *,
         matched_values: Values | None = None,
         progress: Progress | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> SamplingRound:
         """Step 1: sample N candidates for the generation prompt, execute them and vote."""
         cfg = self.config
@@ -177,7 +185,7 @@ class Pipeline:
         message = self.generation_message(db, question, evidence, matched_values=matched_values)
         built = time.perf_counter() - t
         db.target.prepare()  # a SQLite query worker starts while the model samples
-        generated = self._round(db, self.engine, message.text, cfg.n, cfg.seed, on_token, progress)
+        generated = self._round(db, self.engine, message.text, cfg.n, cfg.seed, on_token, progress, on_prompt)
         generated.pruned_schema, generated.build_seconds = message.pruned, built
         return generated
 
@@ -191,6 +199,7 @@ class Pipeline:
         *,
         matched_values: Values | None = None,
         progress: Progress | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> SamplingRound:
         """Step 2 (CSC-SQL): the merge model sees the top two drafts and their results, revises, votes again."""
         if self.merge_engine is None or len(groups) < 2:
@@ -201,7 +210,9 @@ class Pipeline:
         message = merge_message(
             prompt_builder.schema_block(db, matched_values), db.schema, question, evidence, groups
         )
-        return self._round(db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token, progress)
+        return self._round(
+            db, self.merge_engine, message, cfg.merge_n, cfg.seed + 1000, on_token, progress, on_prompt
+        )
 
     def ask(
         self,
@@ -211,9 +222,12 @@ class Pipeline:
         progress: Progress | None = None,
         on_token: Callable[[int], None] | None = None,
         on_round: RoundDone | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> Answer:
         """`on_token(candidate)` runs after every sampled token (an exception raised there stops
-        decoding: `serve` cancels a request that way); `on_round` gets each round once it is voted.
+        decoding: `serve` cancels a request that way); `on_round` gets each round once it is voted;
+        `on_prompt(read, total, cached)` while a model reads a round's prompt (the local engine
+        reports it between 512-token chunks; a model server does not).
         The question was checked where it came in (`database.check_question`: each front end does)."""
         say = progress or (lambda _msg: None)
         round_done = on_round or (lambda _step, _round: None)
@@ -221,7 +235,9 @@ class Pipeline:
         t_start = time.perf_counter()
         matched = self.matched_values(db, question, evidence)
         say(f"sampling {cfg.n} candidate(s)")
-        generated = self.generate(db, question, evidence, on_token, matched_values=matched, progress=say)
+        generated = self.generate(
+            db, question, evidence, on_token, matched_values=matched, progress=say, on_prompt=on_prompt
+        )
         round_done("generation", generated)
         wall, built = generated.stats.wall_seconds, generated.build_seconds
         timings = {"prompt": built, "generate": wall, "execute": time.perf_counter() - t_start - wall - built}
@@ -239,7 +255,14 @@ class Pipeline:
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
             answer.revision = self.revise(
-                db, question, evidence, generated.groups, on_token, matched_values=matched, progress=say
+                db,
+                question,
+                evidence,
+                generated.groups,
+                on_token,
+                matched_values=matched,
+                progress=say,
+                on_prompt=on_prompt,
             )
             round_done("merge", answer.revision)
             winner = answer.revision.winner

@@ -61,7 +61,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from slmsql_cli import _internals, engine_protocol, llama_logs
 from slmsql_cli.cache import warn
-from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
 
 API_KEY_ENV = "SLMSQL_API_KEY"
@@ -469,8 +469,10 @@ class RemoteEngine:
         prompt: str | list[int],
         params: SamplingParams,
         on_token: Callable[[int], None] | None = None,
+        on_prompt: PromptProgress | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
-        """Draw `params.n` completions of `prompt` on the server (see the module docstring)."""
+        """Draw `params.n` completions of `prompt` on the server (see the module docstring).
+        `on_prompt` is never called: a server does not say how far it has read a prompt."""
         self._check_open()
         t0 = time.perf_counter()
         if isinstance(prompt, str):

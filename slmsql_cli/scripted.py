@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmsql_cli import engine_protocol
-from slmsql_cli.engine_protocol import Completion, GenerationStats, SamplingParams
+from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
 
 
 class ScriptedEngine:
@@ -47,6 +47,7 @@ class ScriptedEngine:
         prompt: str | list[int],
         params: SamplingParams,
         on_token: Callable[[int], None] | None = None,
+        on_prompt: PromptProgress | None = None,  # not called: it reads no prompt
     ) -> tuple[list[Completion], GenerationStats]:
         if len(self.script) < params.n:
             raise AssertionError(

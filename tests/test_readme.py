@@ -101,7 +101,7 @@ class Reader(ScriptedEngine):
     """The stand-in model: for every question the same SQL about the prompt's first table,
     and no SQL for the meaning of life."""
 
-    def sample(self, prompt, params: SamplingParams, on_token=None):  # type: ignore[no-untyped-def]
+    def sample(self, prompt, params: SamplingParams, on_token=None, on_prompt=None):  # type: ignore[no-untyped-def]
         text = prompt if isinstance(prompt, str) else bytes(prompt).decode("utf-8")
         table = re.search(r"CREATE TABLE [`\"]?(\w+)", text)
         answer = (

@@ -335,9 +335,9 @@ def test_a_training_example_is_the_prompt_ask_sends_on_a_schema_over_the_budget(
         def special_token_text(self, which: str) -> str:
             return (tokenizer.bos_token if which == "bos" else tokenizer.eos_token) or ""
 
-        def sample(self, prompt, params: SamplingParams, on_token=None):
+        def sample(self, prompt, params: SamplingParams, on_token=None, on_prompt=None):
             text = prompt if isinstance(prompt, str) else tokenizer.decode(prompt)
-            return super().sample(text, params, on_token)
+            return super().sample(text, params, on_token, on_prompt)
 
     path = _wide_database(tmp_path / "wide.sqlite")
     question = "What is the latest reading of each sensor?"

@@ -153,8 +153,10 @@ def _step(message: str) -> str:
 
 
 class AskStatus:
-    """The status of one question for `ask` and `chat`: the pipeline's steps, and while it samples
-    the tokens so far of the most the round may write (N candidates × --max-tokens)."""
+    """The status of one question for `ask` and `chat`: the pipeline's steps; while the model reads
+    a round's prompt (before the first token; on a CPU most of the wait) the tokens read so far,
+    a step of its own; while it samples, the tokens so far of the most the round may write
+    (N candidates × --max-tokens)."""
 
     def __init__(self, status: StatusLine, n: int, merge_n: int, max_tokens: int) -> None:
         self.status = status
@@ -169,11 +171,25 @@ class AskStatus:
         self.limit = (self.merge_n if message.startswith("merging") else self.n) * self.max_tokens
         self.status.update(message + "…")
 
+    def prompt(self, read: int, total: int, cached: int) -> None:
+        """`Pipeline.ask`'s on_prompt callback: the prompt being read, then the round's step again."""
+        self.status.update((reading_text(read, total, cached) if read < total else self._sampling()) + "…")
+
     def token(self, _seq: int) -> None:
         """`Pipeline.ask`'s on_token callback."""
         self.tokens += 1
         if self.tokens % 16 == 0:
-            self.status.update(f"{self.step}: {self.tokens} of at most {self.limit} tokens…")
+            self.status.update(self._sampling() + "…")
+
+    def _sampling(self) -> str:
+        return f"{self.step}: {self.tokens} of at most {self.limit} tokens" if self.tokens else self.step
+
+
+def reading_text(read: int, total: int, cached: int) -> str:
+    """The line while a prompt is read: `reading the prompt: 1,024/2,100 tokens`, and how many of
+    them came from the cache (`, 1,536 from cache`) when some did."""
+    text = f"reading the prompt: {read:,}/{total:,} tokens"
+    return f"{text}, {cached:,} from cache" if cached else text
 
 
 def load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
