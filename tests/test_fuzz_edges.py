@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import string
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -264,6 +266,10 @@ def http_client(pets_db: Path, scripted_engine) -> Iterator[Any]:
 
 # ---- MCP --------------------------------------------------------------------------------------------
 
+# ids of every JSON type: only a string or an integer is an id (JSON-RPC 2.0; MCP refuses null)
+any_id = st.one_of(
+    st.integers(), st.text(max_size=5), st.none(), st.booleans(), st.floats(), json_value, st.just({})
+)
 mcp_lines = st.one_of(
     st.text(max_size=60).map(lambda t: t.replace("\n", " ")),
     st.builds(json.dumps, json_value),
@@ -271,7 +277,7 @@ mcp_lines = st.one_of(
         lambda rid, method, params: json.dumps(
             {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
         ),
-        st.one_of(st.integers(), st.text(max_size=5), st.none(), st.booleans()),
+        any_id,
         st.sampled_from(["tools/call", "tools/list", "initialize", "ping", "nope"]),
         st.one_of(
             json_value,
@@ -282,12 +288,57 @@ mcp_lines = st.one_of(
             ),
         ),
     ),
+    # what JSON-RPC 2.0 calls invalid requests: valid JSON, wrong shape
+    st.builds(
+        lambda rid, extra: json.dumps({"jsonrpc": "2.0", "id": rid, **extra}),
+        any_id,
+        st.sampled_from(
+            [
+                {},
+                {"method": 5},
+                {"method": "ping", "params": "x"},
+                {"result": 1, "error": {}},
+                {"jsonrpc": "1.0"},
+            ]
+        ),
+    ),
 )
 
 
-@FUZZ
-@given(lines=st.lists(mcp_lines, min_size=1, max_size=5))
-def test_mcp_lines(mcp_service: Any, lines: list[str]) -> None:
+LAST = b'{"jsonrpc": "2.0", "id": "last", "method": "ping"}'
+
+
+class Wire(io.RawIOBase):
+    """A client's stdin: `data` (bytes, or an iterable of byte chunks made as they are read), then
+    the LAST ping, and the end of input only once LAST has its reply on `out`, so that no request
+    is still in flight when the server sees the client leave (the SDK cancels those)."""
+
+    def __init__(self, data: bytes | Iterable[bytes], out: io.BytesIO) -> None:
+        self.chunks = iter([data] if isinstance(data, bytes) else data)
+        self.tail = b"\n" + LAST + b"\n"
+        self.out = out
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, n: int = -1) -> bytes:
+        for chunk in self.chunks:
+            if chunk:
+                return chunk
+        if self.tail:
+            tail, self.tail = self.tail, b""
+            return tail
+        deadline = time.monotonic() + 60
+        while b'"id":"last"' not in self.out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return b""
+
+
+def mcp_exchange(
+    service: Any, lines: list[bytes] | Iterable[bytes], limit: int | None = None, *, raw: bool = False
+) -> list[dict[str, Any]]:
+    """`lines` (or, `raw`, byte chunks as they come) after an initialize handshake through
+    `mcp_server.run_stdio`; the replies after the handshake's, without LAST's."""
     import anyio
 
     from slmsql_cli.serve import mcp_server
@@ -303,30 +354,62 @@ def test_mcp_lines(mcp_service: Any, lines: list[str]) -> None:
             "clientInfo": {"name": "f", "version": "1"},
         },
     }
-    text = (
-        "\n".join([json.dumps(init), '{"jsonrpc": "2.0", "method": "notifications/initialized"}', *lines])
-        + "\n"
+    head = b"".join(
+        line + b"\n"
+        for line in [json.dumps(init).encode(), b'{"jsonrpc": "2.0", "method": "notifications/initialized"}']
     )
-    out = io.StringIO()
+    body = iter(lines) if raw else iter([b"".join(line + b"\n" for line in lines)])
+    out = io.BytesIO()
+    stdin = Wire(itertools.chain([head], body), out)
 
     async def run() -> None:
-        server = mcp_server.build(mcp_service, RequestLog(stream=io.StringIO()))
-        with anyio.fail_after(60):
-            await mcp_server.run_stdio(
-                server,
-                RequestLog(stream=io.StringIO()),
-                anyio.wrap_file(io.StringIO(text)),
-                anyio.wrap_file(out),
-            )
+        server = mcp_server.build(service, RequestLog(stream=io.StringIO()))
+        extra = {} if limit is None else {"limit": limit}
+        with anyio.fail_after(120):
+            await mcp_server.run_stdio(server, RequestLog(stream=io.StringIO()), stdin, out, **extra)
 
     anyio.run(run)
     replies = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert replies and replies[0]["id"] == "init" and "result" in replies[0]
+    assert replies and replies[0]["id"] == "init" and "result" in replies[0], replies
+    assert replies[-1] == {"jsonrpc": "2.0", "id": "last", "result": {}}, replies
+    return [r for r in replies[1:] if r.get("id") != "last"]
+
+
+def expected_error(line: str) -> int | None:
+    """The JSON-RPC error code a line must get, or None when it is a message (answered or not)."""
+    if not line.strip():
+        return None  # a blank line is skipped
+    try:
+        message = json.loads(line, parse_constant=lambda c: 1 / 0)
+    except (ValueError, ZeroDivisionError):
+        return -32700
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return -32600
+    if "id" in message and (type(message["id"]) not in (int, str)):
+        return -32600
+    if "method" not in message and not ("id" in message and ("result" in message) != ("error" in message)):
+        return -32600
+    if "method" in message and message.get("params") is not None and not isinstance(message["params"], dict):
+        return -32600
+    return None
+
+
+@FUZZ
+@given(lines=st.lists(mcp_lines, min_size=1, max_size=5))
+def test_mcp_lines(mcp_service: Any, lines: list[str]) -> None:
+    """Every line that is not a message gets its error (-32700 not JSON, -32600 JSON that is not
+    a JSON-RPC 2.0 message), with the line's id when it has a usable one, else null."""
+    raw = [line.encode("utf-8", "surrogatepass") for line in lines]
+    replies = mcp_exchange(mcp_service, raw)
+    errors = [r for r in replies if "error" in r]
     for line in lines:
-        try:
-            json.loads(line)
-        except ValueError:
-            assert any(r.get("error", {}).get("code") == -32700 for r in replies), (line, replies)
+        code = expected_error(line)
+        if code is None:
+            continue
+        rid = json.loads(line).get("id") if code == -32600 and line.lstrip().startswith("{") else None
+        usable = type(rid) in (int, str) and not any("\ud800" <= c <= "\udfff" for c in str(rid))
+        want = rid if usable else None
+        assert any(r["error"]["code"] == code and r["id"] == want for r in errors), (line, replies)
 
 
 @pytest.fixture()

@@ -9,9 +9,9 @@ routes and wraps them with `guarded`.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,42 +64,80 @@ class Guard:
     server; this is what refuses them (as Jupyter and Ollama do):
 
     * DNS rebinding: a site that points its own name at 127.0.0.1 sends `Host: its.name`. Only the
-      names the server was started for pass (127.0.0.1, localhost, [::1] and `--host`, each with
-      the port); on a wildcard `--host` (0.0.0.0, ::) any IP-address Host passes too, since a
-      rebound name is never an address.
+      names the server was started for pass (127.0.0.1, localhost, [::1] and `--host`), each with
+      the server's port (no port means 80); on a wildcard `--host` (0.0.0.0, ::) any IP-address
+      Host with that port passes too, since a rebound name is never an address. The Host is
+      parsed (`parse_host`): a name, or an IPv6 address in brackets, then `:` and digits only, so
+      `127.0.0.1:8000.evil` or `127.0.0.1:8001` is refused.
     * Cross-site requests: a browser names the page's origin in `Origin` (and says `cross-site` in
       `Sec-Fetch-Site`) on anything but a plain navigation. The server's own origin passes, and
       so do the `--allow-origin` ones (they also get CORS headers, so their pages can read the
       replies); anything else is refused on every route that holds data.
     """
 
-    hosts: frozenset[str]
+    names: frozenset[str]  # lower case; an IPv6 address in brackets
+    port: int
     wildcard: bool = False
     allow_origins: tuple[str, ...] = ()
 
     @classmethod
     def for_server(cls, host: str, port: int, allow_origins: Sequence[str] = ()) -> Guard:
         names = {"127.0.0.1", "localhost", "[::1]", f"[{host}]" if ":" in host else host}
-        hosts = {f"{name}:{port}".lower() for name in names}
-        if port == 80:
-            hosts |= {name.lower() for name in names}
         wildcard = host in ("0.0.0.0", "::", "")
-        return cls(frozenset(hosts), wildcard, tuple(o.rstrip("/").lower() for o in allow_origins))
+        return cls(
+            frozenset(n.lower() for n in names),
+            port,
+            wildcard,
+            tuple(o.rstrip("/").lower() for o in allow_origins),
+        )
 
     def host_ok(self, host: str) -> bool:
-        host = host.lower()
-        if host in self.hosts:
-            return True
-        if not self.wildcard:
+        parsed = parse_host(host)
+        if parsed is None or parsed[1] != self.port:
             return False
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_address(name.strip("[]"))
-            return True
-        return False
+        name = parsed[0]
+        return name in self.names or (self.wildcard and _is_address(name))
 
     def origin_ok(self, origin: str | None, host: str) -> bool:
         return origin is None or origin.lower() in (f"http://{host.lower()}", *self.allow_origins)
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_NAME = re.compile(r"[a-z0-9._-]+")  # a DNS name or an IPv4 address, lower case
+
+
+def parse_host(value: str) -> tuple[str, int] | None:
+    """A Host header as (name, port), name lower case (an IPv6 address keeps its brackets), port
+    80 when none is given; None unless it is exactly `name[:port]` or `[IPv6][:port]`."""
+    value = value.lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or not _is_address(value[: end + 1]):
+            return None
+        name, rest = value[: end + 1], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, port_text_or_empty = value.partition(":")
+        if not _NAME.fullmatch(name):
+            return None
+        port_text = port_text_or_empty if colon else None
+    if port_text is None:
+        return name, 80
+    if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+        return None
+    return name, int(port_text)
+
+
+def _is_address(name: str) -> bool:
+    """An IPv4 address, or an IPv6 address in brackets."""
+    bracketed = name.startswith("[") and name.endswith("]")
+    try:
+        address = ipaddress.ip_address(name[1:-1] if bracketed else name)
+    except ValueError:
+        return False
+    return bracketed == (address.version == 6)
 
 
 def check_origin(origin: str) -> str:

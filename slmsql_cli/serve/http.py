@@ -39,7 +39,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from pydantic_core import PydanticCustomError
 from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -79,7 +80,19 @@ mimetypes.add_type("text/javascript", ".js")
 SHUTDOWN_GRACE = 5  # seconds the running question may go on after SIGTERM before it is cancelled
 
 
-class AskRequest(BaseModel):
+class _Body(BaseModel):
+    """A JSON body: every text in it must be valid Unicode. JSON's `\\ud800` escapes decode to a
+    lone surrogate, which no database, prompt or log line can hold: 400, whatever the route."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_lone_surrogate(cls, value: Any) -> Any:
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise PydanticCustomError(SURROGATE_ERROR, "holds a lone UTF-16 surrogate")
+        return value
+
+
+class AskRequest(_Body):
     database: str | None = Field(
         None, description="A name from GET /v1/databases (optional with one database)."
     )
@@ -89,14 +102,14 @@ class AskRequest(BaseModel):
     fresh: bool = Field(False, description="Ask the model even when the question has a saved answer.")
 
 
-class SaveRequest(BaseModel):
+class SaveRequest(_Body):
     database: str | None = Field(None, description="A name from GET /v1/databases.")
     question: str = Field(..., description="The question the SQL answers.")
     evidence: str = Field("", description="The evidence asked with it, if any.")
     sql: str = Field(..., description="The SQL to keep for the question (one read-only statement).")
 
 
-class SqlRequest(BaseModel):
+class SqlRequest(_Body):
     database: str = Field(..., description="A name from GET /v1/databases.")
     sql: str = Field(..., description="One read-only query in SQLite SQL (SELECT, WITH … SELECT, VALUES).")
 
@@ -124,7 +137,6 @@ def create_app(
     @app.post("/v1/ask", dependencies=auth, summary="Answer a question (the document of `ask --json`)")
     async def ask(body: AskRequest, request: Request) -> Any:
         _note(request, database=body.database)
-        check_text(database=body.database, question=body.question, evidence=body.evidence)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -168,7 +180,6 @@ def create_app(
     @app.post("/v1/sql", dependencies=auth, summary="Run one read-only query")
     async def sql(body: SqlRequest, request: Request) -> dict[str, Any]:
         _note(request, database=body.database)
-        check_text(database=body.database, sql=body.sql)
         doc = await run_sql_within(service, body.database, body.sql)
         _note(request, outcome="error" if doc["error"] or doc["timed_out"] else "ok", rows=doc["row_count"])
         return doc
@@ -245,17 +256,21 @@ def _note(request: Request, **fields: Any) -> None:
 
 
 def check_text(**texts: str | None) -> None:
-    """A UserError (400) for text that cannot be encoded: JSON's `\\ud800` escapes decode to a
-    lone surrogate, which no database, prompt or log line can hold."""
+    """A UserError (400) for text that cannot be encoded (a path parameter; bodies are `_Body`s)."""
     for what, text in texts.items():
         if text is not None and _SURROGATE.search(text):
-            raise UserError(
-                f"the {what} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
-                "send text that is valid Unicode",
-            )
+            raise _surrogate_error(what)
+
+
+def _surrogate_error(what: str) -> UserError:
+    return UserError(
+        f"the {what} holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without its pair)",
+        "send text that is valid Unicode",
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+SURROGATE_ERROR = "lone_surrogate"
 
 
 async def run_sql_within(service: Service, database: str, sql: str) -> dict[str, Any]:
@@ -326,10 +341,23 @@ def _add_error_handlers(app: FastAPI) -> None:
         _note(request, outcome=f"error {exc.status_code}")
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: the client gets JSON, and the traceback goes to the log (uvicorn logs it as
+        # the exception leaves the app, through requestlog.LogLines)
+        _note(request, outcome="error 500", error=f"{type(exc).__name__}: {exc}")
+        doc = {"error": "internal error in slmsql serve", "hint": "the server's log says more"}
+        return JSONResponse(doc, status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
+        surrogate = next((e for e in errors if e.get("type") == SURROGATE_ERROR), None)
+        if surrogate is not None:
+            error = _surrogate_error(".".join(str(p) for p in surrogate.get("loc", ())[1:]) or "body")
+            doc = {"error": error.message, "hint": error.hint or ""}
+            status = 400
+        elif any(e.get("type") == "json_invalid" for e in errors):
             doc = {
                 "error": "the body is not valid JSON",
                 "hint": 'send e.g. {"database": "sales", "question": "..."}',
@@ -397,7 +425,15 @@ MIN_TOKEN_CHARS = 16
 def listen(host: str, port: int, token: str | None) -> socket.socket:
     """The listening socket, bound before the model loads so that a taken port fails at once.
     A host other machines can reach needs a token; a token needs MIN_TOKEN_CHARS characters (not
-    counting surrounding spaces); a taken port is a one-line UserError."""
+    counting surrounding spaces), all printable ASCII (a client sends it in an HTTP header, which
+    carries no other text: any other token could never match); a taken port is a one-line
+    UserError."""
+    if token is not None and not (token.isascii() and token.isprintable()):
+        raise UserError(
+            "--token must be printable ASCII (letters, digits, punctuation): "
+            "a client sends it in an HTTP header, so any other character could never match",
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'",
+        )
     if token is not None and len(token.strip()) < MIN_TOKEN_CHARS:
         raise UserError(
             f"--token is too short to guess-proof: it needs at least {MIN_TOKEN_CHARS} characters",

@@ -5,20 +5,35 @@ structured content); a failure (unknown database, a busy server, a refused or fa
 tool error whose text says why, so the assistant can correct itself. The `ask` answer is
 `ask --json`'s document without the candidates' completion text.
 
-The transport edge (`serve`): the SDK's stdio transport hands a line it cannot parse to the
-server as an exception, which the server drops, so the client would wait for its own timeout.
-Here such a line gets its JSON-RPC error at once: -32700 for a line that is not JSON, -32600
-(with the request's id) for JSON that is not a valid message, which includes a string holding a
-lone surrogate (`"\\ud800"`: valid JSON to Python, refused by the SDK's parser).
+The transport (`run_stdio`) is slmsql's own, not the SDK's `stdio_server`, which reads each line
+whole (one 300 MB line took the server to 3.35 GB), drops a line it cannot parse, and takes JSON
+with an `id` it cannot use (an object, a float, a bool) for a notification, which gets no reply.
+Here stdin is read in bounded chunks and every line gets a JSON-RPC 2.0 answer or goes to the
+server as a message:
+
+* a line over MAX_MESSAGE_BYTES is dropped as it streams in, up to its newline: -32600;
+* a line that is not JSON (nor UTF-8): -32700;
+* JSON that is not a request, a notification or a response MCP takes (`"hello"`, `null`, an
+  `id` that is not a string or an integer, `params` that is not an object, a string holding a
+  lone surrogate (`"\\ud800"`: valid JSON to Python, refused by the SDK's parser)): -32600, with
+  the request's id when it has a usable one, else `id: null`;
+* a blank line is skipped.
+
+Like the SDK's transport, it reads and writes private copies of file descriptors 0 and 1 while
+it serves, and points 0 at /dev/null and 1 at stderr meanwhile, so that a child process or a
+stray print can neither read nor write the protocol stream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, BinaryIO
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from starlette.concurrency import run_in_threadpool
@@ -121,64 +136,191 @@ def serve(service: Service, log: RequestLog) -> None:
     anyio.run(run_stdio, build(service, log), log)
 
 
-async def run_stdio(server: MCPServer, log: RequestLog, stdin: Any = None, stdout: Any = None) -> None:
-    """`MCPServer.run("stdio")` with every unparsable line answered (see the module docstring);
-    `stdin`/`stdout` (anyio async text files) replace the process's own, as in the SDK.
+MAX_MESSAGE_BYTES = 1024 * 1024  # one JSON-RPC message (a line); a tool call is far smaller
+CHUNK_BYTES = 64 * 1024  # read from stdin at a time
+
+
+async def run_stdio(
+    server: MCPServer,
+    log: RequestLog,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+    limit: int = MAX_MESSAGE_BYTES,
+) -> None:
+    """Serve MCP over newline-delimited JSON-RPC (the module docstring) until stdin ends.
+    `stdin`/`stdout` (binary files; `stdin` with `read1`) replace the process's own.
     Deviation: reaches the SDK's low-level server (`_lowlevel_server`) as its own `run_stdio_async` does."""
-    from mcp.server.stdio import stdio_server
+    with contextlib.ExitStack() as claims:
+        wire_in = stdin if stdin is not None else claims.enter_context(_claimed(0, "rb"))
+        wire_out = stdout if stdout is not None else claims.enter_context(_claimed(1, "wb"))
+        await _serve_lines(server, log, wire_in, wire_out, limit)
+
+
+async def _serve_lines(
+    server: MCPServer, log: RequestLog, stdin: BinaryIO, stdout: BinaryIO, limit: int
+) -> None:
     from mcp.shared._context_streams import create_context_streams
     from mcp.shared.message import SessionMessage
 
     lowlevel = server._lowlevel_server
-    async with stdio_server(stdin, stdout) as (read_stream, write_stream):
-        send, receive = create_context_streams[SessionMessage | Exception](0)
+    to_server, from_client = create_context_streams[SessionMessage | Exception](0)
+    to_client, replies = create_context_streams[SessionMessage](0)
 
-        async def forward() -> None:
-            async with send:
-                async for item in read_stream:
-                    if isinstance(item, Exception):
-                        error = protocol_error(item)
-                        log.write(tool=None, outcome=f"error {error.error.code}: {error.error.message}")
-                        await write_stream.send(SessionMessage(error))
-                    else:
-                        await send.send(item)
+    async def write() -> None:
+        async with replies:
+            async for reply in replies:
+                data = reply.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+                await anyio.to_thread.run_sync(_write, stdout, data, abandon_on_cancel=True)
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(forward)
-            await lowlevel.run(receive, write_stream, lowlevel.create_initialization_options())
+    async def read() -> None:
+        answers = to_client.clone()  # the server closes its own when it stops
+        async with to_server, answers:
+            async for line in _lines(stdin, limit):
+                if line is not None and not line.strip():
+                    continue
+                try:
+                    message = read_message(line, limit)
+                except InvalidMessage as exc:
+                    log.write(tool=None, outcome=f"error {exc.code}: {exc.message}")
+                    await answers.send(SessionMessage(exc.reply()))
+                else:
+                    await to_server.send(SessionMessage(message))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(write)
+        group.start_soon(read)
+        await lowlevel.run(from_client, to_client, lowlevel.create_initialization_options())
 
 
-def protocol_error(exc: Exception) -> Any:
-    """The JSON-RPC error for a line the transport could not read as a message."""
+def _write(stdout: BinaryIO, data: bytes) -> None:
+    stdout.write(data)
+    stdout.flush()
+
+
+async def _lines(stdin: BinaryIO, limit: int) -> AsyncIterator[bytes | None]:
+    """The lines of `stdin`, without their newline, read CHUNK_BYTES at a time; a line over
+    `limit` bytes is dropped as it comes in (never held whole) and yields None instead."""
+    pending = bytearray()
+    dropping = False
+    while chunk := await anyio.to_thread.run_sync(_read, stdin, abandon_on_cancel=True):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            piece = chunk[start:end]
+            if dropping or len(pending) + len(piece) > limit:
+                yield None
+            else:
+                pending += piece
+                yield bytes(pending)
+            pending.clear()
+            dropping = False
+            start = end + 1
+        if not dropping:
+            pending += chunk[start:]
+            if len(pending) > limit:
+                pending.clear()
+                dropping = True
+    if dropping:
+        yield None
+    elif pending:
+        yield bytes(pending)
+
+
+def _read(stdin: BinaryIO) -> bytes:
+    read1 = getattr(stdin, "read1", None)
+    return read1(CHUNK_BYTES) if read1 is not None else stdin.read(CHUNK_BYTES)
+
+
+@contextlib.contextmanager
+def _claimed(fd: int, mode: str) -> Iterator[BinaryIO]:
+    """Descriptor `fd` (0 or 1) as a private binary file while it serves; `fd` itself points at
+    /dev/null (stdin) or at stderr (stdout) meanwhile and is restored after. The private copy
+    is never closed: a reading thread may still wait on it (as in the SDK's transport)."""
+    private = os.dup(fd)  # 0, 1 and 2 are open: the copy lands above them; not inherited
+    diversion = os.open(os.devnull, os.O_RDONLY) if fd == 0 else os.dup(2)
+    try:
+        os.dup2(diversion, fd)
+    finally:
+        os.close(diversion)
+    try:
+        yield os.fdopen(private, mode, closefd=False)
+    finally:
+        os.dup2(private, fd)
+
+
+class InvalidMessage(Exception):
+    """A line that is not a JSON-RPC message MCP takes: the error to answer it with."""
+
+    def __init__(self, code: int, message: str, request_id: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.request_id = code, message, request_id
+
+    def reply(self) -> Any:
+        from mcp_types import ErrorData, JSONRPCError
+
+        return JSONRPCError(
+            jsonrpc="2.0", id=self.request_id, error=ErrorData(code=self.code, message=self.message)
+        )
+
+
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+
+
+def read_message(line: bytes | None, limit: int = MAX_MESSAGE_BYTES) -> Any:
+    """The JSON-RPC message on one line (as the SDK's parser reads it), or InvalidMessage; None
+    stands for a line over `limit` bytes."""
     import json
 
-    from mcp_types import ErrorData, JSONRPCError
+    from mcp_types import jsonrpc_message_adapter
     from pydantic import ValidationError
 
-    given: Any = None
-    if isinstance(exc, ValidationError) and exc.errors():
-        given = exc.errors()[0].get("input")  # the line, or what it parsed to
-    unreadable = object()
-    request: Any = unreadable
-    if isinstance(given, str | bytes):
-        try:
-            request = json.loads(given)
-        except (ValueError, RecursionError):
-            pass
-    elif given is not None:
-        request = given
-    if request is unreadable:
-        return JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=-32700, message="Parse error"))
-    found = request.get("id") if isinstance(request, dict) else None
-    request_id = found if isinstance(found, int | str) and not isinstance(found, bool) else None
-    if isinstance(request_id, str) and _has_surrogate(request_id):
-        request_id = None
-    why = (
-        "a string holds a lone UTF-16 surrogate" if _has_surrogate(request) else "not a JSON-RPC 2.0 message"
-    )
-    return JSONRPCError(
-        jsonrpc="2.0", id=request_id, error=ErrorData(code=-32600, message=f"Invalid Request: {why}")
-    )
+    if line is None:
+        raise InvalidMessage(
+            INVALID_REQUEST, f"Invalid Request: the message is over this server's {limit:,}-byte limit"
+        )
+    try:
+        message = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidMessage(INVALID_REQUEST, "Invalid Request: nested too deeply") from None
+    except ValueError:  # not UTF-8, not JSON, NaN or Infinity, an integer of over 4300 digits
+        raise InvalidMessage(PARSE_ERROR, "Parse error") from None
+    request_id, why = framing(message)
+    if why is not None:
+        raise InvalidMessage(INVALID_REQUEST, f"Invalid Request: {why}", request_id)
+    try:
+        return jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValidationError:
+        raise InvalidMessage(
+            INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message MCP takes", request_id
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def framing(message: Any) -> tuple[int | str | None, str | None]:
+    """(the id to answer with, why `message` is not a JSON-RPC 2.0 message; None when it is one).
+    The id is the message's own when it is a string (valid Unicode) or an integer, else None."""
+    if not isinstance(message, dict):
+        return None, "a message is a JSON object"
+    has_id = "id" in message
+    found = message.get("id")
+    usable = isinstance(found, int | str) and not isinstance(found, bool)
+    request_id = found if usable and not _has_surrogate(found) else None
+    if has_id and not usable:
+        return None, "the id must be a string or an integer"
+    if message.get("jsonrpc") != "2.0":
+        return request_id, '"jsonrpc" must be "2.0"'
+    if "method" in message:
+        if not isinstance(message["method"], str):
+            return request_id, "the method must be a string"
+        if message.get("params") is not None and not isinstance(message["params"], dict):
+            return request_id, "params must be an object"
+    elif not has_id or ("result" in message) == ("error" in message):
+        return request_id, "neither a request, a notification nor a response"
+    if _has_surrogate(message):
+        return request_id, "a string holds a lone UTF-16 surrogate"
+    return request_id, None
 
 
 def _has_surrogate(value: Any) -> bool:

@@ -5,21 +5,27 @@ database, status, queue and run seconds, votes, prompt tokens evaluated, outcome
 
 A log line cannot be forged by what a client sends: in the words format every text value is
 quoted (`path="/v1/ask"`) and escaped as a JSON string, and in both formats the characters a
-terminal or a log reader acts on (control characters, so ANSI escape sequences and line breaks;
-C1 controls; line and paragraph separators; bidirectional overrides) and lone surrogates are
-written as `\\uXXXX`. Numbers and booleans are written bare.
+terminal or a log reader acts on (`safe_text.unsafe`: control characters, so ANSI escape
+sequences and line breaks; C1 controls; line and paragraph separators; bidirectional and other
+format characters such as U+202E and U+061C) and lone surrogates are written as `\\uXXXX`
+(`safe_text.json_escaped`). Numbers and booleans are written bare.
+
+The server's libraries log through the same lines (`LogLines`): uvicorn's warnings and
+tracebacks are one line each, a JSON object with `--json-logs`, the traceback a field of it.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import logging
 import sys
 import threading
 import time
+import traceback
 from typing import Any, TextIO
 
 from slmsql_cli.answer import Answer
+from slmsql_cli.safe_text import json_escaped
 
 
 class RequestLog:
@@ -31,7 +37,7 @@ class RequestLog:
     def write(self, **fields: Any) -> None:
         fields = {k: v for k, v in fields.items() if v is not None}
         if self.json_lines:
-            line = _safe(
+            line = json_escaped(
                 json.dumps({"time": round(time.time(), 3), **fields}, ensure_ascii=False, default=str)
             )
         else:
@@ -43,6 +49,43 @@ class RequestLog:
     def say(self, message: str) -> None:
         """A line about the server itself (listening, stopping), in the same format."""
         self.write(event="server", message=message)
+
+
+class LogLines(logging.Handler):
+    """A `logging` handler that writes each record as one `RequestLog` line (`event="log"`, its
+    level, logger and message, and the traceback as a field), so that what uvicorn and asyncio
+    log follows `--json-logs` too and cannot be forged either."""
+
+    def __init__(self, log: RequestLog) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {
+                "event": "log",
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            self.log.write(**fields)
+        except Exception:
+            self.handleError(record)
+
+
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+
+
+def route_server_logs(log: RequestLog, level: int = logging.WARNING) -> None:
+    """Send the server libraries' loggers (SERVER_LOGGERS) to `log`, and nowhere else."""
+    handler = LogLines(log)
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 def answer_fields(answer: Answer) -> dict[str, Any]:
@@ -60,14 +103,6 @@ def answer_fields(answer: Answer) -> dict[str, Any]:
     }
 
 
-# what a terminal or log viewer would act on, and what cannot be encoded: escaped as \uXXXX
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def _safe(text: str) -> str:
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
 def _word(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
@@ -75,4 +110,4 @@ def _word(value: Any) -> str:
         return f"{value:.3f}"
     if isinstance(value, int):
         return str(value)
-    return _safe(json.dumps(str(value), ensure_ascii=False))
+    return json_escaped(json.dumps(str(value), ensure_ascii=False))
