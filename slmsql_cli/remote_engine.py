@@ -34,21 +34,29 @@ Design: the server generates, this machine keeps the tokenizer and the chat temp
   single-choice response, else from the local tokenizer.
 * Non-streaming requests: `on_token` is called once before each request (a cancelled `serve` job
   stops there) and once per generated token when the response is in, so progress counters move;
-  a request in flight runs to its end or to the per-request timeout.
+  a request in flight runs to its end or to its deadline.
 
-Faults: an unreachable server is one `UserError` naming the URL (credentials in it left out);
-HTTP 429 and 503 are retried after `Retry-After` or a doubling delay, at most `len(RETRY_DELAYS)`
-times; every request has a timeout (`--endpoint-timeout`); an unknown served model lists the
-server's models; the API key comes from an environment variable (`SLMSQL_API_KEY`, for a separate
-merge server `SLMSQL_MERGE_API_KEY`), goes only into the Authorization header and is blanked out of
-any server message that is shown; a response without usable text (not JSON, no choices) is a
-candidate with no SQL, and a warning says so once.
+Faults: an unreachable server is one `UserError` naming the URL; HTTP 429 and 503 are retried
+after `Retry-After` (a value that is not a finite number of seconds is ignored) or a doubling
+delay, at most `len(RETRY_DELAYS)` times; an unknown served model lists the first `MAX_LISTED`
+of the server's models. Every request has one deadline for its whole response, headers and body
+(`--endpoint-timeout`, not a time per read: a server that sends a byte every second still ends
+there), and a response over `MAX_BODY` bytes is refused: the response is read in a thread of its
+own while the caller waits at most that long. The API key comes from an environment variable
+(`SLMSQL_API_KEY`, for a separate merge server `SLMSQL_MERGE_API_KEY`; a `user:password@` in the
+URL is refused) and goes only into the Authorization header. Whatever the server sends that is
+shown or recorded (its error text, model names, completions) has the key blanked out in any case
+and across line breaks; its error text and model names are also cut short and their control
+characters escaped (`safe_text.visible`). A response without usable text (not JSON, JSON nested
+too deeply, no choices) is a candidate with no SQL, and a warning says so once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -59,7 +67,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from slmsql_cli import _internals, engine_protocol, llama_logs
+from slmsql_cli import _internals, engine_protocol, llama_logs, safe_text
 from slmsql_cli.cache import warn
 from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
@@ -71,13 +79,17 @@ RETRY_STATUSES = frozenset({429, 503})
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits before the retries of a 429/503 (Retry-After wins)
 MAX_RETRY_AFTER = 30.0  # a longer Retry-After is cut to this
 MAX_IN_FLIGHT = 16  # single-candidate requests one `sample` keeps in flight
+MAX_BODY = 16 * 2**20  # bytes in one response: N x 1,024 tokens of JSON are well under 1 MiB
+MAX_MESSAGE = 300  # characters of a server's error text shown
+MAX_LISTED = 10  # model names shown where the server's list is named
+MAX_NAME = 80  # characters of one model name shown
 
 
 @dataclass(frozen=True)
 class Endpoint:
     """Where a model generates: the server's OpenAI base URL (…/v1) and, optionally, the served
-    model's name; the engine reads the API key from the environment variable `api_key_env`. The
-    URL stays out of the repr (it may hold user:password@); `shown` is the printable form."""
+    model's name; the engine reads the API key from the environment variable `api_key_env`, never
+    from the URL (`parse` refuses user:password@); `shown` is the printable form."""
 
     url: str = field(repr=False)
     served_model: str | None = None
@@ -93,12 +105,18 @@ class Endpoint:
         api_key_env: str = API_KEY_ENV,
         timeout: float | None = None,
     ) -> Endpoint:
-        """Check and normalize a --endpoint URL: http(s) only; a bare host gets `/v1`; a query is dropped."""
+        """Check and normalize a --endpoint URL: http(s) only, no user:password@ (the key goes in
+        `api_key_env`); a bare host gets `/v1`; a query is dropped."""
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UserError(
                 f"--endpoint must be an http(s) URL, got {public_url(url)!r}",
                 "e.g. --endpoint http://127.0.0.1:8000/v1 (the server's OpenAI base URL)",
+            )
+        if "@" in parts.netloc:  # a password in a URL ends up in shell history, logs and results files
+            raise UserError(
+                f"--endpoint must not hold a user name or password: {public_url(url)}",
+                f"put the server's key in {api_key_env} (it is sent as a bearer token) and give the URL without user:password@",
             )
         path = parts.path.rstrip("/") or "/v1"
         normalized = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
@@ -171,6 +189,44 @@ class RemoteStats(GenerationStats):
         return doc
 
 
+def key_pattern(key: str) -> re.Pattern[str]:
+    """`key` as a server may echo it: in any case, and split by white space or an escaped line
+    break (`\\n` written out) between any two of its characters."""
+    gap = r"(?:\s|\\[nrt])*"
+    return re.compile(gap.join(re.escape(char) for char in key), re.IGNORECASE)
+
+
+def shown_text(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A server's text for one line: white space runs as one space, control characters escaped,
+    at most `limit` characters (then "…")."""
+    text = safe_text.visible(" ".join(text.split()))
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+class _TooLarge(Exception):
+    """A response body over MAX_BODY bytes."""
+
+
+@dataclass
+class _Response:
+    """A whole response, read within the deadline: status, headers and at most MAX_BODY bytes."""
+
+    status_code: int
+    headers: Any  # httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not JSON or nests deeper than the parser can go."""
+        try:
+            return json.loads(self.content)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
 @dataclass
 class _Reply:
     """One parsed response: its choices (OpenAI's dicts: index, text, finish_reason, maybe
@@ -225,13 +281,13 @@ class RemoteEngine:
         self._checked_count = False
         key = os.environ.get(endpoint.api_key_env, "").strip()
         self._key = key or None
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        parts = urlsplit(endpoint.url)  # user:password@ in the URL becomes Basic auth, out of the URL
-        auth = (parts.username or "", parts.password or "") if parts.username and not key else None
+        self._key_pattern = key_pattern(key) if key else None
+        # identity: a compressed body could unpack to many times MAX_BODY before it is counted
+        headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {key}"} if key else {})}
         self._client = httpx.Client(
             base_url=public_url(endpoint.url).rstrip("/") + "/",
             headers=headers,
-            auth=auth,
+            # per read; the whole response has its own deadline (`_fetch`)
             timeout=httpx.Timeout(endpoint.timeout, connect=min(endpoint.timeout, 10.0)),
             limits=httpx.Limits(max_connections=MAX_IN_FLIGHT * 4, max_keepalive_connections=MAX_IN_FLIGHT),
             follow_redirects=False,
@@ -242,11 +298,12 @@ class RemoteEngine:
         except BaseException:
             self.close()
             raise
+        self._model_shown = self._name(self.served_model)  # the name printed and recorded
 
     # ---- what the pipeline reads ------------------------------------------------------------
     @property
     def device(self) -> str:
-        return f"server {self.endpoint.shown} ({self.served_model})"
+        return f"server {self.endpoint.shown} ({self._model_shown})"
 
     @property
     def closed(self) -> bool:
@@ -302,6 +359,16 @@ class RemoteEngine:
         except (ValueError, AttributeError, TypeError):
             return None
 
+    def _name(self, model: str) -> str:
+        """A model name as shown: the key blanked out, control characters escaped, cut short."""
+        return shown_text(self._redact(model), MAX_NAME)
+
+    def _names(self, listed: list[str]) -> str:
+        """The first MAX_LISTED of the server's model names, and how many more there are."""
+        shown = ", ".join(self._name(m) for m in listed[:MAX_LISTED])
+        more = len(listed) - MAX_LISTED
+        return shown + (f", … and {more:,} more" if more > 0 else "")
+
     def _choose_model(self, name: str | None) -> str:
         listed = self.server_models()
         wanted = self.endpoint.served_model
@@ -324,56 +391,104 @@ class RemoteEngine:
             if len(listed) == 1:
                 return listed[0]
             raise UserError(
-                f"the model server at {self.endpoint.shown} serves {len(listed)} models and none is named "
-                f"like {self.path.name}: {', '.join(listed)}",
+                f"the model server at {self.endpoint.shown} serves {len(listed):,} models and none is named "
+                f"like {self.path.name}: {self._names(listed)}",
                 "choose one with --served-model NAME",
             )
         return name or self.path.stem
 
     def _unknown_model(self, wanted: str, listed: list[str] | None) -> UserError:
-        served = ", ".join(listed) if listed else "(it lists none)"
+        served = self._names(listed) if listed else "(it lists none)"
         return UserError(
-            f"the model server at {self.endpoint.shown} has no model {wanted!r}; it serves: {served}",
+            f"the model server at {self.endpoint.shown} has no model {self._name(wanted)!r}; it serves: {served}",
             "pass one of them with --served-model (or --merge-served-model for the merge model)",
         )
 
     # ---- HTTP -----------------------------------------------------------------------------
-    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> _Response:
         """One request, retried on 429/503 with a bounded backoff; transport failures become one
-        UserError naming the URL. Returns the httpx.Response of any other status."""
-        import httpx
-
-        shown = self.endpoint.shown
+        UserError naming the URL. Returns the whole response of any other status."""
         for attempt in range(len(RETRY_DELAYS) + 1):
-            try:
-                response = self._client.request(method, path, json=body)
-            except httpx.TimeoutException:
-                raise UserError(
-                    f"the model server at {shown} did not answer within {self.endpoint.timeout:g}s",
-                    "raise --endpoint-timeout, or lower -n or --max-tokens",
-                ) from None
-            except httpx.TransportError as exc:
-                raise UserError(
-                    f"cannot reach the model server at {shown}: {self._redact(str(exc)) or type(exc).__name__}",
-                    "start the server, or check --endpoint (its OpenAI base URL, e.g. http://host:8000/v1)",
-                ) from None
+            response = self._fetch(method, path, body)
             if response.status_code not in RETRY_STATUSES or attempt == len(RETRY_DELAYS):
                 return response
             time.sleep(self._retry_delay(response, attempt))
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _retry_delay(response: Any, attempt: int) -> float:
-        raw = response.headers.get("retry-after", "")
+    def _fetch(self, method: str, path: str, body: dict[str, Any] | None) -> _Response:
+        """One request and its whole response within `endpoint.timeout` seconds, at most MAX_BODY
+        bytes. httpx's timeouts are per read, so a server that drips a byte at a time would never
+        time out: the response is read in a daemon thread and the caller waits for it at most
+        the timeout. A reader left behind stops at its next byte (or its read timeout)."""
+        import httpx
+
+        box: dict[str, Any] = {}
+        done, stop = threading.Event(), threading.Event()
+
+        def read() -> None:
+            try:
+                with self._client.stream(method, path, json=body) as response:
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > MAX_BODY:
+                        raise _TooLarge
+                    chunks, size = [], 0
+                    for chunk in response.iter_bytes():
+                        if stop.is_set():
+                            return
+                        size += len(chunk)
+                        if size > MAX_BODY:
+                            raise _TooLarge
+                        chunks.append(chunk)
+                    box["response"] = _Response(response.status_code, response.headers, b"".join(chunks))
+            except BaseException as exc:  # handed to the caller, who is waiting
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=read, name="slmsql-remote-read", daemon=True).start()
         try:
-            return min(max(float(raw), 0.0), MAX_RETRY_AFTER)
+            finished = done.wait(self.endpoint.timeout)
+        finally:
+            stop.set()  # also on Ctrl-C: the reader drops the response at its next chunk
+        shown = self.endpoint.shown
+        error = box.get("error")
+        if not finished or isinstance(error, httpx.TimeoutException):
+            raise UserError(
+                f"the model server at {shown} did not answer within {self.endpoint.timeout:g}s",
+                "raise --endpoint-timeout, or lower -n or --max-tokens",
+            )
+        if isinstance(error, _TooLarge):
+            raise UserError(
+                f"the model server at {shown} sent a response over {MAX_BODY // 2**20} MiB; it was not read",
+                "check --endpoint: a completion or a model list is far smaller",
+            )
+        if isinstance(error, httpx.TransportError):
+            raise UserError(
+                f"cannot reach the model server at {shown}: {shown_text(self._redact(str(error))) or type(error).__name__}",
+                "start the server, or check --endpoint (its OpenAI base URL, e.g. http://host:8000/v1)",
+            )
+        if error is not None:
+            raise error
+        response: _Response = box["response"]
+        return response
+
+    @staticmethod
+    def _retry_delay(response: _Response, attempt: int) -> float:
+        """Retry-After in seconds (0 to MAX_RETRY_AFTER); a value that is not a finite number
+        (an HTTP date, `nan`, `inf`) is ignored for the doubling delay."""
+        try:
+            seconds = float(response.headers.get("retry-after", ""))
         except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
             return RETRY_DELAYS[attempt]
+        return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """`text` with the API key blanked out, in any case and across line breaks."""
+        return self._key_pattern.sub("***", text) if self._key_pattern else text
 
-    def _server_message(self, response: Any) -> str:
+    def _server_message(self, response: _Response) -> str:
         try:
             doc = response.json()
             error = doc.get("error", doc.get("detail", doc)) if isinstance(doc, dict) else doc
@@ -381,10 +496,9 @@ class RemoteEngine:
             text = message if isinstance(message, str) else json.dumps(message)
         except ValueError:
             text = response.text
-        text = " ".join(self._redact(text).split())
-        return text[:300] + ("…" if len(text) > 300 else "")
+        return shown_text(self._redact(text))
 
-    def _refuse_if_unauthorized(self, response: Any) -> None:
+    def _refuse_if_unauthorized(self, response: _Response) -> None:
         if response.status_code in (401, 403):
             env = self.endpoint.api_key_env
             raise UserError(
@@ -419,7 +533,7 @@ class RemoteEngine:
             "check the server's log; a prompt longer than its context needs a larger server context",
         )
 
-    def _parse(self, response: Any) -> _Reply:
+    def _parse(self, response: _Response) -> _Reply:
         try:
             doc = response.json()
         except ValueError:
@@ -489,7 +603,7 @@ class RemoteEngine:
             sent = list(prompt)  # a server that takes token arrays (vLLM does)
         if not local_tokens:
             raise UserError("empty prompt")
-        stats = RemoteStats(endpoint=self.endpoint.shown, served_model=self.served_model)
+        stats = RemoteStats(endpoint=self.endpoint.shown, served_model=self._model_shown)
         tick = on_token or (lambda _i: None)
         n = params.n
         replies: dict[int, _Reply] = {}  # first candidate index -> its response
@@ -563,6 +677,7 @@ class RemoteEngine:
         text = choice.get("text")
         if not isinstance(text, str):
             return Completion(text="", tokens=tokens or 0, finish_reason="error")
+        text = self._redact(text)  # a server that echoes the key into a completion
         reason = choice.get("finish_reason")
         counted = len(self.tokenize(text)) if text else 0
         if reason != "stop":

@@ -212,13 +212,18 @@ def test_a_wrong_model_name_key_or_merge_model_is_one_line(
 
 
 class StandIn:
-    """A small OpenAI-shaped server: GET /v1/models lists one model; each POST /v1/completions
-    takes the next scripted reply: ("status", code), ("hang", seconds), ("garbage",) or ("ok", text)."""
+    """A small OpenAI-shaped server: GET /v1/models lists `models`; each POST /v1/completions
+    takes the next scripted reply: ("status", code), ("hang", seconds), ("garbage",), ("ok", text),
+    and the hostile ones: ("error", code, message, headers) a JSON error, ("drip", raw, seconds[,
+    at_once]) the raw HTTP response a byte every `seconds` (after its first `at_once` bytes), ("declared", n) headers announcing n bytes and no body,
+    ("endless",) a body without a length that never ends (until the client hangs up)."""
 
-    def __init__(self, script: list[tuple[Any, ...]]) -> None:
+    def __init__(self, script: list[tuple[Any, ...]], models: list[str] | None = None) -> None:
         self.script = list(script)
+        self.models = models or ["stand-in"]
         self.posts = 0
         self.headers: list[str] = []
+        self.sent = 0  # bytes of the last "endless" body written
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -237,7 +242,7 @@ class StandIn:
                     pass
 
             def do_GET(self) -> None:
-                self._send(200, json.dumps({"data": [{"id": "stand-in"}]}).encode())
+                self._send(200, json.dumps({"data": [{"id": m} for m in stand_in.models]}).encode())
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -251,6 +256,32 @@ class StandIn:
                     self._send(200, b"{}")
                 elif step[0] == "garbage":
                     self._send(200, b"<html>not json{", {"Content-Type": "application/json"})
+                elif step[0] == "error":
+                    self._send(step[1], json.dumps({"error": {"message": step[2]}}).encode(), step[3])
+                elif step[0] == "drip":
+                    raw, seconds, at_once = step[1], step[2], step[3] if len(step) > 3 else 0
+                    try:
+                        self.wfile.write(raw[:at_once])
+                        for byte in raw[at_once:]:
+                            self.wfile.write(bytes([byte]))
+                            time.sleep(seconds)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                elif step[0] == "declared":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(step[1]))
+                    self.end_headers()
+                    time.sleep(3)
+                elif step[0] == "endless":
+                    self.send_response(200)
+                    self.end_headers()  # HTTP/1.0, no length: the body runs until the connection closes
+                    chunk = b" " * 2**20
+                    try:
+                        while stand_in.sent < 2**31:
+                            self.wfile.write(chunk)
+                            stand_in.sent += len(chunk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
                 else:
                     choice = {"index": 0, "text": step[1], "finish_reason": "stop"}
                     body = {"choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": 3}}
@@ -270,8 +301,8 @@ class StandIn:
 def stand_in() -> Iterator[Any]:
     servers: list[StandIn] = []
 
-    def start(script: list[tuple[Any, ...]]) -> StandIn:
-        servers.append(StandIn(script))
+    def start(script: list[tuple[Any, ...]], models: list[str] | None = None) -> StandIn:
+        servers.append(StandIn(script, models))
         return servers[-1]
 
     yield start
@@ -348,13 +379,189 @@ def test_garbage_is_a_candidate_without_sql(
     assert "sent a response without usable text" in proc.stderr and "Traceback" not in proc.stderr
 
 
+# ---- a hostile server (issue 31) --------------------------------------------------------------
+
+ANSWER = json.dumps(
+    {"choices": [{"index": 0, "text": "<answer>SELECT 1", "finish_reason": "stop"}], "usage": {}}
+).encode()
+
+
+def _http(body: bytes) -> bytes:
+    return b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+def _engine(
+    gemma_vocab: Path, url: str, monkeypatch: pytest.MonkeyPatch, timeout: float = 30
+) -> RemoteEngine:
+    monkeypatch.setenv("SLMSQL_API_KEY", KEY)
+    return RemoteEngine(gemma_vocab, Endpoint.parse(url, timeout=timeout))
+
+
+def _refusal(engine: RemoteEngine, **params: Any) -> str:
+    """The one-line error (message and hint) that sampling ends in."""
+    with pytest.raises(UserError) as caught:
+        engine.sample("SELECT", SamplingParams(n=1, max_tokens=8, **params))
+    return f"{caught.value.message}\n{caught.value.hint}"
+
+
+def test_a_dripping_server_ends_at_the_deadline(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
+) -> None:
+    """--endpoint-timeout is one deadline for the whole response: a byte every 0.4 s, in the
+    headers or in the body, never resets it (it waited past 90 s for a 5 s timeout before)."""
+    server = stand_in([("drip", _http(ANSWER), 0.4)])  # from the status line on
+    start = time.monotonic()
+    proc = _ask(slmsql, gemma_vocab, pets_db, server.url, "--endpoint-timeout", "2")
+    _one_error(proc, f"the model server at {server.url} did not answer within 2s")
+    assert time.monotonic() - start < 30  # the CLI's start, the vocabulary and 2 s (the drip: 40 s+)
+
+
+def test_the_deadline_holds_for_a_body_dripped_after_quick_headers(
+    gemma_vocab: Path, stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _http(ANSWER)
+    split = whole.index(b"\r\n\r\n") + 4
+    server = stand_in([("drip", whole, 0.3, split), ("ok", "<answer>SELECT 2")])
+    with _engine(gemma_vocab, server.url, monkeypatch, timeout=1.5) as engine:
+        start = time.monotonic()
+        assert "did not answer within 1.5s" in _refusal(engine)
+        assert time.monotonic() - start < 4
+        # the engine goes on working: the next request gets its answer
+        got, _ = engine.sample("SELECT", SamplingParams(n=1, max_tokens=8))
+        assert got[0].text.startswith("<answer>SELECT 2")
+
+
+def test_a_huge_response_is_refused_unread(
+    gemma_vocab: Path, stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_BODY bytes are read: a declared 1.2 GB body is refused from its headers, an
+    endless one after MAX_BODY (a 1.2 GB body was read whole before)."""
+    from slmsql_cli.remote_engine import MAX_BODY
+
+    server = stand_in([("declared", 1_200_000_000), ("endless",)])
+    expected = (
+        f"the model server at {server.url} sent a response over {MAX_BODY // 2**20} MiB; it was not read"
+    )
+    with _engine(gemma_vocab, server.url, monkeypatch) as engine:
+        start = time.monotonic()
+        assert _refusal(engine).startswith(expected)
+        assert time.monotonic() - start < 2  # not the 3 s the server holds the connection
+        assert _refusal(engine).startswith(expected)
+    assert server.sent < 2**31  # the client hung up
+
+
+def _shows_key(text: str) -> bool:
+    """Whether `text` holds KEY in any case, split by white space or written-out line breaks."""
+    flat = re.sub(r"\s|\\[nrt]", "", text).lower()
+    return KEY.lower() in flat
+
+
+def test_the_key_is_blanked_out_however_the_server_echoes_it(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    half = len(KEY) // 2
+    echoes = [KEY, KEY.lower(), KEY.upper(), KEY[:half] + "\n" + KEY[half:], KEY[:half] + "\\n " + KEY[half:]]
+    server = stand_in(
+        [("error", 400, f"bad key {echo} given", {}) for echo in echoes]
+        + [("ok", f"<answer>SELECT '{KEY.lower()}'")],
+        models=["stand-in"],
+    )
+    with _engine(gemma_vocab, server.url, monkeypatch) as engine:
+        for echo in echoes:
+            shown = _refusal(engine)
+            assert "bad key *** given" in shown and not _shows_key(shown), (echo, shown)
+        got, _ = engine.sample("SELECT", SamplingParams(n=1, max_tokens=8))
+        assert got[0].text.startswith("<answer>SELECT '***'") and not _shows_key(got[0].text)
+    # through the CLI: the error line, and a completion that echoes the key in --json
+    server = stand_in(
+        [("error", 500, KEY[:half] + "\r\n" + KEY[half:].upper(), {}), ("ok", f"<answer>SELECT '{KEY}'")]
+    )
+    for args in ([], ["--json"]):
+        proc = _ask(slmsql, gemma_vocab, pets_db, server.url, *args, env={"SLMSQL_API_KEY": KEY})
+        assert not _shows_key(proc.stdout + proc.stderr), proc.stdout + proc.stderr
+        assert "***" in proc.stdout + proc.stderr
+
+
+def test_a_user_and_password_in_the_url_are_refused(slmsql: Slmsql, gemma_vocab: Path, pets_db: Path) -> None:
+    for url in ("http://user:s3cret-pw@127.0.0.1:9/v1", "https://s3cret-pw@host/v1"):
+        with pytest.raises(UserError) as caught:
+            Endpoint.parse(url)
+        assert "must not hold a user name or password" in caught.value.message
+        assert "SLMSQL_API_KEY" in (caught.value.hint or "")
+        assert "s3cret" not in caught.value.message + (caught.value.hint or "")
+    with pytest.raises(UserError, match="SLMSQL_MERGE_API_KEY"):
+        endpoints("http://h/v1", None, "http://u:s3cret-pw@m/v1", None, None)
+    proc = _ask(slmsql, gemma_vocab, pets_db, "http://user:s3cret-pw@127.0.0.1:9/v1")
+    _one_error(proc, "--endpoint must not hold a user name or password: http://127.0.0.1:9/v1")
+    assert "s3cret" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["nan", "NaN", "inf", "-inf", "1e999", "Wed, 21 Oct 2015 07:28:00 GMT"]
+)
+def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(
+    gemma_vocab: Path, stand_in, monkeypatch: pytest.MonkeyPatch, retry_after: str
+) -> None:
+    server = stand_in([("error", 503, "busy", {"Retry-After": retry_after}), ("ok", "<answer>SELECT 1")])
+    with _engine(gemma_vocab, server.url, monkeypatch) as engine:
+        start = time.monotonic()
+        got, _ = engine.sample("SELECT", SamplingParams(n=1, max_tokens=8))
+    assert got[0].text.startswith("<answer>SELECT 1") and server.posts == 2
+    assert time.monotonic() - start < 5  # the first doubling delay (0.5 s), never 30 s or forever
+
+
+def test_server_text_is_escaped_and_cut_short(
+    slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slmsql_cli.remote_engine import MAX_MESSAGE
+
+    ansi = "\x1b[2J\x1b]0;pwned\x07\x9b31m\u202eevil"
+    server = stand_in([("error", 400, ansi + " " + "x" * 1_000_000, {})] * 2)
+    with _engine(gemma_vocab, server.url, monkeypatch) as engine:
+        shown = _refusal(engine)
+    message = shown.splitlines()[0]
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown and "\x9b" not in shown
+    assert "\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202eevil" in message
+    assert len(message) < MAX_MESSAGE + 200 and message.endswith("…")
+    proc = _ask(slmsql, gemma_vocab, pets_db, server.url)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert errors[0].startswith(
+        f"error: the model server at {server.url} refused the request (HTTP 400): \\x1b[2J"
+    )
+    assert "\x1b" not in proc.stderr and len(proc.stderr) < 2_000
+
+
+def test_a_huge_model_list_is_named_in_one_short_line(
+    gemma_vocab: Path, stand_in, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200,000 models (a 1.7 MB error line before): the first ten and how many more."""
+    from slmsql_cli.remote_engine import MAX_LISTED
+
+    models = [f"model-{i:06d}" for i in range(200_000)] + [f"\x1b[31m{KEY}"]
+    server = stand_in([], models=models)
+    monkeypatch.setenv("SLMSQL_API_KEY", KEY)
+    for served in ("nope", None):
+        with pytest.raises(UserError) as caught:
+            RemoteEngine(gemma_vocab, Endpoint.parse(server.url, served))
+        message = caught.value.message
+        assert len(message) < 1_000, message
+        assert ", ".join(models[:MAX_LISTED]) + ", … and 199,991 more" in message
+    with pytest.raises(UserError) as caught:  # a name that holds the key and ESC, shown safely
+        RemoteEngine(gemma_vocab, Endpoint.parse(stand_in([], models=[f"\x1b[31m{KEY}", "b"]).url, "c"))
+    assert "\\x1b[31m***, b" in caught.value.message and not _shows_key(caught.value.message)
+
+
 # ---- option plumbing --------------------------------------------------------------------------
 
 
 def test_endpoints_normalize_and_never_keep_credentials() -> None:
-    main, merge = endpoints("http://user:pw@host:8000", None, None, "merger", 30)
+    main, merge = endpoints("http://host:8000", None, None, "merger", 30)
     assert main is not None and merge is not None
-    assert main.url == "http://user:pw@host:8000/v1" and main.shown == "http://host:8000/v1"
+    assert main.url == "http://host:8000/v1" and main.shown == "http://host:8000/v1"
     assert (merge.url, merge.served_model, merge.api_key_env) == (main.url, "merger", "SLMSQL_API_KEY")
     assert endpoints(None, None, None, None, None) == (None, None)
     main, merge = endpoints("http://a/v1", "gen", "https://b:9/v1/", None, None)
