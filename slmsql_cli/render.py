@@ -20,6 +20,7 @@ from slmsql_cli.chart import chart_spec, terminal_bars
 from slmsql_cli.confidence import assess
 from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
+from slmsql_cli.safe_text import visible
 from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.vote import candidate_dicts
 
@@ -142,9 +143,10 @@ def rows_table(
     values wrap inside their cells; rows past `max_rows` are counted in the caption, with
     `more_hint` (how to see them) after the count."""
     cells = [
-        [Text("NULL" if v is None else str(_jsonable(v))) for v in row] for row in result.rows[:max_rows]
+        [Text("NULL" if v is None else visible(str(_jsonable(v)), lines=True)) for v in row]
+        for row in result.rows[:max_rows]
     ]
-    headers = [str(col) for col in result.columns]
+    headers = [visible(str(col)) for col in result.columns]  # the data's own text: no ESC acted on
     widest = [max((c.cell_len for c in column), default=0) for column in zip(*cells)] or [0] * len(headers)
     needed = sum(max(len(h), min(w, _MIN_CELL)) + 3 for h, w in zip(headers, widest)) + 1
     if width is not None and len(headers) > 1 and needed > width:
@@ -223,7 +225,7 @@ def print_sql(console: Console, sql: str) -> None:
     """SQL, always whole: on a terminal highlighted and wrapped at word boundaries; in a pipe or a
     file plain, as written, never wrapped or cut (`ask ... > answer.txt` holds the query that ran).
     (`out` soft-wraps, and rich crops a Syntax it soft-wraps at the console's width: 80 in a pipe.)"""
-    sql = sql.strip()
+    sql = visible(sql.strip(), lines=True)  # an imported or generated query's ESC stays text
     if console.is_terminal:
         syntax = Syntax(sql, "sql", word_wrap=True, theme="ansi_dark", background_color="default")
         console.print(syntax, soft_wrap=False)

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from slmsql_cli.errors import UserError
+from slmsql_cli.safe_text import visible
 
 if TYPE_CHECKING:
     from slmsql_cli.pipeline import AskConfig, Pipeline
@@ -52,10 +53,12 @@ err = _Diagnostics(stderr=True)  # progress, errors, summaries: stderr
 
 def fail(message: str, hint: str | None = None, exit_code: int = EXIT_USER_ERROR) -> typer.Exit:
     """Print one error line (and a hint) to stderr and return the Exit to raise."""
-    # Messages quote user input and pip extras (`slmsql[train]`): brackets in them are text, not markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # Messages quote user input and pip extras (`slmsql[train]`): brackets in them are text, not
+    # markup; and file names, questions and a model server's words, whose control and bidi
+    # characters are shown escaped (safe_text), so each stays one line that does what it says.
+    err.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False)
     if hint:
-        err.print(f"[dim]hint: {escape(hint)}[/]", highlight=False)
+        err.print(f"[dim]hint: {escape(visible(hint))}[/]", highlight=False)
     return typer.Exit(exit_code)
 
 

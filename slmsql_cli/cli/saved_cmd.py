@@ -15,6 +15,7 @@ from rich.text import Text
 from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
+from slmsql_cli.safe_text import visible
 
 if TYPE_CHECKING:
     from slmsql_cli.database import Database
@@ -55,7 +56,7 @@ def list_saved(
     for column in ("#", "database", "question"):
         table.add_column(column, overflow="fold", justify="right" if column == "#" else "left")
     for entry in found:
-        table.add_row(str(entry.id), Text(entry.database), Text(entry.question))
+        table.add_row(str(entry.id), Text(visible(entry.database)), Text(visible(entry.question)))
     out.print(table, soft_wrap=False)
 
 
@@ -76,7 +77,7 @@ def show_saved(
     doc = entry.as_dict()
     for key in ("id", "database", "question", "evidence", "created"):
         if doc[key] != "":
-            out.print(f"[bold]{key}:[/] {escape(str(doc[key]))}", highlight=False)
+            out.print(f"[bold]{key}:[/] {escape(visible(str(doc[key])))}", highlight=False)
     print_sql(out, entry.sql)
 
 
@@ -89,7 +90,7 @@ def remove_saved(
     from slmsql_cli import saved
 
     entry = saved.remove(entry_id)
-    err.print(f"removed saved answer #{entry.id}: {escape(entry.question)}", highlight=False)
+    err.print(f"removed saved answer #{entry.id}: {escape(visible(entry.question))}", highlight=False)
 
 
 @saved_app.command("export")
@@ -135,7 +136,10 @@ def import_saved(
         ) from None
     report = saved.import_lines(database, text.splitlines())
     for line in report.skipped:
-        err.print(f"[yellow]skipped {escape(line)}[/]", highlight=False)
-    err.print(f"imported {len(report.imported)} saved answer(s) for {escape(database.name)}", highlight=False)
+        err.print(f"[yellow]skipped {escape(visible(line))}[/]", highlight=False)
+    err.print(
+        f"imported {len(report.imported)} saved answer(s) for {escape(visible(database.name))}",
+        highlight=False,
+    )
     if report.skipped:
         raise typer.Exit(1)
