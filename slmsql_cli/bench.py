@@ -8,10 +8,9 @@ so that runs are comparable and the user can pick the largest N their patience a
 from __future__ import annotations
 
 import platform
-import resource
-import sys
 from dataclasses import asdict, dataclass
 
+from slmsql_cli import process_memory
 from slmsql_cli.engine import Engine
 from slmsql_cli.engine_protocol import SamplingParams
 
@@ -29,20 +28,10 @@ class BenchRow:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB.
-
-    Linux's VmHWM first: ru_maxrss survives exec(), so a process started by a big parent would
-    report the parent's peak. ru_maxrss is KiB on Linux and bytes on macOS.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    """Peak resident memory of the processes doing this command's work so far, in MiB: the
+    launcher, this process (which holds the model) and any query workers, each one's peak summed
+    (`process_memory.tree_peak`), as a user's `slmsql bench` costs the machine."""
+    return process_memory.tree_peak(process_memory.work_root()) / process_memory.MIB
 
 
 def run_bench(
