@@ -24,6 +24,7 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
 from conftest import REPO, Slmsql
 
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
@@ -54,12 +55,22 @@ engines.register("scripted", lambda spec, config, export=None: Slow([SAID] * 64,
 """
 
 
-class Terminal:
-    """`slmsql chat` (with the slow scripted engine) as a session leader on a new pty, as a shell
-    starts it; `expect` reads what the terminal shows (colour codes taken out) up to a marker."""
+SCRIPTED = ("-m", "scripted", "-n", "1", "--no-merge")
 
-    def __init__(self, slmsql: Slmsql, cache: Path) -> None:
-        argv = slmsql.argv("chat", "--db", DEMO, "-m", "scripted", "-n", "1", "--no-merge", code=SLOW_ENGINE)
+
+class Terminal:
+    """`slmsql chat --db DEMO ARGS` (by default with the slow scripted engine; `code=None`: the
+    real command line, through the launcher) as a session leader on a new pty, as a shell starts
+    it; `expect` reads what the terminal shows (colour codes taken out) up to a marker."""
+
+    def __init__(
+        self,
+        slmsql: Slmsql,
+        cache: Path,
+        args: tuple[str | Path, ...] = SCRIPTED,
+        code: str | None = SLOW_ENGINE,
+    ) -> None:
+        argv = slmsql.argv("chat", "--db", DEMO, *args, code=code)
         env = slmsql.environ({"TERM": "xterm", "COLUMNS": None, "LINES": None}, cache=cache)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child
@@ -76,15 +87,19 @@ class Terminal:
 
     def expect(self, marker: str, timeout: float = 60) -> float:
         """Wait until `marker` shows after the last one found; the seconds it took."""
+        return self.expect_match(re.escape(marker), timeout)[1]
+
+    def expect_match(self, pattern: str, timeout: float = 60) -> tuple[re.Match[str], float]:
+        """Wait until `pattern` matches after the last one found; the match and the seconds it took."""
         start = time.monotonic()
         while True:
-            found = self.shown.find(marker, self.seen)
-            if found >= 0:
-                self.seen = found + len(marker)
-                return time.monotonic() - start
+            found = re.compile(pattern).search(self.shown, self.seen)
+            if found:
+                self.seen = found.end()
+                return found, time.monotonic() - start
             left = start + timeout - time.monotonic()
             if left <= 0 or self.closed:
-                raise AssertionError(f"{marker!r} never showed; the terminal:\n{self.shown[self.seen :]}")
+                raise AssertionError(f"{pattern!r} never showed; the terminal:\n{self.shown[self.seen :]}")
             if select.select([self.fd], [], [], min(left, 0.5))[0]:
                 try:
                     chunk = os.read(self.fd, 65536)
@@ -101,7 +116,7 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while not self.closed and time.monotonic() < deadline:
             try:
-                self.expect("\x00never\x00", timeout=deadline - time.monotonic())
+                self.expect_match("\x00never\x00", timeout=deadline - time.monotonic())
             except AssertionError:
                 break
         while time.monotonic() < deadline:
@@ -160,8 +175,7 @@ def test_a_second_ctrl_c_before_the_first_is_done_ends_the_session(slmsql: Slmsq
     try:
         chat.expect("? ")
         chat.type("How many books are there, silently?\n")
-        chat.expect("sampling")
-        time.sleep(0.5)
+        chat.expect("sampling")  # a query worker starts now: the terminal's Ctrl-C is not for it
         chat.type("\x03")  # marks the question: the engine reaches no safe point to stop at
         time.sleep(1.0)
         assert chat.running() and "cancelled" not in chat.shown  # waiting for a safe point
@@ -172,3 +186,34 @@ def test_a_second_ctrl_c_before_the_first_is_done_ends_the_session(slmsql: Slmsq
     assert code == 130, chat.shown
     assert "interrupted" in chat.shown and "cancelled" not in chat.shown, chat.shown
     assert "Traceback" not in chat.shown, chat.shown
+
+
+@pytest.mark.slow
+def test_gemma_chat_cancels_a_question_and_the_next_one_reuses_the_prompt(
+    slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path
+) -> None:
+    """The real engine, through the launcher: Ctrl-C while Gemma reads the prompt or samples stops
+    it at the next chunk or token; the next question is answered by the same loaded model, which
+    finds the part of the prompt read before the Ctrl-C still in its KV cache."""
+    args = ("-m", gemma_gguf, "-n", "2", "--max-tokens", "24", "--no-merge", "--no-values")
+    chat = Terminal(slmsql, tmp_path / "cache", args, code=None)
+    try:
+        chat.expect("Ctrl-D to leave", timeout=180)
+        chat.expect("? ")
+        chat.type("How many books are there?\n")
+        chat.expect_match(r"reading the prompt: [1-9]|of at most", timeout=300)  # some of it read
+        chat.type("\x03")
+        assert chat.expect("cancelled", timeout=120) < 60, chat.shown
+        chat.expect("? ")
+        chat.type("How many books are there?\n")
+        stats, _ = chat.expect_match(r"prompt (\d+) tokens, (\d+) evaluated \((\d+) reused", timeout=600)
+        total, evaluated, reused = map(int, stats.groups())
+        assert reused > 0 and evaluated + reused == total, stats.group(0)
+        chat.expect("? ")
+        time.sleep(0.5)
+        chat.type("\x03")
+        code = chat.exit_code()
+    finally:
+        chat.close()
+    assert code == 130, chat.shown
+    assert "Traceback" not in chat.shown and "crashed" not in chat.shown, chat.shown

@@ -198,20 +198,20 @@ class _Session:
             print_candidates(err, answer, has_json=False)
         if answer.failure is not None:
             fail(answer.failure, no_answer_hint(verbose=self.verbose, has_json=False))
-            return False
-        print_answer(out, answer)
-        err.print(summary_line(answer))
-        if answer.saved_id is not None:  # no model ran: no timings to show
-            return True
-        if self.save:
-            err.print(escape(saved_answers.keep(self.database, question, "", answer)), highlight=False)
+        else:
+            print_answer(out, answer)
+            err.print(summary_line(answer))
+            if answer.saved_id is not None:  # no model ran: no timings to show
+                return True
+            if self.save:
+                err.print(escape(saved_answers.keep(self.database, question, "", answer)), highlight=False)
         g = answer.generation.stats
         err.print(
             f"[dim]prompt {g.prompt_tokens} tokens, {g.prompt_tokens_evaluated} evaluated "
             f"({g.prompt_tokens - g.prompt_tokens_evaluated} reused from the cache) in {g.prompt_seconds:.2f}s · "
             f"{g.generated_tokens} tokens generated in {g.wall_seconds - g.prompt_seconds:.1f}s[/]"
         )
-        return True
+        return answer.failure is None
 
     def _lookup(self, question: str, interrupts: Interrupts | None) -> Lookup:
         """The saved-answer store's word on the question: a saved SQL runs in a query worker, so

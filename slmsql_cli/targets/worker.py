@@ -21,9 +21,11 @@ Workers stay alive between calls (a small pool of idle ones), so thousands of qu
 process start, not one each. Each worker has an address-space cap (`RLIMIT_AS`, Linux; on macOS
 `RLIMIT_AS` is accepted but not enforced, so the cap is a documented no-op there): an allocation
 beyond it fails inside the worker and comes back as `WorkerOutOfMemory`, or, when the allocation
-kills the interpreter, as `WorkerDied`; the parent never shares the damage. A worker ignores
-SIGINT (the terminal sends Ctrl-C to the whole process group; the parent decides) and exits when
-its parent dies or closes the pipe. A closed worker exits normally, so its exit handlers remove
+kills the interpreter, as `WorkerDied`; the parent never shares the damage. A worker runs in a
+process group of its own, so the terminal's Ctrl-C (sent to the foreground group) never reaches
+it, not even while its interpreter starts (a KeyboardInterrupt traceback then, before `_serve`
+could ignore SIGINT); it ignores SIGINT too (the parent decides) and exits when its parent dies or
+closes the pipe. A closed worker exits normally, so its exit handlers remove
 its private database copies (`sqlite_open`); a killed one leaves them to the next copy's sweep.
 """
 
@@ -78,12 +80,18 @@ class PoolBusy(Exception):
     """Every worker the pool may run at once (`max_busy`) stayed busy for `busy_wait` seconds."""
 
 
+class PoolStopped(PoolBusy):
+    """The pool was stopped (`WorkerPool.cancel_all`: the server is shutting down): no call runs."""
+
+
 class _Worker:
     """One child process and its two pipe ends."""
 
     def __init__(self, memory_cap: int, preload: tuple[str, ...]) -> None:
         cmd = [sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(memory_cap), *preload]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, process_group=0
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
@@ -200,37 +208,76 @@ class WorkerPool:
         self.busy_wait = DEFAULT_BUSY_WAIT
         self._slots: threading.BoundedSemaphore | None = None
         self.busy = 0  # calls running now (tests and diagnostics)
+        self._stopped = False  # cancel_all: every call refused until `limit` is set again
+        self._stoppers: dict[int, Callable[[], None]] = {}  # how to stop each running call
 
     def limit(self, max_busy: int | None, busy_wait: float = 0.0) -> None:
         """Run at most `max_busy` calls at once across all threads (`serve --max-queries`); a call
         over the cap waits up to `busy_wait` seconds for one to finish, then PoolBusy. Set it
-        before the calls start (the count of running calls starts again from the new cap)."""
+        before the calls start (the count of running calls starts again from the new cap, and a
+        pool that `cancel_all` stopped takes calls again)."""
         self.max_busy, self.busy_wait = max_busy, busy_wait or DEFAULT_BUSY_WAIT
         self._slots = threading.BoundedSemaphore(max_busy) if max_busy else None
+        self._stopped = False
+
+    def cancel_all(self) -> None:
+        """Stop every running call now and refuse new ones (PoolStopped) until `limit` is set
+        again: `serve` on SIGTERM. A worker's call is stopped by killing the worker (its caller
+        gets WorkerDied; no replacement starts); a query held outside the workers by its
+        engine's interrupt (`held(interrupt=...)`)."""
+        with self._lock:
+            self._stopped = True
+            stoppers = list(self._stoppers.values())
+        for stop in stoppers:
+            with contextlib.suppress(Exception):
+                stop()
+
+    def _track(self, key: int, stop: Callable[[], None]) -> None:
+        """Remember how to stop a running call; stop it now when the pool is stopped already."""
+        with self._lock:
+            if not self._stopped:
+                self._stoppers[key] = stop
+                return
+        with contextlib.suppress(Exception):
+            stop()
+
+    def _untrack(self, key: int) -> None:
+        with self._lock:
+            self._stoppers.pop(key, None)
 
     def _take_slot(self, wait: bool) -> tuple[bool, threading.BoundedSemaphore | None]:
         """(taken, the semaphore to give the slot back to: None without a cap). Not taken when
         none is free and not `wait`; with `wait`, PoolBusy after `busy_wait` seconds."""
+        if self._stopped:
+            raise PoolStopped("the query workers are stopping: the server is shutting down")
         slots = self._slots
         if slots is None:
             return True, None
         if slots.acquire(timeout=self.busy_wait if wait else 0):
+            if self._stopped:  # stopped while it waited: the freed slot is no leave to run
+                slots.release()
+                raise PoolStopped("the query workers are stopping: the server is shutting down")
             return True, slots
         if not wait:
             return False, None
         raise PoolBusy(f"all {self.max_busy} query workers stayed busy for {self.busy_wait:g} s")
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, interrupt: Callable[[], None] | None = None) -> Iterator[None]:
         """One of the `max_busy` slots, held by a query that runs outside the workers (a DuckDB or
         PostgreSQL query on its connection), so that every engine's queries count against
-        `serve --max-queries`: over the cap it waits as `submit` does, then PoolBusy."""
+        `serve --max-queries`: over the cap it waits as `submit` does, then PoolBusy.
+        `interrupt` stops the query from another thread (`cancel_all`)."""
         _, slot = self._take_slot(wait=True)
         with self._lock:
             self.busy += 1
+        key = object()
+        if interrupt is not None:
+            self._track(id(key), interrupt)
         try:
             yield
         finally:
+            self._untrack(id(key))
             self._done(slot)
 
     def call(self, func: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
@@ -272,7 +319,10 @@ class WorkerPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self.busy += 1
-        return Pending(self, worker, deadline, slot)
+        pending = Pending(self, worker, deadline, slot)
+        # only the process is killed: its caller, reading the pipe, gets WorkerDied
+        self._track(id(pending), worker.proc.kill)
+        return pending
 
     def _done(self, slot: threading.BoundedSemaphore | None) -> None:
         with self._lock:
@@ -305,7 +355,8 @@ class WorkerPool:
         """Kill a worker that is past its deadline, out of memory, dead or interrupted mid-call,
         and keep a fresh one starting in its place."""
         worker.kill()
-        self._release(self._new())
+        if not self._stopped:
+            self._release(self._new())
 
     def _new(self) -> _Worker:
         self.started += 1
@@ -370,6 +421,7 @@ class Pending:
     def _finish(self) -> None:
         if self._open:
             self._open = False
+            self._pool._untrack(id(self))
             self._pool._done(self._slot)
 
     def cancel(self) -> None:
