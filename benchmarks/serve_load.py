@@ -342,7 +342,7 @@ def markdown(f: dict) -> str:
     if split:
         rows.insert(-1, (
             "RSS at the end: launcher / command / query workers",
-            f"{split['launcher']} / {split['command']} / {split['workers']} MiB ({split['worker_processes']} worker processes)",
+            f"{split['launcher']} / {split['command']} / {split['workers']} MiB ({split['worker_processes']} worker process{'' if split['worker_processes'] == 1 else 'es'})",
         ))  # fmt: skip
     return "\n".join(["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
