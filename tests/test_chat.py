@@ -1,15 +1,22 @@
-"""`slmsql chat` keeps the model loaded and re-evaluates only the part of the prompt that changed."""
+"""`slmsql chat` keeps the model loaded and re-evaluates only the part of the prompt that changed;
+it answers an exact repeat of a saved question from the store, as `ask` does; Ctrl-C during a
+question stops the model only at a safe point (the real terminal: test_chat_pty.py)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from pathlib import Path
 
+import pytest
 from click.testing import Result
 from conftest import REPO, Slmsql
 from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
+from slmsql_cli.cli.chat_cmd import Interrupts
 
 DEMO = REPO / "slmsql_cli" / "data" / "bookshop.sqlite"
 
@@ -89,3 +96,42 @@ def test_chat_save_stops_before_the_model_loads_when_the_store_cannot_be_written
     assert result.exit_code == 2, result.stderr
     assert "cannot be written (Not a directory)" in result.stderr
     assert "loading" not in result.stderr and "Ctrl-D to leave" not in result.stderr
+
+
+# ---- Ctrl-C during a question (chat_cmd.Interrupts; at a real terminal: test_chat_pty.py) ---------
+
+
+def ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # handled in this (main) thread before the next line runs
+    time.sleep(0.01)
+
+
+def test_a_local_model_is_stopped_at_its_next_safe_point_a_query_at_once() -> None:
+    interrupts = Interrupts()
+    with pytest.raises(KeyboardInterrupt), interrupts.question():
+        interrupts.step("sampling 2 candidate(s)")
+        ctrl_c()  # the model is inside a step: the question is only marked
+        assert interrupts.pressed == 1
+        interrupts.check()  # on_token, on_prompt or progress: the safe point raises
+    assert not interrupts.ends_session
+    with pytest.raises(KeyboardInterrupt), interrupts.question():
+        interrupts.step("executing 2 of 2 candidate(s)")
+        ctrl_c()  # the query worker is built to be killed: at once
+        pytest.fail("the Ctrl-C did not stop the query")
+    assert interrupts.pressed == 1 and not interrupts.ends_session
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the prompt's Ctrl-C again
+
+
+def test_a_second_ctrl_c_ends_the_session_and_a_server_model_stops_at_once() -> None:
+    interrupts = Interrupts()
+    with pytest.raises(KeyboardInterrupt), interrupts.question():
+        interrupts.step("sampling 2 candidate(s)")
+        ctrl_c()
+        ctrl_c()  # before the model reached a safe point
+    assert interrupts.ends_session
+    remote = Interrupts(remote=True)  # every model on a server: a request is simply dropped
+    with pytest.raises(KeyboardInterrupt), remote.question():
+        remote.step("sampling 2 candidate(s)")
+        ctrl_c()
+        pytest.fail("the Ctrl-C did not stop the request")
+    assert not remote.ends_session

@@ -47,17 +47,19 @@ class Interrupts:
     after each token, `progress` at each step: `check`) raises KeyboardInterrupt there, the way
     `serve` cancels a request, so the KV cache stays consistent for the next question. Ctrl-C
     raises at once (`at_once`) only where nothing is left half-done: while SQL runs (the saved
-    answer's, the candidates'), in query workers made to be killed at any moment, and while the
-    answer is printed."""
+    answer's, the candidates'), in query workers made to be killed at any moment, while the answer
+    is printed, and throughout when every model is on a server (`remote`: a request in flight is
+    simply dropped, and a model server answers a whole completion at once, with no token between)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote: bool = False) -> None:
+        self.remote = remote
         self.pressed = 0
-        self.at_once = False
+        self.at_once = remote
 
     @contextmanager
     def question(self) -> Iterator[None]:
         """Ctrl-C handled as above for the length of one question."""
-        self.pressed, self.at_once = 0, False
+        self.pressed, self.at_once = 0, self.remote
         previous = signal.signal(signal.SIGINT, self._pressed)
         try:
             yield
@@ -81,7 +83,7 @@ class Interrupts:
     def step(self, message: str) -> None:
         """`Pipeline.ask`'s progress: a safe point, and which step runs now."""
         self.check()
-        self.at_once = message.startswith("executing")
+        self.at_once = self.remote or message.startswith("executing")
 
 
 @app.command("chat")
@@ -114,6 +116,7 @@ def chat(
     from slmsql_cli import saved as saved_answers
     from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import open_database
+    from slmsql_cli.remote_engine import RemoteEngine
 
     if save:  # a store that cannot be written: the error now, not after the first answer
         saved_answers.check_writable()
@@ -125,7 +128,8 @@ def chat(
         sys.stdin.reconfigure(errors="surrogateescape")
     interactive = sys.stdin.isatty()
     session = _Session(pipeline, database, config, verbose, save, fresh)
-    interrupts = Interrupts()
+    models = [e for e in (pipeline.engine, pipeline.merge_engine) if e is not None]
+    interrupts = Interrupts(remote=all(isinstance(e, RemoteEngine) for e in models))
     failed = 0
     with pipeline:
         err.print(
@@ -222,7 +226,7 @@ class _Session:
             interrupts.at_once = True
         found = saved_answers.lookup(self.database, question, timeout=self.config.timeout)
         if interrupts is not None:
-            interrupts.at_once = False
+            interrupts.at_once = interrupts.remote
         return found
 
     def _ask(self, question: str, interrupts: Interrupts | None) -> Answer:
