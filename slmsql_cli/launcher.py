@@ -1,9 +1,13 @@
-"""The `slmsql` entry point: the command runs in a child process, so that a native crash is reported.
+"""The `slmsql` entry point: a command that loads llama.cpp runs in a child process, so that a
+native crash is reported.
 
 A segfault or SIGILL inside llama.cpp kills the Python process outright: no exception, no
-`finally`, only the shell's "Segmentation fault". So `main` starts the real command
-(`slmsql_cli.cli.main`) as a child with the same arguments, standard streams and terminal, and
-waits. When the child dies from a signal, this process prints one `error:` line that names what
+`finally`, only the shell's "Segmentation fault". So for the commands that load llama.cpp (or
+run its quantizer, or torch for `train`: `needs_supervisor`, decided from the arguments alone,
+before anything heavy is imported) `main` starts the real command (`slmsql_cli.cli.main`) as a
+child with the same arguments, standard streams and terminal, and waits. The others (`--help`
+and `-h` anywhere, `--version`, `explain`, `saved`, `models`, `eval compare`, `prompt` without
+--model) run in this process: a second Python start would cost them a third of their time. When the child dies from a signal, this process prints one `error:` line that names what
 crashed and the CPU features in use, a `hint:` with the way around it, and exits with
 `NATIVE_CRASH_EXIT` (70, EX_SOFTWARE in sysexits.h); the details (Python's stack at the crash,
 from `faulthandler`) are kept in a report file that the hint names. Any other exit status is passed
@@ -16,18 +20,36 @@ Signals: Ctrl-C at a terminal reaches the child directly (same process group), s
 passes on only a SIGINT that a program sent to it alone (`kill -INT`, a test, a supervisor): it
 waits with SIGINT blocked (`sigtimedwait`) and reads who sent it (si_code: the terminal's is
 SI_KERNEL, a process's SI_USER). SIGTERM, SIGHUP and SIGQUIT sent to the parent are passed on.
-`SLMSQL_NO_SUPERVISOR=1` runs the command in this process instead.
+`SLMSQL_NO_SUPERVISOR=1` runs every command in this process.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 
 from slmsql_cli.crash_report import NATIVE_CRASH_EXIT, REPORT_ENV, SIGNALS, describe_crash
+
+# The commands that load llama.cpp (ask, chat, serve, eval, bench, doctor), run its quantizer
+# (export) or load torch and llama.cpp's tokenizer (train). `prompt` does with --model.
+NATIVE_COMMANDS = frozenset({"ask", "chat", "serve", "eval", "bench", "doctor", "export", "train"})
+HELP_FLAGS = frozenset({"-h", "--help"})
+
+
+def needs_supervisor(argv: list[str]) -> bool:
+    """Whether `slmsql argv` may run llama.cpp, so that it needs the child process that reports a
+    native crash. A guess from the words alone, on the safe side: a command that turns out not to
+    load anything (`eval --predictions`) only starts a little slower."""
+    words = argv[: argv.index("--")] if "--" in argv else argv  # after `--`: arguments, not options
+    if not words or HELP_FLAGS & set(words):
+        return False
+    command, rest = words[0], words[1:]
+    if command == "eval":
+        return rest[:1] != ["compare"]
+    if command == "prompt":  # -m MODEL, -mMODEL, --model MODEL, --model=MODEL
+        return any(w.startswith(("-m", "--model")) for w in rest)
+    return command in NATIVE_COMMANDS
 
 
 def _child_main() -> None:
@@ -44,6 +66,9 @@ def _child_main() -> None:
 
 def supervise(argv: list[str]) -> int:
     """Run `slmsql argv` in a child process; its exit status, or NATIVE_CRASH_EXIT after a crash report."""
+    import subprocess  # here, not at the top: only a command that runs in a child needs them
+    import tempfile
+
     fd, report_path = tempfile.mkstemp(prefix="slmsql-crash-", suffix=".txt")
     os.close(fd)
     env = dict(os.environ, **{REPORT_ENV: report_path})
@@ -91,7 +116,8 @@ def supervise(argv: list[str]) -> int:
 
 
 def main() -> None:
-    if os.environ.get("SLMSQL_NO_SUPERVISOR") == "1" or os.environ.get(REPORT_ENV):
+    in_process = os.environ.get("SLMSQL_NO_SUPERVISOR") == "1" or os.environ.get(REPORT_ENV)
+    if in_process or not needs_supervisor(sys.argv[1:]):
         _child_main()
         return
     sys.exit(supervise(sys.argv[1:]))

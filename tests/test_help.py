@@ -1,8 +1,12 @@
-"""Every command's --help reads well in an 80-column terminal, and every hint names a real command.
+r"""Every command's --help reads well in an 80-column terminal, and every hint names a real command.
 
-"Reads well": no line wider than 80 columns, no word broken across two lines, no value cut to
-'…', no `<bool>` label beside a flag, and `ask --help` at most 80 lines. A word is broken when a
-piece of the 80-column help is not a word of the same help rendered 1,000 columns wide.
+"Reads well", for every command and subcommand (the whole tree typer builds): no line wider
+than 80 columns, no word broken across two lines, no value cut to '…', no Python type (`<bool>`,
+`<list[str]>`, `<path>`, click's `[1<=x<=64]` ranges), a usage line without typer's `{ARG}` or
+doubled brackets, `-h` the same as `--help`, examples that are whole (each line of the Examples
+section a command as typed, or the continuation of a line that ends in `\`), and `ask --help` at
+most 80 lines. A word or example is broken when a piece of the 80-column help is not a word or an
+example line of the same help rendered 1,000 columns wide.
 
 The hints: every `UserError(message, hint)` and `fail(message, hint)` in slmsql_cli is read from
 the source; each `slmsql COMMAND` it names must be a command, and each `--option` it names an
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Any
 
 import pytest
 import typer.main
@@ -20,13 +25,31 @@ from conftest import REPO, Slmsql
 
 from slmsql_cli.cli import app
 
-COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 BORDERS = "│╭╮╰╯─┃"
 
 
-def help_text(slmsql: Slmsql, *args: str, width: int) -> str:
+def command_tree(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path under `command`, itself first: (), ("ask",), …, ("saved", "list")."""
+    found = [path]
+    for name, sub in getattr(command, "commands", {}).items():
+        found += command_tree(sub, (*path, name))
+    return found
+
+
+TREE = command_tree(typer.main.get_command(app))
+COMMANDS = sorted(path[0] for path in TREE if len(path) == 1)
+# typer's names for Python types, as its help would print them beside a value
+PYTHON_TYPE = re.compile(
+    r"<(?:str|int|float|bool|path|file|directory|text|uuid|datetime|list\[.*?\]|\w+ range)>"
+)
+# the Examples section: a heading such as "Examples:", "Example:" or "Examples (…):"
+EXAMPLES = re.compile(r"^Examples?\b.*:$")
+PROGRAMS = ("slmsql", "curl")  # what an example line may start with (serve's examples call it with curl)
+
+
+def help_text(slmsql: Slmsql, *args: str, width: int, flag: str = "--help") -> str:
     env = {"COLUMNS": str(width), "NO_COLOR": "1", "TERMINAL_WIDTH": str(width)}
-    proc = slmsql(*args, "--help", env=env, timeout=120)
+    proc = slmsql(*args, flag, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -35,18 +58,46 @@ def words(text: str) -> list[str]:
     return text.translate({ord(c): " " for c in BORDERS}).split()
 
 
-@pytest.mark.parametrize("command", ["", *COMMANDS])
-def test_help_reads_well_at_80_columns(slmsql: Slmsql, command: str) -> None:
-    args = (command,) if command else ()
-    narrow, wide = help_text(slmsql, *args, width=80), help_text(slmsql, *args, width=1000)
+def examples(text: str) -> list[str]:
+    """The lines of the help's Examples section, stripped: from its heading to the first panel."""
+    lines = [line.strip() for line in text.splitlines()]
+    start = next((i for i, line in enumerate(lines) if EXAMPLES.match(line)), None)
+    if start is None:
+        return []
+    section = []
+    for line in lines[start + 1 :]:
+        if line.startswith("╭"):
+            break
+        if line:
+            section.append(line)
+    return section
+
+
+@pytest.mark.parametrize("path", TREE, ids=lambda path: " ".join(path) or "slmsql")
+def test_help_reads_well_at_80_columns(slmsql: Slmsql, path: tuple[str, ...]) -> None:
+    narrow = help_text(slmsql, *path, width=80, flag="-h")  # -h is --help, everywhere
+    wide = help_text(slmsql, *path, width=1000)
     too_wide = [line for line in narrow.splitlines() if len(line) > 80]
     assert not too_wide, too_wide
-    assert "…" not in narrow and "<bool>" not in narrow, narrow
+    assert "…" not in narrow and not PYTHON_TYPE.search(narrow) and "<=x" not in narrow, narrow
+    usage = next(line.strip() for line in narrow.splitlines() if line.strip().startswith("Usage:"))
+    assert usage.startswith(f"Usage: {' '.join(('slmsql', *path))} "), usage
+    assert not set(usage) & set("{}") and "[[" not in usage, usage
     whole = set(words(wide))
     broken = [w for w in words(narrow) if w not in whole]
     assert not broken, f"words broken across lines: {broken}\n{narrow}"
-    if command == "ask":
+    if path == ("ask",):
         assert len(narrow.splitlines()) <= 80, narrow
+    if not path:
+        return
+    shown = examples(narrow)
+    command = " ".join(("slmsql", *path)) + " "
+    assert any(line.startswith(command) for line in shown), f"no example of `{command.strip()}`:\n{narrow}"
+    for before, line in zip(["", *shown], shown):
+        starts = line.split()[0] in PROGRAMS
+        assert starts or before.endswith("\\"), f"an example broken mid-command: {line!r}\n{narrow}"
+    wide_lines = set(examples(wide))
+    assert all(line in wide_lines for line in shown), f"examples wrapped at 80 columns:\n{narrow}"
 
 
 def test_bare_slmsql_prints_the_help_once(slmsql: Slmsql) -> None:

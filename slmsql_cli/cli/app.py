@@ -1,4 +1,6 @@
-"""The `slmsql` Typer app: its name, root help, `--version`, and how every command's --help looks.
+"""The `slmsql` Typer app: its name, root help, `--version`, and how every command's --help looks:
+`-h` as well as `--help` (inherited by every command), usage lines and value labels without
+Python types or typer's `{ARG}` (`_plain_params`), prose reflowed (`reflow`).
 
 The command modules (`*_cmd.py`) import `app` from here and register themselves on it;
 `cli/__init__.py` imports them all (that order is the order in --help), then calls
@@ -12,30 +14,69 @@ import inspect
 from typing import Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import DefaultPlaceholder
 
 from slmsql_cli import __version__
 
 
+class _Argument(TyperArgument):
+    """An argument as --help shows it: its metavar alone (QUESTION, not `QUESTION <str>`), and in
+    the usage line bare when required and in one pair of brackets when optional (typer writes
+    `{QUESTION}` and, for a metavar that has brackets already, `[[CHECKPOINT]]`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw
+        name = name if self.required else f"[{name}]"
+        return name + "..." if self.nargs != 1 else name
+
+
+def _plain_params(params: list[Any]) -> None:
+    """No Python type anywhere in --help: an argument is its metavar (upper case, no brackets), a
+    flag has no value label (not `<bool>`), and an option whose value has no metavar is named
+    after the option (`--output OUTPUT`, not `<path>`). typer builds these parameters itself and
+    offers no hook for their class, hence the class of each argument is set here."""
+    for param in params:
+        if isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+            param.metavar = (param.metavar or param.name or "").strip("[]").upper()
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            long = [o for o in param.opts if o.startswith("--")]
+            param.metavar = "" if param.is_flag else (long[0][2:] if long else param.name or "").upper()
+
+
 def _plain_help_option(option: Any, panel: str | None) -> Any:
-    """--help as a flag with no `<bool>` label, in `panel` (a command's Output panel)."""
+    """-h/--help as a flag with no `<bool>` label, in `panel` (a command's Output panel)."""
     if option is not None:
         option.metavar = ""
         option.rich_help_panel = panel
     return option
 
 
+def _help_panel(params: list[Any]) -> str | None:
+    panels = {getattr(p, "rich_help_panel", None) for p in params}
+    return "Output" if "Output" in panels else None
+
+
 class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_params(self.params)
+
     def get_help_option(self, ctx: Any) -> Any:
-        panels = {getattr(p, "rich_help_panel", None) for p in self.params}
-        return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
+        return _plain_help_option(super().get_help_option(ctx), _help_panel(self.params))
 
 
 class _Group(TyperGroup):  # a group with options of its own (`eval`) shows --help as a command does
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_params(self.params)
+
     def get_help_option(self, ctx: Any) -> Any:
-        panels = {getattr(p, "rich_help_panel", None) for p in self.params}
-        return _plain_help_option(super().get_help_option(ctx), "Output" if "Output" in panels else None)
+        return _plain_help_option(super().get_help_option(ctx), _help_panel(self.params))
 
 
 app = typer.Typer(
@@ -51,6 +92,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits them
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )

@@ -35,7 +35,10 @@ def doctor_cmd(
     process, so a llama.cpp build that crashes is named here instead of at your first ask.
     Exits 1 when a check fails; missing optional pieces are warnings.
 
-    Example:  slmsql doctor --json
+    Examples:
+
+      slmsql doctor
+      slmsql doctor --json --no-decode
     """
     from slmsql_cli import doctor
 

@@ -137,10 +137,12 @@ def eval_command(
     concurrency: int = typer.Option(
         1,
         "--concurrency",
-        min=1,
-        max=256,
+        callback=opt.bounded(1, 256),
         metavar="K",
-        help="Questions in flight at once (needs --endpoint: the server batches them). Resume and --out work as with 1.",
+        show_default=False,
+        help="Questions in flight at once, 1-256 (default 1; needs --endpoint: the server batches "
+        "them). Resume and --out work as with 1.",
+        rich_help_panel=opt.SERVER_ENGINE,
     ),
     pg_url: str | None = typer.Option(
         None,

@@ -56,9 +56,9 @@ def explain(
 
     Examples:
 
-      slmsql explain --db slmsql_cli/data/bookshop.sqlite "SELECT count(*) FROM books"
-
-      slmsql explain --db shop.sqlite --json "SELECT name FROM customers WHERE city = 'Oslo'"
+      slmsql explain -d slmsql_cli/data/bookshop.sqlite \\
+          "SELECT title FROM books WHERE price > 20 ORDER BY price DESC"
+      slmsql explain -d shop.sqlite --json "SELECT count(*) FROM orders"
     """
     from rich.markup import escape
     from rich.text import Text

@@ -74,7 +74,8 @@ def prompt(
     Examples:
 
       slmsql prompt -d slmsql_cli/data/bookshop.sqlite "Who wrote Dubliners?"
-      slmsql prompt -d car_1.sqlite --tables tables.json "How many makers?" > p.txt
+      slmsql prompt -d car_1.sqlite --tables tables.json "How many makers?" \\
+          > prompt.txt
       slmsql prompt -d sales.csv "What were the total sales in March?"
     """
     from slmsql_cli import prompt_builder

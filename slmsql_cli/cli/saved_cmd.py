@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from slmsql_cli.cli.app import app
+from slmsql_cli.cli.app import app, reflow
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.errors import UserError
 from slmsql_cli.safe_text import visible
@@ -21,12 +21,26 @@ if TYPE_CHECKING:
     from slmsql_cli.database import Database
 
 saved_app = typer.Typer(
-    help="Saved answers: questions kept with their SQL (`ask --save`), answered again without the model.",
+    help=reflow(
+        """Saved answers: questions kept with their SQL (`ask --save`), answered again without the model.
+
+        An exact repeat of a saved question on the same database runs the saved SQL; a similar
+        question is only suggested. Saved answers live in slmsql's cache folder.
+
+        Examples:
+
+          slmsql ask -d shop.sqlite --save "How many orders are there?"
+          slmsql saved list
+          slmsql saved export -d shop.sqlite -o answers.jsonl
+        """
+    ),
     no_args_is_help=True,
 )
 app.add_typer(saved_app, name="saved")
 
-DbOption = typer.Option(None, "--db", "-d", help="Only this database's saved answers.", show_default=False)
+DbOption = typer.Option(
+    None, "--db", "-d", metavar="PATH|URL", help="Only this database's saved answers.", show_default=False
+)
 
 
 def _database(db: list[str] | None) -> Database | None:
@@ -39,9 +53,15 @@ def _database(db: list[str] | None) -> Database | None:
 @user_errors
 def list_saved(
     db: list[str] | None = DbOption,
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON object per line."),
 ) -> None:
-    """The saved answers: number, database, question."""
+    """The saved answers: number, database, question.
+
+    Examples:
+
+      slmsql saved list
+      slmsql saved list -d shop.sqlite --json
+    """
     from slmsql_cli import saved
 
     found = saved.entries(_database(db))
@@ -64,9 +84,15 @@ def list_saved(
 @user_errors
 def show_saved(
     entry_id: int = typer.Argument(..., metavar="ID", help="The number from `slmsql saved list`."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON object."),
 ) -> None:
-    """One saved answer: its question, evidence, SQL and when it was kept."""
+    """One saved answer: its question, evidence, SQL and when it was kept.
+
+    Examples:
+
+      slmsql saved show 3
+      slmsql saved show 3 --json
+    """
     from slmsql_cli import saved
     from slmsql_cli.render import print_sql
 
@@ -86,7 +112,12 @@ def show_saved(
 def remove_saved(
     entry_id: int = typer.Argument(..., metavar="ID", help="The number from `slmsql saved list`."),
 ) -> None:
-    """Forget one saved answer."""
+    """Forget one saved answer.
+
+    Example:
+
+      slmsql saved rm 3
+    """
     from slmsql_cli import saved
 
     entry = saved.remove(entry_id)
@@ -97,9 +128,17 @@ def remove_saved(
 @user_errors
 def export_saved(
     db: list[str] | None = DbOption,
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Write to this file (default: stdout)."
+    ),
 ) -> None:
-    """Write the saved answers as JSON Lines (question, evidence, sql, database, created), to share."""
+    """Write the saved answers as JSON Lines (question, evidence, sql, database, created), to share.
+
+    Examples:
+
+      slmsql saved export -o answers.jsonl
+      slmsql saved export -d shop.sqlite > shop-answers.jsonl
+    """
     from slmsql_cli import saved
 
     lines = [line + "\n" for line in saved.export_lines(_database(db))]
@@ -116,14 +155,28 @@ def export_saved(
 @saved_app.command("import")
 @user_errors
 def import_saved(
-    file: Path = typer.Argument(..., help="JSON Lines from `slmsql saved export` ('-' reads stdin)."),
+    file: Path = typer.Argument(
+        ..., metavar="FILE", help="JSON Lines from `slmsql saved export` ('-' reads stdin)."
+    ),
     db: list[str] = typer.Option(
-        ..., "--db", "-d", help="The database the questions are about.", show_default=False
+        ...,
+        "--db",
+        "-d",
+        metavar="PATH|URL",
+        help="The database the questions are about.",
+        show_default=False,
     ),
 ) -> None:
-    """Save the questions and SQL of a JSON Lines file for a database. Each SQL gets the same
-    read-only check as the model's and must name the database's tables; a line that fails is
-    reported and skipped (exit code 1)."""
+    """Save the questions and SQL of a JSON Lines file for a database.
+
+    Each SQL gets the same read-only check as the model's and must name the database's tables; a
+    line that fails is reported and skipped (exit code 1).
+
+    Examples:
+
+      slmsql saved import answers.jsonl -d shop.sqlite
+      slmsql saved export -d old.sqlite | slmsql saved import - -d new.sqlite
+    """
     from slmsql_cli import saved
     from slmsql_cli.database import open_database
 
