@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from slmsql_cli import files
 from slmsql_cli.errors import UserError
+from slmsql_cli.safe_text import unsafe, visible
 
 FUZZ_EXAMPLES = int(os.environ.get("SLMSQL_FUZZ_EXAMPLES") or 20)
 FUZZ = settings(
@@ -198,6 +199,23 @@ def test_db_specs(spec: str) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     if result.exit_code:
         assert result.stderr.startswith("error:") and "Traceback" not in result.stderr, result.stderr
+        # the spec is shown, never acted on: no control, bidi or format character, no forged line
+        assert not any(unsafe(c) for c in result.stderr if c != "\n"), repr(result.stderr)
+        assert all(line.startswith(("error: ", "hint: ")) for line in result.stderr.splitlines())
+
+
+# ---- text shown to people ---------------------------------------------------------------------------
+
+
+@FUZZ
+@given(text=edge_text, lines=st.booleans())
+def test_untrusted_text_is_shown_inert(text: str, lines: bool) -> None:
+    """`safe_text.visible`: no unsafe character survives (one line, unless `lines`), and every
+    safe character is kept in order."""
+    shown = visible(text, lines=lines)
+    kept = "\n\t\r" if lines else ""
+    assert not any(unsafe(c) for c in shown if c not in kept), repr(shown)
+    assert [c for c in shown if ord(c) > 0x7E] == [c for c in text if ord(c) > 0x7E and not unsafe(c)]
 
 
 # ---- HTTP -------------------------------------------------------------------------------------------
@@ -210,26 +228,84 @@ bodies = st.one_of(
     st.builds(
         lambda d: json.dumps(d).encode(),
         st.dictionaries(
-            st.sampled_from(["database", "sql", "question", "evidence", "stream", "x"]),
+            st.sampled_from(["database", "sql", "question", "evidence", "stream", "fresh", "x"]),
             body_value,
             max_size=5,
         ),
     ),
 )
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=30)
+# Host values near the accepted ones: a name or address, then a port-ish tail (issue 31's
+# `127.0.0.1:8000.evil`)
+host_like = st.builds(
+    lambda name, sep, port, tail: f"{name}{sep}{port}{tail}",
+    st.sampled_from(
+        ["127.0.0.1", "localhost", "[::1]", "10.0.0.7", "[fe80::1]", "::1", "evil.example", "1.2.3", ""]
+    ),
+    st.sampled_from([":", "", "::", ": ", ":+"]),
+    st.sampled_from(["8000", "08000", "8001", "80", "", "٨٠٠٠", "65536", "99999999"]),
+    st.sampled_from(["", ".evil", ".evil.example:8000", "@evil", "/", ":8000", " ", "\t", "]"]),
+)
+
+
+@FUZZ
+@given(host=host_like | header_text, wildcard=st.booleans())
+def test_host_guard(host: str, wildcard: bool) -> None:
+    """A Host passes only as `name:PORT` (or `[IPv6]:PORT`) with the server's port: one of its own
+    names, or on a wildcard --host any IP address."""
+    import ipaddress
+    import re
+
+    from slmsql_cli.serve.guard import Guard
+
+    guard = Guard.for_server("0.0.0.0" if wildcard else "127.0.0.1", 8000)
+    if not guard.host_ok(host):
+        return
+    found = re.fullmatch(r"(\[[0-9a-f:.%]+\]|[a-z0-9.-]+):0*8000", host.lower())
+    assert found, host
+    name = found.group(1)
+    if name not in ("127.0.0.1", "localhost", "[::1]", "0.0.0.0"):
+        assert wildcard, host
+        ipaddress.ip_address(name.strip("[]"))  # an address, never a name
+
+
+@FUZZ
+@given(token=st.text(max_size=24) | st.text(string.printable, min_size=14, max_size=24))
+def test_token_rules(token: str) -> None:
+    """--token: printable ASCII of at least 16 characters (not counting surrounding spaces), or a
+    usage error; an accepted token is one a client can send in a header."""
+    from slmsql_cli.serve.http import MIN_TOKEN_CHARS, listen
+
+    try:
+        sock = listen("127.0.0.1", 0, token)
+    except UserError:
+        assert not (token.isascii() and token.isprintable()) or len(token.strip()) < MIN_TOKEN_CHARS
+    else:
+        sock.close()
+        assert token.isascii() and token.isprintable() and len(token.strip()) >= MIN_TOKEN_CHARS
+        token.encode("latin-1")
 
 
 @FUZZ
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "OPTIONS", "DELETE"]),
     path=st.sampled_from(
-        ["/v1/ask", "/v1/sql", "/v1/databases", "/v1/databases/pets/schema", "/healthz", "/", "/x"]
+        [
+            "/v1/ask",
+            "/v1/sql",
+            "/v1/saved",
+            "/v1/databases",
+            "/v1/databases/pets/schema",
+            "/healthz",
+            "/",
+            "/x",
+        ]
     )
     | st.builds(lambda t: "/v1/databases/" + t + "/schema", st.text(string.printable.strip(), max_size=12)),
     body=bodies,
     content_type=st.sampled_from(["application/json", "text/plain", "", "application/json; charset=utf-8"])
     | header_text,
-    host=st.sampled_from(["127.0.0.1:8000", "localhost:8000", "evil.example", ""]) | header_text,
+    host=st.sampled_from(["127.0.0.1:8000", "localhost:8000", "evil.example", ""]) | header_text | host_like,
     origin=st.sampled_from([None, "http://127.0.0.1:8000", "http://evil.example", "null"]) | header_text,
 )
 def test_http_requests(
@@ -238,11 +314,19 @@ def test_http_requests(
     headers = {"Content-Type": content_type, "Host": host}
     if origin is not None:
         headers["Origin"] = origin
-    raw = {name: value.encode("latin-1") for name, value in headers.items()}  # bytes: any octet goes
+    raw = {name: _octets(value) for name, value in headers.items()}  # bytes: any octet goes
     response = http_client.request(method, path, content=body, headers=raw)
     assert response.status_code < 500, (response.status_code, response.text)
     if response.status_code >= 400 and path.startswith("/v1"):
         assert "error" in response.json()
+
+
+def _octets(value: str) -> bytes:
+    """A header value as a client sends it: Latin-1 where it can be, else UTF-8."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
 
 
 @pytest.fixture()
@@ -373,6 +457,27 @@ def mcp_exchange(
     assert replies and replies[0]["id"] == "init" and "result" in replies[0], replies
     assert replies[-1] == {"jsonrpc": "2.0", "id": "last", "result": {}}, replies
     return [r for r in replies[1:] if r.get("id") != "last"]
+
+
+@FUZZ
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=700), min_size=1, max_size=6), chunk=st.integers(1, 300)
+)
+def test_mcp_lines_over_the_cap(mcp_service: Any, sizes: list[int], chunk: int) -> None:
+    """Pings padded to `sizes` bytes, sent in `chunk`-byte pieces, against a 300-byte cap: each
+    one over it gets one -32600 (id null), each under it its result, in any piece boundaries."""
+    limit = 300
+    lines = []
+    for i, size in enumerate(sizes):
+        bare = json.dumps({"jsonrpc": "2.0", "id": i, "method": "ping", "params": {"p": ""}})
+        lines.append(bare.replace('"p": ""', '"p": "' + "x" * max(0, size - len(bare)) + '"').encode())
+    data = b"".join(line + b"\n" for line in lines)
+    pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    replies = mcp_exchange(mcp_service, pieces, limit=limit, raw=True)
+    over = sum(len(line) > limit for line in lines)
+    assert sum(r.get("error", {}).get("code") == -32600 and r["id"] is None for r in replies) == over, replies
+    answered = sorted(r["id"] for r in replies if "result" in r)
+    assert answered == [i for i, line in enumerate(lines) if len(line) <= limit], replies
 
 
 def expected_error(line: str) -> int | None:

@@ -291,6 +291,84 @@ def test_a_short_token_is_refused(token: str) -> None:
     assert result.exit_code == 2 and "at least 16 characters" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "token", ["sixteen-chars-é!", "пароль-пароль-пароль", "tab\tinside-a-long-token", "x" * 20 + "\n"]
+)
+def test_a_token_that_is_not_printable_ascii_is_refused(token: str) -> None:
+    """Issue 31: a non-ASCII --token of 16 characters was accepted but could never match (a
+    client sends it in an HTTP header)."""
+    result = CliRunner().invoke(cli_app, ["serve", "--http", "--token", token, "--db", "x.sqlite"])
+    assert result.exit_code == 2 and "printable ASCII" in result.stderr, result.stderr
+    assert token.strip() not in result.stderr  # a secret is not echoed
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:8000.evil",
+        "127.0.0.1:8000.evil.example:8000",
+        "127.0.0.1:8001",
+        "127.0.0.1",  # port 80
+        "127.0.0.1:80000",
+        "127.0.0.1:+8000",
+        "127.0.0.1: 8000",
+        "127.0.0.1:8000:8000",
+        "127.0.0.1:٨٠٠٠",  # Arabic-Indic digits
+        "[::1]:8000x",
+        "[::1]8000",
+        "[127.0.0.1]:8000",
+        "::1:8000",
+        "1.2.3:8000",
+        "127.0.0.1@evil.example:8000",
+        "evil.example:8000",
+        "",
+    ],
+)
+def test_the_wildcard_host_guard_parses_name_and_port(host: str) -> None:
+    """Issue 31: the wildcard guard took `127.0.0.1:8000.evil` and ignored the port."""
+    assert not Guard.for_server("0.0.0.0", 8000).host_ok(host)
+    assert not Guard.for_server("127.0.0.1", 8000).host_ok(host)
+
+
+def test_the_host_guard_takes_the_servers_names_with_its_port() -> None:
+    wild = Guard.for_server("0.0.0.0", 8000)
+    assert all(wild.host_ok(h) for h in ("10.0.0.7:8000", "[fe80::1]:8000", "LOCALHOST:8000", "[::1]:8000"))
+    assert Guard.for_server("127.0.0.1", 80).host_ok("localhost") and Guard.for_server("::1", 8000).host_ok(
+        "[::1]:8000"
+    )
+
+
+def test_a_lone_surrogate_is_400_on_every_json_route(pets_db: Path, scripted_engine) -> None:
+    """Issue 31: a lone surrogate in /v1/saved was a 500 with ~80 log lines."""
+    from test_serve_http import make_service
+
+    scripted_engine([])
+    service = make_service(pets_db)
+    out = io.StringIO()
+    app = create_app(service, log=RequestLog(json_lines=True, stream=out))
+    bodies = {
+        "/v1/saved": [
+            '{"database": "pets", "question": "How many \\ud800?", "sql": "SELECT 1"}',
+            '{"database": "pets", "question": "q", "sql": "SELECT \\udfff"}',
+            '{"database": "pets", "question": "q", "sql": "SELECT 1", "evidence": "\\udc00"}',
+            '{"database": "\\ud800", "question": "q", "sql": "SELECT 1"}',
+        ],
+        "/v1/sql": ['{"database": "pets", "sql": "SELECT \\ud800"}'],
+        "/v1/ask": ['{"database": "pets", "question": "How many \\ud800?", "stream": true}'],
+    }
+    try:
+        client = TestClient(app, raise_server_exceptions=False, headers=JSON)
+        for path, texts in bodies.items():
+            for body in texts:
+                r = client.post(path, content=body)
+                assert r.status_code == 400, (path, body, r.text)
+                assert "lone UTF-16 surrogate" in r.json()["error"] and r.json()["hint"]
+    finally:
+        service.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 6 and all(json.loads(line)["status"] == 400 for line in lines), lines
+
+
 def test_a_bad_allow_origin_is_refused() -> None:
     result = CliRunner().invoke(
         cli_app, ["serve", "--http", "--allow-origin", "evil.example/path", "--db", "x.sqlite"]

@@ -83,8 +83,8 @@ def serve(
         callback=opt.bounded(1, 64),
         metavar="N",
         show_default=False,
-        help="SQL queries that may run at once across the server (default 4; a SQLite query runs "
-        "in a worker process of up to 2 GiB); more wait, up to --timeout, then get 503.",
+        help="SQL queries that may run at once across the server, on any engine (default 4; a "
+        "SQLite query runs in a worker process of up to 2 GiB); more wait, up to --timeout, then get 503.",
         rich_help_panel=SERVER,
     ),
     request_timeout: float = typer.Option(
@@ -154,7 +154,9 @@ def serve(
     try:
         if http:
             err.print(escape(http_front.banner(sock, service, token)), highlight=False)
-            http_front.serve(http_front.create_app(service, token=token, log=log, guard=guard), sock, service)
+            http_front.serve(
+                http_front.create_app(service, token=token, log=log, guard=guard), sock, service, log
+            )
         else:
             from slmsql_cli.serve import mcp_server
 

@@ -26,6 +26,7 @@ import contextlib
 import errno
 import ipaddress
 import json
+import math
 import mimetypes
 import re
 import socket
@@ -61,7 +62,7 @@ from slmsql_cli.serve.guard import (
     token_check,
 )
 from slmsql_cli.serve.registry import UnknownDatabase
-from slmsql_cli.serve.requestlog import RequestLog, answer_fields
+from slmsql_cli.serve.requestlog import RequestLog, answer_fields, route_server_logs
 from slmsql_cli.serve.service import (
     Cancelled,
     Event,
@@ -471,25 +472,34 @@ def banner(sock: socket.socket, service: Service, token: str | None) -> str:
     )
 
 
-def serve(app: Any, sock: socket.socket, service: Service) -> None:
-    """Serve until SIGINT or SIGTERM. On SIGTERM the waiting questions are answered 503 at once,
-    the running one gets SHUTDOWN_GRACE seconds to finish and is then cancelled (its client gets
-    503, or an `error` event), and the process exits 0: uvicorn re-raises the signal it caught
-    after shutting down, into the no-op handler installed here."""
+def serve(app: Any, sock: socket.socket, service: Service, log: RequestLog | None = None) -> None:
+    """Serve until SIGINT or SIGTERM. On SIGTERM the waiting questions are answered 503 at once;
+    the running question and queries get SHUTDOWN_GRACE seconds (at most half the request
+    timeout) to finish, then they are cancelled, queries included (their clients get 503, or an
+    `error` event), and the process exits 0 within --request-timeout: uvicorn re-raises the
+    signal it caught after shutting down, into the no-op handler installed here.
+
+    uvicorn's own log lines (warnings, a traceback) go through `log` as well (`route_server_logs`):
+    with --json-logs every line on stderr is JSON."""
     import signal
 
     import uvicorn
 
+    grace = min(SHUTDOWN_GRACE, service.request_timeout / 2)
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
-            service.stop(SHUTDOWN_GRACE)
+            service.stop(grace)
 
+    route_server_logs(log or RequestLog())
     config = uvicorn.Config(
         app,
+        log_config=None,  # route_server_logs configured uvicorn's loggers
         log_level="warning",
         access_log=False,  # _LogRequests writes the one line per request
-        timeout_graceful_shutdown=SHUTDOWN_GRACE + 30,  # a backstop: cancelled jobs end in seconds
+        # a backstop: once cancelled, requests end in a moment
+        timeout_graceful_shutdown=max(1, math.floor(min(grace + 30, service.request_timeout))),
         lifespan="off",
     )
     previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: None)

@@ -30,7 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.to_thread
@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from slmsql_cli import __version__
 from slmsql_cli.errors import UserError
 from slmsql_cli.render import answer_dict
-from slmsql_cli.serve.requestlog import RequestLog, answer_fields
+from slmsql_cli.serve.requestlog import RequestLog, answer_fields, route_server_logs
 from slmsql_cli.serve.service import Cancelled, QueueFull, RequestTimeout, Service, ShuttingDown
 
 INSTRUCTIONS = (
@@ -133,7 +133,9 @@ def build(service: Service, log: RequestLog) -> MCPServer:
 def serve(service: Service, log: RequestLog) -> None:
     """Answer MCP requests on stdin/stdout until the client closes stdin."""
     log.say(f"MCP over stdio: {len(service.registry.names())} database(s), model {service.model_name}")
-    anyio.run(run_stdio, build(service, log), log)
+    server = build(service, log)
+    route_server_logs(log)  # after build: the SDK's own logging setup must not take the SDK's lines
+    anyio.run(run_stdio, server, log)
 
 
 MAX_MESSAGE_BYTES = 1024 * 1024  # one JSON-RPC message (a line); a tool call is far smaller
@@ -242,7 +244,7 @@ def _claimed(fd: int, mode: str) -> Iterator[BinaryIO]:
     finally:
         os.close(diversion)
     try:
-        yield os.fdopen(private, mode, closefd=False)
+        yield cast(BinaryIO, os.fdopen(private, mode, closefd=False))
     finally:
         os.dup2(private, fd)
 

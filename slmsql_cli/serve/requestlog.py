@@ -75,7 +75,7 @@ class LogLines(logging.Handler):
             self.handleError(record)
 
 
-SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "mcp")
 
 
 def route_server_logs(log: RequestLog, level: int = logging.WARNING) -> None:

@@ -8,25 +8,32 @@ Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else o
   evaluates only the tokens after the shared schema prefix (`prompt_tokens_evaluated`).
 * A job stops decoding between two tokens once it is cancelled (its client went away) or its
   deadline passed: the pipeline's `on_token` callback raises `Cancelled`.
-* One cap, `max_queries` (`serve --max-queries`), bounds the SQLite query workers running at once
-  across the server (each may use 2 GiB): a query over it waits for one to finish, up to one
-  query timeout, then the request gets 503 with Retry-After (QueriesBusy). DuckDB and PostgreSQL
-  run one query at a time per database, on its connection.
+* One cap, `max_queries` (`serve --max-queries`), bounds the queries running at once across the
+  server on every engine: a SQLite query in its worker (each may use 2 GiB), a DuckDB or
+  PostgreSQL query on its database's one connection, waiting for it included: a query over it
+  waits for one to finish, up to one query timeout, then the request gets 503 with Retry-After
+  (QueriesBusy).
 * `run_sql` needs no model: it runs in the caller's thread through `Database.run`, the same door
   the model's candidates go through (read-only, deadline, row and size caps; transpiled for a
-  DuckDB or PostgreSQL database), on the registered database only.
+  DuckDB or PostgreSQL database), on the registered database only. Its deadline is the query
+  timeout or the request timeout, whichever is shorter: no query outlives its request.
+* Stopping (SIGTERM, `stop`): waiting jobs get ShuttingDown at once; after a grace period the
+  running job is cancelled and so is every running query, on every engine (the worker pool's
+  `cancel_all`: SQLite workers killed, DuckDB interrupted, PostgreSQL cancelled), and no new one
+  starts; each client gets its answer or ShuttingDown, none waits for a query's own timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +53,7 @@ from slmsql_cli.vote import candidate_dicts
 
 MAX_QUESTION_CHARS = 4_000  # question and evidence each; longer is refused (HTTP 413)
 SQL_MAX_ROWS = 10_000  # rows run_sql returns; the result says when it was cut
-MAX_QUERIES = 4  # query workers (SQLite queries in their own processes) running at once, server-wide
+MAX_QUERIES = 4  # queries (any engine; SQLite's in their own processes) running at once, server-wide
 TOKEN_EVENT_EVERY = 16  # streaming: one "tokens" event per this many sampled tokens
 
 Event = dict[str, Any]
@@ -184,10 +191,12 @@ class Service:
                 result = job.run(job)
             except BaseException as exc:  # handed to the waiting client, never lost
                 self._finished(job)
-                job.future.set_exception(exc)
+                with contextlib.suppress(InvalidStateError):  # stop() answered it already
+                    job.future.set_exception(exc)
             else:
                 self._finished(job)
-                job.future.set_result(result)
+                with contextlib.suppress(InvalidStateError):
+                    job.future.set_result(result)
 
     def _finished(self, job: Job) -> None:
         """Record the job's end before its client hears of it (its log line reads the times)."""
@@ -215,11 +224,12 @@ class Service:
 
     def stop(self, grace: float) -> None:
         """Begin shutting down (SIGTERM): refuse new jobs and drop the waiting ones now; the
-        running one may finish within `grace` seconds, then it is cancelled. Each client gets
-        its answer or a clean "shutting down" error."""
+        running one and the running queries may finish within `grace` seconds, then they are
+        cancelled (`_cancel_running`). Each client gets its answer or a clean "shutting down"
+        error at once, not when a cancelled query or decode notices."""
         self._closing = True
         self._drop_waiting()
-        timer = threading.Timer(grace, self._cancel_running)
+        timer = threading.Timer(grace, self._cancel_running, kwargs={"answer": True})
         timer.daemon = True
         timer.start()
 
@@ -244,10 +254,17 @@ class Service:
                 if job.future.set_running_or_notify_cancel():
                     job.future.set_exception(ShuttingDown("the server is shutting down"))
 
-    def _cancel_running(self) -> None:
+    def _cancel_running(self, answer: bool = False) -> None:
+        """Cancel the running job and every running query (SQLite workers killed, DuckDB
+        interrupted, PostgreSQL cancelled; no new one starts); with `answer`, its client gets
+        ShuttingDown now rather than when the model thread notices."""
         current = self._current
         if current is not None:
             current.cancel("server shutting down")
+            if answer:
+                with contextlib.suppress(InvalidStateError):
+                    current.future.set_exception(ShuttingDown("the server is shutting down"))
+        worker.default_pool().cancel_all()
 
     # ---- what clients can ask ----------------------------------------------------------------
     def ask(
@@ -305,10 +322,16 @@ class Service:
     def run_sql(self, database: str, sql: str) -> dict[str, Any]:
         """A read-only query (SQLite SQL, as the model writes it) on the registered database; the
         result document (`error` set when the database or the guard refused it). Blocking: call
-        it from a worker thread."""
+        it from a worker thread. The query stops at the query timeout or the request timeout,
+        whichever comes first; one stopped because the server is stopping is ShuttingDown."""
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
         entry = self.registry.get(database)
+        timeout = min(self.pipeline.config.timeout, self.request_timeout)
         with self._queries():
-            result = entry.database.run(sql, timeout=self.pipeline.config.timeout, max_rows=SQL_MAX_ROWS)
+            result = entry.database.run(sql, timeout=timeout, max_rows=SQL_MAX_ROWS)
+        if self._closing and (result.error or result.timed_out):
+            raise ShuttingDown("the server is shutting down: the query was stopped")
         doc = result_dict(result)
         assert doc is not None
         spec = chart_spec(result)
@@ -333,9 +356,12 @@ class Service:
 
     @contextmanager
     def _queries(self) -> Iterator[None]:
-        """Turn "every query worker stayed busy" into the documented 503 (QueriesBusy)."""
+        """Turn "every query worker stayed busy" into the documented 503 (QueriesBusy), and a
+        query refused because the server is stopping into ShuttingDown."""
         try:
             yield
+        except worker.PoolStopped:
+            raise ShuttingDown("the server is shutting down") from None
         except worker.PoolBusy:
             raise QueriesBusy(self.max_queries, max(1, math.ceil(self.pipeline.config.timeout))) from None
 

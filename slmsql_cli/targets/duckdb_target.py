@@ -168,7 +168,8 @@ class DuckDBTarget(LiveTarget):
         refused unless the allow-list admits it, its rows cut by DuckDB at the result cap."""
         duckdb = _driver()
         start = time.perf_counter()
-        with worker.default_pool().held(), self._lock, self._deadline(timeout) as expired:
+        # held: counted against serve --max-queries, and interrupted when serve stops (cancel_all)
+        with worker.default_pool().held(self._conn.interrupt), self._lock, self._deadline(timeout) as expired:
             try:
                 why = self._refusal(sql)
                 if why:

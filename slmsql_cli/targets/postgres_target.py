@@ -297,7 +297,8 @@ class PostgresTarget(LiveTarget):
         psycopg = _driver()
         start = time.perf_counter()
         timeout_ms = max(1, round(timeout * 1000))
-        with worker.default_pool().held(), self._lock:
+        # held: counted against serve --max-queries, and cancelled when serve stops (cancel_all)
+        with worker.default_pool().held(lambda: self._conn.cancel_safe(timeout=5)), self._lock:
             try:
                 columns, rows, truncated = self._live(lambda: self._query(sql, timeout_ms, max_rows))
             except psycopg.errors.QueryCanceled:
