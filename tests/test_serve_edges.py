@@ -384,3 +384,60 @@ def test_the_model_thread_noticing_the_deadline_first_is_504_too() -> None:
     assert _error_response(Cancelled("timeout"))[0] == 504
     assert _error_response(RequestTimeout("no answer within 1s"))[0] == 504
     assert _error_response(Cancelled("server shutting down"))[0] == 503
+
+
+def test_a_bug_in_a_route_is_a_json_500_and_one_log_line(pets_db: Path, scripted_engine) -> None:
+    from test_serve_http import make_service
+
+    scripted_engine([])
+    service = make_service(pets_db)
+    out = io.StringIO()
+
+    def broken(name: str) -> dict:
+        raise RuntimeError("a bug\nFORGED")
+
+    service.describe = broken  # type: ignore[method-assign]  # stands for any bug behind a route
+    try:
+        client = TestClient(
+            create_app(service, log=RequestLog(json_lines=True, stream=out)), raise_server_exceptions=False
+        )
+        r = client.get("/v1/databases/pets/schema")
+    finally:
+        service.close()
+    assert r.status_code == 500 and r.json() == {
+        "error": "internal error in slmsql serve",
+        "hint": "the server's log says more",
+    }
+    (line,) = out.getvalue().splitlines()
+    assert json.loads(line)["error"] == "RuntimeError: a bug\nFORGED"
+
+
+def test_uvicorns_warnings_and_tracebacks_are_one_log_line_each() -> None:
+    import logging
+
+    from slmsql_cli.serve.requestlog import SERVER_LOGGERS, route_server_logs
+
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    out = io.StringIO()
+    try:
+        route_server_logs(RequestLog(json_lines=True, stream=out))
+        logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
+        try:
+            raise ValueError("boom \x1b[31m")
+        except ValueError:
+            logging.getLogger("uvicorn.error").exception("Exception in ASGI application\n")
+        logging.getLogger("uvicorn.access").info("not shown: below the level")
+    finally:
+        for logger, (handlers, propagate, level) in zip(loggers, saved):
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "\x1b" not in out.getvalue()
+    warned, failed = map(json.loads, lines)
+    assert (warned["level"], warned["logger"], warned["message"]) == (
+        "warning",
+        "uvicorn.error",
+        "Invalid HTTP request received.",
+    )
+    assert failed["level"] == "error" and failed["traceback"].endswith("ValueError: boom \x1b[31m")
