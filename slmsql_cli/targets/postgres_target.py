@@ -13,9 +13,10 @@ not only by slmsql's checks (`dialect.for_target`):
   the extended protocol (psycopg's `stream`; psycopg's plain `execute` without parameters would
   use the simple protocol, which runs them all);
 - bounded memory: the query runs inside `dialect.capped`, so the server leaves out (sends NULLs
-  for) a row whose values are over the result cap: no such value reaches the client (a first row
-  over it alone is an error); rows stream in one at a time when values vary in size, so the
-  client holds at most one row past the cap;
+  for) a row whose values are over a bound: no such value reaches the client. Rows stream in
+  FETCH_BATCH at a time, each under a batch's share of the result cap (250 KB); a query with a
+  bigger row runs again, one row at a time, each up to the whole cap (64 MB): the client holds at
+  most one batch or one row past the cap, and a first row over the cap alone is an error;
 - the deny-list of `dialect.denied_names`, for any role: file, large-object, dblink,
   configuration and dynamic-SQL functions, and the views that read configuration files or show
   paths (`pg_hba_file_rules`, `pg_ident_file_mappings`, `pg_file_settings`, `pg_settings`,
@@ -175,20 +176,33 @@ class PostgresTarget(LiveTarget):
             columns, types = self._describe(sql)
             max_bytes = result.MAX_RESULT_BYTES
             sizes = [_size(oid, f"c{i}") for i, oid in enumerate(types, 1)]
-            query = capped(sql, sizes, max_bytes, running=False, fence=" OFFSET 0")
-            # stream(): the extended protocol (exactly one statement) and rows as they come, so
-            # a long result is cut at the cap instead of first filling the client's memory: one
-            # row at a time when values vary in size (each is under the cap, but FETCH_BATCH of
-            # them need not be; 100,000 rows take 0.7 s instead of 0.1 s), else FETCH_BATCH.
-            stream = cursor.stream(query or sql, size=1 if query else FETCH_BATCH)
-            try:
-                kept = CappedRows(stream, marked=query is not None)
-                rows, truncated = fetch(kept, max_rows)
-            finally:
-                stream.close()  # an unfinished result is cancelled
-            if kept.cut and not rows:
+            # FETCH_BATCH rows at a time, each under a batch's share of the cap; a query with a
+            # bigger row runs again, one row at a time, each row up to the whole cap
+            rows, truncated, cut = self._fetch(
+                cursor, sql, sizes, max_bytes // FETCH_BATCH, FETCH_BATCH, max_rows
+            )
+            if cut:
+                rows, truncated, cut = self._fetch(cursor, sql, sizes, max_bytes, 1, max_rows)
+            if cut and not rows:
                 raise _Refused(too_large(max_bytes))
-            return columns, rows, truncated or kept.cut
+            return columns, rows, truncated or cut
+
+    def _fetch(
+        self, cursor: Any, sql: str, sizes: list[str | None], row_bytes: int, batch: int, max_rows: int
+    ) -> tuple[list[tuple], bool, bool]:
+        """(rows, truncated, cut): `sql`'s rows read `batch` at a time, the server leaving out
+        (`dialect.capped`) a row whose values take more than `row_bytes`, so that the client holds
+        at most `batch * row_bytes` bytes of the rows it reads next; `cut` when it left one out.
+        stream(): the extended protocol (exactly one statement) and rows as they come, so a long
+        result is cut at the caps instead of first filling the client's memory."""
+        query = capped(sql, sizes, row_bytes, running=False, fence=" OFFSET 0")
+        stream = cursor.stream(query or sql, size=batch)
+        try:
+            kept = CappedRows(stream, marked=query is not None)
+            rows, truncated = fetch(kept, max_rows)
+        finally:
+            stream.close()  # an unfinished result is cancelled
+        return rows, truncated, kept.cut
 
     def _describe(self, sql: str) -> tuple[list[str], list[int]]:
         """The names and type OIDs of the columns `sql` returns: prepared and described by the
