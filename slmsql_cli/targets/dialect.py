@@ -179,7 +179,7 @@ def function_names(tree: object) -> Iterator[str]:
 
 # ---- the result cap, applied by the engine ------------------------------------------------------
 
-OVER = "slmsql_over"  # the last column of a capped query: this row's values were left out
+OVER = "slmsql_over"  # a capped query's last column: the bytes that put the row over (else NULL)
 
 
 def capped(
@@ -188,7 +188,7 @@ def capped(
     """`sql` (one checked query of len(sizes) columns) wrapped so that the engine itself leaves out
     what is over the cap: a row whose values take more than `max_bytes` bytes, or with `running`,
     every row once the running sum of the rows' sizes passes `max_bytes`, has NULL for each value
-    and true in the added last column OVER. `sizes[i]` is an SQL expression for the bytes of
+    and those bytes in the added last column OVER (NULL in a row within it). `sizes[i]` is an SQL expression for the bytes of
     column `c{i+1}` (None: a fixed-size type, not counted). None when no column varies in size
     (the row cap alone bounds such a result): run `sql` itself then.
 
@@ -203,31 +203,40 @@ def capped(
     if not counted:
         return None
     names = [f"c{i}" for i in range(1, len(sizes) + 1)]
-    values = ", ".join(f"CASE WHEN {OVER} THEN NULL ELSE {c} END" for c in names)
+    over = f"slmsql_bytes > {int(max_bytes)}"
+    values = ", ".join(f"CASE WHEN {over} THEN NULL ELSE {c} END" for c in names)
     size = " + ".join(counted)
     if running:
         size = f"sum({size}) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     inner = sql.strip().rstrip(";").rstrip()
     query = f"SELECT * FROM (\n{inner}\n) AS slmsql_q({', '.join(names)}){fence}"
-    return f"SELECT {values}, {OVER} FROM (SELECT *, {size} > {int(max_bytes)} AS {OVER} FROM ({query}) AS slmsql_w{fence}) AS slmsql_r"
+    return (
+        f"SELECT {values}, CASE WHEN {over} THEN slmsql_bytes END AS {OVER} "
+        f"FROM (SELECT *, {size} AS slmsql_bytes FROM ({query}) AS slmsql_w{fence}) AS slmsql_r"
+    )
 
 
 class CappedRows:
     """The rows of a `capped` query without their OVER column, up to the first row the engine
-    left out (`cut` is then True); `marked=False`: the rows of a query run as it is."""
+    left out (`over` then holds the bytes that put it over); `marked=False`: the rows of a query
+    run as it is."""
 
     def __init__(self, rows: Iterable[tuple], marked: bool) -> None:
         self._rows = rows
         self._marked = marked
-        self.cut = False
+        self.over: int | None = None
+
+    @property
+    def cut(self) -> bool:
+        return self.over is not None
 
     def __iter__(self) -> Iterator[tuple]:
         if not self._marked:
             yield from self._rows
             return
         for row in self._rows:
-            if row[-1]:
-                self.cut = True
+            if row[-1] is not None:
+                self.over = int(row[-1])
                 return
             yield tuple(row[:-1])
 

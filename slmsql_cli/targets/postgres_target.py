@@ -15,7 +15,7 @@ not only by slmsql's checks (`dialect.for_target`):
 - bounded memory: the query runs inside `dialect.capped`, so the server leaves out (sends NULLs
   for) a row whose values are over a bound: no such value reaches the client. Rows stream in
   FETCH_BATCH at a time, each under a batch's share of the result cap (250 KB); a query with a
-  bigger row runs again, one row at a time, each up to the whole cap (64 MB): the client holds at
+  bigger row that fits the whole cap (64 MB) runs again, one row at a time: the client holds at
   most one batch or one row past the cap, and a first row over the cap alone is an error;
 - the deny-list of `dialect.denied_names`, for any role: file, large-object, dblink,
   configuration and dynamic-SQL functions, and the views that read configuration files or show
@@ -177,24 +177,23 @@ class PostgresTarget(LiveTarget):
             max_bytes = result.MAX_RESULT_BYTES
             sizes = [_size(oid, f"c{i}") for i, oid in enumerate(types, 1)]
             # FETCH_BATCH rows at a time, each under a batch's share of the cap; a query with a
-            # bigger row runs again, one row at a time, each row up to the whole cap
-            rows, truncated, cut = self._fetch(
-                cursor, sql, sizes, max_bytes // FETCH_BATCH, FETCH_BATCH, max_rows
-            )
-            if cut:
-                rows, truncated, cut = self._fetch(cursor, sql, sizes, max_bytes, 1, max_rows)
-            if cut and not rows:
+            # bigger row that fits the whole cap runs again, one row at a time
+            share = max_bytes // FETCH_BATCH
+            rows, truncated, over = self._fetch(cursor, sql, sizes, share, FETCH_BATCH, max_rows)
+            if over is not None and over <= max_bytes:
+                rows, truncated, over = self._fetch(cursor, sql, sizes, max_bytes, 1, max_rows)
+            if over is not None and not rows:
                 raise _Refused(too_large(max_bytes))
-            return columns, rows, truncated or cut
+            return columns, rows, truncated or over is not None
 
     def _fetch(
         self, cursor: Any, sql: str, sizes: list[str | None], row_bytes: int, batch: int, max_rows: int
-    ) -> tuple[list[tuple], bool, bool]:
-        """(rows, truncated, cut): `sql`'s rows read `batch` at a time, the server leaving out
-        (`dialect.capped`) a row whose values take more than `row_bytes`, so that the client holds
-        at most `batch * row_bytes` bytes of the rows it reads next; `cut` when it left one out.
-        stream(): the extended protocol (exactly one statement) and rows as they come, so a long
-        result is cut at the caps instead of first filling the client's memory."""
+    ) -> tuple[list[tuple], bool, int | None]:
+        """(rows, truncated, over): `sql`'s rows read `batch` at a time, the server leaving out
+        (`dialect.capped`) the first row whose values take more than `row_bytes` (`over`: its
+        bytes), so that the client holds at most `batch * row_bytes` bytes of the rows it reads
+        next. stream(): the extended protocol (exactly one statement) and rows as they come, so
+        a long result is cut at the caps instead of first filling the client's memory."""
         query = capped(sql, sizes, row_bytes, running=False, fence=" OFFSET 0")
         stream = cursor.stream(query or sql, size=batch)
         try:
@@ -202,7 +201,7 @@ class PostgresTarget(LiveTarget):
             rows, truncated = fetch(kept, max_rows)
         finally:
             stream.close()  # an unfinished result is cancelled
-        return rows, truncated, kept.cut
+        return rows, truncated, kept.over
 
     def _describe(self, sql: str) -> tuple[list[str], list[int]]:
         """The names and type OIDs of the columns `sql` returns: prepared and described by the
