@@ -55,10 +55,12 @@ def fail(message: str, hint: str | None = None, exit_code: int = EXIT_USER_ERROR
     """Print one error line (and a hint) to stderr and return the Exit to raise."""
     # Messages quote user input and pip extras (`slmsql[train]`): brackets in them are text, not
     # markup; and file names, questions and a model server's words, whose control and bidi
-    # characters are shown escaped (safe_text), so each stays one line that does what it says.
+    # characters are shown escaped (safe_text): the error is one line that does what it says. A
+    # hint is slmsql's own advice and may run over lines (the first-run fix); only its line
+    # breaks are kept.
     err.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False)
     if hint:
-        err.print(f"[dim]hint: {escape(visible(hint))}[/]", highlight=False)
+        err.print(f"[dim]hint: {escape(visible(hint, lines=True))}[/]", highlight=False)
     return typer.Exit(exit_code)
 
 
