@@ -14,9 +14,10 @@ Two characters of category Cf are kept: the zero-width non-joiner and joiner (U+
 Persian, the Indic scripts and emoji sequences need them, and they only change how the letters
 beside them join, never the order of text or the terminal's state.
 
-Newlines: an `error:` line, a table cell or a log field is one line, so by default a newline is
-escaped too. Text that is several lines by nature (SQL, a table cell, a hint) keeps `\\n`, `\\t` and the `\\r` of a
-`\\r\\n` (`lines=True`); a lone `\\r`, which returns the cursor to overwrite the line, is escaped.
+Newlines: an `error:` line, a column name or a log field is one line, so by default a newline
+is escaped too. Text that may run over lines (SQL, a value in a table cell, a hint) keeps `\\n`,
+`\\t` and the `\\r` of a `\\r\\n` (`lines=True`); a lone `\\r`, which returns the cursor to
+overwrite the line, is escaped.
 
 A backslash is not doubled: the escapes are for people to read, not to be parsed back (the JSON
 outputs, `--json` and `--json-logs`, keep the text exact: `json_escaped`).
