@@ -76,16 +76,17 @@ _DENIED_PREFIXES = {
         "duckdb_", "pragma_",
     ),
 }  # fmt: skip
-# Relations (tables and views, in any schema) that read configuration files or show paths.
-# DuckDB's table functions also read as tables (`FROM pragma_database_list`): its denied names
-# count here too, and so does its pg_catalog's pg_settings (DuckDB's settings, folders included).
+# Relations (tables and views, in any schema) that read configuration files or show paths, by
+# exact name (a table of the user's own may have a name that starts like them). DuckDB's table
+# functions also read as tables (`FROM pragma_database_list`): its denied names count here too,
+# and so does its pg_catalog's pg_settings (DuckDB's settings, folders included); the DuckDB
+# target refuses the rest of its catalog views on its own parse.
 _DENIED_RELATIONS = {
     "postgres": frozenset(
         "pg_hba_file_rules pg_ident_file_mappings pg_file_settings pg_settings pg_config".split()
     ),
     "duckdb": _DENIED["duckdb"] | {"pg_settings"},
 }
-_DENIED_RELATION_PREFIXES = {"postgres": ("pg_ls_",), "duckdb": ("duckdb_", "pragma_")}
 
 
 class TranspileError(Exception):
@@ -155,7 +156,7 @@ def denied_names(tree: object, dialect: str) -> str | None:
             return f"the function {name}() is not allowed on {dialect} (it reaches outside the query's data)"
     for table in tree.find_all(exp.Table):
         name = table.name.lower()
-        if name in _DENIED_RELATIONS[dialect] or name.startswith(_DENIED_RELATION_PREFIXES[dialect]):
+        if name in _DENIED_RELATIONS[dialect]:
             return f"{table.name} is not allowed on {dialect} (it reads configuration files or shows where files are)"
     return None
 
