@@ -3,7 +3,7 @@
 Speed on a CPU depends on the shape (layers, widths, heads, vocabulary), not on the weights, so
 this model costs what SLM-SQL-0.5B costs without downloading it. Hugging Face is not needed: the
 tokenizer is Qwen2.5-Coder's own, rebuilt from llama.cpp's vocab-only Qwen2 GGUF and the Qwen2.5
-chat template in ../shared/data/vocab (quantize/vocab.py) and laid out as the Hub repository lays
+chat template in ../shared/data/vocab (slmsql_cli/quantize/vocab.py) and laid out as the Hub repository lays
 it out (tokenizer.json, tokenizer_config.json with the chat template, vocab.json, merges.txt), so
 prompts have the real model's token counts.
 
@@ -53,7 +53,7 @@ def main() -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     sys.path.insert(0, str(REPO))
-    from quantize import vocab
+    from slmsql_cli.quantize import vocab
 
     vocab_dir = args.data / "vocab"
     qwen2, _ = vocab.qwen2_tokenizer_json(vocab_dir / "ggml-vocab-qwen2.gguf")

@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from quantize import quantizer  # noqa: E402
+from slmsql_cli.quantize import quantizer  # noqa: E402
 
 SHARED = Path(os.environ.get("SLMSQL_SHARED_DIR", REPO.parent / "shared"))
 TYPES = "q8_0,q6_k,q5_0,q4_k_m,iq4_nl,q4_0,iq4_nl_mix"

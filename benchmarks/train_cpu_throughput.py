@@ -1,4 +1,4 @@
-"""Measure the CPU throughputs behind `slmsql train`'s time estimate (training/estimate.py).
+"""Measure the CPU throughputs behind `slmsql train`'s time estimate (slmsql_cli/training/estimate.py).
 
 A random Qwen2-shaped model (no download, no tokenizer) is trained for a few AdamW steps on
 random token rows and then generates with `generate()`, in fp32 on torch's CPU threads; the

@@ -56,7 +56,7 @@ def _step(folder: Path) -> int:
 def run_checkpoint(folder: Path) -> Path | None:
     """The model a `slmsql train` run folder holds, or None if `folder` is not such a run folder.
 
-    A run folder (see training/runner.py) holds `final/` once training finished, `adapter/` beside
+    A run folder (see slmsql_cli/training/runner.py) holds `final/` once training finished, `adapter/` beside
     it for LoRA runs, and the trainer's `checkpoint-N/` folders. Preferred: `final/` (or another
     whole model folder), then the checkpoint with the highest step. A folder that is a model itself
     (config.json or adapter_config.json) is not a run folder, and neither is a folder that merely

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.atomic import atomic_ops, jaccard, shaped, similarity, sql_to_ops
+from slmsql_cli.training.atomic import atomic_ops, jaccard, shaped, similarity, sql_to_ops
 
 BIRD_GOLD = (
     "SELECT T2.major_name FROM member AS T1 INNER JOIN major AS T2 ON T1.link_to_major = T2.major_id "

@@ -19,8 +19,8 @@ from slmsql_cli.benchmark_data import (
 from slmsql_cli.cli import app
 from slmsql_cli.errors import UserError
 from slmsql_cli.prompt_builder import generation_message
-from training.config import build_config
-from training.data import load_examples
+from slmsql_cli.training.config import build_config
+from slmsql_cli.training.data import load_examples
 
 QUESTION = "How many singers are there?"
 GOLD = "SELECT count(*) FROM singer"

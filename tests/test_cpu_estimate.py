@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import Slmsql
 
-from training.config import load_config
-from training.estimate import duration, estimate, parameter_count
+from slmsql_cli.training.config import load_config
+from slmsql_cli.training.estimate import duration, estimate, parameter_count
 
 pytestmark = pytest.mark.train
 

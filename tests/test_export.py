@@ -39,11 +39,11 @@ transformers: Any = _OnFirstUse("transformers")
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from typer.testing import CliRunner
 
-from quantize import quantizer
-from quantize import verify as verifier
-from quantize.export import ExportConfig, cached_export, export, find_cached_export
-from quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX
 from slmsql_cli.errors import UserError
+from slmsql_cli.quantize import quantizer
+from slmsql_cli.quantize import verify as verifier
+from slmsql_cli.quantize.export import ExportConfig, cached_export, export, find_cached_export
+from slmsql_cli.quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX
 
 CORPUS = [
     "SELECT name FROM singer WHERE age > 30 ORDER BY age DESC LIMIT 5;",
@@ -473,7 +473,7 @@ def test_failed_verification_writes_nothing(tiny: Callable[[str], Path], tmp_pat
 def test_default_checkpoint_is_latest_training_run(
     tiny: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from training.runner import write_latest
+    from slmsql_cli.training.runner import write_latest
 
     monkeypatch.chdir(tmp_path)
     final = tmp_path / "runs" / "sft-demo" / "final"

@@ -21,17 +21,17 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from quantize import arch as archs
-from quantize import checkpoint
-from quantize.convert import convert
-from quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX, pre_tokenizer_name, write_vocab
-from quantize.weights import Checkpoint
 from slmsql_cli.errors import UserError
+from slmsql_cli.quantize import arch as archs
+from slmsql_cli.quantize import checkpoint
+from slmsql_cli.quantize.convert import convert
+from slmsql_cli.quantize.tokenizer import LLAMA3_REGEX, QWEN2_REGEX, pre_tokenizer_name, write_vocab
+from slmsql_cli.quantize.weights import Checkpoint
 
 
 def test_these_pieces_import_without_torch() -> None:
     code = (
-        "import sys, quantize.convert, quantize.checkpoint, quantize.export; "
+        "import sys, slmsql_cli.quantize.convert, slmsql_cli.quantize.checkpoint, slmsql_cli.quantize.export; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -364,7 +364,7 @@ def test_latest_training_run(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no training run found"):
         checkpoint.latest_training_output(runs)
     final = _model_dir(runs / "sft-1" / "final")
-    runs.joinpath("latest").write_text(str(final))  # what training/runner.py writes
+    runs.joinpath("latest").write_text(str(final))  # what slmsql_cli/training/runner.py writes
     assert checkpoint.latest_training_output(runs) == final
     runs.joinpath("latest").unlink()
     os.symlink(runs / "sft-1", runs / "latest")  # a link to the run folder: its final/ model
@@ -381,7 +381,7 @@ def test_latest_training_run(tmp_path: Path) -> None:
 
 
 def test_no_checkpoint_and_no_training_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from quantize.export import ExportConfig, export
+    from slmsql_cli.quantize.export import ExportConfig, export
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no training run found"):

@@ -1,6 +1,8 @@
-"""The three top-level packages depend one way: `slmsql_cli` (its core, outside `cli/`) imports
-neither `quantize` nor `training`; `quantize` builds on `slmsql_cli` and never imports `training`;
-only the command line (`slmsql_cli/cli/`) sits on top of all three.
+"""The three parts of the one package depend one way: the core (`slmsql_cli` outside `cli/`,
+`training/` and `quantize/`) imports neither `slmsql_cli.quantize` nor `slmsql_cli.training`;
+`quantize` builds on the core and never imports `training`; only the command line
+(`slmsql_cli/cli/`) sits on top of all three. The wheel installs that one package and nothing
+else at the top of site-packages.
 
 Checked twice: statically, every import statement in the source (the lazy ones inside functions
 included), and by importing each package's modules alone in a fresh interpreter.
@@ -25,20 +27,30 @@ REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "trl", "datasets", "peft")
 
 
+PARTS = ("quantize", "training")  # slmsql_cli.quantize, slmsql_cli.training
+
+
+def _part(name: str) -> str:
+    """`quantize`/`training` for a module of those parts, else the top-level package's name."""
+    bits = name.split(".")
+    return bits[1] if bits[0] == "slmsql_cli" and len(bits) > 1 and bits[1] in PARTS else bits[0]
+
+
 def _imported(path: Path) -> set[str]:
-    """Top-level package names of every module `path` imports, anywhere in the file."""
+    """The parts (`quantize`, `training`) and other top-level packages of every module `path`
+    imports, anywhere in the file."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(_part(alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names.add(_part(node.module))
     return names
 
 
-def _modules(package: str, *, skip: str | None = None) -> list[Path]:
-    files = sorted((REPO / package).rglob("*.py"))
-    return [f for f in files if skip is None or skip not in f.relative_to(REPO).parts]
+def _modules(package: str, *, skip: tuple[str, ...] = ()) -> list[Path]:
+    files = sorted((REPO / package.replace(".", "/")).rglob("*.py"))
+    return [f for f in files if not set(skip) & set(f.relative_to(REPO / "slmsql_cli").parts[:-1])]
 
 
 def _dotted(path: Path) -> str:
@@ -48,9 +60,12 @@ def _dotted(path: Path) -> str:
 
 @pytest.mark.parametrize(
     "package, skip, forbidden",
-    [("slmsql_cli", "cli", {"quantize", "training"}), ("quantize", None, {"training"})],
+    [
+        ("slmsql_cli", ("cli", "quantize", "training"), {"quantize", "training"}),
+        ("slmsql_cli.quantize", (), {"training"}),
+    ],
 )
-def test_no_import_against_the_direction(package: str, skip: str | None, forbidden: set[str]) -> None:
+def test_no_import_against_the_direction(package: str, skip: tuple[str, ...], forbidden: set[str]) -> None:
     wrong = {
         str(f.relative_to(REPO)): sorted(_imported(f) & forbidden)
         for f in _modules(package, skip=skip)
@@ -61,7 +76,9 @@ def test_no_import_against_the_direction(package: str, skip: str | None, forbidd
 
 def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from quantize.export import cached_export\n    import training.data\n")
+    probe.write_text(
+        "def f():\n    from slmsql_cli.quantize.export import cached_export\n    import slmsql_cli.training.data\n"
+    )
     assert {"quantize", "training"} <= _imported(probe)
 
 
@@ -70,21 +87,28 @@ def _loaded_after_importing(modules: list[str]) -> set[str]:
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "def part(m):\n"
+        "    b = m.split('.')\n"
+        f"    return b[1] if b[0] == 'slmsql_cli' and len(b) > 1 and b[1] in {PARTS!r} else b[0]\n"
+        "print(' '.join(sorted({part(m) for m in sys.modules})))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return set(proc.stdout.split())
 
 
 def test_the_core_imported_alone_loads_neither_quantize_training_nor_torch() -> None:
-    core = [_dotted(f) for f in _modules("slmsql_cli", skip="cli") if f.name != "__main__.py"]
+    core = [
+        _dotted(f)
+        for f in _modules("slmsql_cli", skip=("cli", "quantize", "training"))
+        if f.name != "__main__.py"
+    ]
     assert "slmsql_cli.pipeline" in core and "slmsql_cli.models" in core
     loaded = _loaded_after_importing(core)
     assert not loaded & {"quantize", "training", *HEAVY}, sorted(loaded & {"quantize", "training", *HEAVY})
 
 
 def test_quantize_imported_alone_loads_no_training() -> None:
-    loaded = _loaded_after_importing([_dotted(f) for f in _modules("quantize")])
+    loaded = _loaded_after_importing([_dotted(f) for f in _modules("slmsql_cli.quantize")])
     assert "quantize" in loaded and "slmsql_cli" in loaded  # it builds on the core
     assert "training" not in loaded
 
@@ -140,7 +164,7 @@ DRIVERS = {"sqlite3", "duckdb", "psycopg", "psycopg2", "apsw"}
 
 
 def test_sql_on_a_users_database_runs_only_in_targets() -> None:
-    files = [f for package in ("slmsql_cli", "training", "quantize") for f in _modules(package)]
+    files = _modules("slmsql_cli")
     wrong = {
         rel: sorted(_imported(f) & DRIVERS)
         for f in files
@@ -154,7 +178,7 @@ def test_sql_on_a_users_database_runs_only_in_targets() -> None:
 
 # --- module by module: no cycles, no import up a floor (issue 28) ---------------------------------
 
-PACKAGES = ("slmsql_cli", "training", "quantize")
+PACKAGES = ("slmsql_cli",)
 
 
 def _module_files(root: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
@@ -344,3 +368,44 @@ def test_the_checkers_see_a_planted_cycle_and_an_import_up(tmp_path: Path) -> No
     (pkg / "low.py").write_text("")
     assert cycles(import_edges(tmp_path, ("slmsql_cli",))) == []
     assert upward(import_edges(tmp_path, ("slmsql_cli",)), plan) == []
+
+
+# --- the wheel: one name at the top of site-packages (issue 28) -----------------------------------
+
+
+def test_the_wheel_installs_only_the_slmsql_cli_package(tmp_path: Path) -> None:
+    """A wheel built from the source puts `slmsql_cli` (with `training` and `quantize` inside it)
+    and its dist-info at the top of site-packages, nothing else: no `training` or `quantize` to
+    collide with another distribution's."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / "slmsql_cli", source / "slmsql_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "dist"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            out,
+            source,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (wheel,) = out.glob("slmsql-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"slmsql_cli"}, sorted(top)
+    assert "slmsql_cli/training/configs/tiny-cpu.yaml" in names  # package data came along
+    assert "slmsql_cli/quantize/export.py" in names and "slmsql_cli/serve/static/app.js" in names

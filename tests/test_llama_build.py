@@ -164,7 +164,7 @@ def test_guard_placement_repacks_and_decodes_like_llama_cpp_defaults(
     default placement (the same repacked kernels); `plain` has no repacked buffer at all."""
     import llama_cpp
 
-    from quantize.quantizer import FTYPES
+    from slmsql_cli.quantize.quantizer import FTYPES
 
     model = gemma_gguf if quant == "q4_k_m" else tmp_path / f"gemma-{quant}.gguf"
     params = llama_cpp.llama_model_quantize_default_params()

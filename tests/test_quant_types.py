@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from quantize import quantizer
 from slmsql_cli.cli import app
 from slmsql_cli.models import DEFAULT_QUANT
+from slmsql_cli.quantize import quantizer
 
 # the ggml type of the matrices under each plain file type
 MATRIX_TYPE = {"q4_0": "Q4_0", "iq4_nl": "IQ4_NL", "q8_0": "Q8_0", "q5_0": "Q5_0"}
@@ -29,7 +29,7 @@ NEW = sorted({"iq4_nl", "q4_0", *quantizer.RECIPES, DEFAULT_QUANT, quantizer.ALI
 
 @pytest.fixture(scope="module")
 def small_qwen2(tmp_path_factory: pytest.TempPathFactory, random_qwen2: Callable[..., Path]) -> Path:
-    from training.tiny import build_tokenizer, default_corpus
+    from slmsql_cli.training.tiny import build_tokenizer, default_corpus
 
     tokenizer = tmp_path_factory.mktemp("small-tokenizer")
     build_tokenizer(default_corpus(), vocab_size=512).save_pretrained(tokenizer)
@@ -102,8 +102,8 @@ def test_unknown_quant_lists_the_recipes() -> None:
 
 
 def test_an_export_cached_under_the_old_default_is_not_the_new_default(isolated_cache: Path) -> None:
-    from quantize import checkpoint
-    from quantize.export import find_cached_export
+    from slmsql_cli.quantize import checkpoint
+    from slmsql_cli.quantize.export import find_cached_export
 
     repo = "cycloneboy/SLM-SQL-0.5B"
     source = checkpoint.Source(Path(), repo, repo_id=repo)

@@ -80,11 +80,11 @@ def inputs(argv: list[str]) -> list[str]:
 
 
 def runnable(block: list[list[str]]) -> Iterator[list[str]]:
-    """The block's commands a clone can run: slmsql and `python -m training.tiny` lines whose inputs
+    """The block's commands a clone can run: slmsql and `python -m slmsql_cli.training.tiny` lines whose inputs
     exist in the repository or were written by an earlier line of the block."""
     written: set[str] = set()
     for argv in block:
-        if argv[:3] == ["python", "-m", "training.tiny"]:
+        if argv[:3] == ["python", "-m", "slmsql_cli.training.tiny"]:
             written.add(argv[3])
             yield argv
             continue
@@ -174,10 +174,10 @@ def test_readme_ask_prompt_and_eval_run(clone_dir: Path, reader: Reader) -> None
 @pytest.mark.slow
 def test_readme_train_export_ask_runs(clone_dir: Path) -> None:
     pytest.importorskip("torch")
-    block = next(b for b in blocks() if any(a[:3] == ["python", "-m", "training.tiny"] for a in b))
+    block = next(b for b in blocks() if any(a[:3] == ["python", "-m", "slmsql_cli.training.tiny"] for a in b))
     commands = list(runnable(block))
     assert [a[1] if a[0] == "slmsql" else a[2] for a in commands] == [
-        "training.tiny",
+        "slmsql_cli.training.tiny",
         "train",
         "export",
         "ask",

@@ -13,7 +13,7 @@ exported by `slmsql export`, and then:
   same ids for every reference prompt, bare and in the chat template.
 
 The same vocabulary in Qwen2.5-Coder's layout (22 added tokens, `<|im_end|>` ending a turn, the
-Qwen2.5 chat template; quantize/vocab.write_qwen25, which benchmarks/make_shaped_model.py uses for
+Qwen2.5 chat template; slmsql_cli/quantize/vocab.write_qwen25, which benchmarks/make_shaped_model.py uses for
 the 0.5B-shaped benchmark model) gives the same ids and exports as the real model's.
 
 No torch: the checkpoint is built with numpy and `safetensors.numpy`, and the export is not
@@ -150,7 +150,7 @@ def test_reference_prompts_tokenize_the_same_in_llama_cpp_and_hugging_face(
 def qwen25_tokenizer_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tokenizer benchmarks/make_shaped_model.py gives the 0.5B-shaped model, built the same way
     (quantize.vocab.write_qwen25) from the Qwen2 tokenizer.json rebuilt out of llama.cpp's GGUF."""
-    from quantize import vocab
+    from slmsql_cli.quantize import vocab
 
     qwen2 = json.loads((data_dir / "vocab" / "qwen2" / "tokenizer.json").read_text(encoding="utf-8"))
     template = (data_dir / "vocab" / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
@@ -160,7 +160,7 @@ def qwen25_tokenizer_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_qwen25_layout_is_the_hub_layout(qwen25_tokenizer_dir: Path, vocab_gguf: Path) -> None:
-    from quantize.vocab import QWEN25_ADDED
+    from slmsql_cli.quantize.vocab import QWEN25_ADDED
 
     assert sorted(p.name for p in qwen25_tokenizer_dir.iterdir()) == [
         "merges.txt",
@@ -236,6 +236,6 @@ def test_shaped_model_tokenizer_exports_as_qwen25(
 
 
 def _ftype(quant: str) -> int:
-    from quantize import quantizer
+    from slmsql_cli.quantize import quantizer
 
     return quantizer.FTYPES[quantizer.recipe(quant).ftype][0]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.atomic import shaped
-from training.rewards import (
+from slmsql_cli.training.atomic import shaped
+from slmsql_cli.training.rewards import (
     RewardFunctions,
     SqlJudge,
     atomic_reward,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Slmsql
 
-from quantize.checkpoint import resolve
+from slmsql_cli.quantize.checkpoint import resolve
 from slmsql_cli.runs import run_checkpoint
 
 pytestmark = pytest.mark.train
@@ -113,7 +113,7 @@ def train(slmsql: Slmsql, workdir: Path) -> Train:
 def sft_run(train: Train, workdir: Path) -> Path:
     from slmsql_cli.database import open_database
     from slmsql_cli.prompt_builder import generation_message
-    from training.tiny import build_tiny_qwen2
+    from slmsql_cli.training.tiny import build_tiny_qwen2
 
     db = open_database(workdir / "db" / "shop" / "shop.sqlite")
     model = build_tiny_qwen2(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quantize.tokenizer import pre_tokenizer_name
+from slmsql_cli.quantize.tokenizer import pre_tokenizer_name
 
 SAMPLES = [
     "SELECT count(*) FROM singer WHERE age > 20",
@@ -51,7 +51,7 @@ def test_train_tokenizer_from_the_gguf_matches_llama_cpp(smollm_gguf: Path, tmp_
     pytest.importorskip("transformers")
     import llama_cpp
 
-    from training.model import BaseModel, load_tokenizer
+    from slmsql_cli.training.model import BaseModel, load_tokenizer
 
     tok = load_tokenizer(BaseModel(str(smollm_gguf.parent), smollm_gguf.name))
     saved = tmp_path / "tokenizer"

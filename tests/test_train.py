@@ -20,7 +20,7 @@ if find_spec("trl") is None:  # not importorskip: importing trl at collection pu
     pytest.skip("needs the [train] extra (trl)", allow_module_level=True)
 
 from slmsql_cli.errors import UserError
-from training.config import build_config, config_path, load_config
+from slmsql_cli.training.config import build_config, config_path, load_config
 
 pytestmark = pytest.mark.train
 
@@ -54,7 +54,7 @@ def tiny_model(workdir: Path, spider: dict[str, str]) -> Path:
     from slmsql_cli.database import open_database
     from slmsql_cli.prompt_builder import generation_message
     from slmsql_cli.prompts import SYSTEM_PROMPT
-    from training.tiny import build_tiny_qwen2
+    from slmsql_cli.training.tiny import build_tiny_qwen2
 
     rows = [
         r
@@ -87,7 +87,7 @@ def _cpu(**values):
 
 @pytest.fixture(scope="module")
 def sft_run(workdir: Path, tiny_model: Path, spider: dict[str, str]):
-    from training.runner import run
+    from slmsql_cli.training.runner import run
 
     bad = [
         {"db_id": "no_such_db", "question": "Any?", "query": "SELECT 1"},
@@ -116,7 +116,7 @@ def sft_run(workdir: Path, tiny_model: Path, spider: dict[str, str]):
 
 
 def test_builtin_recipes_load_for_both_stages() -> None:
-    from training.config import builtin_configs
+    from slmsql_cli.training.config import builtin_configs
 
     assert {"generate-0.5b", "merge-0.5b", "tiny-cpu", "tiny-real-cpu"} <= set(builtin_configs())
     sft = load_config("generate-0.5b", {}, "sft")
@@ -152,9 +152,9 @@ def test_vllm_settings_reach_trls_grpo_config(recipe: str, tmp_path: Path) -> No
     itself, colocated or as a server, is not run here; no GPU)."""
     from trl import GRPOConfig
 
-    from training.config import read_yaml
-    from training.grpo import grpo_settings
-    from training.runner import Device, trainer_args
+    from slmsql_cli.training.config import read_yaml
+    from slmsql_cli.training.grpo import grpo_settings
+    from slmsql_cli.training.runner import Device, trainer_args
 
     cfg = load_config(
         recipe, {"base": "m", "data": "d.json", "vllm_server_base_url": "http://node:8000"}, "grpo"
@@ -194,7 +194,7 @@ def test_stage_is_required() -> None:
 
 
 def test_wrong_columns_fail_before_any_model_loads(workdir: Path, tiny_model: Path) -> None:
-    from training.runner import run
+    from slmsql_cli.training.runner import run
 
     data = workdir / "wrong.jsonl"
     data.write_text('{"text": "hello", "label": 1}\n')
@@ -220,7 +220,7 @@ def test_wrong_columns_fail_before_any_model_loads(workdir: Path, tiny_model: Pa
 def test_missing_chat_template_is_a_clear_error(tiny_model: Path) -> None:
     from transformers import AutoTokenizer
 
-    from training.model import BaseModel, resolve_chat_template
+    from slmsql_cli.training.model import BaseModel, resolve_chat_template
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tok.chat_template = None
@@ -257,7 +257,7 @@ def test_help_does_not_import_torch() -> None:
 def test_bird_rows_use_the_ask_prompt_builder(data_dir: Path, tmp_path: Path) -> None:
     from slmsql_cli.database import open_database
     from slmsql_cli.prompt_builder import generation_message
-    from training.data import load_examples
+    from slmsql_cli.training.data import load_examples
 
     bird = data_dir / "bird_dev"
     rows = json.loads((bird / "dev.json").read_text())[:3]
@@ -318,8 +318,8 @@ def test_a_training_example_is_the_prompt_ask_sends_on_a_schema_over_the_budget(
     from slmsql_cli.prompt_builder import generation_message
     from slmsql_cli.prompts import PROMPT_BUDGET
     from slmsql_cli.scripted import ScriptedEngine
-    from training.data import load_examples
-    from training.model import ChatFormat
+    from slmsql_cli.training.data import load_examples
+    from slmsql_cli.training.model import ChatFormat
 
     tokenizer = AutoTokenizer.from_pretrained(data_dir / "vocab" / "qwen2")  # the test tokenizer
 
@@ -367,7 +367,7 @@ def test_a_training_example_is_the_prompt_ask_sends_on_a_schema_over_the_budget(
 
 
 def test_think_rows(tmp_path: Path) -> None:
-    from training.data import load_examples
+    from slmsql_cli.training.data import load_examples
 
     rows = [
         {"input_seq": "Q1", "output_seq": "<think>r</think>\n<answer>SELECT 1</answer>"},
@@ -397,7 +397,7 @@ def test_merge_rows_from_sampled_drafts(data_dir: Path, spider: dict[str, str], 
     from slmsql_cli.merge import format_result, prune_ddl
     from slmsql_cli.prompt_builder import matched_values, schema_block
     from slmsql_cli.prompts import merge_prompt
-    from training.data import load_examples
+    from slmsql_cli.training.data import load_examples
 
     gold = "SELECT count(*) FROM singer"
     rows = [
@@ -454,8 +454,8 @@ def test_sft_writes_a_loadable_checkpoint(sft_run, workdir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slmsql_cli.prompts import fallback_template
-    from training.metrics import read_metrics
-    from training.runner import read_latest
+    from slmsql_cli.training.metrics import read_metrics
+    from slmsql_cli.training.runner import read_latest
 
     cfg, result = sft_run
     assert result.steps == 100
@@ -474,8 +474,8 @@ def test_sft_writes_a_loadable_checkpoint(sft_run, workdir: Path) -> None:
 def test_grpo_rewards_the_learned_answer(sft_run, spider: dict[str, str], workdir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from training.metrics import read_metrics
-    from training.runner import read_latest, run
+    from slmsql_cli.training.metrics import read_metrics
+    from slmsql_cli.training.runner import read_latest, run
 
     cfg = build_config(
         _cpu(
@@ -513,7 +513,7 @@ def test_grpo_rewards_the_learned_answer(sft_run, spider: dict[str, str], workdi
 def test_resume_continues_from_the_last_checkpoint(sft_run) -> None:
     import dataclasses
 
-    from training.runner import run
+    from slmsql_cli.training.runner import run
 
     cfg, first = sft_run
     more = dataclasses.replace(cfg, max_steps=102)
@@ -525,7 +525,7 @@ def test_resume_continues_from_the_last_checkpoint(sft_run) -> None:
 def test_lora_is_merged_into_the_saved_model(tiny_model: Path, spider: dict[str, str], workdir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from training.runner import run
+    from slmsql_cli.training.runner import run
 
     cfg = build_config(
         _cpu(
@@ -554,8 +554,8 @@ def test_sft_from_the_gemma_gguf(gemma_gguf: Path, tmp_path: Path) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     from slmsql_cli.prompts import fallback_template
-    from training.model import ChatFormat, resolve_base, resolve_chat_template
-    from training.runner import run
+    from slmsql_cli.training.model import ChatFormat, resolve_base, resolve_chat_template
+    from slmsql_cli.training.runner import run
 
     base = resolve_base(str(gemma_gguf))
     assert (
@@ -611,9 +611,9 @@ def test_sft_from_the_gemma_gguf(gemma_gguf: Path, tmp_path: Path) -> None:
 def test_sampled_candidates_feed_the_merge_loader(
     gemma_gguf: Path, spider: dict[str, str], tmp_path: Path
 ) -> None:
-    """`python -m training.sample` runs `ask`'s pipeline (here on the Gemma GGUF) and writes rows the merge loader reads."""
-    from training.data import load_examples
-    from training.sample import main
+    """`python -m slmsql_cli.training.sample` runs `ask`'s pipeline (here on the Gemma GGUF) and writes rows the merge loader reads."""
+    from slmsql_cli.training.data import load_examples
+    from slmsql_cli.training.sample import main
 
     data = tmp_path / "questions.json"
     data.write_text(json.dumps([QUESTION, {**QUESTION, "db_id": "no_such_db"}]))

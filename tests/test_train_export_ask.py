@@ -20,7 +20,7 @@ GOLD = "SELECT count(*) FROM singer"
 
 
 def test_train_then_export_then_ask(slmsql: Slmsql, data_dir: Path, tmp_path: Path) -> None:
-    from training.tiny import build_tiny_qwen2
+    from slmsql_cli.training.tiny import build_tiny_qwen2
 
     spider = data_dir / "spider_dev"
     base = build_tiny_qwen2(tmp_path / "tiny-base")

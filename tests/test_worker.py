@@ -310,7 +310,7 @@ def test_closing_the_pool_lets_the_worker_remove_its_private_copy(
 
 def test_the_training_judge_runs_queries_in_pool_processes(db: Path) -> None:
     """SqlJudge's spawn pool processes are daemonic; each still gets its own query worker."""
-    rewards = pytest.importorskip("training.rewards")
+    rewards = pytest.importorskip("slmsql_cli.training.rewards")
     with rewards.SqlJudge(workers=2, timeout=TIMEOUT, grace=5.0) as judge:
         t = time.perf_counter()
         outcomes = judge.outcomes([(str(db), "SELECT count(*) FROM t"), (str(db), QUADRATIC_INSTR)])

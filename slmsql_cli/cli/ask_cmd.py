@@ -8,11 +8,11 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from quantize import cached_gguf
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import EXIT_NO_ANSWER, AskStatus, StatusLine, err, fail, out, user_errors
 from slmsql_cli.config import AskConfig, ModelSource
+from slmsql_cli.quantize import cached_gguf
 
 
 @app.command("ask")

@@ -9,11 +9,11 @@ from typing import cast
 
 import typer
 
-from quantize import cached_gguf
 from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import StatusLine, err, out, user_errors
 from slmsql_cli.config import AskConfig, ModelSource
+from slmsql_cli.quantize import cached_gguf
 
 
 @app.command("bench")

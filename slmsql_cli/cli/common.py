@@ -200,8 +200,8 @@ def reading_text(read: int, total: int, cached: int) -> str:
 def load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
     """`Pipeline.load` under the "loading the model…" spinner, each step shown as it starts
     (checkpoints are exported with `quantize.cached_gguf`): how chat, eval and serve load one."""
-    from quantize import cached_gguf
     from slmsql_cli.pipeline import Pipeline
+    from slmsql_cli.quantize import cached_gguf
 
     with StatusLine("loading the model…") as status:
         return Pipeline.load(

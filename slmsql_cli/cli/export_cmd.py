@@ -9,12 +9,12 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from quantize.quantizer import ALIASES, FTYPES, RECIPES
 from slmsql_cli.cli.app import app
 from slmsql_cli.cli.common import err, out, user_errors
 from slmsql_cli.cli.options import OUTPUT, PERFORMANCE, bounded
 from slmsql_cli.errors import UserError
 from slmsql_cli.models import DEFAULT_QUANT
+from slmsql_cli.quantize.quantizer import ALIASES, FTYPES, RECIPES
 
 QUANT_HELP = (
     f"A llama.cpp type ({', '.join(FTYPES)}) or a mixed recipe: "
@@ -121,7 +121,7 @@ def export_cmd(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from quantize.export import ExportConfig, export
+    from slmsql_cli.quantize.export import ExportConfig, export
     from slmsql_cli.runs import run_checkpoint
 
     picked = run_checkpoint(Path(checkpoint).expanduser()) if checkpoint else None

@@ -40,8 +40,8 @@ def models_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from quantize.export import find_cached_export
     from slmsql_cli import models
+    from slmsql_cli.quantize.export import find_cached_export
     from slmsql_cli.render import models_tables
 
     rows = models.registry_status(find_cached_export)

@@ -96,9 +96,9 @@ def prompt(
                 highlight=False,
             )
     else:
-        from quantize import cached_gguf
         from slmsql_cli.engines import load_engine
         from slmsql_cli.pipeline import Pipeline
+        from slmsql_cli.quantize import cached_gguf
 
         with (
             StatusLine("loading the model…"),

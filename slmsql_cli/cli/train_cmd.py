@@ -146,8 +146,8 @@ def train(
       slmsql train --stage sft --config tiny-cpu --base my-model/ --max-steps 5
     """
     _require_train_extra()
-    from training.config import load_config
-    from training.runner import run
+    from slmsql_cli.training.config import load_config
+    from slmsql_cli.training.runner import run
 
     overrides: dict[str, Any] = {
         "task": task,

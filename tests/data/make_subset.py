@@ -11,14 +11,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from quantize import vocab
+from slmsql_cli.quantize import vocab
 
 HERE = Path(__file__).resolve().parent
 SPIDER_PER_DB = 12  # the first 12 dev questions of each database (dev.json order)...
 SPIDER_ALL = "concert_singer"  # ...and all of the database most tests use
 BIRD_QUESTIONS = 60  # all three difficulty levels among them
 SPIDER_FIELDS = ("db_id", "query", "question", "sql", "orig_index")
-VOCAB = (  # the GGUF itself becomes qwen2/tokenizer.json (quantize/vocab.py)
+VOCAB = (  # the GGUF itself becomes qwen2/tokenizer.json (slmsql_cli/quantize/vocab.py)
     "ggml-vocab-qwen2.gguf.inp",
     "ggml-vocab-qwen2.gguf.out",
     "Qwen-Qwen2.5-7B-Instruct.jinja",

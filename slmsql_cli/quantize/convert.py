@@ -16,10 +16,10 @@ from typing import Any
 import gguf
 import numpy as np
 
-from quantize import arch as archs
-from quantize.tokenizer import VocabSummary, write_vocab
-from quantize.weights import Checkpoint
 from slmsql_cli.errors import UserError
+from slmsql_cli.quantize import arch as archs
+from slmsql_cli.quantize.tokenizer import VocabSummary, write_vocab
+from slmsql_cli.quantize.weights import Checkpoint
 
 F16_MAX = 65504.0
 OnTensor = Callable[[int, int, str], None]  # (done, total, tensor name)

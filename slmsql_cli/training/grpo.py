@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.config import TrainConfig
-from training.data import DataReport, Example
-from training.model import ChatFormat
-from training.rewards import RewardFunctions, SqlJudge
+from slmsql_cli.training.config import TrainConfig
+from slmsql_cli.training.data import DataReport, Example
+from slmsql_cli.training.model import ChatFormat
+from slmsql_cli.training.rewards import RewardFunctions, SqlJudge
 
 
 def grpo_dataset(
@@ -60,7 +60,7 @@ def grpo_trainer(
 ) -> Any:
     from trl import GRPOConfig, GRPOTrainer
 
-    from training.sft import lora_config
+    from slmsql_cli.training.sft import lora_config
 
     stop = chat.end_of_turn(tokenizer)
     if stop is not None:  # TRL stops generation on the model's eos ids; add the chat turn's end

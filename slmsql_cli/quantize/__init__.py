@@ -17,6 +17,6 @@ def cached_gguf(checkpoint: str, quant: str) -> Path:
     """`slmsql_cli.models.Exporter` for the commands: the checkpoint's GGUF, exported once into the
     cache (`export.cached_export`). Not verified: verification needs torch, which `ask` never
     imports (`slmsql export` verifies). The exporter (numpy, gguf) is imported only when called."""
-    from quantize.export import cached_export
+    from slmsql_cli.quantize.export import cached_export
 
     return cached_export(checkpoint, quant, verify=False)

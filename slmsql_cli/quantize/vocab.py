@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from quantize.tokenizer import QWEN2_REGEX
+from slmsql_cli.quantize.tokenizer import QWEN2_REGEX
 
 QWEN2_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # ids 151643-151645
 # Qwen2.5's added tokens after those three (ids 151646-151664), as its tokenizer_config.json lists

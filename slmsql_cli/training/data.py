@@ -9,7 +9,7 @@
   template: a schema over `prompt_budget` is cut to the question's tables exactly as `ask` cuts
   it, so a model is trained on the text it will see.
 * **candidates** - merge-revision rows: Spider/BIRD columns plus `candidates`, SQL drafts sampled
-  by a generation model (`python -m training.sample` writes them). The drafts are executed and
+  by a generation model (`python -m slmsql_cli.training.sample` writes them). The drafts are executed and
   voted on as `ask` does; the two largest disagreeing groups go into `ask`'s merge prompt and the
   gold SQL is the target. As in CSC-SQL's training mode, when neither draft is right the gold SQL
   takes one of the two slots at random.
@@ -40,8 +40,14 @@ from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.prompts import SYSTEM_PROMPT
-from training.config import TrainConfig
-from training.records import CHAT_COLUMNS, PROMPT_COLUMNS, TARGET_COLUMNS, detect_format, read_records
+from slmsql_cli.training.config import TrainConfig
+from slmsql_cli.training.records import (
+    CHAT_COLUMNS,
+    PROMPT_COLUMNS,
+    TARGET_COLUMNS,
+    detect_format,
+    read_records,
+)
 
 
 @dataclass
@@ -299,7 +305,7 @@ def check_inputs(cfg: TrainConfig, fmt: str) -> None:
     if cfg.task == "merge" and fmt == "spider":
         raise UserError(
             "merge training needs sampled drafts (a `candidates` column)",
-            "sample them with `python -m training.sample --model <generation model> --data ... --out candidates.jsonl`",
+            "sample them with `python -m slmsql_cli.training.sample --model <generation model> --data ... --out candidates.jsonl`",
         )
     if cfg.stage == "grpo" and fmt == "think" and not cfg.db_dir:
         raise UserError(

@@ -151,7 +151,7 @@ def builtin_configs() -> list[str]:
 
 
 def config_path(spec: str) -> Path:
-    """A recipe file, or the name of one shipped in training/configs (e.g. `generate-0.5b`)."""
+    """A recipe file, or the name of one shipped in slmsql_cli/training/configs (e.g. `generate-0.5b`)."""
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -219,7 +219,7 @@ def build_config(values: dict[str, Any], source: str = "config") -> TrainConfig:
         hint = (
             f"did you mean `{close[0]}`?"
             if close
-            else "see `slmsql train --help` or training/config.py for the settings"
+            else "see `slmsql train --help` or slmsql_cli/training/config.py for the settings"
         )
         raise UserError(f"{source}: unknown setting `{key}`", hint)
     hints = get_type_hints(TrainConfig)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.config import TrainConfig
-from training.data import DataReport, Example
-from training.model import ChatFormat
+from slmsql_cli.training.config import TrainConfig
+from slmsql_cli.training.data import DataReport, Example
+from slmsql_cli.training.model import ChatFormat
 
 
 def sft_dataset(

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantize import checkpoint, quantizer
-from quantize import verify as verifier
-from quantize.arch import detect
-from quantize.convert import ConvertResult, OnTensor, convert, read_config
-from quantize.tokenizer import load_tokenizer_json
-from quantize.weights import Checkpoint
 from slmsql_cli.errors import UserError
 from slmsql_cli.models import DEFAULT_QUANT
+from slmsql_cli.quantize import checkpoint, quantizer
+from slmsql_cli.quantize import verify as verifier
+from slmsql_cli.quantize.arch import detect
+from slmsql_cli.quantize.convert import ConvertResult, OnTensor, convert, read_config
+from slmsql_cli.quantize.tokenizer import load_tokenizer_json
+from slmsql_cli.quantize.weights import Checkpoint
 
 OnStage = Callable[[str], None]
 
@@ -98,7 +98,7 @@ def _build(
     model_dir = source.path
     if source.is_adapter:
         stage("merging the LoRA adapter into its base model")
-        from quantize import lora
+        from slmsql_cli.quantize import lora
 
         model_dir = lora.merge(source.path, work / "merged")
         notes.append("merged LoRA adapter")

@@ -12,8 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from quantize import checkpoint
 from slmsql_cli.errors import UserError
+from slmsql_cli.quantize import checkpoint
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -47,7 +47,7 @@ def merge(adapter_dir: Path, work_dir: Path) -> Path:
     if base.is_adapter:
         raise UserError(f"the base of {adapter_dir} is itself an adapter: {base.path}")
 
-    from quantize.verify import quiet_transformers
+    from slmsql_cli.quantize.verify import quiet_transformers
 
     with quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)

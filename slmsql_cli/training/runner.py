@@ -17,7 +17,7 @@ Output (`<run>` = `--out`, default `runs/<task>-<stage>`):
 
 Multi-GPU: launch the same command through accelerate, e.g.
 `accelerate launch --num_processes 4 -m slmsql_cli train --config generate-0.5b --stage grpo`
-(add `--config_file training/configs/accelerate/zero2.yaml` for DeepSpeed ZeRO-2).
+(add `--config_file slmsql_cli/training/configs/accelerate/zero2.yaml` for DeepSpeed ZeRO-2).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Any
 
 from slmsql_cli.errors import UserError
 from slmsql_cli.runs import LATEST, read_latest, run_checkpoint, write_latest
-from training.config import TrainConfig
-from training.data import DataReport, check_inputs, load_examples
-from training.records import detect_format, read_records
-from training.estimate import estimate, parameter_count
+from slmsql_cli.training.config import TrainConfig
+from slmsql_cli.training.data import DataReport, check_inputs, load_examples
+from slmsql_cli.training.estimate import estimate, parameter_count
+from slmsql_cli.training.records import detect_format, read_records
 
 Say = Callable[[str], None]
 
@@ -151,7 +151,7 @@ def trainer_args(cfg: TrainConfig, device: Device, run_dir: Path) -> dict[str, A
 
 def run(cfg: TrainConfig, say: Say = print) -> TrainResult:
     """Train one stage as `cfg` says and return where everything went."""
-    from training.model import ChatFormat, load_model, load_tokenizer, resolve_chat_template
+    from slmsql_cli.training.model import ChatFormat, load_model, load_tokenizer, resolve_chat_template
 
     start = time.perf_counter()
     base, records, device, resume = _check(cfg, say)
@@ -165,7 +165,7 @@ def run(cfg: TrainConfig, say: Say = print) -> TrainResult:
 
     judge = None
     if cfg.stage == "grpo":
-        from training.rewards import SqlJudge
+        from slmsql_cli.training.rewards import SqlJudge
 
         judge = SqlJudge(cfg.reward_workers, timeout=cfg.exec_timeout)
     try:
@@ -194,7 +194,7 @@ def run(cfg: TrainConfig, say: Say = print) -> TrainResult:
 
 def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Device, str | None]:
     """Everything that can be wrong and is cheap to check: before the tokenizer, the data and the weights load."""
-    from training.model import resolve_base, resolve_chat_template
+    from slmsql_cli.training.model import resolve_base, resolve_chat_template
 
     check_trl_keys(cfg)
     if cfg.base == LATEST:
@@ -226,11 +226,11 @@ def _dataset(
 ) -> tuple[Any, DataReport]:
     examples, report, fmt = load_examples(cfg, records, chat.counter(tokenizer))  # ask's prompt budget
     if cfg.stage == "sft":
-        from training.sft import sft_dataset
+        from slmsql_cli.training.sft import sft_dataset
 
         dataset = sft_dataset(examples, chat, tokenizer, cfg.max_length, report)
     else:
-        from training.grpo import grpo_dataset
+        from slmsql_cli.training.grpo import grpo_dataset
 
         dataset = grpo_dataset(examples, chat, tokenizer, cfg.max_prompt_length, judge, report)
     for note in report.notes:
@@ -253,7 +253,7 @@ def _trainer(
     judge: Any,
     say: Say,
 ) -> tuple[Any, Path]:
-    from training.metrics import MetricsLog
+    from slmsql_cli.training.metrics import MetricsLog
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -265,11 +265,11 @@ def _trainer(
     args = trainer_args(cfg, device, run_dir)
     callbacks = [MetricsLog(metrics_path)]
     if cfg.stage == "sft":
-        from training.sft import sft_trainer
+        from slmsql_cli.training.sft import sft_trainer
 
         trainer = sft_trainer(cfg, model, tokenizer, dataset, args, callbacks)
     else:
-        from training.grpo import grpo_trainer
+        from slmsql_cli.training.grpo import grpo_trainer
 
         init_kwargs = {**base.load_kwargs()} if cfg.beta and not cfg.lora else None
         trainer = grpo_trainer(
@@ -291,7 +291,7 @@ def _trainer(
 
 def _finish(cfg: TrainConfig, trainer: Any, tokenizer: Any, metrics_path: Path) -> tuple[Path, Path | None]:
     """Save `final/` (LoRA merged in), point runs/latest at it, plot the log."""
-    from training.metrics import plot_metrics
+    from slmsql_cli.training.metrics import plot_metrics
 
     run_dir = cfg.run_dir
     final_dir = run_dir / "final"

@@ -99,9 +99,9 @@ def build_tiny_qwen2(
     return out
 
 
-if __name__ == "__main__":  # python -m training.tiny OUT_DIR
+if __name__ == "__main__":  # python -m slmsql_cli.training.tiny OUT_DIR
     import sys
 
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m training.tiny OUT_DIR")
+        sys.exit("usage: python -m slmsql_cli.training.tiny OUT_DIR")
     print(build_tiny_qwen2(sys.argv[1]))

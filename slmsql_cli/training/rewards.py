@@ -29,7 +29,7 @@ from slmsql_cli.extract import extract_sql
 from slmsql_cli.targets.result import MAX_ROWS
 from slmsql_cli.targets.sqlcheck import check_sql
 from slmsql_cli.targets.sqlite_target import SQLiteTarget
-from training.atomic import FINER_BETA, FINER_E, FINER_GAMMA, shaped, similarity
+from slmsql_cli.training.atomic import FINER_BETA, FINER_E, FINER_GAMMA, shaped, similarity
 
 # ---- one query's outcome ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
+from slmsql_cli.training.config import TrainConfig
 
 # Measured (see the module docstring), rounded down.
 TRAIN_FLOPS_PER_THREAD = 20e9
@@ -110,7 +110,7 @@ def parameter_count(source: str, gguf_file: str | None = None) -> int | None:
             return sum(int(t.n_elements) for t in GGUFReader(Path(source) / gguf_file).tensors)
         folder = Path(source)
         if folder.is_dir():
-            from quantize.weights import Checkpoint
+            from slmsql_cli.quantize.weights import Checkpoint
 
             try:
                 return Checkpoint(folder).n_parameters  # exact, from the safetensors headers

@@ -1,6 +1,6 @@
 """Sample SQL drafts with a generation model: the input of merge-revision training.
 
-    python -m training.sample --model runs/slm-sql-0.5b-grpo/final \\
+    python -m slmsql_cli.training.sample --model runs/slm-sql-0.5b-grpo/final \\
         --data data/bird/train/train.json --db-dir data/bird/train/train_databases \\
         --tables data/bird/train/train_tables.json --n 8 --out data/bird/train/candidates.jsonl
 
@@ -39,13 +39,13 @@ def sample_candidates(
     threads: int | None = None,
     say=print,
 ) -> Path:
-    from quantize import cached_gguf
     from slmsql_cli.benchmark_data import question_row
     from slmsql_cli.database import check_question
     from slmsql_cli.pipeline import AskConfig, Pipeline
-    from training.config import build_config
-    from training.data import Databases, DataReport
-    from training.records import detect_format, read_records
+    from slmsql_cli.quantize import cached_gguf
+    from slmsql_cli.training.config import build_config
+    from slmsql_cli.training.data import Databases, DataReport
+    from slmsql_cli.training.records import detect_format, read_records
 
     rows = read_records(data)
     if not rows:
@@ -109,7 +109,9 @@ def sample_candidates(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.sample", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m slmsql_cli.training.sample", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--model", required=True, help="generation model: anything `slmsql ask --model` accepts"
     )
