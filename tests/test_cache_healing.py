@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -209,3 +210,94 @@ def test_value_index_is_bounded_per_column(tmp_path: Path, monkeypatch: pytest.M
     finally:
         index.close()
     assert counts == {"people.name": MAX_INDEXED_PER_COLUMN, "people.city": 7}
+
+
+# ---- cached imports: used only while they are what was written (issue 31) -------------------------------
+
+
+def mid_csv(folder: Path) -> Path:
+    """A CSV whose import spans several pages (so that half of it is a truncated file)."""
+    data = folder / "mid.csv"
+    data.write_text("title,shelf\n" + "".join(f"Middlemarch volume {i},M{i % 9}\n" for i in range(2000)))
+    return data
+
+
+@pytest.mark.parametrize("change", ["truncated", "swapped", "linked", "garbage"])
+def test_a_damaged_or_replaced_import_is_rebuilt_with_one_warning(
+    prompt: Prompt, tmp_path: Path, change: str
+) -> None:
+    data = mid_csv(tmp_path)
+    cache = tmp_path / "cache"
+    first = prompt(cache, db=data)
+    assert first.returncode == 0 and not first.stderr, first.stderr
+    assert "CREATE TABLE mid" in first.stdout
+    imported = only(cache, "mid.sqlite")
+    demo = DEMO_DB.read_bytes()
+    if change == "truncated":
+        imported.write_bytes(imported.read_bytes()[: imported.stat().st_size // 2])
+    elif change == "swapped":  # another database in its place (it showed bookshop's tables)
+        shutil.copyfile(DEMO_DB, imported)
+    elif change == "linked":
+        imported.unlink()
+        imported.symlink_to(DEMO_DB)
+    else:  # same size, the first page noise
+        raw = bytearray(imported.read_bytes())
+        raw[:4096] = os.urandom(4096)
+        imported.write_bytes(raw)
+
+    healed = prompt(cache, db=data)
+    assert healed.returncode == 0, healed.stderr
+    assert healed.stdout == first.stdout  # mid's tables, never bookshop's
+    (warning,) = warnings(healed.stderr)
+    assert "cached import of mid.csv" in warning and "importing it again" in warning
+    assert healed.stderr.strip() == warning  # one line, no traceback
+    assert imported.is_file() and not imported.is_symlink()
+    assert DEMO_DB.read_bytes() == demo  # a link is removed, never what it points to
+
+    again = prompt(cache, db=data)
+    assert again.stdout == first.stdout and again.stderr == ""
+
+
+def test_an_edit_that_keeps_size_and_time_is_imported_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files' record holds a digest of each file's first and last MB, not only size and time."""
+    from slmsql_cli import files
+
+    monkeypatch.setenv("SLMSQL_CACHE_DIR", str(tmp_path / "cache"))
+    data = tmp_path / "stock.csv"
+    data.write_text("item\npen\n")
+    before = data.stat()
+    imported = files.as_sqlite(data)
+    data.write_text("item\nink\n")
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data.stat().st_size == before.st_size and data.stat().st_mtime_ns == before.st_mtime_ns
+    assert files.as_sqlite(data) == imported
+    with sqlite3.connect(imported) as conn:
+        assert conn.execute("SELECT item FROM stock").fetchall() == [("ink",)]
+
+
+def test_every_store_is_private_whatever_the_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports, value indexes and the prompt cache, written under umask 0: folders 0700, files 0600
+    (the saved answers: tests/test_unwritable_cache.py)."""
+    from slmsql_cli import cache as cache_module
+    from slmsql_cli import files
+    from slmsql_cli.kv_cache import PromptStore
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SLMSQL_CACHE_DIR", str(cache))
+    data = mid_csv(tmp_path)
+    old = os.umask(0)
+    try:
+        imported = files.as_sqlite(data)
+        SQLiteTarget(imported).value_index(
+            schema_from_sqlite(imported), cache_module.db_cache_dir(imported)
+        ).close()
+        PromptStore(cache_module.cache_dir() / "kv", {"model": "m"}, 1 << 20).save([1, 2, 3], b"state")
+    finally:
+        os.umask(old)
+    found = {p.relative_to(cache).as_posix(): p.lstat().st_mode & 0o777 for p in cache.rglob("*")}
+    assert any(p.endswith("mid.sqlite") for p in found) and any(p.endswith(".kv") for p in found), found
+    assert any("values-" in p for p in found), found
+    for path, mode in found.items():
+        assert mode == (0o700 if (cache / path).is_dir() else 0o600), (path, oct(mode))
