@@ -19,10 +19,10 @@ goes through three gates before it runs, and one that fails any of them gets no 
    (PostgreSQL: these names and its volatile rule; DuckDB: an allow-list read from its catalog).
 
 A checked query then runs inside `capped`: the engine counts the bytes of the values as it makes
-them and sends NULLs instead past MAX_RESULT_BYTES, so a huge value never reaches slmsql's
-memory; `CappedRows` stops at the first such row, and a first row over the cap on its own is an
-error (`too_large`). An engine's error message has the
-folders it could name taken out (`hide_folders`).
+them and sends NULLs instead past a bound, so a huge value never reaches slmsql's memory;
+`CappedRows` stops at the first such row, and a first row over the result cap on its own is an
+error (`too_large`). An engine's error message has the folders it could name taken out
+(`hide_folders`).
 """
 
 from __future__ import annotations
@@ -189,17 +189,17 @@ def capped(
     """`sql` (one checked query of len(sizes) columns) wrapped so that the engine itself leaves out
     what is over the cap: a row whose values take more than `max_bytes` bytes, or with `running`,
     every row once the running sum of the rows' sizes passes `max_bytes`, has NULL for each value
-    and those bytes in the added last column OVER (NULL in a row within it). `sizes[i]` is an SQL expression for the bytes of
-    column `c{i+1}` (None: a fixed-size type, not counted). None when no column varies in size
-    (the row cap alone bounds such a result): run `sql` itself then.
+    and those bytes in the added last column OVER (NULL in a row within it). `sizes[i]` is an SQL
+    expression for the bytes of column `c{i+1}` (None: a fixed-size type, not counted). None when
+    no column varies in size (the row cap alone bounds such a result): run `sql` itself then.
 
     `running` suits DuckDB, whose running sum streams (a window with no partition and no order);
     PostgreSQL's keeps every row it passes in a tuplestore (on disk past work_mem), so there each
-    row is judged alone and the client reads one row at a time. `fence` keeps PostgreSQL from
-    pulling a level up into the next, where each use of a column would evaluate its expression
-    again (`OFFSET 0`). The query goes on lines of its own: a trailing `--` comment ends there.
-    It parsed on its own (the targets check it first), so its parentheses, quotes and comments
-    are balanced and it cannot reach outside them."""
+    row is judged alone (the target bounds a batch of rows by its rows' share). `fence` keeps
+    PostgreSQL from pulling a level up into the next, where each use of a column would evaluate
+    its expression again (`OFFSET 0`). The query goes on lines of its own: a trailing `--`
+    comment ends there. It parsed on its own (the targets check it first), so its parentheses,
+    quotes and comments are balanced and it cannot reach outside them."""
     counted = [f"coalesce({size}, 0)" for size in sizes if size]
     if not counted:
         return None
