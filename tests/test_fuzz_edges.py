@@ -117,6 +117,31 @@ def test_json_and_json_lines_files(folder: Path, records: list[Any], raw: bytes)
 
 
 @FUZZ
+@given(
+    records=st.lists(st.dictionaries(edge_text, json_value, max_size=6), min_size=1, max_size=40),
+    copies=st.integers(min_value=1, max_value=200),
+    cap_pages=st.integers(min_value=0, max_value=40),
+)
+def test_the_disk_cap_is_never_passed(folder: Path, records: list[Any], copies: int, cap_pages: int) -> None:
+    """Whatever the rows and however small the cap: a result or the cap's one line, and the
+    output and staging files together never hold more than the cap (an empty file's first page
+    aside: SQLite cannot be told "no pages at all")."""
+    path = folder / "capped.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=True) for r in records * copies))
+    out, scratch = folder / "capped.sqlite", folder / "capped.stage"
+    for made in (out, scratch):
+        made.unlink(missing_ok=True)
+        made.touch()
+    cap = cap_pages * 4096
+    try:
+        files.import_files([path], out, None, scratch, files.DiskLimit(cap, "a test"))
+    except UserError as exc:
+        assert exc.message
+    written = out.stat().st_size + scratch.stat().st_size
+    assert written <= max(cap, 2 * 4096), (written, cap)
+
+
+@FUZZ
 @given(header=names, rows=st.lists(st.lists(cell, max_size=5), max_size=6), merge=st.booleans())
 def test_xlsx_files(folder: Path, header: list[str], rows: list[list[Any]], merge: bool) -> None:
     openpyxl = pytest.importorskip("openpyxl")

@@ -142,8 +142,9 @@ class DiskCap:
     """At most `max_bytes` in the output and staging files together, enforced by SQLite: `arm`,
     called before each statement that adds rows, lets each file grow by what is left of the cap
     (`max_page_count`: the pages it has plus the pages left), so the statement that would pass
-    the cap fails with SQLITE_FULL, even in the middle of one INSERT … SELECT. Only one of the
-    two files grows in any one statement, so the sum stays within the cap."""
+    the cap fails with SQLITE_FULL, even in the middle of one INSERT … SELECT. Between two arms
+    only one of the two files grows, so the sum stays within the cap (an empty file may always
+    take its first page: a max_page_count of 0 would leave the limit unset)."""
 
     def __init__(self, conn: sqlite3.Connection, max_bytes: int | None) -> None:
         self.conn, self.max_bytes = conn, max_bytes
@@ -207,6 +208,7 @@ def _write_table(
 ) -> None:
     target = f"main.{quote(data.name)}"
     _check_width(conn, data, len(data.columns.names))
+    cap.arm()
     if data.types is not None:
         _create(conn, target, data.columns.names, data.types)
         insert = _insert_sql(target, len(data.types))
@@ -217,6 +219,7 @@ def _write_table(
     staging = f"stage.{quote(data.name)}"
     kinds: list[int] = []  # per staged column; empty until the staging table exists
     for batch in _batches(data.rows):
+        cap.arm()  # the staging file alone grows until the copy: one arm covers the batch
         names = data.columns.names
         if not names:
             raise UserError(f"{data.source}: its first records have no fields", "is it the right file?")
@@ -229,7 +232,6 @@ def _write_table(
         width = len(names)
         kinds.extend([0] * (width - len(kinds)))
         rows = [row if len(row) == width else (*row, *[None] * (width - len(row))) for row in batch]
-        cap.arm()
         conn.executemany(_insert_sql(staging, width), rows)
         for i, column in enumerate(zip(*rows)):
             if not kinds[i] & TEXT:  # TEXT is final: nothing more to learn about the column
@@ -239,11 +241,11 @@ def _write_table(
         raise UserError(f"{data.source} holds no data", "is it the right file?")
     staged = bool(kinds)
     kinds.extend([0] * (len(names) - len(kinds)))  # a header without rows: TEXT columns
+    cap.arm()
     _create(conn, target, names, [declared_type(k) for k in kinds])
     if staged:
         status(f"{data.name}: setting column types")
         select = ", ".join(f"NULLIF({quote(n)}, '')" if data.blank_is_null else quote(n) for n in names)
-        cap.arm()
         conn.execute(f"INSERT INTO {target} SELECT {select} FROM {staging}")
         conn.execute(f"DROP TABLE {staging}")
 
