@@ -3,7 +3,8 @@
 DuckDB's own guarantees (duckdb.org/docs/operations_manual/securing_duckdb): the file is opened
 `read_only`; `enable_external_access=false` stops every file, network and ATTACH access (read_csv,
 COPY, INSTALL, httpfs); extensions are neither auto-installed nor auto-loaded; and
-`lock_configuration` makes those settings final, so a query cannot turn them back on. A temporary
+`lock_configuration` makes those settings final, so a query cannot turn them back on. Its progress
+bar is off: it would draw on slmsql's terminal. A temporary
 table would live only in this connection's memory, and `dialect.for_target` admits queries only.
 The deadline is DuckDB's `interrupt()`, called by a timer thread.
 
@@ -56,8 +57,11 @@ _CONFIG = {
     "temp_directory": "",  # never spill to disk (see above)
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
-    "lock_configuration": True,
 }
+# Per connection, so set after connecting, then locked with the rest. DuckDB's Python package
+# turns its progress bar on wherever it guesses a session is interactive (`python -c`, a REPL,
+# Jupyter); slmsql owns the terminal, and a query's progress is not the user's business.
+_SETTINGS = ("SET enable_progress_bar = false", "SET lock_configuration = true")
 SAMPLE_SECONDS = 5.0  # one sample or index query
 _HERE = "database_name = current_database() AND schema_name = current_schema()"
 # Table functions a query may call in FROM: rows made from values.
@@ -107,6 +111,8 @@ class DuckDBTarget(LiveTarget):
                 else "is it a complete DuckDB database of a version this duckdb package reads?"
             )
             raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
+        for setting in _SETTINGS:
+            self._conn.execute(setting)
         self._lock = threading.Lock()  # one query at a time on the connection
         self._callable: _Callable | None = None  # read from the catalog on the first query
 
