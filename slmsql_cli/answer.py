@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from slmsql_cli.conversation import Rendered, Turn
 from slmsql_cli.engine_protocol import GenerationStats
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets.result import ExecResult
@@ -24,6 +25,8 @@ class SamplingRound:
     stats: GenerationStats
     pruned_schema: Schema | None = None  # the subset of tables the prompt showed, when all did not fit
     build_seconds: float = 0.0  # building the prompt: serializing, counting tokens, pruning
+    context: Rendered | None = None  # the earlier turns the prompt carried (None: no prompt, a saved answer)
+    constrained: bool = False  # drawn under --constrain: only names the database has (constraint.py)
 
     @property
     def winner(self) -> Group | None:
@@ -43,6 +46,23 @@ class Answer:
     unmatched_values: list[str] = field(default_factory=list)  # question values the database lacks
     saved_id: int | None = None  # answered from the saved answers (saved.py), not by the model
     notes: list[str] = field(default_factory=list)  # said before answering: a similar saved question
+
+    @property
+    def context(self) -> Rendered | None:
+        """Which earlier turns the generation prompt carried, in which rendering, and how many
+        were left out (None when no model was asked: a saved answer)."""
+        return self.generation.context
+
+    @property
+    def follows(self) -> bool:
+        """Whether the answer is a follow-up: its prompt carried earlier turns."""
+        return self.context is not None and bool(self.context.used)
+
+    @property
+    def turn(self) -> Turn:
+        """This answer as an earlier turn of the next question: the question and the SQL that
+        answered it (None when none ran: a failing SQL is no answer to follow)."""
+        return Turn(self.question, self.sql if self.failure is None else None)
 
     @property
     def final_round(self) -> SamplingRound:

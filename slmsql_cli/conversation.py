@@ -11,9 +11,11 @@ field, in one of these renderings, and the prompt keeps its trained form:
 - `evidence`: the earlier questions and the SQL that answered them, in the evidence slot before the
   question (and before any evidence of the question's own).
 
-Which rendering is the default is a measurement (docs/ACCURACY.md), not a taste; `RENDERINGS`
-lists them for `--context`. The turns kept are bounded: `fit` drops the oldest first until the
-text fits a token room, and says how many it dropped.
+Which rendering is the default must be a measurement (SParC/CoSQL turns, docs/ACCURACY.md), not a
+taste. That measurement needs models trained on interactions, a later task; until it is made the
+default is `questions` (`DEFAULT_RENDERING`, the one place that chooses: `ask --after`, `chat`,
+`serve` and the web page all use it). The turns kept are bounded: at most MAX_TURNS, and `fit`
+drops the oldest first until the text fits a token room, and says how many it dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 RENDERINGS = ("none", "questions", "evidence")
+# Chosen before it was measured (see above): the SParC baseline's rendering. Either rendering
+# writes the earlier turns after the schema block, so a follow-up's prompt starts as the last
+# one's did and llama.cpp's prompt cache reads only what changed (docs/PERFORMANCE.md).
+DEFAULT_RENDERING = "questions"
 MAX_TURNS = 8  # earlier turns kept at most, before any token budget: SParC's interactions average 3
 
 

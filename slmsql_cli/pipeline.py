@@ -7,7 +7,7 @@ cache kept warm) and `eval` (a benchmark), so all three run exactly the same ste
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from slmsql_cli import engines, prompt_builder
 from slmsql_cli.answer import Answer, SamplingRound
 from slmsql_cli.config import AskConfig
+from slmsql_cli.constraint import Names
+from slmsql_cli.conversation import DEFAULT_RENDERING, Turn
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine_protocol import Completion, Engine, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
@@ -58,6 +60,7 @@ class Pipeline:
         self.merge_engine = merge_engine
         self.config = config
         self._counted: tuple[str, list[int]] | None = None  # the last prompt counted, and its tokens
+        self._names: tuple[Database, Names] | None = None  # the last database's names (--constrain)
 
     @classmethod
     def load(
@@ -106,9 +109,14 @@ class Pipeline:
         seed: int,
         on_token: Callable[[int], None] | None,
         on_prompt: PromptProgress | None = None,
+        constraint: Names | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
         params = SamplingParams(
-            n=n, temperature=self.config.temperature, max_tokens=self.config.max_tokens, seed=seed
+            n=n,
+            temperature=self.config.temperature,
+            max_tokens=self.config.max_tokens,
+            seed=seed,
+            constraint=constraint,
         )
         text = chat_text(engine, user_message)
         counted = self._counted  # the prompt as generation_message counted it: not tokenized again
@@ -126,15 +134,23 @@ class Pipeline:
         progress: Progress | None = None,
         on_prompt: PromptProgress | None = None,
     ) -> SamplingRound:
-        completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt)
+        constraint = self.names(db) if self.config.constrain else None
+        completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt, constraint)
         sqls = [extract_sql(c.text) for c in completions]
         if progress is not None:
             progress(f"executing {sum(sql is not None for sql in sqls)} of {n} candidate(s)")
         results = db.run_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
-            Candidate(text=c.text, sql=sql, result=r) for c, sql, r in zip(completions, sqls, results)
+            Candidate(text=c.text, sql=sql, result=r, finish_reason=c.finish_reason)
+            for c, sql, r in zip(completions, sqls, results)
         ]
-        return SamplingRound(candidates, vote(candidates), stats)
+        return SamplingRound(candidates, vote(candidates), stats, constrained=constraint is not None)
+
+    def names(self, db: Database) -> Names:
+        """What `db` has, for --constrain (`constraint.Names`): read once per database."""
+        if self._names is None or self._names[0] is not db:
+            self._names = (db, Names.from_schema(db.schema, db.target.dialect))
+        return self._names[1]
 
     def _tokens(self, message: str) -> int:
         text = chat_text(self.engine, message)
@@ -153,19 +169,41 @@ class Pipeline:
         cfg = self.config
         return Budget(cfg.prompt_budget, self.engine.n_ctx_limit, cfg.max_tokens)
 
-    def matched_values(self, db: Database, question: str, evidence: str = "") -> Values:
-        """The database values the question mentions, shown in every prompt built for it (none
-        with use_values off): looked up once per question."""
-        return prompt_builder.matched_values(db, question, evidence, use_values=self.config.use_values)
+    def matched_values(
+        self,
+        db: Database,
+        question: str,
+        evidence: str = "",
+        turns: Sequence[Turn] = (),
+        rendering: str = DEFAULT_RENDERING,
+    ) -> Values:
+        """The database values the question mentions (a follow-up's earlier questions too), shown
+        in every prompt built for it (none with use_values off): looked up once per question."""
+        text = prompt_builder.context_text(question, evidence, turns, rendering)
+        return prompt_builder.matched_values(db, *text, use_values=self.config.use_values)
 
     def generation_message(
-        self, db: Database, question: str, evidence: str = "", *, matched_values: Values | None = None
+        self,
+        db: Database,
+        question: str,
+        evidence: str = "",
+        *,
+        matched_values: Values | None = None,
+        turns: Sequence[Turn] = (),
+        rendering: str = DEFAULT_RENDERING,
     ) -> GenerationMessage:
         """`prompt_builder.generation_message` counted with this generator, within `budget`."""
         if matched_values is None:
-            matched_values = self.matched_values(db, question, evidence)
+            matched_values = self.matched_values(db, question, evidence, turns, rendering)
         return prompt_builder.generation_message(
-            db, question, evidence, matched=matched_values, counter=self.counter, budget=self.budget
+            db,
+            question,
+            evidence,
+            matched=matched_values,
+            counter=self.counter,
+            budget=self.budget,
+            turns=turns,
+            rendering=rendering,
         )
 
     def generate(
@@ -178,15 +216,21 @@ class Pipeline:
         matched_values: Values | None = None,
         progress: Progress | None = None,
         on_prompt: PromptProgress | None = None,
+        turns: Sequence[Turn] = (),
+        rendering: str = DEFAULT_RENDERING,
     ) -> SamplingRound:
-        """Step 1: sample N candidates for the generation prompt, execute them and vote."""
+        """Step 1: sample N candidates for the generation prompt (a follow-up of `turns`, oldest
+        first, when there are any), execute them and vote."""
         cfg = self.config
         t = time.perf_counter()
-        message = self.generation_message(db, question, evidence, matched_values=matched_values)
+        message = self.generation_message(
+            db, question, evidence, matched_values=matched_values, turns=turns, rendering=rendering
+        )
         built = time.perf_counter() - t
         db.target.prepare()  # a SQLite query worker starts while the model samples
         generated = self._round(db, self.engine, message.text, cfg.n, cfg.seed, on_token, progress, on_prompt)
         generated.pruned_schema, generated.build_seconds = message.pruned, built
+        generated.context = message.context
         return generated
 
     def revise(
@@ -223,20 +267,33 @@ class Pipeline:
         on_token: Callable[[int], None] | None = None,
         on_round: RoundDone | None = None,
         on_prompt: PromptProgress | None = None,
+        *,
+        turns: Sequence[Turn] = (),
+        rendering: str = DEFAULT_RENDERING,
     ) -> Answer:
         """`on_token(candidate)` runs after every sampled token (an exception raised there stops
         decoding: `serve` cancels a request that way); `on_round` gets each round once it is voted;
         `on_prompt(read, total, cached)` while a model reads a round's prompt (the local engine
         reports it between 512-token chunks; a model server does not).
+        `turns` make the question a follow-up: the conversation's earlier turns, oldest first,
+        carried in the prompt in `rendering` as the budget allows (`Answer.context` says which).
         The question was checked where it came in (`database.check_question`: each front end does)."""
         say = progress or (lambda _msg: None)
         round_done = on_round or (lambda _step, _round: None)
         cfg = self.config
         t_start = time.perf_counter()
-        matched = self.matched_values(db, question, evidence)
+        matched = self.matched_values(db, question, evidence, turns, rendering)
         say(f"sampling {cfg.n} candidate(s)")
         generated = self.generate(
-            db, question, evidence, on_token, matched_values=matched, progress=say, on_prompt=on_prompt
+            db,
+            question,
+            evidence,
+            on_token,
+            matched_values=matched,
+            progress=say,
+            on_prompt=on_prompt,
+            turns=turns,
+            rendering=rendering,
         )
         round_done("generation", generated)
         wall, built = generated.stats.wall_seconds, generated.build_seconds
@@ -248,16 +305,20 @@ class Pipeline:
             say(
                 f"schema pruned to {len(schema.tables)} of {len(db.schema.tables)} tables to fit the prompt budget"
             )
+        context = generated.context
+        if context is not None and context.dropped and context.rendering != "none":
+            say(f"the oldest {context.dropped} earlier question(s) left out to fit the prompt budget")
         if generated.winner is not None:
             answer.sql, answer.result = generated.winner.sql, generated.winner.result
 
         if self.merge_engine is not None and needs_merge(generated.groups):
             say(f"merging the top two drafts ({cfg.merge_n} revision(s))")
             t = time.perf_counter()
+            # the merge model reads the question field the drafts were written for
+            asked = (context.question, context.evidence) if context is not None else (question, evidence)
             answer.revision = self.revise(
                 db,
-                question,
-                evidence,
+                *asked,
                 generated.groups,
                 on_token,
                 matched_values=matched,

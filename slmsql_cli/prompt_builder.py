@@ -17,9 +17,10 @@ each front end: ask, chat, prompt, serve, eval, training rows), not again here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from slmsql_cli.conversation import DEFAULT_RENDERING, Rendered, Turn, fit, render
 from slmsql_cli.database import Database, Values
 from slmsql_cli.engine_protocol import SamplingParams
 from slmsql_cli.errors import UserError
@@ -30,6 +31,9 @@ from slmsql_cli.schema import Schema, combine_values, serialize_schema, serializ
 # What a chat template adds around the system prompt and the message: 7-12 tokens in ChatML,
 # Gemma's and Llama 3's templates; `may_exceed` allows this many.
 TEMPLATE_TOKENS = 32
+# When the schema must be pruned anyway, earlier turns may take at most this share of the room
+# (the rest is the tables'): tables come first, and a follow-up still says what it follows.
+CONTEXT_SHARE = 0.25
 
 CountTokens = Callable[[str], int]
 
@@ -61,12 +65,14 @@ class Budget:
 
 @dataclass
 class GenerationMessage:
-    """The generation user message, the tables it shows when the whole schema did not fit, and its
-    tokens as the model reads it (None: built without a tokenizer, nothing counted)."""
+    """The generation user message, the tables it shows when the whole schema did not fit, its
+    tokens as the model reads it (None: built without a tokenizer, nothing counted), and the
+    earlier turns it carries (`conversation.Rendered`)."""
 
     text: str
     pruned: Schema | None = None
     tokens: int | None = None
+    context: Rendered | None = None
 
 
 class OverBudget(UserError):
@@ -98,24 +104,104 @@ def generation_message(
     matched: Values | None = None,
     counter: TokenCounter | None = None,
     budget: Budget | None = None,
+    turns: Sequence[Turn] = (),
+    rendering: str = DEFAULT_RENDERING,
 ) -> GenerationMessage:
     """The generation user message: with the whole schema when it fits `budget.room` (the usual
     case), otherwise with the question's tables (`prune.choose_tables`), and that subset.
 
+    `turns` are the conversation's earlier turns, oldest first, written into the question field
+    in `rendering` (conversation.py); with none the message is the single question's, byte for
+    byte. They are bounded by the budget, the oldest dropped first, and before any table: with
+    the whole schema as many as fit beside it; when the schema must be pruned anyway, as many as
+    fit in CONTEXT_SHARE of the room and leave room for the question's first table. `context` on
+    the result says which were used.
+
     `matched` is `matched_values(...)` when the caller has it already (a question's prompts all
-    show the same values), {} for sampled values only, None to look them up now. Each table's block is
-    counted once, and only as many blocks as it takes to know that the schema does not fit; the
-    whole message is counted only when it is within the budget, to check it (the sum of the
-    blocks can be off by a token per junction). Without a `counter` the whole schema, uncounted.
+    show the same values; for a follow-up, looked up in `context_text`), {} for sampled values
+    only, None to look them up now.
     """
-    found: Values = matched_values(db, question, evidence) if matched is None else matched
+    if matched is None:
+        matched = matched_values(db, *context_text(question, evidence, turns, rendering))
+    budget = budget or Budget()
+    context = render(question, evidence, turns, rendering)
+    if context.used and counter is not None:
+        context = _fit_turns(db, question, evidence, turns, rendering, matched, counter, budget)
+    while True:
+        try:
+            built = _fit_schema(db, context.question, context.evidence, matched, counter, budget)
+        except OverBudget:
+            if not context.used:
+                raise
+            # not even the first table fits beside these turns: one turn fewer, the oldest
+            fewer = len(context.used) - 1
+            context = fit(question, evidence, turns, rendering, lambda r, n=fewer: len(r.used) <= n)
+            continue
+        built.context = context
+        return built
+
+
+def context_text(question: str, evidence: str, turns: Sequence[Turn], rendering: str) -> tuple[str, str]:
+    """The question field's (question, evidence) with every earlier turn kept (at most
+    conversation.MAX_TURNS) in `rendering`: what the question's values are looked up in, so that
+    a follow-up's prompt shows the values its earlier questions named too."""
+    rendered = render(question, evidence, turns, rendering)
+    return rendered.question, rendered.evidence
+
+
+def _fit_turns(
+    db: Database,
+    question: str,
+    evidence: str,
+    turns: Sequence[Turn],
+    rendering: str,
+    found: Values,
+    counter: TokenCounter,
+    budget: Budget,
+) -> Rendered:
+    """The latest turns that fit: beside the whole schema when the whole message fits the room
+    (counted whole, as the model reads it); else, when the whole schema fits without them, none
+    (tables before turns); else (pruning is needed anyway) those whose text takes at most
+    CONTEXT_SHARE of the room."""
+    block = schema_block(db, found)
+
+    def whole_fits(r: Rendered) -> bool:
+        return counter.message(generation_prompt(block, r.question, r.evidence)) <= budget.room
+
+    context = fit(question, evidence, turns, rendering, whole_fits)
+    if context.used or whole_fits(context):
+        return context
+    own = counter.text(question_text(question, evidence))
+    share = int(budget.room * CONTEXT_SHARE)
+    return fit(
+        question,
+        evidence,
+        turns,
+        rendering,
+        lambda r: counter.text(question_text(r.question, r.evidence)) - own <= share,
+    )
+
+
+def _fit_schema(
+    db: Database,
+    question: str,
+    evidence: str,
+    found: Values,
+    counter: TokenCounter | None,
+    budget: Budget,
+) -> GenerationMessage:
+    """The message for one question field (`question`, `evidence`): with the whole schema when it
+    fits `budget.room` (the usual case), otherwise with the question's tables
+    (`prune.choose_tables`), and that subset. Each table's block is counted once, and only as many
+    blocks as it takes to know that the schema does not fit; the whole message is counted only
+    when it is within the budget, to check it (the sum of the blocks can be off by a token per
+    junction). Without a `counter` the whole schema, uncounted."""
 
     def message(schema: Schema | None = None) -> str:
         return generation_prompt(schema_block(db, found, schema), question, evidence)
 
     if counter is None:
         return GenerationMessage(message())
-    budget = budget or Budget()
     room = budget.room
     bare = _check_room(counter, budget, question, evidence, message(keep_tables(db.schema, [])))
     blocks = serialize_tables(db.schema, _shown_values(db, found))

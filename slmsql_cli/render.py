@@ -18,6 +18,7 @@ from slmsql_cli.answer import Answer
 from slmsql_cli.chart import MAX_ROWS as MAX_CHART_ROWS
 from slmsql_cli.chart import chart_spec, terminal_bars
 from slmsql_cli.confidence import assess
+from slmsql_cli.conversation import Rendered
 from slmsql_cli.explain import explain_sql
 from slmsql_cli.models import ModelStatus
 from slmsql_cli.safe_text import visible
@@ -90,7 +91,34 @@ def answer_dict(answer: Answer, *, texts: bool = True, hint: str = NO_ANSWER_HIN
     doc["notes"] = answer.notes
     doc["explanation"] = explain_sql(answer.sql).text if answer.sql else None
     doc["confidence"] = assess(answer).as_dict()
+    doc["context"] = context_dict(answer.context)
+    # --constrain: the candidates could name only tables and columns the database has
+    doc["constrained"] = answer.generation.constrained
     return doc
+
+
+def context_dict(context: Rendered | None) -> dict[str, Any] | None:
+    """Which conversation the prompt carried: the rendering, the earlier turns used (oldest first;
+    [] for a question asked alone) and how many older ones were left out (at most
+    conversation.MAX_TURNS are kept, and only as many as the prompt budget holds). None when no
+    model was asked (a saved answer)."""
+    if context is None:
+        return None
+    return {
+        "rendering": context.rendering,
+        "turns": [{"question": t.question, "sql": t.sql} for t in context.used],
+        "dropped": context.dropped,
+    }
+
+
+def context_words(context: Rendered | None) -> str | None:
+    """The context in a few words for the summary lines of `ask` and `chat` (None: asked alone)."""
+    if context is None or context.rendering == "none" or not (context.used or context.dropped):
+        return None
+    words = f"follow-up of {len(context.used)} earlier question(s)"
+    if context.dropped:
+        words += f", the oldest {context.dropped} left out to fit the prompt"
+    return words
 
 
 def no_answer_hint(*, verbose: bool = False, as_json: bool = False, has_json: bool = True) -> str:
@@ -131,8 +159,10 @@ def fits(console: Console, table: Table) -> bool:
 _MIN_CELL = 8  # below this many characters a folded value no longer reads as a value
 
 
-# What `ask` adds to the "… more rows" caption: the flags that show the rest.
+# What `ask` and `chat` add to the "… more rows" caption: the flags that show the rest (chat has
+# no --csv or --json; its option is for the next session).
 MORE_ROWS_HINT = "--max-rows N shows more, --csv or --json all"
+CHAT_MORE_ROWS_HINT = "chat --max-rows N shows more"
 
 
 def rows_table(
@@ -193,6 +223,8 @@ def summary_line(answer: Answer) -> Text:
         timing += f" ({', '.join(detail)})"
     if answer.schema_tables:
         parts.append(f"schema pruned to {answer.schema_tables[0]}/{answer.schema_tables[1]} tables")
+    if (words := context_words(answer.context)) is not None:
+        parts.append(words)
     parts.append(timing)
     return Text(" · ".join(parts), style="dim")
 

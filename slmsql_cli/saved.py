@@ -347,6 +347,8 @@ def keep(db: Database, question: str, evidence: str, answer: Answer) -> str:
     """`ask --save`: keep the answer's SQL for this question; the line that says what happened."""
     if answer.sql is None or answer.result is None or not answer.result.ok:
         return "not saved: the answer's SQL did not run"
+    if answer.follows:  # its SQL answers the question with the earlier turns, not alone
+        return "not saved: a follow-up's SQL answers it together with the earlier questions"
     entry = save(db, question, answer.sql, evidence)
     return f"saved as answer #{entry.id}: asked again, this question is answered from it (--fresh asks the model)"
 

@@ -135,3 +135,38 @@ def test_a_second_ctrl_c_ends_the_session_and_a_server_model_stops_at_once() -> 
         ctrl_c()
         pytest.fail("the Ctrl-C did not stop the request")
     assert not remote.ends_session
+
+
+# ---- --max-rows: the rows of a result table, as ask has it (issue 27) ----------------------------
+
+
+def _caption(stdout: str) -> str:
+    """The words under the last result table (wrapped to its width), "" when there are none."""
+    lines = stdout.splitlines()
+    ends = [i for i, line in enumerate(lines) if line.startswith("└")]
+    below = lines[ends[-1] + 1 :] if ends else []
+    return " ".join(line.strip() for line in below if line.strip())
+
+
+def test_chat_max_rows_shows_more_rows_and_the_cut_names_it(isolated_cache: Path, scripted_engine) -> None:
+    titles = "SELECT title FROM books"  # 51 rows
+    scripted_engine([said(titles)] * 2)
+    cut = chat(DEMO, "Which books are there?\n")
+    assert cut.exit_code == 0, cut.stderr
+    assert _caption(cut.stdout) == "… 1 more rows; chat --max-rows N shows more", cut.stdout[-400:]
+    assert "--csv" not in cut.stdout and "--json" not in cut.stdout  # chat has neither
+
+    scripted_engine([said(titles)] * 2)
+    fewer = chat(DEMO, "Which books are there?\n", "--max-rows", "3")
+    assert fewer.exit_code == 0, fewer.stderr
+    assert _caption(fewer.stdout) == "… 48 more rows; chat --max-rows N shows more"
+
+    scripted_engine([said(titles)] * 2)
+    whole = chat(DEMO, "Which books are there?\n", "--max-rows", "60")
+    assert whole.exit_code == 0, whole.stderr
+    assert _caption(whole.stdout) == ""
+    rows = [line for line in whole.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 51, whole.stdout[-400:]  # every title (the header's bars are ┃)
+
+    refused = chat(DEMO, "Which books are there?\n", "--max-rows", "0")
+    assert refused.exit_code == 2 and "--max-rows" in refused.stderr, refused.stderr

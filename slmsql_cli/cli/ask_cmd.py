@@ -63,15 +63,7 @@ def ask(
     sql_only: bool = typer.Option(
         False, "--sql-only", metavar="", help="Only the winning SQL.", rich_help_panel=opt.OUTPUT
     ),
-    max_rows: int = typer.Option(
-        50,
-        "--max-rows",
-        callback=opt.bounded(1),
-        metavar="N",
-        show_default=False,
-        help="Rows in the table (default 50; --json, --csv: all).",
-        rich_help_panel=opt.OUTPUT,
-    ),
+    max_rows: opt.MaxRows = opt.MAX_ROWS,
     verbose: opt.Verbose = False,
     explain: bool = typer.Option(
         False,
@@ -89,6 +81,14 @@ def ask(
     ),
     save: opt.Save = False,
     fresh: opt.Fresh = False,
+    after: str | None = typer.Option(
+        None,
+        "--after",
+        metavar="ID|-",
+        show_default=False,
+        help="A follow-up: of saved answer ID, or of the last answer on this database (-).",
+        rich_help_panel=opt.DATA,
+    ),
 ) -> None:
     """Answer a question about a database: sample SQL candidates, run them, vote, merge.
 
@@ -100,7 +100,9 @@ def ask(
 
       slmsql ask -d slmsql_cli/data/bookshop.sqlite "Who wrote the most books?"
       slmsql ask -d orders.csv -d customers.parquet -n 8 --json "Top customer?"
+      slmsql ask -d shop.sqlite --after - "and only the ones from 2024?"
     """
+    from slmsql_cli import history
     from slmsql_cli import saved as saved_answers
     from slmsql_cli.cpu import explain_threads
     from slmsql_cli.database import check_question, open_database
@@ -122,9 +124,10 @@ def ask(
     if save:  # a store that cannot be written: the error now, not after the answer
         saved_answers.check_writable()
     database = open_database(db, tables_json=tables, db_id=db_id)
-    found = (
+    turns = history.after(database, after) if after is not None else []
+    found = (  # a saved answer stands alone: a follow-up is always the model's
         saved_answers.Lookup()
-        if fresh
+        if fresh or turns
         else saved_answers.lookup(database, question, evidence, timeout=config.timeout)
     )
     for note in found.notes:
@@ -148,8 +151,10 @@ def ask(
                     progress=steps.progress,
                     on_token=steps.token,
                     on_prompt=steps.prompt,
+                    turns=turns,
                 )
         answer.notes = found.notes
+    history.record(database, answer.turn, turns)  # for the next `ask --after -`
     if verbose:
         print_candidates(err, answer)
     if as_json:  # the document says everything, a failure included (its "error" and "hint")

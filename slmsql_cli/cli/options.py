@@ -235,6 +235,19 @@ Verbose = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+# How many rows a result table shows, for ask and chat alike (render.rows_table's caption counts the rest).
+MAX_ROWS = 50
+MaxRows = Annotated[
+    int,
+    typer.Option(
+        "--max-rows",
+        callback=bounded(1),
+        metavar="N",
+        show_default=False,
+        help="Rows in a result table (default 50).",
+        rich_help_panel=OUTPUT,
+    ),
+]
 # The saved answers (saved.py), for ask and chat alike.
 Save = Annotated[
     bool,
