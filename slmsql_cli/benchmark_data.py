@@ -4,7 +4,8 @@ Three questions every reader of such data asks, answered once:
 
 * which SQLite file a `db_id` means (`find_database`, `resolve_db`, `BenchmarkDatabases`);
 * which tables.json describes the databases when none is given (`sibling_tables_json`);
-* what a question row's question, gold SQL, `db_id` and evidence are (`question_row`).
+* what a question row's question, gold SQL, `db_id` and evidence are (`question_row`), and the
+  turns of a SParC/CoSQL interaction row (`interaction_rows`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,28 @@ def question_row(row: Mapping[str, Any], gold_columns: Sequence[str] = GOLD_COLU
         db_id=str(row.get("db_id") or ""),
         evidence=str(row.get("evidence") or ""),
     )
+
+
+def is_interaction(row: Mapping[str, Any]) -> bool:
+    """Whether a row is a SParC/CoSQL interaction: `{database_id, interaction: [{utterance, query}]}`."""
+    return "interaction" in row
+
+
+def interaction_rows(row: Mapping[str, Any]) -> list[QuestionRow]:
+    """The turns of a SParC/CoSQL interaction row as question rows, oldest first (a turn that is not
+    an object becomes an empty row, so that a reader counts or refuses it without renumbering the
+    turns after it). SParC has no evidence; a CoSQL turn's question is its SQL-grounded utterance."""
+    db_id = str(row.get("database_id") or row.get("db_id") or "")
+    turns = row.get("interaction")
+    rows = []
+    for turn in turns if isinstance(turns, list) else []:
+        if isinstance(turn, Mapping):
+            gold = first_value(turn, GOLD_COLUMNS)
+            question = str(turn.get("utterance") or "").strip()
+            rows.append(QuestionRow(question, gold.strip() if isinstance(gold, str) else "", db_id))
+        else:
+            rows.append(QuestionRow("", "", db_id))
+    return rows
 
 
 def _named_database(db_dir: Path, db_id: str) -> Path | None:

@@ -1,4 +1,5 @@
-"""`slmsql eval`: execution accuracy on Spider / BIRD style question files; `eval compare`: two runs side by side.
+"""`slmsql eval`: execution accuracy on Spider / BIRD style question files and SParC / CoSQL
+interactions; `eval compare`: two runs side by side.
 
 This module parses the options, calls `eval.run` (prepare, execute) and renders: the progress
 bar, the summary table, the comparison.
@@ -21,8 +22,9 @@ from slmsql_cli.cli import options as opt
 from slmsql_cli.cli.app import app, reflow
 from slmsql_cli.cli.common import err, load_pipeline, out, user_errors
 from slmsql_cli.config import AskConfig, ModelSource
+from slmsql_cli.conversation import DEFAULT_RENDERING, RENDERINGS
 from slmsql_cli.errors import UserError
-from slmsql_cli.eval.run import DEFAULT_TIMEOUT, ENGINES
+from slmsql_cli.eval.run import DEFAULT_TIMEOUT, EARLIER_SQL, ENGINES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,6 +46,15 @@ def _engine(value: str) -> str:
     if value not in ENGINES:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(ENGINES)}")
     return value
+
+
+def _one_of(names: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in names:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(names)}")
+        return value
+
+    return check
 
 
 @user_errors
@@ -76,8 +87,29 @@ def eval_command(
     fmt: str | None = typer.Option(
         None,
         "--format",
-        metavar="spider|bird",
-        help="Spider's test-suite match or BIRD's set EX (default: from the file).",
+        metavar="spider|bird|sparc|cosql",
+        help="Spider's test-suite match or BIRD's set EX; sparc and cosql: follow-up questions, each "
+        "turn by Spider's rule (default: from the file).",
+        rich_help_panel=opt.DATA,
+    ),
+    rendering: str | None = typer.Option(
+        None,
+        "--earlier-turns",
+        callback=_one_of(RENDERINGS),
+        metavar="|".join(RENDERINGS),
+        show_default=False,
+        help=f"sparc/cosql: how a turn's earlier questions are given to the model (default "
+        f"{DEFAULT_RENDERING}; none asks each turn alone; evidence adds their SQL).",
+        rich_help_panel=opt.DATA,
+    ),
+    earlier_sql: str | None = typer.Option(
+        None,
+        "--earlier-sql",
+        callback=_one_of(EARLIER_SQL),
+        metavar="|".join(EARLIER_SQL),
+        show_default=False,
+        help="sparc/cosql with --earlier-turns evidence: the earlier turns' SQL is the model's own answers "
+        "(predicted, default: what a user has) or the gold (an upper bound).",
         rich_help_panel=opt.DATA,
     ),
     source: ModelSource,
@@ -87,8 +119,8 @@ def eval_command(
         "--predictions",
         "-p",
         metavar="FILE",
-        help="Score given SQL instead: one per line in question order, or BIRD's JSON; "
-        "questions past the last one are not scored.",
+        help="Score given SQL instead: one per line in question order (per turn, in file order, "
+        "for sparc/cosql), or BIRD's JSON; questions past the last one are not scored.",
         rich_help_panel=opt.MODEL,
     ),
     results: Path | None = typer.Option(
@@ -120,7 +152,7 @@ def eval_command(
         False,
         "--json",
         metavar="",
-        help="End with one JSON object: ex, correct, total, by_level.",
+        help="End with one JSON object: ex, correct, total, by_level (and interactions).",
         rich_help_panel=opt.OUTPUT,
     ),
     plot_file: Path | None = PlotFile,
@@ -160,16 +192,23 @@ def eval_command(
     (test-suite execution match): rows compare as multisets, in order only when the gold has
     ORDER BY, columns in any order, DISTINCT ignored. All SQL runs read-only with a time limit.
 
+    --format sparc|cosql (SParC/CoSQL files: interactions of follow-up questions): each turn is
+    scored as a Spider question, after the interaction's earlier turns as --earlier-turns gives them;
+    the summary adds accuracy by turn (1, 2, 3, 4+) and by interaction (every turn right). A turn
+    whose gold SQL does not execute counts as wrong, as in every format, and is reported.
+
     Results go to --out as one JSON line per question; rerun the same command to resume after
     Ctrl-C. `slmsql eval compare A B` shows where two such files differ.
 
-    Examples (tests/data holds a subset of BIRD and Spider dev):
+    Examples (tests/data holds a subset of BIRD, Spider and SParC dev):
 
       slmsql eval -q tests/data/bird_dev/dev.json \\
           --db-dir tests/data/bird_dev/dev_databases -m slm-sql-0.5b -o n8.jsonl
       slmsql eval -q spider/dev.json --db-dir spider/database -p pred.sql
       slmsql eval compare n1.jsonl n8.jsonl --plot n1_vs_n8.png
       slmsql eval -q dev.json --db-dir dbs/ -p gold.sql --engine duckdb
+      slmsql eval -q tests/data/sparc_dev/dev.json --earlier-turns evidence \\
+          --db-dir tests/data/spider_dev/database -m slm-sql-0.5b -o sparc.jsonl
     """
     from slmsql_cli.eval import chart
     from slmsql_cli.eval import results as result_files
@@ -195,6 +234,8 @@ def eval_command(
         engine=engine,
         pg_url=pg_url,
         concurrency=concurrency,
+        rendering=rendering,
+        earlier_sql=earlier_sql,
     )
     plan = ev.prepare(run, note=lambda text: err.print(text, markup=False, highlight=False))
     try:
@@ -286,17 +327,28 @@ def _print_summary(summary: dict[str, Any], fmt: str, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    label = "difficulty" if fmt == "bird" else "hardness"
+    interactions = summary.get("interactions")
+    label = "difficulty" if fmt == "bird" else "turn" if interactions else "hardness"
     table = Table(title=f"execution accuracy ({fmt})")
     table.add_column(label)
-    for col in ("questions", "correct", "EX %"):
+    for col in ("turns" if interactions else "questions", "correct", "EX %"):
         table.add_column(col, justify="right")
     for level, s in summary["by_level"].items():
         table.add_row(Text(str(level)), str(s["total"]), str(s["correct"]), f"{s['ex']:.2f}")
     table.add_row(
         "[bold]all", f"[bold]{summary['total']}", f"[bold]{summary['correct']}", f"[bold]{summary['ex']:.2f}"
     )
+    if interactions:  # every turn right; the first column counts interactions here
+        table.add_section()
+        table.add_row(
+            "[bold]interactions",
+            f"[bold]{interactions['total']}",
+            f"[bold]{interactions['correct']}",
+            f"[bold]{interactions['ex']:.2f}",
+        )
     console.print(table, soft_wrap=False)
+    if interactions and interactions["partial"]:
+        console.print(f"{interactions['partial']} interaction(s) with turns not scored are left out of it")
     if summary["gold_errors"]:
         console.print(
             f"[yellow]{summary['gold_errors']} gold query(ies) failed to execute and count as wrong[/]"
@@ -343,9 +395,14 @@ def compare_command(
     for side, name in zip("ab", names):  # run labels are long file names: fold them, never cut them
         table.add_column(Text(f"{side}: {name}"), justify="right", overflow="fold")
     table.add_row("EX %", f"{result['a']['ex']:.2f}", f"{result['b']['ex']:.2f}")
+    turns = "interactions" in result["a"]
     for level in dict.fromkeys([*result["a"]["by_level"], *result["b"]["by_level"]]):
         ea, eb = result["a"]["by_level"].get(level, {}), result["b"]["by_level"].get(level, {})
-        table.add_row(Text(f"  {level}"), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
+        name = f"  turn {level}" if turns else f"  {level}"
+        table.add_row(Text(name), f"{ea.get('ex', 0):.2f}", f"{eb.get('ex', 0):.2f}")
+    if turns:
+        ia, ib = result["a"]["interactions"], result["b"]["interactions"]
+        table.add_row(f"interactions % ({ia['total']})", f"{ia['ex']:.2f}", f"{ib['ex']:.2f}")
     table.add_row("right only here", str(result["only_a"]), str(result["only_b"]))
     console.print(table, soft_wrap=False)
     console.print(f"right in both: {result['both_correct']} · right in neither: {result['neither']}")

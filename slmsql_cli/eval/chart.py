@@ -1,4 +1,5 @@
-"""`eval --plot`: a PNG bar chart of EX overall and per level, one bar per run (matplotlib)."""
+"""`eval --plot`: a PNG bar chart of EX overall and per level, one bar per run (matplotlib); for
+SParC/CoSQL turns, the levels are the turn index and a bar group shows interaction accuracy."""
 
 from __future__ import annotations
 
@@ -16,19 +17,29 @@ def plot(runs: Sequence[tuple[str, Sequence[dict]]], path: Path, fmt: str | None
     import matplotlib.pyplot as plt
 
     summaries = [(label, summarize(recs, fmt)) for label, recs in runs]
-    levels = ["all"] + list(dict.fromkeys(lv for _, s in summaries for lv in s["by_level"]))
+    turns = any("interactions" in s for _, s in summaries)
+    levels = ["all", *(["interactions"] if turns else [])]
+    levels += list(dict.fromkeys(lv for _, s in summaries for lv in s["by_level"]))
+
+    def part(s: dict, lv: str) -> dict:
+        return (
+            s
+            if lv == "all"
+            else s.get("interactions", {})
+            if lv == "interactions"
+            else s["by_level"].get(lv, {})
+        )
+
     width = 0.8 / max(1, len(summaries))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(levels) * max(1, len(summaries)) ** 0.5), 4))
     for k, (label, s) in enumerate(summaries):
-        values = [s["ex"] if lv == "all" else s["by_level"].get(lv, {}).get("ex", 0.0) for lv in levels]
+        values = [part(s, lv).get("ex", 0.0) for lv in levels]
         xs = [i + (k - (len(summaries) - 1) / 2) * width for i in range(len(levels))]
         bars = ax.bar(xs, values, width, label=label)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    counts = [
-        summaries[0][1]["total"] if lv == "all" else summaries[0][1]["by_level"].get(lv, {}).get("total", 0)
-        for lv in levels
-    ]
-    ax.set_xticks(range(len(levels)), [f"{lv}\n({c})" for lv, c in zip(levels, counts)])
+    counts = [part(summaries[0][1], lv).get("total", 0) for lv in levels]
+    names = [f"turn {lv}" if turns and lv not in ("all", "interactions") else lv for lv in levels]
+    ax.set_xticks(range(len(levels)), [f"{name}\n({c})" for name, c in zip(names, counts)])
     ax.set_ylabel("execution accuracy (%)")
     ax.set_ylim(0, 118)
     ax.legend(fontsize=8, loc="upper center", ncol=min(3, len(summaries)), frameon=False)

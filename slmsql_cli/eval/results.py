@@ -1,5 +1,5 @@
 """A run's results: the resumable JSONL file, and what it adds up to (EX overall and by level,
-two runs compared question by question).
+two runs compared question by question; for SParC/CoSQL turns, interactions with every turn right).
 
 Results go to a JSONL file, one line per question, appended and flushed as each question
 finishes; a rerun skips the questions already there, and an interrupted last line is dropped.
@@ -15,9 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli.errors import UserError
-from slmsql_cli.eval.questions import Question, read_text
+from slmsql_cli.eval.questions import TURN_LEVELS, Question, read_text
 
-LEVELS = {"bird": ["simple", "moderate", "challenging"], "spider": ["easy", "medium", "hard", "extra"]}
+LEVELS = {
+    "bird": ["simple", "moderate", "challenging"],
+    "spider": ["easy", "medium", "hard", "extra"],
+    "sparc": list(TURN_LEVELS),
+    "cosql": list(TURN_LEVELS),
+}
 
 
 class ResultsFile:
@@ -137,7 +142,12 @@ def load_records(path: Path) -> list[dict]:
 
 
 def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]:
-    """EX (percent), correct and total overall and per level, in the benchmark's level order."""
+    """EX (percent), correct and total overall and per level, in the benchmark's level order; for
+    SParC/CoSQL turns (records with an "interaction"), the turns are the questions, the levels
+    their index, and `interactions` says how many interactions had every turn right.
+
+    A question whose gold SQL does not execute counts in the total and is never right (there is no
+    result to match), in every format; `gold_errors` says how many there were."""
     correct = sum(1 for r in records if r.get("correct"))
     total = len(records)
     by_level: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -148,7 +158,7 @@ def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]
     order = LEVELS.get(fmt or "", [])
     levels = [lv for lv in order if lv in by_level] + sorted(lv for lv in by_level if lv not in order)
     latencies = [r["latency"] for r in records if isinstance(r.get("latency"), (int, float))]
-    return {
+    summary = {
         "ex": _pct(correct, total),
         "correct": correct,
         "total": total,
@@ -158,6 +168,33 @@ def summarize(records: Sequence[dict], fmt: str | None = None) -> dict[str, Any]
         },
         "gold_errors": sum(1 for r in records if r.get("gold_error")),
         "seconds_per_question": round(sum(latencies) / len(latencies), 3) if latencies else None,
+    }
+    interactions = summarize_interactions(records)
+    if interactions is not None:
+        summary["interactions"] = interactions
+    return summary
+
+
+def summarize_interactions(records: Sequence[dict]) -> dict[str, Any] | None:
+    """Interaction accuracy: of the interactions whose every turn was scored, the share with every
+    turn right (an interaction holding a turn whose gold does not run is never right); `partial`
+    counts those with turns not scored (past --limit or the last prediction), left out. None when
+    the records are not turns."""
+    turns: dict[int, dict[int, bool]] = defaultdict(dict)
+    length: dict[int, Any] = {}
+    for r in records:
+        if isinstance(r.get("interaction"), int) and isinstance(r.get("turn"), int):
+            turns[r["interaction"]][r["turn"]] = bool(r.get("correct"))
+            length[r["interaction"]] = r.get("turns")
+    if not turns:
+        return None
+    whole = [i for i in turns if len(turns[i]) == length[i]]
+    correct = sum(all(turns[i].values()) for i in whole)
+    return {
+        "ex": _pct(correct, len(whole)),
+        "correct": correct,
+        "total": len(whole),
+        "partial": len(turns) - len(whole),
     }
 
 

@@ -7,23 +7,33 @@ Every gold and predicted SQL runs through `targets.run_many` (read-only, time-li
 prediction that tries to write scores 0 and changes nothing. `--engine duckdb|postgres` runs the
 predictions on copies of the databases in that engine (`load_copies`) while the gold runs on the
 SQLite file as the benchmark defines it.
+
+SParC/CoSQL turns are scored one by one by Spider's rule. The model answers a turn as `chat`
+answers a follow-up: `Pipeline.ask` with the interaction's earlier turns, rendered into the
+question field as `--earlier-turns` says (conversation.py): the earlier questions, and for the
+`evidence` rendering the SQL that answered them. That SQL is the model's own earlier answers by
+default (what a user has: a wrong answer early carries forward, as it would for the user; one
+that did not run is left out, as chat leaves it out), or the gold SQL with `--earlier-sql gold`
+(an upper bound: every earlier turn answered right). So an interaction's turns are answered in
+order, and `--concurrency` keeps several interactions, not turns, in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from slmsql_cli.benchmark_data import BenchmarkDatabases, sibling_tables_json
 from slmsql_cli.config import AskConfig, ModelSource
+from slmsql_cli.conversation import DEFAULT_RENDERING, RENDERINGS, Turn
 from slmsql_cli.errors import UserError
 from slmsql_cli.eval.metrics import bird_match, rounded, spider_match, spider_order_matters, spider_sql
-from slmsql_cli.eval.questions import Question, load_questions, read_predictions
+from slmsql_cli.eval.questions import INTERACTION_FORMATS, Question, load_questions, read_predictions
 from slmsql_cli.eval.results import ResultsFile
 from slmsql_cli.schema import Schema
 from slmsql_cli.targets import Target, run_many
@@ -34,6 +44,7 @@ from slmsql_cli.vote import candidate_dicts
 ENGINES = ("sqlite", "duckdb", "postgres")  # where eval --engine runs the predictions
 DEFAULT_TIMEOUT = 30.0  # BIRD's meta_time_out and CSC-SQL's eval timeout
 EVAL_MAX_ROWS = 1_000_000  # the official evaluators fetch everything; this only guards memory
+EARLIER_SQL = ("predicted", "gold")  # whose SQL the `evidence` rendering shows for earlier turns
 
 
 @dataclass
@@ -63,7 +74,9 @@ def score(
 
     With a `target` (the database copied into DuckDB or PostgreSQL) the prediction is transpiled
     and runs there, while the gold runs on the SQLite file as the benchmark defines it: the
-    reference result never depends on the transpiler, so a gold-as-prediction run measures it."""
+    reference result never depends on the transpiler, so a gold-as-prediction run measures it.
+    Every format but BIRD (Spider, SParC and CoSQL turns) is scored by Spider's rule."""
+    fmt = "bird" if fmt == "bird" else "spider"
     rewrite = spider_sql if fmt == "spider" else (lambda sql: sql)
     gold_sql_run, pred_sql_run = rewrite(gold_sql), rewrite(pred_sql) if pred_sql else None
     sqlite = SQLiteTarget(Path(db_path))
@@ -97,6 +110,7 @@ class Prediction:
     candidates: list[dict[str, Any]] = field(default_factory=list)  # sql, group, votes, error
     merged: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    earlier: dict[str, Any] | None = None  # a turn's: the rendering, earlier turns used and dropped
 
 
 Predictor = Callable[[Question, Path], Prediction]
@@ -106,19 +120,43 @@ def file_predictor(predictions: Sequence[str]) -> Predictor:
     return lambda q, _db: Prediction(sql=predictions[q.index] or None)
 
 
-def model_predictor(pipeline: Any, databases: BenchmarkDatabases) -> Predictor:
-    """Answer each question with `pipeline.ask`, exactly as `slmsql ask` would."""
+def model_predictor(
+    pipeline: Any, databases: BenchmarkDatabases, rendering: str = DEFAULT_RENDERING
+) -> Predictor:
+    """Answer each question with `pipeline.ask`, exactly as `slmsql ask` would; a SParC/CoSQL turn
+    as a follow-up of its earlier turns (`Place.earlier`, with the SQL `with_earlier` chose), in
+    `rendering`, as `chat` asks it."""
 
     def predict(q: Question, _db_path: Path) -> Prediction:
-        answer = pipeline.ask(databases.open(q.db_id), q.question, q.evidence)
+        db = databases.open(q.db_id)
+        if q.place is None:
+            answer = pipeline.ask(db, q.question, q.evidence)
+        else:
+            answer = pipeline.ask(db, q.question, q.evidence, turns=q.place.earlier, rendering=rendering)
+        context = answer.context
         return Prediction(
             answer.sql,
             candidate_dicts(answer.generation.candidates, answer.generation.groups, text=False),
             answer.merged,
             dict(answer.timings),
+            None
+            if q.place is None or context is None
+            else {"rendering": rendering, "turns": len(context.used), "dropped": context.dropped},
         )
 
     return predict
+
+
+def with_earlier(q: Question, answered: dict[int, str | None], earlier_sql: str) -> Question:
+    """The turn with the SQL of its earlier turns as the model is to see them: the answers given
+    to them in this run ("predicted"; `answered`: question index -> the predicted SQL when it ran,
+    else None, as `chat` follows no SQL that failed) or their gold ("gold", as the question file
+    has them). A turn's interaction is numbered consecutively."""
+    if q.place is None or earlier_sql == "gold":
+        return q
+    first = q.index - (q.place.turn - 1)
+    earlier = tuple(Turn(t.question, answered.get(first + k)) for k, t in enumerate(q.place.earlier))
+    return replace(q, place=replace(q.place, earlier=earlier))
 
 
 def evaluate_question(
@@ -135,7 +173,7 @@ def evaluate_question(
     pred = predict(q, db_path)
     latency = time.perf_counter() - t
     s = score(db_path, q.gold, pred.sql, fmt, timeout, target)
-    return {
+    record = {
         "index": q.index,
         "question_id": q.question_id,
         "db_id": q.db_id,
@@ -153,6 +191,10 @@ def evaluate_question(
         "merged": pred.merged,
         "run": run,
     }
+    if q.place is not None:  # a SParC/CoSQL turn: where it sits, and what the model was given
+        place = q.place
+        record.update(interaction=place.interaction, turn=place.turn, turns=place.turns, earlier=pred.earlier)
+    return record
 
 
 def load_copies(
@@ -223,11 +265,14 @@ def run_record(
     engine: str = "sqlite",
     endpoint: str | None = None,
     served_model: str | None = None,
+    rendering: str | None = None,
+    earlier_sql: str = "predicted",
 ) -> dict[str, Any]:
     """What makes a run: written into every record of its results file, and compared on resume.
 
     With a model, the AskConfig's fields as they are (`asdict`; a setting added to AskConfig is
-    recorded without being listed here), less those that only change speed (`_SPEED_ONLY`)."""
+    recorded without being listed here), less those that only change speed (`_SPEED_ONLY`); for
+    SParC/CoSQL turns answered by a model, how their earlier turns were given (`rendering`, `earlier_sql`)."""
     record: dict[str, Any] = {
         "format": fmt,
         "predictions": str(predictions.resolve()) if predictions else None,
@@ -239,6 +284,8 @@ def run_record(
         if not config.merge:
             settings.pop("merge_n")
         record.update(settings)
+        if rendering is not None:  # absent for Spider and BIRD, so that their records compare as they did
+            record.update(rendering=rendering, earlier_sql=earlier_sql)
     record["timeout"] = timeout  # the gold's and prediction's query timeout
     if engine != "sqlite":  # absent for SQLite, so that SQLite records compare as they did
         record["engine"] = engine
@@ -271,23 +318,57 @@ def evaluate(
     copies: dict[str, EngineCopy] | None = None,
     on_record: Callable[[dict], None] = lambda _record: None,
     concurrency: int = 1,
+    earlier_sql: str = "predicted",
 ) -> list[dict]:
     """Each pending question predicted and scored, `concurrency` at a time (`inflight.in_flight`:
     in order when 1, else as they finish): its record appended to `store` (as soon as it is
-    scored: Ctrl-C loses at most the questions in progress) and to `records`."""
+    scored: Ctrl-C loses at most the questions in progress) and to `records`.
+
+    The turns of one SParC/CoSQL interaction are answered in order, each after the answers to the
+    turns before it (`with_earlier`; those of a resumed run come from `records`); with
+    `concurrency` above 1 whole interactions are in flight, and one's records are written when it
+    ends."""
     from slmsql_cli.inflight import in_flight
 
     copies = copies or {}
+    answered: dict[int, str | None] = {r["index"]: _ran(r) for r in records}
 
-    def one(q: Question) -> dict:
-        return evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, copies.get(q.db_id))
+    def turns(unit: list[Question]) -> Iterator[dict]:
+        for q in unit:
+            q = with_earlier(q, answered, earlier_sql)
+            record = evaluate_question(q, db_paths[q.db_id], predict, fmt, timeout, run, copies.get(q.db_id))
+            answered[q.index] = _ran(record)  # each unit writes only its own turns' entries
+            yield record
 
-    for record in in_flight(pending, one, concurrency):
+    units = _units(pending)
+    done = (
+        (record for unit in units for record in turns(unit))
+        if concurrency <= 1
+        else (record for batch in in_flight(units, lambda u: list(turns(u)), concurrency) for record in batch)
+    )
+    for record in done:
         if store:
             store.append(record)
         records.append(record)
         on_record(record)
     return records
+
+
+def _ran(record: dict) -> str | None:
+    """A record's predicted SQL if it ran (what a follow-up may build on), else None."""
+    return record.get("pred") if not record.get("error") else None
+
+
+def _units(pending: Sequence[Question]) -> list[list[Question]]:
+    """What must run in order: the pending turns of one interaction together, any other question alone."""
+    units: list[list[Question]] = []
+    for q in pending:
+        last = units[-1][-1].place if units else None
+        if q.place is not None and last is not None and last.interaction == q.place.interaction:
+            units[-1].append(q)
+        else:
+            units.append([q])
+    return units
 
 
 @dataclass
@@ -307,6 +388,10 @@ class EvalRun:
     engine: str = "sqlite"  # where predictions run (ENGINES); the gold runs on SQLite
     pg_url: str | None = None  # the server for engine "postgres"
     concurrency: int = 1  # questions in flight (a model server only)
+    # SParC/CoSQL: how a turn's earlier turns are given (conversation.RENDERINGS; None: the
+    # default, DEFAULT_RENDERING) and whose SQL for them (EARLIER_SQL; None: "predicted")
+    rendering: str | None = None
+    earlier_sql: str | None = None
 
     def check(self) -> None:
         """The user errors a run's options can hold, before anything is read."""
@@ -323,6 +408,27 @@ class EvalRun:
         if not self.db_dir.exists():
             raise UserError(
                 f"database folder not found: {self.db_dir}", "pass the folder holding <db_id>/<db_id>.sqlite"
+            )
+        if self.rendering is not None and self.rendering not in RENDERINGS:
+            raise UserError(
+                f"unknown --earlier-turns {self.rendering!r}", f"use one of {', '.join(RENDERINGS)}"
+            )
+        if self.earlier_sql is not None and self.earlier_sql not in EARLIER_SQL:
+            raise UserError(
+                f"unknown --earlier-sql {self.earlier_sql!r}", f"use one of {', '.join(EARLIER_SQL)}"
+            )
+
+    def check_format(self, fmt: str) -> None:
+        """--earlier-turns and --earlier-sql are for follow-up questions only."""
+        given = [
+            name
+            for name, value in (("--earlier-turns", self.rendering), ("--earlier-sql", self.earlier_sql))
+            if value
+        ]
+        if given and fmt not in INTERACTION_FORMATS:
+            raise UserError(
+                f"{' and '.join(given)} apply to follow-up questions, and {self.questions} is read as {fmt}",
+                "pass a SParC or CoSQL file (--format sparc|cosql)",
             )
 
 
@@ -350,6 +456,7 @@ def prepare(run: EvalRun, note: Callable[[str], None] = lambda _: None) -> Plan:
     a resumed file)."""
     run.check()
     questions, fmt = load_questions(run.questions, run.fmt)
+    run.check_format(fmt)
     all_count = len(questions)
     questions = questions[: run.limit] if run.limit else questions
     tables = run.tables
@@ -377,6 +484,11 @@ def prepare(run: EvalRun, note: Callable[[str], None] = lambda _: None) -> Plan:
                 f"{len(predictions) + unscored} questions: {unscored} without one are not scored"
             )
     source = run.source
+    turns = fmt in INTERACTION_FORMATS
+    if turns and run.predictions is not None and (run.rendering or run.earlier_sql):
+        note(
+            "--earlier-turns and --earlier-sql change what a model is given; --predictions are scored as they are"
+        )
     record = run_record(
         fmt,
         run.config.timeout,
@@ -387,6 +499,8 @@ def prepare(run: EvalRun, note: Callable[[str], None] = lambda _: None) -> Plan:
         engine=run.engine,
         endpoint=source.endpoint if source.model else None,
         served_model=source.served_model,
+        rendering=(run.rendering or DEFAULT_RENDERING) if turns else None,
+        earlier_sql=run.earlier_sql or "predicted",
     )
     store = ResultsFile(run.out, record, questions) if run.out else None
     records, pending = resume(questions, store)
@@ -432,7 +546,8 @@ def execute(plan: Plan, display: Display, load: PipelineLoader) -> float:
         if plan.predictions is not None:
             return _score(plan, file_predictor(plan.predictions), copies, display)
         with load(run.source, run.config) as pipeline:
-            return _score(plan, model_predictor(pipeline, plan.databases), copies, display)
+            predict = model_predictor(pipeline, plan.databases, run.rendering or DEFAULT_RENDERING)
+            return _score(plan, predict, copies, display)
 
 
 def _score(plan: Plan, predict: Predictor, copies: dict[str, EngineCopy], display: Display) -> float:
@@ -450,5 +565,6 @@ def _score(plan: Plan, predict: Predictor, copies: dict[str, EngineCopy], displa
             copies=copies,
             on_record=on_record,
             concurrency=plan.run.concurrency,
+            earlier_sql=plan.run.earlier_sql or "predicted",
         )
     return max(time.perf_counter() - started, 1e-9)

@@ -1,6 +1,6 @@
 """Rebuild tests/data from the full data sets: python tests/data/make_subset.py DATA REFERENCE.
 
-DATA holds spider_dev/, bird_dev/, chinook/ and vocab/ as described in tests/data/README.md;
+DATA holds spider_dev/, sparc_dev/, cosql_dev/, bird_dev/, chinook/ and vocab/ as described in tests/data/README.md;
 REFERENCE holds the reference prompts. The selection rules are written here once.
 """
 
@@ -17,6 +17,11 @@ HERE = Path(__file__).resolve().parent
 SPIDER_PER_DB = 12  # the first 12 dev questions of each database (dev.json order)...
 SPIDER_ALL = "concert_singer"  # ...and all of the database most tests use
 BIRD_QUESTIONS = 60  # all three difficulty levels among them
+# SParC dev interactions, by position in its dev.json: one over world_1 whose second turn's gold
+# runs only as Spider's evaluator rewrites it (`! =`), and four over concert_singer of 2, 3, 4 and
+# 3 turns; and the one CoSQL dev interaction (car_1) whose gold does not run even so (a stray `)`)
+SPARC_INTERACTIONS = (60, 147, 148, 150, 155)
+COSQL_INTERACTIONS = (56,)
 SPIDER_FIELDS = ("db_id", "query", "question", "sql", "orig_index")
 VOCAB = (  # the GGUF itself becomes qwen2/tokenizer.json (slmsql_cli/quantize/vocab.py)
     "ggml-vocab-qwen2.gguf.inp",
@@ -52,6 +57,11 @@ def main(data: Path, reference: Path) -> None:
     for db_id in taken:
         rel = f"database/{db_id}/{db_id}.sqlite"
         _copy(spider / rel, HERE / "spider_dev" / rel)
+
+    sparc = json.loads((data / "sparc_dev" / "dev.json").read_text(encoding="utf-8"))
+    _write_json(HERE / "sparc_dev/dev.json", [sparc[i] for i in SPARC_INTERACTIONS])
+    cosql = json.loads((data / "cosql_dev" / "dev.json").read_text(encoding="utf-8"))
+    _write_json(HERE / "cosql_dev/dev.json", [cosql[i] for i in COSQL_INTERACTIONS])
 
     bird = data / "bird_dev"  # one database (student_club) and its first dev questions
     _write_json(
