@@ -2,9 +2,12 @@
 
 Routes (JSON in, JSON out; errors are {"error": ..., "hint": ...}):
 
-    POST /v1/ask                     {"database", "question", "evidence"?, "stream"?} → ask --json's document
+    POST /v1/ask                     {"database", "question", "evidence"?, "stream"?, "turns"?,
+                                     "conversation"?} → ask --json's document and its "conversation"
                                      ("stream": true → server-sent events: queued, started, progress,
-                                     tokens, round (a voted round's candidates), then answer or error)
+                                     tokens, round (a voted round's candidates), then answer or error;
+                                     a follow-up: "turns" [{"question", "sql"}] oldest first, or the
+                                     "conversation" id an earlier answer returned)
     GET  /v1/databases               {"databases": [{"name", "tables"}]}
     GET  /v1/databases/{name}/schema {"name", "tables", "schema"}: the schema as the model sees it
     POST /v1/sql                     {"database", "sql"} → the result (read-only, as candidates run)
@@ -48,8 +51,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from slmsql_cli import __version__
 from slmsql_cli.answer import Answer
+from slmsql_cli.conversation import MAX_TURNS, Turn
 from slmsql_cli.errors import UserError
-from slmsql_cli.render import answer_dict
 from slmsql_cli.serve.guard import (
     ASGIApp,
     Guard,
@@ -72,6 +75,8 @@ from slmsql_cli.serve.service import (
     Service,
     ShuttingDown,
     TooLarge,
+    UnknownConversation,
+    answer_document,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -93,6 +98,11 @@ class _Body(BaseModel):
         return value
 
 
+class TurnBody(_Body):
+    question: str = Field(..., description="An earlier question of the conversation.")
+    sql: str | None = Field(None, description="The SQL that answered it (null: it had no answer).")
+
+
 class AskRequest(_Body):
     database: str | None = Field(
         None, description="A name from GET /v1/databases (optional with one database)."
@@ -101,6 +111,15 @@ class AskRequest(_Body):
     evidence: str = Field("", description="Optional hints (BIRD's 'evidence'), e.g. what a term means.")
     stream: bool = Field(False, description="Answer with server-sent events: progress, then the answer.")
     fresh: bool = Field(False, description="Ask the model even when the question has a saved answer.")
+    turns: list[TurnBody] = Field(
+        default_factory=list,
+        description=f"A follow-up: the earlier questions and their SQL, oldest first (at most {MAX_TURNS}).",
+    )
+    conversation: str | None = Field(
+        None,
+        description="A follow-up of the conversation an earlier answer named (its `conversation`), "
+        "instead of `turns`; kept by the server in memory.",
+    )
 
 
 class SaveRequest(_Body):
@@ -146,7 +165,13 @@ def create_app(
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
         job = service.ask(
-            body.database, body.question, body.evidence, emit if body.stream else None, fresh=body.fresh
+            body.database,
+            body.question,
+            body.evidence,
+            emit if body.stream else None,
+            fresh=body.fresh,
+            turns=[Turn(t.question, t.sql) for t in body.turns],
+            conversation=body.conversation,
         )
         if body.stream:
             # on SIGTERM the stream ends by itself (the service cancels the job after SHUTDOWN_GRACE);
@@ -166,7 +191,7 @@ def create_app(
         _note(request, **_job_times(job))
         answer: Answer = waiter.result()
         _note(request, **answer_fields(answer))
-        return answer_dict(answer)
+        return answer_document(job, answer)
 
     @app.get("/v1/databases", dependencies=auth, summary="The databases this server may query")
     async def databases() -> dict[str, Any]:
@@ -223,7 +248,7 @@ async def _stream(
             yield _sse({"event": "error", "status": status, **doc})
         else:
             _note(request, **answer_fields(answer))
-            yield _sse({"event": "answer", **answer_dict(answer)})
+            yield _sse({"event": "answer", **answer_document(job, answer)})
     finally:
         if getter is not None:
             getter.cancel()
@@ -322,7 +347,8 @@ def _error_response(exc: BaseException) -> tuple[int, dict[str, Any], dict[str, 
     if isinstance(exc, ShuttingDown | Cancelled):
         return 503, {"error": f"the request was cancelled: {exc}"}, {}
     if isinstance(exc, UserError):
-        status = 404 if isinstance(exc, UnknownDatabase) else 413 if isinstance(exc, TooLarge) else 400
+        not_found = isinstance(exc, UnknownDatabase | UnknownConversation)
+        status = 404 if not_found else 413 if isinstance(exc, TooLarge) else 400
         return status, {"error": exc.message, "hint": exc.hint}, {}
     raise exc
 

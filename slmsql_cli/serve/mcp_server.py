@@ -36,19 +36,34 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from slmsql_cli import __version__
+from slmsql_cli.conversation import Turn
 from slmsql_cli.errors import UserError
-from slmsql_cli.render import answer_dict
 from slmsql_cli.serve.requestlog import RequestLog, answer_fields, route_server_logs
-from slmsql_cli.serve.service import Cancelled, QueueFull, RequestTimeout, Service, ShuttingDown
+from slmsql_cli.serve.service import (
+    Cancelled,
+    QueueFull,
+    RequestTimeout,
+    Service,
+    ShuttingDown,
+    answer_document,
+)
 
 INSTRUCTIONS = (
     "Answers questions about the databases (SQLite, DuckDB, PostgreSQL) this server was started with, using a small local "
     "Text-to-SQL model. Call list_databases first, describe_database to see a schema, ask for a "
     "plain-language question, and run_sql to check or refine a query (read-only)."
 )
+
+
+class PreviousTurn(BaseModel):
+    """An earlier turn of the conversation, for `ask`'s `turns`."""
+
+    question: str = Field(description="An earlier question.")
+    sql: str | None = Field(None, description="The SQL that answered it (null: no answer).")
 
 
 def build(service: Service, log: RequestLog) -> MCPServer:
@@ -71,20 +86,29 @@ def build(service: Service, log: RequestLog) -> MCPServer:
 
     @server.tool()
     async def ask(
-        question: str, database: str | None = None, evidence: str = "", save: bool = False
+        question: str,
+        database: str | None = None,
+        evidence: str = "",
+        save: bool = False,
+        turns: list[PreviousTurn] | None = None,
+        conversation: str | None = None,
     ) -> dict[str, Any]:
         """Answer a question in plain language about one database: the SQL the model wrote, the
         result's columns and rows, how many of the sampled candidates agreed (votes), the SQL
         explained in sentences (explanation) and how sure the answer is (confidence, with flags).
         `database` is a name from list_databases (optional when there is only one); `evidence`
         is an optional hint such as what a term means. `save` keeps the question and its SQL:
-        asked again exactly, it is answered from them without the model (saved_answer)."""
+        asked again exactly, it is answered from them without the model (saved_answer).
+        A follow-up ("only the rock ones") passes the earlier `turns` (questions and their SQL,
+        oldest first, at most 8) or the `conversation` id an earlier answer returned; the
+        answer's `context` says which earlier turns the model read."""
 
         async def call(fields: dict[str, Any]) -> dict[str, Any]:
-            job = service.ask(database, question, evidence)
+            earlier = [Turn(t.question, t.sql) for t in turns or []]
+            job = service.ask(database, question, evidence, turns=earlier, conversation=conversation)
             answer = await service.wait(job)
             fields.update(queue_s=job.queue_seconds, run_s=job.run_seconds, **answer_fields(answer))
-            doc = answer_dict(answer, texts=False)
+            doc = answer_document(job, answer, texts=False)
             if save and answer.saved_id is None:
                 note = await run_in_threadpool(service.keep, database, question, evidence, answer)
                 doc["notes"] = [*doc["notes"], note]

@@ -13,6 +13,11 @@ Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else o
   PostgreSQL query on its database's one connection, waiting for it included: a query over it
   waits for one to finish, up to one query timeout, then the request gets 503 with Retry-After
   (QueriesBusy).
+* A question may follow earlier ones (issue 29): the request carries its earlier turns (questions
+  and their SQL, at most conversation.MAX_TURNS, each capped) or the id of a conversation the
+  server keeps (`Conversations`: in memory, the MAX_CONVERSATIONS used last). Every answer names
+  its conversation, so the next request can follow it by id alone; queued requests on one
+  conversation run in order, each reading the turns when it runs.
 * `run_sql` needs no model: it runs in the caller's thread through `Database.run`, the same door
   the model's candidates go through (read-only, deadline, row and size caps; transpiled for a
   DuckDB or PostgreSQL database), on the registered database only. Its deadline is the query
@@ -29,10 +34,11 @@ import asyncio
 import contextlib
 import math
 import queue
+import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,17 +47,20 @@ from typing import Any
 from slmsql_cli import saved
 from slmsql_cli.answer import Answer, SamplingRound
 from slmsql_cli.chart import chart_spec
+from slmsql_cli.conversation import MAX_TURNS, Turn
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.explain import check_query, explain_sql
 from slmsql_cli.pipeline import Pipeline
 from slmsql_cli.prompt_builder import schema_block
-from slmsql_cli.render import result_dict
+from slmsql_cli.render import answer_dict, result_dict
 from slmsql_cli.serve.registry import Registry
 from slmsql_cli.targets import worker
 from slmsql_cli.vote import candidate_dicts
 
 MAX_QUESTION_CHARS = 4_000  # question and evidence each; longer is refused (HTTP 413)
+MAX_TURN_SQL_CHARS = 8_000  # an earlier turn's SQL; its question is capped like a question
+MAX_CONVERSATIONS = 256  # conversations kept in memory; the one used longest ago goes first
 SQL_MAX_ROWS = 10_000  # rows run_sql returns; the result says when it was cut
 MAX_QUERIES = 4  # queries (any engine; SQLite's in their own processes) running at once, server-wide
 TOKEN_EVENT_EVERY = 16  # streaming: one "tokens" event per this many sampled tokens
@@ -92,6 +101,84 @@ class TooLarge(UserError):
     """A question, evidence or body over the server's size limit (HTTP 413)."""
 
 
+class UnknownConversation(UserError):
+    """A conversation id the server does not have (never made, or dropped: HTTP 404)."""
+
+
+class Conversations:
+    """The conversations the server keeps: id → (database, earlier turns), at most `capacity`,
+    the one used longest ago dropped first, each holding its last MAX_TURNS turns. Ids are random
+    (128 bits): one client cannot guess another's. Thread-safe (request threads and the model's)."""
+
+    def __init__(self, capacity: int = MAX_CONVERSATIONS) -> None:
+        self.capacity = capacity
+        self._kept: OrderedDict[str, tuple[str, list[Turn]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, database: str, turns: Sequence[Turn] = ()) -> str:
+        """A new conversation on `database` after `turns`; its id."""
+        cid = secrets.token_urlsafe(16)
+        with self._lock:
+            self._kept[cid] = (database, list(turns)[-MAX_TURNS:])
+            while len(self._kept) > self.capacity:
+                self._kept.popitem(last=False)
+        return cid
+
+    def turns(self, cid: str, database: str) -> list[Turn]:
+        """The earlier turns of conversation `cid`, which must be about `database`."""
+        with self._lock:
+            found = self._kept.get(cid)
+            if found is not None:
+                self._kept.move_to_end(cid)
+        if found is None:
+            raise UnknownConversation(
+                "no such conversation (it was never started here, or the server has let it go)",
+                "ask without `conversation` to start one, or send the earlier `turns` themselves",
+            )
+        if found[0] != database:
+            raise UserError(
+                f"this conversation is about the database {found[0]}, not {database}",
+                "ask without `conversation` to start one on this database",
+            )
+        return list(found[1])
+
+    def add(self, cid: str, turn: Turn) -> None:
+        """`turn` after the conversation's others (nothing when the server has let it go)."""
+        with self._lock:
+            found = self._kept.get(cid)
+            if found is not None:
+                found[1].append(turn)
+                del found[1][:-MAX_TURNS]
+                self._kept.move_to_end(cid)
+
+
+def check_turns(turns: Sequence[Turn]) -> None:
+    """A request's earlier turns: at most MAX_TURNS, each question a question within
+    MAX_QUESTION_CHARS and each SQL within MAX_TURN_SQL_CHARS (TooLarge, or UserError)."""
+    if len(turns) > MAX_TURNS:
+        raise TooLarge(
+            f"{len(turns)} earlier turns; this server takes at most {MAX_TURNS}",
+            "send the latest ones: the prompt carries at most these anyway",
+        )
+    for number, turn in enumerate(turns, start=1):
+        if len(turn.question) > MAX_QUESTION_CHARS:
+            raise TooLarge(
+                f"the question of turn {number} is {len(turn.question):,} characters; this server "
+                f"takes at most {MAX_QUESTION_CHARS:,}",
+                "shorten it",
+            )
+        if turn.sql is not None and len(turn.sql) > MAX_TURN_SQL_CHARS:
+            raise TooLarge(
+                f"the SQL of turn {number} is {len(turn.sql):,} characters; this server takes at "
+                f"most {MAX_TURN_SQL_CHARS:,}",
+                "send a shorter one, or none (null)",
+            )
+        try:
+            check_question(turn.question)
+        except UserError as exc:
+            raise UserError(f"turn {number}: {exc.message}", exc.hint) from None
+
+
 @dataclass
 class Job:
     """One queued request: what to run, its deadline, and the future its client waits on."""
@@ -103,6 +190,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     reason: str = ""
+    conversation: str | None = None  # the id an ask's answer continues (Conversations)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self, reason: str) -> None:
@@ -152,6 +240,7 @@ class Service:
         self._current: Job | None = None
         self._closing = False
         self._recent: deque[float] = deque(maxlen=20)  # run seconds of recent jobs: Retry-After
+        self.conversations = Conversations()
         self._started = time.monotonic()
         # one cap on query workers for the whole server: run_sql from many clients and the model's
         # candidates together; a query over it waits up to one query timeout, then 503
@@ -275,10 +364,15 @@ class Service:
         events: Events | None = None,
         *,
         fresh: bool = False,
+        turns: Sequence[Turn] = (),
+        conversation: str | None = None,
     ) -> Job:
-        """Check the request now (unknown database, empty or oversized question), then queue it.
-        The job's result is the pipeline's Answer (a saved answer's for an exact repeat, unless
-        `fresh`); `events` gets progress as it happens."""
+        """Check the request now (unknown database, empty or oversized question, earlier turns,
+        conversation id), then queue it. The question follows `turns` or the turns of
+        `conversation` (read when the job runs), not both; the job's `conversation` is the id
+        that continues it (a new one without `conversation`). The job's result is the pipeline's
+        Answer (a saved answer's for an exact repeat of a question asked alone, unless `fresh`);
+        `events` gets progress as it happens."""
         entry = self.registry.get(database)
         for what, text in (("question", question), ("evidence", evidence)):
             if len(text) > MAX_QUESTION_CHARS:
@@ -287,6 +381,17 @@ class Service:
                     "shorten it",
                 )
         check_question(question, evidence)
+        check_turns(turns)
+        if conversation is not None and turns:
+            raise UserError(
+                "a question follows either `turns` or a `conversation`, not both",
+                "send the conversation's id alone: the server has its turns",
+            )
+        if conversation is not None:
+            self.conversations.turns(conversation, entry.name)  # known, and about this database
+            cid = conversation
+        else:
+            cid = self.conversations.start(entry.name, turns)
         emit = events or (lambda _event: None)
 
         def run(job: Job) -> Answer:
@@ -302,8 +407,12 @@ class Service:
                 emit({"event": "round", "step": step, **round_dict(sampled)})
 
             emit({"event": "started", "queue_seconds": round(job.queue_seconds, 3)})
-            found = saved.Lookup() if fresh else saved.lookup(entry.database, question, evidence)
+            # a conversation's turns as they are now: with the answers to the requests queued before
+            earlier = list(turns) if conversation is None else self.conversations.turns(cid, entry.name)
+            model_only = fresh or bool(earlier)  # a saved answer stands alone: a follow-up is the model's
+            found = saved.Lookup() if model_only else saved.lookup(entry.database, question, evidence)
             if found.answer is not None:
+                self.conversations.add(cid, found.answer.turn)
                 return found.answer
             with self._queries():
                 answer = self.pipeline.ask(
@@ -313,11 +422,15 @@ class Service:
                     progress=lambda message: emit({"event": "progress", "message": message}),
                     on_token=on_token,
                     on_round=on_round,
+                    turns=earlier,
                 )
             answer.notes = found.notes
+            self.conversations.add(cid, answer.turn)
             return answer
 
-        return self.submit(run)
+        job = self.submit(run)
+        job.conversation = cid
+        return job
 
     def run_sql(self, database: str, sql: str) -> dict[str, Any]:
         """A read-only query (SQLite SQL, as the model writes it) on the registered database; the
@@ -384,6 +497,12 @@ class Service:
             "databases": self.registry.names(),
             "uptime_seconds": round(time.monotonic() - self._started, 1),
         }
+
+
+def answer_document(job: Job, answer: Answer, *, texts: bool = True) -> dict[str, Any]:
+    """ask --json's document (`render.answer_dict`) and the id of the conversation it continues:
+    the next question follows it with that `conversation`."""
+    return {**answer_dict(answer, texts=texts), "conversation": job.conversation}
 
 
 def round_dict(sampled: SamplingRound) -> dict[str, Any]:
