@@ -104,11 +104,13 @@ def test_chart_explanation_confidence_and_keep(server: str, page: playwright.Pag
         "It sorts the result by name in ascending order."
     )
 
-    # keep the model's SQL again, then ask the same question: answered from the store
+    # keep the model's SQL again, then ask the same question alone (a follow-up is always the
+    # model's: "New question" starts over): answered from the store
     page.get_by_label("SQL (one read-only statement)").fill(AGES)
     page.get_by_role("button", name="Run").click()
     page.get_by_role("button", name="Keep this answer").click()
     expect(page.get_by_role("status")).to_contain_text("Kept as saved answer #1")
+    page.get_by_role("button", name="New question").click()
     page.get_by_label("Question").fill("how many pets of each age")
     page.get_by_role("button", name="Ask").click()
     expect(page.locator("#summary")).to_contain_text("saved answer #1")

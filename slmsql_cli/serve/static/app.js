@@ -1,6 +1,6 @@
 // slmsql's one-page app: the flow of a question (ask, cancel, edit and run the SQL, keep the
 // answer), the database list and schema, and the token form. No framework and no build step: the
-// browser loads these ES modules as they are (api.js, render.js, chart.js, sql.js, dom.js).
+// browser loads these ES modules as they are (api.js, render.js, thread.js, chart.js, sql.js, dom.js).
 
 import { ApiError, TOKEN_KEY, api, readEvents } from "./api.js";
 import { $, el } from "./dom.js";
@@ -8,6 +8,7 @@ import {
   renderCandidates, renderResult, seconds, setStatus, showConfidence, showError, showExplanation, showSql,
   showView, summaryText,
 } from "./render.js";
+import { addTurn, earlierTurns, followUpText, newThread, replaceLastSql } from "./thread.js";
 
 // ---- the flow --------------------------------------------------------------------------------
 
@@ -19,6 +20,9 @@ let shown = null; // {question, sql, evidence} that "Keep this answer" would sav
 function showAnswer(answer) {
   $("answer").hidden = false;
   $("answer-title").textContent = "Answer";
+  const followUp = followUpText(answer.context);  // which earlier questions the model read
+  $("follow-up").textContent = followUp;
+  $("follow-up").hidden = !followUp;
   showSql(answer.sql);
   showExplanation(answer.explanation);
   $("summary").textContent = summaryText(answer);
@@ -74,7 +78,7 @@ async function ask(database, question) {
   try {
     const response = await api("/v1/ask", {
       method: "POST", signal, accept: "text/event-stream, application/json",
-      body: { database, question, stream: true },
+      body: { database, question, stream: true, turns: earlierTurns() },
     });
     let answer = null;
     if ((response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
@@ -93,6 +97,7 @@ async function ask(database, question) {
     answeredDatabase = database;
     answeredQuestion = question;
     showAnswer(answer);
+    addTurn(question, answer);
     setStatus(`Answered in ${seconds((performance.now() - started) / 1000)}.`);
   } catch (error) {
     if (error.name === "AbortError") setStatus("Cancelled.");
@@ -116,6 +121,7 @@ async function runSql(database, sql) {
   try {
     const result = await (await api("/v1/sql", { method: "POST", body: { database, sql } })).json();
     $("answer-title").textContent = "Your SQL";
+    $("follow-up").hidden = true;
     showSql(sql);
     showExplanation(result.explanation);
     showConfidence(null);
@@ -126,6 +132,7 @@ async function runSql(database, sql) {
     $("summary").textContent = `your edit of the SQL · ${rows} · ${seconds(result.seconds)}`;
     setStatus("");
     if (result.error) showError(new ApiError(200, `The SQL failed: ${result.error}`, result.timed_out ? "It ran past the server's time limit." : ""));
+    else if (answeredQuestion) replaceLastSql(sql);  // the next question follows the SQL shown
   } catch (error) {
     setStatus("");
     showError(error);
@@ -187,6 +194,18 @@ async function loadDatabases() {
   }
 }
 
+// "New question": the thread is forgotten, and the next question is asked alone.
+function startOver() {
+  running?.abort();
+  newThread();
+  answeredQuestion = "";
+  $("answer").hidden = true;
+  $("error").hidden = true;
+  setStatus("");
+  $("question").value = "";
+  $("question").focus();
+}
+
 function start() {
   $("token").value = sessionStorage.getItem(TOKEN_KEY) ?? "";
   $("token-form").addEventListener("submit", (e) => {
@@ -213,6 +232,7 @@ function start() {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("ask-form").requestSubmit();
   });
   $("cancel").addEventListener("click", () => running?.abort());
+  $("new-thread").addEventListener("click", startOver);
   $("sql-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const sql = $("sql-edit").value.trim();
@@ -227,6 +247,7 @@ function start() {
   $("show-table").addEventListener("click", () => showView("table"));
   $("schema-box").addEventListener("toggle", loadSchema);
   $("database").addEventListener("change", loadSchema);
+  $("database").addEventListener("change", startOver);  // earlier turns are about the other one
   loadDatabases();
 }
 
