@@ -40,7 +40,8 @@ def train(
         "--config",
         "-c",
         metavar="RECIPE",
-        help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu.",
+        help="A YAML recipe, or a shipped one: generate-0.5b, merge-0.5b, tiny-cpu, tiny-real-cpu, "
+        "tiny-real-cpu-followup.",
         rich_help_panel=TRAINING,
     ),
     base: str | None = typer.Option(
@@ -56,7 +57,16 @@ def train(
         None,
         "--data",
         metavar="FILE",
-        help="Training data (.json, .jsonl, .parquet, .csv) or a Hub dataset id.",
+        help="Training data (.json, .jsonl, .parquet, .csv) or a Hub dataset id; SParC/CoSQL "
+        "interactions make one example per turn.",
+        rich_help_panel=opt.DATA,
+    ),
+    followup_data: str | None = typer.Option(
+        None,
+        "--followup-data",
+        metavar="FILE",
+        help="SParC/CoSQL interactions whose turns are mixed with --data's questions "
+        "(--set followup_weight=W draws each turn W times; --set rendering=NAME).",
         rich_help_panel=opt.DATA,
     ),
     db_dir: Path | None = typer.Option(
@@ -144,6 +154,8 @@ def train(
       slmsql train --stage grpo --base latest --data bird/train.json \\
           --db-dir bird/train_databases
       slmsql train --stage sft --config tiny-cpu --base my-model/ --max-steps 5
+      slmsql train --stage sft --config tiny-real-cpu-followup \\
+          --data spider.json --followup-data sparc.json --db-dir spider/database
     """
     _require_train_extra()
     from slmsql_cli.training.config import load_config
@@ -153,6 +165,7 @@ def train(
         "task": task,
         "base": base,
         "data": data,
+        "followup_data": followup_data,
         "db_dir": _str(db_dir),
         "tables": _str(tables),
         "max_steps": max_steps,

@@ -18,12 +18,13 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from slmsql_cli.conversation import DEFAULT_RENDERING, RENDERINGS
 from slmsql_cli.errors import UserError
 from slmsql_cli.prompts import PROMPT_BUDGET
 
 Stage = Literal["sft", "grpo"]
 Task = Literal["generate", "merge"]
-DataFormat = Literal["auto", "think", "spider", "candidates"]
+DataFormat = Literal["auto", "think", "spider", "candidates", "sparc", "cosql"]  # cosql: read as sparc
 VllmMode = Literal["colocate", "server"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -55,6 +56,12 @@ class TrainConfig:
     prompt_budget: int = PROMPT_BUDGET  # tokens: a larger schema is cut as `ask --prompt-budget` cuts it
     max_samples: int | None = None  # use only the first N rows (quick runs)
     shuffle: bool = True
+    # follow-up questions (SParC/CoSQL interactions, as `data` or `followup_data`): each turn is an
+    # example whose prompt carries the interaction's earlier questions (and, for `evidence`, their
+    # gold SQL) as `ask`/`chat` write them in this rendering
+    rendering: str = DEFAULT_RENDERING  # one of conversation.RENDERINGS
+    followup_data: str | None = None  # SParC/CoSQL turns mixed with `data`'s single questions
+    followup_weight: float = 1.0  # how often each turn is drawn, a single question counting 1
 
     # model and precision
     lora: bool = False
@@ -252,6 +259,15 @@ def validate(cfg: TrainConfig, source: str = "config") -> None:
     if cfg.stage == "grpo" and not any(w > 0 for w in cfg.reward_weights.values()):
         raise UserError(
             f"{source}: every reward weight is 0", "give execution (or another reward) a positive weight"
+        )
+    if cfg.rendering not in RENDERINGS:
+        raise UserError(
+            f"{source}: `rendering` must be one of {', '.join(RENDERINGS)}, got {cfg.rendering!r}",
+            "how a follow-up's earlier turns are written into its prompt (conversation.py)",
+        )
+    if cfg.followup_weight < 0:
+        raise UserError(
+            f"{source}: `followup_weight` must be 0 or more", "1 uses each turn once, 0.5 half of them"
         )
     for key in (
         "prompt_budget",

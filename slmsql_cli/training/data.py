@@ -1,4 +1,4 @@
-"""Training data: three sources, one `Example` shape, and a count of every row left out.
+"""Training data: four sources, one `Example` shape, and a count of every row left out.
 
 * **think** - SynSQL-Think-style rows: a prompt and a `<think>…</think><answer>SQL</answer>`
   target (columns `prompt`/`input_seq` and `completion`/`output_seq`, or chat `messages`), from a
@@ -13,6 +13,13 @@
   voted on as `ask` does; the two largest disagreeing groups go into `ask`'s merge prompt and the
   gold SQL is the target. As in CSC-SQL's training mode, when neither draft is right the gold SQL
   takes one of the two slots at random.
+* **sparc** - SParC/CoSQL interactions (`database_id`, `interaction: [{utterance, query}]`), with
+  `--db-dir`: each turn is an example whose prompt is the one `ask`/`chat` send for that turn as a
+  follow-up (`prompt_builder.generation_message` with the earlier turns, in `rendering`, cut to
+  the budget as `ask` cuts it). The earlier turns carry their gold SQL, the conversation as it
+  should have gone; at `eval` and in `chat` they carry the model's own answers (`eval
+  --earlier-sql` measures the difference). Turns come as `data`, or as `followup_data` mixed with
+  `data`'s single questions, each turn drawn `followup_weight` times on average.
 
 A bad row (missing database, gold SQL that does not parse or run, a prompt over the length limit)
 is counted and skipped, never fatal: a long run does not die on row 80,000. Reading the rows from
@@ -31,11 +38,14 @@ from typing import Any
 from slmsql_cli import prompt_builder
 from slmsql_cli.benchmark_data import (
     BenchmarkDatabases,
+    QuestionRow,
     find_database,
     first_value,
+    interaction_rows,
     question_row,
     sibling_tables_json,
 )
+from slmsql_cli.conversation import Turn
 from slmsql_cli.database import check_question
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
@@ -177,8 +187,9 @@ class Databases:
         if not db_dir.exists():
             raise UserError(f"database folder not found: {db_dir}", "pass --db-dir")
         tables = find_tables_json(cfg)
-        if tables is not None and not cfg.tables:
-            report.notes.append(f"using the schema names in {tables}")
+        note = f"using the schema names in {tables}"
+        if tables is not None and not cfg.tables and note not in report.notes:
+            report.notes.append(note)
         self.databases = BenchmarkDatabases(db_dir, tables)
         self.cache: dict[str, Any] = {}
 
@@ -199,8 +210,13 @@ def _usable_row(
     row: dict[str, Any], dbs: Databases, report: DataReport, ok: bool = True
 ) -> tuple[str, str, str, Any] | None:
     """(question, evidence, gold SQL, Database) of a question row, or None after counting why it is skipped."""
+    return _usable(question_row(row), dbs, report, ok)
+
+
+def _usable(
+    fields: QuestionRow, dbs: Databases, report: DataReport, ok: bool = True
+) -> tuple[str, str, str, Any] | None:
     report.rows += 1
-    fields = question_row(row)
     if not fields.question or not fields.gold or not ok:
         report.skip("empty question, gold SQL or candidates" if not ok else "empty question or gold SQL")
         return None
@@ -250,6 +266,67 @@ def spider_examples(
         yield Example(built.text, answer_target(gold), str(db.file), gold)
 
 
+# ---- SParC / CoSQL interactions ----------------------------------------------------------------
+
+
+def turn_examples(
+    records: list[dict[str, Any]],
+    cfg: TrainConfig,
+    report: DataReport,
+    counter: prompt_builder.TokenCounter | None = None,
+) -> Iterator[Example]:
+    """One example per turn of each interaction, its prompt the follow-up prompt `ask` builds for it
+    (`Pipeline.matched_values` and `generation_message` with the earlier turns, in `cfg.rendering`:
+    the values its earlier questions name too, and as many earlier turns as fit the budget, the
+    oldest dropped first). The earlier turns carry their gold SQL; a skipped turn still counts as
+    one, so that the turns after it read the conversation as it was."""
+    dbs = Databases(cfg, report)
+    budget = prompt_builder.Budget(cfg.prompt_budget)
+    for row in records:
+        earlier: list[Turn] = []
+        for turn in interaction_rows(row):
+            usable = _usable(turn, dbs, report)
+            if usable is not None:
+                question, evidence, gold, db = usable
+                text = prompt_builder.context_text(question, evidence, earlier, cfg.rendering)
+                matched = prompt_builder.matched_values(db, *text, use_values=cfg.use_values)
+                try:
+                    built = prompt_builder.generation_message(
+                        db,
+                        question,
+                        evidence,
+                        matched=matched,
+                        counter=counter,
+                        budget=budget,
+                        turns=earlier,
+                        rendering=cfg.rendering,
+                    )
+                except prompt_builder.OverBudget:
+                    report.skip(f"prompt over prompt_budget ({cfg.prompt_budget} tokens) even with one table")
+                else:
+                    yield Example(built.text, answer_target(gold), str(db.file), gold)
+            if turn.question:
+                earlier.append(Turn(turn.question, turn.gold or None))
+
+
+def mix(singles: list[Example], turns: list[Example], cfg: TrainConfig, report: DataReport) -> list[Example]:
+    """Single questions and follow-up turns in one list: every single question once, each turn
+    `cfg.followup_weight` times on average (whole copies for the integer part, a seeded sample of
+    the turns for the rest), shuffled together when `cfg.shuffle`."""
+    rng = random.Random(cfg.seed)
+    whole, part = divmod(cfg.followup_weight, 1)
+    drawn = turns * int(whole) + rng.sample(turns, round(part * len(turns)))
+    if singles and turns:
+        report.notes.append(
+            f"mixed {len(singles)} single question(s) with {len(drawn)} follow-up turn example(s) "
+            f"({len(turns)} turns, followup_weight {cfg.followup_weight:g})"
+        )
+    examples = singles + drawn
+    if cfg.shuffle:
+        rng.shuffle(examples)
+    return examples
+
+
 # ---- merge-revision rows ---------------------------------------------------------------------
 
 
@@ -294,7 +371,7 @@ def candidate_examples(
 
 def check_inputs(cfg: TrainConfig, fmt: str) -> None:
     """What the data format needs from the command line, checked before any model loads."""
-    if fmt in ("spider", "candidates"):
+    if fmt in ("spider", "candidates", "sparc") or cfg.followup_data:
         if not cfg.db_dir:
             raise UserError(
                 f"{fmt} data needs the databases",
@@ -302,7 +379,7 @@ def check_inputs(cfg: TrainConfig, fmt: str) -> None:
             )
         if not Path(cfg.db_dir).expanduser().exists():
             raise UserError(f"database folder not found: {cfg.db_dir}", "pass --db-dir")
-    if cfg.task == "merge" and fmt == "spider":
+    if cfg.task == "merge" and (fmt in ("spider", "sparc") or cfg.followup_data):
         raise UserError(
             "merge training needs sampled drafts (a `candidates` column)",
             "sample them with `python -m slmsql_cli.training.sample --model <generation model> --data ... --out candidates.jsonl`",
@@ -320,21 +397,48 @@ def load_examples(
     counter: prompt_builder.TokenCounter | None = None,
 ) -> tuple[list[Example], DataReport, str]:
     """Read, recognise and convert the data of `cfg`: (examples, report, format). `counter`: how the
-    model counts tokens, for Spider/BIRD prompts over the budget (`spider_examples`)."""
+    model counts tokens, for Spider/BIRD prompts over the budget (`spider_examples`). With
+    `cfg.followup_data`, its turns are mixed in (`mix`; `followup_weight` weighs turns against
+    single questions, so SParC/CoSQL rows as `data` are used once each); the format returned is
+    `data`'s."""
     records = read_records(cfg.data, cfg.data_split) if records is None else records
     if not records:
         raise UserError(f"no rows in {cfg.data}")
     fmt = detect_format(records[0].keys(), cfg.data_format)
     check_inputs(cfg, fmt)
+    followups = followup_records(cfg)
+    report = DataReport()
+    if fmt == "sparc":
+        examples = list(turn_examples(_sampled(records, cfg), cfg, report, counter))
+    elif fmt == "spider":
+        examples = list(spider_examples(_sampled(records, cfg), cfg, report, counter))
+    else:
+        loader = {"think": think_examples, "candidates": candidate_examples}[fmt]
+        examples = list(loader(_sampled(records, cfg), cfg, report))
+    if followups:
+        turns = list(turn_examples(_sampled(followups, cfg), cfg, report, counter))
+        examples = mix(examples, turns, cfg, report)
+    return examples, report, fmt
+
+
+def followup_records(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The interactions of `cfg.followup_data` ([] without it), checked to be SParC/CoSQL rows."""
+    if not cfg.followup_data:
+        return []
+    rows = read_records(cfg.followup_data, cfg.data_split)
+    if not rows:
+        raise UserError(f"no rows in {cfg.followup_data}")
+    if detect_format(rows[0].keys()) != "sparc":
+        raise UserError(
+            f"followup_data {cfg.followup_data} does not hold SParC/CoSQL interactions",
+            "pass a file of [{database_id, interaction: [{utterance, query}, …]}, …]",
+        )
+    return rows
+
+
+def _sampled(records: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The rows used: shuffled (seeded) when `cfg.shuffle`, then the first `cfg.max_samples`."""
     if cfg.shuffle:
         records = list(records)
         random.Random(cfg.seed).shuffle(records)
-    if cfg.max_samples is not None:
-        records = records[: cfg.max_samples]
-    report = DataReport()
-    if fmt == "spider":
-        examples = list(spider_examples(records, cfg, report, counter))
-    else:
-        loader = {"think": think_examples, "candidates": candidate_examples}[fmt]
-        examples = list(loader(records, cfg, report))
-    return examples, report, fmt
+    return records[: cfg.max_samples] if cfg.max_samples is not None else records

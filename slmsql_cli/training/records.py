@@ -1,6 +1,7 @@
 """Training data rows as they are stored: a local JSON, JSON Lines, parquet, CSV or arrow file, or
-a Hub dataset (`datasets`), read into plain dicts, and which of the three formats their columns
-make (think, spider, candidates). Building examples from the rows is data.py's.
+a Hub dataset (`datasets`), read into plain dicts, and which of the four formats their columns
+make (think, spider, candidates, sparc: SParC/CoSQL interactions). Building examples from the rows
+is data.py's.
 
 Every way a file can be unreadable (not UTF-8, not JSON, an unclosed CSV quote, a folder, a
 missing dataset) is one UserError naming the file and, where it can, the line.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slmsql_cli import hub
-from slmsql_cli.benchmark_data import GOLD_COLUMNS
+from slmsql_cli.benchmark_data import GOLD_COLUMNS, interaction_rows, is_interaction
 from slmsql_cli.errors import UserError
 
 PROMPT_COLUMNS = ("prompt", "input_seq", "instruction", "input")
@@ -27,6 +28,8 @@ _USED_COLUMNS = set(PROMPT_COLUMNS + TARGET_COLUMNS + CHAT_COLUMNS + GOLD_COLUMN
     "db_id",
     "candidates",
     "system",
+    "interaction",
+    "database_id",
 }
 _FILE_TYPES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
@@ -153,9 +156,12 @@ def _csv_problem(path: Path) -> UserError | None:
 
 
 def detect_format(columns: Iterable[str], requested: str = "auto") -> str:
-    """Which loader fits these columns; a clear error listing what was expected when none does."""
+    """Which loader fits these columns; a clear error listing what was expected when none does.
+    SParC and CoSQL share one format: "cosql" is read as "sparc"."""
     cols = set(columns)
+    requested = "sparc" if requested == "cosql" else requested
     fits = {
+        "sparc": "interaction" in cols,
         "candidates": "candidates" in cols
         and "question" in cols
         and bool(cols & set(GOLD_COLUMNS))
@@ -171,7 +177,7 @@ def detect_format(columns: Iterable[str], requested: str = "auto") -> str:
                 _EXPECTED[requested],
             )
         return requested
-    for name in ("candidates", "think", "spider"):
+    for name in ("sparc", "candidates", "think", "spider"):
         if fits[name]:
             return name
     raise UserError(
@@ -184,4 +190,10 @@ _EXPECTED = {
     "think": "prompt + completion (or input_seq + output_seq, or messages) for SynSQL-Think-style data",
     "spider": "question + query/SQL + db_id (+ evidence) for Spider/BIRD-style data, with --db-dir",
     "candidates": "question + query/SQL + db_id + candidates for merge-revision data",
+    "sparc": "database_id + interaction ([{utterance, query}, …]) for SParC/CoSQL follow-ups, with --db-dir",
 }
+
+
+def row_count(records: list[dict[str, Any]]) -> int:
+    """The examples the rows make: a SParC/CoSQL interaction makes one per turn, any other row one."""
+    return sum(len(interaction_rows(r)) if is_interaction(r) else 1 for r in records)

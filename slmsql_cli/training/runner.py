@@ -32,9 +32,9 @@ from typing import Any
 from slmsql_cli.errors import UserError
 from slmsql_cli.runs import LATEST, read_latest, run_checkpoint, write_latest
 from slmsql_cli.training.config import TrainConfig
-from slmsql_cli.training.data import DataReport, check_inputs, load_examples
+from slmsql_cli.training.data import DataReport, check_inputs, followup_records, load_examples
 from slmsql_cli.training.estimate import estimate, parameter_count
-from slmsql_cli.training.records import detect_format, read_records
+from slmsql_cli.training.records import detect_format, read_records, row_count
 
 Say = Callable[[str], None]
 
@@ -209,6 +209,7 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
     if not records:
         raise UserError(f"no rows in {cfg.data}")
     check_inputs(cfg, detect_format(records[0].keys(), cfg.data_format))
+    followups = followup_records(cfg)  # SParC/CoSQL turns to mix in: checked before anything loads
     if (
         base.gguf_file
     ):  # the GGUF header says whether it has a template: fail before 20 s of tokenizer loading
@@ -217,7 +218,8 @@ def _check(cfg: TrainConfig, say: Say) -> tuple[Any, list[dict[str, Any]], Devic
     if device.use_cpu:  # hours on a CPU must not come as a surprise
         parameters = parameter_count(base.source, base.gguf_file)
         if parameters:
-            say(estimate(cfg, len(records), parameters, device.threads).line())
+            rows = row_count(records) + round(cfg.followup_weight * row_count(followups))
+            say(estimate(cfg, rows, parameters, device.threads).line())
     return base, records, device, resume_from(cfg, cfg.run_dir)
 
 
