@@ -170,3 +170,26 @@ def test_chat_max_rows_shows_more_rows_and_the_cut_names_it(isolated_cache: Path
 
     refused = chat(DEMO, "Which books are there?\n", "--max-rows", "0")
     assert refused.exit_code == 2 and "--max-rows" in refused.stderr, refused.stderr
+
+
+def test_chat_follows_up_with_the_real_model(slmsql: Slmsql, gemma_gguf: Path, tmp_path: Path) -> None:
+    """Issue 29 with the real model: the second question follows the first (its prompt carries
+    both questions, and only what follows the shared schema is read), `/new` forgets it."""
+    questions = "How many books are there?\nand how many of them cost more than 10?\n/new\nHow many customers are there?\n"
+    proc = slmsql(
+        "chat", "--db", DEMO, "-m", gemma_gguf, "-n", "2", "--max-tokens", "16", "--no-merge", "--no-values",
+        stdin=questions, cache=tmp_path / "cache", env={"PATH": "/usr/bin:/bin"}, inherit=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr  # Gemma 270M may write no SQL in 16 tokens
+    lines = [
+        line for line in proc.stderr.splitlines() if re.search(r"prompt \d+ tokens, \d+ evaluated", line)
+    ]
+    assert len(lines) == 3, proc.stderr
+    assert "follow-up" not in lines[0] and "follow-up of 1 earlier question(s)" in lines[1]
+    assert "follow-up" not in lines[2]  # after /new: asked alone
+    (total1, _), (total2, evaluated2), (total3, evaluated3) = (
+        tuple(map(int, re.search(r"prompt (\d+) tokens, (\d+) evaluated", line).groups())) for line in lines
+    )
+    assert total2 > total1  # the follow-up's prompt holds the first question too
+    assert 0 < evaluated2 < total2 // 4 and 0 < evaluated3 < total3 // 4  # the schema prefix was reused
+    assert "new conversation" in proc.stderr and "Traceback" not in proc.stderr
