@@ -10,7 +10,6 @@ The server runs as a real process with the scripted model (`tests/scripted_cli.p
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ pytest.importorskip("fastapi", reason="needs the [serve] extra")
 import scripted_cli
 
 from slmsql_cli.database import open_database
+from slmsql_cli.serve.process import listening_url
 from slmsql_cli.targets import worker
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
@@ -49,10 +49,10 @@ class Server:
             env=scripted_cli.environ({"SLMSQL_CACHE_DIR": str(folder / "cache")}),
         )
         deadline = time.monotonic() + 120
-        while not (found := re.search(r"listening on (http://\S+)", self.log())):
+        while not (url := listening_url(self.log())):
             assert self.proc.poll() is None and time.monotonic() < deadline, self.log()
             time.sleep(0.1)
-        self.url = found.group(1)
+        self.url = url
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -134,7 +134,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_json_logs_are_json_for_uvicorns_own_lines_too(folder: Path) -> None:
+def test_json_logs_are_json_for_uvicorns_own_lines_and_the_commands_too(folder: Path) -> None:
     db = folder / "pets.sqlite"
     server = Server(folder, "SELECT 1", "--db", f"pets={db}", "--json-logs")
     try:
@@ -148,10 +148,11 @@ def test_json_logs_are_json_for_uvicorns_own_lines_too(folder: Path) -> None:
         assert server.proc.wait(60) == 0
     finally:
         server.close()
-    served = server.log().split("model scripted.gguf); no token: loopback only\n", 1)[1]
-    lines = served.splitlines()
-    assert lines[-1] == "slmsql serve: stopped"  # the command's own last line
-    records = [json.loads(line) for line in lines[:-1]]  # everything the server logged: JSON
+    records = [json.loads(line) for line in server.log().splitlines()]  # every line: JSON
+    said = [r["message"] for r in records if r.get("event") == "server"]  # the command's own lines
+    assert said[:2] == ["loading the model…", "loading model scripted…"], said
+    assert said[2].startswith(f"slmsql serve: listening on {server.url} (1 database(s), model scripted.gguf)")
+    assert said[3:] == ["slmsql serve: stopped"] and records[-1]["message"] == said[-1], records
     warned = [r for r in records if r.get("event") == "log"]
     assert warned and warned[0]["logger"].startswith("uvicorn") and warned[0]["level"] == "warning", records
 

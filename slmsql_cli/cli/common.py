@@ -197,12 +197,18 @@ def reading_text(read: int, total: int, cached: int) -> str:
     return f"{text}, {cached:,} from cache" if cached else text
 
 
-def load_pipeline(model: str | None, merge_model: str | None, config: AskConfig) -> Pipeline:
+def load_pipeline(
+    model: str | None, merge_model: str | None, config: AskConfig, say: Callable[[str], None] | None = None
+) -> Pipeline:
     """`Pipeline.load` under the "loading the model…" spinner, each step shown as it starts
-    (checkpoints are exported with `quantize.cached_gguf`): how chat, eval and serve load one."""
+    (checkpoints are exported with `quantize.cached_gguf`): how chat, eval and serve load one.
+    `say` takes each step as a line of its own instead (`serve --json-logs`: a JSON log line)."""
     from slmsql_cli.pipeline import Pipeline
     from slmsql_cli.quantize import cached_gguf
 
+    if say is not None:
+        say("loading the model…")
+        return Pipeline.load(model, merge_model, config, progress=lambda m: say(m + "…"), export=cached_gguf)
     with StatusLine("loading the model…") as status:
         return Pipeline.load(
             model, merge_model, config, progress=lambda m: status.update(m + "…"), export=cached_gguf

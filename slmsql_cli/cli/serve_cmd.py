@@ -132,6 +132,15 @@ def serve(
     front = "mcp" if mcp else "http"
     require_extra(front)
     log = RequestLog(json_lines=json_logs)
+
+    def say(message: str) -> None:
+        """The command's own lines (loading, listening, stopped): with --json-logs JSON lines as
+        well (event "server"), so that a log reader meets nothing else once the server starts."""
+        if json_logs:
+            log.say(message)
+        else:
+            err.print(escape(message), highlight=False)
+
     if http:
         from slmsql_cli.serve import http as http_front
         from slmsql_cli.serve.guard import Guard, check_origin
@@ -141,7 +150,7 @@ def serve(
         guard = Guard.for_server(host, sock.getsockname()[1], origins)
     registry = Registry.open(db)
     start = time.perf_counter()
-    pipeline = load_pipeline(source.model, source.merge_model, config)
+    pipeline = load_pipeline(source.model, source.merge_model, config, say=log.say if json_logs else None)
     service = Service(
         pipeline,
         registry,
@@ -153,7 +162,7 @@ def serve(
     )
     try:
         if http:
-            err.print(escape(http_front.banner(sock, service, token)), highlight=False)
+            say(http_front.banner(sock, service, token))
             http_front.serve(
                 http_front.create_app(service, token=token, log=log, guard=guard), sock, service, log
             )
@@ -163,4 +172,4 @@ def serve(
             mcp_server.serve(service, log)
     finally:
         service.close()
-    err.print("slmsql serve: stopped", highlight=False)
+    say("slmsql serve: stopped")

@@ -2,7 +2,8 @@
 want a real server without knowing a free port in advance.
 
 The server is started with `--port 0` (the system picks a free loopback port) unless the caller
-passes `--port`, and its URL is read from its start line on stderr, which goes to a log file.
+passes `--port`, and its URL is read from its start line on stderr, which goes to a log file:
+plain words, or a JSON line with `--json-logs` (`listening_url` reads either).
 `stop()` sends SIGTERM, the signal the server finishes cleanly on, and returns the exit code.
 """
 
@@ -19,7 +20,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-_LISTENING = re.compile(r"listening on (http://\S+)")
+_LISTENING = re.compile(r"slmsql serve: listening on (http://\S+) ")
+
+
+def listening_url(log: str) -> str | None:
+    """The URL of the server's start line in `log` (its stderr so far), or None before it:
+    `slmsql serve: listening on URL (…` as words, or the same words as the "message" of a
+    --json-logs line (event "server"). Only whole lines count: a line still being written could
+    hold half a port number."""
+    for line in log.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            line = str(record.get("message", "")) if record.get("event") == "server" else ""
+        if found := _LISTENING.match(line):
+            return found.group(1)
+    return None
 
 
 class ServerDidNotStart(RuntimeError):
@@ -50,12 +70,12 @@ class ServerProcess:
             env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + start_timeout
-        while not (found := _LISTENING.search(self.log())):
+        while not (url := listening_url(self.log())):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise ServerDidNotStart(f"slmsql serve did not start:\n{self.log()}")
             time.sleep(0.2)
-        self.url = found.group(1)
+        self.url = url
 
     @property
     def pid(self) -> int:
@@ -65,7 +85,8 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def log_records(self) -> list[dict[str, Any]]:
-        """The --json-logs lines: one JSON object per request."""
+        """The --json-logs lines, one JSON object each: a request, the server's own lines (event
+        "server"), its libraries' (event "log")."""
         return [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
 
     def stop(self, timeout: float = 60.0) -> int:
