@@ -134,11 +134,15 @@ def generation_message(
             if not context.used:
                 raise
             # not even the first table fits beside these turns: one turn fewer, the oldest
-            fewer = len(context.used) - 1
-            context = fit(question, evidence, turns, rendering, lambda r, n=fewer: len(r.used) <= n)
+            context = fit(question, evidence, turns, rendering, _at_most(len(context.used) - 1))
             continue
         built.context = context
         return built
+
+
+def _at_most(n: int) -> Callable[[Rendered], bool]:
+    """A `conversation.fit` test that keeps at most `n` turns."""
+    return lambda rendered: len(rendered.used) <= n
 
 
 def context_text(question: str, evidence: str, turns: Sequence[Turn], rendering: str) -> tuple[str, str]:
