@@ -5,8 +5,8 @@
 import { ApiError, TOKEN_KEY, api, readEvents } from "./api.js";
 import { $, el } from "./dom.js";
 import {
-  renderCandidates, renderResult, seconds, setStatus, showConfidence, showError, showExplanation, showSql,
-  showView, summaryText,
+  clearAnswer, renderCandidates, renderResult, seconds, setStatus, showConfidence, showError, showExplanation,
+  showSql, showView, summaryText,
 } from "./render.js";
 import { addTurn, earlierTurns, followUpText, newThread, replaceLastSql } from "./thread.js";
 
@@ -72,6 +72,8 @@ async function ask(database, question) {
   running = new AbortController();
   const { signal } = running;
   $("error").hidden = true;
+  clearAnswer();  // the answer before this one is not this question's
+  shown = null;
   setBusy(true);
   setStatus("Waiting for the model…");
   const started = performance.now();

@@ -133,6 +133,25 @@ export function showConfidence(confidence) {
   if (flagged) box.append(el("ul", {}, ...confidence.flags.map((f) => el("li", { textContent: f.reason }))));
 }
 
+// A new question: nothing of the answer before it (its SQL, table, chart, explanation, badge,
+// summary, candidates) stays on screen while the model works on this one.
+export function clearAnswer() {
+  $("answer").hidden = true;
+  $("follow-up").hidden = true;
+  $("follow-up").textContent = "";
+  $("sql").querySelector("code").replaceChildren();
+  $("sql-edit").value = "";
+  showExplanation("");
+  $("summary").textContent = "";
+  showConfidence(null);
+  $("result").replaceChildren();
+  $("chart").replaceChildren();
+  $("view-toggle").hidden = true;
+  showView("table");
+  $("candidates").replaceChildren();
+  $("candidates-box").querySelector("summary").textContent = "Candidates";
+}
+
 export function showError(error) {
   const box = $("error");
   box.replaceChildren(el("strong", { textContent: error.message }));
