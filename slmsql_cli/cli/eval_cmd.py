@@ -67,7 +67,7 @@ def eval_command(
         "--questions",
         "-q",
         metavar="FILE",
-        help="Spider or BIRD dev.json (questions with gold SQL).",
+        help="Spider or BIRD dev.json (questions with gold SQL), or SParC/CoSQL's (interactions).",
         rich_help_panel=opt.DATA,
     ),
     db_dir: Path | None = typer.Option(
@@ -87,29 +87,29 @@ def eval_command(
     fmt: str | None = typer.Option(
         None,
         "--format",
-        metavar="spider|bird|sparc|cosql",
-        help="Spider's test-suite match or BIRD's set EX; sparc and cosql: follow-up questions, each "
-        "turn by Spider's rule (default: from the file).",
+        metavar="NAME",
+        help="spider (test-suite match), bird (set EX), sparc or cosql (follow-ups, each turn by "
+        "Spider's rule); default: from the file.",
         rich_help_panel=opt.DATA,
     ),
     rendering: str | None = typer.Option(
         None,
         "--earlier-turns",
         callback=_one_of(RENDERINGS),
-        metavar="|".join(RENDERINGS),
+        metavar="HOW",
         show_default=False,
-        help=f"sparc/cosql: how a turn's earlier questions are given to the model (default "
-        f"{DEFAULT_RENDERING}; none asks each turn alone; evidence adds their SQL).",
+        help=f"sparc/cosql: a turn's earlier questions given to the model as {', '.join(RENDERINGS)} "
+        f"(default {DEFAULT_RENDERING}; none asks each turn alone, evidence adds their SQL).",
         rich_help_panel=opt.DATA,
     ),
     earlier_sql: str | None = typer.Option(
         None,
         "--earlier-sql",
         callback=_one_of(EARLIER_SQL),
-        metavar="|".join(EARLIER_SQL),
+        metavar="WHOSE",
         show_default=False,
-        help="sparc/cosql with --earlier-turns evidence: the earlier turns' SQL is the model's own answers "
-        "(predicted, default: what a user has) or the gold (an upper bound).",
+        help="With --earlier-turns evidence: the earlier turns' SQL is the model's own answers "
+        "(predicted, default: what a user has) or the gold (gold: an upper bound).",
         rich_help_panel=opt.DATA,
     ),
     source: ModelSource,
