@@ -39,7 +39,7 @@ def test_help_imports_no_torch(argv: list[str]) -> None:
 
 
 def test_ask_pipeline_imports_no_torch() -> None:
-    extra = "import slmsql_cli.pipeline, slmsql_cli.models, slmsql_cli.render, slmsql_cli.eval.run, slmsql_cli.eval.results, quantize.export"
+    extra = "import slmsql_cli.pipeline, slmsql_cli.models, slmsql_cli.render, slmsql_cli.eval.run, slmsql_cli.eval.results, slmsql_cli.quantize.export"
     code = CHECK.format(argv=["slmsql", "--version"], extra=extra, heavy=HEAVY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "HEAVY:"
