@@ -12,7 +12,13 @@ all three alike:
                splits it into 512-token micro-batches, as it must for the same numbers)
   chunked      512 tokens per llama_decode, nothing between them
   engine       `Engine.sample` (n = 1, one new token) with `on_prompt` drawing `ask`'s status line
-               (AskStatus on a plain StatusLine) after each chunk: its own clock, prompt_seconds
+               (AskStatus on a plain StatusLine) after each chunk, timed from its first report
+               (before the first chunk) to its last (after the last chunk)
+
+Each is timed by the wall clock and by this process's CPU time. With one thread (--threads 1) the
+CPU time hardly depends on what else runs (llama.cpp's threads never wait for each other), so on
+a machine that is never quiet it still measures the work; with more threads, waiting threads
+spin, and only the wall clock on a quiet machine counts.
 
 A busy machine hides a 2% effect, so it first waits until the 1-minute load average is under
 --max-load (checked every 15 s, for at most --wait seconds; the load is printed before and after).
@@ -65,8 +71,8 @@ def wait_for_quiet(max_load: float, wait: float) -> float:
     return load
 
 
-def read_raw(engine: Engine, tokens: list[int], per_decode: int, threads: int) -> float:
-    """Seconds to read `tokens` into a fresh context, `per_decode` tokens per llama_decode."""
+def read_raw(engine: Engine, tokens: list[int], per_decode: int, threads: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to read `tokens` into a fresh context, `per_decode` tokens per llama_decode."""
     ll = engine._ll
     params = ll.llama_context_default_params()
     params.n_ctx = ((len(tokens) + 16 + 255) // 256) * 256
@@ -79,7 +85,7 @@ def read_raw(engine: Engine, tokens: list[int], per_decode: int, threads: int) -
     ctx = ll.llama_init_from_model(engine.model, params)
     batch = ll.llama_batch_init(per_decode, 0, 1)
     try:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for start in range(0, len(tokens), per_decode):
             chunk = tokens[start : start + per_decode]
             for j, tok in enumerate(chunk):
@@ -91,29 +97,33 @@ def read_raw(engine: Engine, tokens: list[int], per_decode: int, threads: int) -
             batch.n_tokens = len(chunk)
             if ll.llama_decode(ctx, batch) != 0:
                 raise RuntimeError("llama_decode failed")
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - cpu
     finally:
         ll.llama_batch_free(batch)
         ll.llama_free(ctx)
 
 
-def read_engine(engine: Engine, tokens: list[int]) -> tuple[float, int]:
-    """(prompt_seconds, reports) of `Engine.sample` in a fresh context, `ask`'s status drawn."""
+def read_engine(engine: Engine, tokens: list[int]) -> tuple[float, float, int]:
+    """(wall, CPU, reports): `Engine.sample` in a fresh context, `ask`'s status drawn at each report;
+    timed from the first report (the reused prefix, none here) to the last (the prompt read)."""
     engine.close_context()
     shown = io.StringIO()
+    marks: list[tuple[float, float]] = []
     with StatusLine("sampling", console=Console(file=shown, force_terminal=False)) as status:
         steps = AskStatus(status, n=1, merge_n=1, max_tokens=16)
         steps.progress("sampling 1 candidate(s)")
-        reports = []
 
         def on_prompt(read: int, total: int, cached: int) -> None:
-            reports.append(read)
+            if not marks:
+                marks.append((time.perf_counter(), time.process_time()))
             steps.prompt(read, total, cached)
+            marks.append((time.perf_counter(), time.process_time()))
 
         params = SamplingParams(n=1, temperature=0, max_tokens=1, stop=())
-        _, stats = engine.sample(tokens, params, on_prompt=on_prompt)
+        engine.sample(tokens, params, on_prompt=on_prompt)
     assert "reading the prompt: 0/" in shown.getvalue()
-    return stats.prompt_seconds, len(reports)
+    (wall0, cpu0), (wall1, cpu1) = marks[0], marks[-1]
+    return wall1 - wall0, cpu1 - cpu0, len(marks) - 1
 
 
 def main() -> None:
@@ -133,29 +143,35 @@ def main() -> None:
     ways: dict[str, Any] = {
         "one decode": lambda: read_raw(engine, tokens, len(tokens), threads),
         "chunked": lambda: read_raw(engine, tokens, _CHUNK, threads),
-        "engine": lambda: read_engine(engine, tokens)[0],
+        "engine": lambda: read_engine(engine, tokens)[:2],
     }
-    reports = read_engine(engine, tokens)[1]
+    reports = read_engine(engine, tokens)[2]
     for way in ways.values():  # warm-up: page the weights in, settle the allocator
         way()
     load_before = wait_for_quiet(args.max_load, args.wait)
-    times: dict[str, list[float]] = {name: [] for name in ways}
+    wall: dict[str, list[float]] = {name: [] for name in ways}
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.runs):
         for name, way in ways.items():
-            times[name].append(way())
+            w, c = way()
+            wall[name].append(w)
+            cpu[name].append(c)
     load_after = os.getloadavg()[0]
     engine.close()
 
-    median = {name: statistics.median(ts) for name, ts in times.items()}
-    base = median["one decode"]
+    median = {name: statistics.median(ts) for name, ts in wall.items()}
+    median_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
+    base, base_cpu = median["one decode"], median_cpu["one decode"]
     print(f"prompt: {len(tokens):,} tokens ({q['db_id']}: {q['question'][:60]}), {threads} threads, CPU")
     print(f"load average: {load_before:.2f} before, {load_after:.2f} after; {args.runs} runs of each")
     print()
-    print("| way | median s | min s | max s | vs one decode |")
+    print("| way | wall s, median (min–max) | vs one decode | CPU s, median (min–max) | vs one decode |")
     print("|---|---:|---:|---:|---:|")
-    for name, ts in times.items():
+    for name in ways:
+        w, c = wall[name], cpu[name]
         print(
-            f"| {name} | {median[name]:.3f} | {min(ts):.3f} | {max(ts):.3f} | {100 * (median[name] / base - 1):+.1f}% |"
+            f"| {name} | {median[name]:.3f} ({min(w):.3f}–{max(w):.3f}) | {100 * (median[name] / base - 1):+.1f}% "
+            f"| {median_cpu[name]:.3f} ({min(c):.3f}–{max(c):.3f}) | {100 * (median_cpu[name] / base_cpu - 1):+.1f}% |"
         )
     print()
     print(
@@ -166,10 +182,12 @@ def main() -> None:
                 "threads": threads,
                 "reports": reports,
                 "load": [round(load_before, 2), round(load_after, 2)],
-                "seconds": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
-                "median": {name: round(m, 4) for name, m in median.items()},
+                "wall": {name: [round(t, 4) for t in ts] for name, ts in wall.items()},
+                "cpu": {name: [round(t, 4) for t in ts] for name, ts in cpu.items()},
                 "engine_vs_one_decode": round(median["engine"] / base - 1, 4),
                 "chunked_vs_one_decode": round(median["chunked"] / base - 1, 4),
+                "engine_vs_one_decode_cpu": round(median_cpu["engine"] / base_cpu - 1, 4),
+                "chunked_vs_one_decode_cpu": round(median_cpu["chunked"] / base_cpu - 1, 4),
             }
         )
     )
