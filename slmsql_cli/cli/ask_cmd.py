@@ -86,7 +86,7 @@ def ask(
         "--after",
         metavar="ID|-",
         show_default=False,
-        help="A follow-up: of saved answer ID, or of the last answer on this database (-).",
+        help="Follow saved answer ID, or last (-).",
         rich_help_panel=opt.DATA,
     ),
 ) -> None:
@@ -100,7 +100,6 @@ def ask(
 
       slmsql ask -d slmsql_cli/data/bookshop.sqlite "Who wrote the most books?"
       slmsql ask -d orders.csv -d customers.parquet -n 8 --json "Top customer?"
-      slmsql ask -d shop.sqlite --after - "and only the ones from 2024?"
     """
     from slmsql_cli import history
     from slmsql_cli import saved as saved_answers
