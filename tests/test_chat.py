@@ -61,7 +61,8 @@ def test_chat_answers_a_saved_question_without_the_model(pets_db: Path, scripted
     assert "saved as answer #1" in first.stderr and "tokens generated" in first.stderr
 
     model = scripted_engine([])  # nothing to say: a question put to the model fails the test
-    again = chat(pets_db, "how many PETS are there\nHow many pets are there?!\n")
+    # each asked alone (a follow-up is always the model's: test_followups.py)
+    again = chat(pets_db, "how many PETS are there\nHow many pets are there?!\n", "--no-context")
     assert again.exit_code == 0, again.stderr
     assert model.prompts == []
     assert again.stdout.count(COUNT) == 2 and again.stdout.count("│ 2 ") == 2, again.stdout
