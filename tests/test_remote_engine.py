@@ -271,7 +271,7 @@ class StandIn:
                     self.send_response(200)
                     self.send_header("Content-Length", str(step[1]))
                     self.end_headers()
-                    time.sleep(3)
+                    time.sleep(60)
                 elif step[0] == "endless":
                     self.send_response(200)
                     self.end_headers()  # HTTP/1.0, no length: the body runs until the connection closes
@@ -410,13 +410,13 @@ def _refusal(engine: RemoteEngine, **params: Any) -> str:
 def test_a_dripping_server_ends_at_the_deadline(
     slmsql: Slmsql, gemma_vocab: Path, pets_db: Path, stand_in
 ) -> None:
-    """--endpoint-timeout is one deadline for the whole response: a byte every 0.4 s, in the
+    """--endpoint-timeout is one deadline for the whole response: a byte a second, in the
     headers or in the body, never resets it (it waited past 90 s for a 5 s timeout before)."""
-    server = stand_in([("drip", _http(ANSWER), 0.4)])  # from the status line on
+    server = stand_in([("drip", _http(ANSWER), 1.0)])  # from the status line on: 150 s in all
     start = time.monotonic()
     proc = _ask(slmsql, gemma_vocab, pets_db, server.url, "--endpoint-timeout", "2")
     _one_error(proc, f"the model server at {server.url} did not answer within 2s")
-    assert time.monotonic() - start < 30  # the CLI's start, the vocabulary and 2 s (the drip: 40 s+)
+    assert time.monotonic() - start < 60  # the CLI's start, the vocabulary and 2 s
 
 
 def test_the_deadline_holds_for_a_body_dripped_after_quick_headers(
@@ -424,11 +424,11 @@ def test_the_deadline_holds_for_a_body_dripped_after_quick_headers(
 ) -> None:
     whole = _http(ANSWER)
     split = whole.index(b"\r\n\r\n") + 4
-    server = stand_in([("drip", whole, 0.3, split), ("ok", "<answer>SELECT 2")])
+    server = stand_in([("drip", whole, 1.0, split), ("ok", "<answer>SELECT 2")])  # 80 s of body
     with _engine(gemma_vocab, server.url, monkeypatch, timeout=1.5) as engine:
         start = time.monotonic()
         assert "did not answer within 1.5s" in _refusal(engine)
-        assert time.monotonic() - start < 4
+        assert time.monotonic() - start < 20
         # the engine goes on working: the next request gets its answer
         got, _ = engine.sample("SELECT", SamplingParams(n=1, max_tokens=8))
         assert got[0].text.startswith("<answer>SELECT 2")
@@ -448,7 +448,7 @@ def test_a_huge_response_is_refused_unread(
     with _engine(gemma_vocab, server.url, monkeypatch) as engine:
         start = time.monotonic()
         assert _refusal(engine).startswith(expected)
-        assert time.monotonic() - start < 2  # not the 3 s the server holds the connection
+        assert time.monotonic() - start < 20  # not the 60 s the server holds the connection
         assert _refusal(engine).startswith(expected)
     assert server.sent < 2**31  # the client hung up
 
@@ -510,7 +510,7 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(
         start = time.monotonic()
         got, _ = engine.sample("SELECT", SamplingParams(n=1, max_tokens=8))
     assert got[0].text.startswith("<answer>SELECT 1") and server.posts == 2
-    assert time.monotonic() - start < 5  # the first doubling delay (0.5 s), never 30 s or forever
+    assert time.monotonic() - start < 15  # the first doubling delay (0.5 s), never 30 s or forever
 
 
 def test_server_text_is_escaped_and_cut_short(
