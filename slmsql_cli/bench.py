@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from slmsql_cli import process_memory
 from slmsql_cli.engine import Engine
-from slmsql_cli.engine_protocol import SamplingParams
+from slmsql_cli.engine_protocol import Constraint, SamplingParams
 
 
 @dataclass
@@ -35,12 +35,21 @@ def peak_rss_mb() -> float:
 
 
 def run_bench(
-    engine: Engine, prompt_text: str, ns: list[int], max_tokens: int, seed: int = 42
+    engine: Engine,
+    prompt_text: str,
+    ns: list[int],
+    max_tokens: int,
+    seed: int = 42,
+    constraint: Constraint | None = None,
 ) -> list[BenchRow]:
+    """`constraint` (--constrain): the candidates' SQL is checked token by token as `ask` checks it
+    (a candidate the constraint ends early generates fewer tokens; tokens/s counts those it made)."""
     rows = []
     for n in ns:
         engine.close_context()  # evaluate the prompt from scratch for every N
-        params = SamplingParams(n=n, max_tokens=max_tokens, seed=seed, ignore_eos=True, stop=())
+        params = SamplingParams(
+            n=n, max_tokens=max_tokens, seed=seed, ignore_eos=True, stop=(), constraint=constraint
+        )
         _, stats = engine.sample(prompt_text, params)
         gen_seconds = max(stats.wall_seconds - stats.prompt_seconds, 1e-9)
         rows.append(
@@ -61,12 +70,20 @@ def run_bench(
     return rows
 
 
-def report(model_path: str, threads: int, max_tokens: int, rows: list[BenchRow], device: str = "") -> dict:
+def report(
+    model_path: str,
+    threads: int,
+    max_tokens: int,
+    rows: list[BenchRow],
+    device: str = "",
+    constrained: bool = False,
+) -> dict:
     return {
         "model": model_path,
         "device": device,  # Engine.device: the GPU backend, or the CPU and its threads
         "threads": threads,
         "max_tokens": max_tokens,
+        "constrained": constrained,  # --constrain: sampled under the names constraint
         "machine": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
         "results": [asdict(r) for r in rows],
     }

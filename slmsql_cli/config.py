@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from slmsql_cli.engine_protocol import SamplingParams
+from slmsql_cli.errors import UserError
 from slmsql_cli.models import DEFAULT_MERGE_MODEL
 from slmsql_cli.prompts import PROMPT_BUDGET  # one home (why 6,144: prompts.py); train's budget too
 
@@ -215,6 +216,15 @@ class AskConfig:
             panel=SAMPLING,
         ),
     )
+    # only names the database has (constraint.py); off until the held-out measurement (docs/ACCURACY.md)
+    constrain: bool = field(
+        default=False,
+        metadata=option(
+            "--constrain/--no-constrain",
+            help="SQL may name only what the database has (off).",
+            panel=SAMPLING,
+        ),
+    )
     use_values: bool = field(
         default=True, metadata=option("--no-values", help="Skip the values the question names.", panel=DATA)
     )
@@ -285,3 +295,11 @@ class AskConfig:
     # generate on an OpenAI-compatible server (remote_engine.py), from ModelSource's options
     endpoint: "Endpoint | None" = None
     merge_endpoint: "Endpoint | None" = None  # the merge model's server (remote_engine.endpoints)
+
+    def __post_init__(self) -> None:
+        if self.constrain and (self.endpoint is not None or self.merge_endpoint is not None):
+            raise UserError(
+                "--constrain needs the local engine: a model server (--endpoint, --merge-endpoint) "
+                "samples with its own sampler, which slmsql cannot constrain",
+                "leave out --constrain, or the endpoints to generate here with llama.cpp",
+            )

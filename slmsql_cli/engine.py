@@ -8,7 +8,9 @@ and a unified KV cache, the prompt decoded once into sequence 0 and shared with 
 `llama_memory_seq_cp` (no copy: the cells are shared), and every step one `llama_decode` holding
 one token from each live sequence. Tokens are drawn from the logits in numpy (`Engine._draw`), all
 sequences together, each with its own generator seeded `seed + i`; llama.cpp's sampler chains are
-not used (see `_draw` for why).
+not used (see `_draw` for why). With a constraint (`SamplingParams.constraint`, constraint.py), each
+drawn token is read by its candidate's gate first, and a refused one is replaced by an admissible
+token among the likely ones (`_admit`).
 
 The prompt stays in the KV cache after a call, so the next call (the next question in `chat`,
 or the merge step when the merge model is the generator) only evaluates the tokens after the
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from slmsql_cli import _internals, engine_protocol, kv_cache, llama_logs
 from slmsql_cli.cpu import cpu_name, default_threads
-from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
+from slmsql_cli.engine_protocol import Completion, Gate, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.errors import UserError
 
 _THREADS_RECHECK_SECONDS = 60.0
@@ -41,6 +43,9 @@ _THREADS_RECHECK_SECONDS = 60.0
 _CHUNK = 512
 # Leave this much of the KV budget unused for the graph's own buffers.
 _KV_BUDGET_BYTES = int(os.environ.get("SLMSQL_KV_BUDGET_MB", "1024")) * 1024 * 1024
+# With a constraint, the most likely tokens tried in turn when the drawn one is refused: the 64
+# most likely, then the 1,024 most likely; past them the candidate ends ("constrained").
+_ADMIT_WIDTHS = (64, 1024)
 
 
 def gpu_backend(ll: Any) -> str:
@@ -118,6 +123,7 @@ class Engine:
         self.kv_bytes_per_token = self._kv_bytes_per_token()
         self._cached: list[int] = []  # prompt tokens resident in sequence 0
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}  # token -> its text's bytes, as they are met
         # Sampling scratch, one row per sequence, padded with zeros to whole blocks.
         self._block = 1024
         self._buf = numpy.zeros((1, -(-self.n_vocab // self._block) * self._block), dtype=numpy.float32)
@@ -160,12 +166,18 @@ class Engine:
 
     def _piece(self, token: int) -> bytes:
         self._check_open()
+        piece = self._pieces.get(token)
+        if piece is not None:
+            return piece
         n = self._ll.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
             n = self._ll.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
-            return buf.raw[:n]
-        return self._piece_buf.raw[:n]
+            piece = buf.raw[:n]
+        else:
+            piece = self._piece_buf.raw[:n]
+        self._pieces[token] = piece
+        return piece
 
     # ---- context management -----------------------------------------------------------------
     def _kv_bytes_per_token(self) -> int:
@@ -405,6 +417,44 @@ class Engine:
         j = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
         return int(order[min(j, keep - 1)])
 
+    def _admit(self, row, tok: int, gate: Gate, rng, params: SamplingParams) -> tuple[int, Gate] | None:
+        """The token to take instead of `tok` when the constraint refuses it, and the gate that
+        read it; None when no likely token is admissible.
+
+        Checked lazily: the drawn token first (admitted, as it nearly always is, this costs one
+        check); when it is refused, the _ADMIT_WIDTHS most likely tokens in turn, for greedy in
+        order of probability and otherwise in a random order that samples them without
+        replacement in proportion to their probability (Gumbel keys), so the draw is one from the
+        admissible tokens among them. A token outside the widest of them is never taken."""
+        trial = gate.copy()
+        if self._admits(trial, tok, params):
+            return tok, trial
+        np = self._np
+        tried = {tok}
+        scores = row[: self.n_vocab]
+        for width in _ADMIT_WIDTHS:
+            width = min(width, self.n_vocab)
+            top = np.argpartition(-scores, width - 1)[:width]
+            keys = scores[top].astype(np.float64)
+            if params.temperature > 0:
+                keys = keys / params.temperature - np.log(-np.log(rng.random(len(top))))
+            for t in top[np.argsort(-keys)]:
+                t = int(t)
+                if t in tried:
+                    continue
+                tried.add(t)
+                trial = gate.copy()
+                if self._admits(trial, t, params):
+                    return t, trial
+            if width == self.n_vocab:
+                break
+        return None
+
+    def _admits(self, gate: Gate, tok: int, params: SamplingParams) -> bool:
+        if not params.ignore_eos and self._ll.llama_vocab_is_eog(self.vocab, tok):
+            return gate.can_end()
+        return gate.feed(self._piece(tok))
+
     def _logits(self, n_rows: int):
         """The logits of the last decode, one row per output, as a numpy view (no copy)."""
         ptr = self._ll.llama_get_logits(self._context().ctx)
@@ -449,6 +499,7 @@ class Engine:
             for s in range(1, k):
                 ll.llama_memory_seq_cp(mem, 0, s, -1, -1)
             rngs = [self._np.random.default_rng(params.seed + first + s) for s in range(k)]
+            gates = [params.constraint.start() for _ in range(k)] if params.constraint else None
             texts = [bytearray() for _ in range(k)]
             counts = [0] * k
             reasons = [""] * k
@@ -462,7 +513,13 @@ class Engine:
                 # After the prompt every sequence draws from its single row; later, row i is live[i]'s.
                 row_of = [0] * len(live) if n_rows == 1 else list(range(len(live)))
                 drawn = self._draw(logits, row_of, [rngs[s] for s in live], params)
-                for s, tok in zip(live, drawn):
+                for j, (s, tok) in enumerate(zip(live, drawn)):
+                    if gates is not None:
+                        admitted = self._admit(logits[row_of[j]], tok, gates[s], rngs[s], params)
+                        if admitted is None:  # nothing likely is admissible: the candidate ends here
+                            reasons[s] = "constrained"
+                            continue
+                        tok, gates[s] = admitted
                     counts[s] += 1
                     if on_token:
                         on_token(first + s)

@@ -24,9 +24,37 @@ from typing import Protocol
 PromptProgress = Callable[[int, int, int], None]
 
 
+class Gate(Protocol):
+    """One candidate's reading by a constraint (`constraint.Gate`): whether its text may go on."""
+
+    def copy(self) -> Gate:
+        """The same reading, to try a token on without changing this one."""
+        ...
+
+    def feed(self, data: bytes) -> bool:
+        """Read a token's bytes; False when the text with them is not admissible (the gate is
+        then spent: feed a `copy`)."""
+        ...
+
+    def can_end(self) -> bool:
+        """Whether the candidate may end here (an end-of-turn token)."""
+        ...
+
+
+class Constraint(Protocol):
+    """What a candidate may write (`constraint.Names`: only names the database has)."""
+
+    def start(self) -> Gate:
+        """A gate for a new candidate."""
+        ...
+
+
 @dataclass
 class SamplingParams:
-    """How to draw candidates. Defaults follow CSC-SQL: T=0.8, up to 1024 new tokens, stop at `</answer>`."""
+    """How to draw candidates. Defaults follow CSC-SQL: T=0.8, up to 1024 new tokens, stop at `</answer>`.
+
+    `constraint`: an engine that draws its own tokens (`engine.Engine`) draws only tokens its gates
+    admit; an engine that cannot (a model server) refuses one."""
 
     n: int = 4
     temperature: float = 0.8
@@ -35,13 +63,16 @@ class SamplingParams:
     stop: tuple[str, ...] = ("</answer>",)
     top_p: float = 1.0
     ignore_eos: bool = False  # benchmarks only: generate exactly max_tokens
+    constraint: Constraint | None = None
 
 
 @dataclass
 class Completion:
     text: str
     tokens: int
-    finish_reason: str  # "stop" (a stop string), "eog" (end of turn) or "length"
+    # "stop" (a stop string), "eog" (end of turn), "length", or "constrained": the constraint left
+    # no token it admits among the likely ones, so the candidate ended there
+    finish_reason: str
 
 
 @dataclass

@@ -586,8 +586,14 @@ class RemoteEngine:
         on_prompt: PromptProgress | None = None,
     ) -> tuple[list[Completion], GenerationStats]:
         """Draw `params.n` completions of `prompt` on the server (see the module docstring).
-        `on_prompt` is never called: a server does not say how far it has read a prompt."""
+        `on_prompt` is never called: a server does not say how far it has read a prompt. A
+        constraint is refused: the server draws the tokens, with its own sampler."""
         self._check_open()
+        if params.constraint is not None:
+            raise UserError(
+                f"{self.endpoint.shown} samples with its own sampler, which slmsql cannot constrain",
+                "leave out --constrain, or --endpoint to generate here with llama.cpp",
+            )
         t0 = time.perf_counter()
         if isinstance(prompt, str):
             local_tokens = len(self.tokenize(prompt))

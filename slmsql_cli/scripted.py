@@ -22,7 +22,9 @@ class ScriptedEngine:
     """Stands where `slmsql_cli.engine.Engine` stands and answers from a script (as simonw/llm's
     scripted model does): each `sample` call returns the next `params.n` texts of the script, and
     records the chat text it was given. No chat template of its own, so the pipeline renders
-    prompts with its fallback template for `architecture`. One token per byte."""
+    prompts with its fallback template for `architecture`. One token per byte. Under a constraint
+    (--constrain) a text ends at the first byte the constraint refuses ("constrained"), as the
+    engine ends a candidate that has no admissible token left."""
 
     def __init__(self, texts: list[str], name: str = "scripted", architecture: str = "qwen2") -> None:
         self.script = list(texts)
@@ -59,6 +61,11 @@ class ScriptedEngine:
         for i, text in enumerate(texts):
             if on_token:
                 on_token(i)
+            if params.constraint is not None:
+                admitted = _admitted(text, params.constraint)
+                if admitted is not None:  # a scripted model has no other token to offer
+                    completions.append(Completion(admitted, len(admitted.encode("utf-8")), "constrained"))
+                    continue
             stopped = any(text.endswith(s) for s in params.stop)
             completions.append(Completion(text, len(text.encode("utf-8")), "stop" if stopped else "eog"))
         n_prompt = len(self.tokenize(self.prompts[-1]))
@@ -75,6 +82,16 @@ class ScriptedEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+def _admitted(text: str, constraint: engine_protocol.Constraint) -> str | None:
+    """The part of `text` a constraint admits, one byte (token) at a time, where it refuses a byte
+    or the end; None when it admits the whole text and its end."""
+    gate, data = constraint.start(), text.encode("utf-8")
+    for i in range(len(data)):
+        if not gate.feed(data[i : i + 1]):
+            return data[:i].decode("utf-8", "ignore")
+    return None if gate.can_end() else text
 
 
 if TYPE_CHECKING:  # mypy: every member of the `engine_protocol.Engine` protocol, with compatible types

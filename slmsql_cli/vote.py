@@ -20,6 +20,7 @@ class Candidate:
     text: str  # the whole completion
     sql: str | None  # extract_sql(text)
     result: ExecResult | None  # None when there was no SQL to run
+    finish_reason: str = ""  # why its text ended (engine_protocol.Completion); "" for a saved answer
 
 
 @dataclass
@@ -53,7 +54,8 @@ def candidate_dicts(
 ) -> list[dict[str, Any]]:
     """Each candidate as `ask --json` and `eval --out` record it: its SQL, the group it voted for
     (an index into `groups`, None without a vote), that group's votes, why it got no vote
-    ("no SQL", "timeout" or the SQLite error; None when it ran) and, with `text`, the completion."""
+    ("no SQL", "timeout" or the SQLite error; None when it ran), why its text ended (`finish_reason`)
+    and, with `text`, the completion."""
     group_of = {i: g for g, grp in enumerate(groups) for i in grp.members}
     out = []
     for i, c in enumerate(candidates):
@@ -63,6 +65,8 @@ def candidate_dicts(
             "group": g,
             "votes": groups[g].votes if g is not None else 0,
             "error": failure(c),
+            # "constrained": --constrain left it no admissible token, so it ended there
+            "finish_reason": c.finish_reason or None,
         }
         if text:
             record["text"] = c.text

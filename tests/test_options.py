@@ -53,6 +53,7 @@ EXPECTED = {
         "threads",
         "gpu_layers",
         "prompt_budget",
+        "constrain",
     },
 }
 
@@ -100,7 +101,11 @@ def test_commands_take_the_shared_options_from_the_declaration(command: str) -> 
     for name in taken:
         p, f = params[name], SHARED[name]
         meta = f.metadata
-        assert sorted([*p.opts, *p.secondary_opts]) == sorted(meta["flags"]), name
+        # a pair, "--constrain/--no-constrain", is two flags, the second hidden from --help
+        flags = [one for flag in meta["flags"] for one in flag.split("/")]
+        pair = [params[name + opt.OFF]] if name + opt.OFF in params else []
+        assert all(q.hidden for q in pair), name
+        assert sorted(o for q in [p, *pair] for o in [*q.opts, *q.secondary_opts]) == sorted(flags), name
         assert p.help == meta["help"].format(default=f.default), name
         assert (p.metavar or "") == meta["metavar"] and p.rich_help_panel == meta["panel"], name
         assert p.envvar == meta["env"], name

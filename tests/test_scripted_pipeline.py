@@ -160,5 +160,11 @@ def test_eval_with_a_scripted_model_scores_exactly(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["correct"] for r in records] == [True, False, True]
     assert [r["pred"] for r in records] == [questions[0]["query"], wrong, questions[2]["query"]]
-    assert records[2]["candidates"][0] == {"sql": None, "group": None, "votes": 0, "error": "no SQL"}
+    assert records[2]["candidates"][0] == {
+        "sql": None,
+        "group": None,
+        "votes": 0,
+        "error": "no SQL",
+        "finish_reason": "eog",
+    }
     assert records[0]["run"]["model"] == "scripted" and records[0]["run"]["n"] == 2

@@ -19,7 +19,16 @@ from slmsql_cli.quantize import cached_gguf
 @app.command("bench")
 @user_errors
 @opt.ask_options(
-    only=("model", "endpoint", "served_model", "endpoint_timeout", "threads", "gpu_layers", "prompt_budget")
+    only=(
+        "model",
+        "endpoint",
+        "served_model",
+        "endpoint_timeout",
+        "threads",
+        "gpu_layers",
+        "prompt_budget",
+        "constrain",
+    )
 )
 def bench(
     *,
@@ -57,7 +66,8 @@ def bench(
     """Time this machine: prompt tokens/s, generated tokens/s, seconds per question and peak memory for each N.
 
     Every N evaluates the prompt from scratch and generates exactly --max-tokens per candidate, so
-    rows compare. It says on stderr how many threads run and why. With --endpoint the server is
+    rows compare (with --constrain, the names constraint checks every token, as ask's does). It
+    says on stderr how many threads run and why. With --endpoint the server is
     timed from here (wall clock; prompt tok/s n/a, and a server that ignores ignore_eos stops
     early). The last line printed is one JSON object with the same figures, for scripts.
 
@@ -96,10 +106,15 @@ def bench(
     err.print(f"{engine.device}; threads: {explain_threads(engine.threads, config.threads)}", highlight=False)
     with engine, StatusLine(f"timing N = {', '.join(map(str, counts))} with {max_tokens} tokens each…"):
         config = replace(config, max_tokens=max_tokens)
-        message = Pipeline(engine, None, config).generation_message(database, question)
+        pipeline = Pipeline(engine, None, config)
+        message = pipeline.generation_message(database, question)
         prompt_text = chat_text(engine, message.text)
-        rows = run_bench(engine, prompt_text, counts, max_tokens)
-    table = Table(title=Text(f"{path.name} · {engine.device} · {rows[0].prompt_tokens}-token prompt"))
+        constraint = pipeline.names(database) if config.constrain else None
+        rows = run_bench(engine, prompt_text, counts, max_tokens, constraint=constraint)
+    constrained = " · --constrain" if config.constrain else ""
+    table = Table(
+        title=Text(f"{path.name} · {engine.device} · {rows[0].prompt_tokens}-token prompt{constrained}")
+    )
     for col in ("N", "prompt tok/s", "generated tok/s", "s / question", "overhead", "peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
@@ -113,5 +128,15 @@ def bench(
         )
     out.print(table, soft_wrap=False)  # titles wrap inside the terminal
     sys.stdout.write(
-        json.dumps(report(str(path), engine.threads, max_tokens, rows, device=engine.device)) + "\n"
+        json.dumps(
+            report(
+                str(path),
+                engine.threads,
+                max_tokens,
+                rows,
+                device=engine.device,
+                constrained=config.constrain,
+            )
+        )
+        + "\n"
     )

@@ -48,15 +48,18 @@ def option_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if "flags" in f.metadata]
 
 
-def option_parameter(f: dataclasses.Field[Any]) -> inspect.Parameter:
-    """A field's option as a parameter typer reads: `name: Annotated[type, typer.Option(...)] = default`.
+def option_parameters(f: dataclasses.Field[Any]) -> list[inspect.Parameter]:
+    """A field's option as the parameters typer reads: `name: Annotated[type, typer.Option(...)] = default`.
 
     A bool field is a flag that turns its default around (`merge` is `--no-merge`): the flag's own
-    default is False."""
+    default is False. One declared as a pair (`--constrain/--no-constrain`) is two flags, the
+    second hidden from --help (`OFF`: it would take a column of its own in the panel), each
+    setting the field one way; without either the field keeps its default."""
     meta = f.metadata
     low, high = meta["low"], meta["high"]
+    on, _, off = meta["flags"][0].partition("/")
     info = typer.Option(
-        *meta["flags"],
+        *((on,) if off else meta["flags"]),
         help=meta["help"].format(default=f.default),
         metavar=meta["metavar"],
         show_default=False,
@@ -66,19 +69,31 @@ def option_parameter(f: dataclasses.Field[Any]) -> inspect.Parameter:
         show_envvar=False,
     )
     default = False if f.type is bool else f.default
-    return inspect.Parameter(
-        f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[f.type, info]
-    )
+    kind = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter(f.name, kind, default=default, annotation=Annotated[f.type, info])]
+    if off:
+        hidden = typer.Option(off, hidden=True, rich_help_panel=meta["panel"])
+        parameters.append(
+            inspect.Parameter(f.name + OFF, kind, default=False, annotation=Annotated[bool, hidden])
+        )
+    return parameters
+
+
+OFF = "_off"  # the parameter of a pair's second flag (`constrain_off` is --no-constrain)
 
 
 def _build(cls: type, given: dict[str, Any], **extra: Any) -> Any:
     """`cls` from the values of those of its options a command has (a flag turned back into its
-    field), its defaults for the rest."""
-    values = {
-        f.name: (f.default != given[f.name] if f.type is bool else given[f.name])
-        for f in option_fields(cls)
-        if f.name in given
-    }
+    field; of a pair, the flag given, --no-… when both are), its defaults for the rest."""
+    values = {}
+    for f in option_fields(cls):
+        if f.name not in given:
+            continue
+        value = given[f.name]
+        if f.name + OFF in given:  # a pair
+            values[f.name] = False if given[f.name + OFF] else True if value else f.default
+        else:
+            values[f.name] = f.default != value if f.type is bool else value
     return cls(**values, **extra)
 
 
@@ -110,9 +125,10 @@ def ask_options(*, only: Collection[str] | None = None, skip: Collection[str] = 
                     at = len(params)
                 taken[p.name] = kind
                 shared += [
-                    option_parameter(f)
+                    p
                     for f in option_fields(kind)
                     if f.name not in skip and (only is None or f.name in only)
+                    for p in option_parameters(f)
                 ]
             else:
                 params.append(p.replace(annotation=kind))
@@ -141,7 +157,7 @@ def ask_options(*, only: Collection[str] | None = None, skip: Collection[str] = 
 
 
 def _panel(parameter: inspect.Parameter) -> str:
-    """The --help panel of an `option_parameter`."""
+    """The --help panel of one of `option_parameters`."""
     return str(typing.get_args(parameter.annotation)[1].rich_help_panel)
 
 
