@@ -10,6 +10,15 @@ package) through the user's own commands, `slmsql train`, `slmsql export` and `s
   sft-n8-merge    + SFT                         N=8, vote, the model revising its own top two
   grpo            + SFT + GRPO                  greedy, N=1
   grpo-n8         + SFT + GRPO                  N=8, vote
+  sft-con         + SFT                         greedy, N=1, --constrain
+  sft-n8-con      + SFT                         N=8, vote, --constrain
+
+The --constrain rows (issue 30) are sft's and sft-n8's with only names the database has: with
+the same seed, each pair differs only by the constraint. Every row also counts the candidates
+whose SQL names a table or column the database lacks (SQLite's "no such table/column" when the
+candidate ran), and the candidates the constraint ended ("constrained"): the table's last
+columns. `python benchmarks/learning_curve.py --rows sft,sft-n8,sft-con,sft-n8-con` runs the four
+(the SFT model is trained first if <work> has none).
 
 The merge is measured on the SFT model: with the same seed its candidates are sft-n8's, so the
 pair (sft-n8, sft-n8-merge) differs only by the merge step.
@@ -61,7 +70,10 @@ ROWS = {
     "sft-n8-merge": ("sft", 8, True),
     "grpo": ("grpo", 1, False),
     "grpo-n8": ("grpo", 8, False),
+    "sft-con": ("sft", 1, False),
+    "sft-n8-con": ("sft", 8, False),
 }
+CONSTRAINED = ("sft-con", "sft-n8-con")  # rows sampled with --constrain
 LABELS = {
     "base": "base, N=1 greedy",
     "sft": "+ SFT, N=1 greedy",
@@ -69,6 +81,8 @@ LABELS = {
     "sft-n8-merge": "+ SFT, N=8 vote + merge",
     "grpo": "+ SFT + GRPO, N=1 greedy",
     "grpo-n8": "+ SFT + GRPO, N=8 vote",
+    "sft-con": "+ SFT, N=1 greedy, --constrain",
+    "sft-n8-con": "+ SFT, N=8 vote, --constrain",
 }
 # Each step of the ablation: (before, after), compared on the same questions.
 PAIRS = (
@@ -77,7 +91,11 @@ PAIRS = (
     ("sft-n8", "sft-n8-merge"),
     ("sft", "grpo"),
     ("sft-n8", "grpo-n8"),
+    ("sft", "sft-con"),
+    ("sft-n8", "sft-n8-con"),
 )
+# SQLite's words for a name the database lacks (the held-out databases are SQLite files)
+MISSING = ("no such table", "no such column")
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -114,6 +132,19 @@ def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
         "only_after": diff["only_b"],
         "p": mcnemar(diff["only_a"], diff["only_b"]),
     }
+
+
+def candidate_counts(results: Path) -> dict[str, int]:
+    """Of a row's candidates (all rounds, from eval's --out file): how many there were, how many
+    named a table or column the database lacks (`MISSING`, the error their SQL ran into), and how
+    many the constraint ended (finish_reason "constrained")."""
+    counts = {"candidates": 0, "naming_missing": 0, "ended_by_constraint": 0}
+    for record in load_records(results):
+        for c in [*record.get("candidates", []), *record.get("merge_candidates", [])]:
+            counts["candidates"] += 1
+            counts["naming_missing"] += any(w in (c.get("error") or "") for w in MISSING)
+            counts["ended_by_constraint"] += c.get("finish_reason") == "constrained"
+    return counts
 
 
 def smollm_gguf() -> Path:
@@ -232,9 +263,12 @@ def main() -> None:
             cmd += ["--temperature", "0"]
         if not merge:
             cmd += ["--no-merge"]
+        if row in CONSTRAINED:
+            cmd += ["--constrain"]
         summary = json.loads(runner.run(f"eval-{row}", cmd).strip().splitlines()[-1])
         lo, hi = wilson(summary["correct"], summary["total"])
-        runner.doc["rows"][row] = {**summary, "ci95": [round(lo, 4), round(hi, 4)], "done": True}
+        names = candidate_counts(work / f"{row}.jsonl")
+        runner.doc["rows"][row] = {**summary, "ci95": [round(lo, 4), round(hi, 4)], **names, "done": True}
         runner.save()
 
     done = runner.doc["rows"]
@@ -250,8 +284,8 @@ def main() -> None:
 
 def table(doc: dict) -> str:
     lines = [
-        "| row | EX | 95% interval | easy | medium | hard | extra | eval time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| row | EX | 95% interval | easy | medium | hard | extra | eval time | naming missing names | ended by the constraint |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, label in LABELS.items():
         r = doc["rows"].get(row)
@@ -263,9 +297,13 @@ def table(doc: dict) -> str:
             levels.append(f"{b['correct']}/{b['total']}" if b else "-")
         wall = doc["stages"].get(f"eval-{row}", {}).get("wall_s", 0)
         lo, hi = r["ci95"]
+        missing, ended = "-", "-"
+        if "candidates" in r:  # rows run before issue 30 did not count them
+            missing = f"{r['naming_missing']}/{r['candidates']}"
+            ended = f"{r['ended_by_constraint']}/{r['candidates']}"
         lines.append(
             f"| {label} | **{r['correct']}/{r['total']} ({100 * r['correct'] / r['total']:.1f}%)** | "
-            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min |"
+            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} |"
         )
     stages = ", ".join(
         f"{k} {v['wall_s'] / 60:.1f} min" for k, v in doc["stages"].items() if not k.startswith("eval-")

@@ -12,26 +12,41 @@ Where it applies: only inside the answer's SQL block, from `<answer>` (outside `
 the SQL from. The thought before stays free, as does everything after.
 
 What is admissible: the text must stay a prefix of SQL whose table and column names exist, read
-by an incremental lexer (one state per candidate, no parse tree, no lookahead):
+by an incremental lexer (one state per candidate, a stack of parentheses, no parse tree, no
+lookahead):
 
 * after FROM, JOIN or a comma in the FROM list: a table, a CTE the query defined, a table
-  function (`json_each(...)`), `(` for a subquery, or a schema qualifier (`main.`, `public.`);
-* `q.column`: when `q` is a table's name, a column of that table; when `q` is an alias or CTE the
-  query defined, or not known yet (aliases are often used before they are defined: `SELECT
-  T1.name FROM singer AS T1`), a column of any table or a name the query defined. A qualifier not
-  known yet must look like an alias (one or two letters and digits: `T1`, `a`, `sc`), so that an
-  invented word cannot slip through as one;
-* a bare name: a column of some table, a table, an alias, CTE or output name the query defined so
-  far, a keyword or a function. Right after `AS`, after a table in FROM, after an expression in the
-  select list, and in a CTE's name or column list, a new name is being defined, and any is allowed;
+  function (`json_each(...)`), `(` for a subquery, or a schema qualifier (`main.`, `public.`).
+  What the FROM reads is bound in its query: a table under its alias if it has one (`FROM singer
+  AS T1` is known as T1 alone), else under its name; a subquery, CTE or table function too, with
+  columns not known here (then any column of some table, or a name the query defined, will do);
+* where the FROM is read (ON, WHERE, GROUP BY, HAVING, ORDER BY), a column, bare or `q.column`,
+  must be a column of what this query or an enclosing one has bound (through `q` when qualified),
+  or a name the query defined (ORDER BY: one its select list named);
+* the select list comes before its FROM, so its columns are owed: each must be a column of some
+  table (of `q` when `q` is a table's name) as it is written, and of what the FROM bound once the
+  FROM is read: the token that ends the FROM (WHERE ..., UNION, the `)` of a subquery, the end
+  of the statement or of the answer) is refused while one is not. An alias may be used before
+  it is defined (`SELECT T1.name FROM singer AS T1`); a qualifier not known yet must look like one
+  (one or two letters, a few digits: `T1`, `a`, `sc`), so that an invented word does not pass as
+  one. A correlated subquery in the select list owes its outer names to the outer query;
+* a bare name is a value only as a column or a name the query defined (an output name, a CTE's
+  column); a table or an alias is no value. Right after `AS`, after a table in FROM, after an
+  expression in the select list, and in a CTE's name or column list, a new name is being defined,
+  and any is allowed;
 * a double-quoted name that is no column is a string in SQLite (`WHERE name = "Paris"`), so
-  it is allowed where an expression is; after FROM it must be a table all the same.
-* keywords, functions, numbers, strings, comments and operators are always allowed.
+  it is allowed where an expression is; after FROM it must be a table all the same;
+* keywords, functions, numbers, strings, comments and operators are allowed where an expression
+  is; a second SELECT with no UNION (or INTERSECT, EXCEPT) before it is refused.
 
 Names match ignoring case: the models write SQLite SQL, and `transpile.py` maps a name to the
 schema's spelling (quoted) for DuckDB and PostgreSQL, so their catalogs' names are read the same
-way. A column alias used before the subquery that defines it (`SELECT MAX(c) FROM (SELECT
-COUNT(*) AS c ...)`) is refused: the lexer reads in one pass and cannot see it coming.
+way. What the one pass cannot see is refused: a column alias used before the subquery that
+defines it (`SELECT MAX(c) FROM (SELECT COUNT(*) AS c ...)`). What it lets through: a column
+named like a keyword or function (`year`, `date`, `count`) is not checked against the FROM. On
+the gold SQL of Spider dev (546),
+BIRD dev (158 in the shared data), SParC dev (689) and CoSQL dev (564), fed 1 to 3 bytes at a
+time, nothing is refused but one CoSQL query whose parenthesis never opens.
 
 A candidate's text arrives in tokens' bytes (`Gate.feed`): an incomplete UTF-8 sequence waits for
 its next byte. `Gate.copy` is cheap (every field is immutable), so the engine tries a token on a

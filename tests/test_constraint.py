@@ -13,6 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from slmsql_cli.cli import app
 from slmsql_cli.cli import options as opt
 from slmsql_cli.config import AskConfig
 from slmsql_cli.constraint import Names
@@ -287,8 +288,6 @@ def concert_singer(data_dir: Path, isolated_cache: Path) -> Path:
 def _ask(db: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     import json
 
-    from slmsql_cli.cli import app
-
     result = CliRunner().invoke(
         app, ["ask", "--db", str(db), "--json", "--model", "scripted", *args, QUESTION]
     )
@@ -320,9 +319,32 @@ def test_ask_constrain_reports_it_and_ends_a_candidate_that_names_nothing(
     assert free.prompts == constrained.prompts  # the prompt is unchanged (parity: test_prompts.py)
 
 
-def test_constrain_is_refused_with_a_model_server(concert_singer: Path) -> None:
-    from slmsql_cli.cli import app
+def test_verbose_says_which_candidate_the_constraint_ended(
+    concert_singer: Path, scripted_engine: Any
+) -> None:
+    scripted_engine([said("SELECT name FROM artist"), said("SELECT count(*) FROM singer")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ask",
+            "--db",
+            str(concert_singer),
+            "--model",
+            "scripted",
+            "--no-merge",
+            "-n",
+            "2",
+            "--constrain",
+            "-v",
+        ]
+        + [QUESTION],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "ended: no likely token names only what the database has" in result.stderr + result.stdout
 
+
+def test_constrain_is_refused_with_a_model_server(concert_singer: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["ask", "--db", str(concert_singer), "--endpoint", "http://127.0.0.1:9/v1", "--constrain", QUESTION],
@@ -349,8 +371,6 @@ def test_constrain_and_no_constrain_set_the_config() -> None:
 
 
 def test_every_sampling_command_takes_constrain() -> None:
-    from slmsql_cli.cli import app
-
     for command in ("ask", "chat", "serve", "eval", "bench"):
         result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--constrain" in result.stdout, command

@@ -84,3 +84,26 @@ def test_mcnemar_exact(lc: ModuleType) -> None:
     assert lc.mcnemar(3, 3) == 1.0
     assert lc.mcnemar(0, 6) == pytest.approx(2 / 64)  # six discordant, all one way
     assert lc.mcnemar(2, 10) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+
+
+def test_constrained_rows_count_candidates_naming_missing_names(lc: ModuleType, tmp_path: Path) -> None:
+    """Issue 30: the --constrain rows, and each row's count of candidates that named a table or
+    column the database lacks, read from eval's results file."""
+    assert lc.ROWS["sft-con"] == lc.ROWS["sft"] and lc.ROWS["sft-n8-con"] == lc.ROWS["sft-n8"]
+    assert set(lc.CONSTRAINED) == {"sft-con", "sft-n8-con"}
+    assert ("sft-n8", "sft-n8-con") in lc.PAIRS
+    candidates = [
+        {"sql": "SELECT x FROM t", "error": "no such column: x", "finish_reason": "stop"},
+        {"sql": "SELECT a FROM u", "error": "no such table: u", "finish_reason": "stop"},
+        {"sql": "SELECT a FROM", "error": 'near "FROM": syntax error', "finish_reason": "constrained"},
+        {"sql": "SELECT a FROM t", "error": None, "finish_reason": "eog"},
+    ]
+    results = tmp_path / "row.jsonl"
+    results.write_text(json.dumps({"index": 0, "candidates": candidates}) + "\n")
+    counts = lc.candidate_counts(results)
+    assert counts == {"candidates": 4, "naming_missing": 2, "ended_by_constraint": 1}
+    row = {"correct": 1, "total": 2, "ci95": list(lc.wilson(1, 2)), **counts}
+    text = lc.table({"stages": {}, "rows": {"sft-n8-con": row}})
+    assert "| + SFT, N=8 vote, --constrain | **1/2 (50.0%)** |" in text and text.splitlines()[2].endswith(
+        "| 2/4 | 1/4 |"
+    )
