@@ -151,7 +151,7 @@ def engine_cost(gguf: Path, ns: list[int], tokens: int, runs: int, threads: int)
             finally:
                 spent[0] += time.perf_counter() - t
 
-        engine._admit = timed  # type: ignore[method-assign]
+        engine._admit = timed  # type: ignore[method-assign,assignment]
         for n in ns:
             times: dict[bool, list[float]] = {False: [], True: []}
             checks = generated = ended = 0

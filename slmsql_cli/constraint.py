@@ -239,7 +239,6 @@ class Gate:
         "mode",
         "recent",
         "in_think",
-        "fenced",
         "ticks",
         "tag",
         "lex",
@@ -265,7 +264,6 @@ class Gate:
         self.mode = _SQL if sql else _FREE
         self.recent = ""  # the last characters of free text (for the tags)
         self.in_think = False
-        self.fenced = False  # the SQL region opened with a ``` fence
         self.ticks = 0  # backticks seen where a fence may open
         self.tag = ""  # the fence's language tag so far
         self.tail = b""  # an incomplete UTF-8 sequence
@@ -295,11 +293,6 @@ class Gate:
         for slot in Gate.__slots__:
             setattr(new, slot, getattr(self, slot))
         return new
-
-    @property
-    def in_sql(self) -> bool:
-        """Whether the text is inside an SQL region (the constraint applies)."""
-        return self.mode != _FREE
 
     # ---- input ------------------------------------------------------------------------------
     def feed(self, data: bytes) -> bool:
@@ -346,13 +339,13 @@ class Gate:
             elif recent.endswith("</think>"):
                 self.in_think = False
             elif recent.endswith("<answer>") and not self.in_think:
-                self._open(_OPENING, fenced=False)
+                self._open(_OPENING)
         elif c in "lL" and not self.in_think and recent.lower().endswith("```sql"):
-            self._open(_FENCE_TAG, fenced=True)
+            self._open(_FENCE_TAG)
             self.tag = "sql"
 
-    def _open(self, mode: int, *, fenced: bool) -> None:
-        self.mode, self.fenced, self.ticks, self.tag, self.recent = mode, fenced, 0, "", ""
+    def _open(self, mode: int) -> None:
+        self.mode, self.ticks, self.tag, self.recent = mode, 0, "", ""
         self._reset()
 
     def _close(self) -> None:
@@ -363,7 +356,7 @@ class Gate:
         if c == "`":
             self.ticks += 1
             if self.ticks == 3:
-                self.mode, self.fenced = _FENCE_TAG, True
+                self.mode = _FENCE_TAG
             return True
         if self.ticks == 0 and c.isspace():
             return True
@@ -536,8 +529,11 @@ class Gate:
             self.lex = _LT
             return True
         if c == "*":
-            if self.expect == "column_of" or self.prev != "value":
-                self.expect, self.prev = "expr", "value"  # SELECT *, T1.*, COUNT(*)
+            if self.expect == "column_of":  # T1.*: T1 must be bound all the same
+                self.expect, self.prev = "expr", "value"
+                return self._ref(self.qualifier, "*")
+            if self.prev != "value":
+                self.expect, self.prev = "expr", "value"  # SELECT *, COUNT(*)
                 return True
             return self._operator()
         if c in "=!>+%|&~^:?@#$":

@@ -100,6 +100,7 @@ REFUSED = [
     "SELECT singer.name FROM singer AS T1",  # singer is known as T1 alone
     "SELECT name FROM singer WHERE singer > 1",  # a table is no value
     "SELECT T1.name FROM singer AS T1 WHERE T1.stadium_id = 1",
+    "SELECT T9.* FROM singer AS T1",
     "SELECT * FROM concert SELECT year FROM singer",  # a second SELECT with no UNION: not the same FROM
 ]
 
@@ -428,3 +429,13 @@ def test_a_real_model_names_only_what_exists_when_constrained(gemma_gguf: Path) 
             ]
     assert any(drawn[False]), drawn  # unconstrained, the model invents names (customers, ...)
     assert not any(drawn[True]), drawn
+
+
+def test_an_eval_run_records_constrain_only_when_on() -> None:
+    """Results files written before --constrain existed compare (and resume) as they did."""
+    from slmsql_cli.eval.run import run_record
+
+    off = run_record("spider", 30.0, model="m.gguf", config=AskConfig())
+    on = run_record("spider", 30.0, model="m.gguf", config=AskConfig(constrain=True))
+    assert "constrain" not in off and on["constrain"] is True
+    assert {k: v for k, v in on.items() if k != "constrain"} == off

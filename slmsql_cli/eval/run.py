@@ -283,6 +283,8 @@ def run_record(
         settings = {k: v for k, v in asdict(config).items() if k not in _SPEED_ONLY}
         if not config.merge:
             settings.pop("merge_n")
+        if not config.constrain:  # absent unconstrained, so that records compare as they did
+            settings.pop("constrain")
         record.update(settings)
         if rendering is not None:  # absent for Spider and BIRD, so that their records compare as they did
             record.update(rendering=rendering, earlier_sql=earlier_sql)
