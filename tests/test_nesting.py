@@ -112,8 +112,10 @@ def test_saved_import_skips_a_deep_line_and_imports_the_rest(
     source = tmp_path / "team.jsonl"
     source.write_text("\n".join(lines) + "\n")
     result = runner.invoke(app, ["saved", "import", str(source), "--db", str(pets_db)])
-    assert "Traceback" not in result.stderr and result.exception is None or isinstance(
-        result.exception, SystemExit
+    assert (
+        "Traceback" not in result.stderr
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
     )
     assert "line 2: not a saved answer (nested too deeply to read)" in result.stderr
     assert f"line 3: this SQL is refused: {OVER}" in result.stderr
