@@ -484,6 +484,8 @@ class Gate:
         """A character between tokens (or the one that ended a token)."""
         if c.isspace():
             return True
+        if self.expect == "call" and c != "(":
+            return False
         if c.isalpha() or c == "_" or ord(c) > 127:
             self.lex, self.buf = _WORD, c
             return True
@@ -634,7 +636,10 @@ class Gate:
         return all(self._resolves(i, q, col) or self._defer(i, q, col) for _, q, col in due)
 
     def _settle_all(self) -> bool:
-        """The statement ends: every query frame has read its FROM."""
+        """The statement ends: every query frame has read its FROM (and no function waits for
+        its parenthesis)."""
+        if self.expect == "call":
+            return False
         return all(self._settle(i) for i in range(len(self.frames) - 1, -1, -1)) and not self.owed
 
     def _after_alias(self) -> None:
@@ -721,12 +726,15 @@ class Gate:
             self.prev = "func"
         else:
             self.prev = "value"
-        if keyword or (not quote and n in FUNCTIONS) or n in self.defined:
+        if keyword or n in self.defined:
             return True
         if quote == '"' and n not in names.columns:
             return True  # SQLite reads it as a string
         if n in names.columns:
             return quote == '"' or self._ref("", n)  # a double-quoted one falls back to a string
+        if not quote and n in FUNCTIONS:
+            self.expect = "call"  # COUNT (*): a function's name is no value, its "(" must follow
+            return True
         if may_alias:
             self._define(n)
             self.prev = "alias"

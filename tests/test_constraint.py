@@ -54,6 +54,7 @@ ADMITTED = [
     "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 5) SELECT x FROM n",
     "SELECT COUNT(*) AS total FROM singer ORDER BY total",
     "SELECT COUNT(*) c FROM singer",
+    "SELECT COUNT (*), max (age) FROM singer",
     # quoted names: backticks, brackets, double quotes; a double-quoted non-name is a string
     'SELECT `item id`, "qty" FROM `Order Items`',
     "SELECT [item id] FROM [Order Items] AS oi WHERE oi.`item id` > 1",
@@ -101,6 +102,8 @@ REFUSED = [
     "SELECT name FROM singer WHERE singer > 1",  # a table is no value
     "SELECT T1.name FROM singer AS T1 WHERE T1.stadium_id = 1",
     "SELECT T9.* FROM singer AS T1",
+    "SELECT AVG(RADIANS) FROM singer",  # a function's name is no column (a real model wrote it)
+    "SELECT radians FROM singer",
     "SELECT * FROM concert SELECT year FROM singer",  # a second SELECT with no UNION: not the same FROM
 ]
 
