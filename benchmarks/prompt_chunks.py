@@ -15,7 +15,10 @@ all three alike:
                (AskStatus on a plain StatusLine) after each chunk, timed from its first report
                (before the first chunk) to its last (after the last chunk)
 
-Each is timed by the wall clock and by this process's CPU time. With one thread (--threads 1) the
+Each is timed by the wall clock and by this process's CPU time; the engine's reports are also
+timed alone (the seconds spent inside `on_prompt`), since on a shared machine the runs themselves
+vary by more than the 2% asked of them. Ratios are given of the medians and, as the runs are taken
+in turn, as the median of each run's own ratio. With one thread (--threads 1) the
 CPU time hardly depends on what else runs (llama.cpp's threads never wait for each other), so on
 a machine that is never quiet it still measures the work; with more threads, waiting threads
 spin, and only the wall clock on a quiet machine counts.
@@ -103,27 +106,30 @@ def read_raw(engine: Engine, tokens: list[int], per_decode: int, threads: int) -
         ll.llama_free(ctx)
 
 
-def read_engine(engine: Engine, tokens: list[int]) -> tuple[float, float, int]:
-    """(wall, CPU, reports): `Engine.sample` in a fresh context, `ask`'s status drawn at each report;
-    timed from the first report (the reused prefix, none here) to the last (the prompt read)."""
+def read_engine(engine: Engine, tokens: list[int]) -> tuple[float, float, int, float]:
+    """(wall, CPU, reports, seconds inside the reports): `Engine.sample` in a fresh context, `ask`'s
+    status drawn at each report; timed from the first report (before any chunk) to the last."""
     engine.close_context()
     shown = io.StringIO()
     marks: list[tuple[float, float]] = []
+    inside = [0.0]
     with StatusLine("sampling", console=Console(file=shown, force_terminal=False)) as status:
         steps = AskStatus(status, n=1, merge_n=1, max_tokens=16)
         steps.progress("sampling 1 candidate(s)")
 
         def on_prompt(read: int, total: int, cached: int) -> None:
+            t = time.perf_counter()
             if not marks:
-                marks.append((time.perf_counter(), time.process_time()))
+                marks.append((t, time.process_time()))
             steps.prompt(read, total, cached)
             marks.append((time.perf_counter(), time.process_time()))
+            inside[0] += marks[-1][0] - t
 
         params = SamplingParams(n=1, temperature=0, max_tokens=1, stop=())
         engine.sample(tokens, params, on_prompt=on_prompt)
     assert "reading the prompt: 0/" in shown.getvalue()
     (wall0, cpu0), (wall1, cpu1) = marks[0], marks[-1]
-    return wall1 - wall0, cpu1 - cpu0, len(marks) - 1
+    return wall1 - wall0, cpu1 - cpu0, len(marks) - 1, inside[0]
 
 
 def main() -> None:
@@ -143,9 +149,10 @@ def main() -> None:
     ways: dict[str, Any] = {
         "one decode": lambda: read_raw(engine, tokens, len(tokens), threads),
         "chunked": lambda: read_raw(engine, tokens, _CHUNK, threads),
-        "engine": lambda: read_engine(engine, tokens)[:2],
+        "engine": lambda: read_engine(engine, tokens),
     }
     reports = read_engine(engine, tokens)[2]
+    in_reports: list[float] = []
     for way in ways.values():  # warm-up: page the weights in, settle the allocator
         way()
     load_before = wait_for_quiet(args.max_load, args.wait)
@@ -153,26 +160,41 @@ def main() -> None:
     cpu: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.runs):
         for name, way in ways.items():
-            w, c = way()
+            w, c, *more = way()
             wall[name].append(w)
             cpu[name].append(c)
+            if more:
+                in_reports.append(more[1])
     load_after = os.getloadavg()[0]
     engine.close()
 
     median = {name: statistics.median(ts) for name, ts in wall.items()}
     median_cpu = {name: statistics.median(ts) for name, ts in cpu.items()}
     base, base_cpu = median["one decode"], median_cpu["one decode"]
+    paired = {
+        name: statistics.median(t / b for t, b in zip(ts, wall["one decode"])) - 1
+        for name, ts in wall.items()
+    }
+    report_share = statistics.median(r / t for r, t in zip(in_reports, wall["engine"]))
     print(f"prompt: {len(tokens):,} tokens ({q['db_id']}: {q['question'][:60]}), {threads} threads, CPU")
     print(f"load average: {load_before:.2f} before, {load_after:.2f} after; {args.runs} runs of each")
     print()
-    print("| way | wall s, median (min–max) | vs one decode | CPU s, median (min–max) | vs one decode |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| way | wall s, median (min–max) | vs one decode | paired | CPU s, median (min–max) | vs one decode |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name in ways:
         w, c = wall[name], cpu[name]
         print(
             f"| {name} | {median[name]:.3f} ({min(w):.3f}–{max(w):.3f}) | {100 * (median[name] / base - 1):+.1f}% "
+            f"| {100 * paired[name]:+.1f}% "
             f"| {median_cpu[name]:.3f} ({min(c):.3f}–{max(c):.3f}) | {100 * (median_cpu[name] / base_cpu - 1):+.1f}% |"
         )
+    print()
+    print(
+        f"inside the {reports} reports (ask's status line drawn): {1000 * statistics.median(in_reports):.2f} ms "
+        f"a prompt, {100 * report_share:.3f}% of its reading"
+    )
     print()
     print(
         json.dumps(
@@ -188,6 +210,9 @@ def main() -> None:
                 "chunked_vs_one_decode": round(median["chunked"] / base - 1, 4),
                 "engine_vs_one_decode_cpu": round(median_cpu["engine"] / base_cpu - 1, 4),
                 "chunked_vs_one_decode_cpu": round(median_cpu["chunked"] / base_cpu - 1, 4),
+                "paired": {name: round(r, 4) for name, r in paired.items()},
+                "inside_reports_seconds": [round(r, 6) for r in in_reports],
+                "inside_reports_share": round(report_share, 6),
             }
         )
     )
