@@ -5,8 +5,9 @@ Each query's row is over the 64 MB result cap: `SELECT repeat('x', 600000000)` (
 and the same size split over three columns (DuckDB) or two (PostgreSQL), as in the issue. The
 resident memory of serve's process tree (serve and any query workers) is sampled every 20 ms;
 the table shows it before each request, its peak during the request, and what the request
-answered. The server runs with the test model (no question is asked) and --timeout 120, so each
-query finishes instead of being stopped at the deadline.
+answered, and whether the peak stays under the issue's bound, the model's size + 512 MB. The
+server runs with the test model (no question is asked) and --timeout 120, so each query finishes
+instead of being stopped at the deadline.
 
   python benchmarks/big_values.py --mb 600
 
@@ -121,8 +122,12 @@ def main() -> None:
         )
         stack.callback(serve.stop)
         process = psutil.Process(serve.pid)
-        print(f"| {args.mb} MB a row | query | answer | seconds | serve before | serve peak | growth |")
-        print("|---|---|---|---:|---:|---:|---:|")
+        bound = Path(model).stat().st_size / 2**20 + 512  # the issue's: model + 512 MB
+        print(f"model {Path(model).name}: {bound - 512:.0f} MiB; serve's bound: {bound:.0f} MiB")
+        print(
+            f"| {args.mb} MB a row | query | answer | seconds | serve before | serve peak | growth | under the bound |"
+        )
+        print("|---|---|---|---:|---:|---:|---:|---|")
         with httpx.Client(timeout=600) as client:
             for engine in ("duckdb", "postgres"):
                 for label, sql in queries(engine, size):
@@ -133,7 +138,8 @@ def main() -> None:
                     before, peak = seen[0] / 2**20, seen[1] / 2**20
                     print(
                         f"| {engine} | {label} | {answer(doc)} | {time.monotonic() - start:.1f} "
-                        f"| {before:.0f} MiB | {peak:.0f} MiB | {peak - before:+.0f} MiB |",
+                        f"| {before:.0f} MiB | {peak:.0f} MiB | {peak - before:+.0f} MiB "
+                        f"| {'yes' if peak < bound else 'NO'} |",
                         flush=True,
                     )
 

@@ -34,6 +34,7 @@ from typer.testing import CliRunner
 
 from slmsql_cli.cli import app
 from slmsql_cli.database import open_database
+from slmsql_cli.errors import UserError
 from slmsql_cli.targets import duckdb_target, worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,29 +81,32 @@ SPILL = "SELECT s, count(*) FROM big GROUP BY s ORDER BY 2 DESC, 1 LIMIT 3"
 def test_duckdb_spills_nothing_beside_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "shop.duckdb"
     conn = duckdb.connect(str(path))
-    conn.execute("CREATE TABLE big AS SELECT md5(i::VARCHAR) AS s FROM range(1000000) r(i)")
+    # 3 million distinct 32-character strings: about 100 MB, well over the 64 MB of DuckDB's limit
+    conn.execute("CREATE TABLE big AS SELECT md5(i::VARCHAR) AS s FROM range(3000000) r(i)")
     conn.close()
     # Under DuckDB's defaults this GROUP BY spills beside the file even read-only (the issue's
     # shop.duckdb.tmp/): what the target must not do.
-    plain = duckdb.connect(str(path), read_only=True, config={"memory_limit": "32MB"})
+    plain = duckdb.connect(str(path), read_only=True, config={"memory_limit": "64MB"})
     assert len(plain.execute(SPILL).fetchall()) == 3
     assert (tmp_path / "shop.duckdb.tmp").is_dir()  # (removed on close, left by a crash)
     plain.close()
     shutil.rmtree(tmp_path / "shop.duckdb.tmp", ignore_errors=True)
 
-    monkeypatch.setitem(duckdb_target._CONFIG, "memory_limit", "32MB")
+    # the query workers' smallest cap: DuckDB's own limit 64 MB, under what the GROUP BY needs
+    monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "192")
     before = sorted(os.listdir(tmp_path))
     target = duckdb_target.DuckDBTarget(path)
     result = target.run(SPILL, 30, 10)
     assert result.error and "Out of Memory" in result.error and "no temporary files" in result.error, result
     assert "\n" not in result.error and str(tmp_path) not in result.error
     assert sorted(os.listdir(tmp_path)) == before  # nothing beside the file, during or after
-    # the temporary space is capped at nothing: no folder to spill to, no temporary file
+    # the temporary space is capped at nothing: no folder to spill to, no temporary file (the
+    # parent's connection, made by the one `_connect` the query workers use)
     setting, files = target._conn.execute(
         "SELECT current_setting('temp_directory'), (SELECT count(*) FROM duckdb_temporary_files())"
     ).fetchone()
     assert (setting, files) == ("", 0)
-    assert target.run("SELECT count(*) FROM big", 30, 10).rows == [(1000000,)]  # within memory: runs
+    assert target.run("SELECT count(*) FROM big", 30, 10).rows == [(3000000,)]  # within memory: runs
     target.close()
     assert sorted(os.listdir(tmp_path)) == before
 
@@ -226,7 +230,18 @@ result.MAX_RESULT_BYTES = targets.MAX_RESULT_BYTES = 8_000_000  # the cap, made 
 from slmsql_cli.database import open_database
 db = open_database(sys.argv[1])
 db.target.run("SELECT 1", 30, 10)  # the connection and the allow-list are read once
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def hwm(pid):  # a process's peak resident bytes
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+def workers():  # DuckDB's query workers: the query runs in one of them
+    if not sys.argv[1].endswith(".duckdb"):
+        return []
+    from slmsql_cli.targets.duckdb_target import query_pool
+    return query_pool().idle_pids()
+# the growth of this process's peak, and of the peak of the worker that ran the query
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + max([hwm(p) for p in workers()] or [0])
 before = peak()
 r = db.target.run(sys.argv[2], 60, 1000)
 print(json.dumps({"error": r.error, "rows": r.rows[:1], "count": len(r.rows), "truncated": r.truncated,
@@ -262,9 +277,9 @@ def test_a_value_over_the_cap_never_reaches_the_client_postgres(pg: pg_server.Se
 
 
 def test_a_value_over_the_cap_never_reaches_python_duckdb(duck: Path) -> None:
-    """DuckDB leaves the value out before Python sees it. DuckDB itself still makes the value in
-    this process, so the peak grows by about the value (before the fix: four times the value,
-    and 10 times three columns' worth for three such columns)."""
+    """DuckDB leaves the value out before Python sees it. DuckDB itself still makes the value, in
+    the query worker, so the worker's peak grows by about the value (before the fix: four times
+    the value in slmsql's own process, and 10 times three columns' worth for three such columns)."""
     one = _probe(str(duck), f"SELECT repeat('x', {VALUE} + i::INT) FROM range(1) r(i)")
     assert one["error"] and "more than 8 MB" in one["error"], one
     assert one["growth"] < 1.5 * VALUE, one
@@ -404,3 +419,20 @@ def test_live_queries_hold_a_query_slot(
     finally:
         runner_thread.join()
         service.close()
+
+
+def test_the_duckdb_query_workers_cap_is_a_number_of_mb(monkeypatch: pytest.MonkeyPatch, duck: Path) -> None:
+    target = duckdb_target.DuckDBTarget(duck)
+    monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "lots")
+    with pytest.raises(UserError, match="SLMSQL_DUCKDB_MEMORY_MB='lots' is not a number of MB") as caught:
+        target.run("SELECT 1", 5, 10)
+    assert "unset it" in caught.value.hint
+    monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "100")  # under the worker's own needs
+    with pytest.raises(UserError, match="at least 192"):
+        duckdb_target.query_memory_mb()
+    monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "256")
+    pool = duckdb_target.query_pool()
+    assert (pool.memory_cap, pool.limit_kind) == (256 * 1024**2, "RLIMIT_DATA")
+    assert target.run("SELECT count(*) FROM customers", 5, 10).rows == [(4,)]
+    assert pool.idle_pids() and os.getpid() not in pool.idle_pids()  # it ran in a worker
+    target.close()

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import pickle
 import subprocess
-import sys
 import time
 
 from slmsql_cli.targets import worker
 
 
 def start() -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-c", worker._BOOT, worker._PACKAGE_ROOT, str(worker.DEFAULT_MEMORY_CAP)]
     return subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        worker.command(worker.DEFAULT_MEMORY_CAP),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
     )
 
 

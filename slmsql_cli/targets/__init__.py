@@ -61,10 +61,11 @@ class Target(Protocol):
 
 
 class LiveTarget(ABC):
-    """What the DuckDB and PostgreSQL targets share: queries run in this process, one after another
-    on the target's one connection; sample values and the value index are read from each column's
-    `first_rows` (`samples`, `value_index`). SQLite has its own: OmniSQL's sample query and an
-    index written in the query worker's way (`sqlite_catalog`)."""
+    """What the DuckDB and PostgreSQL targets share: queries run one after another (PostgreSQL's
+    on the target's one connection, DuckDB's in a query worker); sample values and the value
+    index are read from each column's `first_rows` (`samples`, `value_index`). SQLite has its
+    own: OmniSQL's sample query and an index written in the query worker's way
+    (`sqlite_catalog`)."""
 
     name: str
     views: set[str]

@@ -25,19 +25,30 @@ information_schema and sqlite_master; no SHOW, DESCRIBE or SUMMARIZE. So a query
 about where files are (`duckdb_databases`, `pragma_database_list`, `current_setting`), and an
 error message has the file's folder and the home folder replaced (`dialect.hide_folders`).
 
-A query runs inside `dialect.capped`: DuckDB keeps a running sum of the bytes of the values (a
-streaming window) and leaves out every value past the result cap, so none reaches Python (DuckDB
-itself still makes each value: a 600 MB string takes 600 MB of its memory while it is checked).
-A query holds one of `serve --max-queries`' slots
-while it waits for and runs on the connection (`worker.WorkerPool.held`).
+A query runs in a query worker process (`worker.WorkerPool`, as SQLite's), on a read-only
+connection of its own, because DuckDB's memory limit bounds only its buffers: a value it makes
+while planning or running, such as `repeat('x', 600000000)` (a constant, folded twice while
+planning), is allocated outside them and took serve 1.15 GB more in-process. The worker's data
+segment is capped (`RLIMIT_DATA`, QUERY_MEMORY_MB: DuckDB's address-space reservations make
+`RLIMIT_AS` unusable), so such an allocation fails inside the worker as DuckDB's "Out of Memory",
+one error line, and the worker lives on; DuckDB's own limit is QUERY_MEMORY_MB less the worker's
+own needs, so that a big GROUP BY fails in DuckDB's words first. A worker is killed at the
+deadline if DuckDB's `interrupt()` did not stop the query, and by `serve` on SIGTERM. The parent
+keeps a connection of its own for the schema and the sample values (fixed queries of its own).
+
+Inside the worker, a query runs inside `dialect.capped`: DuckDB keeps a running sum of the bytes of
+the values (a streaming window) and leaves out every value past the result cap, so none reaches
+Python. A query holds one of `serve --max-queries`' slots while it runs (`worker.WorkerPool.held`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +59,24 @@ from slmsql_cli.errors import UserError, first_line, require
 from slmsql_cli.schema import Column, ForeignKey, Schema, Table, order_foreign_keys, quote
 from slmsql_cli.targets import LiveTarget, batches, fetch, result, worker
 from slmsql_cli.targets.dialect import CappedRows, capped, denied_function, hide_folders, too_large
+from slmsql_cli.targets.executor import KILL_GRACE, collect
 from slmsql_cli.targets.result import ExecResult
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
 _CONFIG = {
     "enable_external_access": False,
-    "memory_limit": "2GB",  # as the SQLite query worker's cap
+    "memory_limit": "256MB",  # the parent's connection: schema and sample values only
     "temp_directory": "",  # never spill to disk (see above)
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
 }
+# MB a DuckDB query worker may allocate (its data segment): a query that needs more gets an
+# error line. The default keeps `serve`'s whole process tree within its model + 512 MB with a
+# 600 MB value asked for (docs/PERFORMANCE.md); raise it for big GROUP BYs on a big file.
+QUERY_MEMORY_ENV = "SLMSQL_DUCKDB_MEMORY_MB"
+DEFAULT_QUERY_MEMORY_MB = 320
+_WORKER_OWN_MB = 128  # the worker's interpreter, DuckDB's catalog and the rows it sends back
+QUERY_THREADS = 4  # DuckDB threads a query worker runs at most (each stack counts in the cap)
 # Per connection, so set after connecting, then locked with the rest. DuckDB's Python package
 # turns its progress bar on wherever it guesses a session is interactive (`python -c`, a REPL,
 # Jupyter); slmsql owns the terminal, and a query's progress is not the user's business.
@@ -92,29 +111,71 @@ def _driver() -> Any:
     return require("duckdb", "targets", "reading DuckDB files")
 
 
+def query_memory_mb() -> int:
+    """The query workers' memory cap in MB: $SLMSQL_DUCKDB_MEMORY_MB, else the default."""
+    raw = os.environ.get(QUERY_MEMORY_ENV, "").strip()
+    if not raw:
+        return DEFAULT_QUERY_MEMORY_MB
+    if not raw.isdigit() or int(raw) < _WORKER_OWN_MB + 64:
+        raise UserError(
+            f"{QUERY_MEMORY_ENV}={raw!r} is not a number of MB of at least {_WORKER_OWN_MB + 64}",
+            f"unset it for the default ({DEFAULT_QUERY_MEMORY_MB}), or give e.g. {QUERY_MEMORY_ENV}=2048",
+        )
+    return int(raw)
+
+
+def _connect(path: Path, memory_limit: str, threads: int | None = None) -> Any:
+    """A read-only connection with the module doc's settings, locked."""
+    duckdb = _driver()
+    config: dict[str, Any] = {**_CONFIG, "memory_limit": memory_limit}
+    if threads:
+        config["threads"] = threads
+    try:
+        conn = duckdb.connect(str(path), read_only=True, config=config)
+    except duckdb.Error as exc:
+        hint = (
+            "another program has it open for writing; close it, or ask about a copy of the file"
+            if "lock" in str(exc).lower()
+            else "is it a complete DuckDB database of a version this duckdb package reads?"
+        )
+        raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
+    for setting in _SETTINGS:
+        conn.execute(setting)
+    return conn
+
+
+_pools: dict[int, worker.WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def query_pool() -> worker.WorkerPool:
+    """The process-wide pool of DuckDB query workers (one per memory cap), started on first use."""
+    cap = query_memory_mb()
+    with _pools_lock:
+        if cap not in _pools:
+            _pools[cap] = worker.WorkerPool(
+                cap * 1024**2, preload=("slmsql_cli.targets.duckdb_target",), limit=worker.DATA
+            )
+        return _pools[cap]
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in _pools.values():
+        pool.close()
+
+
 class DuckDBTarget(LiveTarget):
     dialect = "duckdb"
 
     def __init__(self, path: Path) -> None:
-        duckdb = _driver()
         self.path = path
         self.name = path.name
         self.cache_key = str(path)
         self.version = file_version(path)
         self.views: set[str] = set()
-        try:
-            self._conn = duckdb.connect(str(path), read_only=True, config=dict(_CONFIG))
-        except duckdb.Error as exc:
-            hint = (
-                "another program has it open for writing; close it, or ask about a copy of the file"
-                if "lock" in str(exc).lower()
-                else "is it a complete DuckDB database of a version this duckdb package reads?"
-            )
-            raise UserError(f"cannot open DuckDB database {path}: {first_line(exc)}", hint) from None
-        for setting in _SETTINGS:
-            self._conn.execute(setting)
-        self._lock = threading.Lock()  # one query at a time on the connection
-        self._callable: _Callable | None = None  # read from the catalog on the first query
+        self._conn = _connect(path, str(_CONFIG["memory_limit"]))
+        self._lock = threading.Lock()  # one sample query at a time on the parent's connection
 
     def schema(self) -> Schema:
         """Tables (in creation order), then views, of the current schema, from DuckDB's catalog."""
@@ -160,7 +221,7 @@ class DuckDBTarget(LiveTarget):
         """The first `limit` non-null values of a column in DuckDB's (insertion) order; [] when
         that fails or takes longer than SAMPLE_SECONDS (a view can hide an expensive query)."""
         c = quote(column)
-        with self._lock, self._deadline(SAMPLE_SECONDS):
+        with self._lock, _deadline(self._conn, SAMPLE_SECONDS):
             try:
                 rows = self._conn.execute(
                     f"SELECT {c} FROM {quote(table)} WHERE {c} IS NOT NULL LIMIT {int(limit)}"
@@ -170,22 +231,97 @@ class DuckDBTarget(LiveTarget):
         return [r[0] for r in rows]
 
     def run(self, sql: str, timeout: float, max_rows: int) -> ExecResult:
-        """One checked statement on the read-only connection, interrupted at `timeout` seconds:
-        refused unless the allow-list admits it, its rows cut by DuckDB at the result cap."""
+        """One checked statement in a DuckDB query worker (`run_query`), which is killed if it
+        outlives `timeout` by KILL_GRACE or when serve stops."""
+        start = time.perf_counter()
+        pool = query_pool()
+        stops: list[Callable[[], None]] = []
+        stopped = threading.Event()
+
+        def stop() -> None:  # serve's SIGTERM (worker.WorkerPool.cancel_all)
+            stopped.set()
+            for kill in stops:
+                kill()
+
+        # held: counted against serve --max-queries, and stopped when serve stops
+        with worker.default_pool().held(stop):
+            pending = pool.submit(
+                run_query,
+                str(self.path),
+                self.version,
+                sql,
+                timeout,
+                max_rows,
+                result.MAX_RESULT_BYTES,
+                timeout=timeout + KILL_GRACE,
+            )
+            stops.append(pending.kill)
+            if stopped.is_set():
+                pending.kill()
+            answer = collect(pending, start, pool)
+        if stopped.is_set() and not answer.ok:
+            return ExecResult(error="interrupted: the server is stopping", seconds=answer.seconds)
+        return answer
+
+    def prepare(self) -> None:
+        """Start a query worker in the background, so that the first query need not wait for one."""
+        query_pool().start()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+# --- in the query worker -----------------------------------------------------------------------
+
+# The worker's connection, by file and version: one at a time, since each DuckDB instance takes
+# threads and memory of its own out of the worker's cap; switching files reopens (milliseconds).
+_open: dict[tuple[str, Any], _Queries] = {}
+_MAX_OPEN = 1
+
+
+def run_query(
+    path: str, version: Any, sql: str, timeout: float, max_rows: int, max_bytes: int = result.MAX_RESULT_BYTES
+) -> ExecResult:
+    """In a query worker: `sql` on the worker's own read-only connection to `path`, opened on
+    the first query of that version of the file (a changed file gets a fresh connection)."""
+    key = (path, version)
+    queries = _open.get(key)
+    if queries is None:
+        while len(_open) >= _MAX_OPEN:
+            _open.pop(next(iter(_open))).conn.close()
+        memory = max(64, query_memory_mb() - _WORKER_OWN_MB)
+        threads = min(os.cpu_count() or 1, QUERY_THREADS)
+        queries = _open[key] = _Queries(Path(path), _connect(Path(path), f"{memory}MB", threads), memory)
+    try:
+        return queries.run(sql, timeout, max_rows, max_bytes)
+    except RuntimeError as exc:  # a thread's stack is memory too: the worker's cap was reached
+        if "thread" not in str(exc):
+            raise
+        raise MemoryError(str(exc)) from None
+
+
+class _Queries:
+    """One read-only connection in a worker, and what a query on it may call."""
+
+    def __init__(self, path: Path, conn: Any, memory_mb: int) -> None:
+        self.path, self.conn, self.memory_mb = path, conn, memory_mb
+        self._callable: _Callable | None = None  # read from the catalog on the first query
+
+    def run(self, sql: str, timeout: float, max_rows: int, max_bytes: int) -> ExecResult:
+        """One checked statement, interrupted at `timeout` seconds: refused unless the allow-list
+        admits it, its rows cut by DuckDB at `max_bytes` (the result cap)."""
         duckdb = _driver()
         start = time.perf_counter()
-        # held: counted against serve --max-queries, and interrupted when serve stops (cancel_all)
-        with worker.default_pool().held(self._conn.interrupt), self._lock, self._deadline(timeout) as expired:
+        with _deadline(self.conn, timeout) as expired:
             try:
                 why = self._refusal(sql)
                 if why:
                     return ExecResult(error=why, seconds=time.perf_counter() - start)
-                bound = self._conn.sql(sql)  # bound, not run: a checked SELECT
+                bound = self.conn.sql(sql)  # bound, not run: a checked SELECT
                 columns, kinds = list(bound.columns), [t.id for t in bound.types]
-                max_bytes = result.MAX_RESULT_BYTES
                 sizes = [_size(kind, f"c{i}") for i, kind in enumerate(kinds, 1)]
                 query = capped(sql, sizes, max_bytes, running=True)
-                cursor = self._conn.execute(query or sql)
+                cursor = self.conn.execute(query or sql)
                 kept = CappedRows(batches(cursor.fetchmany), marked=query is not None)
                 rows, truncated = fetch(kept, max_rows)  # DuckDB streams
                 if kept.cut and not rows:
@@ -200,9 +336,9 @@ class DuckDBTarget(LiveTarget):
 
     def _refusal(self, sql: str) -> str | None:
         """Why `sql` must not run (see the module doc), from DuckDB's own parse of it; or None."""
-        if len(self._conn.extract_statements(sql)) != 1:  # the driver would run them all
+        if len(self.conn.extract_statements(sql)) != 1:  # the driver would run them all
             return "only one SQL statement is allowed"
-        parsed = self._conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        parsed = self.conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
         try:
             tree = json.loads(parsed[0])
         except RecursionError:
@@ -212,37 +348,36 @@ class DuckDBTarget(LiveTarget):
                 return hide_folders(first_line(tree.get("error_message", "")), {str(self.path.parent): "."})
             return "only a query (SELECT) may run on duckdb: the database is read-only"
         if self._callable is None:
-            self._callable = _Callable.read(self._conn)
+            self._callable = _Callable.read(self.conn)
         return self._callable.refusal(tree["statements"])
 
     def _error_text(self, exc: Exception) -> str:
         """DuckDB's error, one line, without the file's folder or the home folder (an error can
-        name one, e.g. the extension folder); running out of memory says why it cannot spill."""
+        name one, e.g. the extension folder); running out of memory says which cap it met."""
         text = hide_folders(first_line(exc), {str(self.path.parent): "."})
         if text.startswith("Out of Memory"):
             text += (
-                f" (the {_CONFIG['memory_limit']} memory limit: slmsql lets DuckDB write no temporary files)"
+                f" (the query worker's {query_memory_mb()} MB cap, ${QUERY_MEMORY_ENV}; "
+                "slmsql lets DuckDB write no temporary files)"
             )
         return text
 
-    @contextmanager
-    def _deadline(self, seconds: float) -> Iterator[threading.Event]:
-        """Interrupt the connection's query after `seconds`; the event says whether it did."""
-        expired = threading.Event()
 
-        def stop() -> None:
-            expired.set()
-            self._conn.interrupt()
+@contextmanager
+def _deadline(conn: Any, seconds: float) -> Iterator[threading.Event]:
+    """Interrupt the connection's query after `seconds`; the event says whether it did."""
+    expired = threading.Event()
 
-        timer = threading.Timer(seconds, stop)
-        timer.start()
-        try:
-            yield expired
-        finally:
-            timer.cancel()
+    def stop() -> None:
+        expired.set()
+        conn.interrupt()
 
-    def close(self) -> None:
-        self._conn.close()
+    timer = threading.Timer(seconds, stop)
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 def _size(kind: str, column: str) -> str | None:

@@ -107,7 +107,7 @@ def execute_all(
             while True:
                 if len(running) >= PARALLEL:
                     j, pending, started = running.popleft()
-                    results[j] = _collect(pending, started, pool)
+                    results[j] = collect(pending, started, pool)
                 # over the pool's cap (serve --max-queries), collect a query of our own rather
                 # than wait for others while holding workers
                 submitted = pool.try_submit(
@@ -123,11 +123,11 @@ def execute_all(
                 if submitted is not None:
                     break
                 j, pending, started = running.popleft()
-                results[j] = _collect(pending, started, pool)
+                results[j] = collect(pending, started, pool)
             running.append((i, submitted, start))
         while running:
             j, pending, started = running.popleft()
-            results[j] = _collect(pending, started, pool)
+            results[j] = collect(pending, started, pool)
     except BaseException:  # Ctrl-C, or a worker that could not start: stop what still runs
         for _, pending, _ in running:
             pending.cancel()
@@ -135,7 +135,8 @@ def execute_all(
     return [r for r in results if r is not None]
 
 
-def _collect(pending: worker.Pending, start: float, pool: worker.WorkerPool) -> ExecResult:
+def collect(pending: worker.Pending, start: float, pool: worker.WorkerPool) -> ExecResult:
+    """A worker's answer as a result: past the deadline, out of memory or dead, an error line."""
     try:
         result: ExecResult = pending.result()
     except worker.WorkerTimeout:

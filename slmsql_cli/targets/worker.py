@@ -21,7 +21,10 @@ Workers stay alive between calls (a small pool of idle ones), so thousands of qu
 process start, not one each. Each worker has an address-space cap (`RLIMIT_AS`, Linux; on macOS
 `RLIMIT_AS` is accepted but not enforced, so the cap is a documented no-op there): an allocation
 beyond it fails inside the worker and comes back as `WorkerOutOfMemory`, or, when the allocation
-kills the interpreter, as `WorkerDied`; the parent never shares the damage. A worker runs in a
+kills the interpreter, as `WorkerDied`; the parent never shares the damage. A pool may cap the
+data segment instead (`RLIMIT_DATA`: the memory a process allocates, not the address space it
+reserves), which DuckDB's query workers need: DuckDB reserves some 800 MB of address space before
+its first query. A worker runs in a
 process group of its own, so the terminal's Ctrl-C (sent to the foreground group) never reaches
 it, not even while its interpreter starts (a KeyboardInterrupt traceback then, before `_serve`
 could ignore SIGINT); it ignores SIGINT too (the parent decides) and exits when its parent dies or
@@ -49,6 +52,9 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_MEMORY_CAP = 2 * 1024**3  # bytes of address space per worker
+# What a worker's cap limits: its address space (SQLite's workers), or its data segment, the
+# memory it allocates (DuckDB's, which reserves some 800 MB of address space before any query).
+ADDRESS_SPACE, DATA = "RLIMIT_AS", "RLIMIT_DATA"
 MAX_IDLE = 4  # idle workers kept for the next call; more only while calls run in parallel threads
 START_TIMEOUT = 60.0  # seconds a new worker may take to import what it needs
 DEFAULT_BUSY_WAIT = 30.0  # seconds a call over the pool's max_busy waits for a free worker
@@ -84,13 +90,21 @@ class PoolStopped(PoolBusy):
     """The pool was stopped (`WorkerPool.cancel_all`: the server is shutting down): no call runs."""
 
 
+def command(memory_cap: int, limit: str = ADDRESS_SPACE, preload: tuple[str, ...] = ()) -> list[str]:
+    """The command line that starts a worker (`_serve` reads its arguments)."""
+    return [sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(memory_cap), limit, *preload]
+
+
 class _Worker:
     """One child process and its two pipe ends."""
 
-    def __init__(self, memory_cap: int, preload: tuple[str, ...]) -> None:
-        cmd = [sys.executable, "-c", _BOOT, _PACKAGE_ROOT, str(memory_cap), *preload]
+    def __init__(self, memory_cap: int, preload: tuple[str, ...], limit: str = ADDRESS_SPACE) -> None:
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, process_group=0
+            command(memory_cap, limit, preload),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            process_group=0,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in: IO[bytes] = self.proc.stdin
@@ -197,9 +211,12 @@ def _death(code: int) -> str:
 class WorkerPool:
     """Idle workers waiting for calls; each call borrows one and gives it back if it answered."""
 
-    def __init__(self, memory_cap: int = DEFAULT_MEMORY_CAP, preload: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, memory_cap: int = DEFAULT_MEMORY_CAP, preload: tuple[str, ...] = (), limit: str = ADDRESS_SPACE
+    ) -> None:
         self.memory_cap = memory_cap
         self.preload = preload
+        self.limit_kind = limit  # ADDRESS_SPACE or DATA: what memory_cap caps
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -360,7 +377,7 @@ class WorkerPool:
 
     def _new(self) -> _Worker:
         self.started += 1
-        return _Worker(self.memory_cap, self.preload)
+        return _Worker(self.memory_cap, self.preload, self.limit_kind)
 
     def _acquire(self) -> _Worker:
         with self._lock:
@@ -424,6 +441,11 @@ class Pending:
             self._pool._untrack(id(self))
             self._pool._done(self._slot)
 
+    def kill(self) -> None:
+        """Kill the worker from another thread; the thread waiting in `result` gets WorkerDied."""
+        with contextlib.suppress(OSError):
+            self._worker.proc.kill()
+
     def cancel(self) -> None:
         """Stop the call now (its worker is killed and replaced); used when the caller gives up."""
         self._pool._replace(self._worker)
@@ -434,17 +456,18 @@ class Pending:
 
 
 def _serve(argv: list[str]) -> None:
-    """The worker's main loop: `argv` is the memory cap in bytes, then modules to import first.
+    """The worker's main loop: `argv` is the memory cap in bytes, the rlimit it sets (ADDRESS_SPACE
+    or DATA), then modules to import first.
     A parent that has gone (exited, killed, or closed its end of the pipe) ends the worker
     quietly: its answer has nobody to read it, which is no error of the worker's."""
-    memory_cap, preload = int(argv[0]), argv[1:]
+    memory_cap, limit, preload = int(argv[0]), argv[1], argv[2:]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol owns the real stdout; anything printed by the called code goes to stderr.
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     try:
-        _answer(requests, replies, memory_cap, preload)
+        _answer(requests, replies, memory_cap, limit, preload)
     except _ParentGone:  # return normally: exit handlers still run (private copies removed)
         with contextlib.suppress(OSError):
             replies.close()
@@ -455,12 +478,12 @@ class _ParentGone(BaseException):
     loop's `except Exception` (the called function's errors, sent back) never takes it for one."""
 
 
-def _answer(requests: IO[bytes], replies: IO[bytes], memory_cap: int, preload: list[str]) -> None:
+def _answer(requests: IO[bytes], replies: IO[bytes], memory_cap: int, limit: str, preload: list[str]) -> None:
     """Say "ready", then answer each request until the parent closes its pipe."""
     for name in preload:
         importlib.import_module(name)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    _cap_memory(memory_cap)
+    _cap_memory(memory_cap, limit)
     _send(replies, ("ready", None))
     while True:
         header = _read(requests, _HEADER.size)
@@ -481,15 +504,16 @@ def _answer(requests: IO[bytes], replies: IO[bytes], memory_cap: int, preload: l
                 _send(replies, ("raise", (RuntimeError, (f"{type(exc).__name__}: {exc}",), {})))
 
 
-def _cap_memory(memory_cap: int) -> None:
+def _cap_memory(memory_cap: int, kind: str = ADDRESS_SPACE) -> None:
     try:
         import resource
     except ImportError:  # not a POSIX system: no cap
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    which = getattr(resource, kind)
+    soft, hard = resource.getrlimit(which)
     limit = memory_cap if hard == resource.RLIM_INFINITY else min(memory_cap, hard)
     try:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        resource.setrlimit(which, (limit, hard))
     except (ValueError, OSError):  # macOS refuses or ignores RLIMIT_AS: documented no-op
         pass
 
