@@ -276,3 +276,25 @@ def test_serve_takes_every_model_and_sampling_option_of_ask() -> None:
     ask = {p.name for p in commands["ask"].params} & config_options
     serve = {p.name for p in commands["serve"].params}
     assert ask and ask <= serve, sorted(ask - serve)
+
+
+def test_a_job_cancelled_before_its_prompt_is_read_reads_none_of_it(pets: Path, gemma_gguf: Path) -> None:
+    """A cancelled job stops between two chunks of its prompt (`on_prompt`), not at its first
+    token: the real model is left holding none of the prompt, and answers the next question."""
+    pipeline = Pipeline.load(str(gemma_gguf), config=AskConfig(n=1, merge=False, max_tokens=8))
+    service = Service(pipeline, Registry.open([f"pets={pets}"]), model_name="gemma", load_seconds=0.0)
+    jobs: list = []
+
+    def events(event: dict) -> None:
+        if event["event"] == "started":  # the job runs: cancel it before the model reads a token
+            jobs[0].cancel("client disconnected")
+
+    try:
+        jobs.append(service.ask("pets", "How many pets are there?", events=events))
+        with pytest.raises(Cancelled, match="client disconnected"):
+            jobs[0].future.result(timeout=120)
+        assert pipeline.engine._cached == []  # type: ignore[attr-defined]
+        answer = service.ask("pets", "How many pets are there?").future.result(timeout=120)
+        assert answer.generation.candidates and pipeline.engine._cached  # type: ignore[attr-defined]
+    finally:
+        service.close()

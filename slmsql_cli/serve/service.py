@@ -6,11 +6,13 @@ Both front ends (`http.py`, `mcp_server.py`) call this module and nothing else o
   one `Pipeline`, in order. A full queue raises `QueueFull` (HTTP 503 with Retry-After). The
   engine keeps the last prompt in its KV cache, so a second question on the same database
   evaluates only the tokens after the shared schema prefix (`prompt_tokens_evaluated`).
-* A job stops decoding between two tokens once it is cancelled (its client went away) or its
-  deadline passed: the pipeline's `on_token` callback raises `Cancelled`.
+* A job stops decoding between two tokens, or reading its prompt between two 512-token chunks,
+  once it is cancelled (its client went away) or its deadline passed: the pipeline's `on_token`
+  and `on_prompt` callbacks raise `Cancelled`.
 * One cap, `max_queries` (`serve --max-queries`), bounds the queries running at once across the
-  server on every engine: a SQLite query in its worker (each may use 2 GiB), a DuckDB or
-  PostgreSQL query on its database's one connection, waiting for it included: a query over it
+  server on every engine: a SQLite query in its worker (each may use 2 GiB), a DuckDB query in
+  its worker (320 MB), a PostgreSQL query on its database's one connection, waiting for it
+  included: a query over it
   waits for one to finish, up to one query timeout, then the request gets 503 with Retry-After
   (QueriesBusy).
 * A question may follow earlier ones (issue 29): the request carries its earlier turns (questions
@@ -403,6 +405,9 @@ class Service:
                 if tokens[0] % TOKEN_EVENT_EVERY == 0:
                     emit({"event": "tokens", "generated": tokens[0]})
 
+            def on_prompt(_read: int, _total: int, _cached: int) -> None:
+                job.check()  # between two chunks of a long prompt: a cancelled job stops there
+
             def on_round(step: str, sampled: SamplingRound) -> None:
                 emit({"event": "round", "step": step, **round_dict(sampled)})
 
@@ -421,6 +426,7 @@ class Service:
                     evidence,
                     progress=lambda message: emit({"event": "progress", "message": message}),
                     on_token=on_token,
+                    on_prompt=on_prompt,
                     on_round=on_round,
                     turns=earlier,
                 )
