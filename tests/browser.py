@@ -1,4 +1,4 @@
-"""Headless Chromium for the web page's tests (test_webapp.py, test_webapp_chart.py).
+"""Headless Chromium for the web page's tests (test_webapp*.py), and the server they open.
 
 Chromium is the Debian package (`scripts/setup.sh` installs it), driven by Playwright through
 `executable_path`: Playwright's own browser download is never used. Each page gets a fresh
@@ -8,6 +8,8 @@ profile, and a JavaScript error on the page fails the test that opened it.
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,9 @@ from pathlib import Path
 import playwright.sync_api as playwright
 import pytest
 from conftest import REPO
+
+from slmsql_cli.serve.http import create_app, listen
+from slmsql_cli.serve.service import Service
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots (git-ignored)
@@ -53,3 +58,24 @@ def chromium_page(profile: Path, height: int) -> Iterator[playwright.Page]:
         yield page
         context.close()
         assert not errors, f"the page raised: {errors}"
+
+
+@contextmanager
+def serving(service: Service) -> Iterator[str]:
+    """The real FastAPI app for `service` on uvicorn, in this process on a free loopback port; its
+    address. The service is closed after the server."""
+    import uvicorn
+
+    sock = listen("127.0.0.1", 0, None)
+    uv = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        service.close()

@@ -9,7 +9,6 @@ page, so "while the model works" is a moment the test holds, not a race.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
 
 import playwright.sync_api as playwright
-from browser import chromium_page, needs_chromium
+from browser import chromium_page, needs_chromium, serving
 
 from slmsql_cli import engines
 from slmsql_cli.engine_protocol import Completion, GenerationStats, PromptProgress, SamplingParams
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.scripted import ScriptedEngine
-from slmsql_cli.serve.http import create_app, listen
 from slmsql_cli.serve.registry import Registry
 from slmsql_cli.serve.service import Service
 
@@ -60,8 +58,6 @@ class HeldEngine(ScriptedEngine):
 
 @pytest.fixture()
 def held(pets_db: Path) -> Iterator[tuple[str, HeldEngine]]:
-    import uvicorn
-
     engine = HeldEngine([said(AGES)] * 2 + [said(NAMES)] * 2)
     with engines.registered("held", lambda spec, config, export=None: engine):
         service = Service(
@@ -70,20 +66,11 @@ def held(pets_db: Path) -> Iterator[tuple[str, HeldEngine]]:
             model_name="held",
             load_seconds=0.0,
         )
-    sock = listen("127.0.0.1", 0, None)
-    uv = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/", engine
-    finally:
-        engine.go.set()  # never leave the service's worker waiting
-        uv.should_exit = True
-        thread.join(timeout=30)
-        service.close()
+    with serving(service) as url:
+        try:
+            yield url, engine
+        finally:
+            engine.go.set()  # never leave the service's worker waiting
     assert not engine.script, f"completions never asked for: {engine.script}"
 
 

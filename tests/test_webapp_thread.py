@@ -7,8 +7,6 @@ is given. The screenshot is kept in tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +15,10 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra")
 
 import playwright.sync_api as playwright
-from browser import ARTIFACTS, chromium_page, needs_chromium
+from browser import ARTIFACTS, chromium_page, needs_chromium, serving
 
 from slmsql_cli.pipeline import AskConfig, Pipeline
 from slmsql_cli.scripted import ScriptedEngine
-from slmsql_cli.serve.http import create_app, listen
 from slmsql_cli.serve.registry import Registry
 from slmsql_cli.serve.service import Service
 
@@ -37,8 +34,6 @@ def said(sql: str) -> str:
 
 @pytest.fixture()
 def served(pets_db: Path, scripted_engine) -> Iterator[tuple[str, ScriptedEngine]]:
-    import uvicorn
-
     engine = scripted_engine([said(COUNT)] * 2 + [said(CATS)] * 2 + [said(AGES)] * 2)
     service = Service(
         Pipeline.load("scripted", config=AskConfig(n=2, merge=False)),
@@ -46,19 +41,8 @@ def served(pets_db: Path, scripted_engine) -> Iterator[tuple[str, ScriptedEngine
         model_name="scripted",
         load_seconds=0.0,
     )
-    sock = listen("127.0.0.1", 0, None)
-    uv = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/", engine
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=30)
-        service.close()
+    with serving(service) as url:
+        yield url, engine
 
 
 def asked(prompt: str) -> str:
