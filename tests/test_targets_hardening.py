@@ -422,17 +422,18 @@ def test_live_queries_hold_a_query_slot(
 
 
 def test_the_duckdb_query_workers_cap_is_a_number_of_mb(monkeypatch: pytest.MonkeyPatch, duck: Path) -> None:
-    target = duckdb_target.DuckDBTarget(duck)
     monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "lots")
-    with pytest.raises(UserError, match="SLMSQL_DUCKDB_MEMORY_MB='lots' is not a number of MB") as caught:
-        target.run("SELECT 1", 5, 10)
-    assert "unset it" in caught.value.hint
+    result = CliRunner().invoke(app, ["ask", "--db", str(duck), "--model", "scripted", "how many?"])
+    assert result.exit_code != 0  # at opening, before any model or query
+    assert "error: SLMSQL_DUCKDB_MEMORY_MB='lots' is not a number of MB" in result.output
+    assert "hint: unset it" in result.output
     monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "100")  # under the worker's own needs
     with pytest.raises(UserError, match="at least 192"):
         duckdb_target.query_memory_mb()
     monkeypatch.setenv(duckdb_target.QUERY_MEMORY_ENV, "256")
     pool = duckdb_target.query_pool()
     assert (pool.memory_cap, pool.limit_kind) == (256 * 1024**2, "RLIMIT_DATA")
+    target = duckdb_target.DuckDBTarget(duck)
     assert target.run("SELECT count(*) FROM customers", 5, 10).rows == [(4,)]
     assert pool.idle_pids() and os.getpid() not in pool.idle_pids()  # it ran in a worker
     target.close()

@@ -174,6 +174,7 @@ class DuckDBTarget(LiveTarget):
         self.cache_key = str(path)
         self.version = file_version(path)
         self.views: set[str] = set()
+        query_memory_mb()  # a bad $SLMSQL_DUCKDB_MEMORY_MB stops the command now, not at a query
         self._conn = _connect(path, str(_CONFIG["memory_limit"]))
         self._lock = threading.Lock()  # one sample query at a time on the parent's connection
 
