@@ -37,7 +37,11 @@ lookahead):
 * a double-quoted name that is no column is a string in SQLite (`WHERE name = "Paris"`), so
   it is allowed where an expression is; after FROM it must be a table all the same;
 * keywords, functions, numbers, strings, comments and operators are allowed where an expression
-  is; a second SELECT with no UNION (or INTERSECT, EXCEPT) before it is refused.
+  is; a second SELECT with no UNION (or INTERSECT, EXCEPT) before it is refused. But ASC and
+  DESC only after a value (SQLite reads `ORDER BY DESC` as a column named DESC), and a date part
+  (`hour`, `year`) only inside EXTRACT( or after INTERVAL: elsewhere SQLite looks for a column;
+* `</answer>` is refused from its `/` on while the statement is not whole (a name still owed),
+  so that a candidate never stops inside the tag with half of it in its SQL.
 
 Names match ignoring case: the models write SQLite SQL, and `transpile.py` maps a name to the
 schema's spelling (quoted) for DuckDB and PostgreSQL, so their catalogs' names are read the same
@@ -139,6 +143,7 @@ _STRUCTURAL = frozenset(
     except with recursive as window over collate values distinct all""".split()
 )
 _VALUE_WORDS = frozenset("null true false current_date current_time current_timestamp end".split())
+_DATE_PARTS = frozenset("year month day hour minute second week quarter epoch dow doy".split())
 # An alias the query has not defined yet may qualify a column only if it is shaped like one.
 _ALIAS_SHAPED = re.compile(r"[a-z]{1,2}[0-9]{0,2}\Z")
 _TERMINATOR = "</answer>"
@@ -447,9 +452,9 @@ class Gate:
             self.lex = _SPACE
             return self._operator() and self._space(c)
         if lex == _LT:
-            if c == "/":
+            if c == "/":  # </answer> begins: the SQL must be whole here, not only at its last ">"
                 self.lex, self.term = _TERM, 2
-                return True
+                return self.copy()._settle_all()
             self.lex = _SPACE
             return self._operator() and self._space(c)
         if lex == _TERM:
@@ -651,7 +656,7 @@ class Gate:
         """A name has ended (`nxt` is the character after it): is it admissible where it stands?"""
         n = name.lower()
         expect = self.expect
-        self.last = n if not quote else ""
+        word_before, self.last = self.last, n if not quote else ""
         names = self.names
         if expect == "column_of":
             self.expect, self.prev = "expr", "value"
@@ -718,6 +723,14 @@ class Gate:
         if nxt == "(" and not quote:
             self.prev = "func"
             return n in FUNCTIONS or keyword
+        if keyword and n in ("asc", "desc") and self.prev != "value" and n not in names.columns:
+            return False  # ORDER BY DESC: SQLite would read DESC as a column the database lacks
+        if n in _DATE_PARTS and n not in names.columns and n not in self.defined and not quote:
+            # a date part is a word of EXTRACT(... FROM) or INTERVAL '1' DAY, else a column
+            # SQLite looks for (ORDER BY hour): one the database lacks
+            kind, clause, _, _ = self.frames[-1]
+            if not (kind == "func" and clause == "extract") and word_before != "interval":
+                return False
         may_alias = self._alias_may_follow()
         self.expect = "expr"
         if keyword and n not in _VALUE_WORDS and n not in names.columns:
@@ -818,7 +831,7 @@ class Gate:
         elif expect in ("dot", "tdot", "table_of", "column_of", "alias_opt", "after_alias"):
             return False
         elif self.prev == "func" and self.last in FUNCTIONS:
-            self.frames += (("func", "", "value", ()),)
+            self.frames += (("func", self.last, "value", ()),)  # the function's name as its clause
         else:
             self.frames += (("paren", "", "value", ()),)
         self.expect, self.prev = "expr", "("
@@ -865,6 +878,8 @@ class Gate:
         lex = self.lex
         if self.tail and lex in (_SPACE, _WORD, _QUOTED):  # a character not complete yet
             return self._non_ascii_may_follow()
+        if self.tail and lex == _TERM:  # no such character in </answer>
+            return False
         if lex == _WORD:
             return self._prefix_ok(self.buf.lower(), quoted=False)
         if lex == _QUOTED:

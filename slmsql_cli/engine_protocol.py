@@ -66,6 +66,9 @@ class SamplingParams:
     constraint: Constraint | None = None
 
 
+CONSTRAINED = "constrained"  # a Completion's finish_reason: see below
+
+
 @dataclass
 class Completion:
     text: str

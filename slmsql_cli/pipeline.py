@@ -18,14 +18,25 @@ from slmsql_cli.config import AskConfig
 from slmsql_cli.constraint import Names
 from slmsql_cli.conversation import DEFAULT_RENDERING, Turn
 from slmsql_cli.database import Database, Values
-from slmsql_cli.engine_protocol import Completion, Engine, GenerationStats, PromptProgress, SamplingParams
+from slmsql_cli.engine_protocol import (
+    CONSTRAINED,
+    Completion,
+    Engine,
+    GenerationStats,
+    PromptProgress,
+    SamplingParams,
+)
 from slmsql_cli.errors import UserError
 from slmsql_cli.extract import extract_sql
 from slmsql_cli.merge import merge_message, needs_merge
 from slmsql_cli.prompt_builder import Budget, GenerationMessage, TokenCounter
 from slmsql_cli.prompts import SYSTEM_PROMPT, fallback_template, render_chat
+from slmsql_cli.targets.result import ExecResult
 from slmsql_cli.unmatched import unmatched_values
 from slmsql_cli.vote import Candidate, Group, vote
+
+# Why a candidate --constrain ended gets no vote (its SQL is not run).
+UNFINISHED = "unfinished: --constrain ended it where no likely token names only what the database has"
 
 if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
@@ -137,11 +148,19 @@ class Pipeline:
         constraint = self.names(db) if self.config.constrain else None
         completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt, constraint)
         sqls = [extract_sql(c.text) for c in completions]
+        # A candidate the constraint ended is unfinished SQL (often cut inside a name): shown, not
+        # run, and no vote; running it would only fail, or answer what the model never wrote.
+        runnable = [None if c.finish_reason == CONSTRAINED else sql for c, sql in zip(completions, sqls)]
         if progress is not None:
-            progress(f"executing {sum(sql is not None for sql in sqls)} of {n} candidate(s)")
-        results = db.run_many(sqls, timeout=self.config.timeout)  # identical SQL runs once
+            progress(f"executing {sum(sql is not None for sql in runnable)} of {n} candidate(s)")
+        results = db.run_many(runnable, timeout=self.config.timeout)  # identical SQL runs once
         candidates = [
-            Candidate(text=c.text, sql=sql, result=r, finish_reason=c.finish_reason)
+            Candidate(
+                text=c.text,
+                sql=sql,
+                result=ExecResult(error=UNFINISHED) if c.finish_reason == CONSTRAINED else r,
+                finish_reason=c.finish_reason,
+            )
             for c, sql, r in zip(completions, sqls, results)
         ]
         return SamplingRound(candidates, vote(candidates), stats, constrained=constraint is not None)

@@ -317,8 +317,6 @@ def print_candidates(console: Console, answer: Answer, *, has_json: bool = True)
                 parts.append(Syntax(c.sql, "sql", word_wrap=True, background_color="default"))
             if voted["error"]:
                 parts.append(Text(voted["error"], style="red"))
-            if c.finish_reason == "constrained":  # --constrain left it no admissible token
-                parts.append(Text("ended: no likely token names only what the database has", style="red"))
             parts.append(Text("wrote: " + text_excerpt(c.text, limit, has_json), style="dim"))
             table.add_row(str(i + 1), label, RichGroup(*parts))
         console.print(table, soft_wrap=False)

@@ -18,6 +18,7 @@ from slmsql_cli.cli import options as opt
 from slmsql_cli.config import AskConfig
 from slmsql_cli.constraint import Names
 from slmsql_cli.database import open_database
+from slmsql_cli.pipeline import UNFINISHED
 
 SPIDER = Names(
     {
@@ -183,6 +184,46 @@ def test_the_end_waits_for_a_complete_name_and_owed_aliases() -> None:
     assert not gate.can_end()  # "nam" names nothing
 
 
+def test_the_closing_tag_waits_for_whole_sql() -> None:
+    """</answer> is refused from its "/" on while a name is owed (the candidate used to reach
+    "</answer" and end there, its SQL then carrying the half tag), and no character beyond ASCII
+    may start inside the tag."""
+    gate = SPIDER.start()
+    assert gate.feed(b"<answer>\nSELECT concert_name FROM singer\n<")
+    assert not gate.copy().feed(b"/")  # concert_name is no column of singer
+    assert not gate.copy().feed(b"/answer>")
+    gate = SPIDER.start()
+    assert gate.feed(b"<answer>\nSELECT name FROM singer\n</answer")
+    assert not gate.copy().feed(b"\xe2")  # the first byte of a character the tag cannot hold
+    assert gate.feed(b">") and gate.can_end()
+
+
+def test_asc_and_desc_follow_a_value() -> None:
+    """SQLite reads `ORDER BY DESC` as a column named DESC: a model wrote it (a name the
+    database lacks, by SQLite's error), so it is refused where an expression starts."""
+    assert not SPIDER.admits("SELECT name FROM singer ORDER BY DESC ")
+    assert not SPIDER.admits("SELECT name FROM singer ORDER BY age, ASC ")
+    for sql in (
+        "SELECT name FROM singer ORDER BY age DESC",
+        "SELECT name FROM singer ORDER BY count(*) DESC, name ASC",
+        "SELECT name FROM singer ORDER BY 1 DESC",
+        "SELECT name FROM singer ORDER BY CASE WHEN age > 1 THEN 1 ELSE 0 END DESC",
+    ):
+        assert SPIDER.admits(sql, whole=True), sql
+
+
+def test_a_date_part_is_no_column() -> None:
+    """`ORDER BY Hour` on a database with no such column (a real model wrote it): a date part
+    is admitted only where it is one."""
+    assert not SPIDER.admits("SELECT name FROM singer ORDER BY hour DESC", whole=True)
+    for sql in (
+        "SELECT EXTRACT(YEAR FROM name) FROM singer",
+        "SELECT name FROM singer WHERE age > INTERVAL '1' DAY",
+        "SELECT year FROM concert",  # a column of that name is a column
+    ):
+        assert SPIDER.admits(sql, whole=True), sql
+
+
 def test_utf8_split_across_tokens() -> None:
     names = Names({"café": ["prix"]})
     gate = names.start()
@@ -310,6 +351,8 @@ def test_ask_constrain_reports_it_and_ends_a_candidate_that_names_nothing(
     first, second = doc["candidates"]
     # the first ended where the constraint left it nothing: at "a" of "artist"
     assert first["finish_reason"] == "constrained" and first["text"].endswith("FROM ")
+    # unfinished SQL is shown but not run, and gets no vote
+    assert first["sql"] == "SELECT count(*) FROM" and first["error"] == UNFINISHED and first["votes"] == 0
     assert second["finish_reason"] == "stop" and second["votes"] == 1
     # the thought named a table that does not exist: it stays free
     assert "artists?" in first["text"]
@@ -345,7 +388,7 @@ def test_verbose_says_which_candidate_the_constraint_ended(
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.stderr
-    assert "ended: no likely token names only what the database has" in result.stderr + result.stdout
+    assert UNFINISHED in result.stderr + result.stdout
 
 
 def test_constrain_is_refused_with_a_model_server(concert_singer: Path) -> None:
