@@ -601,20 +601,24 @@ class Gate:
             if q and q in names.tables and q not in self.aliases:
                 return col == "*" or col in names.columns_of[q]
             return col == "*" or col in names.columns or col in self.defined
-        if self._resolves(i, q, col, outputs=self.frames[i][1] in ("group", "having", "order")):
+        clause = self.frames[i][1]
+        # SQLite resolves a GROUP BY or ORDER BY term in the query's own FROM only, never in an
+        # enclosing query's (a subquery's `GROUP BY T1.x`, T1 outside: "no such column")
+        own = clause in ("group", "order")
+        if self._resolves(i, q, col, outputs=clause in ("group", "having", "order"), own=own):
             return True
-        return self._defer(i, q, col)
+        return not own and self._defer(i, q, col)
 
-    def _resolves(self, i: int, q: str, col: str, *, outputs: bool = False) -> bool:
-        """Whether what query frame `i` and the queries around it have bound has column `col`
-        (through `q` when qualified)."""
+    def _resolves(self, i: int, q: str, col: str, *, outputs: bool = False, own: bool = False) -> bool:
+        """Whether what query frame `i` and the queries around it (with `own`, frame `i` alone)
+        have bound has column `col` (through `q` when qualified)."""
         if not q and (col in self.defined or (outputs and col in self.outputs)):
             return True
         columns_of = self.names.columns_of
         # what a subquery, CTE or table function has is not known here: a column of some table,
         # or a name the query defined
         anything = col in ("*", "") or col in self.names.columns or col in self.defined or col in self.outputs
-        for j in range(i, -1, -1):
+        for j in range(i, i - 1 if own else -1, -1):
             for name, table in self.frames[j][3]:
                 if q:
                     if name == q:

@@ -224,6 +224,16 @@ def test_a_date_part_is_no_column() -> None:
         assert SPIDER.admits(sql, whole=True), sql
 
 
+def test_a_subquerys_group_by_names_its_own_columns_only() -> None:
+    """SQLite resolves a subquery's GROUP BY and ORDER BY in its own FROM: `GROUP BY T1.name` with
+    T1 outside is "no such column" (a real model wrote it); in WHERE the outer T1 is fine."""
+    outer = "SELECT name FROM singer AS T1 WHERE age < (SELECT avg(year) FROM concert "
+    assert not SPIDER.admits(outer + "GROUP BY T1.name)", whole=True)
+    assert not SPIDER.admits(outer + "ORDER BY T1.age)", whole=True)
+    assert SPIDER.admits(outer + "WHERE year = T1.age)", whole=True)
+    assert SPIDER.admits(outer + "GROUP BY year ORDER BY year)", whole=True)
+
+
 def test_utf8_split_across_tokens() -> None:
     names = Names({"café": ["prix"]})
     gate = names.start()
