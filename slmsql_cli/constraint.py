@@ -115,7 +115,7 @@ FUNCTIONS = frozenset(
 TABLE_FUNCTIONS = frozenset("json_each json_tree generate_series unnest range pragma_table_info".split())
 # Schema qualifiers a table may carry, per dialect; a catalog schema's own views are not listed.
 SCHEMAS = {
-    "sqlite": frozenset({"main", "temp"}),
+    "sqlite": frozenset({"main"}),  # not temp: slmsql's read-only connection has no temporary tables
     "duckdb": frozenset({"main", "information_schema"}),
     "postgres": frozenset({"public", "information_schema", "pg_catalog"}),
 }
@@ -144,6 +144,20 @@ _STRUCTURAL = frozenset(
 )
 _VALUE_WORDS = frozenset("null true false current_date current_time current_timestamp end".split())
 _DATE_PARTS = frozenset("year month day hour minute second week quarter epoch dow doy".split())
+# The keywords that stand as words of an expression or a clause (operators, CASE, window frames,
+# literals). Any other keyword written where a value goes (`WHERE date = 1`, `avg(without)`) is
+# one SQLite reads as a column name: admitted only if it is a column the query can see.
+_EXPRESSION_KEYWORDS = frozenset(
+    """
+    all and as asc between by case cast collate cross current current_date current_time
+    current_timestamp desc distinct else end escape except exclude exists filter first following
+    for from full glob group groups having in indexed inner intersect is isnull join last left like
+    limit match natural no not notnull null nulls offset on or order others outer over partition
+    preceding range recursive regexp right row rows select then ties to unbounded union using
+    values when where window with true false ilike similar interval lateral only any some array
+    unknown both leading trailing
+    """.split()
+)
 # An alias the query has not defined yet may qualify a column only if it is shaped like one.
 _ALIAS_SHAPED = re.compile(r"[a-z]{1,2}[0-9]{0,2}\Z")
 _TERMINATOR = "</answer>"
@@ -697,6 +711,8 @@ class Gate:
         keyword = not quote and n in KEYWORDS
         if keyword and n in _STRUCTURAL:
             return self._keyword(n)
+        if keyword and expect == "expr" and n not in _EXPRESSION_KEYWORDS and n not in _DATE_PARTS:
+            keyword = nxt == "("  # a function's name (REPLACE(, DATE(), else a name like any other
         if expect == "table":
             if nxt == ".":
                 self.qualifier, self.expect = n, "tdot"

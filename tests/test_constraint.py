@@ -234,6 +234,29 @@ def test_a_subquerys_group_by_names_its_own_columns_only() -> None:
     assert SPIDER.admits(outer + "GROUP BY year ORDER BY year)", whole=True)
 
 
+def test_a_keyword_where_a_value_goes_is_a_column_or_nothing() -> None:
+    """SQLite reads a keyword that is no operator (`date`, `without`, `glob` aside) as a column
+    name where a value goes: admitted only as a column the query can see. Sampled candidates wrote
+    each of these; and no table is read through `temp.` (no temporary tables here)."""
+    for sql in (
+        "SELECT name FROM singer WHERE date = 1",
+        "SELECT avg(without) FROM singer",
+        "SELECT name FROM singer WHERE numeric > 1",
+        "SELECT name FROM singer ORDER BY time",
+        "SELECT name FROM temp.singer",
+    ):
+        assert not SPIDER.admits(sql, whole=True), sql
+    for sql in (
+        "SELECT name FROM singer WHERE age IS NOT NULL AND name LIKE 'a%' ESCAPE '!'",
+        "SELECT CASE WHEN age BETWEEN 1 AND 2 THEN 'x' ELSE 'y' END FROM singer",
+        "SELECT date('now'), replace(name, 'a', 'b') FROM singer",
+        "SELECT CAST(age AS integer) FROM singer",
+        "SELECT name FROM main.singer WHERE NOT EXISTS (SELECT 1 FROM concert)",
+        "SELECT row_number() OVER (PARTITION BY age ORDER BY name ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) FROM singer",
+    ):
+        assert SPIDER.admits(sql, whole=True), sql
+
+
 def test_utf8_split_across_tokens() -> None:
     names = Names({"café": ["prix"]})
     gate = names.start()
