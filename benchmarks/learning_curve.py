@@ -263,8 +263,7 @@ def main() -> None:
             cmd += ["--temperature", "0"]
         if not merge:
             cmd += ["--no-merge"]
-        if row in CONSTRAINED:
-            cmd += ["--constrain"]
+        cmd += ["--constrain" if row in CONSTRAINED else "--no-constrain"]  # whatever the default
         summary = json.loads(runner.run(f"eval-{row}", cmd).strip().splitlines()[-1])
         lo, hi = wilson(summary["correct"], summary["total"])
         names = candidate_counts(work / f"{row}.jsonl")

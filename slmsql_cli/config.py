@@ -216,12 +216,13 @@ class AskConfig:
             panel=SAMPLING,
         ),
     )
-    # only names the database has (constraint.py); off until the held-out measurement (docs/ACCURACY.md)
-    constrain: bool = field(
-        default=False,
+    # only names the database has (constraint.py). None: on with the local engine, off with a model
+    # server (which samples itself); set from the held-out measurement in docs/ACCURACY.md
+    constrain: bool | None = field(
+        default=None,
         metadata=option(
             "--constrain/--no-constrain",
-            help="SQL may name only what the database has (off).",
+            help="SQL may name only what the database has (on).",
             panel=SAMPLING,
         ),
     )
@@ -297,7 +298,10 @@ class AskConfig:
     merge_endpoint: "Endpoint | None" = None  # the merge model's server (remote_engine.endpoints)
 
     def __post_init__(self) -> None:
-        if self.constrain and (self.endpoint is not None or self.merge_endpoint is not None):
+        remote = self.endpoint is not None or self.merge_endpoint is not None
+        if self.constrain is None:  # the default: wherever slmsql draws the tokens itself
+            self.constrain = not remote
+        if self.constrain and remote:
             raise UserError(
                 "--constrain needs the local engine: a model server (--endpoint, --merge-endpoint) "
                 "samples with its own sampler, which slmsql cannot constrain",

@@ -147,15 +147,15 @@ _DATE_PARTS = frozenset("year month day hour minute second week quarter epoch do
 # The keywords that stand as words of an expression or a clause (operators, CASE, window frames,
 # literals). Any other keyword written where a value goes (`WHERE date = 1`, `avg(without)`) is
 # one SQLite reads as a column name: admitted only if it is a column the query can see.
+# SQLite's grammar decides (the models write SQLite SQL): no INDEXED, ILIKE, INTERVAL or ARRAY here.
 _EXPRESSION_KEYWORDS = frozenset(
     """
     all and as asc between by case cast collate cross current current_date current_time
     current_timestamp desc distinct else end escape except exclude exists filter first following
-    for from full glob group groups having in indexed inner intersect is isnull join last left like
-    limit match natural no not notnull null nulls offset on or order others outer over partition
-    preceding range recursive regexp right row rows select then ties to unbounded union using
-    values when where window with true false ilike similar interval lateral only any some array
-    unknown both leading trailing
+    from full glob group groups having in inner intersect is isnull join last left like limit match
+    natural no not notnull null nulls offset on or order others outer over partition preceding
+    range recursive regexp right row rows select then ties unbounded union using values when where
+    window with true false any some
     """.split()
 )
 # An alias the query has not defined yet may qualify a column only if it is shaped like one.

@@ -216,9 +216,10 @@ def test_a_date_part_is_no_column() -> None:
     """`ORDER BY Hour` on a database with no such column (a real model wrote it): a date part
     is admitted only where it is one."""
     assert not SPIDER.admits("SELECT name FROM singer ORDER BY hour DESC", whole=True)
+    assert not SPIDER.admits("SELECT name FROM singer WHERE age > INTERVAL '1' DAY", whole=True)  # not SQLite
+    assert not SPIDER.admits("SELECT name FROM singer WHERE indexed > 1", whole=True)  # a model wrote it
     for sql in (
         "SELECT EXTRACT(YEAR FROM name) FROM singer",
-        "SELECT name FROM singer WHERE age > INTERVAL '1' DAY",
         "SELECT year FROM concert",  # a column of that name is a column
     ):
         assert SPIDER.admits(sql, whole=True), sql
@@ -421,7 +422,9 @@ def test_verbose_says_which_candidate_the_constraint_ended(
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.stderr
-    assert UNFINISHED in result.stderr + result.stdout
+    # the table may fold the reason over lines: compare without the layout
+    shown = "".join(c for c in result.stderr + result.stdout if c.isalnum())
+    assert "".join(c for c in UNFINISHED if c.isalnum()) in shown, result.stderr
 
 
 def test_constrain_is_refused_with_a_model_server(concert_singer: Path) -> None:
@@ -443,7 +446,8 @@ def test_constrain_and_no_constrain_set_the_config() -> None:
     def _probe(*, config: AskConfig) -> None:
         got.append(config.constrain)
 
-    for args, want in (([], False), (["--constrain"], True), (["--no-constrain"], False)):
+    # on by default (the local engine), since docs/ACCURACY.md's held-out rows
+    for args, want in (([], True), (["--constrain"], True), (["--no-constrain"], False)):
         result = CliRunner().invoke(probe, args)
         assert result.exit_code == 0, result.output
         assert got[-1] is want, args
@@ -514,7 +518,7 @@ def test_an_eval_run_records_constrain_only_when_on() -> None:
     """Results files written before --constrain existed compare (and resume) as they did."""
     from slmsql_cli.eval.run import run_record
 
-    off = run_record("spider", 30.0, model="m.gguf", config=AskConfig())
-    on = run_record("spider", 30.0, model="m.gguf", config=AskConfig(constrain=True))
+    off = run_record("spider", 30.0, model="m.gguf", config=AskConfig(constrain=False))
+    on = run_record("spider", 30.0, model="m.gguf", config=AskConfig())  # on by default
     assert "constrain" not in off and on["constrain"] is True
     assert {k: v for k, v in on.items() if k != "constrain"} == off

@@ -57,8 +57,11 @@ def singers(data_dir: Path, isolated_cache: Path) -> Path:
 
 
 def ask(db: Path, *args: str):  # type: ignore[no-untyped-def]
+    # --no-constrain: the scripted SQL names a table the database lacks, as it is written
     return runner.invoke(
-        app, ["ask", "--db", str(db), "--model", "scripted", "--no-merge", "-n", "2", *args, QUESTION]
+        app,
+        ["ask", "--db", str(db), "--model", "scripted", "--no-merge", "--no-constrain", "-n", "2", *args]
+        + [QUESTION],
     )
 
 

@@ -104,7 +104,7 @@ def test_ask_split_vote_is_merged_by_the_merge_model(spider: dict[str, Path], sc
 
 def test_ask_nothing_runs_exit_1_with_the_first_sql(spider: dict[str, Path], scripted_engine) -> None:
     scripted_engine(["I do not know.", said("SELECT age FROM singers"), said("DROP TABLE singer")])
-    code, doc, _ = ask(spider, "--model", "scripted", "--no-merge", "-n", "3")
+    code, doc, _ = ask(spider, "--model", "scripted", "--no-merge", "--no-constrain", "-n", "3")
     assert code == 1
     assert doc["sql"] == "SELECT age FROM singers" and "no such table" in doc["error"]
     assert doc["votes"] == 0 and [c["sql"] for c in doc["candidates"]] == [

@@ -147,8 +147,11 @@ def test_scripted_ask_runs_candidates_in_the_target(target: str, scripted_engine
     broken = "SELECT name FROM customers WHERE ("  # sqlglot cannot parse it: no translation, no vote
     writes = "DELETE FROM orders"
     scripted_engine([said(londoners), said(same), said(broken), said(writes)])
+    # --no-constrain: the engine's own refusals are under test (the constraint would stop the last two)
     result = runner.invoke(
-        app, ["ask", "--db", target, "--model", "scripted", "-n", "4", "--no-merge", "--json", QUESTION]
+        app,
+        ["ask", "--db", target, "--model", "scripted", "-n", "4", "--no-merge", "--no-constrain", "--json"]
+        + [QUESTION],
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -163,7 +166,8 @@ def test_scripted_ask_runs_candidates_in_the_target(target: str, scripted_engine
 def test_verbose_shows_why_a_candidate_was_not_translated(target: str, scripted_engine: Any) -> None:
     scripted_engine([said("SELECT count(*) FROM customers"), said("SELECT FROM WHERE (")])
     result = runner.invoke(
-        app, ["ask", "--db", target, "--model", "scripted", "-n", "2", "--no-merge", "-v", "x?"]
+        app,
+        ["ask", "--db", target, "--model", "scripted", "-n", "2", "--no-merge", "--no-constrain", "-v", "x?"],
     )
     assert result.exit_code == 0, result.output
     assert "cannot be translated" in result.stderr  # -v: a diagnostic, on stderr

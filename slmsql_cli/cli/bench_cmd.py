@@ -135,7 +135,7 @@ def bench(
                 max_tokens,
                 rows,
                 device=engine.device,
-                constrained=config.constrain,
+                constrained=bool(config.constrain),
             )
         )
         + "\n"
