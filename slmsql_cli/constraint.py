@@ -46,9 +46,11 @@ lookahead):
 Names match ignoring case: the models write SQLite SQL, and `transpile.py` maps a name to the
 schema's spelling (quoted) for DuckDB and PostgreSQL, so their catalogs' names are read the same
 way. What the one pass cannot see is refused: a column alias used before the subquery that
-defines it (`SELECT MAX(c) FROM (SELECT COUNT(*) AS c ...)`). What it lets through: a column
-named like a keyword or function (`year`, `date`, `count`) is not checked against the FROM. On
-the gold SQL of Spider dev (546),
+defines it (`SELECT MAX(c) FROM (SELECT COUNT(*) AS c ...)`). A keyword that is no word of an
+expression (`year`, `date`, `without`) is a column there, checked against the FROM like any other.
+What it lets through: the columns of a subquery in FROM are not known (`T3.language` passes if
+some table has a `language`), and a candidate cut by --max-tokens can stop inside a name. On the
+gold SQL of Spider dev (546),
 BIRD dev (158 in the shared data), SParC dev (689) and CoSQL dev (564), fed 1 to 3 bytes at a
 time, nothing is refused but one CoSQL query whose parenthesis never opens.
 
@@ -674,7 +676,7 @@ class Gate:
         """A name has ended (`nxt` is the character after it): is it admissible where it stands?"""
         n = name.lower()
         expect = self.expect
-        word_before, self.last = self.last, n if not quote else ""
+        self.last = n if not quote else ""
         names = self.names
         if expect == "column_of":
             self.expect, self.prev = "expr", "value"
@@ -711,8 +713,12 @@ class Gate:
         keyword = not quote and n in KEYWORDS
         if keyword and n in _STRUCTURAL:
             return self._keyword(n)
-        if keyword and expect == "expr" and n not in _EXPRESSION_KEYWORDS and n not in _DATE_PARTS:
-            keyword = nxt == "("  # a function's name (REPLACE(, DATE(), else a name like any other
+        if keyword and expect == "expr" and n not in _EXPRESSION_KEYWORDS:
+            # a function's name (REPLACE(, DATE(), a date part inside EXTRACT(, else a name like
+            # any other: a column only where the query can see one (`year` of concert in
+            # `SELECT year FROM stadium` is not)
+            kind, clause, _, _ = self.frames[-1]
+            keyword = nxt == "(" or (n in _DATE_PARTS and kind == "func" and clause == "extract")
         if expect == "table":
             if nxt == ".":
                 self.qualifier, self.expect = n, "tdot"
@@ -745,12 +751,6 @@ class Gate:
             return n in FUNCTIONS or keyword
         if keyword and n in ("asc", "desc") and self.prev != "value" and n not in names.columns:
             return False  # ORDER BY DESC: SQLite would read DESC as a column the database lacks
-        if n in _DATE_PARTS and n not in names.columns and n not in self.defined and not quote:
-            # a date part is a word of EXTRACT(... FROM) or INTERVAL '1' DAY, else a column
-            # SQLite looks for (ORDER BY hour): one the database lacks
-            kind, clause, _, _ = self.frames[-1]
-            if not (kind == "func" and clause == "extract") and word_before != "interval":
-                return False
         may_alias = self._alias_may_follow()
         self.expect = "expr"
         if keyword and n not in _VALUE_WORDS and n not in names.columns:

@@ -216,11 +216,15 @@ def test_a_date_part_is_no_column() -> None:
     """`ORDER BY Hour` on a database with no such column (a real model wrote it): a date part
     is admitted only where it is one."""
     assert not SPIDER.admits("SELECT name FROM singer ORDER BY hour DESC", whole=True)
+    # concert has a year, singer none: sampled candidates wrote these
+    assert not SPIDER.admits("SELECT name FROM singer WHERE year = 2014", whole=True)
+    assert not SPIDER.admits("SELECT year FROM singer", whole=True)
     assert not SPIDER.admits("SELECT name FROM singer WHERE age > INTERVAL '1' DAY", whole=True)  # not SQLite
     assert not SPIDER.admits("SELECT name FROM singer WHERE indexed > 1", whole=True)  # a model wrote it
     for sql in (
         "SELECT EXTRACT(YEAR FROM name) FROM singer",
         "SELECT year FROM concert",  # a column of that name is a column
+        "SELECT name FROM singer AS T1 JOIN concert AS T2 ON T1.age = T2.year ORDER BY year",
     ):
         assert SPIDER.admits(sql, whole=True), sql
 
