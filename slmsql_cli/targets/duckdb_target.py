@@ -294,7 +294,12 @@ def run_query(
         threads = min(os.cpu_count() or 1, QUERY_THREADS)
         queries = _open[key] = _Queries(Path(path), _connect(Path(path), f"{memory}MB", threads), memory)
     try:
-        return queries.run(sql, timeout, max_rows, max_bytes)
+        answer = queries.run(sql, timeout, max_rows, max_bytes)
+        if answer.error and answer.error.startswith("Out of Memory"):
+            # DuckDB keeps what it allocated until the connection closes: start the next query
+            # on a fresh one, within the cap again
+            _open.pop(key).conn.close()
+        return answer
     except RuntimeError as exc:  # a thread's stack is memory too: the worker's cap was reached
         if "thread" not in str(exc):
             raise
