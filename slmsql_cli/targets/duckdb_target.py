@@ -292,7 +292,7 @@ def run_query(
             _open.pop(next(iter(_open))).conn.close()
         memory = max(64, query_memory_mb() - _WORKER_OWN_MB)
         threads = min(os.cpu_count() or 1, QUERY_THREADS)
-        queries = _open[key] = _Queries(Path(path), _connect(Path(path), f"{memory}MB", threads), memory)
+        queries = _open[key] = _Queries(Path(path), _connect(Path(path), f"{memory}MB", threads))
     try:
         answer = queries.run(sql, timeout, max_rows, max_bytes)
         if answer.error and answer.error.startswith("Out of Memory"):
@@ -309,8 +309,8 @@ def run_query(
 class _Queries:
     """One read-only connection in a worker, and what a query on it may call."""
 
-    def __init__(self, path: Path, conn: Any, memory_mb: int) -> None:
-        self.path, self.conn, self.memory_mb = path, conn, memory_mb
+    def __init__(self, path: Path, conn: Any) -> None:
+        self.path, self.conn = path, conn
         self._callable: _Callable | None = None  # read from the catalog on the first query
 
     def run(self, sql: str, timeout: float, max_rows: int, max_bytes: int) -> ExecResult:
