@@ -187,7 +187,9 @@ def main() -> None:
             continue
         questions = turns_heldout if kind == "turns" else heldout_json
         cmd = lc.slmsql("eval", "-q", str(questions), "--db-dir", str(db_dir), "--tables", str(tables))
-        cmd += ["-m", str(models[model]), "-n", "1", "--temperature", "0", "--no-merge"]
+        # --no-constrain: the rows compare renderings of the earlier turns, so they decode as the
+        # learning curve's sft row does (the constraint is issue 30's own ablation).
+        cmd += ["-m", str(models[model]), "-n", "1", "--temperature", "0", "--no-merge", "--no-constrain"]
         cmd += ["--max-tokens", str(args.max_tokens), "--threads", str(args.threads)]
         cmd += ["-o", str(work / f"{row}.jsonl"), "--json"]
         if kind == "turns":

@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 from slmsql_cli.eval.results import compare, load_records
+from slmsql_cli.pipeline import CUT
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "spider_dev"
@@ -137,13 +138,15 @@ def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
 def candidate_counts(results: Path) -> dict[str, int]:
     """Of a row's candidates (all rounds, from eval's --out file): how many there were, how many
     named a table or column the database lacks (`MISSING`, the error their SQL ran into), and how
-    many the constraint ended (finish_reason "constrained")."""
-    counts = {"candidates": 0, "naming_missing": 0, "ended_by_constraint": 0}
+    many the constraint ended (finish_reason "constrained"), and how many --max-tokens cut before
+    their SQL was whole (not run under --constrain: `pipeline.CUT`)."""
+    counts = {"candidates": 0, "naming_missing": 0, "ended_by_constraint": 0, "cut_unfinished": 0}
     for record in load_records(results):
         for c in [*record.get("candidates", []), *record.get("merge_candidates", [])]:
             counts["candidates"] += 1
             counts["naming_missing"] += any(w in (c.get("error") or "") for w in MISSING)
             counts["ended_by_constraint"] += c.get("finish_reason") == "constrained"
+            counts["cut_unfinished"] += c.get("error") == CUT
     return counts
 
 
@@ -283,8 +286,9 @@ def main() -> None:
 
 def table(doc: dict) -> str:
     lines = [
-        "| row | EX | 95% interval | easy | medium | hard | extra | eval time | naming missing names | ended by the constraint |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| row | EX | 95% interval | easy | medium | hard | extra | eval time | naming missing names "
+        "| ended by the constraint | cut unfinished |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, label in LABELS.items():
         r = doc["rows"].get(row)
@@ -296,13 +300,15 @@ def table(doc: dict) -> str:
             levels.append(f"{b['correct']}/{b['total']}" if b else "-")
         wall = doc["stages"].get(f"eval-{row}", {}).get("wall_s", 0)
         lo, hi = r["ci95"]
-        missing, ended = "-", "-"
+        missing, ended, cut = "-", "-", "-"
         if "candidates" in r:  # rows run before issue 30 did not count them
             missing = f"{r['naming_missing']}/{r['candidates']}"
             ended = f"{r['ended_by_constraint']}/{r['candidates']}"
+        if "cut_unfinished" in r:  # nor, before its last change, these
+            cut = f"{r['cut_unfinished']}/{r['candidates']}"
         lines.append(
             f"| {label} | **{r['correct']}/{r['total']} ({100 * r['correct'] / r['total']:.1f}%)** | "
-            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} |"
+            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} | {cut} |"
         )
     stages = ", ".join(
         f"{k} {v['wall_s'] / 60:.1f} min" for k, v in doc["stages"].items() if not k.startswith("eval-")

@@ -19,7 +19,10 @@ lookahead):
   function (`json_each(...)`), `(` for a subquery, or a schema qualifier (`main.`, `public.`).
   What the FROM reads is bound in its query: a table under its alias if it has one (`FROM singer
   AS T1` is known as T1 alone), else under its name; a subquery, CTE or table function too, with
-  columns not known here (then any column of some table, or a name the query defined, will do);
+  the columns it returns: a subquery's (or a CTE body's) are read by sqlglot once its `)` is
+  written, a table function's are listed per dialect (`TABLE_FUNCTIONS`). Where they are not
+  known (`SELECT *`, SQL sqlglot cannot read), any column of some table, or a name the query
+  defined, will do;
 * where the FROM is read (ON, WHERE, GROUP BY, HAVING, ORDER BY), a column, bare or `q.column`,
   must be a column of what this query or an enclosing one has bound (through `q` when qualified),
   or a name the query defined (ORDER BY: one its select list named);
@@ -38,8 +41,9 @@ lookahead):
   it is allowed where an expression is; after FROM it must be a table all the same;
 * keywords, functions, numbers, strings, comments and operators are allowed where an expression
   is; a second SELECT with no UNION (or INTERSECT, EXCEPT) before it is refused. But ASC and
-  DESC only after a value (SQLite reads `ORDER BY DESC` as a column named DESC), and a date part
-  (`hour`, `year`) only inside EXTRACT( or after INTERVAL: elsewhere SQLite looks for a column;
+  DESC only after a value (SQLite reads `ORDER BY DESC` as a column named DESC), an operator
+  (`LIKE`, `GLOB`, `AND`) only after a value or NOT (`avg(glob)` is a column to SQLite), and a
+  date part (`hour`, `year`) only inside EXTRACT(: elsewhere SQLite looks for a column;
 * `</answer>` is refused from its `/` on while the statement is not whole (a name still owed),
   so that a candidate never stops inside the tag with half of it in its SQL.
 
@@ -48,11 +52,11 @@ schema's spelling (quoted) for DuckDB and PostgreSQL, so their catalogs' names a
 way. What the one pass cannot see is refused: a column alias used before the subquery that
 defines it (`SELECT MAX(c) FROM (SELECT COUNT(*) AS c ...)`). A keyword that is no word of an
 expression (`year`, `date`, `without`) is a column there, checked against the FROM like any other.
-What it lets through: the columns of a subquery in FROM are not known (`T3.language` passes if
-some table has a `language`), and a candidate cut by --max-tokens can stop inside a name. On the
-gold SQL of Spider dev (546),
-BIRD dev (158 in the shared data), SParC dev (689) and CoSQL dev (564), fed 1 to 3 bytes at a
-time, nothing is refused but one CoSQL query whose parenthesis never opens.
+What it lets through: the columns of a subquery that selects `*` are not known (`T3.language`
+passes if some table has a `language`), and a candidate cut by --max-tokens can stop inside a
+name (the pipeline then does not run it: `Names.admits(sql, whole=True)` says it is not whole).
+On the gold SQL of Spider dev (546), BIRD dev (158 in the shared data), SParC dev (689) and
+CoSQL dev (564), fed 1 to 3 bytes at a time (`benchmarks/constraint_gold.py`), nothing is refused but one CoSQL query whose parenthesis never opens.
 
 A candidate's text arrives in tokens' bytes (`Gate.feed`): an incomplete UTF-8 sequence waits for
 its next byte. `Gate.copy` is cheap (every field is immutable), so the engine tries a token on a
@@ -64,6 +68,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -113,8 +118,31 @@ FUNCTIONS = frozenset(
     ascii chr md5 isnan isinf epoch
     """.split()
 )
-# Functions that stand where a table does: FROM json_each(t.tags).
-TABLE_FUNCTIONS = frozenset("json_each json_tree generate_series unnest range pragma_table_info".split())
+# Functions that stand where a table does (FROM json_each(t.tags)), per dialect, with the columns
+# they return: only those that dialect has (Python's SQLite has no generate_series).
+_JSON_EACH = ("key", "value", "type", "atom", "id", "parent", "fullkey", "path")
+TABLE_FUNCTIONS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sqlite": {
+        "json_each": (*_JSON_EACH, "json", "root"),
+        "json_tree": (*_JSON_EACH, "json", "root"),
+        "pragma_table_info": ("cid", "name", "type", "notnull", "dflt_value", "pk"),
+    },
+    "duckdb": {
+        "json_each": _JSON_EACH,
+        "json_tree": _JSON_EACH,
+        "range": ("range",),
+        "generate_series": ("generate_series",),
+        "unnest": ("unnest",),
+    },
+    "postgres": {
+        "generate_series": ("generate_series",),
+        "unnest": ("unnest",),
+        "json_each": ("key", "value"),
+        "jsonb_each": ("key", "value"),
+        "json_array_elements": ("value",),
+        "jsonb_array_elements": ("value",),
+    },
+}
 # Schema qualifiers a table may carry, per dialect; a catalog schema's own views are not listed.
 SCHEMAS = {
     "sqlite": frozenset({"main"}),  # not temp: slmsql's read-only connection has no temporary tables
@@ -160,6 +188,9 @@ _EXPRESSION_KEYWORDS = frozenset(
     window with true false any some
     """.split()
 )
+# Operators written between two values: one with no value before it (`avg(glob)`) is a name to
+# SQLite, a column like any other (NOT LIKE, NOT IN: after NOT).
+_OPERATORS = frozenset("and or glob like regexp match is in between escape isnull notnull".split())
 # An alias the query has not defined yet may qualify a column only if it is shaped like one.
 _ALIAS_SHAPED = re.compile(r"[a-z]{1,2}[0-9]{0,2}\Z")
 _TERMINATOR = "</answer>"
@@ -189,6 +220,28 @@ def _prefix_in(words: tuple[str, ...], prefix: str) -> bool:
     return i < len(words) and words[i].startswith(prefix)
 
 
+@lru_cache(maxsize=4096)
+def _output_names(sql: str, dialect: str) -> frozenset[str] | None:
+    """The columns a subquery returns (lower case), read by sqlglot once it is whole; None when
+    they are not known here: it does not parse, or it selects `*`. A column with no alias is named
+    as SQLite names it: its name (`T1.name` is `name`), else the expression's text."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        return None
+    if not isinstance(tree, exp.Query):
+        return None
+    names = set()
+    for e in tree.selects:  # of a UNION, its first SELECT's (they name the columns)
+        if isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)):
+            return None
+        names.add((e.output_name or e.sql(dialect=dialect)).lower())
+    return frozenset(names)
+
+
 class Names:
     """The names a database has, for the gates of its candidates (`start`)."""
 
@@ -200,14 +253,26 @@ class Names:
         self.dialect = dialect
         self.columns_of = columns_of
         self.tables = frozenset(columns_of)
-        self.columns = frozenset(c for cols in columns_of.values() for c in cols) | frozenset(
-            CATALOG_COLUMNS.get(dialect, ())
+        self.table_functions = {
+            f: frozenset(cols) for f, cols in TABLE_FUNCTIONS.get(dialect, TABLE_FUNCTIONS["sqlite"]).items()
+        }
+        # every column some table (or table function) has: what a select list may name before
+        # its FROM is read
+        self.columns = (
+            frozenset(c for cols in columns_of.values() for c in cols)
+            | frozenset(CATALOG_COLUMNS.get(dialect, ()))
+            | frozenset(c for cols in self.table_functions.values() for c in cols)
         )
         self.schemas = SCHEMAS.get(dialect, SCHEMAS["sqlite"])
         # sorted, for prefix questions (bisect)
         self.expr_words = tuple(sorted(self.columns | self.tables | KEYWORDS | FUNCTIONS))
         self.table_words = tuple(
-            sorted(self.tables | TABLE_FUNCTIONS | self.schemas | {"select", "with", "values", "lateral"})
+            sorted(
+                self.tables
+                | set(self.table_functions)
+                | self.schemas
+                | {"select", "with", "values", "lateral"}
+            )
         )
         self.column_words = tuple(sorted(self.columns))
         self.name_words = tuple(sorted(self.columns | self.tables))
@@ -278,6 +343,10 @@ class Gate:
         "outputs",
         "source",
         "tail",
+        "text",
+        "subs",
+        "derived",
+        "cte_pending",
     )
 
     def __init__(self, names: Names, *, sql: bool = False) -> None:
@@ -308,6 +377,13 @@ class Gate:
         self.owed: frozenset[tuple[int, str, str]] = frozenset()
         self.outputs: frozenset[str] = frozenset()  # columns a select list named (ORDER BY may too)
         self.source = ""  # the table just read in FROM, which an alias after it stands for ("": any)
+        self.text = ""  # the statement so far (a subquery's text is read from it once it closes)
+        # (frame index, offset in text, key): subqueries in FROM and CTE bodies being written
+        self.subs: tuple[tuple[int, int, str], ...] = ()
+        # (key, columns): what a subquery in FROM, a CTE or a table function returns, bound by its
+        # key ("(12)", "(cte name)", "(json_each 30)": no table's name) like a table
+        self.derived: tuple[tuple[str, frozenset[str]], ...] = ()
+        self.cte_pending = ""  # the CTE whose name was read and whose body may follow
 
     def copy(self) -> Gate:
         new = Gate.__new__(Gate)
@@ -396,6 +472,10 @@ class Gate:
 
     # ---- the SQL lexer ----------------------------------------------------------------------
     def _sql(self, c: str) -> bool:
+        self.text += c
+        return self._lex(c)
+
+    def _lex(self, c: str) -> bool:
         lex = self.lex
         if lex == _SPACE:
             return self._space(c)
@@ -487,7 +567,7 @@ class Gate:
                 self.lex = _BT2
                 return True
             self.lex, self.qchar, self.buf = _QUOTED, "`", ""
-            return self._sql(c)
+            return self._lex(c)
         if lex == _BT2:
             if c == "`":  # the closing fence
                 if not self._settle_all():
@@ -630,16 +710,16 @@ class Gate:
         have bound has column `col` (through `q` when qualified)."""
         if not q and (col in self.defined or (outputs and col in self.outputs)):
             return True
-        columns_of = self.names.columns_of
-        # what a subquery, CTE or table function has is not known here: a column of some table,
+        columns = self._columns
+        # what a subquery, CTE or table function has, when not known here: a column of some table,
         # or a name the query defined
         anything = col in ("*", "") or col in self.names.columns or col in self.defined or col in self.outputs
         for j in range(i, i - 1 if own else -1, -1):
             for name, table in self.frames[j][3]:
                 if q:
                     if name == q:
-                        return anything if not table else col in ("*", "") or col in columns_of.get(table, ())
-                elif anything if not table else col in columns_of.get(table, ()):
+                        return anything if not table else col in ("*", "") or col in columns(table)
+                elif anything if not table else col in columns(table):
                     return True
         return False
 
@@ -676,6 +756,7 @@ class Gate:
         """A name has ended (`nxt` is the character after it): is it admissible where it stands?"""
         n = name.lower()
         expect = self.expect
+        before = self.last
         self.last = n if not quote else ""
         names = self.names
         if expect == "column_of":
@@ -702,6 +783,7 @@ class Gate:
             self.ctes = self.ctes | {n}
             self.aliases = self.aliases | {n}
             self.expect = "cte_after_name"
+            self.cte_pending = n
             return True
         if expect == "cte_col":
             self._define(n)
@@ -713,6 +795,14 @@ class Gate:
         keyword = not quote and n in KEYWORDS
         if keyword and n in _STRUCTURAL:
             return self._keyword(n)
+        if (
+            keyword
+            and expect == "expr"
+            and n in _OPERATORS
+            and self.prev != "value"
+            and before not in ("not", "rows", "range", "groups", "preceding", "following", "row")
+        ):
+            keyword = False  # `avg(glob)`: no operator here, so SQLite reads a column
         if keyword and expect == "expr" and n not in _EXPRESSION_KEYWORDS:
             # a function's name (REPLACE(, DATE(), a date part inside EXTRACT(, else a name like
             # any other: a column only where the query can see one (`year` of concert in
@@ -723,12 +813,17 @@ class Gate:
             if nxt == ".":
                 self.qualifier, self.expect = n, "tdot"
                 return n in names.schemas
-            if nxt == "(" and not quote and n in TABLE_FUNCTIONS:
-                self.expect, self.prev, self.source = "tfunc", "func", ""
-                self._bind(n, "")
+            if nxt == "(" and not quote and n in names.table_functions:
+                key = f"({n} {len(self.text)})"
+                self.derived = self.derived + ((key, names.table_functions[n]),)
+                self.expect, self.prev, self.source = "tfunc", "func", key
+                self._bind(key, key)
                 return True
             self.expect, self.prev = "alias_opt", "value"
-            self.source = "" if n in self.ctes else n
+            self.source = n
+            if n in self.ctes:  # its columns, if its body's were read
+                key = f"(cte {n})"
+                self.source = key if any(k == key for k, _ in self.derived) else ""
             self._bind(n, self.source)
             return n in names.tables or n in self.ctes
         if expect == "alias_opt":
@@ -838,16 +933,22 @@ class Gate:
         expect = self.expect
         if expect == "table":  # a subquery (or a parenthesized join) in FROM
             self.frames += (("query", "from", "alias_opt", ()),)
+            self.subs = self.subs + ((len(self.frames) - 1, len(self.text), f"({len(self.text)})"),)
             self.prev = "("
             return True
         if expect == "tfunc":
-            self.frames += (("func", "", "alias_opt", ()),)
+            self.frames += (("func", self.source, "alias_opt", ()),)  # the function's key as its clause
         elif expect == "cte_after_name":
             self.frames += (("ctecols", "", "cte_as", ()),)
             self.expect = "cte_col"
+            self.cte_pending = ""  # its columns are the ones listed (defined names)
             return True
         elif expect == "cte_body":
             self.frames += (("paren", "", "cte_done", ()),)
+            if self.cte_pending:
+                key = f"(cte {self.cte_pending})"
+                self.subs = self.subs + ((len(self.frames) - 1, len(self.text), key),)
+                self.cte_pending = ""
         elif expect in ("dot", "tdot", "table_of", "column_of", "alias_opt", "after_alias"):
             return False
         elif self.prev == "func" and self.last in FUNCTIONS:
@@ -860,14 +961,17 @@ class Gate:
     def _close_paren(self) -> bool:
         if len(self.frames) == 1 or self.expect in ("dot", "tdot", "table", "table_of", "column_of"):
             return False
-        kind, _, after, _ = self.frames[-1]
+        kind, clause, after, _ = self.frames[-1]
         if kind == "query" and not self._settle(len(self.frames) - 1):
             return False
+        key = self._derive(len(self.frames) - 1)
         self.frames = self.frames[:-1]
-        if after == "alias_opt":
-            self.source = ""  # a subquery or a table function stands in FROM
+        if after == "alias_opt":  # a subquery or a table function stands in FROM
             if kind == "query":
-                self._bind("", "")  # its columns are not known here: any of them
+                self.source = key
+                self._bind(key, key)  # ("", ""): its columns are not known here, any of them
+            else:
+                self.source = clause
         if after == "value":
             self.expect, self.prev = "expr", "value"
         else:  # alias_opt, cte_as, cte_done
@@ -934,6 +1038,8 @@ class Gate:
         defined = any(d.startswith(p) for d in self.defined)
         if expect == "column_of":
             table = self._table_of(self.qualifier)
+            if table.startswith("("):
+                return any(c.startswith(p) for c in self._columns(table))
             if table:
                 return _prefix_in(names.columns_sorted(table), p)
             return defined or _prefix_in(names.column_words, p) or any(o.startswith(p) for o in self.outputs)
@@ -977,7 +1083,6 @@ class Gate:
         before its FROM, or has bound a subquery, CTE or table function (columns not known)."""
         i = self._query()
         words: set[str] = set()
-        columns_of = self.names.columns_of
         for j in range(i, -1, -1):
             kind, clause, _, binds = self.frames[j]
             if kind != "query":
@@ -988,5 +1093,24 @@ class Gate:
                 if not table:
                     return None
                 words.add(name)
-                words.update(columns_of.get(table, ()))
+                words.update(self._columns(table))
         return words
+
+    def _columns(self, table: str) -> frozenset[str]:
+        """The columns of a bound table: a table of the database, or a derived one's key."""
+        if table.startswith("("):
+            return next((cols for key, cols in self.derived if key == table), frozenset())
+        return self.names.columns_of.get(table, frozenset())
+
+    def _derive(self, i: int) -> str:
+        """Frame `i` (a subquery in FROM or a CTE's body) has closed: the key its columns are bound
+        by, or "" when it was not recorded or its columns are not known (`SELECT *`)."""
+        entry = next((e for e in self.subs if e[0] == i), None)
+        self.subs = tuple(e for e in self.subs if e[0] < i)
+        if entry is None:
+            return ""
+        columns = _output_names(self.text[entry[1] : -1], self.names.dialect)
+        if columns is None:
+            return ""
+        self.derived = self.derived + ((entry[2], columns),)
+        return entry[2]

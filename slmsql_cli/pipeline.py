@@ -37,6 +37,8 @@ from slmsql_cli.vote import Candidate, Group, vote
 
 # Why a candidate --constrain ended gets no vote (its SQL is not run).
 UNFINISHED = "unfinished: --constrain ended it where no likely token names only what the database has"
+# Why a candidate --max-tokens cut before its SQL was whole gets none under --constrain.
+CUT = "unfinished: --max-tokens cut it before its SQL named only what the database has"
 
 if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
@@ -149,8 +151,20 @@ class Pipeline:
         completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt, constraint)
         sqls = [extract_sql(c.text) for c in completions]
         # A candidate the constraint ended is unfinished SQL (often cut inside a name): shown, not
-        # run, and no vote; running it would only fail, or answer what the model never wrote.
-        runnable = [None if c.finish_reason == CONSTRAINED else sql for c, sql in zip(completions, sqls)]
+        # run, and no vote; running it would only fail, or answer what the model never wrote. So
+        # is one --max-tokens cut where its SQL is not whole (inside a name, a name still owed).
+        unfinished = [
+            UNFINISHED
+            if c.finish_reason == CONSTRAINED
+            else CUT
+            if constraint is not None
+            and c.finish_reason == "length"
+            and sql
+            and not constraint.admits(sql, whole=True)
+            else ""
+            for c, sql in zip(completions, sqls)
+        ]
+        runnable = [None if why else sql for why, sql in zip(unfinished, sqls)]
         if progress is not None:
             progress(f"executing {sum(sql is not None for sql in runnable)} of {n} candidate(s)")
         results = db.run_many(runnable, timeout=self.config.timeout)  # identical SQL runs once
@@ -158,10 +172,10 @@ class Pipeline:
             Candidate(
                 text=c.text,
                 sql=sql,
-                result=ExecResult(error=UNFINISHED) if c.finish_reason == CONSTRAINED else r,
+                result=ExecResult(error=why) if why else r,
                 finish_reason=c.finish_reason,
             )
-            for c, sql, r in zip(completions, sqls, results)
+            for c, sql, r, why in zip(completions, sqls, results, unfinished)
         ]
         return SamplingRound(candidates, vote(candidates), stats, constrained=constraint is not None)
 

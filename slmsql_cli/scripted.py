@@ -22,7 +22,8 @@ class ScriptedEngine:
     """Stands where `slmsql_cli.engine.Engine` stands and answers from a script (as simonw/llm's
     scripted model does): each `sample` call returns the next `params.n` texts of the script, and
     records the chat text it was given. No chat template of its own, so the pipeline renders
-    prompts with its fallback template for `architecture`. One token per byte. Under a constraint
+    prompts with its fallback template for `architecture`. One token per byte: a text longer than
+    `max_tokens` is cut there ("length"), as --max-tokens cuts a model's. Under a constraint
     (--constrain) a text ends at the first byte the constraint refuses ("constrained"), as the
     engine ends a candidate that has no admissible token left."""
 
@@ -63,11 +64,17 @@ class ScriptedEngine:
                 on_token(i)
             if params.constraint is not None:
                 admitted = _admitted(text, params.constraint)
-                if admitted is not None:  # a scripted model has no other token to offer
+                # a scripted model has no other token to offer (unless --max-tokens cuts it first)
+                if admitted is not None and len(admitted.encode("utf-8")) < params.max_tokens:
                     completions.append(Completion(admitted, len(admitted.encode("utf-8")), "constrained"))
                     continue
+            data = text.encode("utf-8")
+            if len(data) > params.max_tokens:
+                cut = data[: params.max_tokens].decode("utf-8", "ignore")
+                completions.append(Completion(cut, params.max_tokens, "length"))
+                continue
             stopped = any(text.endswith(s) for s in params.stop)
-            completions.append(Completion(text, len(text.encode("utf-8")), "stop" if stopped else "eog"))
+            completions.append(Completion(text, len(data), "stop" if stopped else "eog"))
         n_prompt = len(self.tokenize(self.prompts[-1]))
         stats = GenerationStats(
             prompt_tokens=n_prompt,

@@ -526,3 +526,99 @@ def test_an_eval_run_records_constrain_only_when_on() -> None:
     on = run_record("spider", 30.0, model="m.gguf", config=AskConfig())  # on by default
     assert "constrain" not in off and on["constrain"] is True
     assert {k: v for k, v in on.items() if k != "constrain"} == off
+
+
+def _spider_sqlite() -> sqlite3.Connection:
+    """SPIDER's names as a real SQLite database: what the constraint refuses, SQLite refuses too."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(
+        """CREATE TABLE singer (Singer_ID, Name, Age, Country);
+        CREATE TABLE concert (concert_ID, concert_Name, Stadium_ID, Year);
+        CREATE TABLE singer_in_concert (concert_ID, Singer_ID);"""
+    )
+    return conn
+
+
+# Sampled candidates wrote each of these (issue 30's held-out run): SQLite answers "no such column"
+# or "no such table", and the constraint refuses them.
+SQLITE_REFUSES = [
+    # the columns of a subquery in FROM, of a CTE, of a table function are what they return
+    "SELECT T3.language FROM (SELECT name FROM singer) AS T3",
+    "SELECT name FROM (SELECT singer_id FROM singer)",
+    "SELECT t.country FROM (SELECT name, age FROM singer UNION SELECT concert_name, year FROM concert) AS t",
+    "WITH t AS (SELECT name FROM singer) SELECT t.age FROM t",
+    "WITH t AS (SELECT name FROM singer) SELECT name FROM t WHERE age > 1",
+    "SELECT T2.stadium_id FROM pragma_table_info('singer') AS T2",
+    "SELECT j.name FROM singer, json_each(singer.name) AS j",
+    # a table function SQLite does not have
+    "SELECT * FROM range(10)",
+    "SELECT * FROM generate_series(1, 3)",
+    # an operator with no value before it is a name to SQLite
+    "SELECT avg(GloB) FROM singer",
+    "SELECT count(match) FROM singer",
+    "SELECT name FROM singer WHERE (like)",
+]
+SQLITE_RUNS = [
+    "SELECT t.name FROM (SELECT name, age FROM singer) AS t WHERE t.age > 3",
+    "SELECT name FROM (SELECT name, age FROM singer) WHERE age > 3",
+    "SELECT s.name FROM (SELECT name, age AS a FROM singer) AS s ORDER BY s.a",
+    "SELECT t.name FROM (SELECT name FROM singer UNION SELECT concert_name FROM concert) AS t",
+    "SELECT t.age FROM (SELECT * FROM singer) AS t",  # `*`: its columns are not known here, any will do
+    "WITH t AS (SELECT name, age FROM singer) SELECT t.age FROM t WHERE name > 'a'",
+    "SELECT T2.name, T2.pk FROM pragma_table_info('singer') AS T2",
+    "SELECT j.value, j.key FROM singer, json_each('[1, 2]') AS j",
+    "SELECT name FROM singer WHERE name GLOB 'a*' AND name NOT LIKE 'b%' OR age NOT IN (1, 2)",
+    "SELECT sum(age) OVER (ORDER BY age ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) FROM singer",
+    "SELECT sum(age) OVER (ORDER BY age RANGE BETWEEN 1 PRECEDING AND UNBOUNDED FOLLOWING) FROM singer",
+]
+
+
+@pytest.mark.parametrize("sql", SQLITE_REFUSES)
+def test_what_sqlite_refuses_the_constraint_refuses(sql: str) -> None:
+    with pytest.raises(sqlite3.OperationalError, match="no such (column|table)"):
+        _spider_sqlite().execute(sql)
+    assert not SPIDER.admits(sql, whole=True)
+
+
+@pytest.mark.parametrize("sql", SQLITE_RUNS)
+def test_what_sqlite_runs_the_constraint_admits(sql: str) -> None:
+    _spider_sqlite().execute(sql)
+    for end in range(len(sql) + 1):
+        assert SPIDER.admits(sql[:end]), (sql, end)
+    assert SPIDER.admits(sql, whole=True)
+
+
+def test_table_functions_per_dialect() -> None:
+    """What a table function returns, in the dialect that has it."""
+    duck = Names({"t": ["a"]}, "duckdb")
+    assert duck.admits("SELECT r.range FROM range(3) AS r", whole=True)
+    assert duck.admits("SELECT generate_series FROM generate_series(1, 3)", whole=True)
+    assert not duck.admits("SELECT r.a FROM range(3) AS r", whole=True)
+    assert not duck.admits("SELECT * FROM pragma_table_info('t')", whole=True)
+    pg = Names({"t": ["a"]}, "postgres")
+    assert pg.admits("SELECT g.generate_series FROM generate_series(1, 3) AS g", whole=True)
+    assert not pg.admits("SELECT * FROM range(3)", whole=True)
+
+
+def test_a_length_cut_inside_a_name_is_not_run(concert_singer: Path, scripted_engine: Any) -> None:
+    """Under --constrain, a candidate --max-tokens cut where its SQL is not whole (`FROM sin`) is
+    shown but not run and gets no vote; one cut where its SQL is whole runs. Without it, the cut
+    SQL runs as before."""
+    inside = said("SELECT count(*) FROM singer")
+    cut = len(inside[: inside.index("FROM sin") + len("FROM sin")].encode("utf-8"))
+    whole = "<answer>\nSELECT count(*) FROM singer"
+    whole = "<think>\n" + "y" * (cut - len(whole) - len("<think>\n\n</think>\n")) + "\n</think>\n" + whole
+    assert len(whole.encode("utf-8")) == cut
+    texts = [inside, whole + " WHERE age > 1000\n</answer>"]
+    scripted_engine(list(texts))
+    code, doc, err = _ask(concert_singer, "--no-merge", "-n", "2", "--constrain", "--max-tokens", str(cut))
+    assert code == 0, err
+    first, second = doc["candidates"]
+    assert first["finish_reason"] == "length" and first["sql"] == "SELECT count(*) FROM sin"
+    assert first["error"].startswith("unfinished: --max-tokens cut it") and first["votes"] == 0
+    assert second["finish_reason"] == "length" and second["sql"] == "SELECT count(*) FROM singer"
+    assert second["votes"] == 1 and doc["rows"] == [[6]]
+    scripted_engine(list(texts))
+    code, doc, err = _ask(concert_singer, "--no-merge", "-n", "2", "--no-constrain", "--max-tokens", str(cut))
+    assert code == 0, err
+    assert "no such table: sin" in doc["candidates"][0]["error"]

@@ -14,6 +14,8 @@ from types import ModuleType
 
 import pytest
 
+from slmsql_cli.pipeline import CUT
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -97,13 +99,14 @@ def test_constrained_rows_count_candidates_naming_missing_names(lc: ModuleType, 
         {"sql": "SELECT a FROM u", "error": "no such table: u", "finish_reason": "stop"},
         {"sql": "SELECT a FROM", "error": 'near "FROM": syntax error', "finish_reason": "constrained"},
         {"sql": "SELECT a FROM t", "error": None, "finish_reason": "eog"},
+        {"sql": "SELECT a FROM sin", "error": CUT, "finish_reason": "length"},
     ]
     results = tmp_path / "row.jsonl"
     results.write_text(json.dumps({"index": 0, "candidates": candidates}) + "\n")
     counts = lc.candidate_counts(results)
-    assert counts == {"candidates": 4, "naming_missing": 2, "ended_by_constraint": 1}
+    assert counts == {"candidates": 5, "naming_missing": 2, "ended_by_constraint": 1, "cut_unfinished": 1}
     row = {"correct": 1, "total": 2, "ci95": list(lc.wilson(1, 2)), **counts}
     text = lc.table({"stages": {}, "rows": {"sft-n8-con": row}})
     assert "| + SFT, N=8 vote, --constrain | **1/2 (50.0%)** |" in text and text.splitlines()[2].endswith(
-        "| 2/4 | 1/4 |"
+        "| 2/5 | 1/5 | 1/5 |"
     )

@@ -142,7 +142,7 @@ def test_an_answer_goes_to_stdout_and_the_vote_summary_to_stderr(singers: Path, 
 def test_verbose_shows_what_each_candidate_wrote(singers: Path, scripted_engine) -> None:
     rambling = "Let me think about the singers table. " * 40 + "I give up."
     scripted_engine([rambling, said("SELECT count(*) FROM singer")])
-    result = ask(singers, "-v", "--json")
+    result = ask(singers, "-v", "--json", "--max-tokens", "2048")  # a byte a token: not cut
     assert result.exit_code == 0, result.stderr
     assert "threads: 1 thread" in result.stderr
     flat = " ".join(re.sub(r"[│┃]", " ", result.stderr).split())
