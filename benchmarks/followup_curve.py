@@ -19,8 +19,11 @@ training on interactions? SmolLM2-135M-Instruct on a CPU, through the user's own
 The split is the learning curve's, by database (learning_curve.HELD_OUT): training sees the
 Spider questions and the SParC (or CoSQL, --set cosql) interactions of the other 6 databases
 only; the turns of the 4 held-out databases are scored, each by Spider's rule, with accuracy by
-turn (1, 2, 3, 4+) and by interaction (every turn right). Greedy, N=1, no merge. Each row's EX
-has a 95% Wilson interval, and each step is compared turn by turn (McNemar's exact test).
+turn (1, 2, 3, 4+) and by interaction (every turn right). Greedy, N=1, no merge. Each row's EX,
+and its EX on the follow-ups alone (turns >= 2, where the earlier turns can matter), has a 95%
+Wilson interval; each step is compared turn by turn (McNemar's exact test), on every turn and on
+turns >= 2. What the context costs: the generation prompt's mean length in tokens, and seconds
+per turn.
 
 Every stage is resumable: rerun the same command and finished stages are skipped (training
 resumes from its last checkpoint, eval from its --out file). Results go to <work>/results.json;
@@ -79,6 +82,31 @@ PAIRS = (  # each step, compared on the same turns (or questions)
     ("sft-single", "fu-questions-single"),
 )
 TURN_LEVELS = ("1", "2", "3", "4+")
+
+
+def follow_ups(records: list[dict]) -> list[dict]:
+    """The records of turns >= 2 (a turn's level is its index: "1", "2", "3", "4+")."""
+    return [r for r in records if r.get("level") not in (None, "1")]
+
+
+def paired_follow_ups(work: Path, a: str, b: str) -> dict[str, float] | None:
+    """`learning_curve.paired` on turns >= 2 only."""
+    paths = [work / f"{row}.jsonl" for row in (a, b)]
+    if not all(path.is_file() for path in paths):
+        return None
+    diff = lc.compare(*(follow_ups(lc.load_records(path)) for path in paths))
+    return {
+        "questions": diff["common"],
+        "only_before": diff["only_a"],
+        "only_after": diff["only_b"],
+        "p": lc.mcnemar(diff["only_a"], diff["only_b"]),
+    }
+
+
+def prompt_tokens(results: Path) -> float | None:
+    """The generation prompt's mean length in tokens over a row's records (None: not recorded)."""
+    counts = [r["prompt_tokens"] for r in lc.load_records(results) if isinstance(r.get("prompt_tokens"), int)]
+    return round(sum(counts) / len(counts), 1) if counts else None
 
 
 def write_turns(work: Path, interactions: Path, limit: int | None) -> tuple[Path, Path]:
@@ -207,12 +235,16 @@ def main() -> None:
         if "interactions" in summary:
             i = summary["interactions"]
             result["interactions"]["ci95"] = [round(v, 4) for v in lc.wilson(i["correct"], i["total"])]
+        result["prompt_tokens"] = prompt_tokens(work / f"{row}.jsonl")
         runner.doc["rows"][row] = result
         runner.save()
 
     done = runner.doc["rows"]
     pairs = [(a, b) for a, b in PAIRS if a in done and b in done]
     runner.doc["pairs"] = {f"{a} -> {b}": p for a, b in pairs if (p := lc.paired(work, a, b))}
+    runner.doc["pairs_follow_ups"] = {
+        f"{a} -> {b}": p for a, b in pairs if ROWS[a][3] == "turns" and (p := paired_follow_ups(work, a, b))
+    }
     runner.save()
     print(table(runner.doc))
 
@@ -225,8 +257,9 @@ def table(doc: dict) -> str:
         f"Held-out {setup.get('set', 'sparc')} turns ({setup.get('heldout_turns', '?')} in "
         f"{setup.get('heldout_interactions', '?')} interactions):",
         "",
-        "| row | turns EX | 95% interval | turn 1 | turn 2 | turn 3 | turn 4+ | interactions | eval time |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | turns EX | 95% interval | turn 1 | turns ≥ 2 | 95% interval | turn 2 | turn 3 | turn 4+ "
+        "| interactions | prompt tokens | s/turn | eval time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     single = ["", "| row | EX | 95% interval | eval time |", "|---|---|---|---|"]
     for row, label in LABELS.items():
@@ -239,14 +272,22 @@ def table(doc: dict) -> str:
         if ROWS[row][3] == "single":
             single.append(f"| {label} | {ex} | {100 * lo:.1f}–{100 * hi:.1f}% | {wall / 60:.1f} min |")
             continue
+        by_level = r.get("by_level", {})
         levels = []
         for level in TURN_LEVELS:
-            b = r.get("by_level", {}).get(level)
+            b = by_level.get(level)
             levels.append(f"{b['correct']}/{b['total']}" if b else "-")
+        later = [b for level, b in by_level.items() if level != "1"]
+        c2, t2 = sum(b["correct"] for b in later), sum(b["total"] for b in later)
+        lo2, hi2 = lc.wilson(c2, t2)
         i = r.get("interactions", {})
         inter = f"{i.get('correct', 0)}/{i.get('total', 0)}"
+        tokens = f"{r['prompt_tokens']:.0f}" if r.get("prompt_tokens") else "-"
+        per_turn = f"{r['seconds_per_question']:.2f}" if r.get("seconds_per_question") else "-"
         lines.append(
-            f"| {label} | {ex} | {100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {inter} | {wall / 60:.1f} min |"
+            f"| {label} | {ex} | {100 * lo:.1f}–{100 * hi:.1f}% | {levels[0]} | {c2}/{t2} | "
+            f"{100 * lo2:.1f}–{100 * hi2:.1f}% | {' | '.join(levels[1:])} | {inter} | {tokens} | {per_turn} | "
+            f"{wall / 60:.1f} min |"
         )
     text = "\n".join(lines + (single if len(single) > 3 else []))
     stages = ", ".join(
@@ -254,12 +295,18 @@ def table(doc: dict) -> str:
     )
     text += f"\n\nTraining and export: {stages}." if stages else ""
     if doc.get("pairs"):
-        text += "\n\n| step | compared | right only before | right only after | McNemar p |"
-        text += "\n|---|---|---|---|---|"
+        later = doc.get("pairs_follow_ups", {})
+        text += "\n\n| step | compared | right only before | right only after | McNemar p | on turns ≥ 2 |"
+        text += "\n|---|---|---|---|---|---|"
         for name, p in doc["pairs"].items():
             a, b = name.split(" -> ")
+            q = later.get(name)
+            on_later = (
+                f"{q['only_before']} vs {q['only_after']} of {q['questions']}, p={q['p']:.3g}" if q else "-"
+            )
             text += (
-                f"\n| {a} → {b} | {p['questions']} | {p['only_before']} | {p['only_after']} | {p['p']:.3g} |"
+                f"\n| {a} → {b} | {p['questions']} | {p['only_before']} | {p['only_after']} | {p['p']:.3g} "
+                f"| {on_later} |"
             )
     return text
 

@@ -43,6 +43,8 @@ def test_every_row_names_a_model_the_script_builds(fc: ModuleType) -> None:
 
 def test_table_shows_turns_interactions_and_single_questions(fc: ModuleType) -> None:
     turns = {
+        "prompt_tokens": 812.4,
+        "seconds_per_question": 1.25,
         "ex": 50.0,
         "correct": 5,
         "total": 10,
@@ -62,12 +64,39 @@ def test_table_shows_turns_interactions_and_single_questions(fc: ModuleType) -> 
         "pairs": {
             "sft-none -> sft-questions": {"questions": 10, "only_before": 1, "only_after": 3, "p": 0.625}
         },
+        "pairs_follow_ups": {
+            "sft-none -> sft-questions": {"questions": 6, "only_before": 0, "only_after": 2, "p": 0.5}
+        },
     }
     text = fc.table(doc)
     assert "Held-out sparc turns (10 in 4 interactions)" in text
+    # turns >= 2 on their own: 2 of 6 (2/4 + 0/2), with their Wilson interval
+    lo, hi = fc.lc.wilson(2, 6)
     assert (
-        "| SFT, earlier questions | **5/10 (50.0%)** | 23.7–76.3% | 3/4 | 2/4 | 0/2 | - | 1/4 | 1.0 min |"
-        in text
+        "| SFT, earlier questions | **5/10 (50.0%)** | 23.7–76.3% | 3/4 | 2/6 | "
+        f"{100 * lo:.1f}–{100 * hi:.1f}% | 2/4 | 0/2 | - | 1/4 | 812 | 1.25 | 1.0 min |" in text
     )
     assert "| SFT, single questions | **2/10 (20.0%)** |" in text
-    assert "train-sft 2.0 min" in text and "| sft-none → sft-questions | 10 | 1 | 3 | 0.625 |" in text
+    assert "train-sft 2.0 min" in text
+    assert "| sft-none → sft-questions | 10 | 1 | 3 | 0.625 | 0 vs 2 of 6, p=0.5 |" in text
+
+
+def _turn(index: int, level: str, correct: bool) -> dict:
+    return {"index": index, "level": level, "correct": correct, "interaction": 0, "turn": int(level[0])}
+
+
+def test_follow_ups_are_paired_on_turns_after_the_first(fc: ModuleType, tmp_path: Path) -> None:
+    """McNemar's test on turns >= 2 alone: turn 1 has no earlier turn, so no context to differ by."""
+    before = [_turn(0, "1", True), _turn(1, "2", False), _turn(2, "3", False), _turn(3, "4+", True)]
+    after = [_turn(0, "1", False), _turn(1, "2", True), _turn(2, "3", True), _turn(3, "4+", True)]
+    for row, records in (("a", before), ("b", after)):
+        lines = [json.dumps({**r, "prompt_tokens": 100 * (r["index"] + 1)}) for r in records]
+        (tmp_path / f"{row}.jsonl").write_text("\n".join(lines) + "\n")
+    assert fc.paired_follow_ups(tmp_path, "a", "b") == {
+        "questions": 3,
+        "only_before": 0,
+        "only_after": 2,
+        "p": 0.5,
+    }
+    assert fc.lc.paired(tmp_path, "a", "b")["only_before"] == 1  # turn 1 counts on every turn
+    assert fc.prompt_tokens(tmp_path / "a.jsonl") == 250.0

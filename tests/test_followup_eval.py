@@ -286,6 +286,8 @@ def test_a_model_is_given_its_own_earlier_answers_and_resumes_with_them(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[3]["earlier"] == {"rendering": "evidence", "turns": 1, "dropped": 0}
     assert records[2]["earlier"] == {"rendering": "evidence", "turns": 0, "dropped": 0}
+    # what the context cost: the scripted engine's prompt is a token a byte
+    assert records[3]["prompt_tokens"] == len(prompt.encode("utf-8"))
     assert records[3]["run"]["rendering"] == "evidence" and records[3]["run"]["earlier_sql"] == "predicted"
 
     # the same file with another rendering is another run

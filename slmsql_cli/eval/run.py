@@ -111,6 +111,7 @@ class Prediction:
     merged: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     earlier: dict[str, Any] | None = None  # a turn's: the rendering, earlier turns used and dropped
+    prompt_tokens: int | None = None  # the generation prompt's length (what context costs)
 
 
 Predictor = Callable[[Question, Path], Prediction]
@@ -142,6 +143,7 @@ def model_predictor(
             None
             if q.place is None or context is None
             else {"rendering": rendering, "turns": len(context.used), "dropped": context.dropped},
+            answer.generation.stats.prompt_tokens,
         )
 
     return predict
@@ -186,6 +188,7 @@ def evaluate_question(
         "error": _error_text(s.pred) if pred.sql else "no SQL",
         "gold_error": _error_text(s.gold),
         "latency": round(latency, 4),
+        "prompt_tokens": pred.prompt_tokens,
         "timings": {k: round(v, 4) for k, v in pred.timings.items()},
         "candidates": pred.candidates,
         "merged": pred.merged,
