@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 from slmsql_cli.eval.results import compare, load_records
-from slmsql_cli.pipeline import CUT
+from slmsql_cli.pipeline import CUT, OUTSIDE
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "spider_dev"
@@ -138,15 +138,16 @@ def paired(work: Path, a: str, b: str) -> dict[str, float] | None:
 def candidate_counts(results: Path) -> dict[str, int]:
     """Of a row's candidates (all rounds, from eval's --out file): how many there were, how many
     named a table or column the database lacks (`MISSING`, the error their SQL ran into), and how
-    many the constraint ended (finish_reason "constrained"), and how many --max-tokens cut before
-    their SQL was whole (not run under --constrain: `pipeline.CUT`)."""
-    counts = {"candidates": 0, "naming_missing": 0, "ended_by_constraint": 0, "cut_unfinished": 0}
+    many the constraint ended (finish_reason "constrained"), and how many it did not admit whole
+    once written: cut by --max-tokens inside a name, or SQL found outside the answer block (not
+    run under --constrain: `pipeline.CUT`, `pipeline.OUTSIDE`)."""
+    counts = {"candidates": 0, "naming_missing": 0, "ended_by_constraint": 0, "not_admitted": 0}
     for record in load_records(results):
         for c in [*record.get("candidates", []), *record.get("merge_candidates", [])]:
             counts["candidates"] += 1
             counts["naming_missing"] += any(w in (c.get("error") or "") for w in MISSING)
             counts["ended_by_constraint"] += c.get("finish_reason") == "constrained"
-            counts["cut_unfinished"] += c.get("error") == CUT
+            counts["not_admitted"] += c.get("error") in (CUT, OUTSIDE)
     return counts
 
 
@@ -287,7 +288,7 @@ def main() -> None:
 def table(doc: dict) -> str:
     lines = [
         "| row | EX | 95% interval | easy | medium | hard | extra | eval time | naming missing names "
-        "| ended by the constraint | cut unfinished |",
+        "| ended by the constraint | not admitted whole |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, label in LABELS.items():
@@ -304,8 +305,8 @@ def table(doc: dict) -> str:
         if "candidates" in r:  # rows run before issue 30 did not count them
             missing = f"{r['naming_missing']}/{r['candidates']}"
             ended = f"{r['ended_by_constraint']}/{r['candidates']}"
-        if "cut_unfinished" in r:  # nor, before its last change, these
-            cut = f"{r['cut_unfinished']}/{r['candidates']}"
+        if "not_admitted" in r:  # nor, before its last change, these
+            cut = f"{r['not_admitted']}/{r['candidates']}"
         lines.append(
             f"| {label} | **{r['correct']}/{r['total']} ({100 * r['correct'] / r['total']:.1f}%)** | "
             f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} | {cut} |"

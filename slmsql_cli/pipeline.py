@@ -39,6 +39,9 @@ from slmsql_cli.vote import Candidate, Group, vote
 UNFINISHED = "unfinished: --constrain ended it where no likely token names only what the database has"
 # Why a candidate --max-tokens cut before its SQL was whole gets none under --constrain.
 CUT = "unfinished: --max-tokens cut it before its SQL named only what the database has"
+# Why SQL found outside the answer block (the text --constrain reads) gets none when the
+# constraint does not admit it.
+OUTSIDE = "refused: SQL written outside the answer block, which --constrain did not guide and does not admit"
 
 if TYPE_CHECKING:
     from slmsql_cli.models import Exporter
@@ -150,20 +153,7 @@ class Pipeline:
         constraint = self.names(db) if self.config.constrain else None
         completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt, constraint)
         sqls = [extract_sql(c.text) for c in completions]
-        # A candidate the constraint ended is unfinished SQL (often cut inside a name): shown, not
-        # run, and no vote; running it would only fail, or answer what the model never wrote. So
-        # is one --max-tokens cut where its SQL is not whole (inside a name, a name still owed).
-        unfinished = [
-            UNFINISHED
-            if c.finish_reason == CONSTRAINED
-            else CUT
-            if constraint is not None
-            and c.finish_reason == "length"
-            and sql
-            and not constraint.admits(sql, whole=True)
-            else ""
-            for c, sql in zip(completions, sqls)
-        ]
+        unfinished = [_not_run(c, sql, constraint) for c, sql in zip(completions, sqls)]
         runnable = [None if why else sql for why, sql in zip(unfinished, sqls)]
         if progress is not None:
             progress(f"executing {sum(sql is not None for sql in runnable)} of {n} candidate(s)")
@@ -386,6 +376,20 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _not_run(completion: Completion, sql: str | None, constraint: Names | None) -> str:
+    """Why a candidate's SQL is not run ("": it is). A candidate the constraint ended is unfinished
+    SQL (often cut inside a name): shown, not run, and no vote; running it would only fail, or
+    answer what the model never wrote. Under --constrain, SQL runs only if the constraint admits
+    it whole: not one --max-tokens cut inside a name (or with a name still owed), nor SQL that
+    `extract_sql` found outside the answer block (a bare reply, an untagged fence), which the
+    constraint never read while it was written."""
+    if completion.finish_reason == CONSTRAINED:
+        return UNFINISHED
+    if constraint is None or not sql or constraint.admits(sql, whole=True):
+        return ""
+    return CUT if completion.finish_reason == "length" else OUTSIDE
 
 
 def _same_model(a: str, b: str) -> bool:

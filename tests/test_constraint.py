@@ -18,7 +18,7 @@ from slmsql_cli.cli import options as opt
 from slmsql_cli.config import AskConfig
 from slmsql_cli.constraint import Names
 from slmsql_cli.database import open_database
-from slmsql_cli.pipeline import UNFINISHED
+from slmsql_cli.pipeline import OUTSIDE, UNFINISHED
 
 SPIDER = Names(
     {
@@ -622,3 +622,19 @@ def test_a_length_cut_inside_a_name_is_not_run(concert_singer: Path, scripted_en
     code, doc, err = _ask(concert_singer, "--no-merge", "-n", "2", "--no-constrain", "--max-tokens", str(cut))
     assert code == 0, err
     assert "no such table: sin" in doc["candidates"][0]["error"]
+
+
+def test_sql_outside_the_answer_block_runs_only_if_admitted(
+    concert_singer: Path, scripted_engine: Any
+) -> None:
+    """The constraint reads the answer block; SQL `extract_sql` finds elsewhere (a bare reply, an
+    untagged fence) was written free, so under --constrain it runs only if the constraint admits
+    it whole."""
+    texts = ["SELECT count(*) FROM artist", "```\nSELECT count(*) FROM singer\n```"]
+    scripted_engine(list(texts))
+    code, doc, err = _ask(concert_singer, "--no-merge", "-n", "2", "--constrain")
+    assert code == 0, err
+    first, second = doc["candidates"]
+    assert first["sql"] == "SELECT count(*) FROM artist" and first["votes"] == 0
+    assert first["error"] == OUTSIDE
+    assert second["error"] is None and second["votes"] == 1 and doc["rows"] == [[6]]

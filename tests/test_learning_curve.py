@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from slmsql_cli.pipeline import CUT
+from slmsql_cli.pipeline import CUT, OUTSIDE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,13 +100,14 @@ def test_constrained_rows_count_candidates_naming_missing_names(lc: ModuleType, 
         {"sql": "SELECT a FROM", "error": 'near "FROM": syntax error', "finish_reason": "constrained"},
         {"sql": "SELECT a FROM t", "error": None, "finish_reason": "eog"},
         {"sql": "SELECT a FROM sin", "error": CUT, "finish_reason": "length"},
+        {"sql": "SELECT a FROM u", "error": OUTSIDE, "finish_reason": "eog"},
     ]
     results = tmp_path / "row.jsonl"
     results.write_text(json.dumps({"index": 0, "candidates": candidates}) + "\n")
     counts = lc.candidate_counts(results)
-    assert counts == {"candidates": 5, "naming_missing": 2, "ended_by_constraint": 1, "cut_unfinished": 1}
+    assert counts == {"candidates": 6, "naming_missing": 2, "ended_by_constraint": 1, "not_admitted": 2}
     row = {"correct": 1, "total": 2, "ci95": list(lc.wilson(1, 2)), **counts}
     text = lc.table({"stages": {}, "rows": {"sft-n8-con": row}})
     assert "| + SFT, N=8 vote, --constrain | **1/2 (50.0%)** |" in text and text.splitlines()[2].endswith(
-        "| 2/5 | 1/5 | 1/5 |"
+        "| 2/6 | 1/6 | 2/6 |"
     )
