@@ -94,7 +94,8 @@ def paired_follow_ups(work: Path, a: str, b: str) -> dict[str, float] | None:
     paths = [work / f"{row}.jsonl" for row in (a, b)]
     if not all(path.is_file() for path in paths):
         return None
-    diff = lc.compare(*(follow_ups(lc.load_records(path)) for path in paths))
+    before, after = (follow_ups(lc.load_records(path)) for path in paths)
+    diff = lc.compare(before, after)
     return {
         "questions": diff["common"],
         "only_before": diff["only_a"],
