@@ -56,7 +56,8 @@ What it lets through: the columns of a subquery that selects `*` are not known (
 passes if some table has a `language`), and a candidate cut by --max-tokens can stop inside a
 name (the pipeline then does not run it: `Names.admits(sql, whole=True)` says it is not whole).
 On the gold SQL of Spider dev (546), BIRD dev (158 in the shared data), SParC dev (689) and
-CoSQL dev (564), fed 1 to 3 bytes at a time (`benchmarks/constraint_gold.py`), nothing is refused but one CoSQL query whose parenthesis never opens.
+CoSQL dev (564), fed 1 to 3 bytes at a time (`benchmarks/constraint_gold.py`), nothing is
+refused but one CoSQL query whose parenthesis never opens.
 
 A candidate's text arrives in tokens' bytes (`Gate.feed`): an incomplete UTF-8 sequence waits for
 its next byte. `Gate.copy` is cheap (every field is immutable), so the engine tries a token on a
@@ -191,6 +192,9 @@ _EXPRESSION_KEYWORDS = frozenset(
 # Operators written between two values: one with no value before it (`avg(glob)`) is a name to
 # SQLite, a column like any other (NOT LIKE, NOT IN: after NOT).
 _OPERATORS = frozenset("and or glob like regexp match is in between escape isnull notnull".split())
+# ... and the words after which one stands with no value before it all the same (NOT LIKE, a
+# window frame's ROWS BETWEEN ... PRECEDING AND CURRENT ROW)
+_BEFORE_OPERATOR = frozenset("not rows range groups preceding following row".split())
 # An alias the query has not defined yet may qualify a column only if it is shaped like one.
 _ALIAS_SHAPED = re.compile(r"[a-z]{1,2}[0-9]{0,2}\Z")
 _TERMINATOR = "</answer>"
@@ -800,7 +804,7 @@ class Gate:
             and expect == "expr"
             and n in _OPERATORS
             and self.prev != "value"
-            and before not in ("not", "rows", "range", "groups", "preceding", "following", "row")
+            and before not in _BEFORE_OPERATOR
         ):
             keyword = False  # `avg(glob)`: no operator here, so SQLite reads a column
         if keyword and expect == "expr" and n not in _EXPRESSION_KEYWORDS:

@@ -153,8 +153,8 @@ class Pipeline:
         constraint = self.names(db) if self.config.constrain else None
         completions, stats = self._sample(engine, user_message, n, seed, on_token, on_prompt, constraint)
         sqls = [extract_sql(c.text) for c in completions]
-        unfinished = [_not_run(c, sql, constraint) for c, sql in zip(completions, sqls)]
-        runnable = [None if why else sql for why, sql in zip(unfinished, sqls)]
+        reasons = [_not_run(c, sql, constraint) for c, sql in zip(completions, sqls)]
+        runnable = [None if why else sql for why, sql in zip(reasons, sqls)]
         if progress is not None:
             progress(f"executing {sum(sql is not None for sql in runnable)} of {n} candidate(s)")
         results = db.run_many(runnable, timeout=self.config.timeout)  # identical SQL runs once
@@ -165,7 +165,7 @@ class Pipeline:
                 result=ExecResult(error=why) if why else r,
                 finish_reason=c.finish_reason,
             )
-            for c, sql, r, why in zip(completions, sqls, results, unfinished)
+            for c, sql, r, why in zip(completions, sqls, results, reasons)
         ]
         return SamplingRound(candidates, vote(candidates), stats, constrained=constraint is not None)
 
