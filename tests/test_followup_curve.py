@@ -26,13 +26,27 @@ def test_interactions_are_split_by_the_learning_curves_databases(
     fc: ModuleType, data_dir: Path, tmp_path: Path
 ) -> None:
     source = data_dir / "sparc_dev" / "dev.json"  # world_1 (trained on) and concert_singer (held out)
-    train_path, held_path = fc.write_turns(tmp_path, source, None)
+    train_path, held_path = fc.write_turns(tmp_path, source, [source], None)
     train, held = (json.loads(p.read_text()) for p in (train_path, held_path))
     assert {r["database_id"] for r in train} == {"world_1"}
     assert {r["database_id"] for r in held} == {"concert_singer"} <= set(fc.lc.HELD_OUT)
     assert len(train) + len(held) == len(json.loads(source.read_text()))
-    _, limited = fc.write_turns(tmp_path, source, 2)
+    _, limited = fc.write_turns(tmp_path, source, [source], 2)
     assert len(json.loads(limited.read_text())) == 2  # whole interactions, not turns
+
+
+def test_training_turns_come_from_every_set_and_never_a_held_out_database(
+    fc: ModuleType, data_dir: Path, tmp_path: Path
+) -> None:
+    sparc = data_dir / "sparc_dev" / "dev.json"
+    other = tmp_path / "other.json"  # a second set: one training and one held-out interaction
+    rows = json.loads(sparc.read_text())
+    other.write_text(json.dumps([rows[0] | {"database_id": "pets_1"}, rows[0] | {"database_id": "tvshow"}]))
+    train_path, held_path = fc.write_turns(tmp_path, sparc, [sparc, other], None)
+    train, held = (json.loads(p.read_text()) for p in (train_path, held_path))
+    assert {r["database_id"] for r in train} == {"world_1", "pets_1"}
+    assert not {r["database_id"] for r in train} & set(fc.lc.HELD_OUT)
+    assert {r["database_id"] for r in held} == {"concert_singer"}  # the held-out set's own only
 
 
 def test_every_row_names_a_model_the_script_builds(fc: ModuleType) -> None:
