@@ -215,7 +215,8 @@ def main() -> None:
         """The GGUF of `model` ("sft", "fu-questions", "fu-evidence"), trained and exported once."""
         gguf = work / f"{model}.gguf"
         if args.models_from and not gguf.is_file() and (args.models_from / gguf.name).is_file():
-            other = json.loads((args.models_from / "results.json").read_text())["setup"]
+            results = args.models_from / "results.json"
+            other = json.loads(results.read_text()).get("setup", {}) if results.is_file() else {}
             for key in (f"{model}_steps", f"{model}_train_turns"):
                 if key in other:
                     runner.doc["setup"][key] = other[key]
