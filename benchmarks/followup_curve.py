@@ -181,7 +181,7 @@ def main() -> None:
     train_json, heldout_json = lc.write_split(work, args.data, args.limit_single)
     train_sets = [s.strip() for s in args.train_sets.split(",") if s.strip()]
     if not train_sets or any(s not in ("sparc", "cosql") for s in train_sets):
-        sys.exit(f"error: --train-sets takes sparc, cosql or both, got {args.train_sets!r}")
+        sys.exit(f"error: --train-sets takes sparc, cosql or both, got {args.train_sets!r}; hint: sparc,cosql")
     train_files = [SHARED / f"{s}_dev" / "dev.json" for s in train_sets]
     turns_train, turns_heldout = write_turns(work, interactions, train_files, args.limit)
     tables, db_dir = args.data / "tables.json", args.data / "database"
@@ -214,14 +214,13 @@ def main() -> None:
     def trained(model: str) -> Path:
         """The GGUF of `model` ("sft", "fu-questions", "fu-evidence"), trained and exported once."""
         gguf = work / f"{model}.gguf"
-        if args.models_from and not gguf.is_file() and (args.models_from / gguf.name).is_file():
-            results = args.models_from / "results.json"
+        reused = args.models_from / gguf.name if args.models_from else None
+        if not gguf.is_file() and reused is not None and reused.is_file():
+            results = reused.parent / "results.json"
             other = json.loads(results.read_text()).get("setup", {}) if results.is_file() else {}
-            for key in (f"{model}_steps", f"{model}_train_turns"):
-                if key in other:
-                    runner.doc["setup"][key] = other[key]
-            runner.doc["setup"][f"{model}_model"] = str((args.models_from / gguf.name).resolve())
-            return (args.models_from / gguf.name).resolve()
+            runner.doc["setup"].update({k: v for k, v in other.items() if k.startswith(f"{model}_")})
+            gguf = reused.resolve()
+            runner.doc["setup"][f"{model}_model"] = str(gguf)
         if gguf.is_file():
             trained_on = runner.doc["setup"].get(f"{model}_train_turns")
             if model != "sft" and trained_on not in (None, setup["train_turns"]):

@@ -301,15 +301,15 @@ def table(doc: dict) -> str:
             levels.append(f"{b['correct']}/{b['total']}" if b else "-")
         wall = doc["stages"].get(f"eval-{row}", {}).get("wall_s", 0)
         lo, hi = r["ci95"]
-        missing, ended, cut = "-", "-", "-"
+        missing, ended, not_admitted = "-", "-", "-"
         if "candidates" in r:  # rows run before issue 30 did not count them
             missing = f"{r['naming_missing']}/{r['candidates']}"
             ended = f"{r['ended_by_constraint']}/{r['candidates']}"
         if "not_admitted" in r:  # nor, before its last change, these
-            cut = f"{r['not_admitted']}/{r['candidates']}"
+            not_admitted = f"{r['not_admitted']}/{r['candidates']}"
         lines.append(
             f"| {label} | **{r['correct']}/{r['total']} ({100 * r['correct'] / r['total']:.1f}%)** | "
-            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} | {cut} |"
+            f"{100 * lo:.1f}–{100 * hi:.1f}% | {' | '.join(levels)} | {wall / 60:.1f} min | {missing} | {ended} | {not_admitted} |"
         )
     stages = ", ".join(
         f"{k} {v['wall_s'] / 60:.1f} min" for k, v in doc["stages"].items() if not k.startswith("eval-")

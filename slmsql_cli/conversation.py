@@ -15,8 +15,9 @@ Which rendering is the default is a measurement (SParC/CoSQL turns, docs/ACCURAC
 taste: `questions` (`DEFAULT_RENDERING`, the one place that chooses: `ask --after`, `chat`,
 `serve` and the web page all use it). SmolLM2-135M trained in it answered 21 of 158 held-out
 SParC follow-ups with the earlier questions against 6 without (p=0.0007), and 11 of 149 CoSQL
-ones either way; `evidence` is not trained and measured yet. The turns kept are bounded: at most MAX_TURNS, and `fit`
-drops the oldest first until the text fits a token room, and says how many it dropped.
+ones either way; `evidence` is not trained and measured yet. The turns kept are bounded: at most
+MAX_TURNS, and `fit` drops the oldest first until the text fits a token room, and says how many
+it dropped.
 """
 
 from __future__ import annotations
