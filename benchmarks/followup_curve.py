@@ -181,7 +181,9 @@ def main() -> None:
     train_json, heldout_json = lc.write_split(work, args.data, args.limit_single)
     train_sets = [s.strip() for s in args.train_sets.split(",") if s.strip()]
     if not train_sets or any(s not in ("sparc", "cosql") for s in train_sets):
-        sys.exit(f"error: --train-sets takes sparc, cosql or both, got {args.train_sets!r}; hint: sparc,cosql")
+        sys.exit(
+            f"error: --train-sets takes sparc, cosql or both, got {args.train_sets!r}; hint: sparc,cosql"
+        )
     train_files = [SHARED / f"{s}_dev" / "dev.json" for s in train_sets]
     turns_train, turns_heldout = write_turns(work, interactions, train_files, args.limit)
     tables, db_dir = args.data / "tables.json", args.data / "database"
