@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +30,14 @@ from slmsql_cli.scripted import ScriptedEngine
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
+
+# A shell that starts a job in the background without job control (`nohup cmd &`, `(cmd &)` in a
+# script) starts it with SIGINT ignored, and every process it runs inherits that: the Ctrl-C
+# tests' commands would then never see their Ctrl-C. The tests that send one need a terminal's
+# disposition, so the suite restores Python's own handler, which its children do not inherit
+# (exec resets a handler to the default, and Python installs its own again).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 REFERENCE = DATA / "reference"
 
 # Fixtures that load a real model, train one or export one; a test that uses one, directly or
